@@ -1,0 +1,28 @@
+#include "core/hs.h"
+
+#include <string.h>
+
+const char *hs_strerror(int code)
+{
+    switch (code) {
+    case HS_EPROTO:
+        return "protocol error";
+    case HS_AGAIN:
+        return "need more input";
+    case HS_ETOOBIG:
+        return "over the configured limit";
+    case HS_EBADSPEC:
+        return "bad specification";
+    case HS_ECLOSED:
+        return "closed";
+    case HS_EFULL:
+        return "output buffer full";
+    case HS_ESCRIPT:
+        return "script error";
+    default:
+        break;
+    }
+    if (code < 0)
+        return strerror(-code);
+    return "success";
+}
