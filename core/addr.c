@@ -1,0 +1,206 @@
+#include "core/addr.h"
+#include "core/hs.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+static int fail(const char **why, const char *reason)
+{
+    if (why)
+        *why = reason;
+    return HS_EBADSPEC;
+}
+
+static int parse_port(const char *s, int *port)
+{
+    if (*s == '\0')
+        return -1;
+    long v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+        if (v > 65535)
+            return -1;
+    }
+    *port = (int)v;
+    return 0;
+}
+
+int hs_addr_parse(const char *url, struct hs_addr *out, const char **why)
+{
+    memset(out, 0, sizeof *out);
+    if (strncmp(url, "unix:", 5) == 0) {
+        const char *p = url + 5;
+        /* Accept the unix:///path spelling too. */
+        if (strncmp(p, "//", 2) == 0)
+            p += 2;
+        if (*p == '\0')
+            return fail(why, "empty unix socket path");
+        if (strlen(p) >= sizeof out->path)
+            return fail(why, "unix socket path too long");
+        out->scheme = HS_ADDR_UNIX;
+        strcpy(out->path, p);
+        return 0;
+    }
+    const char *rest;
+    if (strncmp(url, "tcp://", 6) == 0) {
+        out->scheme = HS_ADDR_TCP;
+        rest = url + 6;
+    } else if (strncmp(url, "udp://", 6) == 0) {
+        out->scheme = HS_ADDR_UDP;
+        rest = url + 6;
+    } else {
+        return fail(why, "scheme must be tcp://, udp:// or unix:");
+    }
+    const char *colon;
+    if (*rest == '[') {
+        const char *close = strchr(rest, ']');
+        if (close == NULL)
+            return fail(why, "unterminated [ in IPv6 address");
+        size_t hl = (size_t)(close - rest - 1);
+        if (hl == 0 || hl >= sizeof out->host)
+            return fail(why, "bad IPv6 address length");
+        memcpy(out->host, rest + 1, hl);
+        struct in6_addr tmp;
+        if (inet_pton(AF_INET6, out->host, &tmp) != 1)
+            return fail(why, "not an IPv6 address");
+        if (close[1] != ':')
+            return fail(why, "missing :PORT");
+        colon = close + 1;
+    } else {
+        colon = strrchr(rest, ':');
+        if (colon == NULL)
+            return fail(why, "missing :PORT");
+        size_t hl = (size_t)(colon - rest);
+        if (hl >= sizeof out->host)
+            return fail(why, "host name too long");
+        if (memchr(rest, ':', hl) != NULL)
+            return fail(why, "IPv6 addresses must be written in [brackets]");
+        memcpy(out->host, rest, hl);
+        if (strcmp(out->host, "*") == 0)
+            out->host[0] = '\0';
+    }
+    if (parse_port(colon + 1, &out->port) != 0)
+        return fail(why, "port must be a number from 0 to 65535");
+    return 0;
+}
+
+int hs_addr_resolve(const struct hs_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+    if (a->scheme == HS_ADDR_UNIX)
+        return -EINVAL;
+    memset(ss, 0, sizeof *ss);
+    if (a->host[0] == '\0') {
+        /* Every address: IPv6 any; the listener clears IPV6_V6ONLY so v4 clients land too. */
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_any;
+        s6->sin6_port = htons((uint16_t)a->port);
+        *len = sizeof *s6;
+        return 0;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = a->scheme == HS_ADDR_TCP ? SOCK_STREAM : SOCK_DGRAM;
+    hints.ai_flags = AI_PASSIVE;
+    char port[8];
+    snprintf(port, sizeof port, "%d", a->port);
+    if (getaddrinfo(a->host, port, &hints, &res) != 0 || res == NULL)
+        return HS_EBADSPEC;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+char *hs_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        snprintf(buf, n, "%s:%u", ip, ntohs(s4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        /* Show v4-mapped peers of a dual-stack listener as plain IPv4. */
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip, sizeof ip);
+            snprintf(buf, n, "%s:%u", ip, ntohs(s6->sin6_port));
+        } else {
+            inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+            snprintf(buf, n, "[%s]:%u", ip, ntohs(s6->sin6_port));
+        }
+    } else if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *su = (const struct sockaddr_un *)sa;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        if (len <= off || su->sun_path[0] == '\0')
+            snprintf(buf, n, "unix");
+        else
+            snprintf(buf, n, "%.*s", (int)(len - off), su->sun_path);
+    } else {
+        snprintf(buf, n, "?");
+    }
+    return buf;
+}
+
+int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storage *ss,
+                       socklen_t *len)
+{
+    char tmp[HS_ADDR_TEXT];
+    if (text_len == 0 || text_len >= sizeof tmp)
+        return HS_EBADSPEC;
+    memcpy(tmp, text, text_len);
+    tmp[text_len] = '\0';
+    char *host = tmp, *colon;
+    int port;
+    memset(ss, 0, sizeof *ss);
+    if (*host == '[') {
+        char *close = strchr(host, ']');
+        if (close == NULL || close[1] != ':')
+            return HS_EBADSPEC;
+        *close = '\0';
+        host++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(host, ':');
+        if (colon == NULL)
+            return HS_EBADSPEC;
+        *colon = '\0';
+    }
+    if (parse_port(colon + 1, &port) != 0)
+        return HS_EBADSPEC;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *len = sizeof *s4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *s6;
+        return 0;
+    }
+    return HS_EBADSPEC;
+}
+
+char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len,
+                  char *buf, size_t n)
+{
+    char text[HS_ADDR_TEXT];
+    hs_addr_format(sa, len, text, sizeof text);
+    const char *prefix = scheme == HS_ADDR_TCP ? "tcp://" : scheme == HS_ADDR_UDP ? "udp://"
+                                                                                  : "unix:";
+    snprintf(buf, n, "%s%s", prefix, text);
+    return buf;
+}

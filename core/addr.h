@@ -1,0 +1,45 @@
+/* Listener URLs (tcp://HOST:PORT, udp://HOST:PORT, unix:/path) and socket address text. */
+#ifndef HS_ADDR_H
+#define HS_ADDR_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+enum hs_addr_scheme { HS_ADDR_TCP, HS_ADDR_UDP, HS_ADDR_UNIX };
+
+#define HS_ADDR_MAX_HOST 256 /* bytes of a host name or literal, NUL included */
+#define HS_ADDR_MAX_PATH 108 /* bytes of a Unix socket path, NUL included (sun_path) */
+#define HS_ADDR_TEXT 128     /* a formatted address, NUL included */
+
+struct hs_addr {
+    enum hs_addr_scheme scheme;
+    char host[HS_ADDR_MAX_HOST]; /* "" means every address; IPv6 literals without brackets */
+    int port;                    /* 0..65535; 0 lets the kernel pick */
+    char path[HS_ADDR_MAX_PATH]; /* unix: the socket's path */
+};
+
+/* Parses a listener URL. HOST may be empty or "*" (every address: IPv6 any with v4-mapped
+ * accepted, falling back to IPv4 any), a name, an IPv4 literal or a bracketed IPv6 literal.
+ * Returns 0, or HS_EBADSPEC with *why (if why != NULL) set to a static reason. Pure: no
+ * resolution happens here. */
+int hs_addr_parse(const char *url, struct hs_addr *out, const char **why);
+
+/* Resolves a parsed TCP/UDP address for binding, numeric hosts without any lookup. Writes
+ * the first result into *ss and its length into *len. Returns 0, or a negative code: -EINVAL
+ * for a Unix address, HS_EBADSPEC when the name does not resolve. */
+int hs_addr_resolve(const struct hs_addr *a, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Formats a socket address as "1.2.3.4:80", "[::1]:80" or the Unix path into buf (always
+ * NUL-terminated). An unnamed Unix peer gives "unix". Returns buf. */
+char *hs_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t n);
+
+/* Parses "1.2.3.4:80" or "[::1]:80" (what hs_addr_format writes for IP addresses) back into
+ * *ss. Returns 0, or HS_EBADSPEC. Used by UDP send_to. */
+int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storage *ss,
+                       socklen_t *len);
+
+/* Formats a bound listener as a URL ("tcp://127.0.0.1:43121", "unix:/tmp/x.sock"). */
+char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len,
+                  char *buf, size_t n);
+
+#endif

@@ -1,0 +1,360 @@
+#include "core/config.h"
+#include "core/framing.h"
+#include "core/hs.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+enum {
+    SET_LOG_LEVEL = 1 << 0,
+    SET_MAX_CONNECTIONS = 1 << 1,
+    SET_IDLE_TIMEOUT = 1 << 2,
+    SET_GRACE = 1 << 3,
+};
+
+void hs_config_init(struct hs_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->log_level = HS_LOG_INFO;
+    cfg->max_connections = HS_DEFAULT_MAX_CONNECTIONS;
+    cfg->idle_timeout_ms = HS_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->grace_ms = HS_DEFAULT_GRACE_MS;
+}
+
+void hs_config_free(struct hs_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        struct hs_service_spec *s = &cfg->services[i];
+        free(s->script);
+        free(s->framing);
+        for (size_t j = 0; j < s->n_listen; j++)
+            free(s->listen[j]);
+        for (size_t j = 0; j < s->n_opts; j++) {
+            free((char *)(uintptr_t)s->opts[j].key);
+            free((char *)(uintptr_t)s->opts[j].value);
+        }
+    }
+    free(cfg->config_path);
+    hs_config_init(cfg);
+}
+
+static int parse_seconds(const char *s, unsigned *ms)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || v < 0 || v > 4e6)
+        return -1;
+    *ms = (unsigned)(v * 1000.0 + 0.5);
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || *end != '\0' || *s == '-' || v > 100000000UL)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static struct hs_service_spec *add_service(struct hs_config *cfg, const char *script)
+{
+    if (cfg->n_services >= HS_CONFIG_MAX_SERVICES)
+        return NULL;
+    struct hs_service_spec *s = &cfg->services[cfg->n_services++];
+    memset(s, 0, sizeof *s);
+    s->script = strdup(script);
+    return s;
+}
+
+static int add_option(struct hs_service_spec *s, const char *key, size_t kl, const char *value)
+{
+    for (size_t i = 0; i < s->n_opts; i++) {
+        if (strlen(s->opts[i].key) == kl && memcmp(s->opts[i].key, key, kl) == 0) {
+            free((char *)(uintptr_t)s->opts[i].value);
+            s->opts[i].value = strdup(value);
+            return 0;
+        }
+    }
+    if (s->n_opts >= HS_SCRIPT_MAX_OPTIONS)
+        return -1;
+    s->opts[s->n_opts].key = strndup(key, kl);
+    s->opts[s->n_opts].value = strdup(value);
+    s->n_opts++;
+    return 0;
+}
+
+/* Per-script options seen before any script wait here for the first one. */
+struct pending {
+    const char *listen[HS_SCRIPT_MAX_LISTEN];
+    size_t n_listen;
+    const char *set[HS_SCRIPT_MAX_OPTIONS];
+    size_t n_set;
+    const char *framing;
+};
+
+static int apply_listen(struct hs_service_spec *s, const char *url, char *err, size_t errlen)
+{
+    struct hs_addr a;
+    const char *why;
+    if (hs_addr_parse(url, &a, &why) != 0) {
+        snprintf(err, errlen, "bad --listen '%s': %s", url, why);
+        return -1;
+    }
+    if (s->n_listen >= HS_SCRIPT_MAX_LISTEN) {
+        snprintf(err, errlen, "too many --listen for %s", s->script);
+        return -1;
+    }
+    s->listen[s->n_listen++] = strdup(url);
+    return 0;
+}
+
+static int apply_set(struct hs_service_spec *s, const char *kv, char *err, size_t errlen)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL || eq == kv) {
+        snprintf(err, errlen, "--set wants key=value, got '%s'", kv);
+        return -1;
+    }
+    if (add_option(s, kv, (size_t)(eq - kv), eq + 1) != 0) {
+        snprintf(err, errlen, "too many --set options for %s", s->script);
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_framing(struct hs_service_spec *s, const char *spec, char *err, size_t errlen)
+{
+    struct hs_framing f;
+    const char *why = "bad framing";
+    if (hs_framing_parse(spec, &f, &why) != 0) {
+        snprintf(err, errlen, "bad --framing '%s': %s", spec, why);
+        return -1;
+    }
+    free(s->framing);
+    s->framing = strdup(spec);
+    return 0;
+}
+
+int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    struct pending pend;
+    memset(&pend, 0, sizeof pend);
+    struct hs_service_spec *cur = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        int takes_value = strcmp(a, "--listen") == 0 || strcmp(a, "--set") == 0 ||
+                          strcmp(a, "--framing") == 0 || strcmp(a, "--log-level") == 0 ||
+                          strcmp(a, "--max-connections") == 0 ||
+                          strcmp(a, "--idle-timeout") == 0 || strcmp(a, "--grace") == 0 ||
+                          strcmp(a, "--config") == 0;
+        if (takes_value) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "%s needs a value", a);
+                return -1;
+            }
+            val = argv[++i];
+        }
+        if (strcmp(a, "--listen") == 0) {
+            if (cur) {
+                if (apply_listen(cur, val, err, errlen) != 0)
+                    return -1;
+            } else if (pend.n_listen < HS_SCRIPT_MAX_LISTEN) {
+                pend.listen[pend.n_listen++] = val;
+            }
+        } else if (strcmp(a, "--set") == 0) {
+            if (cur) {
+                if (apply_set(cur, val, err, errlen) != 0)
+                    return -1;
+            } else if (pend.n_set < HS_SCRIPT_MAX_OPTIONS) {
+                pend.set[pend.n_set++] = val;
+            }
+        } else if (strcmp(a, "--framing") == 0) {
+            if (cur) {
+                if (apply_framing(cur, val, err, errlen) != 0)
+                    return -1;
+            } else {
+                pend.framing = val;
+            }
+        } else if (strcmp(a, "--log-level") == 0) {
+            int l = hs_log_level_parse(val);
+            if (l < 0) {
+                snprintf(err, errlen, "--log-level must be debug, info, warn or error");
+                return -1;
+            }
+            cfg->log_level = l;
+            cfg->cli_set |= SET_LOG_LEVEL;
+        } else if (strcmp(a, "--max-connections") == 0) {
+            if (parse_uint(val, &cfg->max_connections) != 0) {
+                snprintf(err, errlen, "--max-connections wants a whole number");
+                return -1;
+            }
+            cfg->cli_set |= SET_MAX_CONNECTIONS;
+        } else if (strcmp(a, "--idle-timeout") == 0) {
+            if (parse_seconds(val, &cfg->idle_timeout_ms) != 0) {
+                snprintf(err, errlen, "--idle-timeout wants seconds (0 disables)");
+                return -1;
+            }
+            cfg->cli_set |= SET_IDLE_TIMEOUT;
+        } else if (strcmp(a, "--grace") == 0) {
+            if (parse_seconds(val, &cfg->grace_ms) != 0) {
+                snprintf(err, errlen, "--grace wants seconds");
+                return -1;
+            }
+            cfg->cli_set |= SET_GRACE;
+        } else if (strcmp(a, "--config") == 0) {
+            free(cfg->config_path);
+            cfg->config_path = strdup(val);
+        } else if (a[0] == '-' && a[1] != '\0') {
+            snprintf(err, errlen, "unknown option %s (see hotsock --help)", a);
+            return -1;
+        } else {
+            cur = add_service(cfg, a);
+            if (cur == NULL) {
+                snprintf(err, errlen, "at most %d scripts", HS_CONFIG_MAX_SERVICES);
+                return -1;
+            }
+            if (cfg->n_services == 1) {
+                for (size_t j = 0; j < pend.n_listen; j++)
+                    if (apply_listen(cur, pend.listen[j], err, errlen) != 0)
+                        return -1;
+                for (size_t j = 0; j < pend.n_set; j++)
+                    if (apply_set(cur, pend.set[j], err, errlen) != 0)
+                        return -1;
+                if (pend.framing && apply_framing(cur, pend.framing, err, errlen) != 0)
+                    return -1;
+            }
+        }
+    }
+    if (cfg->n_services == 0 && (pend.n_listen || pend.n_set || pend.framing)) {
+        snprintf(err, errlen, "--listen, --set and --framing need a SCRIPT");
+        return -1;
+    }
+    return 0;
+}
+
+/* Resolves a path from the config file against the file's directory. */
+static char *resolve(const char *cfg_path, const char *p)
+{
+    const char *slash = strrchr(cfg_path, '/');
+    if (p[0] == '/' || slash == NULL)
+        return strdup(p);
+    size_t dl = (size_t)(slash - cfg_path);
+    char *out = malloc(dl + strlen(p) + 2);
+    if (out)
+        sprintf(out, "%.*s/%s", (int)dl, cfg_path, p);
+    return out;
+}
+
+static int cfg_fail(char *err, size_t errlen, const char *path, const char *msg)
+{
+    snprintf(err, errlen, "%s: %s", path, msg);
+    return -1;
+}
+
+/* Reads one services[i] table on top of the stack. */
+static int read_service(lua_State *L, struct hs_config *cfg, const char *path, char *err,
+                        size_t errlen)
+{
+    if (lua_getfield(L, -1, "script") != LUA_TSTRING)
+        return cfg_fail(err, errlen, path, "each service needs script = \"path.lua\"");
+    char *script = resolve(path, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    struct hs_service_spec *s = add_service(cfg, script);
+    free(script);
+    if (s == NULL)
+        return cfg_fail(err, errlen, path, "too many services");
+    int t = lua_getfield(L, -1, "listen");
+    if (t == LUA_TSTRING) {
+        if (apply_listen(s, lua_tostring(L, -1), err, errlen) != 0)
+            return -1;
+    } else if (t == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            const char *u = lua_tostring(L, -1);
+            if (u == NULL || apply_listen(s, u, err, errlen) != 0)
+                return u ? -1 : cfg_fail(err, errlen, path, "listen entries must be strings");
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "framing") == LUA_TSTRING &&
+        apply_framing(s, lua_tostring(L, -1), err, errlen) != 0)
+        return -1;
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "options") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return cfg_fail(err, errlen, path, "option names must be strings");
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            const char *v = luaL_tolstring(L, -1, NULL);
+            if (add_option(s, k, kl, v) != 0)
+                return cfg_fail(err, errlen, path, "too many options");
+            lua_pop(L, 2);
+        }
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int read_config_table(lua_State *L, struct hs_config *cfg, const char *path, char *err,
+                             size_t errlen)
+{
+    if (!lua_istable(L, -1))
+        return cfg_fail(err, errlen, path, "the config file must return a table");
+    if (lua_getfield(L, -1, "log_level") == LUA_TSTRING && !(cfg->cli_set & SET_LOG_LEVEL)) {
+        int l = hs_log_level_parse(lua_tostring(L, -1));
+        if (l < 0)
+            return cfg_fail(err, errlen, path, "log_level must be debug, info, warn or error");
+        cfg->log_level = l;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "max_connections") == LUA_TNUMBER &&
+        !(cfg->cli_set & SET_MAX_CONNECTIONS))
+        cfg->max_connections = (unsigned)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "idle_timeout") == LUA_TNUMBER && !(cfg->cli_set & SET_IDLE_TIMEOUT))
+        cfg->idle_timeout_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "grace") == LUA_TNUMBER && !(cfg->cli_set & SET_GRACE))
+        cfg->grace_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "services") != LUA_TTABLE)
+        return cfg_fail(err, errlen, path, "the config needs services = { {script = ...}, ... }");
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, -1, i) != LUA_TTABLE)
+            return cfg_fail(err, errlen, path, "each service must be a table");
+        if (read_service(L, cfg, path, err, errlen) != 0)
+            return -1;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+int hs_config_load_file(struct hs_config *cfg, const char *path, char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return cfg_fail(err, errlen, path, "out of memory");
+    luaL_openlibs(L);
+    int r = -1;
+    if (luaL_loadfilex(L, path, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    else
+        r = read_config_table(L, cfg, path, err, errlen);
+    lua_close(L);
+    return r;
+}

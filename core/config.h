@@ -1,0 +1,51 @@
+/* What to run: the command line and the optional Lua config file, turned into one plan. */
+#ifndef HS_CONFIG_H
+#define HS_CONFIG_H
+
+#include <stddef.h>
+
+#include "core/reload.h"
+
+#define HS_CONFIG_MAX_SERVICES 32 /* scripts in one process */
+
+/* One script and where it serves. Strings are owned by the config. */
+struct hs_service_spec {
+    char *script;                                 /* path as given (resolved against the
+                                                     config file's directory for a config) */
+    char *listen[HS_SCRIPT_MAX_LISTEN];           /* URLs; none means the script's own */
+    size_t n_listen;
+    char *framing;                                /* spec string, or NULL for the script's */
+    struct hs_script_option opts[HS_SCRIPT_MAX_OPTIONS]; /* --set key=value */
+    size_t n_opts;
+};
+
+struct hs_config {
+    int log_level;                  /* enum hs_log_level */
+    unsigned max_connections;       /* open TCP/Unix connections */
+    unsigned idle_timeout_ms;       /* 0 disables */
+    unsigned grace_ms;              /* SIGTERM: time open connections get to finish */
+    size_t max_line;                /* default max for line framing */
+    size_t max_frame;               /* default max for length framing */
+    char *config_path;              /* --config FILE, or NULL */
+    unsigned cli_set;               /* bit per setting given on the command line */
+    struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
+    size_t n_services;
+};
+
+/* Fills cfg with defaults and no services. */
+void hs_config_init(struct hs_config *cfg);
+
+/* Parses the arguments after "serve" or "check" (argv[0] is the first of them). Per-script
+ * options (--listen, --set, --framing) apply to the script named last before them, or to the
+ * first script when given before any. Returns 0, or -1 with err (errlen bytes) set. */
+int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Reads a Lua config file (it returns a table; see README) and appends its services and
+ * global settings; settings already given on the command line win. Returns 0, or -1 with
+ * err set (file:line for Lua errors). */
+int hs_config_load_file(struct hs_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Frees every string the config owns and empties it. */
+void hs_config_free(struct hs_config *cfg);
+
+#endif

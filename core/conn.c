@@ -1,0 +1,659 @@
+#include "core/conn.h"
+#include "core/hs.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+enum {
+    CONN_CLOSING = 1 << 0,    /* close requested: no more reads, flushing output */
+    CONN_CLOSED = 1 << 1,     /* socket closed, on_close ran; free once refs drop to 0 */
+    CONN_FLOW_PAUSED = 1 << 2, /* reading stopped because output is over the high mark */
+    CONN_USER_PAUSED = 1 << 3, /* reading stopped by the handler */
+    CONN_EOF = 1 << 4,        /* the peer shut down its write side */
+    CONN_READING = 1 << 5,    /* the read event is added */
+    CONN_WRITING = 1 << 6,    /* the write event is added */
+};
+
+struct hs_conn_pipe {
+    int armed;              /* the next frame goes to the sink */
+    int active;             /* a frame is streaming now */
+    struct hs_conn_sink sink; /* where payload goes; sink.write NULL discards */
+    uint64_t max;           /* per-frame maximum while armed (0: the framing's) */
+    uint64_t total;         /* payload bytes of the frame being streamed */
+    uint64_t remaining;     /* payload bytes still to come */
+    int status;             /* first sink error, or 0 */
+};
+
+struct hs_conn {
+    struct hs_conns *set;
+    uint64_t id;            /* unique per set, from 1 */
+    int fd;                 /* -1 once closed */
+    unsigned flags;         /* CONN_* */
+    unsigned refs;          /* callbacks on the stack; the free waits for 0 */
+    struct event *rev;      /* readable */
+    struct event *wev;      /* writable, added only while output is pending */
+    struct event *timer;    /* idle timeout, or close timeout while CLOSING */
+    struct evbuffer *in;    /* received, not yet framed */
+    struct evbuffer *out;   /* queued, not yet written */
+    struct hs_framing framing;
+    size_t resume;          /* framer scan state for the frame at the front of in */
+    struct hs_conn_pipe pipe;
+    const struct hs_conn_handler *handler;
+    void *arg;              /* for handler callbacks */
+    void *data;             /* the handler's own per-connection data */
+    const char *close_reason; /* static text given to on_close */
+    uint64_t bytes_in, bytes_out;
+    struct timeval last_active; /* of the last read or write, loop's cached clock */
+    struct hs_conn *prev, *next; /* the set's list */
+    char peer[64];          /* peer address text */
+};
+
+struct hs_conns {
+    struct event_base *base;
+    struct hs_conn_limits limits;
+    unsigned count;          /* open connections */
+    uint64_t next_id;
+    struct hs_conn *head;
+    void (*on_empty)(struct hs_conns *set, void *arg);
+    void *on_empty_arg;
+};
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_process_input(struct hs_conn *c);
+static void conn_finish(struct hs_conn *c);
+
+void hs_conn_limits_default(struct hs_conn_limits *l)
+{
+    l->max_connections = HS_DEFAULT_MAX_CONNECTIONS;
+    l->out_high = HS_DEFAULT_OUT_HIGH;
+    l->out_low = HS_DEFAULT_OUT_LOW;
+    l->out_hard = HS_DEFAULT_OUT_HARD;
+    l->idle_timeout_ms = HS_DEFAULT_IDLE_TIMEOUT_MS;
+    l->close_timeout_ms = HS_DEFAULT_CLOSE_TIMEOUT_MS;
+}
+
+struct hs_conns *hs_conns_new(struct event_base *base, const struct hs_conn_limits *limits)
+{
+    struct hs_conns *set = calloc(1, sizeof *set);
+    if (set == NULL)
+        return NULL;
+    set->base = base;
+    set->limits = *limits;
+    set->next_id = 1;
+    return set;
+}
+
+void hs_conns_free(struct hs_conns *set)
+{
+    if (set == NULL)
+        return;
+    set->on_empty = NULL;
+    while (set->head)
+        hs_conn_abort(set->head, "shutdown");
+    free(set);
+}
+
+unsigned hs_conns_count(const struct hs_conns *set)
+{
+    return set->count;
+}
+
+const struct hs_conn_limits *hs_conns_limits(const struct hs_conns *set)
+{
+    return &set->limits;
+}
+
+void hs_conns_on_empty(struct hs_conns *set, void (*cb)(struct hs_conns *set, void *arg),
+                       void *arg)
+{
+    set->on_empty = cb;
+    set->on_empty_arg = arg;
+}
+
+void hs_conns_close_all(struct hs_conns *set)
+{
+    struct hs_conn *c = set->head, *next;
+    for (; c; c = next) {
+        /* hs_conn_close may unlink c (nothing pending): read next first. */
+        next = c->next;
+        hs_conn_close(c, "shutdown");
+    }
+}
+
+static void timeval_ms(struct timeval *tv, unsigned ms)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static void conn_touch(struct hs_conn *c)
+{
+    event_base_gettimeofday_cached(c->set->base, &c->last_active);
+}
+
+static void conn_update_reading(struct hs_conn *c)
+{
+    int want = !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_FLOW_PAUSED | CONN_USER_PAUSED |
+                             CONN_EOF));
+    if (want && !(c->flags & CONN_READING)) {
+        event_add(c->rev, NULL);
+        c->flags |= CONN_READING;
+    } else if (!want && (c->flags & CONN_READING)) {
+        event_del(c->rev);
+        c->flags &= ~CONN_READING;
+    }
+}
+
+/* Writes as much pending output as the socket takes. Returns 0, or a negated errno when the
+ * connection broke (the caller aborts it). Keeps the write event armed exactly while output is
+ * pending, and applies the flow-control marks. */
+static int conn_flush(struct hs_conn *c)
+{
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n > 0) {
+            c->bytes_out += (uint64_t)n;
+            conn_touch(c);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        return n < 0 ? -errno : -EPIPE;
+    }
+    size_t pending = evbuffer_get_length(c->out);
+    if (pending > 0 && !(c->flags & CONN_WRITING)) {
+        event_add(c->wev, NULL);
+        c->flags |= CONN_WRITING;
+    } else if (pending == 0 && (c->flags & CONN_WRITING)) {
+        event_del(c->wev);
+        c->flags &= ~CONN_WRITING;
+    }
+    if (pending > c->set->limits.out_high)
+        c->flags |= CONN_FLOW_PAUSED;
+    else if (pending <= c->set->limits.out_low)
+        c->flags &= ~CONN_FLOW_PAUSED;
+    conn_update_reading(c);
+    return 0;
+}
+
+/* Frees the connection's memory once nothing on the stack refers to it. */
+static void conn_release(struct hs_conn *c)
+{
+    if (c->refs > 0 || !(c->flags & CONN_CLOSED))
+        return;
+    event_free(c->rev);
+    event_free(c->wev);
+    event_free(c->timer);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    free(c);
+}
+
+/* The real close: socket gone, handler told, unlinked from the set. */
+static void conn_finish(struct hs_conn *c)
+{
+    if (c->flags & CONN_CLOSED)
+        return;
+    c->flags |= CONN_CLOSED | CONN_CLOSING;
+    event_del(c->rev);
+    event_del(c->wev);
+    event_del(c->timer);
+    close(c->fd);
+    c->fd = -1;
+
+    struct hs_conns *set = c->set;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        set->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    set->count--;
+
+    c->refs++;
+    if (c->pipe.active && c->handler->on_pipe_done) {
+        c->pipe.active = 0;
+        c->handler->on_pipe_done(c, HS_ECLOSED, c->pipe.total, c->arg);
+    }
+    if (c->handler->on_close)
+        c->handler->on_close(c, c->close_reason ? c->close_reason : "closed", c->arg);
+    c->refs--;
+    if (set->count == 0 && set->on_empty)
+        set->on_empty(set, set->on_empty_arg);
+    conn_release(c);
+}
+
+void hs_conn_abort(struct hs_conn *c, const char *reason)
+{
+    if (c->flags & CONN_CLOSED)
+        return;
+    if (!c->close_reason || !(c->flags & CONN_CLOSING))
+        c->close_reason = reason;
+    /* SO_LINGER 0 turns the close into a reset, as the name promises. */
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    conn_finish(c);
+}
+
+void hs_conn_close(struct hs_conn *c, const char *reason)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return;
+    c->flags |= CONN_CLOSING;
+    c->close_reason = reason;
+    conn_update_reading(c);
+    if (evbuffer_get_length(c->out) == 0) {
+        /* IMPORTANT: inside a callback the conn must survive until the callback returns;
+         * conn_finish only unlinks and notifies, conn_release waits for refs == 0. */
+        conn_finish(c);
+        return;
+    }
+    struct timeval tv;
+    timeval_ms(&tv, c->set->limits.close_timeout_ms ? c->set->limits.close_timeout_ms
+                                                    : HS_DEFAULT_CLOSE_TIMEOUT_MS);
+    event_add(c->timer, &tv);
+    if (c->refs == 0 && conn_flush(c) < 0)
+        hs_conn_abort(c, "write failed");
+    else if (evbuffer_get_length(c->out) == 0)
+        conn_finish(c);
+}
+
+static void conn_after_output(struct hs_conn *c)
+{
+    /* Inside a callback the flush happens once, when dispatch ends. */
+    if (c->refs > 0)
+        return;
+    if (conn_flush(c) < 0)
+        hs_conn_abort(c, "write failed");
+    else if ((c->flags & CONN_CLOSING) && evbuffer_get_length(c->out) == 0)
+        conn_finish(c);
+}
+
+int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return HS_ECLOSED;
+    if (evbuffer_get_length(c->out) + len > c->set->limits.out_hard)
+        return HS_EFULL;
+    if (evbuffer_add(c->out, data, len) != 0)
+        return -ENOMEM;
+    conn_after_output(c);
+    return 0;
+}
+
+int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return HS_ECLOSED;
+    if (evbuffer_get_length(c->out) + evbuffer_get_length(buf) > c->set->limits.out_hard)
+        return HS_EFULL;
+    if (evbuffer_add_buffer(c->out, buf) != 0)
+        return -ENOMEM;
+    conn_after_output(c);
+    return 0;
+}
+
+void hs_conn_set_framing(struct hs_conn *c, const struct hs_framing *f)
+{
+    c->framing = *f;
+    c->resume = 0;
+}
+
+const struct hs_framing *hs_conn_framing(const struct hs_conn *c)
+{
+    return &c->framing;
+}
+
+int hs_conn_pipe_next(struct hs_conn *c, const struct hs_conn_sink *sink, uint64_t max)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return HS_ECLOSED;
+    if (c->pipe.armed || c->pipe.active)
+        return -EINVAL;
+    if (c->framing.kind != HS_FRAMING_LENGTH && c->framing.kind != HS_FRAMING_FIXED)
+        return -EINVAL;
+    memset(&c->pipe, 0, sizeof c->pipe);
+    c->pipe.armed = 1;
+    if (sink)
+        c->pipe.sink = *sink;
+    c->pipe.max = max;
+    c->resume = 0;
+    return 0;
+}
+
+void hs_conn_pause(struct hs_conn *c, int paused)
+{
+    if (paused)
+        c->flags |= CONN_USER_PAUSED;
+    else
+        c->flags &= ~CONN_USER_PAUSED;
+    if (c->flags & CONN_CLOSED)
+        return;
+    conn_update_reading(c);
+    /* Bytes that arrived before the pause are still waiting: frame them now. */
+    if (!paused && c->refs == 0 && evbuffer_get_length(c->in) > 0)
+        conn_process_input(c);
+}
+
+void hs_conn_set_data(struct hs_conn *c, void *data)
+{
+    c->data = data;
+}
+
+void *hs_conn_data(const struct hs_conn *c)
+{
+    return c->data;
+}
+
+uint64_t hs_conn_id(const struct hs_conn *c)
+{
+    return c->id;
+}
+
+const char *hs_conn_peer(const struct hs_conn *c)
+{
+    return c->peer;
+}
+
+int hs_conn_fd(const struct hs_conn *c)
+{
+    return c->fd;
+}
+
+int hs_conn_is_closing(const struct hs_conn *c)
+{
+    return (c->flags & (CONN_CLOSING | CONN_CLOSED)) != 0;
+}
+
+size_t hs_conn_pending(const struct hs_conn *c)
+{
+    return evbuffer_get_length(c->out);
+}
+
+uint64_t hs_conn_bytes_in(const struct hs_conn *c)
+{
+    return c->bytes_in;
+}
+
+uint64_t hs_conn_bytes_out(const struct hs_conn *c)
+{
+    return c->bytes_out;
+}
+
+static void conn_protocol_error(struct hs_conn *c, const char *why)
+{
+    hs_log(HS_LOG_WARN, "conn#%llu %s protocol error: %s; closing", (unsigned long long)c->id,
+           c->peer, why);
+    hs_conn_close(c, why);
+}
+
+/* Streams what is buffered of the piped frame's payload to its sink. Returns 1 when the
+ * frame is complete, 0 when more input is needed. */
+static int conn_pipe_feed(struct hs_conn *c)
+{
+    struct hs_conn_pipe *p = &c->pipe;
+    while (p->remaining > 0 && evbuffer_get_length(c->in) > 0) {
+        size_t avail = evbuffer_get_contiguous_space(c->in);
+        size_t n = avail < p->remaining ? avail : (size_t)p->remaining;
+        const unsigned char *data = evbuffer_pullup(c->in, (ev_ssize_t)n);
+        if (p->status == 0 && p->sink.write) {
+            int r = p->sink.write(p->sink.sink, data, n);
+            if (r < 0)
+                p->status = r; /* keep discarding so the next frame starts in step */
+        }
+        evbuffer_drain(c->in, n);
+        p->remaining -= n;
+    }
+    if (p->remaining > 0)
+        return 0;
+    p->active = 0;
+    c->handler->on_pipe_done(c, p->status, p->total, c->arg);
+    return 1;
+}
+
+/* Starts streaming a frame whose header is known. */
+static void conn_pipe_start(struct hs_conn *c, const struct hs_frame *fr)
+{
+    evbuffer_drain(c->in, fr->skip);
+    c->pipe.armed = 0;
+    c->pipe.active = 1;
+    c->pipe.total = fr->len;
+    c->pipe.remaining = fr->len;
+    c->resume = 0;
+}
+
+/* Frames and dispatches everything buffered, as long as the connection stays open and
+ * reading is not paused by the handler. */
+static void conn_process_input(struct hs_conn *c)
+{
+    c->refs++;
+    while (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED))) {
+        if (c->pipe.active) {
+            if (!conn_pipe_feed(c))
+                break;
+            continue;
+        }
+        if (evbuffer_get_length(c->in) == 0)
+            break;
+        struct hs_framing f = c->framing;
+        if (c->pipe.armed && c->pipe.max)
+            f.max = c->pipe.max;
+        struct hs_frame fr = {0, 0, 0};
+        const char *why = "malformed frame";
+        int r = hs_framing_next(&f, c->in, &c->resume, &fr, &why);
+        if (r == 1 || (r == HS_AGAIN && c->pipe.armed && fr.skip > 0)) {
+            if (c->pipe.armed) {
+                conn_pipe_start(c, &fr);
+                continue;
+            }
+            c->handler->on_frame(c, c->in, &fr, c->arg);
+            if (c->flags & CONN_CLOSED)
+                break;
+            evbuffer_drain(c->in, fr.skip + (size_t)fr.len + fr.trail);
+            /* The handler may have switched framing: that resets resume too. */
+            c->resume = 0;
+            continue;
+        }
+        if (r == HS_AGAIN)
+            break;
+        conn_protocol_error(c, why);
+        break;
+    }
+    c->refs--;
+    if (c->flags & CONN_CLOSED) {
+        conn_release(c);
+        return;
+    }
+    conn_after_output(c);
+}
+
+/* The peer shut down its side: deliver what is left, then close after the flush. */
+static void conn_on_eof(struct hs_conn *c)
+{
+    c->flags |= CONN_EOF;
+    conn_update_reading(c);
+    size_t left = evbuffer_get_length(c->in);
+    if (left > 0 && !(c->flags & CONN_CLOSING)) {
+        if (c->framing.kind == HS_FRAMING_LINE) {
+            /* An unterminated last line is still a line to a telnet user. */
+            struct hs_frame fr = {0, left, 0};
+            c->refs++;
+            c->handler->on_frame(c, c->in, &fr, c->arg);
+            c->refs--;
+            if (c->flags & CONN_CLOSED) {
+                conn_release(c);
+                return;
+            }
+            evbuffer_drain(c->in, left);
+        } else if (!(c->flags & CONN_USER_PAUSED)) {
+            hs_log(HS_LOG_WARN, "conn#%llu %s truncated frame: %zu bytes before end of stream",
+                   (unsigned long long)c->id, c->peer, left);
+        }
+    }
+    if (c->pipe.active)
+        hs_conn_abort(c, "truncated frame");
+    else
+        hs_conn_close(c, "peer closed");
+    conn_after_output(c);
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_conn *c = arg;
+    HS_UNUSED(what);
+    HS_UNUSED(fd);
+    int n = evbuffer_read(c->in, c->fd, HS_READ_SIZE);
+    if (n > 0) {
+        c->bytes_in += (uint64_t)n;
+        conn_touch(c);
+        conn_process_input(c);
+        return;
+    }
+    if (n == 0) {
+        c->refs++;
+        conn_on_eof(c);
+        c->refs--;
+        if (c->flags & CONN_CLOSED)
+            conn_release(c);
+        else
+            conn_after_output(c);
+        return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return;
+    const char *reason = errno == ECONNRESET ? "reset" : "read failed";
+    hs_log(HS_LOG_INFO, "conn#%llu %s %s: %s", (unsigned long long)c->id, c->peer, reason,
+           strerror(errno));
+    hs_conn_abort(c, reason);
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_conn *c = arg;
+    HS_UNUSED(what);
+    HS_UNUSED(fd);
+    int was_paused = (c->flags & CONN_FLOW_PAUSED) != 0;
+    if (conn_flush(c) < 0) {
+        hs_conn_abort(c, (errno == EPIPE || errno == ECONNRESET) ? "reset" : "write failed");
+        return;
+    }
+    if ((c->flags & CONN_CLOSING) && evbuffer_get_length(c->out) == 0) {
+        conn_finish(c);
+        return;
+    }
+    /* Flow control lifted: frames that waited in the input buffer can go now. */
+    if (was_paused && !(c->flags & CONN_FLOW_PAUSED) && evbuffer_get_length(c->in) > 0)
+        conn_process_input(c);
+}
+
+static void conn_arm_idle(struct hs_conn *c, unsigned ms)
+{
+    struct timeval tv;
+    timeval_ms(&tv, ms);
+    event_add(c->timer, &tv);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_conn *c = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    if (c->flags & CONN_CLOSING) {
+        hs_log(HS_LOG_WARN, "conn#%llu %s close timeout with %zu bytes unsent; dropping them",
+               (unsigned long long)c->id, c->peer, evbuffer_get_length(c->out));
+        hs_conn_abort(c, c->close_reason ? c->close_reason : "close timeout");
+        return;
+    }
+    /* The idle timer is not re-armed on every byte: check how long it really was. */
+    unsigned limit = c->set->limits.idle_timeout_ms;
+    struct timeval now;
+    event_base_gettimeofday_cached(c->set->base, &now);
+    long long idle_ms = ((long long)now.tv_sec - c->last_active.tv_sec) * 1000 +
+                        ((long long)now.tv_usec - c->last_active.tv_usec) / 1000;
+    if (idle_ms + 1 < (long long)limit) {
+        conn_arm_idle(c, (unsigned)(limit - idle_ms));
+        return;
+    }
+    hs_log(HS_LOG_INFO, "conn#%llu %s idle for %lld ms; closing", (unsigned long long)c->id,
+           c->peer, idle_ms);
+    hs_conn_close(c, "idle timeout");
+}
+
+int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
+                const struct hs_conn_handler *handler, void *arg)
+{
+    if (set->limits.max_connections && set->count >= set->limits.max_connections) {
+        hs_log(HS_LOG_WARN, "connection limit (%u) reached; refusing %s",
+               set->limits.max_connections, peer);
+        close(fd);
+        return HS_ETOOBIG;
+    }
+    struct hs_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->set = set;
+    c->fd = fd;
+    c->id = set->next_id++;
+    c->framing = *framing;
+    c->handler = handler;
+    c->arg = arg;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    c->rev = event_new(set->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    c->wev = event_new(set->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+    c->timer = evtimer_new(set->base, conn_timer_cb, c);
+    if (!c->in || !c->out || !c->rev || !c->wev || !c->timer) {
+        hs_log(HS_LOG_ERROR, "out of memory for connection from %s", peer);
+        c->flags |= CONN_CLOSED;
+        close(fd);
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        if (c->timer)
+            event_free(c->timer);
+        if (c->in)
+            evbuffer_free(c->in);
+        if (c->out)
+            evbuffer_free(c->out);
+        free(c);
+        return -ENOMEM;
+    }
+    c->next = set->head;
+    if (set->head)
+        set->head->prev = c;
+    set->head = c;
+    set->count++;
+    conn_touch(c);
+    if (set->limits.idle_timeout_ms)
+        conn_arm_idle(c, set->limits.idle_timeout_ms);
+
+    c->refs++;
+    if (handler->on_open)
+        handler->on_open(c, arg);
+    if (!(c->flags & CONN_CLOSED))
+        conn_update_reading(c);
+    c->refs--;
+    if (c->flags & CONN_CLOSED) {
+        conn_release(c);
+        return 0;
+    }
+    /* May finish and free c (a greeting followed by a close): c is not touched after. */
+    conn_after_output(c);
+    return 0;
+}

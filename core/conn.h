@@ -1,0 +1,131 @@
+/* TCP and Unix stream connections: non-blocking reads and writes of our own on a libevent
+ * loop (64 KiB per read, writev of everything pending), framing, flow control, timeouts and
+ * a close that flushes first. Knows nothing of Lua: behaviour comes from a handler vtable. */
+#ifndef HS_CONN_H
+#define HS_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/framing.h"
+
+struct event_base;
+struct evbuffer;
+struct hs_conn;
+struct hs_conns;
+
+/* What a connection does with its events. Every callback may call any hs_conn_* function on
+ * the connection, including hs_conn_close and hs_conn_abort: the free is deferred until the
+ * outermost callback returns. `arg` is the value given to hs_conn_new. */
+struct hs_conn_handler {
+    /* Once, right after the connection is set up. */
+    void (*on_open)(struct hs_conn *c, void *arg);
+    /* A complete frame: its payload is `f->len` bytes at offset `f->skip` of `in`. The
+     * callee copies what it needs and must not drain `in`; the connection drains the frame
+     * after the call returns. */
+    void (*on_frame)(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f, void *arg);
+    /* A frame armed with hs_conn_pipe_next has been written to its sink (status 0) or the
+     * sink failed (status < 0, the rest of the frame was discarded to keep framing in step).
+     * `bytes` is the frame's payload length. */
+    void (*on_pipe_done)(struct hs_conn *c, int status, uint64_t bytes, void *arg);
+    /* Once, when the connection is gone. reason is a short static text ("peer closed",
+     * "closed", "idle timeout", "frame too large", "reset", ...). */
+    void (*on_close)(struct hs_conn *c, const char *reason, void *arg);
+};
+
+/* Limits shared by the connections of one set. Zero timeouts disable that timeout. */
+struct hs_conn_limits {
+    unsigned max_connections; /* open connections; beyond it new ones are closed at once */
+    size_t out_high;          /* unsent bytes above which reading pauses */
+    size_t out_low;           /* unsent bytes below which reading resumes */
+    size_t out_hard;          /* unsent bytes above which hs_conn_send refuses */
+    unsigned idle_timeout_ms; /* no traffic either way for this long closes the conn */
+    unsigned close_timeout_ms; /* a close waiting for output to drain gives up after this */
+};
+
+/* Fills *l with the HS_DEFAULT_* values. */
+void hs_conn_limits_default(struct hs_conn_limits *l);
+
+/* Creates the set of connections of one event loop. The set keeps its own copy of *limits.
+ * Returns NULL on allocation failure. Free with hs_conns_free once the loop is done. */
+struct hs_conns *hs_conns_new(struct event_base *base, const struct hs_conn_limits *limits);
+
+/* Aborts every connection still open (their on_close runs with reason "shutdown") and frees
+ * the set. */
+void hs_conns_free(struct hs_conns *set);
+
+/* Number of open connections in the set. */
+unsigned hs_conns_count(const struct hs_conns *set);
+
+/* Asks every open connection to close once its output is flushed (reason "shutdown"). */
+void hs_conns_close_all(struct hs_conns *set);
+
+/* Sets a function called whenever the set becomes empty (used by graceful shutdown). */
+void hs_conns_on_empty(struct hs_conns *set, void (*cb)(struct hs_conns *set, void *arg),
+                       void *arg);
+
+/* The limits in force for the set (read-only). */
+const struct hs_conn_limits *hs_conns_limits(const struct hs_conns *set);
+
+/* Takes ownership of the connected, non-blocking socket fd and starts reading. `peer` is
+ * the peer's address text (copied). `framing` is copied. The handler and arg must outlive
+ * the connection. on_open has run before this returns and may already have closed the
+ * connection, so no pointer is returned: the handler sees the conn in on_open. Returns 0;
+ * HS_ETOOBIG when the set is at max_connections (logged); -ENOMEM. On failure fd is closed. */
+int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
+                const struct hs_conn_handler *handler, void *arg);
+
+/* Queues len bytes (copied) for sending. Returns 0, HS_ECLOSED once the connection is
+ * closing or closed, or HS_EFULL when the unsent output is over the hard limit. */
+int hs_conn_send(struct hs_conn *c, const void *data, size_t len);
+
+/* Moves every byte of buf (drained) to the output queue without copying where libevent
+ * can. Same results as hs_conn_send. */
+int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf);
+
+/* Requests a close: reading stops, queued output is flushed (bounded by the close
+ * timeout), then the socket closes and on_close runs with `reason` (a static string).
+ * Idempotent. */
+void hs_conn_close(struct hs_conn *c, const char *reason);
+
+/* Closes at once, dropping unsent output; the peer sees a reset. on_close gets reason. */
+void hs_conn_abort(struct hs_conn *c, const char *reason);
+
+/* Replaces the framing from the next frame on. Bytes already received are framed anew. */
+void hs_conn_set_framing(struct hs_conn *c, const struct hs_framing *f);
+
+/* The framing in force (read-only). */
+const struct hs_framing *hs_conn_framing(const struct hs_conn *c);
+
+/* A place the payload of a frame can be streamed to. write returns 0 or a negative code. */
+struct hs_conn_sink {
+    int (*write)(void *sink, const void *data, size_t len);
+    void *sink;
+};
+
+/* Arms the connection so the payload of the next length or fixed frame goes to sink in
+ * pieces as it arrives, never held whole in memory; a NULL sink discards it. max replaces
+ * the framing's maximum for that frame alone (0 keeps it). on_pipe_done runs at the end.
+ * Returns 0, HS_ECLOSED, or -EINVAL when the framing is not length or fixed or a pipe is
+ * already armed. */
+int hs_conn_pipe_next(struct hs_conn *c, const struct hs_conn_sink *sink, uint64_t max);
+
+/* Stops (paused != 0) or resumes reading on behalf of the handler, independently of flow
+ * control. */
+void hs_conn_pause(struct hs_conn *c, int paused);
+
+/* Per-connection data for the handler; the connection never looks at it. */
+void hs_conn_set_data(struct hs_conn *c, void *data);
+void *hs_conn_data(const struct hs_conn *c);
+
+/* Queries; valid until on_close has returned. */
+uint64_t hs_conn_id(const struct hs_conn *c);
+const char *hs_conn_peer(const struct hs_conn *c);
+int hs_conn_fd(const struct hs_conn *c);
+int hs_conn_is_closing(const struct hs_conn *c);
+size_t hs_conn_pending(const struct hs_conn *c); /* unsent output bytes */
+uint64_t hs_conn_bytes_in(const struct hs_conn *c);
+uint64_t hs_conn_bytes_out(const struct hs_conn *c);
+
+#endif

@@ -1,0 +1,221 @@
+#include "core/listener.h"
+#include "core/hs.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#define ACCEPT_BACKOFF_MS 100 /* pause after EMFILE/ENFILE/ENOMEM before accepting again */
+
+struct hs_listener {
+    struct event_base *base;
+    struct hs_conns *set;
+    struct evconnlistener *evl;
+    struct event *backoff;        /* re-enables accepting after a resource shortage */
+    int paused_for_backoff;       /* accepting is off until the backoff timer fires */
+    int stopped;                  /* hs_listener_stop was called */
+    struct hs_framing framing;    /* given to each accepted connection */
+    const struct hs_conn_handler *handler;
+    void *arg;
+    hs_listener_accept_cb accept_cb;
+    int port;                     /* bound port; 0 for Unix */
+    char unix_path[HS_ADDR_MAX_PATH]; /* socket file to remove on free, or "" */
+    char url[HS_ADDR_TEXT + 16];  /* bound address as a URL */
+    char name[64];                /* label for log lines */
+    unsigned long long accepted, refused, limited;
+};
+
+static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+                               struct sockaddr *sa, int salen, void *arg)
+{
+    struct hs_listener *l = arg;
+    HS_UNUSED(evl);
+    char peer[HS_ADDR_TEXT];
+    hs_addr_format(sa, (socklen_t)salen, peer, sizeof peer);
+    if (l->accept_cb && l->accept_cb(l, peer, l->arg) != 0) {
+        l->refused++;
+        hs_log(HS_LOG_INFO, "%s refused %s (on_accept)", l->url, peer);
+        evutil_closesocket(fd);
+        return;
+    }
+    if (sa->sa_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    int r = hs_conn_new(l->set, fd, peer, &l->framing, l->handler, l->arg);
+    if (r == HS_ETOOBIG)
+        l->limited++;
+    else if (r == 0)
+        l->accepted++;
+}
+
+static void listener_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_listener *l = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    l->paused_for_backoff = 0;
+    if (!l->stopped) {
+        evconnlistener_enable(l->evl);
+        hs_log(HS_LOG_INFO, "%s accepting again", l->url);
+    }
+}
+
+static void listener_error_cb(struct evconnlistener *evl, void *arg)
+{
+    struct hs_listener *l = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    HS_UNUSED(evl);
+    if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
+        /* The pending connection stays in the backlog; accepting again at once would spin. */
+        if (!l->paused_for_backoff) {
+            hs_log(HS_LOG_WARN, "%s accept failed: %s; pausing accepts for %d ms", l->url,
+                   strerror(err), ACCEPT_BACKOFF_MS);
+            evconnlistener_disable(l->evl);
+            l->paused_for_backoff = 1;
+            struct timeval tv = {0, ACCEPT_BACKOFF_MS * 1000};
+            event_add(l->backoff, &tv);
+        }
+        return;
+    }
+    hs_log(HS_LOG_WARN, "%s accept failed: %s", l->url, strerror(err));
+}
+
+/* A Unix path may hold a socket left by a previous run: replace that, refuse anything else. */
+static int listener_clear_unix_path(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -EEXIST;
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct hs_addr *addr,
+                    const char *name, const struct hs_framing *framing,
+                    const struct hs_conn_handler *handler, void *arg,
+                    hs_listener_accept_cb accept_cb, struct hs_listener **out)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int r;
+    memset(&ss, 0, sizeof ss);
+    if (addr->scheme == HS_ADDR_UDP)
+        return -EINVAL;
+    if (addr->scheme == HS_ADDR_UNIX) {
+        struct sockaddr_un *su = (struct sockaddr_un *)&ss;
+        su->sun_family = AF_UNIX;
+        snprintf(su->sun_path, sizeof su->sun_path, "%s", addr->path);
+        sslen = sizeof *su;
+        if ((r = listener_clear_unix_path(addr->path)) < 0)
+            return r;
+    } else if ((r = hs_addr_resolve(addr, &ss, &sslen)) < 0) {
+        return r;
+    }
+
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, zero = 0;
+    if (ss.ss_family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* "All addresses" binds IPv6 any and takes IPv4 clients too. */
+    if (ss.ss_family == AF_INET6 && addr->host[0] == '\0')
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+
+    struct hs_listener *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    l->base = base;
+    l->set = set;
+    l->framing = *framing;
+    l->handler = handler;
+    l->arg = arg;
+    l->accept_cb = accept_cb;
+    snprintf(l->name, sizeof l->name, "%s", name ? name : "");
+    l->backoff = evtimer_new(base, listener_backoff_cb, l);
+    l->evl = evconnlistener_new(base, listener_accept_cb, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (l->evl == NULL || l->backoff == NULL) {
+        if (l->backoff)
+            event_free(l->backoff);
+        close(fd);
+        free(l);
+        return -ENOMEM;
+    }
+    evconnlistener_set_error_cb(l->evl, listener_error_cb);
+
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+    if (addr->scheme == HS_ADDR_UNIX) {
+        snprintf(l->unix_path, sizeof l->unix_path, "%s", addr->path);
+        snprintf(l->url, sizeof l->url, "unix:%s", addr->path);
+    } else {
+        hs_addr_url(addr->scheme, (struct sockaddr *)&bound, blen, l->url, sizeof l->url);
+        l->port = bound.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&bound)->sin_port)
+                                             : ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+    }
+    *out = l;
+    return 0;
+}
+
+void hs_listener_stop(struct hs_listener *l)
+{
+    l->stopped = 1;
+    evconnlistener_disable(l->evl);
+}
+
+void hs_listener_free(struct hs_listener *l)
+{
+    if (l == NULL)
+        return;
+    evconnlistener_free(l->evl);
+    event_free(l->backoff);
+    if (l->unix_path[0])
+        unlink(l->unix_path);
+    free(l);
+}
+
+const char *hs_listener_url(const struct hs_listener *l)
+{
+    return l->url;
+}
+
+int hs_listener_port(const struct hs_listener *l)
+{
+    return l->port;
+}
+
+void hs_listener_retarget(struct hs_listener *l, const struct hs_framing *framing, void *arg)
+{
+    l->framing = *framing;
+    l->arg = arg;
+}
+
+void hs_listener_counts(const struct hs_listener *l, unsigned long long *accepted,
+                        unsigned long long *refused, unsigned long long *limited)
+{
+    *accepted = l->accepted;
+    *refused = l->refused;
+    *limited = l->limited;
+}

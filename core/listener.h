@@ -1,0 +1,51 @@
+/* Stream listeners (TCP over IPv4/IPv6, Unix): bind, accept, hand each socket to conn. */
+#ifndef HS_LISTENER_H
+#define HS_LISTENER_H
+
+#include <stddef.h>
+
+#include "core/addr.h"
+#include "core/conn.h"
+#include "core/framing.h"
+
+struct event_base;
+struct hs_listener;
+
+/* Asked before a connection is set up; return nonzero to refuse the peer (the socket is
+ * closed at once and the refusal logged). */
+typedef int (*hs_listener_accept_cb)(struct hs_listener *l, const char *peer, void *arg);
+
+/* Binds and starts accepting on a TCP or Unix address (SO_REUSEADDR on TCP; a stale Unix
+ * socket file is replaced, any other file at that path is left alone and is an error).
+ * Accepted connections join `set` with a copy of `framing`, `handler` and `arg` (which must
+ * outlive the listener); `accept_cb` may be NULL. `name` (copied) labels log lines.
+ * When accept fails for lack of descriptors or memory, accepting pauses for 100 ms instead
+ * of spinning. Returns 0 and *out, or a negative code (-EADDRINUSE, -EACCES, HS_EBADSPEC
+ * for a host that does not resolve, ...). */
+int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct hs_addr *addr,
+                    const char *name, const struct hs_framing *framing,
+                    const struct hs_conn_handler *handler, void *arg,
+                    hs_listener_accept_cb accept_cb, struct hs_listener **out);
+
+/* Stops accepting and closes the socket (removing a Unix socket file we created); open
+ * connections are not touched. Frees l. */
+void hs_listener_free(struct hs_listener *l);
+
+/* Stops accepting new connections, keeping the socket bound (graceful shutdown). */
+void hs_listener_stop(struct hs_listener *l);
+
+/* The bound address as a URL, port resolved ("tcp://127.0.0.1:43121"). Owned by l. */
+const char *hs_listener_url(const struct hs_listener *l);
+
+/* The bound port (0 for Unix). */
+int hs_listener_port(const struct hs_listener *l);
+
+/* Replaces the framing, handler argument and label used for connections accepted from now
+ * on (a reload). */
+void hs_listener_retarget(struct hs_listener *l, const struct hs_framing *framing, void *arg);
+
+/* Total connections accepted, refused by accept_cb, and refused at the connection limit. */
+void hs_listener_counts(const struct hs_listener *l, unsigned long long *accepted,
+                        unsigned long long *refused, unsigned long long *limited);
+
+#endif

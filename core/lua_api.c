@@ -1,0 +1,450 @@
+#include "core/lua_api.h"
+#include "core/hs.h"
+#include "core/log.h"
+#include "core/lua_internal.h"
+#include "core/reload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <lualib.h>
+
+static const char HS_LUA_KEY = 'k'; /* address used as the registry key of the context */
+
+struct hs_lua *hs__lua_from_state(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &HS_LUA_KEY);
+    struct hs_lua *hl = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return hl;
+}
+
+/* Message handler: turn any error value into text and append a traceback, like lua.c. */
+static int lua_msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, lua_msghandler);
+    lua_insert(L, base);
+    int r = lua_pcall(L, nargs, nres, base);
+    lua_remove(L, base);
+    if (r == LUA_OK)
+        return 0;
+    if (err && errlen)
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 1);
+    return HS_ESCRIPT;
+}
+
+int hs_lua_call(lua_State *L, int nargs, int nres, const char *what, const struct hs_conn *conn)
+{
+    char err[2048];
+    if (hs__lua_pcall(L, nargs, nres, err, sizeof err) == 0)
+        return 0;
+    if (conn)
+        hs_log(HS_LOG_ERROR, "handler error in %s (conn#%llu %s): %s", what,
+               (unsigned long long)hs_conn_id(conn), hs_conn_peer(conn), err);
+    else
+        hs_log(HS_LOG_ERROR, "handler error in %s: %s", what, err);
+    return HS_ESCRIPT;
+}
+
+/* Pushes the callback `name` of version v; returns 0 (nothing pushed) when it is absent. */
+static int push_callback(lua_State *L, struct hs_version *v, const char *name)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(v));
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* ---- connection dispatch ---- */
+
+static void lua_conn_open(struct hs_conn *c, void *arg)
+{
+    struct hs_script *s = arg;
+    struct hs_lua *hl = hs_script_lua(s);
+    lua_State *L = hl->L;
+    struct hs_version *v = hs_script_current(s);
+    struct hs__conn_box *box = hs__conn_box_push(L, c, v);
+    hs_conn_set_data(c, box);
+    hs_log(HS_LOG_DEBUG, "conn#%llu %s open (%s)", (unsigned long long)hs_conn_id(c),
+           hs_conn_peer(c), hs_script_decl(s)->name);
+    if (!push_callback(L, v, "on_connect")) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_insert(L, -2);
+    if (hs_lua_call(L, 1, 0, "on_connect", c) != 0)
+        hs_conn_close(c, "handler error");
+}
+
+static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f,
+                           void *arg)
+{
+    struct hs__conn_box *box = hs_conn_data(c);
+    lua_State *L = hs_script_lua(arg)->L;
+    if (!push_callback(L, box->v, "on_message"))
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+    size_t need = f->skip + (size_t)f->len;
+    const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)need);
+    lua_pushlstring(L, (const char *)p + f->skip, (size_t)f->len);
+    if (hs_lua_call(L, 2, 0, "on_message", c) != 0)
+        hs_conn_close(c, "handler error");
+}
+
+static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, void *arg)
+{
+    struct hs__conn_box *box = hs_conn_data(c);
+    lua_State *L = hs_script_lua(arg)->L;
+    int fn = box->pipe_done_ref, file = box->pipe_file_ref;
+    box->pipe_done_ref = LUA_NOREF;
+    box->pipe_file_ref = LUA_NOREF;
+    if (fn == LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, file);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+    if (status == 0)
+        lua_pushinteger(L, (lua_Integer)bytes);
+    else
+        luaL_pushfail(L);
+    if (status == 0)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, status == HS_ECLOSED ? "closed" : hs_strerror(status));
+    luaL_unref(L, LUA_REGISTRYINDEX, fn);
+    luaL_unref(L, LUA_REGISTRYINDEX, file);
+    if (hs_lua_call(L, 3, 0, "pipe_frame callback", c) != 0 && !hs_conn_is_closing(c))
+        hs_conn_close(c, "handler error");
+}
+
+static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
+{
+    struct hs__conn_box *box = hs_conn_data(c);
+    struct hs_lua *hl = hs_script_lua(arg);
+    lua_State *L = hl->L;
+    hs_log(HS_LOG_DEBUG, "conn#%llu %s closed: %s", (unsigned long long)box->id, box->peer,
+           reason);
+    if (push_callback(L, box->v, "on_close")) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+        lua_pushstring(L, reason);
+        hs_lua_call(L, 2, 0, "on_close", c);
+    }
+    /* From here on the box outlives the connection: every method sees c == NULL. */
+    box->c = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_done_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_file_ref);
+    box->pipe_done_ref = box->pipe_file_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
+    box->self_ref = LUA_NOREF;
+    struct hs_version *v = box->v;
+    box->v = NULL;
+    hs_version_unref(v);
+}
+
+const struct hs_conn_handler hs_lua_conn_handler = {
+    .on_open = lua_conn_open,
+    .on_frame = lua_conn_frame,
+    .on_pipe_done = lua_conn_pipe_done,
+    .on_close = lua_conn_close,
+};
+
+int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg)
+{
+    struct hs_script *s = arg;
+    lua_State *L = hs_script_lua(s)->L;
+    HS_UNUSED(l);
+    struct hs_version *v = hs_script_current(s);
+    if (!push_callback(L, v, "on_accept"))
+        return 0;
+    lua_pushstring(L, peer);
+    if (hs_lua_call(L, 1, 1, "on_accept", NULL) != 0)
+        return 1; /* a broken filter refuses rather than lets everyone in */
+    int refuse = !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return refuse;
+}
+
+void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer, void *arg)
+{
+    struct hs_script *s = arg;
+    struct hs_lua *hl = hs_script_lua(s);
+    lua_State *L = hl->L;
+    if (!push_callback(L, hs_script_current(s), "on_datagram"))
+        return;
+    hs__udp_box_push(hl, u);
+    lua_pushlstring(L, data, len);
+    lua_pushstring(L, peer);
+    char what[160];
+    snprintf(what, sizeof what, "on_datagram (%s from %s)", hs_udp_url(u), peer);
+    hs_lua_call(L, 3, 0, what, NULL);
+}
+
+/* ---- timers ---- */
+
+struct lua_timer {
+    struct event *ev;
+    struct hs_lua *hl;
+    int fn_ref;   /* the callback; LUA_NOREF once done or cancelled */
+    int self_ref; /* keeps the userdata alive while pending */
+    int repeat;   /* every() rather than after() */
+    double interval;
+};
+
+static void timer_release(lua_State *L, struct lua_timer *t)
+{
+    if (t->fn_ref == LUA_NOREF)
+        return;
+    event_del(t->ev);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
+    t->fn_ref = t->self_ref = LUA_NOREF;
+    t->hl->timers--;
+}
+
+static void timeval_from(double s, struct timeval *tv)
+{
+    if (s < 0)
+        s = 0;
+    tv->tv_sec = (time_t)s;
+    tv->tv_usec = (suseconds_t)((s - (double)tv->tv_sec) * 1e6);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct lua_timer *t = arg;
+    lua_State *L = t->hl->L;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    /* Hold the userdata across the call: the callback may cancel its own timer. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+    lua_pushvalue(L, -2);
+    if (!t->repeat)
+        timer_release(L, t);
+    hs_lua_call(L, 1, 0, "timer", NULL);
+    if (t->repeat && t->fn_ref != LUA_NOREF) {
+        struct timeval tv;
+        timeval_from(t->interval, &tv);
+        event_add(t->ev, &tv);
+    }
+    lua_pop(L, 1);
+}
+
+static int l_timer_cancel(lua_State *L)
+{
+    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
+    int was_pending = t->fn_ref != LUA_NOREF;
+    timer_release(L, t);
+    lua_pushboolean(L, was_pending);
+    return 1;
+}
+
+static int l_timer_gc(lua_State *L)
+{
+    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
+    if (t->ev)
+        event_free(t->ev);
+    t->ev = NULL;
+    return 0;
+}
+
+static int l_timer_tostring(lua_State *L)
+{
+    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
+    lua_pushfstring(L, "timer (%s)", t->fn_ref == LUA_NOREF ? "done" : "pending");
+    return 1;
+}
+
+static int new_timer(lua_State *L, int repeat)
+{
+    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    double secs = luaL_checknumber(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "delay out of range");
+    luaL_argcheck(L, !repeat || secs > 0, 1, "interval must be positive");
+    struct lua_timer *t = lua_newuserdatauv(L, sizeof *t, 0);
+    memset(t, 0, sizeof *t);
+    t->fn_ref = t->self_ref = LUA_NOREF;
+    luaL_setmetatable(L, HS_TIMER_MT);
+    t->ev = evtimer_new(hl->base, timer_cb, t);
+    if (t->ev == NULL)
+        return luaL_error(L, "out of memory for a timer");
+    t->hl = hl;
+    t->repeat = repeat;
+    t->interval = secs;
+    lua_pushvalue(L, 2);
+    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    hl->timers++;
+    struct timeval tv;
+    timeval_from(secs, &tv);
+    event_add(t->ev, &tv);
+    return 1;
+}
+
+static int l_hotsock_after(lua_State *L)
+{
+    return new_timer(L, 0);
+}
+
+static int l_hotsock_every(lua_State *L)
+{
+    return new_timer(L, 1);
+}
+
+/* ---- module functions ---- */
+
+static int l_hotsock_log(lua_State *L)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    int level = luaL_checkoption(L, 1, NULL, levels);
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 2; i <= n; i++) {
+        if (i > 2)
+            luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    /* Say which script line logged, as a print in a handler would want. */
+    lua_Debug ar;
+    char where[128] = "";
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(where, sizeof where, "%s:%d: ", ar.short_src, ar.currentline);
+    hs_log(level, "%s%s", where, lua_tostring(L, -1));
+    return 0;
+}
+
+static int l_hotsock_now(lua_State *L)
+{
+    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct timeval tv;
+    event_base_gettimeofday_cached(hl->base, &tv);
+    lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+    return 1;
+}
+
+static int l_hotsock_monotonic(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static int l_hotsock_connections(lua_State *L)
+{
+    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    lua_pushinteger(L, (lua_Integer)hs_conns_count(hl->set));
+    return 1;
+}
+
+static const luaL_Reg hotsock_funcs[] = {
+    {"log", l_hotsock_log},
+    {"now", l_hotsock_now},
+    {"monotonic", l_hotsock_monotonic},
+    {"after", l_hotsock_after},
+    {"every", l_hotsock_every},
+    {"connections", l_hotsock_connections},
+    {NULL, NULL},
+};
+
+static int luaopen_hotsock(lua_State *L)
+{
+    struct hs_lua *hl = hs__lua_from_state(L);
+    luaL_newlibtable(L, hotsock_funcs);
+    lua_pushlightuserdata(L, hl);
+    luaL_setfuncs(L, hotsock_funcs, 1);
+    lua_pushliteral(L, HOTSOCK_VERSION);
+    lua_setfield(L, -2, "version");
+    hs__lua_open_file(L);
+    return 1;
+}
+
+static void open_timer_meta(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
+    luaL_newmetatable(L, HS_TIMER_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_timer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_timer_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
+struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
+{
+    struct hs_lua *hl = calloc(1, sizeof *hl);
+    if (hl == NULL)
+        return NULL;
+    hl->L = luaL_newstate();
+    if (hl->L == NULL) {
+        free(hl);
+        return NULL;
+    }
+    hl->base = base;
+    hl->set = set;
+    lua_State *L = hl->L;
+    luaL_openlibs(L);
+    lua_pushlightuserdata(L, hl);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &HS_LUA_KEY);
+    lua_newtable(L);
+    hl->udp_boxes_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    hs__lua_open_conn(L);
+    open_timer_meta(L);
+    luaL_requiref(L, "hotsock", luaopen_hotsock, 1);
+    lua_pop(L, 1);
+    return hl;
+}
+
+void hs_lua_free(struct hs_lua *hl)
+{
+    if (hl == NULL)
+        return;
+    /* Closing the state runs every __gc: timers free their events, files remove their
+     * temporary files. */
+    lua_close(hl->L);
+    free(hl);
+}
+
+lua_State *hs_lua_state(struct hs_lua *hl)
+{
+    return hl->L;
+}
+
+unsigned hs_lua_timer_count(const struct hs_lua *hl)
+{
+    return hl->timers;
+}
+
+size_t hs_lua_memory(const struct hs_lua *hl)
+{
+    return (size_t)lua_gc(hl->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(hl->L, LUA_GCCOUNTB, 0);
+}

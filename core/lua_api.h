@@ -1,0 +1,53 @@
+/* The Lua side of hotsock: one Lua state per event loop, the `hotsock` module, connection and
+ * UDP socket objects, and the dispatch of connection events to handler scripts. Other core
+ * files reach Lua only through this header (and reload.h), which does not include lua.h. */
+#ifndef HS_LUA_API_H
+#define HS_LUA_API_H
+
+#include <stddef.h>
+
+#include "core/conn.h"
+#include "core/listener.h"
+#include "core/udp.h"
+
+struct lua_State;
+struct event_base;
+struct hs_lua;
+struct hs_script;
+
+/* Creates a Lua state with the standard libraries and the `hotsock` module preloaded.
+ * base and set must outlive it. Returns NULL when memory runs out. */
+struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set);
+
+/* Cancels every timer and closes the Lua state. Connections must be gone already. */
+void hs_lua_free(struct hs_lua *hl);
+
+/* The Lua state (for reload.c). */
+struct lua_State *hs_lua_state(struct hs_lua *hl);
+
+/* Calls the function below nargs arguments on the stack with lua_pcall and a message handler
+ * that appends a traceback. On error logs "handler error in WHAT (conn#ID PEER): message
+ * and traceback" (conn may be NULL), leaves nothing of the error on the stack and returns
+ * HS_ESCRIPT; otherwise returns 0 with nres results pushed. */
+int hs_lua_call(struct lua_State *L, int nargs, int nres, const char *what,
+                const struct hs_conn *conn);
+
+/* The handler that runs a script's callbacks for connections. Its arg is the
+ * struct hs_script * of the listener; each connection is bound to the version current at
+ * accept time. */
+extern const struct hs_conn_handler hs_lua_conn_handler;
+
+/* A listener accept callback that asks the script's on_accept(peer); arg is the script. */
+int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg);
+
+/* The UDP callback that runs the script's on_datagram(sock, data, peer); arg is the script. */
+void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer,
+                     void *arg);
+
+/* Number of live timers (for tests and stats). */
+unsigned hs_lua_timer_count(const struct hs_lua *hl);
+
+/* Lua memory in use, in bytes. */
+size_t hs_lua_memory(const struct hs_lua *hl);
+
+#endif

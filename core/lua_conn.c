@@ -1,0 +1,386 @@
+/* The conn and udp objects seen from Lua. Every conn method follows one template: check
+ * arguments (misuse raises), then if the connection is gone return nil, "closed", else act
+ * and return true or nil, token. */
+#include "core/hs.h"
+#include "core/log.h"
+#include "core/lua_api.h"
+#include "core/lua_internal.h"
+#include "core/reload.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static struct hs__conn_box *check_box(lua_State *L)
+{
+    return luaL_checkudata(L, 1, HS_CONN_MT);
+}
+
+static int push_closed(lua_State *L)
+{
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+static int push_result(lua_State *L, int r)
+{
+    if (r == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    luaL_pushfail(L);
+    lua_pushstring(L, r == HS_ECLOSED ? "closed" : hs_strerror(r));
+    return 2;
+}
+
+struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v)
+{
+    struct hs__conn_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+    memset(box, 0, sizeof *box);
+    box->c = c;
+    box->id = hs_conn_id(c);
+    box->v = v;
+    box->pipe_done_ref = LUA_NOREF;
+    box->pipe_file_ref = LUA_NOREF;
+    snprintf(box->peer, sizeof box->peer, "%s", hs_conn_peer(c));
+    hs_version_ref(v);
+    luaL_setmetatable(L, HS_CONN_MT);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return box;
+}
+
+/* conn:send(data, ...) — every argument is a string (or number), queued in order. */
+static int l_conn_send(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    int n = lua_gettop(L);
+    for (int i = 2; i <= n; i++)
+        luaL_checklstring(L, i, NULL);
+    if (box->c == NULL)
+        return push_closed(L);
+    for (int i = 2; i <= n; i++) {
+        size_t len;
+        const char *s = lua_tolstring(L, i, &len);
+        int r = hs_conn_send(box->c, s, len);
+        if (r != 0)
+            return push_result(L, r);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_conn_close(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    if (box->c == NULL || hs_conn_is_closing(box->c))
+        return push_closed(L);
+    hs_conn_close(box->c, "closed");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_conn_abort(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    if (box->c == NULL)
+        return push_closed(L);
+    hs_conn_abort(box->c, "aborted");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* __close and __gc: scripts may write `local c <close> = conn`. __gc never has work to do
+ * while the connection is open (the registry holds the box). */
+static int l_conn_close_meta(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    if (box->c != NULL && !hs_conn_is_closing(box->c))
+        hs_conn_close(box->c, "closed");
+    return 0;
+}
+
+static int l_conn_peer(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    lua_pushstring(L, box->peer);
+    return 1;
+}
+
+static int l_conn_id(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    lua_pushinteger(L, (lua_Integer)box->id);
+    return 1;
+}
+
+static int l_conn_is_closed(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    lua_pushboolean(L, box->c == NULL || hs_conn_is_closing(box->c));
+    return 1;
+}
+
+static int l_conn_pending(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    lua_pushinteger(L, box->c ? (lua_Integer)hs_conn_pending(box->c) : 0);
+    return 1;
+}
+
+static int l_conn_generation(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    if (box->v == NULL)
+        return push_closed(L);
+    lua_pushinteger(L, hs_version_generation(box->v));
+    return 1;
+}
+
+static int l_conn_set_framing(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    struct hs_framing f;
+    const char *why = "bad framing";
+    if (hs__lua_to_framing(L, 2, &f, &why) != 0)
+        return luaL_argerror(L, 2, why);
+    if (box->c == NULL)
+        return push_closed(L);
+    hs_conn_set_framing(box->c, &f);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_conn_framing(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    if (box->c == NULL)
+        return push_closed(L);
+    char buf[96];
+    hs_framing_format(hs_conn_framing(box->c), buf, sizeof buf);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int pause_resume(lua_State *L, int paused)
+{
+    struct hs__conn_box *box = check_box(L);
+    if (box->c == NULL)
+        return push_closed(L);
+    hs_conn_pause(box->c, paused);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_conn_pause(lua_State *L)
+{
+    return pause_resume(L, 1);
+}
+
+static int l_conn_resume(lua_State *L)
+{
+    return pause_resume(L, 0);
+}
+
+/* conn:pipe_frame(file_or_nil, done [, max]) — the payload of the next length/fixed frame goes
+ * into file (or is discarded when nil) as it arrives; done(conn, bytes) or
+ * done(conn, nil, err) runs at the end. */
+static int l_conn_pipe_frame(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    struct hs_conn_sink sink = {NULL, NULL};
+    if (!lua_isnil(L, 2) && hs__file_sink(L, 2, &sink) != 0)
+        return luaL_typeerror(L, 2, "hotsock file or nil");
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_Integer max = luaL_optinteger(L, 4, 0);
+    luaL_argcheck(L, max >= 0, 4, "max must not be negative");
+    if (box->c == NULL)
+        return push_closed(L);
+    int r = hs_conn_pipe_next(box->c, lua_isnil(L, 2) ? NULL : &sink, (uint64_t)max);
+    if (r == -EINVAL)
+        return luaL_error(L, "pipe_frame needs length or fixed framing and no pipe pending");
+    if (r != 0)
+        return push_result(L, r);
+    lua_pushvalue(L, 3);
+    box->pipe_done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    box->pipe_file_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_conn_tostring(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    if (box->c == NULL)
+        lua_pushfstring(L, "conn#%I (closed)", (lua_Integer)box->id);
+    else
+        lua_pushfstring(L, "conn#%I %s", (lua_Integer)box->id, box->peer);
+    return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+    {"send", l_conn_send},
+    {"close", l_conn_close},
+    {"abort", l_conn_abort},
+    {"peer", l_conn_peer},
+    {"id", l_conn_id},
+    {"is_closed", l_conn_is_closed},
+    {"pending", l_conn_pending},
+    {"generation", l_conn_generation},
+    {"set_framing", l_conn_set_framing},
+    {"framing", l_conn_framing},
+    {"pause", l_conn_pause},
+    {"resume", l_conn_resume},
+    {"pipe_frame", l_conn_pipe_frame},
+    {NULL, NULL},
+};
+
+/* conn.ctx is the per-connection table; anything else is a method. */
+static int l_conn_index(lua_State *L)
+{
+    check_box(L);
+    const char *key = lua_tostring(L, 2);
+    if (key && strcmp(key, "ctx") == 0) {
+        lua_getiuservalue(L, 1, 1);
+        return 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+}
+
+static int l_conn_newindex(lua_State *L)
+{
+    return luaL_error(L, "conn fields are read-only; keep your state in conn.ctx");
+}
+
+/* ---- UDP sockets ---- */
+
+static int l_udp_send_to(lua_State *L)
+{
+    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
+    size_t plen, dlen;
+    const char *peer = luaL_checklstring(L, 2, &plen);
+    const char *data = luaL_checklstring(L, 3, &dlen);
+    if (box->u == NULL)
+        return push_closed(L);
+    int r = hs_udp_send_to(box->u, peer, plen, data, dlen);
+    if (r == HS_EBADSPEC)
+        return luaL_argerror(L, 2, "not an address like 1.2.3.4:5 or [::1]:5");
+    if (r == HS_ETOOBIG)
+        return luaL_argerror(L, 3, "datagram over 65507 bytes");
+    return push_result(L, r);
+}
+
+static int l_udp_url(lua_State *L)
+{
+    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
+    if (box->u == NULL)
+        return push_closed(L);
+    lua_pushstring(L, hs_udp_url(box->u));
+    return 1;
+}
+
+static int l_udp_tostring(lua_State *L)
+{
+    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
+    lua_pushfstring(L, "udp %s", box->u ? hs_udp_url(box->u) : "(closed)");
+    return 1;
+}
+
+void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
+{
+    lua_State *L = hl->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hl->udp_boxes_ref);
+    if (lua_rawgetp(L, -1, u) == LUA_TUSERDATA) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
+    struct hs__udp_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->u = u;
+    luaL_setmetatable(L, HS_UDP_MT);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, u);
+    lua_remove(L, -2);
+}
+
+void hs__lua_open_conn(lua_State *L)
+{
+    luaL_newmetatable(L, HS_CONN_MT);
+    luaL_newlib(L, conn_methods);
+    lua_pushcclosure(L, l_conn_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_conn_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, l_conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_conn_close_meta);
+    lua_setfield(L, -2, "__close");
+    lua_pushliteral(L, "hotsock.conn");
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+
+    static const luaL_Reg udp_methods[] = {
+        {"send_to", l_udp_send_to},
+        {"url", l_udp_url},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, HS_UDP_MT);
+    luaL_newlib(L, udp_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_udp_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
+/* ---- framing specs from Lua ---- */
+
+int hs__lua_to_framing(lua_State *L, int idx, struct hs_framing *f, const char **why)
+{
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return hs_framing_parse(lua_tostring(L, idx), f, why);
+    if (!lua_istable(L, idx)) {
+        *why = "framing must be a string or a table";
+        return HS_EBADSPEC;
+    }
+    idx = lua_absindex(L, idx);
+    lua_rawgeti(L, idx, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        *why = "framing table needs a kind string as its first element";
+        return HS_EBADSPEC;
+    }
+    int r = hs_framing_parse(lua_tostring(L, -1), f, why);
+    lua_pop(L, 1);
+    if (r != 0)
+        return r;
+    if (lua_getfield(L, idx, "max") != LUA_TNIL) {
+        lua_Integer m = lua_tointeger(L, -1);
+        if (!lua_isinteger(L, -1) || m <= 0) {
+            lua_pop(L, 1);
+            *why = "max must be a positive integer";
+            return HS_EBADSPEC;
+        }
+        f->max = (uint64_t)m;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "delim") != LUA_TNIL) {
+        size_t dl;
+        const char *d = lua_tolstring(L, -1, &dl);
+        if (f->kind != HS_FRAMING_LINE || d == NULL || dl == 0 || dl > HS_FRAMING_MAX_DELIM) {
+            lua_pop(L, 1);
+            *why = "delim must be a line framing string of 1 to 8 bytes";
+            return HS_EBADSPEC;
+        }
+        memcpy(f->delim, d, dl);
+        f->delim_len = dl;
+        f->strip_cr = dl == 1 && d[0] == '\n';
+    }
+    lua_pop(L, 1);
+    return 0;
+}

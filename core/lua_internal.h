@@ -1,0 +1,74 @@
+/* Shared by the Lua binding files (lua_api.c, lua_conn.c, lua_file.c, reload.c) only: the
+ * layout of the per-loop Lua context and the userdata boxes. Includes lua.h. */
+#ifndef HS_LUA_INTERNAL_H
+#define HS_LUA_INTERNAL_H
+
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "core/conn.h"
+#include "core/framing.h"
+#include "core/udp.h"
+
+#define HS_CONN_MT "hotsock.conn"
+#define HS_UDP_MT "hotsock.udp"
+#define HS_TIMER_MT "hotsock.timer"
+#define HS_FILE_MT "hotsock.file"
+
+struct hs_version;
+
+struct hs_lua {
+    lua_State *L;
+    struct event_base *base;
+    struct hs_conns *set;
+    unsigned timers;   /* live timers */
+    int udp_boxes_ref; /* registry table: lightuserdata(hs_udp) -> box */
+};
+
+/* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
+ * the hs_conn; the box borrows it and is told when it is gone (c = NULL). */
+struct hs__conn_box {
+    struct hs_conn *c;     /* NULL once closed */
+    uint64_t id;           /* kept for a closed box's queries */
+    struct hs_version *v;  /* the script version this connection runs */
+    int self_ref;          /* registry reference holding the box while the conn is open */
+    int pipe_done_ref;     /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
+    int pipe_file_ref;     /* registry reference of the file being written, or LUA_NOREF */
+    char peer[64];         /* peer text, kept for closed boxes */
+};
+
+/* A UDP socket as Lua sees it. */
+struct hs__udp_box {
+    struct hs_udp *u; /* NULL once freed */
+};
+
+/* The context is stored as upvalue 1 of module functions and in the registry. */
+struct hs_lua *hs__lua_from_state(lua_State *L);
+
+/* Registers the conn and udp metatables (lua_conn.c). */
+void hs__lua_open_conn(lua_State *L);
+
+/* Pushes a new conn box for c bound to version v. */
+struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v);
+
+/* Pushes the udp box of u, creating it the first time. */
+void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u);
+
+/* Converts the framing spec at idx (a string like "length:i32le" or a table
+ * {"line", max = 100, delim = "\r\n"}) into *f. Returns 0, or HS_EBADSPEC with *why set. */
+int hs__lua_to_framing(lua_State *L, int idx, struct hs_framing *f, const char **why);
+
+/* Registers the file metatable and pushes the `hotsock.file` functions into the table on
+ * top of the stack (lua_file.c). */
+void hs__lua_open_file(lua_State *L);
+
+/* The sink interface of a file userdata at idx, for conn:pipe_frame. NULL if not a file. */
+int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
+
+/* pcall with traceback; on error copies the message (with traceback) into err and pops it.
+ * Returns 0 or HS_ESCRIPT. */
+int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,121 @@
+/* The hotsock executable: command line, then wiring (server.c does the work). */
+#include "core/config.h"
+#include "core/hs.h"
+#include "core/log.h"
+#include "core/lua_api.h"
+#include "core/reload.h"
+#include "core/server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+static const char usage[] =
+    "usage: hotsock serve SCRIPT [--listen URL]... [--set KEY=VALUE]... [--framing SPEC]\n"
+    "                    [SCRIPT [...]]... [OPTIONS]\n"
+    "       hotsock serve --config FILE [OPTIONS]\n"
+    "       hotsock check SCRIPT...\n"
+    "       hotsock --help | --version\n"
+    "\n"
+    "Runs Lua handler scripts on a libevent loop. Each SCRIPT returns a table of callbacks\n"
+    "(on_connect, on_message, on_close, on_datagram, on_accept). --listen, --set and\n"
+    "--framing apply to the SCRIPT named before them (or the first, if given before any).\n"
+    "\n"
+    "  --listen URL          tcp://HOST:PORT, udp://HOST:PORT, unix:/path; HOST may be\n"
+    "                        empty or * (all addresses), [::1] for IPv6; PORT 0 picks one\n"
+    "  --set KEY=VALUE       a script option (the script reads it from its options table)\n"
+    "  --framing SPEC        raw | line[:max=N] | length:i32le[:max=N] | fixed:N ...\n"
+    "  --config FILE         a Lua file returning {services = {{script=..., listen=...}}}\n"
+    "  --log-level LEVEL     debug | info | warn | error (default info)\n"
+    "  --max-connections N   open connections at once (default 10000)\n"
+    "  --idle-timeout SECS   close connections idle this long (default 300, 0 = never)\n"
+    "  --grace SECS          on SIGTERM/SIGINT, time open connections get (default 10)\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n";
+
+/* hotsock check: load each script as serve would, report, exit 0 or 1. */
+static int cmd_check(struct hs_config *cfg)
+{
+    struct event_base *base = event_base_new();
+    struct hs_conn_limits limits;
+    hs_conn_limits_default(&limits);
+    struct hs_conns *set = hs_conns_new(base, &limits);
+    struct hs_lua *hl = hs_lua_new(base, set);
+    int status = 0;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        struct hs_script *script;
+        char err[2048];
+        const struct hs_service_spec *sp = &cfg->services[i];
+        if (hs_script_load(hl, sp->script, sp->opts, sp->n_opts, &script, err, sizeof err) != 0) {
+            fprintf(stderr, "%s\n", err);
+            status = 1;
+            continue;
+        }
+        const struct hs_script_decl *d = hs_script_decl(script);
+        printf("%s: ok (%s", sp->script, d->name);
+        if (d->n_listen)
+            printf(", listens on %s%s", d->listen[0], d->n_listen > 1 ? " ..." : "");
+        printf(")\n");
+        hs_script_free(script);
+    }
+    hs_conns_free(set);
+    hs_lua_free(hl);
+    event_base_free(base);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("hotsock %s (%s, libevent %s)\n", HOTSOCK_VERSION, "Lua 5.4",
+               event_get_version());
+        return 0;
+    }
+    int serve = strcmp(argv[1], "serve") == 0;
+    if (!serve && strcmp(argv[1], "check") != 0) {
+        fprintf(stderr, "hotsock: unknown command '%s'\n\n%s", argv[1], usage);
+        return 2;
+    }
+    struct hs_config cfg;
+    char err[2048];
+    hs_config_init(&cfg);
+    if (hs_config_parse_args(&cfg, argc - 2, argv + 2, err, sizeof err) != 0 ||
+        (cfg.config_path && hs_config_load_file(&cfg, cfg.config_path, err, sizeof err) != 0)) {
+        fprintf(stderr, "hotsock: %s\n", err);
+        hs_config_free(&cfg);
+        return 2;
+    }
+    if (cfg.n_services == 0) {
+        fprintf(stderr, "hotsock: no SCRIPT given\n\n%s", usage);
+        hs_config_free(&cfg);
+        return 2;
+    }
+    hs_log_set_level(cfg.log_level);
+    if (!serve) {
+        int st = cmd_check(&cfg);
+        hs_config_free(&cfg);
+        return st;
+    }
+    struct hs_server *s = hs_server_new(&cfg);
+    if (s == NULL) {
+        fprintf(stderr, "hotsock: out of memory\n");
+        return 1;
+    }
+    int status;
+    if (hs_server_start(s, err, sizeof err) != 0) {
+        hs_log(HS_LOG_ERROR, "%s", err);
+        fprintf(stderr, "hotsock: %s\n", err);
+        status = 1;
+    } else {
+        status = hs_server_run(s);
+    }
+    hs_server_free(s);
+    hs_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,85 @@
+/* Scripts and their versions. A script is a handler file plus its options; loading it
+ * produces a version (the handler table it returned). Loading is all-or-nothing: a new version
+ * is compiled, run and validated completely before it becomes current, and a failure leaves
+ * the current version in place. Connections hold a reference to the version they started
+ * with; a version is freed when it is no longer current and its last connection is gone. */
+#ifndef HS_RELOAD_H
+#define HS_RELOAD_H
+
+#include <stddef.h>
+
+#include "core/addr.h"
+#include "core/framing.h"
+
+struct hs_lua;
+struct hs_script;
+struct hs_version;
+
+#define HS_SCRIPT_MAX_LISTEN 16  /* default listener URLs a script may declare */
+#define HS_SCRIPT_MAX_OPTIONS 64 /* --set key=value pairs per script */
+
+/* One --set key=value option. Strings are owned by the caller. */
+struct hs_script_option {
+    const char *key;
+    const char *value;
+};
+
+/* What a script declares about itself, read from the table it returns. */
+struct hs_script_decl {
+    char name[64];                                  /* `name` field, or the file's base name */
+    int has_framing;                                /* `framing` field present */
+    struct hs_framing framing;                      /* its value */
+    unsigned n_listen;                              /* `listen` entries */
+    char listen[HS_SCRIPT_MAX_LISTEN][HS_ADDR_TEXT + 16]; /* their URLs */
+};
+
+/* Loads path (text only) into a fresh environment whose __index is the global table, calls
+ * the chunk with one argument, a table of the options, and checks what it returned: a table
+ * whose on_* fields are functions, a valid `framing` and `listen`. Returns 0 and *out (the
+ * script, with version 1 current), or HS_ESCRIPT with err (size errlen) set to the reason
+ * with file:line. opts (n of them) are copied. */
+int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
+                   size_t n, struct hs_script **out, char *err, size_t errlen);
+
+/* Loads the script's file again as a new version, with new options when opts != NULL
+ * (otherwise the ones it had). On success the new version becomes current for new
+ * connections and 0 is returned; on failure the current version stays and HS_ESCRIPT is
+ * returned with err set. */
+int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n,
+                     char *err, size_t errlen);
+
+/* Frees the script. Versions still held by connections live on until those close. */
+void hs_script_free(struct hs_script *s);
+
+/* The script's declarations as of its current version. */
+const struct hs_script_decl *hs_script_decl(const struct hs_script *s);
+
+/* The path it was loaded from (as given). */
+const char *hs_script_path(const struct hs_script *s);
+
+/* The generation of the current version: 1 for the first load, +1 per successful reload. */
+unsigned hs_script_generation(const struct hs_script *s);
+
+/* The current version; take a reference for as long as you use it. */
+struct hs_version *hs_script_current(struct hs_script *s);
+
+/* The Lua state the script lives in. */
+struct hs_lua *hs_script_lua(const struct hs_script *s);
+
+/* Reference counting of versions: a connection refs the version it runs. */
+void hs_version_ref(struct hs_version *v);
+void hs_version_unref(struct hs_version *v);
+
+/* The registry reference of the version's handler table. */
+int hs_version_table_ref(const struct hs_version *v);
+
+/* The version's generation. */
+unsigned hs_version_generation(const struct hs_version *v);
+
+/* The script the version belongs to (NULL once the script was freed). */
+struct hs_script *hs_version_script(const struct hs_version *v);
+
+/* Number of versions alive (current or held by connections), across all scripts. */
+unsigned hs_version_live_count(void);
+
+#endif

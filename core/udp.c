@@ -1,0 +1,159 @@
+#include "core/udp.h"
+#include "core/hs.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define UDP_BATCH 64           /* datagrams read per readiness event, for fairness */
+#define UDP_MAX_PAYLOAD 65507  /* largest IPv4 UDP payload */
+
+struct hs_udp {
+    int fd;
+    int family;                 /* of the bound socket */
+    struct event *ev;
+    hs_udp_datagram_cb cb;
+    void *arg;
+    char url[HS_ADDR_TEXT + 16]; /* bound address as a URL */
+    char name[64];
+    unsigned long long in, out;
+    char buf[HS_MAX_DATAGRAM + 1]; /* receive buffer; +1 detects truncation */
+};
+
+static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_udp *u = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    for (int i = 0; i < UDP_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        ssize_t n = recvfrom(u->fd, u->buf, sizeof u->buf, 0, (struct sockaddr *)&ss, &sl);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                hs_log(HS_LOG_WARN, "%s recvfrom: %s", u->url, strerror(errno));
+            return;
+        }
+        u->in++;
+        char peer[HS_ADDR_TEXT];
+        hs_addr_format((struct sockaddr *)&ss, sl, peer, sizeof peer);
+        u->cb(u, u->buf, (size_t)n, peer, u->arg);
+    }
+}
+
+int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *name,
+               hs_udp_datagram_cb cb, void *arg, struct hs_udp **out)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int r;
+    if (addr->scheme != HS_ADDR_UDP)
+        return -EINVAL;
+    if ((r = hs_addr_resolve(addr, &ss, &sl)) < 0)
+        return r;
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int zero = 0;
+    if (ss.ss_family == AF_INET6 && addr->host[0] == '\0')
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    struct hs_udp *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    u->fd = fd;
+    u->family = ss.ss_family;
+    u->cb = cb;
+    u->arg = arg;
+    snprintf(u->name, sizeof u->name, "%s", name ? name : "");
+    u->ev = event_new(base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);
+    if (u->ev == NULL) {
+        close(fd);
+        free(u);
+        return -ENOMEM;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+    hs_addr_url(HS_ADDR_UDP, (struct sockaddr *)&bound, blen, u->url, sizeof u->url);
+    event_add(u->ev, NULL);
+    *out = u;
+    return 0;
+}
+
+void hs_udp_stop(struct hs_udp *u)
+{
+    event_del(u->ev);
+}
+
+void hs_udp_free(struct hs_udp *u)
+{
+    if (u == NULL)
+        return;
+    event_free(u->ev);
+    close(u->fd);
+    free(u);
+}
+
+int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const void *data,
+                   size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (len > UDP_MAX_PAYLOAD)
+        return HS_ETOOBIG;
+    if (hs_addr_parse_peer(peer, peer_len, &ss, &sl) != 0)
+        return HS_EBADSPEC;
+    if (u->family == AF_INET6 && ss.ss_family == AF_INET) {
+        /* A dual-stack socket reaches IPv4 peers through v4-mapped addresses. */
+        struct sockaddr_in v4;
+        memcpy(&v4, &ss, sizeof v4);
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        memset(s6, 0, sizeof *s6);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = v4.sin_port;
+        s6->sin6_addr.s6_addr[10] = 0xff;
+        s6->sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&s6->sin6_addr.s6_addr[12], &v4.sin_addr, 4);
+        sl = sizeof *s6;
+    }
+    for (;;) {
+        ssize_t n = sendto(u->fd, data, len, 0, (struct sockaddr *)&ss, sl);
+        if (n >= 0) {
+            u->out++;
+            return 0;
+        }
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+void hs_udp_retarget(struct hs_udp *u, void *arg)
+{
+    u->arg = arg;
+}
+
+const char *hs_udp_url(const struct hs_udp *u)
+{
+    return u->url;
+}
+
+void hs_udp_counts(const struct hs_udp *u, unsigned long long *in, unsigned long long *out)
+{
+    *in = u->in;
+    *out = u->out;
+}

@@ -1,0 +1,45 @@
+/* UDP sockets: one datagram in, one handler call; replies go to an explicit address. */
+#ifndef HS_UDP_H
+#define HS_UDP_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "core/addr.h"
+
+struct event_base;
+struct hs_udp;
+
+/* Called once per received datagram. `peer` is the sender's address text ("1.2.3.4:5",
+ * "[::1]:5"); data is valid only during the call. */
+typedef void (*hs_udp_datagram_cb)(struct hs_udp *u, const char *data, size_t len,
+                                   const char *peer, void *arg);
+
+/* Binds a UDP socket to addr and starts receiving (up to 64 datagrams per wake-up).
+ * `name` (copied) labels log lines; arg must outlive the socket. Returns 0 and *out, or a
+ * negative code (-EADDRINUSE, HS_EBADSPEC, ...). */
+int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *name,
+               hs_udp_datagram_cb cb, void *arg, struct hs_udp **out);
+
+/* Stops receiving and closes the socket; frees u. */
+void hs_udp_free(struct hs_udp *u);
+
+/* Stops receiving, keeping the socket bound (graceful shutdown). */
+void hs_udp_stop(struct hs_udp *u);
+
+/* Sends one datagram to peer (text as given to the callback). Returns 0; HS_EBADSPEC for
+ * an address that does not parse; HS_ETOOBIG above 65,507 bytes; -EAGAIN when the socket
+ * buffer is full (the datagram is dropped, as UDP may); another negated errno. */
+int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const void *data,
+                   size_t len);
+
+/* Replaces the handler argument (a reload). */
+void hs_udp_retarget(struct hs_udp *u, void *arg);
+
+/* The bound address as a URL ("udp://127.0.0.1:40000"). Owned by u. */
+const char *hs_udp_url(const struct hs_udp *u);
+
+/* Datagrams received and sent so far. */
+void hs_udp_counts(const struct hs_udp *u, unsigned long long *in, unsigned long long *out);
+
+#endif
