@@ -194,13 +194,14 @@ int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storag
     return HS_EBADSPEC;
 }
 
-char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len,
-                  char *buf, size_t n)
+char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
+                  size_t n)
 {
     char text[HS_ADDR_TEXT];
     hs_addr_format(sa, len, text, sizeof text);
-    const char *prefix = scheme == HS_ADDR_TCP ? "tcp://" : scheme == HS_ADDR_UDP ? "udp://"
-                                                                                  : "unix:";
+    const char *prefix = scheme == HS_ADDR_TCP   ? "tcp://"
+                         : scheme == HS_ADDR_UDP ? "udp://"
+                                                 : "unix:";
     snprintf(buf, n, "%s%s", prefix, text);
     return buf;
 }

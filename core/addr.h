@@ -39,7 +39,7 @@ int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storag
                        socklen_t *len);
 
 /* Formats a bound listener as a URL ("tcp://127.0.0.1:43121", "unix:/tmp/x.sock"). */
-char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len,
-                  char *buf, size_t n);
+char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
+                  size_t n);
 
 #endif

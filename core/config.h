@@ -10,24 +10,24 @@
 
 /* One script and where it serves. Strings are owned by the config. */
 struct hs_service_spec {
-    char *script;                                 /* path as given (resolved against the
-                                                     config file's directory for a config) */
-    char *listen[HS_SCRIPT_MAX_LISTEN];           /* URLs; none means the script's own */
+    char *script;                       /* path as given (resolved against the
+                                           config file's directory for a config) */
+    char *listen[HS_SCRIPT_MAX_LISTEN]; /* URLs; none means the script's own */
     size_t n_listen;
-    char *framing;                                /* spec string, or NULL for the script's */
+    char *framing;                                       /* spec string, or NULL for the script's */
     struct hs_script_option opts[HS_SCRIPT_MAX_OPTIONS]; /* --set key=value */
     size_t n_opts;
 };
 
 struct hs_config {
-    int log_level;                  /* enum hs_log_level */
-    unsigned max_connections;       /* open TCP/Unix connections */
-    unsigned idle_timeout_ms;       /* 0 disables */
-    unsigned grace_ms;              /* SIGTERM: time open connections get to finish */
-    size_t max_line;                /* default max for line framing */
-    size_t max_frame;               /* default max for length framing */
-    char *config_path;              /* --config FILE, or NULL */
-    unsigned cli_set;               /* bit per setting given on the command line */
+    int log_level;            /* enum hs_log_level */
+    unsigned max_connections; /* open TCP/Unix connections */
+    unsigned idle_timeout_ms; /* 0 disables */
+    unsigned grace_ms;        /* SIGTERM: time open connections get to finish */
+    size_t max_line;          /* default max for line framing */
+    size_t max_frame;         /* default max for length framing */
+    char *config_path;        /* --config FILE, or NULL */
+    unsigned cli_set;         /* bit per setting given on the command line */
     struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;
 };

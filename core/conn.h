@@ -36,11 +36,11 @@ struct hs_conn_handler {
 
 /* Limits shared by the connections of one set. Zero timeouts disable that timeout. */
 struct hs_conn_limits {
-    unsigned max_connections; /* open connections; beyond it new ones are closed at once */
-    size_t out_high;          /* unsent bytes above which reading pauses */
-    size_t out_low;           /* unsent bytes below which reading resumes */
-    size_t out_hard;          /* unsent bytes above which hs_conn_send refuses */
-    unsigned idle_timeout_ms; /* no traffic either way for this long closes the conn */
+    unsigned max_connections;  /* open connections; beyond it new ones are closed at once */
+    size_t out_high;           /* unsent bytes above which reading pauses */
+    size_t out_low;            /* unsent bytes below which reading resumes */
+    size_t out_hard;           /* unsent bytes above which hs_conn_send refuses */
+    unsigned idle_timeout_ms;  /* no traffic either way for this long closes the conn */
     unsigned close_timeout_ms; /* a close waiting for output to drain gives up after this */
 };
 

@@ -12,14 +12,14 @@
 #include <openssl/evp.h>
 
 struct hs_filesink {
-    int fd;                 /* the temporary file, -1 once closed */
-    int state;              /* 0 open, 1 committed, -1 failed or aborted */
-    int error;              /* first write error (negated errno) */
-    uint64_t size;          /* bytes written */
-    EVP_MD_CTX *sha;        /* running SHA-256 of what was written */
-    char *dir;              /* target directory */
-    char *tmp_path;         /* dir/.hs-upload-XXXXXX */
-    char *path;             /* dir/name */
+    int fd;          /* the temporary file, -1 once closed */
+    int state;       /* 0 open, 1 committed, -1 failed or aborted */
+    int error;       /* first write error (negated errno) */
+    uint64_t size;   /* bytes written */
+    EVP_MD_CTX *sha; /* running SHA-256 of what was written */
+    char *dir;       /* target directory */
+    char *tmp_path;  /* dir/.hs-upload-XXXXXX */
+    char *path;      /* dir/name */
 };
 
 int hs_filename_check(const char *name, size_t len, const char **why)
@@ -95,8 +95,8 @@ static char *join(const char *dir, const char *name, size_t name_len)
     return s;
 }
 
-int hs_filesink_open(const char *dir, const char *name, size_t name_len,
-                     struct hs_filesink **out, const char **why)
+int hs_filesink_open(const char *dir, const char *name, size_t name_len, struct hs_filesink **out,
+                     const char **why)
 {
     int r = hs_filename_check(name, name_len, why);
     if (r != 0)

@@ -19,8 +19,8 @@ int hs_filename_check(const char *name, size_t len, const char **why);
 /* Creates the directory dir (and its parents) if missing, checks name, and opens a new
  * temporary file in dir for it. Returns 0 and *out, HS_EPROTO for a bad name (*why set), or a
  * negated errno (*why set to strerror). */
-int hs_filesink_open(const char *dir, const char *name, size_t name_len,
-                     struct hs_filesink **out, const char **why);
+int hs_filesink_open(const char *dir, const char *name, size_t name_len, struct hs_filesink **out,
+                     const char **why);
 
 /* Appends len bytes. On the first failure (for example -ENOSPC) the temporary file is
  * removed at once and every later call returns the same error. */

@@ -19,14 +19,14 @@ enum hs_framing_kind {
 
 struct hs_framing {
     enum hs_framing_kind kind;
-    uint64_t max;                       /* payload bytes per message; 0 means the default */
-    char delim[HS_FRAMING_MAX_DELIM];   /* line: delimiter bytes (may contain NUL) */
-    size_t delim_len;                   /* line: 1..HS_FRAMING_MAX_DELIM */
-    int strip_cr;                       /* line: drop one '\r' before a "\n" delimiter */
-    unsigned hdr_size;                  /* length: 1, 2, 4 or 8 bytes */
-    int big_endian;                     /* length: 1 = network order, 0 = little endian */
-    int is_signed;                      /* length: header is two's complement signed */
-    uint64_t fixed;                     /* fixed: bytes per message, >= 1 */
+    uint64_t max;                     /* payload bytes per message; 0 means the default */
+    char delim[HS_FRAMING_MAX_DELIM]; /* line: delimiter bytes (may contain NUL) */
+    size_t delim_len;                 /* line: 1..HS_FRAMING_MAX_DELIM */
+    int strip_cr;                     /* line: drop one '\r' before a "\n" delimiter */
+    unsigned hdr_size;                /* length: 1, 2, 4 or 8 bytes */
+    int big_endian;                   /* length: 1 = network order, 0 = little endian */
+    int is_signed;                    /* length: header is two's complement signed */
+    uint64_t fixed;                   /* fixed: bytes per message, >= 1 */
 };
 
 /* Where a frame sits at the front of the buffer: `skip` header bytes, then `len` payload
@@ -48,7 +48,9 @@ void hs_framing_init(struct hs_framing *out, enum hs_framing_kind kind);
  *   length:<i|u><8|16|32|64>[le|be][:max=N]   e.g. length:i32le (no suffix = be)
  *   fixed:N
  * Sizes accept k/m/g suffixes (powers of 1024). On success fills *out and returns 0. On
- * failure returns HS_EBADSPEC and, when why != NULL, sets *why to a static description. */
+ * failure returns HS_EBADSPEC, leaves *out untouched and, when why != NULL, sets *why to a
+ * static description. max=0 is refused (0 in the struct means the default); a ':' inside a
+ * delimiter must be written \x3a; options may come in any order but each at most once. */
 int hs_framing_parse(const char *spec, struct hs_framing *out, const char **why);
 
 /* Writes a canonical spec string for *f (that hs_framing_parse reads back to the same
@@ -67,16 +69,19 @@ int hs_framing_format(const struct hs_framing *f, char *buf, size_t n);
  * Returns HS_EPROTO for a negative length, HS_ETOOBIG for a length or a line over max (for
  * raw, never: a large buffer is split into max-sized messages). *why, when why != NULL, is
  * set to a static reason on failure: "negative length", "frame too large", "line too long".
- * For raw framing an empty buffer is HS_AGAIN. */
+ * For raw framing an empty buffer is HS_AGAIN. Returns HS_EBADSPEC ("bad framing") if *f is
+ * not a valid framing, which only a hand-built struct can be. */
 int hs_framing_next(const struct hs_framing *f, struct evbuffer *in, size_t *resume,
                     struct hs_frame *out, const char **why);
 
 /* Decodes the integer header at hdr (f->hdr_size bytes) per f's endianness and signedness.
  * Returns 0 and stores the length in *len, HS_EPROTO for a negative value, HS_ETOOBIG for a
- * value above the effective max. Exposed for the upload header parser and its fuzz target. */
+ * value above the effective max, HS_EBADSPEC if hdr_size is not 1, 2, 4 or 8. Exposed for
+ * the upload header parser and its fuzz target. */
 int hs_framing_decode_length(const struct hs_framing *f, const unsigned char *hdr, uint64_t *len);
 
-/* The effective maximum payload for f (its max, or the kind's default when max is 0). */
+/* The effective maximum payload for f (its max, or the kind's default when max is 0; for
+ * fixed framing, f->fixed). */
 uint64_t hs_framing_max(const struct hs_framing *f);
 
 #endif

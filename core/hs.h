@@ -11,25 +11,25 @@
 #define HS_EPROTO (-1) /* malformed input: the connection concerned must be closed */
 #define HS_AGAIN (-2)  /* need more input */
 
-#define HS_ETOOBIG (-4001)   /* input over a configured limit */
-#define HS_EBADSPEC (-4002)  /* a framing spec or listener URL that does not parse */
-#define HS_ECLOSED (-4003)   /* operation on a connection that is closed or closing */
-#define HS_EFULL (-4004)     /* output buffer over its hard limit */
-#define HS_ESCRIPT (-4005)   /* a Lua script failed to load or to run */
+#define HS_ETOOBIG (-4001)  /* input over a configured limit */
+#define HS_EBADSPEC (-4002) /* a framing spec or listener URL that does not parse */
+#define HS_ECLOSED (-4003)  /* operation on a connection that is closed or closing */
+#define HS_EFULL (-4004)    /* output buffer over its hard limit */
+#define HS_ESCRIPT (-4005)  /* a Lua script failed to load or to run */
 
 /* Default limits. Each is overridable from the command line or config (see README). */
-#define HS_DEFAULT_MAX_LINE (64 * 1024)             /* bytes in one line, delimiter excluded */
-#define HS_DEFAULT_MAX_FRAME (16 * 1024 * 1024)     /* bytes in one buffered length frame */
-#define HS_DEFAULT_MAX_RAW_CHUNK (256 * 1024)       /* bytes handed to Lua in one raw message */
-#define HS_DEFAULT_MAX_CONNECTIONS 10000            /* open TCP/Unix connections per process */
-#define HS_DEFAULT_OUT_HIGH (1024 * 1024)           /* pause reading above this many unsent bytes */
-#define HS_DEFAULT_OUT_LOW (256 * 1024)             /* resume reading below this */
-#define HS_DEFAULT_OUT_HARD (64 * 1024 * 1024)      /* conn:send refuses above this */
-#define HS_DEFAULT_IDLE_TIMEOUT_MS (300 * 1000)     /* no bytes either way for this long: close */
-#define HS_DEFAULT_CLOSE_TIMEOUT_MS (30 * 1000)     /* flushing before a close may take this long */
-#define HS_DEFAULT_GRACE_MS (10 * 1000)             /* SIGTERM: how long open conns may finish */
-#define HS_READ_SIZE (64 * 1024)                    /* bytes asked of one read(2) */
-#define HS_MAX_DATAGRAM 65535                       /* largest UDP payload we receive */
+#define HS_DEFAULT_MAX_LINE (64 * 1024)         /* bytes in one line, delimiter excluded */
+#define HS_DEFAULT_MAX_FRAME (16 * 1024 * 1024) /* bytes in one buffered length frame */
+#define HS_DEFAULT_MAX_RAW_CHUNK (256 * 1024)   /* bytes handed to Lua in one raw message */
+#define HS_DEFAULT_MAX_CONNECTIONS 10000        /* open TCP/Unix connections per process */
+#define HS_DEFAULT_OUT_HIGH (1024 * 1024)       /* pause reading above this many unsent bytes */
+#define HS_DEFAULT_OUT_LOW (256 * 1024)         /* resume reading below this */
+#define HS_DEFAULT_OUT_HARD (64 * 1024 * 1024)  /* conn:send refuses above this */
+#define HS_DEFAULT_IDLE_TIMEOUT_MS (300 * 1000) /* no bytes either way for this long: close */
+#define HS_DEFAULT_CLOSE_TIMEOUT_MS (30 * 1000) /* flushing before a close may take this long */
+#define HS_DEFAULT_GRACE_MS (10 * 1000)         /* SIGTERM: how long open conns may finish */
+#define HS_READ_SIZE (64 * 1024)                /* bytes asked of one read(2) */
+#define HS_MAX_DATAGRAM 65535                   /* largest UDP payload we receive */
 
 #define HS_UNUSED(x) ((void)(x))
 

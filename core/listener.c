@@ -16,28 +16,29 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#define ACCEPT_BACKOFF_MS 100 /* pause after EMFILE/ENFILE/ENOMEM before accepting again */
+#define ACCEPT_BACKOFF_MS 100  /* pause after EMFILE/ENFILE/ENOMEM before accepting again */
+#define HS_LISTEN_BACKLOG 4096 /* pending connections; the kernel caps it at somaxconn */
 
 struct hs_listener {
     struct event_base *base;
     struct hs_conns *set;
     struct evconnlistener *evl;
-    struct event *backoff;        /* re-enables accepting after a resource shortage */
-    int paused_for_backoff;       /* accepting is off until the backoff timer fires */
-    int stopped;                  /* hs_listener_stop was called */
-    struct hs_framing framing;    /* given to each accepted connection */
+    struct event *backoff;     /* re-enables accepting after a resource shortage */
+    int paused_for_backoff;    /* accepting is off until the backoff timer fires */
+    int stopped;               /* hs_listener_stop was called */
+    struct hs_framing framing; /* given to each accepted connection */
     const struct hs_conn_handler *handler;
     void *arg;
     hs_listener_accept_cb accept_cb;
-    int port;                     /* bound port; 0 for Unix */
+    int port;                         /* bound port; 0 for Unix */
     char unix_path[HS_ADDR_MAX_PATH]; /* socket file to remove on free, or "" */
-    char url[HS_ADDR_TEXT + 16];  /* bound address as a URL */
-    char name[64];                /* label for log lines */
+    char url[HS_ADDR_TEXT + 16];      /* bound address as a URL */
+    char name[64];                    /* label for log lines */
     unsigned long long accepted, refused, limited;
 };
 
-static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-                               struct sockaddr *sa, int salen, void *arg)
+static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                               int salen, void *arg)
 {
     struct hs_listener *l = arg;
     HS_UNUSED(evl);
@@ -134,7 +135,7 @@ int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct 
     /* "All addresses" binds IPv6 any and takes IPv4 clients too. */
     if (ss.ss_family == AF_INET6 && addr->host[0] == '\0')
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
+    if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, HS_LISTEN_BACKLOG) != 0) {
         r = -errno;
         close(fd);
         return r;
@@ -154,7 +155,9 @@ int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct 
     snprintf(l->name, sizeof l->name, "%s", name ? name : "");
     l->backoff = evtimer_new(base, listener_backoff_cb, l);
     l->evl = evconnlistener_new(base, listener_accept_cb, l,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    /* Backlog 0 above: the socket listens already. -1 would make libevent call listen(fd, 128)
+     * again, and 128 overflows under a burst of connects. */
     if (l->evl == NULL || l->backoff == NULL) {
         if (l->backoff)
             event_free(l->backoff);

@@ -9,10 +9,10 @@ extern enum hs_log_level hs__log_level;
 
 /* Logs one line if level passes the threshold. The level check comes first so a disabled
  * message costs one comparison. */
-#define hs_log(level, ...)                                                                       \
-    do {                                                                                         \
-        if ((int)(level) >= (int)hs__log_level)                                                            \
-            hs__log_write((level), __VA_ARGS__);                                                 \
+#define hs_log(level, ...)                                                                         \
+    do {                                                                                           \
+        if ((int)(level) >= (int)hs__log_level)                                                    \
+            hs__log_write((level), __VA_ARGS__);                                                   \
     } while (0)
 
 /* Writes one formatted line to stderr, newlines inside the message folded to " | " so each

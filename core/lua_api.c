@@ -144,8 +144,7 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     struct hs__conn_box *box = hs_conn_data(c);
     struct hs_lua *hl = hs_script_lua(arg);
     lua_State *L = hl->L;
-    hs_log(HS_LOG_DEBUG, "conn#%llu %s closed: %s", (unsigned long long)box->id, box->peer,
-           reason);
+    hs_log(HS_LOG_DEBUG, "conn#%llu %s closed: %s", (unsigned long long)box->id, box->peer, reason);
     if (push_callback(L, box->v, "on_close")) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
         lua_pushstring(L, reason);

@@ -41,8 +41,7 @@ extern const struct hs_conn_handler hs_lua_conn_handler;
 int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg);
 
 /* The UDP callback that runs the script's on_datagram(sock, data, peer); arg is the script. */
-void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer,
-                     void *arg);
+void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer, void *arg);
 
 /* Number of live timers (for tests and stats). */
 unsigned hs_lua_timer_count(const struct hs_lua *hl);

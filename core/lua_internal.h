@@ -30,13 +30,13 @@ struct hs_lua {
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
  * the hs_conn; the box borrows it and is told when it is gone (c = NULL). */
 struct hs__conn_box {
-    struct hs_conn *c;     /* NULL once closed */
-    uint64_t id;           /* kept for a closed box's queries */
-    struct hs_version *v;  /* the script version this connection runs */
-    int self_ref;          /* registry reference holding the box while the conn is open */
-    int pipe_done_ref;     /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
-    int pipe_file_ref;     /* registry reference of the file being written, or LUA_NOREF */
-    char peer[64];         /* peer text, kept for closed boxes */
+    struct hs_conn *c;    /* NULL once closed */
+    uint64_t id;          /* kept for a closed box's queries */
+    struct hs_version *v; /* the script version this connection runs */
+    int self_ref;         /* registry reference holding the box while the conn is open */
+    int pipe_done_ref;    /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
+    int pipe_file_ref;    /* registry reference of the file being written, or LUA_NOREF */
+    char peer[64];        /* peer text, kept for closed boxes */
 };
 
 /* A UDP socket as Lua sees it. */

@@ -73,8 +73,7 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
-        printf("hotsock %s (%s, libevent %s)\n", HOTSOCK_VERSION, "Lua 5.4",
-               event_get_version());
+        printf("hotsock %s (%s, libevent %s)\n", HOTSOCK_VERSION, "Lua 5.4", event_get_version());
         return 0;
     }
     int serve = strcmp(argv[1], "serve") == 0;

@@ -290,8 +290,8 @@ int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_o
     return 0;
 }
 
-int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n,
-                     char *err, size_t errlen)
+int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n, char *err,
+                     size_t errlen)
 {
     size_t old_n = s->n_opts;
     char **old_keys = s->opt_keys, **old_values = s->opt_values;

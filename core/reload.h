@@ -26,10 +26,10 @@ struct hs_script_option {
 
 /* What a script declares about itself, read from the table it returns. */
 struct hs_script_decl {
-    char name[64];                                  /* `name` field, or the file's base name */
-    int has_framing;                                /* `framing` field present */
-    struct hs_framing framing;                      /* its value */
-    unsigned n_listen;                              /* `listen` entries */
+    char name[64];             /* `name` field, or the file's base name */
+    int has_framing;           /* `framing` field present */
+    struct hs_framing framing; /* its value */
+    unsigned n_listen;         /* `listen` entries */
     char listen[HS_SCRIPT_MAX_LISTEN][HS_ADDR_TEXT + 16]; /* their URLs */
 };
 
@@ -45,8 +45,8 @@ int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_o
  * (otherwise the ones it had). On success the new version becomes current for new
  * connections and 0 is returned; on failure the current version stays and HS_ESCRIPT is
  * returned with err set. */
-int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n,
-                     char *err, size_t errlen);
+int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n, char *err,
+                     size_t errlen);
 
 /* Frees the script. Versions still held by connections live on until those close. */
 void hs_script_free(struct hs_script *s);

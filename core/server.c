@@ -21,7 +21,7 @@
 struct service {
     const struct hs_service_spec *spec;
     struct hs_script *script;
-    struct hs_framing framing;                   /* for new connections */
+    struct hs_framing framing; /* for new connections */
     struct hs_listener *listeners[SERVER_MAX_BOUND];
     size_t n_listeners;
     struct hs_udp *udps[SERVER_MAX_BOUND];
@@ -123,8 +123,8 @@ int hs_server_start(struct hs_server *s, char *err, size_t errlen)
         struct service *sv = &s->services[s->n_services];
         memset(sv, 0, sizeof *sv);
         sv->spec = &s->cfg->services[i];
-        if (hs_script_load(s->hl, sv->spec->script, sv->spec->opts, sv->spec->n_opts,
-                           &sv->script, err, errlen) != 0)
+        if (hs_script_load(s->hl, sv->spec->script, sv->spec->opts, sv->spec->n_opts, &sv->script,
+                           err, errlen) != 0)
             return -1;
         s->n_services++;
         if (service_framing(sv, err, errlen) != 0)

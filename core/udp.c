@@ -11,12 +11,12 @@
 
 #include <event2/event.h>
 
-#define UDP_BATCH 64           /* datagrams read per readiness event, for fairness */
-#define UDP_MAX_PAYLOAD 65507  /* largest IPv4 UDP payload */
+#define UDP_BATCH 64          /* datagrams read per readiness event, for fairness */
+#define UDP_MAX_PAYLOAD 65507 /* largest IPv4 UDP payload */
 
 struct hs_udp {
     int fd;
-    int family;                 /* of the bound socket */
+    int family; /* of the bound socket */
     struct event *ev;
     hs_udp_datagram_cb cb;
     void *arg;

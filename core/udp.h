@@ -12,8 +12,8 @@ struct hs_udp;
 
 /* Called once per received datagram. `peer` is the sender's address text ("1.2.3.4:5",
  * "[::1]:5"); data is valid only during the call. */
-typedef void (*hs_udp_datagram_cb)(struct hs_udp *u, const char *data, size_t len,
-                                   const char *peer, void *arg);
+typedef void (*hs_udp_datagram_cb)(struct hs_udp *u, const char *data, size_t len, const char *peer,
+                                   void *arg);
 
 /* Binds a UDP socket to addr and starts receiving (up to 64 datagrams per wake-up).
  * `name` (copied) labels log lines; arg must outlive the socket. Returns 0 and *out, or a

@@ -1,0 +1,710 @@
+/* HTTP/1.x request heads, chunked bodies and request paths. See http.h for the contracts.
+ *
+ * The head parser works in two steps, as picohttpparser does. While the head is incomplete,
+ * each call looks only at the bytes that arrived since the previous call (from last_len - 1,
+ * because a CR at the old end could not yet be checked against its successor): it refuses
+ * bad bytes (NUL, controls, bare LF, CR without LF) at once, looks for the blank line, and
+ * refuses a head that has passed a size limit without one. Bytes past the point where a
+ * limit is exceeded are never examined, so a head gives the same answer however it is split
+ * across calls. Once the blank line has arrived the whole head is parsed a single time. */
+#include "core/http.h"
+
+#include "core/hs.h"
+
+#include <limits.h>
+#include <string.h>
+
+static int fail(struct hs_http_request *req, int status, const char *why)
+{
+    req->status = status;
+    req->why = why;
+    return HS_EPROTO;
+}
+
+static int is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Case-insensitive comparison of s[0..n) with lit, which must be lowercase. */
+static int ci_eq(const char *s, size_t n, const char *lit)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + ('a' - 'A'));
+        if (lit[i] == '\0' || c != (unsigned char)lit[i])
+            return 0;
+    }
+    return lit[n] == '\0';
+}
+
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Calls fn for each element of a comma-separated list value with its OWS trimmed, empty
+ * elements included. Stops at, and returns, the first nonzero fn result. */
+static int list_each(const char *v, size_t n, int (*fn)(const char *, size_t, void *), void *arg)
+{
+    const char *end = v + n;
+
+    for (;;) {
+        const char *e = memchr(v, ',', (size_t)(end - v));
+        const char *s = v, *t = e != NULL ? e : end;
+        int rc;
+
+        while (s < t && is_ows(*s))
+            s++;
+        while (t > s && is_ows(t[-1]))
+            t--;
+        rc = fn(s, (size_t)(t - s), arg);
+        if (rc != 0 || e == NULL)
+            return rc;
+        v = e + 1;
+    }
+}
+
+/* Per-head bookkeeping of the fields whose semantics the parser checks. */
+struct head_state {
+    int cl_seen;    /* Content-Length lines */
+    int host_seen;  /* Host lines */
+    int te_seen;    /* Transfer-Encoding lines */
+    int te_chunked; /* "chunked" elements over all Transfer-Encoding lines */
+    int te_other;   /* elements other than "chunked" */
+    int expect_100; /* Expect: 100-continue seen */
+};
+
+static int te_element(const char *s, size_t n, void *arg)
+{
+    struct head_state *hs = arg;
+
+    if (ci_eq(s, n, "chunked"))
+        hs->te_chunked++;
+    else if (n == 0)
+        return 1;
+    else
+        hs->te_other++;
+    return 0;
+}
+
+static int conn_element(const char *s, size_t n, void *arg)
+{
+    struct hs_http_request *req = arg;
+
+    if (ci_eq(s, n, "close"))
+        req->conn_close = 1;
+    else if (ci_eq(s, n, "keep-alive"))
+        req->conn_keep_alive = 1;
+    return 0;
+}
+
+/* Host = uri-host [ ":" port ]: reg-name, IPv4 or an IP literal in brackets. This only
+ * refuses bytes that can appear in none of them (space, '/', '@', quotes, obs-text...). */
+static int host_valid(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (strchr("-._~%!$&'()*+,;=:[]", c) == NULL || c == '\0')
+            return 0;
+    }
+    return 1;
+}
+
+/* Strict Content-Length: 1*DIGIT, at most HS_HTTP_MAX_CONTENT_LENGTH. A list ("5, 5"), a
+ * sign or anything else is refused rather than interpreted. */
+static int parse_content_length(struct hs_http_request *req, const char *v, size_t n)
+{
+    int64_t x = 0;
+    size_t i;
+
+    if (n == 0)
+        return fail(req, 400, "invalid Content-Length");
+    for (i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return fail(req, 400, "invalid Content-Length");
+        x = x * 10 + (v[i] - '0');
+        if (x > HS_HTTP_MAX_CONTENT_LENGTH)
+            return fail(req, 400, "Content-Length too large");
+    }
+    req->content_length = x;
+    return 0;
+}
+
+/* Applies the semantics of one field line. Returns 0 or HS_EPROTO (req->status set). */
+static int field_semantics(struct hs_http_request *req, struct head_state *hs,
+                           const struct hs_http_header *h)
+{
+    const char *n = h->name, *v = h->value;
+    size_t nl = h->name_len, vl = h->value_len;
+
+    if (ci_eq(n, nl, "content-length")) {
+        /* Equal duplicates are refused too: an intermediary may have picked either line. */
+        if (hs->cl_seen++)
+            return fail(req, 400, "duplicate Content-Length");
+        return parse_content_length(req, v, vl);
+    }
+    if (ci_eq(n, nl, "transfer-encoding")) {
+        hs->te_seen++;
+        if (list_each(v, vl, te_element, hs) != 0)
+            return fail(req, 400, "invalid Transfer-Encoding");
+        return 0;
+    }
+    if (ci_eq(n, nl, "host")) {
+        if (hs->host_seen++)
+            return fail(req, 400, "duplicate Host");
+        if (!host_valid(v, vl))
+            return fail(req, 400, "invalid Host");
+        req->host = v;
+        req->host_len = vl;
+        return 0;
+    }
+    if (ci_eq(n, nl, "connection"))
+        return list_each(v, vl, conn_element, req);
+    if (ci_eq(n, nl, "expect") && ci_eq(v, vl, "100-continue"))
+        hs->expect_100 = 1;
+    return 0;
+}
+
+/* Splits the request-target into path and query. Origin-form "/p?q", asterisk-form "*" (for
+ * OPTIONS only) and absolute-form "http[s]://authority/p?q" are accepted; authority-form
+ * (CONNECT) and anything else is refused since hotsock is not a proxy. */
+static int parse_target(struct hs_http_request *req)
+{
+    const char *t = req->target, *end = t + req->target_len, *p = t, *q;
+
+    if (req->target_len == 1 && t[0] == '*') {
+        if (!(req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0))
+            return fail(req, 400, "asterisk target without OPTIONS");
+        req->path = t;
+        req->path_len = 1;
+        req->query = end;
+        req->query_len = 0;
+        return 0;
+    }
+    if (t[0] != '/') {
+        size_t skip;
+        const char *a;
+
+        if (req->target_len >= 7 && ci_eq(t, 7, "http://"))
+            skip = 7;
+        else if (req->target_len >= 8 && ci_eq(t, 8, "https://"))
+            skip = 8;
+        else
+            return fail(req, 400, "invalid target");
+        a = p = t + skip;
+        while (p < end && *p != '/' && *p != '?')
+            p++;
+        if (p == a)
+            return fail(req, 400, "empty authority");
+        if (memchr(a, '@', (size_t)(p - a)) != NULL)
+            return fail(req, 400, "userinfo in target");
+    }
+    q = memchr(p, '?', (size_t)(end - p));
+    if (q == NULL)
+        q = end;
+    if (q == p) {
+        req->path = "/"; /* absolute-form without a path */
+        req->path_len = 1;
+    } else {
+        req->path = p;
+        req->path_len = (size_t)(q - p);
+    }
+    req->query = q < end ? q + 1 : end;
+    req->query_len = (size_t)(end - req->query);
+    return 0;
+}
+
+/* Request line: method SP target SP "HTTP/" DIGIT "." DIGIT, exactly. The scan has already
+ * refused controls other than HTAB, which falls out below as an invalid byte. */
+static int parse_request_line(struct hs_http_request *req, const char *p, const char *end)
+{
+    const char *s = p;
+
+    if (p == end)
+        return fail(req, 400, "empty request line");
+    while (p < end && is_tchar((unsigned char)*p))
+        p++;
+    if (p == s || p == end || *p != ' ')
+        return fail(req, 400, "invalid method");
+    req->method = s;
+    req->method_len = (size_t)(p - s);
+
+    s = ++p;
+    while (p < end && *p != ' ') {
+        unsigned char c = (unsigned char)*p++;
+        if (c < 0x21 || c == 0x7f)
+            return fail(req, 400, "invalid byte in target");
+    }
+    if (p == s)
+        return fail(req, 400, "empty target");
+    if (p == end)
+        return fail(req, 400, "invalid version");
+    req->target = s;
+    req->target_len = (size_t)(p - s);
+
+    p++;
+    if (end - p != 8 || memcmp(p, "HTTP/", 5) != 0 || p[5] < '0' || p[5] > '9' || p[6] != '.' ||
+        p[7] < '0' || p[7] > '9')
+        return fail(req, 400, "invalid version");
+    if (p[5] != '1' || p[7] > '1')
+        return fail(req, 505, "unsupported version");
+    req->minor_version = p[7] - '0';
+    return parse_target(req);
+}
+
+/* Parses one field line [p, end): name ":" OWS value OWS. */
+static int parse_field(struct hs_http_request *req, const char *p, const char *end,
+                       struct hs_http_header *h)
+{
+    const char *s = p;
+
+    if (is_ows(*p))
+        return fail(req, 400, "obsolete line folding");
+    while (p < end && is_tchar((unsigned char)*p))
+        p++;
+    if (p == end)
+        return fail(req, 400, "missing colon");
+    if (*p != ':') {
+        if (is_ows(*p))
+            return fail(req, 400, "whitespace before colon");
+        return fail(req, 400, "invalid field name");
+    }
+    if (p == s)
+        return fail(req, 400, "empty field name");
+    h->name = s;
+    h->name_len = (size_t)(p - s);
+    p++;
+    while (p < end && is_ows(*p))
+        p++;
+    while (end > p && is_ows(end[-1]))
+        end--;
+    h->value = p;
+    h->value_len = (size_t)(end - p);
+    return 0;
+}
+
+/* Parses the complete head [0, head_len): request line [skip, rl_end), field lines from
+ * hdr_start up to the blank line. Returns head_len or HS_EPROTO. */
+static int parse_head(const char *buf, size_t skip, size_t rl_end, size_t hdr_start,
+                      size_t head_len, const struct hs_http_limits *lim,
+                      struct hs_http_request *req)
+{
+    struct head_state hs;
+    const char *p, *end;
+    size_t n = 0, max = lim->max_headers;
+    int rc;
+
+    memset(&hs, 0, sizeof(hs));
+    req->num_headers = 0;
+    req->host = NULL;
+    req->host_len = 0;
+    req->content_length = -1;
+    req->chunked = 0;
+    req->conn_close = 0;
+    req->conn_keep_alive = 0;
+    req->keep_alive = 0;
+    req->expect_continue = 0;
+
+    rc = parse_request_line(req, buf + skip, buf + rl_end);
+    if (rc < 0)
+        return rc;
+
+    if (req->headers != NULL && req->headers_cap < max)
+        max = req->headers_cap;
+    /* Every CR was checked to be followed by LF, and the field section ends with one. */
+    p = buf + hdr_start;
+    end = buf + head_len - 2;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        struct hs_http_header tmp, *h = &tmp;
+
+        if (n >= max)
+            return fail(req, 431, "too many headers");
+        if (req->headers != NULL)
+            h = &req->headers[n];
+        rc = parse_field(req, p, eol, h);
+        if (rc < 0)
+            return rc;
+        rc = field_semantics(req, &hs, h);
+        if (rc < 0)
+            return rc;
+        n++;
+        p = eol + 2;
+    }
+    if (req->headers != NULL)
+        req->num_headers = n;
+
+    if (hs.te_seen) {
+        /* Checked in this order so that a smuggling attempt is always a 400. */
+        if (req->minor_version == 0)
+            return fail(req, 400, "Transfer-Encoding in HTTP/1.0");
+        if (hs.cl_seen)
+            return fail(req, 400, "both Content-Length and Transfer-Encoding");
+        if (hs.te_other)
+            return fail(req, 501, "unsupported transfer coding");
+        if (hs.te_chunked > 1)
+            return fail(req, 400, "chunked applied twice");
+        req->chunked = 1;
+    }
+    if (req->minor_version == 1 && !hs.host_seen)
+        return fail(req, 400, "missing Host");
+    /* RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored. */
+    req->expect_continue = hs.expect_100 && req->minor_version == 1;
+    if (req->minor_version == 1)
+        req->keep_alive = !req->conn_close;
+    else
+        req->keep_alive = req->conn_keep_alive && !req->conn_close;
+    return (int)head_len;
+}
+
+/* Checks buf[from, end) byte by byte: controls other than HTAB/CR/LF, DEL, CR not followed by
+ * LF and LF not preceded by CR are refused. Stops at the first CRLFCRLF and stores the head
+ * length. Returns 1 (head complete), 0 (not yet) or HS_EPROTO. */
+static int scan(const char *buf, size_t from, size_t end, struct hs_http_request *req,
+                size_t *head_len)
+{
+    size_t i;
+
+    for (i = from; i < end; i++) {
+        unsigned char c = (unsigned char)buf[i];
+
+        if (c >= 0x20 && c != 0x7f)
+            continue;
+        if (c == '\r') {
+            if (i + 1 < end && buf[i + 1] != '\n')
+                return fail(req, 400, "CR not followed by LF");
+        } else if (c == '\n') {
+            if (i == 0 || buf[i - 1] != '\r')
+                return fail(req, 400, "bare LF");
+            if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
+                *head_len = i + 1;
+                return 1;
+            }
+        } else if (c != '\t') {
+            return fail(req, 400, c == 0 ? "NUL byte" : "control character");
+        }
+    }
+    return 0;
+}
+
+int hs_http_parse_request(const char *buf, size_t len, size_t last_len,
+                          const struct hs_http_limits *limits, struct hs_http_request *req)
+{
+    struct hs_http_limits lim = {HS_HTTP_MAX_REQUEST_LINE, HS_HTTP_MAX_HEADER_BYTES,
+                                 HS_HTTP_MAX_HEADERS};
+    size_t skip = 0, from, limit, head_len = 0, rl_end;
+    const char *cr;
+    int rc;
+
+    if (limits != NULL) {
+        if (limits->max_request_line != 0)
+            lim.max_request_line = limits->max_request_line;
+        if (limits->max_header_bytes != 0)
+            lim.max_header_bytes = limits->max_header_bytes;
+        if (limits->max_headers != 0)
+            lim.max_headers = limits->max_headers;
+        /* The head length is returned as an int; this also keeps the sums below from wrapping. */
+        lim.max_request_line = min_size(lim.max_request_line, INT_MAX / 4);
+        lim.max_header_bytes = min_size(lim.max_header_bytes, INT_MAX / 4);
+    }
+    req->status = 0;
+    req->why = NULL;
+    if (last_len > len)
+        last_len = 0;
+    from = last_len > 0 ? last_len - 1 : 0;
+    if (len >= 2 && buf[0] == '\r' && buf[1] == '\n')
+        skip = 2;
+
+    /* Where the request line ends decides how far the head may go. Searching for it again
+     * costs at most the request line, itself bounded, and memchr stops at the CR. */
+    limit = skip + lim.max_request_line + 1;
+    cr = memchr(buf + skip, '\r', min_size(len, limit) - skip);
+    if (cr == NULL) {
+        rc = scan(buf, from, min_size(len, limit), req, &head_len);
+        if (rc < 0)
+            return rc;
+        if (len >= limit)
+            return fail(req, 414, "request line too long");
+        return HS_AGAIN;
+    }
+    rl_end = (size_t)(cr - buf);
+    limit = rl_end + 2 + lim.max_header_bytes + 2;
+    rc = scan(buf, from, min_size(len, limit), req, &head_len);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        /* With limit - 1 bytes and no blank line yet, the head still fits only if the field
+         * lines are exactly max_header_bytes long and the blank line's CR is the last byte. */
+        if (len >= limit || (len == limit - 1 && buf[limit - 2] != '\r'))
+            return fail(req, 431, "header section too large");
+        return HS_AGAIN;
+    }
+    return parse_head(buf, skip, rl_end, rl_end + 2, head_len, &lim, req);
+}
+
+/* Chunked decoder states; CH_SIZE_FIRST is 0 so a zeroed struct is ready. */
+enum {
+    CH_SIZE_FIRST,  /* first hex digit of a chunk size */
+    CH_SIZE,        /* further hex digits */
+    CH_EXT_BWS,     /* whitespace after the size: only ';' may follow */
+    CH_EXT,         /* chunk extensions, skipped up to CR */
+    CH_SIZE_LF,     /* LF ending the size line */
+    CH_DATA,        /* chunk data, st->size bytes left */
+    CH_DATA_CR,     /* CR after the data */
+    CH_DATA_LF,     /* LF after the data */
+    CH_TRAILER_BOL, /* start of a trailer line or of the final blank line */
+    CH_TRAILER,     /* inside a trailer line, skipped */
+    CH_TRAILER_LF,  /* LF ending a trailer line */
+    CH_END_LF,      /* LF of the final blank line */
+    CH_DONE,
+    CH_ERROR,
+};
+
+void hs_http_chunked_init(struct hs_http_chunked *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->state = CH_SIZE_FIRST;
+}
+
+static int chunk_fail(struct hs_http_chunked *st, const char *why)
+{
+    st->state = CH_ERROR;
+    st->why = why;
+    return HS_EPROTO;
+}
+
+/* Bytes allowed inside extensions and trailer lines: HTAB, SP..'~', obs-text. */
+static int is_text(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+int hs_http_chunked_next(struct hs_http_chunked *st, const char *buf, size_t len, size_t *consumed,
+                         size_t *data_off, size_t *data_len)
+{
+    size_t i;
+
+    *consumed = 0;
+    *data_off = 0;
+    *data_len = 0;
+    if (st->state == CH_DONE)
+        return 0;
+    if (st->state == CH_ERROR)
+        return HS_EPROTO;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        int d;
+
+        switch (st->state) {
+        case CH_DATA: {
+            size_t n = len - i;
+            if ((uint64_t)n > st->size)
+                n = (size_t)st->size;
+            st->size -= n;
+            st->total += n;
+            if (st->size == 0)
+                st->state = CH_DATA_CR;
+            *data_off = i;
+            *data_len = n;
+            *consumed = i + n;
+            return 1;
+        }
+        case CH_SIZE_FIRST:
+        case CH_SIZE:
+            if (c != '\r' && ++st->line > HS_HTTP_MAX_CHUNK_LINE)
+                return chunk_fail(st, "chunk size line too long");
+            d = hexval(c);
+            if (d >= 0) {
+                st->size = st->size * 16 + (uint64_t)d; /* size <= 2^53: cannot wrap */
+                if (st->size > (uint64_t)HS_HTTP_MAX_CONTENT_LENGTH)
+                    return chunk_fail(st, "chunk size too large");
+                st->state = CH_SIZE;
+            } else if (st->state == CH_SIZE_FIRST) {
+                return chunk_fail(st, c == '\n' ? "bare LF" : "invalid chunk size");
+            } else if (c == '\r') {
+                st->state = CH_SIZE_LF;
+            } else if (c == ';') {
+                st->state = CH_EXT;
+            } else if (is_ows((char)c)) {
+                st->state = CH_EXT_BWS;
+            } else {
+                return chunk_fail(st, c == '\n' ? "bare LF" : "invalid chunk size");
+            }
+            break;
+        case CH_EXT_BWS:
+            if (++st->line > HS_HTTP_MAX_CHUNK_LINE)
+                return chunk_fail(st, "chunk size line too long");
+            if (c == ';')
+                st->state = CH_EXT;
+            else if (!is_ows((char)c))
+                return chunk_fail(st, "invalid chunk size");
+            break;
+        case CH_EXT:
+            if (c != '\r' && ++st->line > HS_HTTP_MAX_CHUNK_LINE)
+                return chunk_fail(st, "chunk size line too long");
+            if (c == '\r')
+                st->state = CH_SIZE_LF;
+            else if (c == '\n')
+                return chunk_fail(st, "bare LF");
+            else if (!is_text(c))
+                return chunk_fail(st, "control byte in chunk extension");
+            break;
+        case CH_SIZE_LF:
+            if (c != '\n')
+                return chunk_fail(st, "CR not followed by LF");
+            st->line = 0;
+            st->state = st->size > 0 ? CH_DATA : CH_TRAILER_BOL;
+            break;
+        case CH_DATA_CR:
+            if (c != '\r')
+                return chunk_fail(st, "missing CRLF after chunk data");
+            st->state = CH_DATA_LF;
+            break;
+        case CH_DATA_LF:
+            if (c != '\n')
+                return chunk_fail(st, "missing CRLF after chunk data");
+            st->state = CH_SIZE_FIRST;
+            break;
+        case CH_TRAILER_BOL:
+        case CH_TRAILER:
+            if (c == '\r' && st->state == CH_TRAILER_BOL) {
+                st->state = CH_END_LF;
+                break;
+            }
+            if (++st->line > HS_HTTP_MAX_TRAILER_BYTES)
+                return chunk_fail(st, "trailers too large");
+            if (c == '\r')
+                st->state = CH_TRAILER_LF;
+            else if (c == '\n')
+                return chunk_fail(st, "bare LF");
+            else if (!is_text(c))
+                return chunk_fail(st, "control byte in trailer");
+            else
+                st->state = CH_TRAILER;
+            break;
+        case CH_TRAILER_LF:
+            if (++st->line > HS_HTTP_MAX_TRAILER_BYTES)
+                return chunk_fail(st, "trailers too large");
+            if (c != '\n')
+                return chunk_fail(st, "CR not followed by LF");
+            st->state = CH_TRAILER_BOL;
+            break;
+        case CH_END_LF:
+            if (c != '\n')
+                return chunk_fail(st, "CR not followed by LF");
+            st->state = CH_DONE;
+            *consumed = i + 1;
+            return 0;
+        default:
+            return chunk_fail(st, "decoder misuse");
+        }
+    }
+    *consumed = len;
+    return HS_AGAIN;
+}
+
+int hs_http_path_normalize(const char *in, size_t in_len, char *out, size_t out_size)
+{
+    size_t i = 1, o = 1, seg = 1; /* seg: where the current segment starts in out */
+
+    if (in_len == 0 || in[0] != '/')
+        return HS_EPROTO;
+    if (in_len > INT_MAX)
+        return HS_ETOOBIG;
+    if (out_size < 2)
+        return HS_ETOOBIG;
+    out[0] = '/';
+    /* Decoding comes first, so an encoded ".." or "/" is resolved exactly like a plain one. */
+    for (;;) {
+        int last = i >= in_len;
+        unsigned char c = 0;
+
+        if (!last) {
+            c = (unsigned char)in[i++];
+            if (c == '%') {
+                int hi, lo;
+                if (in_len - i < 2)
+                    return HS_EPROTO;
+                hi = hexval((unsigned char)in[i]);
+                lo = hexval((unsigned char)in[i + 1]);
+                if (hi < 0 || lo < 0)
+                    return HS_EPROTO;
+                c = (unsigned char)(hi * 16 + lo);
+                i += 2;
+            }
+            if (c < 0x20 || c == 0x7f || c == '\\')
+                return HS_EPROTO;
+        }
+        if (last || c == '/') {
+            size_t n = o - seg;
+            if (n == 1 && out[seg] == '.') {
+                o = seg;
+            } else if (n == 2 && out[seg] == '.' && out[seg + 1] == '.') {
+                /* out[seg - 1] is a '/'; a segment before it exists iff seg > 1. */
+                if (seg == 1)
+                    return HS_EPROTO;
+                o = seg - 1;
+                while (out[o - 1] != '/')
+                    o--;
+            } else if (n > 0 && !last) {
+                if (o + 1 >= out_size)
+                    return HS_ETOOBIG;
+                out[o++] = '/';
+            }
+            if (last)
+                break;
+            seg = o;
+            continue;
+        }
+        if (o + 1 >= out_size)
+            return HS_ETOOBIG;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
