@@ -57,22 +57,25 @@ Server.__index = Server
 function M.start(args, opts)
   opts = opts or {}
   local log = os.tmpname()
+  local status = os.tmpname()
+  os.remove(status)
   local parts = { shquote(M.bin), "serve" }
   for _, a in ipairs(args) do parts[#parts + 1] = shquote(a) end
-  local prefix = opts.prefix or ""
-  local cmd = ("%s %s </dev/null 2>%s >/dev/null & echo $!"):format(prefix, table.concat(parts, " "), shquote(log))
-  local p = io.popen("sh -c " .. shquote(cmd))
-  local pid = tonumber(p:read("l"))
-  p:close()
-  local srv = setmetatable({ pid = pid, logfile = log, urls = {} }, Server)
+  -- The server runs in a background subshell that records its exit status; its pid comes
+  -- from its own "ready (pid N)" log line.
+  local cmd = ("{ %s %s </dev/null 2>%s >/dev/null; echo $? >%s; } &"):format(
+    opts.prefix or "", table.concat(parts, " "), shquote(log), shquote(status))
+  os.execute("sh -c " .. shquote(cmd))
+  local srv = setmetatable({ logfile = log, statusfile = status, urls = {} }, Server)
   local ok, err = pcall(M.wait_until, function()
     local text = read_file(log)
-    if text:find("ready %(pid") then return true end
-    if not srv:alive() then error("hotsock exited during start:\n" .. text) end
+    local pid = text:match("ready %(pid (%d+)%)")
+    if pid then srv.pid = tonumber(pid) return true end
+    if srv:exit_status() then error("hotsock exited during start:\n" .. text) end
   end, opts.timeout or 10, "hotsock to start")
   if not ok then
-    srv:kill()
-    error(err .. "\n" .. read_file(log), 2)
+    if srv.pid then srv:kill() end
+    error(tostring(err) .. "\n" .. read_file(log), 2)
   end
   for url, name in read_file(log):gmatch("listening (%S+) (%S+)") do
     srv.urls[#srv.urls + 1] = { url = url, name = name }
@@ -80,12 +83,18 @@ function M.start(args, opts)
   return srv
 end
 
+-- The exit status once the server has exited, else nil.
+function Server:exit_status()
+  return tonumber(read_file(self.statusfile):match("%d+"))
+end
+
+-- Waits for the server to exit and returns its status.
+function Server:wait_exit(timeout)
+  return M.wait_until(function() return self:exit_status() end, timeout or 15, "hotsock to exit")
+end
+
 function Server:alive()
-  local _, rc = M.run("kill -0 " .. self.pid .. " 2>/dev/null")
-  if rc ~= 0 then return false end
-  -- A zombie is not alive either.
-  local stat = read_file("/proc/" .. self.pid .. "/stat")
-  return stat ~= "" and not stat:match("^%d+ %b() Z")
+  return self:exit_status() == nil
 end
 
 function Server:log()
