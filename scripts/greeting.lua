@@ -20,7 +20,7 @@ return {
   end,
 
   on_message = function(conn, msg)
-    local line_mode = conn:framing():sub(1, 4) == "line"
+    local line_mode = (conn:framing() or ""):sub(1, 4) == "line"
     if not line_mode then
       -- A raw chunk typed into nc ends in a newline; the tutorial client sends none.
       msg = msg:gsub("\r?\n$", "")
