@@ -1,0 +1,15 @@
+-- The demo: every shipped behaviour at once, on fixed ports of 127.0.0.1.
+--   hotsock serve --config examples/demo.lua
+-- Paths are relative to this file. Edit a script and send SIGHUP to reload it.
+return {
+  log_level = "info",
+  services = {
+    { script = "../scripts/echo.lua",
+      listen = { "tcp://127.0.0.1:7000", "udp://127.0.0.1:7000", "unix:/tmp/hotsock-echo.sock" } },
+    { script = "../scripts/greeting.lua", listen = "tcp://127.0.0.1:7001" },
+    { script = "../scripts/greeting.lua", listen = "tcp://127.0.0.1:7002", framing = "line" },
+    { script = "../scripts/upload.lua", listen = "tcp://127.0.0.1:7003",
+      options = { dir = "/tmp/hotsock-files" } },
+    { script = "udp_ack.lua", listen = "udp://127.0.0.1:7004" },
+  },
+}

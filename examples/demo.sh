@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds hotsock, and starts the demo (examples/demo.lua) in the
+# foreground. Ctrl-C stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/setup
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+cat <<'TXT'
+
+hotsock demo — every shipped behaviour, on 127.0.0.1:
+  echo      tcp 7000, udp 7000, unix /tmp/hotsock-echo.sock
+              printf 'hello\n' | nc -N 127.0.0.1 7000
+              printf 'hello' | nc -u -w1 127.0.0.1 7000
+              printf 'hello\n' | nc -N -U /tmp/hotsock-echo.sock
+  greeting  tcp 7001 (raw, the tutorial client's framing), tcp 7002 (line, for nc/telnet)
+              nc 127.0.0.1 7002        then type a name, and exit
+  upload    tcp 7003, files land in /tmp/hotsock-files
+              lua5.4 examples/upload_client.lua README.md
+  udp_ack   udp 7004 answers every datagram with 好的
+              printf 'hi' | nc -u -w1 127.0.0.1 7004
+Reload after editing a script: kill -HUP <pid shown below>.  Stop: Ctrl-C.
+
+TXT
+exec build/hotsock serve --config examples/demo.lua
