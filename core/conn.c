@@ -70,6 +70,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_process_input(struct hs_conn *c);
+static void conn_frame_input(struct hs_conn *c);
 static void conn_finish(struct hs_conn *c);
 
 void hs_conn_limits_default(struct hs_conn_limits *l)
@@ -293,6 +294,21 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
     return 0;
 }
 
+int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED)) {
+        close(fd);
+        return HS_ECLOSED;
+    }
+    /* File segments do not count against the hard output limit: they cost no memory. */
+    if (evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
+        close(fd);
+        return -ENOMEM;
+    }
+    conn_after_output(c);
+    return 0;
+}
+
 int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf)
 {
     if (c->flags & (CONN_CLOSING | CONN_CLOSED))
@@ -439,6 +455,23 @@ static void conn_pipe_start(struct hs_conn *c, const struct hs_frame *fr)
 static void conn_process_input(struct hs_conn *c)
 {
     c->refs++;
+    if (c->handler->on_data) {
+        if (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED)) && evbuffer_get_length(c->in) > 0)
+            c->handler->on_data(c, c->in, 0, c->arg);
+    } else {
+        conn_frame_input(c);
+    }
+    c->refs--;
+    if (c->flags & CONN_CLOSED) {
+        conn_release(c);
+        return;
+    }
+    conn_after_output(c);
+}
+
+/* The framing loop of conn_process_input. */
+static void conn_frame_input(struct hs_conn *c)
+{
     while (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED))) {
         if (c->pipe.active) {
             if (!conn_pipe_feed(c))
@@ -471,12 +504,6 @@ static void conn_process_input(struct hs_conn *c)
         conn_protocol_error(c, why);
         break;
     }
-    c->refs--;
-    if (c->flags & CONN_CLOSED) {
-        conn_release(c);
-        return;
-    }
-    conn_after_output(c);
 }
 
 /* The peer shut down its side: deliver what is left, then close after the flush. */
@@ -484,6 +511,11 @@ static void conn_on_eof(struct hs_conn *c)
 {
     c->flags |= CONN_EOF;
     conn_update_reading(c);
+    if (c->handler->on_data) {
+        /* The protocol layer decides what end of stream means (it may still answer). */
+        c->handler->on_data(c, c->in, 1, c->arg);
+        return;
+    }
     size_t left = evbuffer_get_length(c->in);
     if (left > 0 && !(c->flags & CONN_CLOSING)) {
         if (c->framing.kind == HS_FRAMING_LINE) {

@@ -29,6 +29,12 @@ struct hs_conn_handler {
      * sink failed (status < 0, the rest of the frame was discarded to keep framing in step).
      * `bytes` is the frame's payload length. */
     void (*on_pipe_done)(struct hs_conn *c, int status, uint64_t bytes, void *arg);
+    /* Optional. When set, framing is skipped: called whenever input arrived (and once more
+     * at end of stream with eof = 1) with the whole input buffer; the callee drains what it
+     * consumed and leaves the rest for next time. After the eof call the handler owns the end:
+     * it must close the connection (at once, or after answering). Protocol layers (HTTP) use
+     * this. */
+    void (*on_data)(struct hs_conn *c, struct evbuffer *in, int eof, void *arg);
     /* Once, when the connection is gone. reason is a short static text ("peer closed",
      * "closed", "idle timeout", "frame too large", "reset", ...). */
     void (*on_close)(struct hs_conn *c, const char *reason, void *arg);
@@ -83,6 +89,12 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len);
 /* Moves every byte of buf (drained) to the output queue without copying where libevent
  * can. Same results as hs_conn_send. */
 int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf);
+
+/* Queues len bytes of the open file fd from offset for sending without copying them
+ * through user space (sendfile where the kernel allows). Takes ownership of fd, which is
+ * closed once sent or when the connection goes. Same results as hs_conn_send; on failure fd
+ * is closed too. */
+int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len);
 
 /* Requests a close: reading stops, queued output is flushed (bounded by the close
  * timeout), then the socket closes and on_close runs with `reason` (a static string).

@@ -37,6 +37,10 @@ int hs_lua_call(struct lua_State *L, int nargs, int nres, const char *what,
  * accept time. */
 extern const struct hs_conn_handler hs_lua_conn_handler;
 
+/* The handler for scripts that declare protocol = "http": HTTP/1.x framing in C, one
+ * on_request(req, res) call per request (core/lua_http.c). Its arg is the script. */
+extern const struct hs_conn_handler hs_lua_http_handler;
+
 /* A listener accept callback that asks the script's on_accept(peer); arg is the script. */
 int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg);
 

@@ -29,7 +29,7 @@ struct hs_script {
 static unsigned versions_alive;
 
 static const char *const known_callbacks[] = {
-    "on_accept", "on_connect", "on_message", "on_close", "on_datagram", NULL,
+    "on_accept", "on_connect", "on_message", "on_close", "on_datagram", "on_request", NULL,
 };
 
 /* Best effort at a line number for a field of the returned table: the first line of the file
@@ -95,7 +95,7 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
             lua_pop(L, 1);
             return decl_error(path, k, err, errlen, k,
                               "unknown callback (known: on_accept, on_connect, on_message, "
-                              "on_close, on_datagram)");
+                              "on_close, on_datagram, on_request)");
         }
         lua_pushvalue(L, -1);
         if (lua_gettable(L, t) != LUA_TFUNCTION) {
@@ -120,6 +120,19 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
         *dot = '\0';
     if (lua_getfield(L, t, "name") == LUA_TSTRING)
         snprintf(decl->name, sizeof decl->name, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+
+    snprintf(decl->protocol, sizeof decl->protocol, "stream");
+    int pt = lua_getfield(L, t, "protocol");
+    if (pt != LUA_TNIL) {
+        const char *p = lua_tostring(L, -1);
+        if (pt != LUA_TSTRING || (strcmp(p, "stream") != 0 && strcmp(p, "http") != 0)) {
+            lua_pop(L, 1);
+            return decl_error(path, "protocol", err, errlen, "bad protocol",
+                              "must be \"stream\" or \"http\"");
+        }
+        snprintf(decl->protocol, sizeof decl->protocol, "%s", p);
+    }
     lua_pop(L, 1);
 
     if (lua_getfield(L, t, "framing") != LUA_TNIL) {

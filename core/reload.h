@@ -27,6 +27,7 @@ struct hs_script_option {
 /* What a script declares about itself, read from the table it returns. */
 struct hs_script_decl {
     char name[64];             /* `name` field, or the file's base name */
+    char protocol[16];         /* "stream" (default) or "http" */
     int has_framing;           /* `framing` field present */
     struct hs_framing framing; /* its value */
     unsigned n_listen;         /* `listen` entries */

@@ -103,8 +103,11 @@ static int service_bind(struct hs_server *s, struct service *sv, const char *url
             snprintf(err, errlen, "too many listeners for %s", name);
             return -1;
         }
-        r = hs_listener_new(s->base, s->set, &a, name, &sv->framing, &hs_lua_conn_handler,
-                            sv->script, hs_lua_accept, &sv->listeners[sv->n_listeners]);
+        const struct hs_conn_handler *h = strcmp(hs_script_decl(sv->script)->protocol, "http") == 0
+                                              ? &hs_lua_http_handler
+                                              : &hs_lua_conn_handler;
+        r = hs_listener_new(s->base, s->set, &a, name, &sv->framing, h, sv->script, hs_lua_accept,
+                            &sv->listeners[sv->n_listeners]);
         if (r == 0)
             bound = hs_listener_url(sv->listeners[sv->n_listeners++]);
     }
