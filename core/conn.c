@@ -294,6 +294,43 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
     return 0;
 }
 
+int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return HS_ECLOSED;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (evbuffer_get_length(c->out) + total > c->set->limits.out_hard)
+        return HS_EFULL;
+    size_t done = 0;
+    if (evbuffer_get_length(c->out) == 0 && total > 0 && n <= 64) {
+        ssize_t w;
+        do
+            w = writev(c->fd, iov, n);
+        while (w < 0 && errno == EINTR);
+        if (w > 0) {
+            done = (size_t)w;
+            c->bytes_out += (uint64_t)w;
+            conn_touch(c);
+        }
+        /* A hard error shows again on the next read or flush, which closes properly. */
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len = iov[i].iov_len;
+        if (done >= len) {
+            done -= len;
+            continue;
+        }
+        if (evbuffer_add(c->out, (const char *)iov[i].iov_base + done, len - done) != 0)
+            return -ENOMEM;
+        done = 0;
+    }
+    if (evbuffer_get_length(c->out) > 0)
+        conn_after_output(c);
+    return 0;
+}
+
 int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
 {
     if (c->flags & (CONN_CLOSING | CONN_CLOSED)) {
@@ -546,9 +583,10 @@ static void conn_on_eof(struct hs_conn *c)
  * turn per 4 KiB. Returns what readv returned, errno set on -1. */
 static ssize_t conn_read_some(struct hs_conn *c)
 {
-    struct evbuffer_iovec v[2];
-    struct iovec iov[2];
-    int nv = evbuffer_reserve_space(c->in, HS_READ_SIZE, v, 2);
+    struct evbuffer_iovec v[1];
+    struct iovec iov[1];
+    /* One extent, so a read's bytes are contiguous and framers rarely need a pullup. */
+    int nv = evbuffer_reserve_space(c->in, HS_READ_SIZE, v, 1);
     if (nv <= 0) {
         errno = ENOMEM;
         return -1;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "core/framing.h"
 
@@ -85,6 +86,11 @@ int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_
 /* Queues len bytes (copied) for sending. Returns 0, HS_ECLOSED once the connection is
  * closing or closed, or HS_EFULL when the unsent output is over the hard limit. */
 int hs_conn_send(struct hs_conn *c, const void *data, size_t len);
+
+/* Queues the n pieces of iov in order, as one hs_conn_send each would, but when nothing is
+ * waiting to be sent it first tries one writev(2) straight to the socket (no copy, no extra
+ * loop turn) and queues only what the socket did not take. Same results as hs_conn_send. */
+int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n);
 
 /* Moves every byte of buf (drained) to the output queue without copying where libevent
  * can. Same results as hs_conn_send. */

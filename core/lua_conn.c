@@ -62,15 +62,18 @@ static int l_conn_send(lua_State *L)
         luaL_checklstring(L, i, NULL);
     if (box->c == NULL)
         return push_closed(L);
-    for (int i = 2; i <= n; i++) {
-        size_t len;
-        const char *s = lua_tolstring(L, i, &len);
-        int r = hs_conn_send(box->c, s, len);
-        if (r != 0)
-            return push_result(L, r);
+    struct iovec iov[16];
+    int r = 0;
+    for (int i = 2; i <= n && r == 0; i += 16) {
+        int k = 0;
+        for (; k < 16 && i + k <= n; k++) {
+            size_t len;
+            iov[k].iov_base = (void *)(uintptr_t)lua_tolstring(L, i + k, &len);
+            iov[k].iov_len = len;
+        }
+        r = hs_conn_sendv(box->c, iov, k);
     }
-    lua_pushboolean(L, 1);
-    return 1;
+    return push_result(L, r);
 }
 
 static int l_conn_close(lua_State *L)
