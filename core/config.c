@@ -41,6 +41,7 @@ void hs_config_free(struct hs_config *cfg)
         }
     }
     free(cfg->config_path);
+    free(cfg->control_path);
     hs_config_init(cfg);
 }
 
@@ -209,6 +210,11 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                 return -1;
             }
             cfg->cli_set |= SET_GRACE;
+        } else if (strcmp(a, "--control") == 0) {
+            free(cfg->control_path);
+            cfg->control_path = strdup(val);
+        } else if (strcmp(a, "--watch") == 0) {
+            cfg->watch = 1;
         } else if (strcmp(a, "--config") == 0) {
             free(cfg->config_path);
             cfg->config_path = strdup(val);

@@ -28,6 +28,8 @@ struct hs_config {
     size_t max_frame;         /* default max for length framing */
     char *config_path;        /* --config FILE, or NULL */
     unsigned cli_set;         /* bit per setting given on the command line */
+    char *control_path;       /* --control PATH ("none" disables), or NULL for the default */
+    int watch;                /* --watch: reload scripts when their files change */
     struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;
 };

@@ -71,6 +71,8 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_process_input(struct hs_conn *c);
 static void conn_frame_input(struct hs_conn *c);
+static void conn_release(struct hs_conn *c);
+static void conn_after_output(struct hs_conn *c);
 static void conn_finish(struct hs_conn *c);
 
 void hs_conn_limits_default(struct hs_conn_limits *l)
@@ -118,6 +120,31 @@ void hs_conns_on_empty(struct hs_conns *set, void (*cb)(struct hs_conns *set, vo
 {
     set->on_empty = cb;
     set->on_empty_arg = arg;
+}
+
+void hs_conns_foreach(struct hs_conns *set, void (*cb)(struct hs_conn *c, void *arg), void *arg)
+{
+    size_t n = set->count, i = 0;
+    struct hs_conn **all = n ? calloc(n, sizeof *all) : NULL;
+    if (n && all == NULL)
+        return;
+    /* Pin every connection first: a callback may close any of them. */
+    for (struct hs_conn *c = set->head; c && i < n; c = c->next) {
+        c->refs++;
+        all[i++] = c;
+    }
+    for (size_t j = 0; j < i; j++)
+        if (!(all[j]->flags & CONN_CLOSED))
+            cb(all[j], arg);
+    for (size_t j = 0; j < i; j++) {
+        struct hs_conn *c = all[j];
+        c->refs--;
+        if (c->flags & CONN_CLOSED)
+            conn_release(c);
+        else if (c->refs == 0)
+            conn_after_output(c);
+    }
+    free(all);
 }
 
 void hs_conns_close_all(struct hs_conns *set)
@@ -223,8 +250,9 @@ static void conn_finish(struct hs_conn *c)
     set->count--;
 
     c->refs++;
-    if (c->pipe.active && c->handler->on_pipe_done) {
-        c->pipe.active = 0;
+    /* An armed pipe that never started still holds the handler's sink: release it too. */
+    if ((c->pipe.active || c->pipe.armed) && c->handler->on_pipe_done) {
+        c->pipe.active = c->pipe.armed = 0;
         c->handler->on_pipe_done(c, HS_ECLOSED, c->pipe.total, c->arg);
     }
     if (c->handler->on_close)
@@ -398,6 +426,16 @@ void hs_conn_pause(struct hs_conn *c, int paused)
     /* Bytes that arrived before the pause are still waiting: frame them now. */
     if (!paused && c->refs == 0 && evbuffer_get_length(c->in) > 0)
         conn_process_input(c);
+}
+
+const struct hs_conn_handler *hs_conn_handler_of(const struct hs_conn *c)
+{
+    return c->handler;
+}
+
+void *hs_conn_arg(const struct hs_conn *c)
+{
+    return c->arg;
 }
 
 void hs_conn_set_data(struct hs_conn *c, void *data)

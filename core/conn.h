@@ -68,6 +68,10 @@ unsigned hs_conns_count(const struct hs_conns *set);
 /* Asks every open connection to close once its output is flushed (reason "shutdown"). */
 void hs_conns_close_all(struct hs_conns *set);
 
+/* Calls cb for every open connection of the set. Connections stay valid during the walk
+ * even if cb closes them (or others); ones closed before their turn are skipped. */
+void hs_conns_foreach(struct hs_conns *set, void (*cb)(struct hs_conn *c, void *arg), void *arg);
+
 /* Sets a function called whenever the set becomes empty (used by graceful shutdown). */
 void hs_conns_on_empty(struct hs_conns *set, void (*cb)(struct hs_conns *set, void *arg),
                        void *arg);
@@ -132,6 +136,10 @@ int hs_conn_pipe_next(struct hs_conn *c, const struct hs_conn_sink *sink, uint64
 /* Stops (paused != 0) or resumes reading on behalf of the handler, independently of flow
  * control. */
 void hs_conn_pause(struct hs_conn *c, int paused);
+
+/* The handler and handler argument the connection was created with. */
+const struct hs_conn_handler *hs_conn_handler_of(const struct hs_conn *c);
+void *hs_conn_arg(const struct hs_conn *c);
 
 /* Per-connection data for the handler; the connection never looks at it. */
 void hs_conn_set_data(struct hs_conn *c, void *data);

@@ -30,6 +30,10 @@ int hs_filename_check(const char *name, size_t len, const char **why)
         return *why = "file name longer than 255 bytes", HS_EPROTO;
     if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
         return *why = "file name is . or ..", HS_EPROTO;
+    /* Our temporary files live beside the finished ones under this prefix: a client must not
+     * be able to name (and so replace) another upload's temporary file. */
+    if (len >= 11 && memcmp(name, ".hs-upload-", 11) == 0)
+        return *why = "file name is reserved (.hs-upload-*)", HS_EPROTO;
     const unsigned char *p = (const unsigned char *)name, *end = p + len;
     while (p < end) {
         unsigned c = *p;

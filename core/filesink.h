@@ -13,7 +13,8 @@ struct hs_filesink;
 
 /* Checks that name (len bytes, not necessarily NUL-terminated) is a plain file name: not
  * empty, not "." or "..", no '/', '\\' or NUL, at most HS_FILENAME_MAX bytes, valid UTF-8
- * (no overlongs, no surrogates). Returns 0, or HS_EPROTO with *why set to a static reason. */
+ * (no overlongs, no surrogates), and not starting with ".hs-upload-" (our temporary
+ * files). Returns 0, or HS_EPROTO with *why set to a static reason. */
 int hs_filename_check(const char *name, size_t len, const char **why);
 
 /* Creates the directory dir (and its parents) if missing, checks name, and opens a new

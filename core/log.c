@@ -56,18 +56,30 @@ void hs__log_write(enum hs_log_level level, const char *fmt, ...)
     va_end(ap);
 
     /* Fold embedded newlines (tracebacks) so one event is one line; the traceback's leading
-     * tabs go too. */
-    char out[sizeof line + 64];
+     * tabs go too. Other control bytes are written as \xHH so text from a client can never
+     * fake a log line or drive a terminal. */
+    char out[sizeof line * 2];
     size_t o = 0;
-    for (const char *p = line; *p && o + 4 < sizeof out; p++) {
+    int cut = 0;
+    for (const unsigned char *p = (const unsigned char *)line; *p; p++) {
+        if (o + 20 >= sizeof out) {
+            cut = 1;
+            break;
+        }
         if (*p == '\n') {
             memcpy(out + o, " | ", 3);
             o += 3;
             while (p[1] == '\t')
                 p++;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", *p);
         } else {
-            out[o++] = *p;
+            out[o++] = (char)*p;
         }
+    }
+    if (cut || strlen(line) == sizeof line - 1) {
+        memcpy(out + o, " ...[truncated]", 15);
+        o += 15;
     }
     out[o++] = '\n';
     /* One write(2) per line so lines from several processes never interleave. */

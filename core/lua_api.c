@@ -93,8 +93,10 @@ static void lua_conn_open(struct hs_conn *c, void *arg)
         return;
     }
     lua_insert(L, -2);
+    struct hs_version *was = hs__lua_set_running(hl, v, 0);
     if (hs_lua_call(L, 1, 0, "on_connect", c) != 0)
         hs_conn_close(c, "handler error");
+    hs__lua_set_running(hl, was, 0);
 }
 
 static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f,
@@ -108,8 +110,11 @@ static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct 
     size_t need = f->skip + (size_t)f->len;
     const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)need);
     lua_pushlstring(L, (const char *)p + f->skip, (size_t)f->len);
+    struct hs_lua *hl = hs_script_lua(arg);
+    struct hs_version *was = hs__lua_set_running(hl, box->v, 0);
     if (hs_lua_call(L, 2, 0, "on_message", c) != 0)
         hs_conn_close(c, "handler error");
+    hs__lua_set_running(hl, was, 0);
 }
 
 static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, void *arg)
@@ -135,8 +140,11 @@ static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, vo
         lua_pushstring(L, status == HS_ECLOSED ? "closed" : hs_strerror(status));
     luaL_unref(L, LUA_REGISTRYINDEX, fn);
     luaL_unref(L, LUA_REGISTRYINDEX, file);
+    struct hs_lua *hl = hs_script_lua(arg);
+    struct hs_version *was = hs__lua_set_running(hl, box->v, 0);
     if (hs_lua_call(L, 3, 0, "pipe_frame callback", c) != 0 && !hs_conn_is_closing(c))
         hs_conn_close(c, "handler error");
+    hs__lua_set_running(hl, was, 0);
 }
 
 static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
@@ -148,7 +156,9 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     if (push_callback(L, box->v, "on_close")) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
         lua_pushstring(L, reason);
+        struct hs_version *was = hs__lua_set_running(hl, box->v, 0);
         hs_lua_call(L, 2, 0, "on_close", c);
+        hs__lua_set_running(hl, was, 0);
     }
     /* From here on the box outlives the connection: every method sees c == NULL. */
     box->c = NULL;
@@ -178,7 +188,10 @@ int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg)
     if (!push_callback(L, v, "on_accept"))
         return 0;
     lua_pushstring(L, peer);
-    if (hs_lua_call(L, 1, 1, "on_accept", NULL) != 0)
+    struct hs_version *was = hs__lua_set_running(hs_script_lua(s), v, 0);
+    int r = hs_lua_call(L, 1, 1, "on_accept", NULL);
+    hs__lua_set_running(hs_script_lua(s), was, 0);
+    if (r != 0)
         return 1; /* a broken filter refuses rather than lets everyone in */
     int refuse = !lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -197,7 +210,53 @@ void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char 
     lua_pushstring(L, peer);
     char what[160];
     snprintf(what, sizeof what, "on_datagram (%s from %s)", hs_udp_url(u), peer);
+    struct hs_version *was = hs__lua_set_running(hl, hs_script_current(s), 0);
     hs_lua_call(L, 3, 0, what, NULL);
+    hs__lua_set_running(hl, was, 0);
+}
+
+/* ---- adoption after a reload ---- */
+
+struct adopt_walk {
+    struct hs_script *s;
+    struct hs_version *to;
+    unsigned moved;
+};
+
+static void adopt_one(struct hs_conn *c, void *arg)
+{
+    struct adopt_walk *w = arg;
+    if (hs_conn_handler_of(c) != &hs_lua_conn_handler || hs_conn_arg(c) != w->s)
+        return;
+    struct hs__conn_box *box = hs_conn_data(c);
+    if (box == NULL || box->v == w->to || box->c == NULL)
+        return;
+    struct hs_lua *hl = hs_script_lua(w->s);
+    lua_State *L = hl->L;
+    if (!push_callback(L, w->to, "on_upgrade"))
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+    struct hs_version *was = hs__lua_set_running(hl, w->to, 0);
+    int r = hs_lua_call(L, 1, 0, "on_upgrade", c);
+    hs__lua_set_running(hl, was, 0);
+    if (r != 0 || box->c == NULL)
+        return; /* logged; it keeps running the version it had */
+    struct hs_version *old = box->v;
+    hs_version_ref(w->to);
+    box->v = w->to;
+    hs_version_unref(old);
+    w->moved++;
+}
+
+unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set)
+{
+    struct adopt_walk w = {s, hs_script_current(s), 0};
+    lua_State *L = hs_script_lua(s)->L;
+    if (!push_callback(L, w.to, "on_upgrade"))
+        return 0;
+    lua_pop(L, 1);
+    hs_conns_foreach(set, adopt_one, &w);
+    return w.moved;
 }
 
 /* ---- timers ---- */
@@ -209,6 +268,9 @@ struct lua_timer {
     int self_ref; /* keeps the userdata alive while pending */
     int repeat;   /* every() rather than after() */
     double interval;
+    struct hs_version *owner;      /* version whose code created it (not referenced) */
+    int at_load;                   /* created by the script's top level */
+    struct lua_timer *prev, *next; /* hl->timer_list while pending */
 };
 
 static void timer_release(lua_State *L, struct lua_timer *t)
@@ -220,6 +282,42 @@ static void timer_release(lua_State *L, struct lua_timer *t)
     luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
     t->fn_ref = t->self_ref = LUA_NOREF;
     t->hl->timers--;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->hl->timer_list = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+}
+
+/* Cancels the pending timers owned by v (only load-time ones when load_only). */
+static void cancel_version_timers(struct hs_lua *hl, struct hs_version *v, int load_only)
+{
+    struct lua_timer *t = hl->timer_list, *next;
+    for (; t; t = next) {
+        next = t->next;
+        if (t->owner == v && (t->at_load || !load_only))
+            timer_release(hl->L, t);
+    }
+}
+
+void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v)
+{
+    cancel_version_timers(hl, v, 1);
+}
+
+void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v)
+{
+    cancel_version_timers(hl, v, 0);
+}
+
+struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load)
+{
+    struct hs_version *was = hl->running;
+    hl->running = v;
+    hl->running_at_load = at_load;
+    return was;
 }
 
 static void timeval_from(double s, struct timeval *tv)
@@ -240,9 +338,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
     lua_pushvalue(L, -2);
+    struct hs_version *was = hs__lua_set_running(t->hl, t->owner, 0);
     if (!t->repeat)
         timer_release(L, t);
     hs_lua_call(L, 1, 0, "timer", NULL);
+    hs__lua_set_running(t->hl, was, 0);
     if (t->repeat && t->fn_ref != LUA_NOREF) {
         struct timeval tv;
         timeval_from(t->interval, &tv);
@@ -298,6 +398,12 @@ static int new_timer(lua_State *L, int repeat)
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     hl->timers++;
+    t->owner = hl->running;
+    t->at_load = hl->running_at_load;
+    t->next = hl->timer_list;
+    if (hl->timer_list)
+        hl->timer_list->prev = t;
+    hl->timer_list = t;
     struct timeval tv;
     timeval_from(secs, &tv);
     event_add(t->ev, &tv);

@@ -18,13 +18,17 @@
 #define HS_FILE_MT "hotsock.file"
 
 struct hs_version;
+struct lua_timer;
 
 struct hs_lua {
     lua_State *L;
     struct event_base *base;
     struct hs_conns *set;
-    unsigned timers;   /* live timers */
-    int udp_boxes_ref; /* registry table: lightuserdata(hs_udp) -> box */
+    unsigned timers;              /* live timers */
+    struct lua_timer *timer_list; /* every live timer, to cancel a version's */
+    struct hs_version *running;   /* the version whose code runs now, or NULL */
+    int running_at_load;          /* it is the script's top level that runs */
+    int udp_boxes_ref;            /* registry table: lightuserdata(hs_udp) -> box */
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
@@ -66,6 +70,16 @@ void hs__lua_open_file(lua_State *L);
 
 /* The sink interface of a file userdata at idx, for conn:pipe_frame. NULL if not a file. */
 int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
+
+/* Sets the version whose code is about to run (timers it creates belong to it; at_load
+ * marks the script's top level). Returns the previous one, to restore. */
+struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load);
+
+/* A version stopped being current: its load-time timers are cancelled. */
+void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v);
+
+/* A version is being freed: every timer it still owns is cancelled. */
+void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v);
 
 /* pcall with traceback; on error copies the message (with traceback) into err and pops it.
  * Returns 0 or HS_ESCRIPT. */

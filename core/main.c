@@ -1,5 +1,6 @@
 /* The hotsock executable: command line, then wiring (server.c does the work). */
 #include "core/config.h"
+#include "core/control.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -16,6 +17,7 @@ static const char usage[] =
     "                    [SCRIPT [...]]... [OPTIONS]\n"
     "       hotsock serve --config FILE [OPTIONS]\n"
     "       hotsock check SCRIPT...\n"
+    "       hotsock reload [--control PATH]\n"
     "       hotsock --help | --version\n"
     "\n"
     "Runs Lua handler scripts on a libevent loop. Each SCRIPT returns a table of callbacks\n"
@@ -31,8 +33,13 @@ static const char usage[] =
     "  --max-connections N   open connections at once (default 10000)\n"
     "  --idle-timeout SECS   close connections idle this long (default 300, 0 = never)\n"
     "  --grace SECS          on SIGTERM/SIGINT, time open connections get (default 10)\n"
+    "  --watch               reload a script when it or a module it required changes\n"
+    "  --control PATH        control socket for `hotsock reload` (default\n"
+    "                        $XDG_RUNTIME_DIR/hotsock.ctl or /tmp/hotsock-UID.ctl; none: off)\n"
     "\n"
-    "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n";
+    "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n"
+    "hotsock reload asks the server on the control socket to reload, prints the outcome\n"
+    "per script, and exits 0 when every script reloaded, 1 otherwise.\n";
 
 /* hotsock check: load each script as serve would, report, exit 0 or 1. */
 static int cmd_check(struct hs_config *cfg)
@@ -65,6 +72,34 @@ static int cmd_check(struct hs_config *cfg)
     return status;
 }
 
+/* hotsock reload: ask a running server over its control socket. */
+static int cmd_reload(int argc, char **argv)
+{
+    char path[256];
+    hs_control_default_path(path, sizeof path);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
+            snprintf(path, sizeof path, "%s", argv[++i]);
+        } else {
+            fprintf(stderr, "hotsock reload: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    static char reply[16384];
+    int r = hs_control_request(path, "reload", reply, sizeof reply, 30000);
+    if (r != 0) {
+        fprintf(stderr, "hotsock reload: no server answers on %s: %s\n", path, hs_strerror(r));
+        return 1;
+    }
+    fputs(reply, stdout);
+    /* Every line must say ok. */
+    int ok = reply[0] != '\0';
+    for (const char *line = reply; *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : "")
+        if (strncmp(line, "ok", 2) != 0)
+            ok = 0;
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -76,6 +111,8 @@ int main(int argc, char **argv)
         printf("hotsock %s (%s, libevent %s)\n", HOTSOCK_VERSION, "Lua 5.4", event_get_version());
         return 0;
     }
+    if (strcmp(argv[1], "reload") == 0)
+        return cmd_reload(argc - 2, argv + 2);
     int serve = strcmp(argv[1], "serve") == 0;
     if (!serve && strcmp(argv[1], "check") != 0) {
         fprintf(stderr, "hotsock: unknown command '%s'\n\n%s", argv[1], usage);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct hs_version {
     unsigned refs;            /* the script's "current" slot plus one per connection */
@@ -16,6 +17,8 @@ struct hs_version {
     struct hs_lua *hl;
 };
 
+#define SCRIPT_MAX_FILES 64 /* files watched per script: itself and its project modules */
+
 struct hs_script {
     struct hs_lua *hl;
     char *path;
@@ -24,12 +27,33 @@ struct hs_script {
     struct hs_script_decl decl;
     size_t n_opts;
     char **opt_keys, **opt_values; /* copies of the options in force */
+    char *files[SCRIPT_MAX_FILES]; /* the script, then project modules it required */
+    size_t n_files;
+    char *modules[SCRIPT_MAX_FILES]; /* their module names, for a fresh require on reload */
+    size_t n_modules;
+    double last_reload;   /* wall clock of the last attempt, 0 if none */
+    int last_ok;          /* that attempt succeeded */
+    char last_error[512]; /* its error, "" on success */
+};
+
+struct hs_script_pending {
+    struct hs_script *s;
+    struct hs_version *v;
+    struct hs_script_decl decl;
+    size_t n_opts; /* options to install on commit (when has_opts) */
+    char **opt_keys, **opt_values;
+    int has_opts;
+    char *files[SCRIPT_MAX_FILES];
+    size_t n_files;
+    char *modules[SCRIPT_MAX_FILES];
+    size_t n_modules;
 };
 
 static unsigned versions_alive;
 
 static const char *const known_callbacks[] = {
-    "on_accept", "on_connect", "on_message", "on_close", "on_datagram", "on_request", NULL,
+    "on_accept",  "on_connect", "on_message", "on_close", "on_datagram",
+    "on_request", "on_upgrade", "on_reload",  NULL,
 };
 
 /* Best effort at a line number for a field of the returned table: the first line of the file
@@ -95,7 +119,7 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
             lua_pop(L, 1);
             return decl_error(path, k, err, errlen, k,
                               "unknown callback (known: on_accept, on_connect, on_message, "
-                              "on_close, on_datagram, on_request)");
+                              "on_close, on_datagram, on_request, on_upgrade, on_reload)");
         }
         lua_pushvalue(L, -1);
         if (lua_gettable(L, t) != LUA_TFUNCTION) {
@@ -198,9 +222,92 @@ static void add_script_dir_to_path(lua_State *L, const char *path)
     lua_pop(L, 2);
 }
 
-/* Loads a new version of the script with its current options; on success *out. */
-static int load_version(struct hs_script *s, struct hs_version **out, struct hs_script_decl *decl,
-                        char *err, size_t errlen)
+static void free_strings(char **v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free(v[i]);
+    *n = 0;
+}
+
+/* Names in package.loaded, as a set table pushed on the stack. */
+static void push_loaded_names(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_settable(L, -5);
+    }
+    lua_pop(L, 1);
+}
+
+/* Records the project modules (those not from system directories) that loading added to
+ * package.loaded; `before` is the index of the set push_loaded_names made before. */
+static void record_modules(lua_State *L, int before, struct hs_script_pending *p)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, before) != LUA_TNIL) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pop(L, 1);
+        const char *name = lua_tostring(L, -1);
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "searchpath");
+        lua_pushstring(L, name);
+        lua_getfield(L, -3, "path");
+        const char *file = NULL;
+        if (lua_pcall(L, 2, 1, 0) == LUA_OK)
+            file = lua_tostring(L, -1);
+        if (file && strncmp(file, "/usr/", 5) != 0 && p->n_files < SCRIPT_MAX_FILES &&
+            p->n_modules < SCRIPT_MAX_FILES) {
+            p->files[p->n_files++] = strdup(file);
+            p->modules[p->n_modules++] = strdup(name);
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+}
+
+/* Forgets the script's project modules so the next require loads them afresh. Versions
+ * already running keep the module tables they hold. */
+static void forget_modules(lua_State *L, const struct hs_script *s)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    for (size_t i = 0; i < s->n_modules; i++) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, s->modules[i]);
+    }
+    lua_pop(L, 1);
+}
+
+static void free_options(char **keys, char **values, size_t n);
+
+static void pending_free(struct hs_script_pending *p)
+{
+    if (p == NULL)
+        return;
+    if (p->v)
+        hs_version_unref(p->v);
+    if (p->has_opts)
+        free_options(p->opt_keys, p->opt_values, p->n_opts);
+    free_strings(p->files, &p->n_files);
+    free_strings(p->modules, &p->n_modules);
+    free(p);
+}
+
+/* Loads a version of s with options (keys, values, n) into a pending record. */
+static int load_version(struct hs_script *s, char **keys, char **values, size_t n_opts,
+                        struct hs_script_pending *p, char *err, size_t errlen)
 {
     lua_State *L = hs_lua_state(s->hl);
     int top = lua_gettop(L);
@@ -219,129 +326,219 @@ static int load_version(struct hs_script *s, struct hs_version **out, struct hs_
     lua_setmetatable(L, -2);
     if (lua_setupvalue(L, -2, 1) == NULL)
         lua_pop(L, 1);
-    lua_createtable(L, 0, (int)s->n_opts);
-    for (size_t i = 0; i < s->n_opts; i++) {
-        lua_pushstring(L, s->opt_values[i]);
-        lua_setfield(L, -2, s->opt_keys[i]);
-    }
-    if (hs__lua_pcall(L, 1, 1, err, errlen) != 0) {
-        lua_settop(L, top);
-        return HS_ESCRIPT;
-    }
-    if (check_table(L, s->path, decl, err, errlen) != 0) {
-        lua_settop(L, top);
-        return HS_ESCRIPT;
-    }
+
     struct hs_version *v = calloc(1, sizeof *v);
     if (v == NULL) {
         snprintf(err, errlen, "%s: out of memory", s->path);
         lua_settop(L, top);
         return HS_ESCRIPT;
     }
-    v->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     v->script = s;
     v->hl = s->hl;
     v->refs = 1;
-    lua_settop(L, top);
+    v->table_ref = LUA_NOREF;
+    v->generation = s->generation + 1;
     versions_alive++;
-    *out = v;
+    p->v = v;
+
+    forget_modules(L, s);
+    push_loaded_names(L);
+    int before = lua_gettop(L);
+    lua_pushvalue(L, before - 1); /* the chunk */
+    lua_createtable(L, 0, (int)n_opts);
+    for (size_t i = 0; i < n_opts; i++) {
+        lua_pushstring(L, values[i]);
+        lua_setfield(L, -2, keys[i]);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, v->generation);
+    lua_setfield(L, -2, "generation");
+    lua_pushstring(L, s->path);
+    lua_setfield(L, -2, "path");
+    /* Timers the chunk starts belong to this version's load (cancelled when it retires). */
+    struct hs_version *was = hs__lua_set_running(s->hl, v, 1);
+    int r = hs__lua_pcall(L, 2, 1, err, errlen);
+    hs__lua_set_running(s->hl, was, 0);
+    if (r != 0) {
+        lua_settop(L, top);
+        return HS_ESCRIPT;
+    }
+    if (check_table(L, s->path, &p->decl, err, errlen) != 0) {
+        lua_settop(L, top);
+        return HS_ESCRIPT;
+    }
+    record_modules(L, before, p);
+    lua_pushvalue(L, -1);
+    v->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, top);
     return 0;
 }
 
-static void free_options(struct hs_script *s)
+static int copy_options(char ***keys, char ***values, size_t *n_out,
+                        const struct hs_script_option *opts, size_t n)
 {
-    for (size_t i = 0; i < s->n_opts; i++) {
-        free(s->opt_keys[i]);
-        free(s->opt_values[i]);
-    }
-    free(s->opt_keys);
-    free(s->opt_values);
-    s->opt_keys = s->opt_values = NULL;
-    s->n_opts = 0;
-}
-
-static int copy_options(struct hs_script *s, const struct hs_script_option *opts, size_t n)
-{
-    s->opt_keys = calloc(n + 1, sizeof *s->opt_keys);
-    s->opt_values = calloc(n + 1, sizeof *s->opt_values);
-    if (!s->opt_keys || !s->opt_values)
+    *keys = calloc(n + 1, sizeof **keys);
+    *values = calloc(n + 1, sizeof **values);
+    *n_out = 0;
+    if (!*keys || !*values)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        s->opt_keys[i] = strdup(opts[i].key);
-        s->opt_values[i] = strdup(opts[i].value);
-        s->n_opts = i + 1;
-        if (!s->opt_keys[i] || !s->opt_values[i])
+        (*keys)[i] = strdup(opts[i].key);
+        (*values)[i] = strdup(opts[i].value);
+        if (!(*keys)[i] || !(*values)[i]) {
+            free((*keys)[i]);
+            free((*values)[i]);
             return -1;
+        }
+        *n_out = i + 1;
     }
     return 0;
 }
 
-int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
-                   size_t n, struct hs_script **out, char *err, size_t errlen)
+static void free_options(char **keys, char **values, size_t n)
 {
-    struct hs_script *s = calloc(1, sizeof *s);
-    if (s == NULL || (s->path = strdup(path)) == NULL || copy_options(s, opts, n) != 0) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        if (s)
-            free_options(s);
-        free(s ? s->path : NULL);
-        free(s);
+    for (size_t i = 0; i < n; i++) {
+        free(keys[i]);
+        free(values[i]);
+    }
+    free(keys);
+    free(values);
+}
+
+int hs_script_prepare(struct hs_script *s, const struct hs_script_option *opts, size_t n,
+                      struct hs_script_pending **out, char *err, size_t errlen)
+{
+    struct hs_script_pending *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        snprintf(err, errlen, "%s: out of memory", s->path);
         return HS_ESCRIPT;
     }
-    s->hl = hl;
-    struct hs_script_decl decl;
-    if (load_version(s, &s->current, &decl, err, errlen) != 0) {
-        free_options(s);
-        free(s->path);
-        free(s);
+    p->s = s;
+    p->files[p->n_files++] = strdup(s->path);
+    if (opts) {
+        p->has_opts = 1;
+        if (copy_options(&p->opt_keys, &p->opt_values, &p->n_opts, opts, n) != 0) {
+            pending_free(p);
+            snprintf(err, errlen, "%s: out of memory", s->path);
+            return HS_ESCRIPT;
+        }
+    }
+    int r = p->has_opts ? load_version(s, p->opt_keys, p->opt_values, p->n_opts, p, err, errlen)
+                        : load_version(s, s->opt_keys, s->opt_values, s->n_opts, p, err, errlen);
+    if (r != 0) {
+        pending_free(p);
+        return r;
+    }
+    *out = p;
+    return 0;
+}
+
+const struct hs_script_decl *hs_script_pending_decl(const struct hs_script_pending *p)
+{
+    return &p->decl;
+}
+
+void hs_script_discard(struct hs_script_pending *p)
+{
+    pending_free(p);
+}
+
+/* Runs the new version's on_reload(old_table), if any. */
+static int run_on_reload(struct hs_script_pending *p, char *err, size_t errlen)
+{
+    struct hs_script *s = p->s;
+    if (s->current == NULL)
+        return 0;
+    lua_State *L = hs_lua_state(s->hl);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->v->table_ref);
+    if (lua_getfield(L, -1, "on_reload") != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->current->table_ref);
+    struct hs_version *was = hs__lua_set_running(s->hl, p->v, 1);
+    int r = hs__lua_pcall(L, 1, 0, err, errlen);
+    hs__lua_set_running(s->hl, was, 0);
+    return r;
+}
+
+int hs_script_commit(struct hs_script_pending *p, char *err, size_t errlen)
+{
+    struct hs_script *s = p->s;
+    if (run_on_reload(p, err, errlen) != 0) {
+        hs_script_discard(p);
         return HS_ESCRIPT;
     }
-    s->decl = decl;
-    s->generation = 1;
-    s->current->generation = 1;
-    *out = s;
+    if (p->has_opts) {
+        free_options(s->opt_keys, s->opt_values, s->n_opts);
+        s->opt_keys = p->opt_keys;
+        s->opt_values = p->opt_values;
+        s->n_opts = p->n_opts;
+        p->opt_keys = p->opt_values = NULL;
+        p->n_opts = 0;
+        p->has_opts = 0;
+    }
+    free_strings(s->files, &s->n_files);
+    free_strings(s->modules, &s->n_modules);
+    memcpy(s->files, p->files, sizeof s->files);
+    memcpy(s->modules, p->modules, sizeof s->modules);
+    s->n_files = p->n_files;
+    s->n_modules = p->n_modules;
+    p->n_files = p->n_modules = 0;
+
+    struct hs_version *old = s->current;
+    s->current = p->v;
+    s->generation = p->v->generation;
+    s->decl = p->decl;
+    p->v = NULL;
+    pending_free(p);
+    if (old) {
+        hs__lua_version_retired(s->hl, old);
+        hs_version_unref(old);
+    }
     return 0;
 }
 
 int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n, char *err,
                      size_t errlen)
 {
-    size_t old_n = s->n_opts;
-    char **old_keys = s->opt_keys, **old_values = s->opt_values;
-    if (opts) {
-        s->n_opts = 0;
-        if (copy_options(s, opts, n) != 0) {
-            free_options(s);
-            s->n_opts = old_n;
-            s->opt_keys = old_keys;
-            s->opt_values = old_values;
-            snprintf(err, errlen, "%s: out of memory", s->path);
-            return HS_ESCRIPT;
+    struct hs_script_pending *p;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->last_reload = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    int r = hs_script_prepare(s, opts, n, &p, err, errlen);
+    if (r == 0)
+        r = hs_script_commit(p, err, errlen);
+    s->last_ok = r == 0;
+    snprintf(s->last_error, sizeof s->last_error, "%s", r == 0 ? "" : err);
+    return r;
+}
+
+int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
+                   size_t n, struct hs_script **out, char *err, size_t errlen)
+{
+    struct hs_script *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->path = strdup(path)) == NULL ||
+        copy_options(&s->opt_keys, &s->opt_values, &s->n_opts, opts, n) != 0) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        if (s) {
+            free_options(s->opt_keys, s->opt_values, s->n_opts);
+            free(s->path);
         }
-    }
-    struct hs_version *v;
-    struct hs_script_decl decl;
-    if (load_version(s, &v, &decl, err, errlen) != 0) {
-        if (opts) {
-            free_options(s);
-            s->n_opts = old_n;
-            s->opt_keys = old_keys;
-            s->opt_values = old_values;
-        }
+        free(s);
         return HS_ESCRIPT;
     }
-    if (opts) {
-        struct hs_script tmp = {0};
-        tmp.n_opts = old_n;
-        tmp.opt_keys = old_keys;
-        tmp.opt_values = old_values;
-        free_options(&tmp);
+    s->hl = hl;
+    struct hs_script_pending *p;
+    if (hs_script_prepare(s, NULL, 0, &p, err, errlen) != 0 ||
+        hs_script_commit(p, err, errlen) != 0) {
+        free_options(s->opt_keys, s->opt_values, s->n_opts);
+        free(s->path);
+        free(s);
+        return HS_ESCRIPT;
     }
-    v->generation = ++s->generation;
-    struct hs_version *old = s->current;
-    s->current = v;
-    s->decl = decl;
-    hs_version_unref(old);
+    *out = s;
     return 0;
 }
 
@@ -350,10 +547,25 @@ void hs_script_free(struct hs_script *s)
     if (s == NULL)
         return;
     s->current->script = NULL;
+    hs__lua_version_retired(s->hl, s->current);
     hs_version_unref(s->current);
-    free_options(s);
+    free_options(s->opt_keys, s->opt_values, s->n_opts);
+    free_strings(s->files, &s->n_files);
+    free_strings(s->modules, &s->n_modules);
     free(s->path);
     free(s);
+}
+
+const char *hs_script_file(const struct hs_script *s, size_t i)
+{
+    return i < s->n_files ? s->files[i] : NULL;
+}
+
+void hs_script_last_reload(const struct hs_script *s, double *when, int *ok, const char **error)
+{
+    *when = s->last_reload;
+    *ok = s->last_ok;
+    *error = s->last_error;
 }
 
 const struct hs_script_decl *hs_script_decl(const struct hs_script *s)
@@ -390,6 +602,7 @@ void hs_version_unref(struct hs_version *v)
 {
     if (v == NULL || --v->refs > 0)
         return;
+    hs__lua_version_freed(v->hl, v);
     luaL_unref(hs_lua_state(v->hl), LUA_REGISTRYINDEX, v->table_ref);
     versions_alive--;
     free(v);

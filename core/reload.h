@@ -42,12 +42,39 @@ struct hs_script_decl {
 int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
                    size_t n, struct hs_script **out, char *err, size_t errlen);
 
+/* A version loaded and validated but not yet current (see hs_script_prepare). */
+struct hs_script_pending;
+
 /* Loads the script's file again as a new version, with new options when opts != NULL
- * (otherwise the ones it had). On success the new version becomes current for new
- * connections and 0 is returned; on failure the current version stays and HS_ESCRIPT is
- * returned with err set. */
+ * (otherwise the ones it had), without publishing it: nothing changes for the running
+ * version. Modules the script required from outside the system directories are loaded
+ * afresh. Returns 0 and *out, or HS_ESCRIPT with err set (file:line). */
+int hs_script_prepare(struct hs_script *s, const struct hs_script_option *opts, size_t n,
+                      struct hs_script_pending **out, char *err, size_t errlen);
+
+/* What the pending version declares (listen, framing, ...). */
+const struct hs_script_decl *hs_script_pending_decl(const struct hs_script_pending *p);
+
+/* Publishes the pending version: first its on_reload(old_table) hook runs, if it has one
+ * (an error there fails the commit and discards the version); then it becomes current for
+ * new connections, and the retired version's load-time timers are cancelled. Frees p either
+ * way. Returns 0, or HS_ESCRIPT with err set. */
+int hs_script_commit(struct hs_script_pending *p, char *err, size_t errlen);
+
+/* Drops a pending version; the current one stays. Frees p. */
+void hs_script_discard(struct hs_script_pending *p);
+
+/* prepare + commit in one step. */
 int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n, char *err,
                      size_t errlen);
+
+/* The files behind the current version: the script first, then project modules it
+ * required. Returns the i-th path (owned by s) or NULL past the end. */
+const char *hs_script_file(const struct hs_script *s, size_t i);
+
+/* The time of the last reload attempt (wall clock seconds, 0 if none), whether it
+ * succeeded, and its error text ("" on success). */
+void hs_script_last_reload(const struct hs_script *s, double *when, int *ok, const char **error);
 
 /* Frees the script. Versions still held by connections live on until those close. */
 void hs_script_free(struct hs_script *s);

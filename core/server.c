@@ -1,31 +1,41 @@
 #include "core/server.h"
 #include "core/conn.h"
+#include "core/control.h"
 #include "core/hs.h"
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/reload.h"
 #include "core/udp.h"
+#include "core/watch.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
-#define SERVER_MAX_BOUND 16 /* listeners of one service */
+#define SERVER_MAX_BOUND 16 /* addresses of one service */
+#define WATCH_POLL_MS 100   /* --watch: how often files are checked */
+#define WATCH_SETTLE_MS 150 /* --watch: quiet time before a change is reloaded */
+
+/* One address a service is bound to, under the URL it was asked for. */
+struct bound {
+    char url[HS_ADDR_TEXT + 16];  /* as requested (port 0 stays 0) */
+    struct hs_listener *listener; /* TCP or Unix, or NULL */
+    struct hs_udp *udp;           /* UDP, or NULL */
+};
 
 struct service {
     const struct hs_service_spec *spec;
     struct hs_script *script;
     struct hs_framing framing; /* for new connections */
-    struct hs_listener *listeners[SERVER_MAX_BOUND];
-    size_t n_listeners;
-    struct hs_udp *udps[SERVER_MAX_BOUND];
-    size_t n_udps;
+    struct bound bound[SERVER_MAX_BOUND];
+    size_t n_bound;
 };
 
 struct hs_server {
@@ -36,8 +46,11 @@ struct hs_server {
     struct service services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;
     struct event *sig_term, *sig_int, *sig_hup;
-    struct event *grace_timer; /* ends a graceful stop that takes too long */
-    int stopping;              /* a stop signal arrived */
+    struct event *grace_timer;  /* ends a graceful stop that takes too long */
+    int stopping;               /* a stop signal arrived */
+    struct hs_control *control; /* `hotsock reload` socket, or NULL */
+    char control_path[HS_ADDR_MAX_PATH];
+    struct hs_watch *watch; /* --watch, or NULL */
 };
 
 struct hs_server *hs_server_new(const struct hs_config *cfg)
@@ -61,29 +74,53 @@ struct hs_server *hs_server_new(const struct hs_config *cfg)
 }
 
 /* The framing for a service: --framing, else the script's `framing`, else raw. */
-static int service_framing(struct service *sv, char *err, size_t errlen)
+static int pick_framing(const struct hs_service_spec *spec, const struct hs_script_decl *d,
+                        struct hs_framing *out, char *err, size_t errlen)
 {
-    const struct hs_script_decl *d = hs_script_decl(sv->script);
     const char *why = "bad framing";
-    if (sv->spec->framing) {
-        if (hs_framing_parse(sv->spec->framing, &sv->framing, &why) != 0) {
-            snprintf(err, errlen, "bad framing '%s': %s", sv->spec->framing, why);
+    if (spec->framing) {
+        if (hs_framing_parse(spec->framing, out, &why) != 0) {
+            snprintf(err, errlen, "bad framing '%s': %s", spec->framing, why);
             return -1;
         }
     } else if (d->has_framing) {
-        sv->framing = d->framing;
+        *out = d->framing;
     } else {
-        hs_framing_init(&sv->framing, HS_FRAMING_RAW);
+        hs_framing_init(out, HS_FRAMING_RAW);
     }
     return 0;
 }
 
-static int service_bind(struct hs_server *s, struct service *sv, const char *url, char *err,
-                        size_t errlen)
+/* The addresses a service should be bound to: the command line's, else the script's. */
+static size_t wanted_urls(const struct hs_service_spec *spec, const struct hs_script_decl *d,
+                          const char **urls)
+{
+    size_t n = 0;
+    if (spec->n_listen > 0)
+        for (size_t i = 0; i < spec->n_listen && n < SERVER_MAX_BOUND; i++)
+            urls[n++] = spec->listen[i];
+    else
+        for (size_t i = 0; i < d->n_listen && n < SERVER_MAX_BOUND; i++)
+            urls[n++] = d->listen[i];
+    return n;
+}
+
+static void bound_free(struct bound *b)
+{
+    hs_listener_free(b->listener);
+    hs_udp_free(b->udp);
+    b->listener = NULL;
+    b->udp = NULL;
+}
+
+static int bind_url(struct hs_server *s, struct service *sv, const struct hs_script_decl *d,
+                    const struct hs_framing *framing, const char *url, struct bound *b, char *err,
+                    size_t errlen)
 {
     struct hs_addr a;
     const char *why;
-    const char *name = hs_script_decl(sv->script)->name;
+    memset(b, 0, sizeof *b);
+    snprintf(b->url, sizeof b->url, "%s", url);
     if (hs_addr_parse(url, &a, &why) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", url, why);
         return -1;
@@ -91,33 +128,33 @@ static int service_bind(struct hs_server *s, struct service *sv, const char *url
     int r;
     const char *bound;
     if (a.scheme == HS_ADDR_UDP) {
-        if (sv->n_udps >= SERVER_MAX_BOUND) {
-            snprintf(err, errlen, "too many UDP listeners for %s", name);
-            return -1;
-        }
-        r = hs_udp_new(s->base, &a, name, hs_lua_datagram, sv->script, &sv->udps[sv->n_udps]);
-        if (r == 0)
-            bound = hs_udp_url(sv->udps[sv->n_udps++]);
+        r = hs_udp_new(s->base, &a, d->name, hs_lua_datagram, sv->script, &b->udp);
+        bound = r == 0 ? hs_udp_url(b->udp) : NULL;
     } else {
-        if (sv->n_listeners >= SERVER_MAX_BOUND) {
-            snprintf(err, errlen, "too many listeners for %s", name);
-            return -1;
-        }
-        const struct hs_conn_handler *h = strcmp(hs_script_decl(sv->script)->protocol, "http") == 0
-                                              ? &hs_lua_http_handler
-                                              : &hs_lua_conn_handler;
-        r = hs_listener_new(s->base, s->set, &a, name, &sv->framing, h, sv->script, hs_lua_accept,
-                            &sv->listeners[sv->n_listeners]);
-        if (r == 0)
-            bound = hs_listener_url(sv->listeners[sv->n_listeners++]);
+        const struct hs_conn_handler *h =
+            strcmp(d->protocol, "http") == 0 ? &hs_lua_http_handler : &hs_lua_conn_handler;
+        r = hs_listener_new(s->base, s->set, &a, d->name, framing, h, sv->script, hs_lua_accept,
+                            &b->listener);
+        bound = r == 0 ? hs_listener_url(b->listener) : NULL;
     }
     if (r != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", url,
                  r == HS_EBADSPEC ? "host name does not resolve" : hs_strerror(r));
         return -1;
     }
-    hs_log(HS_LOG_INFO, "listening %s %s", bound, name);
+    hs_log(HS_LOG_INFO, "listening %s %s", bound, d->name);
     return 0;
+}
+
+static void watch_service(struct hs_server *s, size_t idx)
+{
+    if (s->watch == NULL)
+        return;
+    const char *files[64];
+    size_t n = 0;
+    for (const char *f; n < 64 && (f = hs_script_file(s->services[idx].script, n)); n++)
+        files[n] = f;
+    hs_watch_set(s->watch, idx, files, n);
 }
 
 int hs_server_start(struct hs_server *s, char *err, size_t errlen)
@@ -130,49 +167,161 @@ int hs_server_start(struct hs_server *s, char *err, size_t errlen)
                            err, errlen) != 0)
             return -1;
         s->n_services++;
-        if (service_framing(sv, err, errlen) != 0)
-            return -1;
         const struct hs_script_decl *d = hs_script_decl(sv->script);
-        if (sv->spec->n_listen == 0 && d->n_listen == 0) {
+        if (pick_framing(sv->spec, d, &sv->framing, err, errlen) != 0)
+            return -1;
+        const char *urls[SERVER_MAX_BOUND];
+        size_t n = wanted_urls(sv->spec, d, urls);
+        if (n == 0) {
             snprintf(err, errlen, "%s: no address to listen on (give --listen URL)",
                      sv->spec->script);
             return -1;
         }
-        for (size_t j = 0; j < sv->spec->n_listen; j++)
-            if (service_bind(s, sv, sv->spec->listen[j], err, errlen) != 0)
+        for (size_t j = 0; j < n; j++) {
+            if (bind_url(s, sv, d, &sv->framing, urls[j], &sv->bound[sv->n_bound], err, errlen) !=
+                0)
                 return -1;
-        if (sv->spec->n_listen == 0)
-            for (size_t j = 0; j < d->n_listen; j++)
-                if (service_bind(s, sv, d->listen[j], err, errlen) != 0)
-                    return -1;
+            sv->n_bound++;
+        }
     }
     return 0;
 }
 
-int hs_server_reload(struct hs_server *s, char *err, size_t errlen)
+/* Reloads one service all-or-nothing: the new version is loaded and its new addresses are
+ * bound before anything changes; only then is it published, removed addresses stop
+ * accepting (their connections go on), and unchanged ones keep their sockets. */
+static int service_reload(struct hs_server *s, struct service *sv,
+                          const struct hs_service_spec *new_spec, char *err, size_t errlen)
 {
-    int result = 0;
-    for (size_t i = 0; i < s->n_services; i++) {
-        struct service *sv = &s->services[i];
-        char e[2048];
-        if (hs_script_reload(sv->script, NULL, 0, e, sizeof e) != 0) {
-            hs_log(HS_LOG_ERROR, "reload failed, keeping generation %u: %s",
-                   hs_script_generation(sv->script), e);
-            if (result == 0)
-                snprintf(err, errlen, "%s", e);
-            result = -1;
+    const struct hs_service_spec *spec = new_spec ? new_spec : sv->spec;
+    struct hs_script_pending *p;
+    if (hs_script_prepare(sv->script, new_spec ? spec->opts : NULL, spec->n_opts, &p, err,
+                          errlen) != 0)
+        return -1;
+    const struct hs_script_decl *d = hs_script_pending_decl(p);
+    struct hs_framing framing;
+    const char *urls[SERVER_MAX_BOUND];
+    size_t n = wanted_urls(spec, d, urls);
+    if (pick_framing(spec, d, &framing, err, errlen) != 0 || n == 0) {
+        if (n == 0)
+            snprintf(err, errlen, "%s: no address to listen on", hs_script_path(sv->script));
+        hs_script_discard(p);
+        return -1;
+    }
+    /* Bind what is new first, into a scratch list; keep what is unchanged. */
+    struct bound next[SERVER_MAX_BOUND];
+    int fresh[SERVER_MAX_BOUND] = {0};
+    int kept[SERVER_MAX_BOUND] = {0};
+    size_t nn = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < sv->n_bound && (kept[j] || strcmp(sv->bound[j].url, urls[i]) != 0))
+            j++;
+        if (j < sv->n_bound) {
+            kept[j] = 1;
+            next[nn++] = sv->bound[j];
             continue;
         }
-        struct hs_framing old = sv->framing;
-        char fe[256];
-        if (service_framing(sv, fe, sizeof fe) != 0)
-            sv->framing = old;
-        for (size_t j = 0; j < sv->n_listeners; j++)
-            hs_listener_retarget(sv->listeners[j], &sv->framing, sv->script);
-        hs_log(HS_LOG_INFO, "reloaded %s: generation %u", hs_script_path(sv->script),
-               hs_script_generation(sv->script));
+        if (bind_url(s, sv, d, &framing, urls[i], &next[nn], err, errlen) != 0) {
+            for (size_t k = 0; k < nn; k++)
+                if (fresh[k])
+                    bound_free(&next[k]);
+            hs_script_discard(p);
+            return -1;
+        }
+        fresh[nn++] = 1;
     }
-    return result;
+    if (hs_script_commit(p, err, errlen) != 0) {
+        for (size_t k = 0; k < nn; k++)
+            if (fresh[k])
+                bound_free(&next[k]);
+        return -1;
+    }
+    for (size_t j = 0; j < sv->n_bound; j++) {
+        if (!kept[j]) {
+            hs_log(HS_LOG_INFO, "no longer listening on %s (%s)", sv->bound[j].url,
+                   hs_script_decl(sv->script)->name);
+            bound_free(&sv->bound[j]);
+        }
+    }
+    memcpy(sv->bound, next, nn * sizeof next[0]);
+    sv->n_bound = nn;
+    sv->framing = framing;
+    if (new_spec)
+        sv->spec = new_spec;
+    for (size_t j = 0; j < nn; j++)
+        if (sv->bound[j].listener)
+            hs_listener_retarget(sv->bound[j].listener, &sv->framing, sv->script);
+    unsigned moved = hs_lua_adopt(sv->script, s->set);
+    hs_log(HS_LOG_INFO, "reloaded %s: generation %u%s", hs_script_path(sv->script),
+           hs_script_generation(sv->script), moved ? " (live connections adopted)" : "");
+    watch_service(s, (size_t)(sv - s->services));
+    return 0;
+}
+
+/* Reloads the services whose bit is set in `which` (all when which is NULL). Writes one line
+ * per service into out: "ok PATH generation N" or "error PATH: message". */
+static int reload_services(struct hs_server *s, const int *which, char *out, size_t n)
+{
+    int failed = 0;
+    size_t used = 0;
+    if (n)
+        out[0] = '\0';
+    for (size_t i = 0; i < s->n_services; i++) {
+        if (which && !which[i])
+            continue;
+        struct service *sv = &s->services[i];
+        char e[2048];
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = service_reload(s, sv, NULL, e, sizeof e);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        int w;
+        if (r != 0) {
+            failed = 1;
+            hs_log(HS_LOG_ERROR, "reload failed, keeping generation %u: %s",
+                   hs_script_generation(sv->script), e);
+            w = snprintf(out + used, n - used, "error %s\n", e);
+        } else {
+            w = snprintf(out + used, n - used, "ok %s generation %u (%.2f ms)\n",
+                         hs_script_path(sv->script), hs_script_generation(sv->script), ms);
+        }
+        if (w > 0 && used + (size_t)w < n)
+            used += (size_t)w;
+    }
+    return failed ? -1 : 0;
+}
+
+int hs_server_reload(struct hs_server *s, char *err, size_t errlen)
+{
+    return reload_services(s, NULL, err, errlen);
+}
+
+static void server_control_cb(const char *cmd, char *out, size_t n, void *arg)
+{
+    struct hs_server *s = arg;
+    if (strcmp(cmd, "ping") == 0) {
+        snprintf(out, n, "ok pong\n");
+    } else if (strcmp(cmd, "reload") == 0) {
+        hs_log(HS_LOG_INFO, "reload requested on the control socket");
+        reload_services(s, NULL, out, n);
+    } else {
+        snprintf(out, n, "error unknown command '%s' (known: reload, ping)\n", cmd);
+    }
+}
+
+static void server_watch_cb(struct hs_watch *w, size_t tag, void *arg)
+{
+    struct hs_server *s = arg;
+    HS_UNUSED(w);
+    if (tag >= s->n_services)
+        return;
+    int which[HS_CONFIG_MAX_SERVICES] = {0};
+    which[tag] = 1;
+    char out[4096];
+    hs_log(HS_LOG_INFO, "%s changed on disk: reloading", hs_script_path(s->services[tag].script));
+    reload_services(s, which, out, sizeof out);
 }
 
 static void server_exit_now(struct hs_server *s)
@@ -211,10 +360,13 @@ static void server_stop_signal_cb(evutil_socket_t sig, short what, void *arg)
     hs_log(HS_LOG_INFO, "%s: no longer accepting; %u connection(s) get %u ms to finish",
            sig == SIGINT ? "SIGINT" : "SIGTERM", open, s->cfg->grace_ms);
     for (size_t i = 0; i < s->n_services; i++) {
-        for (size_t j = 0; j < s->services[i].n_listeners; j++)
-            hs_listener_stop(s->services[i].listeners[j]);
-        for (size_t j = 0; j < s->services[i].n_udps; j++)
-            hs_udp_stop(s->services[i].udps[j]);
+        for (size_t j = 0; j < s->services[i].n_bound; j++) {
+            struct bound *b = &s->services[i].bound[j];
+            if (b->listener)
+                hs_listener_stop(b->listener);
+            if (b->udp)
+                hs_udp_stop(b->udp);
+        }
     }
     if (open == 0) {
         server_exit_now(s);
@@ -228,16 +380,54 @@ static void server_stop_signal_cb(evutil_socket_t sig, short what, void *arg)
 static void server_hup_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct hs_server *s = arg;
-    char err[2048];
+    char out[4096];
     HS_UNUSED(sig);
     HS_UNUSED(what);
     hs_log(HS_LOG_INFO, "SIGHUP: reloading scripts");
-    hs_server_reload(s, err, sizeof err);
+    reload_services(s, NULL, out, sizeof out);
+}
+
+/* The control socket is a convenience: a second server on the default path runs without
+ * one (SIGHUP still reloads it), but an explicit --control that cannot be had is an error. */
+static int start_control(struct hs_server *s, char *err, size_t errlen)
+{
+    const char *path = s->cfg->control_path;
+    if (path && strcmp(path, "none") == 0)
+        return 0;
+    if (path)
+        snprintf(s->control_path, sizeof s->control_path, "%s", path);
+    else
+        hs_control_default_path(s->control_path, sizeof s->control_path);
+    int r = hs_control_new(s->base, s->control_path, server_control_cb, s, &s->control);
+    if (r == 0) {
+        hs_log(HS_LOG_INFO, "control socket %s (hotsock reload --control %s)", s->control_path,
+               s->control_path);
+        return 0;
+    }
+    if (path) {
+        snprintf(err, errlen, "cannot use control socket %s: %s", path,
+                 r == -EADDRINUSE ? "another hotsock answers there" : hs_strerror(r));
+        return -1;
+    }
+    hs_log(HS_LOG_WARN, "no control socket (%s: %s); reload with SIGHUP", s->control_path,
+           r == -EADDRINUSE ? "another hotsock answers there" : hs_strerror(r));
+    return 0;
 }
 
 int hs_server_run(struct hs_server *s)
 {
+    char err[512];
     signal(SIGPIPE, SIG_IGN);
+    if (start_control(s, err, sizeof err) != 0) {
+        hs_log(HS_LOG_ERROR, "%s", err);
+        return 1;
+    }
+    if (s->cfg->watch) {
+        s->watch = hs_watch_new(s->base, WATCH_POLL_MS, WATCH_SETTLE_MS, server_watch_cb, s);
+        for (size_t i = 0; i < s->n_services; i++)
+            watch_service(s, i);
+        hs_log(HS_LOG_INFO, "watching scripts for changes");
+    }
     s->sig_term = evsignal_new(s->base, SIGTERM, server_stop_signal_cb, s);
     s->sig_int = evsignal_new(s->base, SIGINT, server_stop_signal_cb, s);
     s->sig_hup = evsignal_new(s->base, SIGHUP, server_hup_cb, s);
@@ -255,13 +445,11 @@ void hs_server_free(struct hs_server *s)
 {
     if (s == NULL)
         return;
-    for (size_t i = 0; i < s->n_services; i++) {
-        struct service *sv = &s->services[i];
-        for (size_t j = 0; j < sv->n_listeners; j++)
-            hs_listener_free(sv->listeners[j]);
-        for (size_t j = 0; j < sv->n_udps; j++)
-            hs_udp_free(sv->udps[j]);
-    }
+    hs_watch_free(s->watch);
+    hs_control_free(s->control);
+    for (size_t i = 0; i < s->n_services; i++)
+        for (size_t j = 0; j < s->services[i].n_bound; j++)
+            bound_free(&s->services[i].bound[j]);
     /* Connections first (their on_close runs Lua), then scripts, then the Lua state. */
     hs_conns_free(s->set);
     for (size_t i = 0; i < s->n_services; i++)

@@ -45,7 +45,11 @@ local function receive_file(conn, hdr, ack)
     end, max_file)
     return
   end
+  -- Until the content frame starts streaming, only this script knows of the temporary
+  -- file: on_close removes it if the connection ends first.
+  conn.ctx.file, conn.ctx.file_name = file, name
   conn:pipe_frame(file, function(c, bytes, perr)
+    c.ctx.file = nil
     local sha
     if bytes then
       bytes, sha = file:commit()
@@ -71,7 +75,10 @@ return {
     local st = conn.ctx
     if st.expect_message then
       st.expect_message = false
-      hotsock.log("info", ("message from %s: %s"):format(conn:peer(), frame))
+      -- A log line holds about 4 KiB: say so rather than cut a long message silently.
+      local text = #frame <= 2048 and frame
+        or ("%s... [%d bytes in all]"):format(frame:sub(1, 2048), #frame)
+      hotsock.log("info", ("message from %s: %s"):format(conn:peer(), text))
       if st.ack then reply(conn, { ok = true, bytes = #frame }) end
       return
     end
@@ -94,6 +101,16 @@ return {
       hotsock.log("warn", ("%s: unknown msg_type %s; closing"):format(conn:peer(), tostring(hdr.msg_type)))
       if ack then reply(conn, { ok = false, error = "unknown msg_type" }) end
       conn:close()
+    end
+  end,
+
+  on_close = function(conn, reason)
+    local file = conn.ctx.file
+    if file then
+      conn.ctx.file = nil
+      file:abort()
+      local line = ("%s: file %q not stored: %s"):format(conn:peer(), conn.ctx.file_name, reason)
+      hotsock.log("error", line)
     end
   end,
 }
