@@ -155,7 +155,8 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
         int takes_value = strcmp(a, "--listen") == 0 || strcmp(a, "--set") == 0 ||
                           strcmp(a, "--framing") == 0 || strcmp(a, "--log-level") == 0 ||
                           strcmp(a, "--max-connections") == 0 || strcmp(a, "--idle-timeout") == 0 ||
-                          strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0;
+                          strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0 ||
+                          strcmp(a, "--control") == 0;
         if (takes_value) {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "%s needs a value", a);
