@@ -20,11 +20,7 @@ local function reload(ctl)
   return hs.run(("%s reload --control %s 2>&1"):format(hs.shquote(hs.bin), hs.shquote(ctl)))
 end
 
-local function line(c)
-  local l, err = c:receive("*l")
-  assert(l, err)
-  return l
-end
+local line = hs.recv_line
 
 -- A line-framed greeting whose text and upgrade behaviour are parameters.
 local function greeter(text, opts)

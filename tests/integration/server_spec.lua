@@ -8,11 +8,7 @@ local function probe(extra, opts)
   return hs.start(args, opts)
 end
 
-local function line(c)
-  local l, err = c:receive("*l")
-  assert(l, err)
-  return l
-end
+local line = hs.recv_line
 
 describe("hotsock CLI", function()
   it("prints help and version", function()

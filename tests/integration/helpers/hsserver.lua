@@ -194,6 +194,13 @@ function M.recv_exact(c, n)
   return data
 end
 
+-- Reads one line (without its newline), or fails the test.
+function M.recv_line(c)
+  local l, err = c:receive("*l")
+  if not l then error("wanted a line: " .. tostring(err), 2) end
+  return l
+end
+
 -- Reads until the peer closes. Returns everything and "closed" when the peer closed,
 -- or what arrived and the error ("timeout", ...) otherwise.
 function M.recv_all(c)
