@@ -155,7 +155,7 @@ int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storag
                        socklen_t *len)
 {
     char tmp[HS_ADDR_TEXT];
-    if (text_len == 0 || text_len >= sizeof tmp)
+    if (text_len == 0 || text_len >= sizeof tmp || memchr(text, '\0', text_len) != NULL)
         return HS_EBADSPEC;
     memcpy(tmp, text, text_len);
     tmp[text_len] = '\0';
@@ -174,6 +174,9 @@ int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storag
         if (colon == NULL)
             return HS_EBADSPEC;
         *colon = '\0';
+        /* IPv6 only in brackets, as hs_addr_format writes it: "fe80::1:53" is ambiguous. */
+        if (strchr(host, ':') != NULL)
+            return HS_EBADSPEC;
     }
     if (parse_port(colon + 1, &port) != 0)
         return HS_EBADSPEC;

@@ -504,6 +504,9 @@ static int conn_pipe_feed(struct hs_conn *c)
             if (r < 0)
                 p->status = r; /* keep discarding so the next frame starts in step */
         }
+        /* IMPORTANT: the sink may have closed the conn; conn_finish then reported the pipe. */
+        if (c->flags & CONN_CLOSED)
+            return 0;
         evbuffer_drain(c->in, n);
         p->remaining -= n;
     }

@@ -41,7 +41,8 @@ struct hs_conn_handler {
     void (*on_close)(struct hs_conn *c, const char *reason, void *arg);
 };
 
-/* Limits shared by the connections of one set. Zero timeouts disable that timeout. */
+/* Limits shared by the connections of one set. A zero idle timeout disables it; a zero close
+ * timeout means the default (a close must never wait forever). */
 struct hs_conn_limits {
     unsigned max_connections;  /* open connections; beyond it new ones are closed at once */
     size_t out_high;           /* unsent bytes above which reading pauses */
