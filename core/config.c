@@ -16,6 +16,7 @@ enum {
     SET_MAX_CONNECTIONS = 1 << 1,
     SET_IDLE_TIMEOUT = 1 << 2,
     SET_GRACE = 1 << 3,
+    SET_WORKERS = 1 << 4,
 };
 
 void hs_config_init(struct hs_config *cfg)
@@ -156,7 +157,7 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                           strcmp(a, "--framing") == 0 || strcmp(a, "--log-level") == 0 ||
                           strcmp(a, "--max-connections") == 0 || strcmp(a, "--idle-timeout") == 0 ||
                           strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0 ||
-                          strcmp(a, "--control") == 0;
+                          strcmp(a, "--workers") == 0 || strcmp(a, "--control") == 0;
         if (takes_value) {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "%s needs a value", a);
@@ -205,6 +206,14 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                 return -1;
             }
             cfg->cli_set |= SET_IDLE_TIMEOUT;
+        } else if (strcmp(a, "--workers") == 0) {
+            unsigned w;
+            if (parse_uint(val, &w) != 0 || w > 256) {
+                snprintf(err, errlen, "--workers wants a number from 0 (one per core) to 256");
+                return -1;
+            }
+            cfg->workers = (int)w;
+            cfg->cli_set |= SET_WORKERS;
         } else if (strcmp(a, "--grace") == 0) {
             if (parse_seconds(val, &cfg->grace_ms) != 0) {
                 snprintf(err, errlen, "--grace wants seconds");
@@ -332,6 +341,9 @@ static int read_config_table(lua_State *L, struct hs_config *cfg, const char *pa
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "idle_timeout") == LUA_TNUMBER && !(cfg->cli_set & SET_IDLE_TIMEOUT))
         cfg->idle_timeout_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "workers") == LUA_TNUMBER && !(cfg->cli_set & SET_WORKERS))
+        cfg->workers = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "grace") == LUA_TNUMBER && !(cfg->cli_set & SET_GRACE))
         cfg->grace_ms = (unsigned)(lua_tonumber(L, -1) * 1000);

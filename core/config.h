@@ -24,6 +24,7 @@ struct hs_config {
     unsigned max_connections; /* open TCP/Unix connections */
     unsigned idle_timeout_ms; /* 0 disables */
     unsigned grace_ms;        /* SIGTERM: time open connections get to finish */
+    int workers;              /* worker processes; 0 = one per core; 1 = a single loop */
     size_t max_line;          /* default max for line framing */
     size_t max_frame;         /* default max for length framing */
     char *config_path;        /* --config FILE, or NULL */
