@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 static int fail(const char **why, const char *reason)
 {
@@ -207,4 +208,72 @@ char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen
                                                  : "unix:";
     snprintf(buf, n, "%s%s", prefix, text);
     return buf;
+}
+
+/* Linux value; glibc hides the name under _POSIX_C_SOURCE. */
+#ifndef SO_REUSEPORT
+#define SO_REUSEPORT 15
+#endif
+
+int hs__reuseport;
+
+static void set_port(struct sockaddr_storage *ss, const struct sockaddr_storage *from)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = ((const struct sockaddr_in *)from)->sin_port;
+    else if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = ((const struct sockaddr_in6 *)from)->sin6_port;
+}
+
+int hs_addr_prepare_bind(int fd, int type, struct sockaddr_storage *ss, socklen_t len)
+{
+    if (!hs__reuseport || (ss->ss_family != AF_INET && ss->ss_family != AF_INET6))
+        return 0;
+    int probe = socket(ss->ss_family, type | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return -errno;
+    int one = 1, zero = 0;
+    if (type == SOCK_STREAM)
+        setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int v6only = 1;
+    socklen_t ol = sizeof v6only;
+    if (ss->ss_family == AF_INET6 && getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &ol) == 0 &&
+        !v6only)
+        setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(probe, (struct sockaddr *)ss, len) != 0) {
+        int r = -errno;
+        close(probe);
+        return r;
+    }
+    struct sockaddr_storage got;
+    socklen_t gl = sizeof got;
+    getsockname(probe, (struct sockaddr *)&got, &gl);
+    close(probe);
+    set_port(ss, &got);
+    return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0 ? 0 : -errno;
+}
+
+int hs_addr_clone_socket(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int type = 0, v6only = 1, one = 1;
+    socklen_t tl = sizeof type, vl = sizeof v6only;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0)
+        return -errno;
+    int nfd = socket(ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (nfd < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET6 && getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &vl) == 0)
+        setsockopt(nfd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    setsockopt(nfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(nfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(nfd, (struct sockaddr *)&ss, len) != 0 ||
+        (type == SOCK_STREAM && listen(nfd, 4096) != 0)) {
+        int r = -errno;
+        close(nfd);
+        return r;
+    }
+    return nfd;
 }

@@ -42,4 +42,20 @@ int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storag
 char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
                   size_t n);
 
+/* Set by a master before binding: sockets get SO_REUSEPORT so that each worker can have its
+ * own socket on the same address and the kernel spreads connections across them. */
+extern int hs__reuseport;
+
+/* Called with a fresh socket fd of `type` (SOCK_STREAM/SOCK_DGRAM) just before it is bound
+ * to *ss. With hs__reuseport set, first checks with a plain probe bind that nobody holds the
+ * address (SO_REUSEPORT alone would let a second server share it silently), fixes port 0 to
+ * the port the probe got, and sets SO_REUSEPORT on fd. Otherwise does nothing. Returns 0 or
+ * a negated errno (-EADDRINUSE). */
+int hs_addr_prepare_bind(int fd, int type, struct sockaddr_storage *ss, socklen_t len);
+
+/* Opens another socket bound to the same address as fd (which has SO_REUSEPORT), with the
+ * same type and IPV6_V6ONLY setting, listening if it is a stream socket. Returns the new
+ * non-blocking, close-on-exec descriptor or a negated errno. */
+int hs_addr_clone_socket(int fd);
+
 #endif

@@ -31,7 +31,8 @@ struct hs_listener {
     void *arg;
     hs_listener_accept_cb accept_cb;
     int port;                         /* bound port; 0 for Unix */
-    char unix_path[HS_ADDR_MAX_PATH]; /* socket file to remove on free, or "" */
+    char unix_path[HS_ADDR_MAX_PATH]; /* the Unix socket's file, or "" */
+    int owns_path;                    /* we bound it: remove the file on free */
     char url[HS_ADDR_TEXT + 16];      /* bound address as a URL */
     char name[64];                    /* label for log lines */
     unsigned long long accepted, refused, limited;
@@ -44,6 +45,12 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
     HS_UNUSED(evl);
     char peer[HS_ADDR_TEXT];
     hs_addr_format(sa, (socklen_t)salen, peer, sizeof peer);
+    /* Limits first: a flood must not cost a script call per connection. */
+    if (hs_conns_admit(l->set, sa, (socklen_t)salen, peer) != 0) {
+        l->limited++;
+        evutil_closesocket(fd);
+        return;
+    }
     if (l->accept_cb && l->accept_cb(l, peer, l->arg) != 0) {
         l->refused++;
         hs_log(HS_LOG_INFO, "%s refused %s (on_accept)", l->url, peer);
@@ -135,12 +142,26 @@ int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct 
     /* "All addresses" binds IPv6 any and takes IPv4 clients too. */
     if (ss.ss_family == AF_INET6 && addr->host[0] == '\0')
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if ((r = hs_addr_prepare_bind(fd, SOCK_STREAM, &ss, sslen)) != 0) {
+        close(fd);
+        return r;
+    }
     if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, HS_LISTEN_BACKLOG) != 0) {
         r = -errno;
         close(fd);
         return r;
     }
+    r = hs_listener_adopt_fd(base, set, fd, addr, name, framing, handler, arg, accept_cb, out);
+    if (r == 0 && addr->scheme == HS_ADDR_UNIX)
+        (*out)->owns_path = 1;
+    return r;
+}
 
+int hs_listener_adopt_fd(struct event_base *base, struct hs_conns *set, int fd,
+                         const struct hs_addr *addr, const char *name,
+                         const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                         void *arg, hs_listener_accept_cb accept_cb, struct hs_listener **out)
+{
     struct hs_listener *l = calloc(1, sizeof *l);
     if (l == NULL) {
         close(fd);
@@ -182,6 +203,18 @@ int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct 
     return 0;
 }
 
+int hs_listener_fd(const struct hs_listener *l)
+{
+    return (int)evconnlistener_get_fd(l->evl);
+}
+
+void hs_listener_start(struct hs_listener *l)
+{
+    l->stopped = 0;
+    if (!l->paused_for_backoff)
+        evconnlistener_enable(l->evl);
+}
+
 void hs_listener_stop(struct hs_listener *l)
 {
     l->stopped = 1;
@@ -194,7 +227,7 @@ void hs_listener_free(struct hs_listener *l)
         return;
     evconnlistener_free(l->evl);
     event_free(l->backoff);
-    if (l->unix_path[0])
+    if (l->unix_path[0] && l->owns_path)
         unlink(l->unix_path);
     free(l);
 }

@@ -27,6 +27,20 @@ int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct 
                     const struct hs_conn_handler *handler, void *arg,
                     hs_listener_accept_cb accept_cb, struct hs_listener **out);
 
+/* Like hs_listener_new for a socket that is already bound and listening (inherited from a
+ * master process): takes ownership of fd; addr describes it. The socket file of a Unix
+ * listener made this way is never removed by this process. */
+int hs_listener_adopt_fd(struct event_base *base, struct hs_conns *set, int fd,
+                         const struct hs_addr *addr, const char *name,
+                         const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                         void *arg, hs_listener_accept_cb accept_cb, struct hs_listener **out);
+
+/* The listening socket (owned by l). */
+int hs_listener_fd(const struct hs_listener *l);
+
+/* Starts accepting again after hs_listener_stop. */
+void hs_listener_start(struct hs_listener *l);
+
 /* Stops accepting and closes the socket (removing a Unix socket file we created); open
  * connections are not touched. Frees l. */
 void hs_listener_free(struct hs_listener *l);
@@ -44,7 +58,8 @@ int hs_listener_port(const struct hs_listener *l);
  * on (a reload). */
 void hs_listener_retarget(struct hs_listener *l, const struct hs_framing *framing, void *arg);
 
-/* Total connections accepted, refused by accept_cb, and refused at the connection limit. */
+/* Total connections accepted, refused by accept_cb, and refused at the connection or
+ * per-address limit (hs_conns_admit, asked before accept_cb). */
 void hs_listener_counts(const struct hs_listener *l, unsigned long long *accepted,
                         unsigned long long *refused, unsigned long long *limited);
 

@@ -4,11 +4,16 @@
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
+#include "core/master.h"
 #include "core/reload.h"
 #include "core/server.h"
+#include "core/shared.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -138,11 +143,42 @@ int main(int argc, char **argv)
         hs_config_free(&cfg);
         return st;
     }
+    /* A worker started by a master: same command line, plus its channel and sockets. */
+    const char *wenv = getenv("HOTSOCK_WORKER");
+    int worker = 0, chan = -1;
+    static char sockets[8192];
+    if (wenv && sscanf(wenv, "%d,%d", &worker, &chan) == 2 && worker > 0) {
+        const char *se = getenv("HOTSOCK_SOCKETS");
+        snprintf(sockets, sizeof sockets, "%s", se ? se : "");
+        unsetenv("HOTSOCK_WORKER");
+        unsetenv("HOTSOCK_SOCKETS");
+        const char *sfd = getenv("HOTSOCK_SHARED_FD");
+        if (sfd == NULL || hs_shared_attach(atoi(sfd)) == NULL) {
+            fprintf(stderr, "hotsock: worker %d cannot attach the shared dictionary\n", worker);
+            return 1;
+        }
+        fcntl(atoi(sfd), F_SETFD, FD_CLOEXEC);
+        unsetenv("HOTSOCK_SHARED_FD");
+    } else {
+        worker = 0;
+        int n = cfg.workers > 0 ? cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        if (n > 1) {
+            int st = hs_master_run(&cfg, n, argv);
+            hs_config_free(&cfg);
+            return st;
+        }
+    }
+    if (!worker && hs_shared_create(HS_SHARED_SIZE, NULL) == NULL) {
+        fprintf(stderr, "hotsock: cannot create the shared dictionary\n");
+        return 1;
+    }
     struct hs_server *s = hs_server_new(&cfg);
     if (s == NULL) {
         fprintf(stderr, "hotsock: out of memory\n");
         return 1;
     }
+    if (worker)
+        hs_server_set_worker(s, worker, sockets, chan);
     int status;
     if (hs_server_start(s, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);

@@ -405,6 +405,8 @@ static void free_options(char **keys, char **values, size_t n)
     free(values);
 }
 
+static int run_on_reload(struct hs_script_pending *p, char *err, size_t errlen);
+
 int hs_script_prepare(struct hs_script *s, const struct hs_script_option *opts, size_t n,
                       struct hs_script_pending **out, char *err, size_t errlen)
 {
@@ -425,6 +427,8 @@ int hs_script_prepare(struct hs_script *s, const struct hs_script_option *opts, 
     }
     int r = p->has_opts ? load_version(s, p->opt_keys, p->opt_values, p->n_opts, p, err, errlen)
                         : load_version(s, s->opt_keys, s->opt_values, s->n_opts, p, err, errlen);
+    if (r == 0)
+        r = run_on_reload(p, err, errlen);
     if (r != 0) {
         pending_free(p);
         return r;
@@ -463,13 +467,9 @@ static int run_on_reload(struct hs_script_pending *p, char *err, size_t errlen)
     return r;
 }
 
-int hs_script_commit(struct hs_script_pending *p, char *err, size_t errlen)
+void hs_script_commit(struct hs_script_pending *p)
 {
     struct hs_script *s = p->s;
-    if (run_on_reload(p, err, errlen) != 0) {
-        hs_script_discard(p);
-        return HS_ESCRIPT;
-    }
     if (p->has_opts) {
         free_options(s->opt_keys, s->opt_values, s->n_opts);
         s->opt_keys = p->opt_keys;
@@ -497,7 +497,6 @@ int hs_script_commit(struct hs_script_pending *p, char *err, size_t errlen)
         hs__lua_version_retired(s->hl, old);
         hs_version_unref(old);
     }
-    return 0;
 }
 
 int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, size_t n, char *err,
@@ -509,7 +508,7 @@ int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, s
     s->last_reload = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     int r = hs_script_prepare(s, opts, n, &p, err, errlen);
     if (r == 0)
-        r = hs_script_commit(p, err, errlen);
+        hs_script_commit(p);
     s->last_ok = r == 0;
     snprintf(s->last_error, sizeof s->last_error, "%s", r == 0 ? "" : err);
     return r;
@@ -531,13 +530,13 @@ int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_o
     }
     s->hl = hl;
     struct hs_script_pending *p;
-    if (hs_script_prepare(s, NULL, 0, &p, err, errlen) != 0 ||
-        hs_script_commit(p, err, errlen) != 0) {
+    if (hs_script_prepare(s, NULL, 0, &p, err, errlen) != 0) {
         free_options(s->opt_keys, s->opt_values, s->n_opts);
         free(s->path);
         free(s);
         return HS_ESCRIPT;
     }
+    hs_script_commit(p);
     *out = s;
     return 0;
 }

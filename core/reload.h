@@ -48,18 +48,17 @@ struct hs_script_pending;
 /* Loads the script's file again as a new version, with new options when opts != NULL
  * (otherwise the ones it had), without publishing it: nothing changes for the running
  * version. Modules the script required from outside the system directories are loaded
- * afresh. Returns 0 and *out, or HS_ESCRIPT with err set (file:line). */
+ * afresh. The new version's on_reload(old_table) hook, if any, runs last (an error there
+ * fails the prepare). Returns 0 and *out, or HS_ESCRIPT with err set (file:line). */
 int hs_script_prepare(struct hs_script *s, const struct hs_script_option *opts, size_t n,
                       struct hs_script_pending **out, char *err, size_t errlen);
 
 /* What the pending version declares (listen, framing, ...). */
 const struct hs_script_decl *hs_script_pending_decl(const struct hs_script_pending *p);
 
-/* Publishes the pending version: first its on_reload(old_table) hook runs, if it has one
- * (an error there fails the commit and discards the version); then it becomes current for
- * new connections, and the retired version's load-time timers are cancelled. Frees p either
- * way. Returns 0, or HS_ESCRIPT with err set. */
-int hs_script_commit(struct hs_script_pending *p, char *err, size_t errlen);
+/* Publishes the pending version: it becomes current for new connections, and the retired
+ * version's load-time timers are cancelled. Cannot fail. Frees p. */
+void hs_script_commit(struct hs_script_pending *p);
 
 /* Drops a pending version; the current one stays. Frees p. */
 void hs_script_discard(struct hs_script_pending *p);

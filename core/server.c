@@ -36,6 +36,13 @@ struct service {
     struct hs_framing framing; /* for new connections */
     struct bound bound[SERVER_MAX_BOUND];
     size_t n_bound;
+    /* A reload between its prepare and commit phases: */
+    struct hs_script_pending *pending; /* the new version, or NULL */
+    struct hs_framing next_framing;
+    struct bound next[SERVER_MAX_BOUND]; /* the addresses after the reload */
+    size_t n_next;
+    int fresh[SERVER_MAX_BOUND]; /* next[i] was bound by this reload */
+    int kept[SERVER_MAX_BOUND];  /* bound[i] stays */
 };
 
 struct hs_server {
@@ -51,6 +58,12 @@ struct hs_server {
     struct hs_control *control; /* `hotsock reload` socket, or NULL */
     char control_path[HS_ADDR_MAX_PATH];
     struct hs_watch *watch; /* --watch, or NULL */
+    int worker;             /* worker number (1..N) in a multi-process server, else 0 */
+    const char *inherited;  /* "URL=FD;..." sockets bound by the master, or NULL */
+    int chan;               /* worker: command channel to the master, else -1 */
+    struct event *chan_ev;
+    char chan_buf[256]; /* a partial command line */
+    size_t chan_len;
 };
 
 struct hs_server *hs_server_new(const struct hs_config *cfg)
@@ -59,13 +72,15 @@ struct hs_server *hs_server_new(const struct hs_config *cfg)
     if (s == NULL)
         return NULL;
     s->cfg = cfg;
+    s->chan = -1;
     s->base = event_base_new();
+    /* Limits from the config (hs_config_conn_limits, hs_lua_set_limits). */
     struct hs_conn_limits limits;
-    hs_conn_limits_default(&limits);
-    limits.max_connections = cfg->max_connections;
-    limits.idle_timeout_ms = cfg->idle_timeout_ms;
+    hs_config_conn_limits(cfg, &limits);
     s->set = s->base ? hs_conns_new(s->base, &limits) : NULL;
     s->hl = s->set ? hs_lua_new(s->base, s->set) : NULL;
+    if (s->hl)
+        hs_lua_set_limits(s->hl, cfg->lua_memory, cfg->lua_time_ms);
     if (s->hl == NULL) {
         hs_server_free(s);
         return NULL;
@@ -113,6 +128,26 @@ static void bound_free(struct bound *b)
     b->udp = NULL;
 }
 
+/* The socket the master bound for url, or -1. */
+static int inherited_fd(const struct hs_server *s, const char *url)
+{
+    if (s->inherited == NULL)
+        return -1;
+    size_t ul = strlen(url);
+    for (const char *p = s->inherited; *p;) {
+        const char *eq = strchr(p, '=');
+        const char *end = strchr(p, ';');
+        if (eq == NULL)
+            break;
+        if (end == NULL)
+            end = p + strlen(p);
+        if ((size_t)(eq - p) == ul && memcmp(p, url, ul) == 0)
+            return atoi(eq + 1);
+        p = *end ? end + 1 : end;
+    }
+    return -1;
+}
+
 static int bind_url(struct hs_server *s, struct service *sv, const struct hs_script_decl *d,
                     const struct hs_framing *framing, const char *url, struct bound *b, char *err,
                     size_t errlen)
@@ -127,14 +162,18 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
     }
     int r;
     const char *bound;
+    int fd = inherited_fd(s, url);
     if (a.scheme == HS_ADDR_UDP) {
-        r = hs_udp_new(s->base, &a, d->name, hs_lua_datagram, sv->script, &b->udp);
+        r = fd >= 0 ? hs_udp_adopt_fd(s->base, fd, d->name, hs_lua_datagram, sv->script, &b->udp)
+                    : hs_udp_new(s->base, &a, d->name, hs_lua_datagram, sv->script, &b->udp);
         bound = r == 0 ? hs_udp_url(b->udp) : NULL;
     } else {
         const struct hs_conn_handler *h =
             strcmp(d->protocol, "http") == 0 ? &hs_lua_http_handler : &hs_lua_conn_handler;
-        r = hs_listener_new(s->base, s->set, &a, d->name, framing, h, sv->script, hs_lua_accept,
-                            &b->listener);
+        r = fd >= 0 ? hs_listener_adopt_fd(s->base, s->set, fd, &a, d->name, framing, h, sv->script,
+                                           hs_lua_accept, &b->listener)
+                    : hs_listener_new(s->base, s->set, &a, d->name, framing, h, sv->script,
+                                      hs_lua_accept, &b->listener);
         bound = r == 0 ? hs_listener_url(b->listener) : NULL;
     }
     if (r != 0) {
@@ -142,7 +181,8 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
                  r == HS_EBADSPEC ? "host name does not resolve" : hs_strerror(r));
         return -1;
     }
-    hs_log(HS_LOG_INFO, "listening %s %s", bound, d->name);
+    /* In a worker the master has announced every address already. */
+    hs_log(s->worker ? HS_LOG_DEBUG : HS_LOG_INFO, "listening %s %s", bound, d->name);
     return 0;
 }
 
@@ -187,75 +227,105 @@ int hs_server_start(struct hs_server *s, char *err, size_t errlen)
     return 0;
 }
 
-/* Reloads one service all-or-nothing: the new version is loaded and its new addresses are
- * bound before anything changes; only then is it published, removed addresses stop
- * accepting (their connections go on), and unchanged ones keep their sockets. */
-static int service_reload(struct hs_server *s, struct service *sv,
-                          const struct hs_service_spec *new_spec, char *err, size_t errlen)
+static void service_discard(struct service *sv)
 {
-    const struct hs_service_spec *spec = new_spec ? new_spec : sv->spec;
-    struct hs_script_pending *p;
-    if (hs_script_prepare(sv->script, new_spec ? spec->opts : NULL, spec->n_opts, &p, err,
-                          errlen) != 0)
+    for (size_t k = 0; k < sv->n_next; k++)
+        if (sv->fresh[k])
+            bound_free(&sv->next[k]);
+    sv->n_next = 0;
+    if (sv->pending)
+        hs_script_discard(sv->pending);
+    sv->pending = NULL;
+}
+
+/* Phase one of a reload: the new version is loaded and validated, and any new address it
+ * declares is bound, while the running version goes on untouched. */
+static int service_prepare(struct hs_server *s, struct service *sv, char *err, size_t errlen)
+{
+    const struct hs_service_spec *spec = sv->spec;
+    memset(sv->fresh, 0, sizeof sv->fresh);
+    memset(sv->kept, 0, sizeof sv->kept);
+    sv->n_next = 0;
+    if (hs_script_prepare(sv->script, NULL, 0, &sv->pending, err, errlen) != 0) {
+        sv->pending = NULL;
         return -1;
-    const struct hs_script_decl *d = hs_script_pending_decl(p);
-    struct hs_framing framing;
+    }
+    const struct hs_script_decl *d = hs_script_pending_decl(sv->pending);
     const char *urls[SERVER_MAX_BOUND];
     size_t n = wanted_urls(spec, d, urls);
-    if (pick_framing(spec, d, &framing, err, errlen) != 0 || n == 0) {
+    if (pick_framing(spec, d, &sv->next_framing, err, errlen) != 0 || n == 0) {
         if (n == 0)
             snprintf(err, errlen, "%s: no address to listen on", hs_script_path(sv->script));
-        hs_script_discard(p);
+        service_discard(sv);
         return -1;
     }
-    /* Bind what is new first, into a scratch list; keep what is unchanged. */
-    struct bound next[SERVER_MAX_BOUND];
-    int fresh[SERVER_MAX_BOUND] = {0};
-    int kept[SERVER_MAX_BOUND] = {0};
-    size_t nn = 0;
     for (size_t i = 0; i < n; i++) {
         size_t j = 0;
-        while (j < sv->n_bound && (kept[j] || strcmp(sv->bound[j].url, urls[i]) != 0))
+        while (j < sv->n_bound && (sv->kept[j] || strcmp(sv->bound[j].url, urls[i]) != 0))
             j++;
         if (j < sv->n_bound) {
-            kept[j] = 1;
-            next[nn++] = sv->bound[j];
+            sv->kept[j] = 1;
+            sv->next[sv->n_next++] = sv->bound[j];
             continue;
         }
-        if (bind_url(s, sv, d, &framing, urls[i], &next[nn], err, errlen) != 0) {
-            for (size_t k = 0; k < nn; k++)
-                if (fresh[k])
-                    bound_free(&next[k]);
-            hs_script_discard(p);
+        if (s->worker) {
+            /* The master re-forks workers when addresses change; here they cannot. */
+            snprintf(err, errlen, "%s: listen addresses changed", hs_script_path(sv->script));
+            service_discard(sv);
             return -1;
         }
-        fresh[nn++] = 1;
+        if (bind_url(s, sv, d, &sv->next_framing, urls[i], &sv->next[sv->n_next], err, errlen) !=
+            0) {
+            service_discard(sv);
+            return -1;
+        }
+        sv->fresh[sv->n_next++] = 1;
     }
-    if (hs_script_commit(p, err, errlen) != 0) {
-        for (size_t k = 0; k < nn; k++)
-            if (fresh[k])
-                bound_free(&next[k]);
-        return -1;
-    }
+    return 0;
+}
+
+/* Phase two: publish the prepared version, drop removed addresses (their connections go
+ * on), keep unchanged sockets, offer live connections to the new version. */
+static void service_commit(struct hs_server *s, struct service *sv)
+{
+    hs_script_commit(sv->pending);
+    sv->pending = NULL;
     for (size_t j = 0; j < sv->n_bound; j++) {
-        if (!kept[j]) {
+        if (!sv->kept[j]) {
             hs_log(HS_LOG_INFO, "no longer listening on %s (%s)", sv->bound[j].url,
                    hs_script_decl(sv->script)->name);
             bound_free(&sv->bound[j]);
         }
     }
-    memcpy(sv->bound, next, nn * sizeof next[0]);
-    sv->n_bound = nn;
-    sv->framing = framing;
-    if (new_spec)
-        sv->spec = new_spec;
-    for (size_t j = 0; j < nn; j++)
+    memcpy(sv->bound, sv->next, sv->n_next * sizeof sv->next[0]);
+    sv->n_bound = sv->n_next;
+    sv->n_next = 0;
+    sv->framing = sv->next_framing;
+    for (size_t j = 0; j < sv->n_bound; j++)
         if (sv->bound[j].listener)
             hs_listener_retarget(sv->bound[j].listener, &sv->framing, sv->script);
     unsigned moved = hs_lua_adopt(sv->script, s->set);
     hs_log(HS_LOG_INFO, "reloaded %s: generation %u%s", hs_script_path(sv->script),
            hs_script_generation(sv->script), moved ? " (live connections adopted)" : "");
     watch_service(s, (size_t)(sv - s->services));
+}
+
+/* Whether the prepared reload of sv changes its addresses. */
+static int service_addresses_change(const struct service *sv)
+{
+    if (sv->n_next != sv->n_bound)
+        return 1;
+    for (size_t j = 0; j < sv->n_next; j++)
+        if (sv->fresh[j])
+            return 1;
+    return 0;
+}
+
+static int service_reload(struct hs_server *s, struct service *sv, char *err, size_t errlen)
+{
+    if (service_prepare(s, sv, err, errlen) != 0)
+        return -1;
+    service_commit(s, sv);
     return 0;
 }
 
@@ -274,7 +344,7 @@ static int reload_services(struct hs_server *s, const int *which, char *out, siz
         char e[2048];
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int r = service_reload(s, sv, NULL, e, sizeof e);
+        int r = service_reload(s, sv, e, sizeof e);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         int w;
@@ -296,6 +366,170 @@ static int reload_services(struct hs_server *s, const int *which, char *out, siz
 int hs_server_reload(struct hs_server *s, char *err, size_t errlen)
 {
     return reload_services(s, NULL, err, errlen);
+}
+
+int hs_server_prepare(struct hs_server *s, char *err, size_t errlen, int *addresses_changed)
+{
+    *addresses_changed = 0;
+    for (size_t i = 0; i < s->n_services; i++) {
+        if (service_prepare(s, &s->services[i], err, errlen) != 0) {
+            for (size_t j = 0; j < i; j++)
+                service_discard(&s->services[j]);
+            return -1;
+        }
+        *addresses_changed |= service_addresses_change(&s->services[i]);
+    }
+    return 0;
+}
+
+void hs_server_commit(struct hs_server *s, char *out, size_t n)
+{
+    size_t used = 0;
+    if (n)
+        out[0] = '\0';
+    for (size_t i = 0; i < s->n_services; i++) {
+        struct service *sv = &s->services[i];
+        if (sv->pending == NULL)
+            continue;
+        service_commit(s, sv);
+        int w = snprintf(out + used, n - used, "ok %s generation %u\n", hs_script_path(sv->script),
+                         hs_script_generation(sv->script));
+        if (w > 0 && used + (size_t)w < n)
+            used += (size_t)w;
+    }
+}
+
+void hs_server_discard(struct hs_server *s)
+{
+    for (size_t i = 0; i < s->n_services; i++)
+        service_discard(&s->services[i]);
+}
+
+void hs_server_set_worker(struct hs_server *s, int index, const char *inherited, int chan)
+{
+    s->worker = index;
+    s->inherited = inherited;
+    s->chan = chan;
+    char tag[16];
+    snprintf(tag, sizeof tag, "w%d", index);
+    hs_log_set_tag(tag);
+}
+
+static void chan_reply(struct hs_server *s, const char *text)
+{
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(s->chan, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        off += (size_t)w;
+    }
+}
+
+static void server_stop_signal_cb(evutil_socket_t sig, short what, void *arg);
+
+/* A worker's commands from the master, one per line: prepare, commit, discard. The reply
+ * to each is one line starting with "ok" or "error". */
+static void worker_command(struct hs_server *s, const char *cmd)
+{
+    char out[2048];
+    if (strcmp(cmd, "prepare") == 0) {
+        int changed;
+        char err[1800];
+        if (hs_server_prepare(s, err, sizeof err, &changed) != 0) {
+            for (char *p = err; *p; p++)
+                if (*p == '\n')
+                    *p = ' ';
+            snprintf(out, sizeof out, "error %s\n", err);
+            chan_reply(s, out);
+        } else {
+            chan_reply(s, "ok\n");
+        }
+    } else if (strcmp(cmd, "commit") == 0) {
+        hs_server_commit(s, out, sizeof out);
+        chan_reply(s, "ok\n");
+    } else if (strcmp(cmd, "discard") == 0) {
+        hs_server_discard(s);
+        chan_reply(s, "ok\n");
+    } else {
+        chan_reply(s, "error unknown command\n");
+    }
+}
+
+static void worker_chan_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_server *s = arg;
+    HS_UNUSED(what);
+    ssize_t r = read(fd, s->chan_buf + s->chan_len, sizeof s->chan_buf - 1 - s->chan_len);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (r <= 0) {
+        /* The master is gone: finish like on SIGTERM. */
+        event_del(s->chan_ev);
+        hs_log(HS_LOG_WARN, "master went away; stopping");
+        server_stop_signal_cb(SIGTERM, 0, s);
+        return;
+    }
+    s->chan_len += (size_t)r;
+    s->chan_buf[s->chan_len] = '\0';
+    char *nl;
+    while ((nl = strchr(s->chan_buf, '\n')) != NULL) {
+        *nl = '\0';
+        worker_command(s, s->chan_buf);
+        size_t rest = s->chan_len - (size_t)(nl + 1 - s->chan_buf);
+        memmove(s->chan_buf, nl + 1, rest + 1);
+        s->chan_len = rest;
+    }
+    if (s->chan_len == sizeof s->chan_buf - 1)
+        s->chan_len = 0; /* a line that long is no command of ours */
+}
+
+struct event_base *hs_server_base(struct hs_server *s)
+{
+    return s->base;
+}
+
+size_t hs_server_sockets(struct hs_server *s, char *map, size_t n, int *fds, size_t max_fds)
+{
+    size_t used = 0, nf = 0;
+    if (n)
+        map[0] = '\0';
+    for (size_t i = 0; i < s->n_services; i++) {
+        for (size_t j = 0; j < s->services[i].n_bound && nf < max_fds; j++) {
+            struct bound *b = &s->services[i].bound[j];
+            int fd = b->listener ? hs_listener_fd(b->listener) : hs_udp_fd(b->udp);
+            int w = snprintf(map + used, n - used, "%s%s=%d", used ? ";" : "", b->url, fd);
+            if (w > 0 && used + (size_t)w < n)
+                used += (size_t)w;
+            fds[nf++] = fd;
+        }
+    }
+    return nf;
+}
+
+size_t hs_server_script_files(struct hs_server *s, size_t service, const char **files, size_t max)
+{
+    if (service >= s->n_services)
+        return 0;
+    size_t n = 0;
+    for (const char *f; n < max && (f = hs_script_file(s->services[service].script, n)); n++)
+        files[n] = f;
+    return n;
+}
+
+void hs_server_accepting(struct hs_server *s, int on)
+{
+    for (size_t i = 0; i < s->n_services; i++) {
+        for (size_t j = 0; j < s->services[i].n_bound; j++) {
+            struct bound *b = &s->services[i].bound[j];
+            if (b->listener)
+                on ? hs_listener_start(b->listener) : hs_listener_stop(b->listener);
+            if (b->udp)
+                on ? hs_udp_start(b->udp) : hs_udp_stop(b->udp);
+        }
+    }
 }
 
 static void server_control_cb(const char *cmd, char *out, size_t n, void *arg)
@@ -418,6 +652,22 @@ int hs_server_run(struct hs_server *s)
 {
     char err[512];
     signal(SIGPIPE, SIG_IGN);
+    if (s->worker) {
+        /* Reloads come from the master over the channel; SIGHUP is the master's. */
+        signal(SIGHUP, SIG_IGN);
+        s->chan_ev = event_new(s->base, s->chan, EV_READ | EV_PERSIST, worker_chan_cb, s);
+        event_add(s->chan_ev, NULL);
+        s->sig_term = evsignal_new(s->base, SIGTERM, server_stop_signal_cb, s);
+        s->sig_int = evsignal_new(s->base, SIGINT, server_stop_signal_cb, s);
+        s->grace_timer = evtimer_new(s->base, server_grace_cb, s);
+        event_add(s->sig_term, NULL);
+        event_add(s->sig_int, NULL);
+        hs_log(HS_LOG_INFO, "worker %d serving (pid %ld)", s->worker, (long)getpid());
+        chan_reply(s, "ready\n");
+        event_base_dispatch(s->base);
+        hs_log(HS_LOG_INFO, "worker %d stopped", s->worker);
+        return 0;
+    }
     if (start_control(s, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         return 1;
@@ -463,6 +713,8 @@ void hs_server_free(struct hs_server *s)
         event_free(s->sig_hup);
     if (s->grace_timer)
         event_free(s->grace_timer);
+    if (s->chan_ev)
+        event_free(s->chan_ev);
     if (s->base)
         event_base_free(s->base);
     free(s);

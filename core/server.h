@@ -26,6 +26,40 @@ int hs_server_run(struct hs_server *s);
  * (scripts that failed keep their current version). */
 int hs_server_reload(struct hs_server *s, char *err, size_t errlen);
 
+/* ---- several processes (core/master.c) ---- */
+
+/* Phase one of a reload of every script: each new version is loaded and validated (and new
+ * addresses bound) without changing anything. On failure nothing is pending and err is set.
+ * *addresses_changed says whether any script's set of addresses differs. */
+int hs_server_prepare(struct hs_server *s, char *err, size_t errlen, int *addresses_changed);
+
+/* Phase two: publishes what hs_server_prepare loaded; one "ok PATH generation N" line per
+ * script into out. */
+void hs_server_commit(struct hs_server *s, char *out, size_t n);
+
+/* Drops what hs_server_prepare loaded. */
+void hs_server_discard(struct hs_server *s);
+
+/* Makes s a worker: `index` (1..N) tags its log lines, `inherited` ("URL=FD;...", kept by
+ * the caller) gives the sockets the master bound, used instead of binding, and chan is the
+ * command channel to the master (reload phases; its end means the master is gone). Call
+ * before hs_server_start; hs_server_run then serves without control socket or SIGHUP. */
+void hs_server_set_worker(struct hs_server *s, int index, const char *inherited, int chan);
+
+/* The loop (for the master's and workers' own events). */
+struct event_base *hs_server_base(struct hs_server *s);
+
+/* Lists every bound socket as "URL=FD;..." into map and their descriptors into fds (at most
+ * max_fds). Returns the number of sockets. */
+size_t hs_server_sockets(struct hs_server *s, char *map, size_t n, int *fds, size_t max_fds);
+
+/* The files (script, then project modules) of the service-th script into files; returns how
+ * many, 0 past the last script. The strings belong to the server. */
+size_t hs_server_script_files(struct hs_server *s, size_t service, const char **files, size_t max);
+
+/* Stops (on = 0) or resumes accepting and receiving on every socket. */
+void hs_server_accepting(struct hs_server *s, int on);
+
 /* Frees everything; connections still open are aborted. */
 void hs_server_free(struct hs_server *s);
 

@@ -65,8 +65,25 @@ int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *
     int zero = 0;
     if (ss.ss_family == AF_INET6 && addr->host[0] == '\0')
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if ((r = hs_addr_prepare_bind(fd, SOCK_DGRAM, &ss, sl)) != 0) {
+        close(fd);
+        return r;
+    }
     if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
         r = -errno;
+        close(fd);
+        return r;
+    }
+    return hs_udp_adopt_fd(base, fd, name, cb, arg, out);
+}
+
+int hs_udp_adopt_fd(struct event_base *base, int fd, const char *name, hs_udp_datagram_cb cb,
+                    void *arg, struct hs_udp **out)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        int r = -errno;
         close(fd);
         return r;
     }
@@ -98,6 +115,16 @@ int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *
 void hs_udp_stop(struct hs_udp *u)
 {
     event_del(u->ev);
+}
+
+void hs_udp_start(struct hs_udp *u)
+{
+    event_add(u->ev, NULL);
+}
+
+int hs_udp_fd(const struct hs_udp *u)
+{
+    return u->fd;
 }
 
 void hs_udp_free(struct hs_udp *u)

@@ -21,6 +21,14 @@ typedef void (*hs_udp_datagram_cb)(struct hs_udp *u, const char *data, size_t le
 int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *name,
                hs_udp_datagram_cb cb, void *arg, struct hs_udp **out);
 
+/* Like hs_udp_new for a socket already bound (inherited from a master): takes fd. */
+int hs_udp_adopt_fd(struct event_base *base, int fd, const char *name, hs_udp_datagram_cb cb,
+                    void *arg, struct hs_udp **out);
+
+/* The socket (owned by u); starts receiving again after hs_udp_stop. */
+int hs_udp_fd(const struct hs_udp *u);
+void hs_udp_start(struct hs_udp *u);
+
 /* Stops receiving and closes the socket; frees u. */
 void hs_udp_free(struct hs_udp *u);
 

@@ -54,6 +54,16 @@ end
 local Server = {}
 Server.__index = Server
 
+-- Servers started and not yet seen to exit. A test that fails half-way leaves its server
+-- running; the sentinel's finalizer (busted closes the state on exit) kills what is left, so
+-- no orphan keeps a port, or a pipe that ctest waits on, after the spec file ends.
+local live = {}
+M._sentinel = setmetatable({}, { __gc = function()
+  for srv in pairs(live) do
+    if srv.pid and srv:alive() then srv:kill() end
+  end
+end })
+
 function M.start(args, opts)
   opts = opts or {}
   local log = os.tmpname()
@@ -61,15 +71,23 @@ function M.start(args, opts)
   os.remove(status)
   local parts = { shquote(M.bin), "serve" }
   for _, a in ipairs(args) do parts[#parts + 1] = shquote(a) end
+  -- One process unless a spec asks for workers: pids, RSS and limits are then one process's.
+  local has_workers = false
+  for _, a in ipairs(args) do has_workers = has_workers or a == "--workers" end
+  if not has_workers then
+    parts[#parts + 1] = "--workers"
+    parts[#parts + 1] = "1"
+  end
   -- The server runs in a background subshell that records its exit status; its pid comes
   -- from its own "ready (pid N)" log line.
   local cmd = ("{ %s %s </dev/null 2>%s >/dev/null; echo $? >%s; } &"):format(
     opts.prefix or "", table.concat(parts, " "), shquote(log), shquote(status))
   os.execute("sh -c " .. shquote(cmd))
   local srv = setmetatable({ logfile = log, statusfile = status, urls = {} }, Server)
+  live[srv] = true
   local ok, err = pcall(M.wait_until, function()
     local text = read_file(log)
-    local pid = text:match("ready %(pid (%d+)%)")
+    local pid = text:match("hotsock %S+ ready %(pid (%d+)")
     if pid then srv.pid = tonumber(pid) return true end
     if srv:exit_status() then error("hotsock exited during start:\n" .. text) end
   end, opts.timeout or 10, "hotsock to start")
@@ -155,6 +173,15 @@ function Server:unix(n, name)
   c:settimeout(5)
   assert(c:connect(path))
   return c
+end
+
+-- Worker pids by worker number, from the "worker N serving (pid P)" log lines (latest wins).
+function Server:workers()
+  local pids = {}
+  for n, pid in self:log():gmatch("worker (%d+) serving %(pid (%d+)%)") do
+    pids[tonumber(n)] = tonumber(pid)
+  end
+  return pids
 end
 
 function Server:signal(sig)

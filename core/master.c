@@ -1,0 +1,533 @@
+#include "core/master.h"
+#include "core/addr.h"
+#include "core/control.h"
+#include "core/hs.h"
+#include "core/log.h"
+#include "core/reload.h"
+#include "core/server.h"
+#include "core/shared.h"
+#include "core/watch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define MASTER_MAX_WORKERS 256
+#define MASTER_MAX_SOCKETS 256
+#define WORKER_START_TIMEOUT_MS 10000 /* a new worker must say "ready" within this */
+#define WORKER_REPLY_TIMEOUT_MS 30000 /* a worker must answer a reload phase within this */
+#define WORKER_QUICK_DEATH_MS 1000    /* a worker that dies younger than this died "at start" */
+#define WORKER_BACKOFF_MAX_MS 30000   /* longest wait before restarting a failing worker */
+
+struct worker {
+    int index;             /* 1..N */
+    pid_t pid;             /* 0 while not running */
+    int chan;              /* master's end of the command channel, -1 when none */
+    double started;        /* monotonic seconds */
+    unsigned quick_deaths; /* deaths in a row shortly after start */
+    struct event *respawn; /* pending restart */
+    struct hs_master *m;
+    char *sockets;               /* "URL=FD;..." this worker serves on */
+    int fds[MASTER_MAX_SOCKETS]; /* those descriptors (kept open by the master) */
+    size_t nfds;
+};
+
+struct hs_master {
+    const struct hs_config *cfg;
+    char **argv;             /* to start workers: the same command line */
+    struct hs_server *s;     /* loads and validates scripts, owns the sockets; never serves */
+    struct event_base *base; /* the master's own loop (signals, control, watch) */
+    struct worker workers[MASTER_MAX_WORKERS];
+    int n;
+    int stopping;
+    struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
+    struct hs_control *control;
+    struct hs_watch *watch;
+    char sockets[8192]; /* "URL=FD;..." handed to workers */
+    int fds[MASTER_MAX_SOCKETS];
+    size_t nfds;
+};
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reads one line (without its newline) from fd within timeout_ms. Returns 0 or -1. */
+static int chan_read_line(int fd, char *buf, size_t n, int timeout_ms)
+{
+    size_t got = 0;
+    double deadline = mono() + timeout_ms / 1000.0;
+    while (got + 1 < n) {
+        int left = (int)((deadline - mono()) * 1000);
+        struct pollfd p = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            return -1;
+        ssize_t r = read(fd, buf + got, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        if (buf[got] == '\n') {
+            buf[got] = '\0';
+            return 0;
+        }
+        got++;
+    }
+    return -1;
+}
+
+static int chan_send(int fd, const char *line)
+{
+    size_t len = strlen(line);
+    return write(fd, line, len) == (ssize_t)len ? 0 : -1;
+}
+
+static void worker_close_sockets(struct hs_master *m, struct worker *w)
+{
+    /* Worker 1 serves on the master's own sockets; the others on clones to close. */
+    for (size_t i = 0; i < w->nfds; i++) {
+        int shared = 0;
+        for (size_t j = 0; j < m->nfds; j++)
+            shared |= w->fds[i] == m->fds[j];
+        if (!shared)
+            close(w->fds[i]);
+    }
+    w->nfds = 0;
+    free(w->sockets);
+    w->sockets = NULL;
+}
+
+/* Gives worker w its sockets: the master's, shared by all workers (the default), or with
+ * HOTSOCK_REUSEPORT a socket of its own on each TCP and UDP address (Unix sockets are always
+ * shared). */
+static int worker_assign_sockets(struct hs_master *m, struct worker *w)
+{
+    size_t cap = strlen(m->sockets) + 32 * MASTER_MAX_SOCKETS + 1;
+    w->sockets = malloc(cap);
+    if (w->sockets == NULL)
+        return -1;
+    size_t used = 0;
+    w->sockets[0] = '\0';
+    const char *p = m->sockets;
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        if (eq == NULL)
+            break;
+        int fd = atoi(eq + 1);
+        const char *end = strchr(eq, ';');
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        int own = fd;
+        if (w->index > 1 && hs__reuseport && ss.ss_family != AF_UNIX) {
+            own = hs_addr_clone_socket(fd);
+            if (own < 0) {
+                hs_log(HS_LOG_ERROR, "worker %d: cannot open its socket for %.*s: %s", w->index,
+                       (int)(eq - p), p, hs_strerror(own));
+                return -1;
+            }
+        }
+        if (w->nfds < MASTER_MAX_SOCKETS)
+            w->fds[w->nfds++] = own;
+        int n = snprintf(w->sockets + used, cap - used, "%s%.*s=%d", used ? ";" : "", (int)(eq - p),
+                         p, own);
+        if (n > 0 && used + (size_t)n < cap)
+            used += (size_t)n;
+        p = end ? end + 1 : eq + strlen(eq);
+    }
+    return 0;
+}
+
+/* Starts worker w: a fresh process running this binary, which loads the scripts itself and
+ * serves on the sockets the master bound. Returns 0, or -1 (logged). */
+static int worker_spawn(struct hs_master *m, struct worker *w, int wait_ready)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        hs_log(HS_LOG_ERROR, "worker %d: socketpair: %s", w->index, strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        hs_log(HS_LOG_ERROR, "worker %d: fork: %s", w->index, strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* The child keeps exactly its channel end and the listening sockets across exec. */
+        char env[64];
+        fcntl(sv[1], F_SETFD, 0);
+        for (size_t i = 0; i < w->nfds; i++)
+            fcntl(w->fds[i], F_SETFD, 0);
+        const char *sfd = getenv("HOTSOCK_SHARED_FD");
+        if (sfd)
+            fcntl(atoi(sfd), F_SETFD, 0);
+        snprintf(env, sizeof env, "%d,%d", w->index, sv[1]);
+        setenv("HOTSOCK_WORKER", env, 1);
+        setenv("HOTSOCK_SOCKETS", w->sockets, 1);
+        signal(SIGPIPE, SIG_DFL);
+        execv("/proc/self/exe", m->argv);
+        _exit(127);
+    }
+    close(sv[1]);
+    w->pid = pid;
+    w->chan = sv[0];
+    w->started = mono();
+    if (wait_ready) {
+        char line[64];
+        if (chan_read_line(w->chan, line, sizeof line, WORKER_START_TIMEOUT_MS) != 0 ||
+            strcmp(line, "ready") != 0) {
+            hs_log(HS_LOG_ERROR, "worker %d (pid %ld) did not start", w->index, (long)pid);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void worker_respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    if (w->m->stopping || w->pid != 0)
+        return;
+    if (worker_spawn(w->m, w, 0) == 0)
+        hs_log(HS_LOG_INFO, "worker %d restarted (pid %ld)", w->index, (long)w->pid);
+}
+
+static void describe_status(int status, char *buf, size_t n)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (WIFEXITED(status))
+        snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
+    else
+        snprintf(buf, n, "ended (status %d)", status);
+}
+
+static void master_check_done(struct hs_master *m)
+{
+    if (!m->stopping)
+        return;
+    for (int i = 0; i < m->n; i++)
+        if (m->workers[i].pid != 0)
+            return;
+    event_base_loopexit(m->base, NULL);
+}
+
+static void master_chld_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct hs_master *m = arg;
+    HS_UNUSED(sig);
+    HS_UNUSED(what);
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct worker *w = NULL;
+        for (int i = 0; i < m->n; i++)
+            if (m->workers[i].pid == pid)
+                w = &m->workers[i];
+        char how[96];
+        describe_status(status, how, sizeof how);
+        if (w == NULL) {
+            hs_log(HS_LOG_INFO, "retired worker (pid %ld) %s", (long)pid, how);
+            continue;
+        }
+        close(w->chan);
+        w->chan = -1;
+        w->pid = 0;
+        if (m->stopping) {
+            hs_log(HS_LOG_INFO, "worker %d (pid %ld) %s", w->index, (long)pid, how);
+            continue;
+        }
+        /* A worker that keeps dying right after start is restarted ever more slowly. */
+        double lived_ms = (mono() - w->started) * 1000;
+        unsigned delay_ms = 0;
+        if (lived_ms < WORKER_QUICK_DEATH_MS)
+            w->quick_deaths++;
+        else
+            w->quick_deaths = 0;
+        if (w->quick_deaths >= 2) {
+            /* Dying again right after a restart: wait ever longer, so a worker that cannot
+             * start does not spin the machine. */
+            delay_ms = 100u << (w->quick_deaths - 1 < 9 ? w->quick_deaths - 1 : 9);
+            if (delay_ms > WORKER_BACKOFF_MAX_MS)
+                delay_ms = WORKER_BACKOFF_MAX_MS;
+            hs_log(HS_LOG_ERROR,
+                   "worker %d (pid %ld) %s %.0f ms after start (%u time(s) in a row); "
+                   "restarting in %u ms",
+                   w->index, (long)pid, how, lived_ms, w->quick_deaths, delay_ms);
+        } else {
+            hs_log(HS_LOG_WARN, "worker %d (pid %ld) %s; restarting", w->index, (long)pid, how);
+        }
+        struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+        event_add(w->respawn, &tv);
+    }
+    master_check_done(m);
+}
+
+static void master_stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct hs_master *m = arg;
+    HS_UNUSED(what);
+    if (!m->stopping)
+        hs_log(HS_LOG_INFO, "%s: stopping %d worker(s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+               m->n);
+    else
+        hs_log(HS_LOG_WARN, "second stop signal: workers exit now");
+    m->stopping = 1;
+    for (int i = 0; i < m->n; i++) {
+        struct worker *w = &m->workers[i];
+        event_del(w->respawn);
+        if (w->pid != 0)
+            kill(w->pid, SIGTERM);
+    }
+    master_check_done(m);
+}
+
+/* Replaces every worker (the set of addresses changed): new workers start on the new
+ * sockets; the old ones stop accepting and finish their connections. */
+static void master_replace_workers(struct hs_master *m)
+{
+    for (int i = 0; i < m->n; i++)
+        worker_close_sockets(m, &m->workers[i]);
+    m->nfds = hs_server_sockets(m->s, m->sockets, sizeof m->sockets, m->fds, MASTER_MAX_SOCKETS);
+    for (int i = 0; i < m->n; i++) {
+        struct worker *w = &m->workers[i];
+        pid_t old = w->pid;
+        if (old != 0) {
+            close(w->chan);
+            w->chan = -1;
+            kill(old, SIGTERM);
+        }
+        w->pid = 0;
+        if (worker_assign_sockets(m, w) == 0 && worker_spawn(m, w, 1) == 0)
+            hs_log(HS_LOG_INFO, "worker %d replaced (pid %ld -> %ld)", w->index, (long)old,
+                   (long)w->pid);
+    }
+}
+
+/* Sends cmd to every running worker and reads one reply line from each. Returns 0 when all
+ * said ok; else -1 with the first error in err. */
+static int master_broadcast(struct hs_master *m, const char *cmd, char *err, size_t errlen)
+{
+    int result = 0;
+    for (int i = 0; i < m->n; i++) {
+        struct worker *w = &m->workers[i];
+        if (w->pid == 0)
+            continue;
+        char line[2048];
+        if (chan_send(w->chan, cmd) != 0 ||
+            chan_read_line(w->chan, line, sizeof line, WORKER_REPLY_TIMEOUT_MS) != 0) {
+            if (result == 0)
+                snprintf(err, errlen, "worker %d did not answer", w->index);
+            result = -1;
+        } else if (strncmp(line, "ok", 2) != 0) {
+            if (result == 0)
+                snprintf(err, errlen, "worker %d: %s", w->index, line);
+            result = -1;
+        }
+    }
+    return result;
+}
+
+/* A reload across workers: validated once here, then every worker prepares; only when all
+ * prepared does every worker (and the master's copy) commit. Otherwise none changes. */
+static int master_reload(struct hs_master *m, char *out, size_t n)
+{
+    char err[2048];
+    int changed;
+    double t0 = mono();
+    if (hs_server_prepare(m->s, err, sizeof err, &changed) != 0) {
+        hs_log(HS_LOG_ERROR, "reload failed, nothing changed: %s", err);
+        snprintf(out, n, "error %s\n", err);
+        return -1;
+    }
+    if (changed) {
+        hs_server_commit(m->s, out, n);
+        master_replace_workers(m);
+        return 0;
+    }
+    if (master_broadcast(m, "prepare\n", err, sizeof err) != 0) {
+        char ignored[64];
+        hs_server_discard(m->s);
+        master_broadcast(m, "discard\n", ignored, sizeof ignored);
+        hs_log(HS_LOG_ERROR, "reload failed in a worker, nothing changed: %s", err);
+        snprintf(out, n, "error %s\n", err);
+        return -1;
+    }
+    hs_server_commit(m->s, out, n);
+    if (master_broadcast(m, "commit\n", err, sizeof err) != 0)
+        hs_log(HS_LOG_ERROR, "commit: %s", err);
+    hs_log(HS_LOG_INFO, "reloaded in %d worker(s) in %.2f ms", m->n, (mono() - t0) * 1000);
+    return 0;
+}
+
+static void master_control_cb(const char *cmd, char *out, size_t n, void *arg)
+{
+    struct hs_master *m = arg;
+    if (strcmp(cmd, "ping") == 0)
+        snprintf(out, n, "ok pong\n");
+    else if (strcmp(cmd, "reload") == 0)
+        master_reload(m, out, n);
+    else
+        snprintf(out, n, "error unknown command '%s' (known: reload, ping)\n", cmd);
+}
+
+static void master_hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    char out[4096];
+    HS_UNUSED(sig);
+    HS_UNUSED(what);
+    hs_log(HS_LOG_INFO, "SIGHUP: reloading scripts in every worker");
+    master_reload(arg, out, sizeof out);
+}
+
+static void master_watch_cb(struct hs_watch *w, size_t tag, void *arg)
+{
+    struct hs_master *m = arg;
+    char out[4096];
+    HS_UNUSED(w);
+    HS_UNUSED(tag);
+    hs_log(HS_LOG_INFO, "a script changed on disk: reloading in every worker");
+    master_reload(m, out, sizeof out);
+    /* Module lists may have changed with the new version. */
+    for (size_t i = 0;; i++) {
+        const char *files[64];
+        size_t nf = hs_server_script_files(m->s, i, files, 64);
+        if (nf == 0)
+            break;
+        hs_watch_set(m->watch, i, files, nf);
+    }
+}
+
+int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
+{
+    struct hs_master *m = calloc(1, sizeof *m);
+    char err[2048];
+    int status = 1;
+    if (m == NULL)
+        return 1;
+    m->cfg = cfg;
+    m->argv = argv;
+    m->n = workers > MASTER_MAX_WORKERS ? MASTER_MAX_WORKERS : workers;
+    /* One listening socket shared by all workers, by default: with a socket per worker
+     * (SO_REUSEPORT, HOTSOCK_REUSEPORT=1) the kernel keeps routing a dead or restarting
+     * worker's share of new connections to its queue, where they wait. */
+    hs__reuseport = getenv("HOTSOCK_REUSEPORT") != NULL;
+    /* The shared dictionary exists before any worker, which inherits its descriptor. */
+    int shared_fd = -1;
+    if (hs_shared_create(HS_SHARED_SIZE, &shared_fd) == NULL) {
+        fprintf(stderr, "hotsock: cannot create the shared dictionary: %s\n", strerror(errno));
+        free(m);
+        return 1;
+    }
+    char shared_env[16];
+    snprintf(shared_env, sizeof shared_env, "%d", shared_fd);
+    setenv("HOTSOCK_SHARED_FD", shared_env, 1);
+    m->s = hs_server_new(cfg);
+    m->base = event_base_new();
+    if (m->s == NULL || m->base == NULL)
+        goto out;
+    /* Load, validate and bind once, here; the master's copy never serves. */
+    if (hs_server_start(m->s, err, sizeof err) != 0) {
+        hs_log(HS_LOG_ERROR, "%s", err);
+        fprintf(stderr, "hotsock: %s\n", err);
+        goto out;
+    }
+    hs_server_accepting(m->s, 0);
+    m->nfds = hs_server_sockets(m->s, m->sockets, sizeof m->sockets, m->fds, MASTER_MAX_SOCKETS);
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < m->n; i++) {
+        struct worker *w = &m->workers[i];
+        w->index = i + 1;
+        w->chan = -1;
+        w->m = m;
+        w->respawn = evtimer_new(m->base, worker_respawn_cb, w);
+    }
+    m->sig_chld = evsignal_new(m->base, SIGCHLD, master_chld_cb, m);
+    event_add(m->sig_chld, NULL);
+    for (int i = 0; i < m->n; i++) {
+        if (worker_assign_sockets(m, &m->workers[i]) != 0 ||
+            worker_spawn(m, &m->workers[i], 1) != 0) {
+            fprintf(stderr, "hotsock: worker %d failed to start\n", i + 1);
+            m->stopping = 1;
+            for (int j = 0; j <= i; j++)
+                if (m->workers[j].pid)
+                    kill(m->workers[j].pid, SIGTERM);
+            goto out;
+        }
+    }
+    const char *cpath = cfg->control_path;
+    char path[256];
+    if (!(cpath && strcmp(cpath, "none") == 0)) {
+        if (cpath)
+            snprintf(path, sizeof path, "%s", cpath);
+        else
+            hs_control_default_path(path, sizeof path);
+        int r = hs_control_new(m->base, path, master_control_cb, m, &m->control);
+        if (r == 0)
+            hs_log(HS_LOG_INFO, "control socket %s (hotsock reload --control %s)", path, path);
+        else
+            hs_log(cpath ? HS_LOG_ERROR : HS_LOG_WARN, "no control socket (%s: %s)", path,
+                   hs_strerror(r));
+    }
+    if (cfg->watch) {
+        m->watch = hs_watch_new(m->base, 100, 150, master_watch_cb, m);
+        for (size_t i = 0;; i++) {
+            const char *files[64];
+            size_t nf = hs_server_script_files(m->s, i, files, 64);
+            if (nf == 0)
+                break;
+            hs_watch_set(m->watch, i, files, nf);
+        }
+    }
+    m->sig_term = evsignal_new(m->base, SIGTERM, master_stop_cb, m);
+    m->sig_int = evsignal_new(m->base, SIGINT, master_stop_cb, m);
+    m->sig_hup = evsignal_new(m->base, SIGHUP, master_hup_cb, m);
+    event_add(m->sig_term, NULL);
+    event_add(m->sig_int, NULL);
+    event_add(m->sig_hup, NULL);
+    hs_log(HS_LOG_INFO, "hotsock %s ready (pid %ld, %d workers)", HOTSOCK_VERSION, (long)getpid(),
+           m->n);
+    event_base_dispatch(m->base);
+    hs_log(HS_LOG_INFO, "stopped");
+    status = 0;
+out:
+    hs_watch_free(m->watch);
+    hs_control_free(m->control);
+    for (int i = 0; i < m->n; i++) {
+        if (m->workers[i].respawn)
+            event_free(m->workers[i].respawn);
+        if (m->workers[i].chan >= 0)
+            close(m->workers[i].chan);
+        worker_close_sockets(m, &m->workers[i]);
+    }
+    if (m->sig_term)
+        event_free(m->sig_term);
+    if (m->sig_int)
+        event_free(m->sig_int);
+    if (m->sig_hup)
+        event_free(m->sig_hup);
+    if (m->sig_chld)
+        event_free(m->sig_chld);
+    hs_server_free(m->s);
+    if (m->base)
+        event_base_free(m->base);
+    free(m);
+    return status;
+}
