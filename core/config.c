@@ -3,6 +3,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,38 @@ enum {
     SET_IDLE_TIMEOUT = 1 << 2,
     SET_GRACE = 1 << 3,
     SET_WORKERS = 1 << 4,
+    /* Bits from 1 << 8 on belong to the entries of `limits` below, in order. */
 };
+
+/* The limits settings: one flag, one config key, one field each. */
+enum limit_kind {
+    LIMIT_SECONDS, /* unsigned ms; seconds with decimals on input */
+    LIMIT_COUNT,   /* unsigned */
+    LIMIT_SIZE,    /* size_t bytes; k, m, g suffixes on input */
+};
+
+struct limit_setting {
+    const char *flag;
+    const char *key;
+    enum limit_kind kind;
+    size_t offset; /* of the field in struct hs_config */
+};
+
+static const struct limit_setting limits[] = {
+    {"--max-per-peer", "max_per_peer", LIMIT_COUNT, offsetof(struct hs_config, max_per_peer)},
+    {"--first-byte-timeout", "first_byte_timeout", LIMIT_SECONDS,
+     offsetof(struct hs_config, first_byte_timeout_ms)},
+    {"--frame-timeout", "frame_timeout", LIMIT_SECONDS,
+     offsetof(struct hs_config, frame_timeout_ms)},
+    {"--send-timeout", "send_timeout", LIMIT_SECONDS, offsetof(struct hs_config, send_timeout_ms)},
+    {"--min-rate", "min_rate", LIMIT_SIZE, offsetof(struct hs_config, min_rate)},
+    {"--max-line", "max_line", LIMIT_SIZE, offsetof(struct hs_config, max_line)},
+    {"--max-frame", "max_frame", LIMIT_SIZE, offsetof(struct hs_config, max_frame)},
+    {"--lua-memory", "lua_memory", LIMIT_SIZE, offsetof(struct hs_config, lua_memory)},
+    {"--lua-time-limit", "lua_time_limit", LIMIT_SECONDS, offsetof(struct hs_config, lua_time_ms)},
+};
+#define N_LIMITS (sizeof limits / sizeof limits[0])
+#define LIMIT_BIT(i) (1u << (8 + (i)))
 
 void hs_config_init(struct hs_config *cfg)
 {
@@ -26,6 +58,29 @@ void hs_config_init(struct hs_config *cfg)
     cfg->max_connections = HS_DEFAULT_MAX_CONNECTIONS;
     cfg->idle_timeout_ms = HS_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->grace_ms = HS_DEFAULT_GRACE_MS;
+    cfg->max_line = HS_DEFAULT_MAX_LINE;
+    cfg->max_frame = HS_DEFAULT_MAX_FRAME;
+    cfg->max_per_peer = HS_DEFAULT_MAX_PER_PEER;
+    cfg->first_byte_timeout_ms = HS_DEFAULT_FIRST_BYTE_TIMEOUT_MS;
+    cfg->frame_timeout_ms = HS_DEFAULT_FRAME_TIMEOUT_MS;
+    cfg->send_timeout_ms = HS_DEFAULT_SEND_TIMEOUT_MS;
+    cfg->min_rate = HS_DEFAULT_MIN_RATE;
+    cfg->lua_memory = HS_DEFAULT_LUA_MEMORY;
+    cfg->lua_time_ms = HS_DEFAULT_LUA_TIME_MS;
+}
+
+void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l)
+{
+    hs_conn_limits_default(l);
+    l->max_connections = cfg->max_connections;
+    l->idle_timeout_ms = cfg->idle_timeout_ms;
+    l->max_per_peer = cfg->max_per_peer;
+    l->max_line = cfg->max_line;
+    l->max_frame = cfg->max_frame;
+    l->first_byte_timeout_ms = cfg->first_byte_timeout_ms;
+    l->frame_timeout_ms = cfg->frame_timeout_ms;
+    l->send_timeout_ms = cfg->send_timeout_ms;
+    l->min_rate = cfg->min_rate;
 }
 
 void hs_config_free(struct hs_config *cfg)
@@ -63,6 +118,69 @@ static int parse_uint(const char *s, unsigned *out)
     if (end == s || *end != '\0' || *s == '-' || v > 100000000UL)
         return -1;
     *out = (unsigned)v;
+    return 0;
+}
+
+/* A size: digits with an optional k, m or g suffix (powers of 1024). */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    if (*end == 'k' || *end == 'K')
+        shift = 10;
+    else if (*end == 'm' || *end == 'M')
+        shift = 20;
+    else if (*end == 'g' || *end == 'G')
+        shift = 30;
+    if (shift)
+        end++;
+    if (*end != '\0' || v > (1ULL << 40) >> shift)
+        return -1;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+/* Stores text (a flag's value, or a config value turned into text) into limits[i]'s field.
+ * Returns 0, or -1 with err set. */
+static int set_limit(struct hs_config *cfg, size_t i, const char *text, const char *name, char *err,
+                     size_t errlen)
+{
+    const struct limit_setting *ls = &limits[i];
+    char *field = (char *)cfg + ls->offset;
+    unsigned u;
+    size_t z;
+    switch (ls->kind) {
+    case LIMIT_SECONDS:
+        if (parse_seconds(text, &u) != 0) {
+            snprintf(err, errlen, "%s wants seconds (0 disables), got '%s'", name, text);
+            return -1;
+        }
+        memcpy(field, &u, sizeof u);
+        break;
+    case LIMIT_COUNT:
+        if (parse_uint(text, &u) != 0) {
+            snprintf(err, errlen, "%s wants a whole number (0: no limit), got '%s'", name, text);
+            return -1;
+        }
+        memcpy(field, &u, sizeof u);
+        break;
+    case LIMIT_SIZE:
+        if (parse_size(text, &z) != 0 ||
+            (ls->offset == offsetof(struct hs_config, min_rate) && z > 1024u * 1024 * 1024)) {
+            snprintf(err, errlen, "%s wants a size like 512, 64k or 16m, got '%s'", name, text);
+            return -1;
+        }
+        if (ls->offset == offsetof(struct hs_config, min_rate)) {
+            u = (unsigned)z;
+            memcpy(field, &u, sizeof u);
+        } else {
+            memcpy(field, &z, sizeof z);
+        }
+        break;
+    }
     return 0;
 }
 
@@ -158,6 +276,10 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                           strcmp(a, "--max-connections") == 0 || strcmp(a, "--idle-timeout") == 0 ||
                           strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0 ||
                           strcmp(a, "--workers") == 0 || strcmp(a, "--control") == 0;
+        size_t li = 0;
+        while (li < N_LIMITS && strcmp(a, limits[li].flag) != 0)
+            li++;
+        takes_value = takes_value || li < N_LIMITS;
         if (takes_value) {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "%s needs a value", a);
@@ -165,7 +287,11 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
             }
             val = argv[++i];
         }
-        if (strcmp(a, "--listen") == 0) {
+        if (li < N_LIMITS) {
+            if (set_limit(cfg, li, val, a, err, errlen) != 0)
+                return -1;
+            cfg->cli_set |= LIMIT_BIT(li);
+        } else if (strcmp(a, "--listen") == 0) {
             if (cur) {
                 if (apply_listen(cur, val, err, errlen) != 0)
                     return -1;
@@ -348,6 +474,17 @@ static int read_config_table(lua_State *L, struct hs_config *cfg, const char *pa
     if (lua_getfield(L, -1, "grace") == LUA_TNUMBER && !(cfg->cli_set & SET_GRACE))
         cfg->grace_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
     lua_pop(L, 1);
+    for (size_t i = 0; i < N_LIMITS; i++) {
+        int t = lua_getfield(L, -1, limits[i].key);
+        if (t != LUA_TNIL && !(cfg->cli_set & LIMIT_BIT(i))) {
+            const char *v = t == LUA_TNUMBER || t == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+            char name[64];
+            snprintf(name, sizeof name, "%s: %s", path, limits[i].key);
+            if (set_limit(cfg, i, v, name, err, errlen) != 0)
+                return -1;
+        }
+        lua_pop(L, 1);
+    }
     if (lua_getfield(L, -1, "services") != LUA_TTABLE)
         return cfg_fail(err, errlen, path, "the config needs services = { {script = ...}, ... }");
     lua_Integer n = luaL_len(L, -1);

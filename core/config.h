@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "core/conn.h"
 #include "core/reload.h"
 
 #define HS_CONFIG_MAX_SERVICES 32 /* scripts in one process */
@@ -20,17 +21,24 @@ struct hs_service_spec {
 };
 
 struct hs_config {
-    int log_level;            /* enum hs_log_level */
-    unsigned max_connections; /* open TCP/Unix connections */
-    unsigned idle_timeout_ms; /* 0 disables */
-    unsigned grace_ms;        /* SIGTERM: time open connections get to finish */
-    int workers;              /* worker processes; 0 = one per core; 1 = a single loop */
-    size_t max_line;          /* default max for line framing */
-    size_t max_frame;         /* default max for length framing */
-    char *config_path;        /* --config FILE, or NULL */
-    unsigned cli_set;         /* bit per setting given on the command line */
-    char *control_path;       /* --control PATH ("none" disables), or NULL for the default */
-    int watch;                /* --watch: reload scripts when their files change */
+    int log_level;                  /* enum hs_log_level */
+    unsigned max_connections;       /* open TCP/Unix connections */
+    unsigned idle_timeout_ms;       /* 0 disables */
+    unsigned grace_ms;              /* SIGTERM: time open connections get to finish */
+    int workers;                    /* worker processes; 0 = one per core; 1 = a single loop */
+    size_t max_line;                /* default max for line framing */
+    size_t max_frame;               /* default max for length framing */
+    unsigned max_per_peer;          /* open connections from one address; 0: no limit */
+    unsigned first_byte_timeout_ms; /* accept to first byte; 0 disables */
+    unsigned frame_timeout_ms;      /* receive window of a frame in progress; 0 disables */
+    unsigned send_timeout_ms;       /* send window of waiting output; 0 disables */
+    unsigned min_rate;              /* bytes/s each window must carry */
+    size_t lua_memory;              /* bytes one Lua state may hold; 0: no limit */
+    unsigned lua_time_ms;           /* one call into Lua may run this long; 0: no limit */
+    char *config_path;              /* --config FILE, or NULL */
+    unsigned cli_set;               /* bit per setting given on the command line */
+    char *control_path;             /* --control PATH ("none" disables), or NULL for the default */
+    int watch;                      /* --watch: reload scripts when their files change */
     struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;
 };
@@ -47,6 +55,10 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
  * global settings; settings already given on the command line win. Returns 0, or -1 with
  * err set (file:line for Lua errors). */
 int hs_config_load_file(struct hs_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Fills *l with the connection limits the config asks for (the HS_DEFAULT_* values for the
+ * rest). */
+void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l);
 
 /* Frees every string the config owns and empties it. */
 void hs_config_free(struct hs_config *cfg);

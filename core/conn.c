@@ -1,6 +1,7 @@
 #include "core/conn.h"
 #include "core/hs.h"
 #include "core/log.h"
+#include "core/peers.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ enum {
     CONN_EOF = 1 << 4,         /* the peer shut down its write side */
     CONN_READING = 1 << 5,     /* the read event is added */
     CONN_WRITING = 1 << 6,     /* the write event is added */
+    CONN_EXPECT = 1 << 7,      /* on_data conns: the protocol layer awaits the rest of a message */
 };
 
 struct hs_conn_pipe {
@@ -40,7 +42,7 @@ struct hs_conn {
     unsigned refs;        /* callbacks on the stack; the free waits for 0 */
     struct event *rev;    /* readable */
     struct event *wev;    /* writable, added only while output is pending */
-    struct event *timer;  /* idle timeout, or close timeout while CLOSING */
+    struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
     struct evbuffer *in;  /* received, not yet framed */
     struct evbuffer *out; /* queued, not yet written */
     struct hs_framing framing;
@@ -51,7 +53,15 @@ struct hs_conn {
     void *data;               /* the handler's own per-connection data */
     const char *close_reason; /* static text given to on_close */
     uint64_t bytes_in, bytes_out;
-    struct timeval last_active;  /* of the last read or write, loop's cached clock */
+    /* Stall rules (struct hs_conn_limits); times are ms of the loop's cached clock. */
+    long long opened;            /* accepted at */
+    long long active;            /* last read or write */
+    long long rx_since;          /* receive window start while a frame is in progress, or 0 */
+    uint64_t rx_mark;            /* bytes_in at rx_since */
+    long long tx_since;          /* send window start while output waits, or 0 */
+    uint64_t tx_mark;            /* bytes_out at tx_since */
+    long long timer_at;          /* when the timer fires, or 0 when it is not armed */
+    struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted) */
     struct hs_conn *prev, *next; /* the set's list */
     char peer[64];               /* peer address text */
 };
@@ -59,7 +69,10 @@ struct hs_conn {
 struct hs_conns {
     struct event_base *base;
     struct hs_conn_limits limits;
-    unsigned count; /* open connections */
+    struct hs_peers *peers;   /* open connections per client address */
+    long long refusal_logged; /* when a refusal was last logged (ms), so floods log 1 line/s */
+    unsigned long long refusals_quiet; /* refusals not logged since */
+    unsigned count;                    /* open connections */
     uint64_t next_id;
     struct hs_conn *head;
     void (*on_empty)(struct hs_conns *set, void *arg);
@@ -70,7 +83,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_process_input(struct hs_conn *c);
-static void conn_frame_input(struct hs_conn *c);
+static int conn_frame_input(struct hs_conn *c);
 static void conn_release(struct hs_conn *c);
 static void conn_after_output(struct hs_conn *c);
 static void conn_finish(struct hs_conn *c);
@@ -83,6 +96,13 @@ void hs_conn_limits_default(struct hs_conn_limits *l)
     l->out_hard = HS_DEFAULT_OUT_HARD;
     l->idle_timeout_ms = HS_DEFAULT_IDLE_TIMEOUT_MS;
     l->close_timeout_ms = HS_DEFAULT_CLOSE_TIMEOUT_MS;
+    l->max_per_peer = HS_DEFAULT_MAX_PER_PEER;
+    l->max_line = HS_DEFAULT_MAX_LINE;
+    l->max_frame = HS_DEFAULT_MAX_FRAME;
+    l->first_byte_timeout_ms = HS_DEFAULT_FIRST_BYTE_TIMEOUT_MS;
+    l->frame_timeout_ms = HS_DEFAULT_FRAME_TIMEOUT_MS;
+    l->send_timeout_ms = HS_DEFAULT_SEND_TIMEOUT_MS;
+    l->min_rate = HS_DEFAULT_MIN_RATE;
 }
 
 struct hs_conns *hs_conns_new(struct event_base *base, const struct hs_conn_limits *limits)
@@ -93,6 +113,11 @@ struct hs_conns *hs_conns_new(struct event_base *base, const struct hs_conn_limi
     set->base = base;
     set->limits = *limits;
     set->next_id = 1;
+    set->peers = hs_peers_new();
+    if (set->peers == NULL) {
+        free(set);
+        return NULL;
+    }
     return set;
 }
 
@@ -103,6 +128,7 @@ void hs_conns_free(struct hs_conns *set)
     set->on_empty = NULL;
     while (set->head)
         hs_conn_abort(set->head, "shutdown");
+    hs_peers_free(set->peers);
     free(set);
 }
 
@@ -157,15 +183,86 @@ void hs_conns_close_all(struct hs_conns *set)
     }
 }
 
-static void timeval_ms(struct timeval *tv, unsigned ms)
+static void timeval_ms(struct timeval *tv, long long ms)
 {
-    tv->tv_sec = ms / 1000;
-    tv->tv_usec = (ms % 1000) * 1000;
+    tv->tv_sec = (time_t)(ms / 1000);
+    tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* The loop's cached clock in ms: one clock read per loop turn, not per byte. */
+static long long conns_now(const struct hs_conns *set)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(set->base, &tv);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 static void conn_touch(struct hs_conn *c)
 {
-    event_base_gettimeofday_cached(c->set->base, &c->last_active);
+    c->active = conns_now(c->set);
+}
+
+/* Makes the timer fire at `at` (ms) unless it fires no later already. The callback finds out
+ * which rule is due and re-arms for the next, so a deadline that moves later costs nothing.
+ * While closing, the timer is the close timeout's alone. */
+static void conn_schedule(struct hs_conn *c, long long at)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return;
+    if (c->timer_at != 0 && c->timer_at <= at)
+        return;
+    long long wait = at - conns_now(c->set);
+    struct timeval tv;
+    timeval_ms(&tv, wait > 0 ? wait : 0);
+    event_add(c->timer, &tv);
+    c->timer_at = at;
+}
+
+/* A new receive window starts now (a frame began, one completed, or reading resumed). */
+static void conn_rx_start(struct hs_conn *c)
+{
+    c->rx_since = conns_now(c->set);
+    c->rx_mark = c->bytes_in;
+    if (c->set->limits.frame_timeout_ms)
+        conn_schedule(c, c->rx_since + c->set->limits.frame_timeout_ms);
+}
+
+/* After input was framed: is a frame in progress? frames > 0 means some completed, which is
+ * progress whatever their size. Protocol layers (on_data) report this themselves. */
+static void conn_rx_track(struct hs_conn *c, int frames)
+{
+    if (c->handler->on_data || (c->flags & (CONN_CLOSING | CONN_CLOSED)))
+        return;
+    if (!c->pipe.active && evbuffer_get_length(c->in) == 0)
+        c->rx_since = 0;
+    else if (c->rx_since == 0 || frames > 0)
+        conn_rx_start(c);
+}
+
+/* After a flush: output waiting starts a send window; none waiting ends it. */
+static void conn_tx_track(struct hs_conn *c, size_t pending)
+{
+    if (pending == 0) {
+        c->tx_since = 0;
+    } else if (c->tx_since == 0) {
+        c->tx_since = conns_now(c->set);
+        c->tx_mark = c->bytes_out;
+        if (c->set->limits.send_timeout_ms)
+            conn_schedule(c, c->tx_since + c->set->limits.send_timeout_ms);
+    }
+}
+
+void hs_conn_expect_input(struct hs_conn *c, int on)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return;
+    if (on) {
+        c->flags |= CONN_EXPECT;
+        conn_rx_start(c);
+    } else {
+        c->flags &= ~CONN_EXPECT;
+        c->rx_since = 0;
+    }
 }
 
 static void conn_update_reading(struct hs_conn *c)
@@ -175,6 +272,9 @@ static void conn_update_reading(struct hs_conn *c)
     if (want && !(c->flags & CONN_READING)) {
         event_add(c->rev, NULL);
         c->flags |= CONN_READING;
+        /* The time reading was paused on our side is not the client's to make up. */
+        if (c->rx_since)
+            conn_rx_start(c);
     } else if (!want && (c->flags & CONN_READING)) {
         event_del(c->rev);
         c->flags &= ~CONN_READING;
@@ -211,6 +311,7 @@ static int conn_flush(struct hs_conn *c)
         c->flags |= CONN_FLOW_PAUSED;
     else if (pending <= c->set->limits.out_low)
         c->flags &= ~CONN_FLOW_PAUSED;
+    conn_tx_track(c, pending);
     conn_update_reading(c);
     return 0;
 }
@@ -248,6 +349,7 @@ static void conn_finish(struct hs_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     set->count--;
+    hs_peers_remove(set->peers, &c->peer_key);
 
     c->refs++;
     /* An armed pipe that never started still holds the handler's sink: release it too. */
@@ -293,6 +395,7 @@ void hs_conn_close(struct hs_conn *c, const char *reason)
     timeval_ms(&tv, c->set->limits.close_timeout_ms ? c->set->limits.close_timeout_ms
                                                     : HS_DEFAULT_CLOSE_TIMEOUT_MS);
     event_add(c->timer, &tv);
+    c->timer_at = 0; /* the stall rules are over: only the close timeout is left */
     if (c->refs == 0 && conn_flush(c) < 0)
         hs_conn_abort(c, "write failed");
     else if (evbuffer_get_length(c->out) == 0)
@@ -537,7 +640,9 @@ static void conn_process_input(struct hs_conn *c)
         if (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED)) && evbuffer_get_length(c->in) > 0)
             c->handler->on_data(c, c->in, 0, c->arg);
     } else {
-        conn_frame_input(c);
+        int frames = conn_frame_input(c);
+        if (!(c->flags & CONN_CLOSED))
+            conn_rx_track(c, frames);
     }
     c->refs--;
     if (c->flags & CONN_CLOSED) {
@@ -547,13 +652,16 @@ static void conn_process_input(struct hs_conn *c)
     conn_after_output(c);
 }
 
-/* The framing loop of conn_process_input. */
-static void conn_frame_input(struct hs_conn *c)
+/* The framing loop of conn_process_input. Returns how many frames completed (piped ones
+ * included). */
+static int conn_frame_input(struct hs_conn *c)
 {
+    int frames = 0;
     while (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED))) {
         if (c->pipe.active) {
             if (!conn_pipe_feed(c))
                 break;
+            frames++;
             continue;
         }
         if (evbuffer_get_length(c->in) == 0)
@@ -561,6 +669,10 @@ static void conn_frame_input(struct hs_conn *c)
         struct hs_framing f = c->framing;
         if (c->pipe.armed && c->pipe.max)
             f.max = c->pipe.max;
+        else if (f.max == 0 && f.kind == HS_FRAMING_LINE)
+            f.max = c->set->limits.max_line;
+        else if (f.max == 0 && f.kind == HS_FRAMING_LENGTH)
+            f.max = c->set->limits.max_frame;
         struct hs_frame fr = {0, 0, 0};
         const char *why = "malformed frame";
         int r = hs_framing_next(&f, c->in, &c->resume, &fr, &why);
@@ -575,6 +687,7 @@ static void conn_frame_input(struct hs_conn *c)
             evbuffer_drain(c->in, fr.skip + (size_t)fr.len + fr.trail);
             /* The handler may have switched framing: that resets resume too. */
             c->resume = 0;
+            frames++;
             continue;
         }
         if (r == HS_AGAIN)
@@ -582,6 +695,7 @@ static void conn_frame_input(struct hs_conn *c)
         conn_protocol_error(c, why);
         break;
     }
+    return frames;
 }
 
 /* The peer shut down its side: deliver what is left, then close after the flush. */
@@ -700,11 +814,13 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
         conn_process_input(c);
 }
 
-static void conn_arm_idle(struct hs_conn *c, unsigned ms)
+/* Whether a window that started at `since` with `mark` bytes moved (then `moved` now) fell
+ * short: under min_rate bytes/s over its length, or nothing at all. */
+static int conn_window_short(const struct hs_conns *set, long long since, long long now,
+                             uint64_t moved)
 {
-    struct timeval tv;
-    timeval_ms(&tv, ms);
-    event_add(c->timer, &tv);
+    uint64_t need = (uint64_t)set->limits.min_rate * (uint64_t)(now - since) / 1000;
+    return moved == 0 || moved < need;
 }
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -712,41 +828,139 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct hs_conn *c = arg;
     HS_UNUSED(fd);
     HS_UNUSED(what);
+    c->timer_at = 0;
     if (c->flags & CONN_CLOSING) {
         hs_log(HS_LOG_WARN, "conn#%llu %s close timeout with %zu bytes unsent; dropping them",
                (unsigned long long)c->id, c->peer, evbuffer_get_length(c->out));
         hs_conn_abort(c, c->close_reason ? c->close_reason : "close timeout");
         return;
     }
-    /* The idle timer is not re-armed on every byte: check how long it really was. */
-    unsigned limit = c->set->limits.idle_timeout_ms;
-    struct timeval now;
-    event_base_gettimeofday_cached(c->set->base, &now);
-    long long idle_ms = ((long long)now.tv_sec - c->last_active.tv_sec) * 1000 +
-                        ((long long)now.tv_usec - c->last_active.tv_usec) / 1000;
-    if (idle_ms + 1 < (long long)limit) {
-        conn_arm_idle(c, (unsigned)(limit - idle_ms));
+    /* The timer is not re-armed on every byte: each rule checks what really happened and the
+     * earliest deadline still ahead re-arms it. The clock is in whole ms: 1 ms of slack. */
+    const struct hs_conn_limits *l = &c->set->limits;
+    unsigned long long id = (unsigned long long)c->id;
+    long long now = conns_now(c->set), next = 0;
+    if (l->first_byte_timeout_ms && c->bytes_in == 0 && (c->flags & CONN_READING)) {
+        long long at = c->opened + l->first_byte_timeout_ms;
+        if (now + 1 >= at) {
+            hs_log(HS_LOG_INFO, "conn#%llu %s sent nothing in %lld ms; closing", id, c->peer,
+                   now - c->opened);
+            hs_conn_close(c, "first byte timeout");
+            return;
+        }
+        next = at;
+    }
+    if (l->frame_timeout_ms && c->rx_since && (c->flags & CONN_READING)) {
+        long long at = c->rx_since + l->frame_timeout_ms;
+        if (now + 1 >= at) {
+            uint64_t got = c->bytes_in - c->rx_mark;
+            if (conn_window_short(c->set, c->rx_since, now, got)) {
+                hs_log(HS_LOG_INFO,
+                       "conn#%llu %s too slow: %llu bytes in %lld ms with a frame in progress "
+                       "(minimum %u bytes/s); closing",
+                       id, c->peer, (unsigned long long)got, now - c->rx_since, l->min_rate);
+                hs_conn_close(c, "receive timeout");
+                return;
+            }
+            c->rx_since = now;
+            c->rx_mark = c->bytes_in;
+            at = now + l->frame_timeout_ms;
+        }
+        next = next && next < at ? next : at;
+    }
+    if (l->send_timeout_ms && c->tx_since) {
+        long long at = c->tx_since + l->send_timeout_ms;
+        if (now + 1 >= at) {
+            uint64_t sent = c->bytes_out - c->tx_mark;
+            if (conn_window_short(c->set, c->tx_since, now, sent)) {
+                hs_log(HS_LOG_INFO,
+                       "conn#%llu %s too slow: read %llu bytes in %lld ms with %zu waiting "
+                       "(minimum %u bytes/s); aborting",
+                       id, c->peer, (unsigned long long)sent, now - c->tx_since,
+                       evbuffer_get_length(c->out), l->min_rate);
+                hs_conn_abort(c, "send timeout");
+                return;
+            }
+            c->tx_since = now;
+            c->tx_mark = c->bytes_out;
+            at = now + l->send_timeout_ms;
+        }
+        next = next && next < at ? next : at;
+    }
+    if (l->idle_timeout_ms) {
+        long long at = c->active + l->idle_timeout_ms;
+        if (now + 1 >= at) {
+            hs_log(HS_LOG_INFO, "conn#%llu %s idle for %lld ms; closing", id, c->peer,
+                   now - c->active);
+            hs_conn_close(c, "idle timeout");
+            return;
+        }
+        next = next && next < at ? next : at;
+    }
+    if (next)
+        conn_schedule(c, next);
+}
+
+/* Logs a refusal, at most one line a second however hard a flood pushes. */
+static void conns_log_refusal(struct hs_conns *set, const char *what, unsigned limit,
+                              const char *peer)
+{
+    long long now = conns_now(set);
+    if (set->refusal_logged && now - set->refusal_logged < 1000) {
+        set->refusals_quiet++;
         return;
     }
-    hs_log(HS_LOG_INFO, "conn#%llu %s idle for %lld ms; closing", (unsigned long long)c->id,
-           c->peer, idle_ms);
-    hs_conn_close(c, "idle timeout");
+    if (set->refusals_quiet)
+        hs_log(HS_LOG_WARN, "%llu more connection(s) refused since the last such line",
+               set->refusals_quiet);
+    hs_log(HS_LOG_WARN, "%s (%u) reached; refusing %s", what, limit, peer);
+    set->refusal_logged = now;
+    set->refusals_quiet = 0;
+}
+
+/* The admission rule behind hs_conns_admit and hs_conn_new: 1 to refuse (logged). */
+static int conns_refuse(struct hs_conns *set, const struct hs_peer_key *key, const char *peer)
+{
+    const struct hs_conn_limits *l = &set->limits;
+    if (l->max_connections && set->count >= l->max_connections) {
+        conns_log_refusal(set, "connection limit", l->max_connections, peer);
+        return 1;
+    }
+    if (l->max_per_peer && hs_peers_count(set->peers, key) >= l->max_per_peer) {
+        conns_log_refusal(set, "per-address limit", l->max_per_peer, peer);
+        return 1;
+    }
+    return 0;
+}
+
+int hs_conns_admit(struct hs_conns *set, const struct sockaddr *sa, socklen_t len, const char *peer)
+{
+    struct hs_peer_key key;
+    hs_peers_key(sa, len, &key);
+    return conns_refuse(set, &key, peer) ? HS_ETOOBIG : 0;
 }
 
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
                 const struct hs_conn_handler *handler, void *arg)
 {
-    if (set->limits.max_connections && set->count >= set->limits.max_connections) {
-        hs_log(HS_LOG_WARN, "connection limit (%u) reached; refusing %s",
-               set->limits.max_connections, peer);
+    struct hs_peer_key key;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sslen) != 0)
+        memset(&key, 0, sizeof key);
+    else
+        hs_peers_key((struct sockaddr *)&ss, sslen, &key);
+    if (conns_refuse(set, &key, peer)) {
         close(fd);
         return HS_ETOOBIG;
     }
     struct hs_conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
+    if (c == NULL || hs_peers_add(set->peers, &key) != 0) {
+        free(c);
         close(fd);
         return -ENOMEM;
     }
+    c->peer_key = key;
     c->set = set;
     c->fd = fd;
     c->id = set->next_id++;
@@ -761,6 +975,7 @@ int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_
     c->timer = evtimer_new(set->base, conn_timer_cb, c);
     if (!c->in || !c->out || !c->rev || !c->wev || !c->timer) {
         hs_log(HS_LOG_ERROR, "out of memory for connection from %s", peer);
+        hs_peers_remove(set->peers, &key);
         c->flags |= CONN_CLOSED;
         close(fd);
         if (c->rev)
@@ -782,8 +997,12 @@ int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_
     set->head = c;
     set->count++;
     conn_touch(c);
-    if (set->limits.idle_timeout_ms)
-        conn_arm_idle(c, set->limits.idle_timeout_ms);
+    c->opened = c->active;
+    const struct hs_conn_limits *l = &set->limits;
+    if (l->idle_timeout_ms)
+        conn_schedule(c, c->active + l->idle_timeout_ms);
+    if (l->first_byte_timeout_ms)
+        conn_schedule(c, c->opened + l->first_byte_timeout_ms);
 
     c->refs++;
     if (handler->on_open)

@@ -41,15 +41,33 @@ struct hs_conn_handler {
     void (*on_close)(struct hs_conn *c, const char *reason, void *arg);
 };
 
-/* Limits shared by the connections of one set. A zero idle timeout disables it; a zero close
- * timeout means the default (a close must never wait forever). */
+/* Limits shared by the connections of one set. A zero timeout, count or size disables that
+ * limit, except the close timeout, where zero means the default (a close must never wait
+ * forever).
+ *
+ * The three stall rules, each closing the connection with its own reason:
+ * - first byte: nothing received this long after accept ("first byte timeout");
+ * - receive: while a frame is in progress (partly received, or a pipe streaming), each
+ *   frame_timeout_ms window must complete a frame or bring min_rate bytes/s on average
+ *   ("receive timeout"); time spent with reading paused by us does not count;
+ * - send: while output waits, each send_timeout_ms window must drain min_rate bytes/s on
+ *   average ("send timeout"; the conn is aborted, its output cannot go anyway).
+ * A client that trickles a frame or reads one byte at a time is thus cut off however often it
+ * shows signs of life, which a per-read timer alone would not do. */
 struct hs_conn_limits {
-    unsigned max_connections;  /* open connections; beyond it new ones are closed at once */
-    size_t out_high;           /* unsent bytes above which reading pauses */
-    size_t out_low;            /* unsent bytes below which reading resumes */
-    size_t out_hard;           /* unsent bytes above which hs_conn_send refuses */
-    unsigned idle_timeout_ms;  /* no traffic either way for this long closes the conn */
-    unsigned close_timeout_ms; /* a close waiting for output to drain gives up after this */
+    unsigned max_connections;       /* open connections; beyond it new ones are closed at once */
+    unsigned max_per_peer;          /* open connections from one address (IPv6: its /64) */
+    size_t out_high;                /* unsent bytes above which reading pauses */
+    size_t out_low;                 /* unsent bytes below which reading resumes */
+    size_t out_hard;                /* unsent bytes above which hs_conn_send refuses */
+    size_t max_line;                /* line framing's max when its spec gives none */
+    size_t max_frame;               /* length framing's max when its spec gives none */
+    unsigned idle_timeout_ms;       /* no traffic either way for this long closes the conn */
+    unsigned close_timeout_ms;      /* a close waiting for output to drain gives up after this */
+    unsigned first_byte_timeout_ms; /* accept to the first byte received */
+    unsigned frame_timeout_ms;      /* receive window while a frame is in progress */
+    unsigned send_timeout_ms;       /* send window while output waits */
+    unsigned min_rate;              /* bytes/s each window must carry; 0: any progress will do */
 };
 
 /* Fills *l with the HS_DEFAULT_* values. */
@@ -80,11 +98,19 @@ void hs_conns_on_empty(struct hs_conns *set, void (*cb)(struct hs_conns *set, vo
 /* The limits in force for the set (read-only). */
 const struct hs_conn_limits *hs_conns_limits(const struct hs_conns *set);
 
+/* Whether one more connection from the address sa (len bytes; AF_UNIX is never limited) fits
+ * under max_connections and max_per_peer. Listeners ask this before anything else, so a flood
+ * costs no script call. Returns 0, or HS_ETOOBIG (logged, at most one line a second, with
+ * `peer` as the address text). */
+int hs_conns_admit(struct hs_conns *set, const struct sockaddr *sa, socklen_t len,
+                   const char *peer);
+
 /* Takes ownership of the connected, non-blocking socket fd and starts reading. `peer` is
  * the peer's address text (copied). `framing` is copied. The handler and arg must outlive
  * the connection. on_open has run before this returns and may already have closed the
  * connection, so no pointer is returned: the handler sees the conn in on_open. Returns 0;
- * HS_ETOOBIG when the set is at max_connections (logged); -ENOMEM. On failure fd is closed. */
+ * HS_ETOOBIG when the set is at max_connections or the peer's address at max_per_peer
+ * (logged as hs_conns_admit does); -ENOMEM. On failure fd is closed. */
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
                 const struct hs_conn_handler *handler, void *arg);
 
@@ -133,6 +159,13 @@ struct hs_conn_sink {
  * Returns 0, HS_ECLOSED, or -EINVAL when the framing is not length or fixed or a pipe is
  * already armed. */
 int hs_conn_pipe_next(struct hs_conn *c, const struct hs_conn_sink *sink, uint64_t max);
+
+/* For handlers with on_data (protocol layers that frame their own input): on != 0 says a
+ * message has started and is not complete yet (a request head or body), so the receive rule
+ * of struct hs_conn_limits applies; each call with on != 0 starts a new window (call it again
+ * when a message completes and the next one starts); on == 0 says nothing is owed. Framed
+ * connections track this themselves. */
+void hs_conn_expect_input(struct hs_conn *c, int on);
 
 /* Stops (paused != 0) or resumes reading on behalf of the handler, independently of flow
  * control. */

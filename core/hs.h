@@ -28,8 +28,19 @@
 #define HS_DEFAULT_IDLE_TIMEOUT_MS (300 * 1000) /* no bytes either way for this long: close */
 #define HS_DEFAULT_CLOSE_TIMEOUT_MS (30 * 1000) /* flushing before a close may take this long */
 #define HS_DEFAULT_GRACE_MS (10 * 1000)         /* SIGTERM: how long open conns may finish */
-#define HS_READ_SIZE (64 * 1024)                /* bytes asked of one read(2) */
-#define HS_MAX_DATAGRAM 65535                   /* largest UDP payload we receive */
+#define HS_DEFAULT_MAX_PER_PEER 256             /* open conns from one address (IPv6: /64) */
+#define HS_DEFAULT_FIRST_BYTE_TIMEOUT_MS (60 * 1000) /* accept to the client's first byte */
+#define HS_DEFAULT_FRAME_TIMEOUT_MS                                                                \
+    (30 * 1000) /* window in which a frame in progress must                                        \
+                 * complete or bring min_rate bytes/s */
+#define HS_DEFAULT_SEND_TIMEOUT_MS                                                                 \
+    (30 * 1000)                                   /* window in which waiting output must drain     \
+                                                   * at min_rate bytes/s */
+#define HS_DEFAULT_MIN_RATE 512                   /* bytes/s a stalled transfer must keep up */
+#define HS_DEFAULT_LUA_MEMORY (256 * 1024 * 1024) /* bytes one Lua state may hold */
+#define HS_DEFAULT_LUA_TIME_MS 1000               /* one call into Lua may run this long */
+#define HS_READ_SIZE (64 * 1024)                  /* bytes asked of one read(2) */
+#define HS_MAX_DATAGRAM 65535                     /* largest UDP payload we receive */
 
 #define HS_UNUSED(x) ((void)(x))
 

@@ -15,6 +15,9 @@
 
 static const char HS_LUA_KEY = 'k'; /* address used as the registry key of the context */
 
+#define LUA_HOOK_COUNT 1000      /* VM instructions between two looks at the sandbox limits */
+#define LUA_HARD_MEMORY_FACTOR 2 /* the allocator refuses past this many times the limit */
+
 struct hs_lua *hs__lua_from_state(lua_State *L)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &HS_LUA_KEY);
@@ -36,17 +39,120 @@ static int lua_msghandler(lua_State *L)
     return 1;
 }
 
+/* ---- sandbox: memory and time limits ---- */
+
+/* Every thread of the state carries the context in its extra space (new threads copy the
+ * main thread's), so the allocator's and the hook's lookups cost nothing. */
+static struct hs_lua *lua_ctx(lua_State *L)
+{
+    return *(struct hs_lua **)lua_getextraspace(L);
+}
+
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The allocator of the state. Outside a call from C nothing is refused: C code pushing
+ * arguments must never meet a Lua error there. During a call, growth past the limit is noted
+ * for the hook, which raises a clean error at the script's next instructions; growth past
+ * LUA_HARD_MEMORY_FACTOR times the limit (one huge string.rep) is refused at once, which Lua
+ * turns into "not enough memory" after an emergency collection. */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct hs_lua *hl = ud;
+    size_t old = ptr ? osize : 0; /* for a new block osize is a type tag, not a size */
+    if (nsize == 0) {
+        free(ptr);
+        hl->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && hl->mem_limit && hl->depth > 0) {
+        size_t after = hl->mem_used - old + nsize;
+        if (after > hl->mem_limit * LUA_HARD_MEMORY_FACTOR || after < hl->mem_used - old) {
+            hl->mem_refused = 1;
+            return NULL;
+        }
+        if (after > hl->mem_limit)
+            hl->mem_over = 1;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p != NULL)
+        hl->mem_used = hl->mem_used - old + nsize;
+    return p;
+}
+
+/* Raises "FILE:LINE: what" for the Lua function the hook interrupted. */
+static int lua_limit_error(lua_State *L, lua_Debug *ar, const char *what, unsigned n,
+                           const char *unit)
+{
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+        lua_pushfstring(L, "%s:%d: %s (%d %s)", ar->short_src, ar->currentline, what, (int)n, unit);
+    else
+        lua_pushfstring(L, "%s (%d %s)", what, (int)n, unit);
+    return lua_error(L);
+}
+
+/* The count hook: every LUA_HOOK_COUNT instructions of any thread, look at the limits. */
+static void lua_watchdog(lua_State *L, lua_Debug *ar)
+{
+    struct hs_lua *hl = lua_ctx(L);
+    if (hl->depth == 0)
+        return;
+    if (hl->mem_over) {
+        /* Garbage counts until collected: only live data is over the limit. */
+        hl->mem_over = 0;
+        lua_gc(L, LUA_GCCOLLECT);
+        if (hl->mem_used > hl->mem_limit) {
+            hl->mem_over = 1;
+            lua_limit_error(L, ar, "memory limit exceeded", (unsigned)(hl->mem_limit >> 20), "MiB");
+        }
+    }
+    if (hl->deadline_ns == 0 || mono_ns() < hl->deadline_ns) {
+        if (lua_gethookcount(L) != LUA_HOOK_COUNT)
+            lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+        return;
+    }
+    /* Past the deadline, look at every instruction: a script that catches the error with
+     * pcall meets it again at its very next instruction, so it cannot loop on. */
+    lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, 1);
+    lua_limit_error(L, ar, "time limit exceeded", hl->time_limit_ms, "ms");
+}
+
+void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_ms)
+{
+    hl->mem_limit = mem_limit;
+    hl->time_limit_ms = time_limit_ms;
+}
+
 int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
 {
+    struct hs_lua *hl = lua_ctx(L);
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, lua_msghandler);
     lua_insert(L, base);
+    /* The outermost call sets the deadline; nested ones (on_close run by conn:abort) share
+     * it. */
+    if (hl->depth++ == 0) {
+        hl->mem_refused = 0;
+        hl->deadline_ns = hl->time_limit_ms ? mono_ns() + hl->time_limit_ms * 1000000LL : 0;
+    }
     int r = lua_pcall(L, nargs, nres, base);
+    if (--hl->depth == 0)
+        hl->deadline_ns = 0;
     lua_remove(L, base);
     if (r == LUA_OK)
         return 0;
-    if (err && errlen)
-        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    if (err && errlen) {
+        /* A memory error skips the message handler: no traceback, so say which limit. */
+        if (r == LUA_ERRMEM && hl->mem_limit)
+            snprintf(err, errlen, "not enough memory (the Lua memory limit is %zu MiB)",
+                     hl->mem_limit >> 20);
+        else
+            snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    }
     lua_pop(L, 1);
     return HS_ESCRIPT;
 }
@@ -488,6 +594,7 @@ static int luaopen_hotsock(lua_State *L)
     lua_pushliteral(L, HOTSOCK_VERSION);
     lua_setfield(L, -2, "version");
     hs__lua_open_file(L);
+    hs__lua_open_shared(L);
     return 1;
 }
 
@@ -504,12 +611,38 @@ static void open_timer_meta(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* An error outside any protected call: nothing sane is left to do. */
+static int lua_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    hs_log(HS_LOG_ERROR, "Lua panic (error outside a protected call): %s", msg ? msg : "?");
+    abort();
+}
+
+/* Lua warnings (an error inside a __gc metamethod, warn() from a script) go to the log, one
+ * line per warning; control messages ("@on", "@off") are ignored. */
+static void lua_warn(void *ud, const char *msg, int tocont)
+{
+    struct hs_lua *hl = ud;
+    if (hl->warn_len == 0 && !tocont && msg[0] == '@')
+        return;
+    size_t n = strlen(msg), room = sizeof hl->warn - 1 - hl->warn_len;
+    n = n < room ? n : room;
+    memcpy(hl->warn + hl->warn_len, msg, n);
+    hl->warn_len += n;
+    if (tocont)
+        return;
+    hl->warn[hl->warn_len] = '\0';
+    hs_log(HS_LOG_WARN, "Lua warning: %s", hl->warn);
+    hl->warn_len = 0;
+}
+
 struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
 {
     struct hs_lua *hl = calloc(1, sizeof *hl);
     if (hl == NULL)
         return NULL;
-    hl->L = luaL_newstate();
+    hl->L = lua_newstate(lua_alloc, hl);
     if (hl->L == NULL) {
         free(hl);
         return NULL;
@@ -517,6 +650,13 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
     hl->base = base;
     hl->set = set;
     lua_State *L = hl->L;
+    *(struct hs_lua **)lua_getextraspace(L) = hl;
+    lua_atpanic(L, lua_panic);
+    lua_setwarnf(L, lua_warn, hl);
+    /* The watchdog hook is set from the start, limits or not: a coroutine inherits its
+     * creator's hook only when it is created, so one made before the limits were set would
+     * otherwise run unwatched. Every LUA_HOOK_COUNT instructions it costs a test of depth. */
+    lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
     luaL_openlibs(L);
     lua_pushlightuserdata(L, hl);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &HS_LUA_KEY);

@@ -19,6 +19,17 @@ struct hs_script;
  * base and set must outlive it. Returns NULL when memory runs out. */
 struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set);
 
+/* Sets the sandbox limits of the state; each applies to every call from C into Lua
+ * (callbacks, timers, a script's top level when it loads), 0 disables it:
+ * - mem_limit: bytes the state may hold. An allocation that would pass it fails, so the call
+ *   fails with "not enough memory" (logged with the limit); the memory is back once the
+ *   garbage goes. Outside calls (C pushing arguments) nothing is refused.
+ * - time_limit_ms: a call running longer is interrupted by an error
+ *   "FILE:LINE: time limit exceeded (N ms)" naming where the script was, which a pcall in the
+ *   script cannot swallow for long. A C function that runs long (a pathological string.find)
+ *   is only interrupted once it returns to Lua code. */
+void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_ms);
+
 /* Cancels every timer and closes the Lua state. Connections must be gone already. */
 void hs_lua_free(struct hs_lua *hl);
 

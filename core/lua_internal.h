@@ -29,6 +29,16 @@ struct hs_lua {
     struct hs_version *running;   /* the version whose code runs now, or NULL */
     int running_at_load;          /* it is the script's top level that runs */
     int udp_boxes_ref;            /* registry table: lightuserdata(hs_udp) -> box */
+    /* Sandbox limits (hs_lua_set_limits), enforced while a call from C into Lua runs. */
+    size_t mem_used;        /* bytes the allocator has handed out */
+    size_t mem_limit;       /* bytes; 0: no limit */
+    int mem_refused;        /* the allocator refused a block during the current call */
+    int mem_over;           /* mem_used passed mem_limit during a call: the hook checks */
+    unsigned time_limit_ms; /* a call from C may run this long; 0: no limit */
+    long long deadline_ns;  /* CLOCK_MONOTONIC deadline of the running call, 0 when none */
+    int depth;              /* nested hs__lua_pcall calls on the C stack */
+    char warn[512];         /* a warning being assembled from lua_warning pieces */
+    size_t warn_len;
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
@@ -67,6 +77,9 @@ int hs__lua_to_framing(lua_State *L, int idx, struct hs_framing *f, const char *
 /* Registers the file metatable and pushes the `hotsock.file` functions into the table on
  * top of the stack (lua_file.c). */
 void hs__lua_open_file(lua_State *L);
+
+/* Sets hotsock.shared (lua_shared.c) in the table on top of the stack. */
+void hs__lua_open_shared(lua_State *L);
 
 /* The sink interface of a file userdata at idx, for conn:pipe_frame. NULL if not a file. */
 int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);

@@ -7,9 +7,10 @@ describe("echo", function()
   local sock_path = os.tmpname() .. ".sock"
 
   setup(function()
+    -- Every client here comes from 127.0.0.1: lift the per-address limit (256 by default).
     srv = hs.start { "scripts/echo.lua",
       "--listen", "tcp://127.0.0.1:0", "--listen", "tcp://[::1]:0",
-      "--listen", "udp://127.0.0.1:0", "--listen", "unix:" .. sock_path }
+      "--listen", "udp://127.0.0.1:0", "--listen", "unix:" .. sock_path, "--max-per-peer", "0" }
   end)
   teardown(function()
     assert.is_true(srv:stop())
