@@ -41,6 +41,20 @@ static const char usage[] =
     "  --watch               reload a script when it or a module it required changes\n"
     "  --control PATH        control socket for `hotsock reload` (default\n"
     "                        $XDG_RUNTIME_DIR/hotsock.ctl or /tmp/hotsock-UID.ctl; none: off)\n"
+    "  --workers N           worker processes sharing the listeners (default: one per\n"
+    "                        core; 1: a single process, no supervisor)\n"
+    "\n"
+    "Limits (sizes take k, m, g; seconds take decimals; 0 disables):\n"
+    "  --max-per-peer N      open connections from one client address (default 256)\n"
+    "  --first-byte-timeout S  accept to the client's first byte (default 60)\n"
+    "  --frame-timeout S     a frame in progress must complete, or bring --min-rate\n"
+    "                        bytes/s, within each window of S seconds (default 30)\n"
+    "  --send-timeout S      waiting output must drain at --min-rate per window (default 30)\n"
+    "  --min-rate BYTES      bytes/s a slow transfer must keep up (default 512)\n"
+    "  --max-line SIZE       default maximum of line framing (default 64k)\n"
+    "  --max-frame SIZE      default maximum of length framing (default 16m)\n"
+    "  --lua-memory SIZE     bytes one Lua state may hold (default 256m)\n"
+    "  --lua-time-limit S    one call into Lua may run this long (default 1)\n"
     "\n"
     "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n"
     "hotsock reload asks the server on the control socket to reload, prints the outcome\n"
@@ -66,8 +80,11 @@ static int cmd_check(struct hs_config *cfg)
         }
         const struct hs_script_decl *d = hs_script_decl(script);
         printf("%s: ok (%s", sp->script, d->name);
-        if (d->n_listen)
-            printf(", listens on %s%s", d->listen[0], d->n_listen > 1 ? " ..." : "");
+        /* The addresses it would serve: the command line's or config's, else its own. */
+        const char *first = sp->n_listen ? sp->listen[0] : d->listen[0];
+        size_t n_listen = sp->n_listen ? sp->n_listen : d->n_listen;
+        if (n_listen)
+            printf(", listens on %s%s", first, n_listen > 1 ? " ..." : "");
         printf(")\n");
         hs_script_free(script);
     }

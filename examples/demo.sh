@@ -19,7 +19,13 @@ hotsock demo — every shipped behaviour, on 127.0.0.1:
               lua5.4 examples/upload_client.lua README.md
   udp_ack   udp 7004 answers every datagram with 好的
               printf 'hi' | nc -u -w1 127.0.0.1 7004
-Reload after editing a script: kill -HUP <pid shown below>.  Stop: Ctrl-C.
+  http      tcp 8080: the static site of examples/www, GET /hello, POST /echo, PUT /upload/NAME
+              open http://127.0.0.1:8080/ in a browser
+              curl http://127.0.0.1:8080/hello
+              curl -d hi http://127.0.0.1:8080/echo
+              curl -T README.md http://127.0.0.1:8080/upload/README.md
+Reload after editing a script: build/hotsock reload (or kill -HUP <pid shown below).
+Stop: Ctrl-C.
 
 TXT
 exec build/hotsock serve --config examples/demo.lua
