@@ -98,6 +98,7 @@ void hs_config_free(struct hs_config *cfg)
     }
     free(cfg->config_path);
     free(cfg->control_path);
+    free(cfg->metrics_url);
     hs_config_init(cfg);
 }
 
@@ -275,7 +276,8 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                           strcmp(a, "--framing") == 0 || strcmp(a, "--log-level") == 0 ||
                           strcmp(a, "--max-connections") == 0 || strcmp(a, "--idle-timeout") == 0 ||
                           strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0 ||
-                          strcmp(a, "--workers") == 0 || strcmp(a, "--control") == 0;
+                          strcmp(a, "--workers") == 0 || strcmp(a, "--control") == 0 ||
+                          strcmp(a, "--metrics") == 0;
         size_t li = 0;
         while (li < N_LIMITS && strcmp(a, limits[li].flag) != 0)
             li++;
@@ -349,6 +351,9 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
         } else if (strcmp(a, "--control") == 0) {
             free(cfg->control_path);
             cfg->control_path = strdup(val);
+        } else if (strcmp(a, "--metrics") == 0) {
+            free(cfg->metrics_url);
+            cfg->metrics_url = strdup(val);
         } else if (strcmp(a, "--watch") == 0) {
             cfg->watch = 1;
         } else if (strcmp(a, "--config") == 0) {
@@ -467,6 +472,9 @@ static int read_config_table(lua_State *L, struct hs_config *cfg, const char *pa
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "idle_timeout") == LUA_TNUMBER && !(cfg->cli_set & SET_IDLE_TIMEOUT))
         cfg->idle_timeout_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "metrics") == LUA_TSTRING && cfg->metrics_url == NULL)
+        cfg->metrics_url = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "workers") == LUA_TNUMBER && !(cfg->cli_set & SET_WORKERS))
         cfg->workers = (int)lua_tointeger(L, -1);

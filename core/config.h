@@ -38,6 +38,7 @@ struct hs_config {
     char *config_path;              /* --config FILE, or NULL */
     unsigned cli_set;               /* bit per setting given on the command line */
     char *control_path;             /* --control PATH ("none" disables), or NULL for the default */
+    char *metrics_url;              /* --metrics URL: Prometheus text over HTTP there, or NULL */
     int watch;                      /* --watch: reload scripts when their files change */
     struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;

@@ -16,8 +16,8 @@
 
 #include <event2/buffer.h>
 
-#define CONTROL_REPLY_MAX 16384 /* bytes in one reply */
-#define CONTROL_LINE_MAX 1024   /* bytes in one command */
+#define CONTROL_REPLY_MAX (256 * 1024) /* bytes in one reply (a stats snapshot) */
+#define CONTROL_LINE_MAX 1024          /* bytes in one command */
 
 struct hs_control {
     struct hs_conns *set; /* control connections, apart from served ones */

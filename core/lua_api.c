@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/lua_internal.h"
 #include "core/reload.h"
+#include "core/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,7 @@ int hs_lua_call(lua_State *L, int nargs, int nres, const char *what, const struc
     char err[2048];
     if (hs__lua_pcall(L, nargs, nres, err, sizeof err) == 0)
         return 0;
+    hs_stats_handler_error(hs_version_stats(hs__lua_from_state(L)->running));
     if (conn)
         hs_log(HS_LOG_ERROR, "handler error in %s (conn#%llu %s): %s", what,
                (unsigned long long)hs_conn_id(conn), hs_conn_peer(conn), err);
@@ -192,6 +194,7 @@ static void lua_conn_open(struct hs_conn *c, void *arg)
     struct hs_version *v = hs_script_current(s);
     struct hs__conn_box *box = hs__conn_box_push(L, c, v);
     hs_conn_set_data(c, box);
+    hs_stats_conn_open(hs_version_stats(v));
     hs_log(HS_LOG_DEBUG, "conn#%llu %s open (%s)", (unsigned long long)hs_conn_id(c),
            hs_conn_peer(c), hs_script_decl(s)->name);
     if (!push_callback(L, v, "on_connect")) {
@@ -210,6 +213,7 @@ static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct 
 {
     struct hs__conn_box *box = hs_conn_data(c);
     lua_State *L = hs_script_lua(arg)->L;
+    hs_stats_message(hs_version_stats(box->v), 0);
     if (!push_callback(L, box->v, "on_message"))
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
@@ -259,6 +263,8 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     struct hs_lua *hl = hs_script_lua(arg);
     lua_State *L = hl->L;
     hs_log(HS_LOG_DEBUG, "conn#%llu %s closed: %s", (unsigned long long)box->id, box->peer, reason);
+    hs_stats_conn_closed(hs_version_stats(box->v), reason, hs_conn_bytes_in(c),
+                         hs_conn_bytes_out(c));
     if (push_callback(L, box->v, "on_close")) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
         lua_pushstring(L, reason);
@@ -309,6 +315,7 @@ void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char 
     struct hs_script *s = arg;
     struct hs_lua *hl = hs_script_lua(s);
     lua_State *L = hl->L;
+    hs_stats_message(hs_version_stats(hs_script_current(s)), len);
     if (!push_callback(L, hs_script_current(s), "on_datagram"))
         return;
     hs__udp_box_push(hl, u);
@@ -348,6 +355,7 @@ static void adopt_one(struct hs_conn *c, void *arg)
     if (r != 0 || box->c == NULL)
         return; /* logged; it keeps running the version it had */
     struct hs_version *old = box->v;
+    hs_stats_conn_move(hs_version_stats(old), hs_version_stats(w->to));
     hs_version_ref(w->to);
     box->v = w->to;
     hs_version_unref(old);

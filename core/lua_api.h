@@ -67,6 +67,10 @@ unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set);
 /* Number of live timers (for tests and stats). */
 unsigned hs_lua_timer_count(const struct hs_lua *hl);
 
+/* Prepares a stats snapshot (core/stats.h): the bytes of every open connection of the set
+ * are added, as live bytes, to the row of the version it runs (core/lua_stats.c). */
+void hs_lua_stats_live(struct hs_conns *set);
+
 /* Lua memory in use, in bytes. */
 size_t hs_lua_memory(const struct hs_lua *hl);
 

@@ -6,6 +6,7 @@
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
 #include "core/reload.h"
+#include "core/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -276,6 +277,8 @@ static int l_udp_send_to(lua_State *L)
         return luaL_argerror(L, 2, "not an address like 1.2.3.4:5 or [::1]:5");
     if (r == HS_ETOOBIG)
         return luaL_argerror(L, 3, "datagram over 65507 bytes");
+    if (r == 0)
+        hs_stats_bytes_out(hs_version_stats(hs__lua_from_state(L)->running), dlen);
     return push_result(L, r);
 }
 

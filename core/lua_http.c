@@ -9,6 +9,7 @@
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
 #include "core/reload.h"
+#include "core/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -594,6 +595,7 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
      * reaches kept-alive connections (a browser's) at their next request. */
     struct hs_version *cur = hs_script_current(lh->s);
     if (cur != lh->v) {
+        hs_stats_conn_move(hs_version_stats(lh->v), hs_version_stats(cur));
         hs_version_ref(cur);
         hs_version_unref(lh->v);
         lh->v = cur;
@@ -642,6 +644,7 @@ static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg
 {
     struct lua_http *lh = arg;
     lua_State *L = lh->hl->L;
+    hs_stats_message(hs_version_stats(lh->v), 0);
     if (!push_callback(L, lh->v, "on_request")) {
         hs_log(HS_LOG_ERROR, "http script has no on_request");
         handler_failed(h, lh);
@@ -761,6 +764,7 @@ static void http_open(struct hs_conn *c, void *arg)
     lh->v = v;
     lh->req_ref = lh->res_ref = lh->done_ref = lh->file_ref = LUA_NOREF;
     hs_version_ref(v);
+    hs_stats_conn_open(hs_version_stats(v));
 }
 
 static void http_data(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
@@ -773,8 +777,12 @@ static void http_close(struct hs_conn *c, const char *reason, void *arg)
 {
     struct hs_http_conn *h = hs_conn_data(c);
     HS_UNUSED(arg);
-    if (h != NULL)
+    if (h != NULL) {
+        struct lua_http *lh = hs_http_conn_app(h);
+        hs_stats_conn_closed(hs_version_stats(lh->v), reason, hs_conn_bytes_in(c),
+                             hs_conn_bytes_out(c));
         hs_http_conn_closed(h, reason);
+    }
 }
 
 const struct hs_conn_handler hs_lua_http_handler = {

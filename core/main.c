@@ -8,6 +8,7 @@
 #include "core/reload.h"
 #include "core/server.h"
 #include "core/shared.h"
+#include "core/stats_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@ static const char usage[] =
     "       hotsock serve --config FILE [OPTIONS]\n"
     "       hotsock check SCRIPT...\n"
     "       hotsock reload [--control PATH]\n"
+    "       hotsock stats [--control PATH] [--prometheus | --raw]\n"
+    "       hotsock new NAME\n"
     "       hotsock --help | --version\n"
     "\n"
     "Runs Lua handler scripts on a libevent loop. Each SCRIPT returns a table of callbacks\n"
@@ -41,6 +44,7 @@ static const char usage[] =
     "  --watch               reload a script when it or a module it required changes\n"
     "  --control PATH        control socket for `hotsock reload` (default\n"
     "                        $XDG_RUNTIME_DIR/hotsock.ctl or /tmp/hotsock-UID.ctl; none: off)\n"
+    "  --metrics URL         serve Prometheus text at http://HOST:PORT/metrics (tcp://HOST:PORT)\n"
     "  --workers N           worker processes sharing the listeners (default: one per\n"
     "                        core; 1: a single process, no supervisor)\n"
     "\n"
@@ -58,7 +62,11 @@ static const char usage[] =
     "\n"
     "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n"
     "hotsock reload asks the server on the control socket to reload, prints the outcome\n"
-    "per script, and exits 0 when every script reloaded, 1 otherwise.\n";
+    "per script, and exits 0 when every script reloaded, 1 otherwise.\n"
+    "hotsock stats prints live counters per listener and script version (summed over\n"
+    "workers), reload state and Lua memory per worker; --prometheus prints the metrics text.\n"
+    "hotsock new NAME writes NAME.lua (a line-protocol starter handler) and NAME_spec.lua\n"
+    "(its busted spec, using the hotsock.testkit module) into the current directory.\n";
 
 /* hotsock check: load each script as serve would, report, exit 0 or 1. */
 static int cmd_check(struct hs_config *cfg)
@@ -122,6 +130,43 @@ static int cmd_reload(int argc, char **argv)
     return ok ? 0 : 1;
 }
 
+/* hotsock stats: a snapshot from a running server, as a table, Prometheus text or raw. */
+static int cmd_stats(int argc, char **argv)
+{
+    char path[256];
+    int format = 0; /* 0 table, 1 prometheus, 2 raw */
+    hs_control_default_path(path, sizeof path);
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
+            snprintf(path, sizeof path, "%s", argv[++i]);
+        } else if (strcmp(argv[i], "--prometheus") == 0) {
+            format = 1;
+        } else if (strcmp(argv[i], "--raw") == 0) {
+            format = 2;
+        } else {
+            fprintf(stderr, "hotsock stats: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    static char snap[HS_SERVER_STATS_MAX], out[4 * HS_SERVER_STATS_MAX];
+    int r = hs_control_request(path, "stats", snap, sizeof snap, 30000);
+    if (r != 0) {
+        fprintf(stderr, "hotsock stats: no server answers on %s: %s\n", path, hs_strerror(r));
+        return 1;
+    }
+    if (strncmp(snap, "error", 5) == 0) {
+        fprintf(stderr, "hotsock stats: %s", snap);
+        return 1;
+    }
+    if (format == 2)
+        fputs(snap, stdout);
+    else if (format == 1)
+        fwrite(out, 1, hs_stats_render_prometheus(snap, out, sizeof out), stdout);
+    else
+        fwrite(out, 1, hs_stats_render_table(snap, out, sizeof out), stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -135,6 +180,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "reload") == 0)
         return cmd_reload(argc - 2, argv + 2);
+    if (strcmp(argv[1], "stats") == 0)
+        return cmd_stats(argc - 2, argv + 2);
     int serve = strcmp(argv[1], "serve") == 0;
     if (!serve && strcmp(argv[1], "check") != 0) {
         fprintf(stderr, "hotsock: unknown command '%s'\n\n%s", argv[1], usage);

@@ -3,7 +3,9 @@
 #include "core/control.h"
 #include "core/hs.h"
 #include "core/log.h"
+#include "core/metrics_http.h"
 #include "core/reload.h"
+#include "core/stats_text.h"
 #include "core/server.h"
 #include "core/shared.h"
 #include "core/watch.h"
@@ -52,6 +54,7 @@ struct hs_master {
     int stopping;
     struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
     struct hs_control *control;
+    struct hs_metrics *metrics; /* --metrics listener on the master's loop, or NULL */
     struct hs_watch *watch;
     char sockets[8192]; /* "URL=FD;..." handed to workers */
     int fds[MASTER_MAX_SOCKETS];
@@ -365,6 +368,7 @@ static int master_reload(struct hs_master *m, char *out, size_t n)
     if (master_broadcast(m, "prepare\n", err, sizeof err) != 0) {
         char ignored[64];
         hs_server_discard(m->s);
+        hs_server_note_reload_failed(m->s, err);
         master_broadcast(m, "discard\n", ignored, sizeof ignored);
         hs_log(HS_LOG_ERROR, "reload failed in a worker, nothing changed: %s", err);
         snprintf(out, n, "error %s\n", err);
@@ -377,6 +381,39 @@ static int master_reload(struct hs_master *m, char *out, size_t n)
     return 0;
 }
 
+/* The stats of every worker, gathered over the channels, after the scripts' own lines (the
+ * master's copy of the scripts knows the generations and the reload outcomes). A worker that
+ * does not answer in time is left out (logged). Returns the length written. */
+static size_t master_stats(struct hs_master *m, char *out, size_t n)
+{
+    size_t used = hs_server_stats(m->s, HS_SERVER_STATS_SCRIPTS, out, n);
+    for (int i = 0; i < m->n; i++) {
+        struct worker *w = &m->workers[i];
+        if (w->pid == 0 || chan_send(w->chan, "stats\n") != 0)
+            continue;
+        char line[4096];
+        for (;;) {
+            if (chan_read_line(w->chan, line, sizeof line, WORKER_REPLY_TIMEOUT_MS) != 0) {
+                hs_log(HS_LOG_WARN, "worker %d did not answer the stats request", w->index);
+                break;
+            }
+            if (strcmp(line, "end") == 0)
+                break;
+            int wr = snprintf(out + used, n - used, "%s\n", line);
+            if (wr > 0 && used + (size_t)wr < n)
+                used += (size_t)wr;
+        }
+    }
+    return used;
+}
+
+static size_t master_metrics_cb(char *out, size_t n, void *arg)
+{
+    static char snap[HS_SERVER_STATS_MAX];
+    master_stats(arg, snap, sizeof snap);
+    return hs_stats_render_prometheus(snap, out, n);
+}
+
 static void master_control_cb(const char *cmd, char *out, size_t n, void *arg)
 {
     struct hs_master *m = arg;
@@ -384,8 +421,10 @@ static void master_control_cb(const char *cmd, char *out, size_t n, void *arg)
         snprintf(out, n, "ok pong\n");
     else if (strcmp(cmd, "reload") == 0)
         master_reload(m, out, n);
+    else if (strcmp(cmd, "stats") == 0)
+        master_stats(m, out, n);
     else
-        snprintf(out, n, "error unknown command '%s' (known: reload, ping)\n", cmd);
+        snprintf(out, n, "error unknown command '%s' (known: reload, stats, ping)\n", cmd);
 }
 
 static void master_hup_cb(evutil_socket_t sig, short what, void *arg)
@@ -496,6 +535,25 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
             hs_watch_set(m->watch, i, files, nf);
         }
     }
+    if (cfg->metrics_url) {
+        int r = hs_metrics_new(m->base, cfg->metrics_url, master_metrics_cb, m, &m->metrics);
+        if (r != 0) {
+            hs_log(HS_LOG_ERROR, "cannot serve metrics on %s: %s", cfg->metrics_url,
+                   r == HS_EBADSPEC ? "not a tcp:// or unix: address" : hs_strerror(r));
+            fprintf(stderr, "hotsock: cannot serve metrics on %s\n", cfg->metrics_url);
+            master_stop_cb(SIGTERM, 0, m);
+            event_base_dispatch(m->base);
+            goto out;
+        }
+    }
+    char extra[128];
+    snprintf(extra, sizeof extra, ", %d workers", m->n);
+    hs_server_banner(m->s, stdout, extra);
+    if (m->metrics)
+        printf("  metrics  http %s/metrics\n", hs_metrics_url(m->metrics));
+    if (m->control)
+        printf("  control  %s (hotsock stats, hotsock reload)\n", path);
+    fflush(stdout);
     m->sig_term = evsignal_new(m->base, SIGTERM, master_stop_cb, m);
     m->sig_int = evsignal_new(m->base, SIGINT, master_stop_cb, m);
     m->sig_hup = evsignal_new(m->base, SIGHUP, master_hup_cb, m);
@@ -510,6 +568,7 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
 out:
     hs_watch_free(m->watch);
     hs_control_free(m->control);
+    hs_metrics_free(m->metrics);
     for (int i = 0; i < m->n; i++) {
         if (m->workers[i].respawn)
             event_free(m->workers[i].respawn);

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
+#include "core/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct hs_version {
     int table_ref;            /* registry reference of the handler table */
     struct hs_script *script; /* NULL once the script is freed */
     struct hs_lua *hl;
+    struct hs_stats_row *stats; /* its counters (core/stats.h), made on first use */
 };
 
 #define SCRIPT_MAX_FILES 64 /* files watched per script: itself and its project modules */
@@ -602,6 +604,7 @@ void hs_version_unref(struct hs_version *v)
     if (v == NULL || --v->refs > 0)
         return;
     hs__lua_version_freed(v->hl, v);
+    hs_stats_row_release(v->stats);
     luaL_unref(hs_lua_state(v->hl), LUA_REGISTRYINDEX, v->table_ref);
     versions_alive--;
     free(v);
@@ -620,6 +623,15 @@ unsigned hs_version_generation(const struct hs_version *v)
 struct hs_script *hs_version_script(const struct hs_version *v)
 {
     return v->script;
+}
+
+struct hs_stats_row *hs_version_stats(struct hs_version *v)
+{
+    if (v == NULL)
+        return NULL;
+    if (v->stats == NULL && v->script != NULL)
+        v->stats = hs_stats_row_get(v->script->path, v->script->decl.name, v->generation);
+    return v->stats;
 }
 
 unsigned hs_version_live_count(void)

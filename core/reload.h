@@ -106,6 +106,11 @@ unsigned hs_version_generation(const struct hs_version *v);
 /* The script the version belongs to (NULL once the script was freed). */
 struct hs_script *hs_version_script(const struct hs_version *v);
 
+/* The version's counters (core/stats.h), made on first use; NULL when the table is full or
+ * the script is gone. Owned by the version. */
+struct hs_stats_row;
+struct hs_stats_row *hs_version_stats(struct hs_version *v);
+
 /* Number of versions alive (current or held by connections), across all scripts. */
 unsigned hs_version_live_count(void);
 

@@ -5,12 +5,16 @@
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/lua_api.h"
+#include "core/metrics_http.h"
 #include "core/reload.h"
+#include "core/stats.h"
+#include "core/stats_text.h"
 #include "core/udp.h"
 #include "core/watch.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +47,11 @@ struct service {
     size_t n_next;
     int fresh[SERVER_MAX_BOUND]; /* next[i] was bound by this reload */
     int kept[SERVER_MAX_BOUND];  /* bound[i] stays */
+    /* The last reload attempt, for stats: */
+    unsigned reloads;        /* attempts */
+    double reload_time;      /* wall clock seconds of the last one, 0 if none */
+    int reload_ok;           /* it succeeded */
+    char reload_error[1024]; /* its error, "" when it succeeded */
 };
 
 struct hs_server {
@@ -64,7 +73,19 @@ struct hs_server {
     struct event *chan_ev;
     char chan_buf[256]; /* a partial command line */
     size_t chan_len;
+    struct hs_metrics *metrics; /* --metrics listener, or NULL */
 };
+
+/* Records the outcome of a reload attempt of sv (err NULL: it succeeded). */
+static void note_reload(struct service *sv, const char *err)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    sv->reloads++;
+    sv->reload_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    sv->reload_ok = err == NULL;
+    snprintf(sv->reload_error, sizeof sv->reload_error, "%s", err ? err : "");
+}
 
 struct hs_server *hs_server_new(const struct hs_config *cfg)
 {
@@ -248,6 +269,7 @@ static int service_prepare(struct hs_server *s, struct service *sv, char *err, s
     sv->n_next = 0;
     if (hs_script_prepare(sv->script, NULL, 0, &sv->pending, err, errlen) != 0) {
         sv->pending = NULL;
+        note_reload(sv, err);
         return -1;
     }
     const struct hs_script_decl *d = hs_script_pending_decl(sv->pending);
@@ -257,6 +279,7 @@ static int service_prepare(struct hs_server *s, struct service *sv, char *err, s
         if (n == 0)
             snprintf(err, errlen, "%s: no address to listen on", hs_script_path(sv->script));
         service_discard(sv);
+        note_reload(sv, err);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -277,6 +300,7 @@ static int service_prepare(struct hs_server *s, struct service *sv, char *err, s
         if (bind_url(s, sv, d, &sv->next_framing, urls[i], &sv->next[sv->n_next], err, errlen) !=
             0) {
             service_discard(sv);
+            note_reload(sv, err);
             return -1;
         }
         sv->fresh[sv->n_next++] = 1;
@@ -290,6 +314,7 @@ static void service_commit(struct hs_server *s, struct service *sv)
 {
     hs_script_commit(sv->pending);
     sv->pending = NULL;
+    note_reload(sv, NULL);
     for (size_t j = 0; j < sv->n_bound; j++) {
         if (!sv->kept[j]) {
             hs_log(HS_LOG_INFO, "no longer listening on %s (%s)", sv->bound[j].url,
@@ -453,6 +478,12 @@ static void worker_command(struct hs_server *s, const char *cmd)
     } else if (strcmp(cmd, "discard") == 0) {
         hs_server_discard(s);
         chan_reply(s, "ok\n");
+    } else if (strcmp(cmd, "stats") == 0) {
+        /* Several lines, then "end": the master reads until it. */
+        static char snap[HS_SERVER_STATS_MAX];
+        hs_server_stats(s, HS_SERVER_STATS_COUNTERS, snap, sizeof snap - 8);
+        strcat(snap, "end\n");
+        chan_reply(s, snap);
     } else {
         chan_reply(s, "error unknown command\n");
     }
@@ -532,6 +563,120 @@ void hs_server_accepting(struct hs_server *s, int on)
     }
 }
 
+void hs_server_note_reload_failed(struct hs_server *s, const char *err)
+{
+    for (size_t i = 0; i < s->n_services; i++)
+        note_reload(&s->services[i], err);
+}
+
+/* Appends a formatted piece at *used of out (n bytes), never past the end. */
+static void stats_put(char *out, size_t n, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void stats_put(char *out, size_t n, size_t *used, const char *fmt, ...)
+{
+    if (*used + 1 >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(out + *used, n - *used, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        *used = *used + (size_t)w < n ? *used + (size_t)w : n - 1;
+}
+
+size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
+{
+    size_t used = 0;
+    char a[1024], b[3200];
+    if (n)
+        out[0] = '\0';
+    if (what & HS_SERVER_STATS_COUNTERS) {
+        stats_put(out, n, &used,
+                  "process worker=%d pid=%ld lua_memory=%zu connections=%u timers=%u\n", s->worker,
+                  (long)getpid(), hs_lua_memory(s->hl), hs_conns_count(s->set),
+                  hs_lua_timer_count(s->hl));
+        /* A current version shows up even before its first connection. */
+        for (size_t i = 0; i < s->n_services; i++)
+            hs_version_stats(hs_script_current(s->services[i].script));
+        hs_lua_stats_live(s->set);
+        if (used + 1 < n)
+            used += hs_stats_write(out + used, n - used);
+        for (size_t i = 0; i < s->n_services; i++) {
+            const struct service *sv = &s->services[i];
+            for (size_t j = 0; j < sv->n_bound; j++) {
+                if (sv->bound[j].listener == NULL)
+                    continue;
+                unsigned long long acc, ref, lim;
+                hs_listener_counts(sv->bound[j].listener, &acc, &ref, &lim);
+                hs_stats_escape(hs_listener_url(sv->bound[j].listener), a, sizeof a);
+                hs_stats_escape(hs_script_decl(sv->script)->name, b, sizeof b);
+                stats_put(out, n, &used,
+                          "listener url=%s name=%s accepted=%llu refused=%llu limited=%llu\n", a, b,
+                          acc, ref, lim);
+            }
+        }
+    }
+    if (what & HS_SERVER_STATS_SCRIPTS) {
+        for (size_t i = 0; i < s->n_services; i++) {
+            const struct service *sv = &s->services[i];
+            hs_stats_escape(hs_script_decl(sv->script)->name, a, sizeof a);
+            stats_put(out, n, &used, "script name=%s", a);
+            hs_stats_escape(hs_script_path(sv->script), a, sizeof a);
+            hs_stats_escape(sv->reload_error, b, sizeof b);
+            stats_put(out, n, &used,
+                      " path=%s generation=%u reloads=%u reload_time=%.3f reload_ok=%d "
+                      "reload_error=%s\n",
+                      a, hs_script_generation(sv->script), sv->reloads, sv->reload_time,
+                      sv->reload_ok, b);
+        }
+    }
+    return used;
+}
+
+static size_t server_metrics_cb(char *out, size_t n, void *arg)
+{
+    static char snap[HS_SERVER_STATS_MAX];
+    hs_server_stats(arg, HS_SERVER_STATS_COUNTERS | HS_SERVER_STATS_SCRIPTS, snap, sizeof snap);
+    return hs_stats_render_prometheus(snap, out, n);
+}
+
+int hs_server_start_metrics(struct hs_server *s, hs_metrics_cb cb, void *arg, char *err,
+                            size_t errlen)
+{
+    const char *url = s->cfg->metrics_url;
+    if (url == NULL)
+        return 0;
+    int r = hs_metrics_new(s->base, url, cb ? cb : server_metrics_cb, cb ? arg : s, &s->metrics);
+    if (r != 0) {
+        snprintf(err, errlen, "cannot serve metrics on %s: %s", url,
+                 r == HS_EBADSPEC ? "not a tcp:// or unix: address" : hs_strerror(r));
+        return -1;
+    }
+    return 0;
+}
+
+void hs_server_banner(struct hs_server *s, FILE *f, const char *extra)
+{
+    fprintf(f, "hotsock %s (pid %ld)%s\n", HOTSOCK_VERSION, (long)getpid(), extra ? extra : "");
+    for (size_t i = 0; i < s->n_services; i++) {
+        const struct service *sv = &s->services[i];
+        for (size_t j = 0; j < sv->n_bound; j++) {
+            const struct bound *bd = &sv->bound[j];
+            const char *url = bd->listener ? hs_listener_url(bd->listener)
+                              : bd->udp    ? hs_udp_url(bd->udp)
+                                           : bd->url;
+            fprintf(f, "  %-30s %-12s %s\n", url, hs_script_decl(sv->script)->name,
+                    hs_script_path(sv->script));
+        }
+    }
+    if (s->metrics)
+        fprintf(f, "  metrics  http %s/metrics\n", hs_metrics_url(s->metrics));
+    if (s->control)
+        fprintf(f, "  control  %s (hotsock stats, hotsock reload)\n", s->control_path);
+    fflush(f);
+}
+
 static void server_control_cb(const char *cmd, char *out, size_t n, void *arg)
 {
     struct hs_server *s = arg;
@@ -540,8 +685,10 @@ static void server_control_cb(const char *cmd, char *out, size_t n, void *arg)
     } else if (strcmp(cmd, "reload") == 0) {
         hs_log(HS_LOG_INFO, "reload requested on the control socket");
         reload_services(s, NULL, out, n);
+    } else if (strcmp(cmd, "stats") == 0) {
+        hs_server_stats(s, HS_SERVER_STATS_COUNTERS | HS_SERVER_STATS_SCRIPTS, out, n);
     } else {
-        snprintf(out, n, "error unknown command '%s' (known: reload, ping)\n", cmd);
+        snprintf(out, n, "error unknown command '%s' (known: reload, stats, ping)\n", cmd);
     }
 }
 
@@ -685,6 +832,11 @@ int hs_server_run(struct hs_server *s)
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
     event_add(s->sig_hup, NULL);
+    if (hs_server_start_metrics(s, NULL, NULL, err, sizeof err) != 0) {
+        hs_log(HS_LOG_ERROR, "%s", err);
+        return 1;
+    }
+    hs_server_banner(s, stdout, NULL);
     hs_log(HS_LOG_INFO, "hotsock %s ready (pid %ld)", HOTSOCK_VERSION, (long)getpid());
     event_base_dispatch(s->base);
     hs_log(HS_LOG_INFO, "stopped");
@@ -697,6 +849,7 @@ void hs_server_free(struct hs_server *s)
         return;
     hs_watch_free(s->watch);
     hs_control_free(s->control);
+    hs_metrics_free(s->metrics);
     for (size_t i = 0; i < s->n_services; i++)
         for (size_t j = 0; j < s->services[i].n_bound; j++)
             bound_free(&s->services[i].bound[j]);

@@ -5,8 +5,10 @@
 #define HS_SERVER_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "core/config.h"
+#include "core/metrics_http.h"
 
 struct hs_server;
 
@@ -59,6 +61,28 @@ size_t hs_server_script_files(struct hs_server *s, size_t service, const char **
 
 /* Stops (on = 0) or resumes accepting and receiving on every socket. */
 void hs_server_accepting(struct hs_server *s, int on);
+
+/* ---- stats (core/stats.h, core/stats_text.h) ---- */
+
+#define HS_SERVER_STATS_COUNTERS 1       /* the process line, version rows and listener counts */
+#define HS_SERVER_STATS_SCRIPTS 2        /* one "script" line per script: generation, last reload */
+#define HS_SERVER_STATS_MAX (256 * 1024) /* bytes of one snapshot */
+
+/* Writes this process's stats snapshot (what: HS_SERVER_STATS_* bits) into out (n bytes,
+ * NUL-terminated) in the line format of core/stats_text.h. Returns the length. */
+size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n);
+
+/* Records a reload that failed outside this process (a worker refused it) for every script. */
+void hs_server_note_reload_failed(struct hs_server *s, const char *err);
+
+/* Starts the --metrics listener of the config, if any, on the server's loop: cb (NULL: this
+ * process's own snapshot) renders the Prometheus text. Returns 0, or -1 with err set. */
+int hs_server_start_metrics(struct hs_server *s, hs_metrics_cb cb, void *arg, char *err,
+                            size_t errlen);
+
+/* Prints the start banner to f: version and pid (plus extra, e.g. ", 4 workers"), then one
+ * line per bound address with its script name and path, the metrics and control addresses. */
+void hs_server_banner(struct hs_server *s, FILE *f, const char *extra);
 
 /* Frees everything; connections still open are aborted. */
 void hs_server_free(struct hs_server *s);

@@ -1,0 +1,251 @@
+-- Live stats: the counters `hotsock stats` and the --metrics listener report, checked against
+-- exactly what the spec did over real sockets, in one process and across workers.
+local hs = require "hsserver"
+local socket = require "socket"
+
+local function write(path, text)
+  local tmp = path .. ".new"
+  local f = assert(io.open(tmp, "w"))
+  f:write(text)
+  f:close()
+  assert(os.rename(tmp, path))
+end
+
+local function tmpdir()
+  return (hs.run("mktemp -d"):gsub("%s+$", ""))
+end
+
+local function hotsock(args)
+  return hs.run(hs.shquote(hs.bin) .. " " .. args .. " 2>&1")
+end
+
+-- The raw snapshot as records: { {kind=..., key=value...}, ... }.
+local function raw_stats(ctl)
+  local out, rc = hotsock("stats --raw --control " .. hs.shquote(ctl))
+  assert.are.equal(0, rc, out)
+  local recs = {}
+  for line in out:gmatch("[^\n]+") do
+    local kind, rest = line:match("^(%S+)%s*(.*)$")
+    local r = { kind = kind }
+    for k, v in rest:gmatch("(%S+)=(%S*)") do
+      r[k] = v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    end
+    recs[#recs + 1] = r
+  end
+  return recs
+end
+
+local function find(recs, kind, match)
+  local found = {}
+  for _, r in ipairs(recs) do
+    local ok = r.kind == kind
+    for k, v in pairs(match or {}) do ok = ok and r[k] == tostring(v) end
+    if ok then found[#found + 1] = r end
+  end
+  return found
+end
+
+local function http_get(port, path)
+  local c = assert(socket.tcp())
+  c:settimeout(5)
+  assert(c:connect("127.0.0.1", port))
+  assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+  local all = hs.recv_all(c)
+  c:close()
+  local status = tonumber(all:match("^HTTP/1%.1 (%d+)"))
+  local head, body = all:match("^(.-)\r\n\r\n(.*)$")
+  return status, body, head
+end
+
+local SCRIPT = [[
+return {
+  name = "counter",
+  framing = "line:max=16",
+  on_message = function(conn, msg)
+    if msg == "boom" then error("boom") end
+    conn:send(msg .. "\n")
+  end,
+}
+]]
+
+describe("hotsock stats", function()
+  local dir, script, ctl, srv
+
+  before_each(function()
+    dir = tmpdir()
+    script = dir .. "/counter.lua"
+    ctl = dir .. "/ctl.sock"
+    write(script, SCRIPT)
+  end)
+  after_each(function()
+    if srv then assert.is_true(srv:stop()) end
+    srv = nil
+    os.execute("rm -rf " .. hs.shquote(dir))
+  end)
+
+  it("counts connections, bytes, messages, errors and handler errors per version", function()
+    srv = hs.start { script, "--listen", "tcp://127.0.0.1:0", "--control", ctl,
+                     "--metrics", "tcp://127.0.0.1:0" }
+    -- Client 1: two messages, then it leaves (6 bytes in, 6 out).
+    local c1 = srv:tcp()
+    c1:send("ab\ncd\n")
+    assert.are.equal("ab", hs.recv_line(c1))
+    assert.are.equal("cd", hs.recv_line(c1))
+    c1:close()
+    -- Client 2: a handler error (5 bytes in, nothing out; closed by the server).
+    local c2 = srv:tcp()
+    c2:send("boom\n")
+    assert.are.equal("closed", select(2, hs.recv_all(c2)))
+    c2:close()
+    -- Client 3: a line over the limit: a protocol error (20 bytes in).
+    local c3 = srv:tcp()
+    c3:send(("x"):rep(19) .. "\n")
+    assert.are.equal("closed", select(2, hs.recv_all(c3)))
+    c3:close()
+    -- Client 4 stays open with one message (3 in, 3 out), counted live.
+    local c4 = srv:tcp()
+    c4:send("hi\n")
+    assert.are.equal("hi", hs.recv_line(c4))
+    srv:wait_log("handler error in on_message")
+    srv:wait_log("too long")
+
+    local recs
+    hs.wait_until(function()
+      recs = raw_stats(ctl)
+      local v = find(recs, "version", { generation = 1 })[1]
+      return v and v.open == "1" and v.total == "4"
+    end, 5, "three connections closed")
+    local v = find(recs, "version", { name = "counter", generation = 1 })
+    assert.are.equal(1, #v)
+    assert.are.same({
+      kind = "version", name = "counter", path = script, generation = "1", open = "1",
+      total = "4", bytes_in = tostring(6 + 5 + 20 + 3), bytes_out = tostring(6 + 3),
+      messages = "4", errors = "1", handler_errors = "1",
+    }, v[1])
+    local l = find(recs, "listener")
+    assert.are.equal(1, #l)
+    assert.are.equal(srv:url("tcp"), l[1].url)
+    assert.are.equal("4", l[1].accepted)
+    local s = find(recs, "script")[1]
+    assert.are.equal("1", s.generation)
+    assert.are.equal("0", s.reloads)
+    local p = find(recs, "process")[1]
+    assert.are.equal("0", p.worker)
+    assert.are.equal(tostring(srv.pid), p.pid)
+    assert.are.equal("1", p.connections)
+    assert.is_true(tonumber(p.lua_memory) > 1000)
+
+    -- The same numbers as Prometheus text on the metrics listener.
+    local mport = tonumber(srv:log():match("metrics tcp://127%.0%.0%.1:(%d+)"))
+    local status, body, head = http_get(mport, "/metrics")
+    assert.are.equal(200, status)
+    assert.truthy(head:find("Content-Type: text/plain; version=0.0.4", 1, true))
+    local labels = ('{script="counter",path="%s",generation="1",worker="0"}'):format(script)
+    assert.truthy(body:find("\nhotsock_connections_open" .. labels .. " 1\n", 1, true), body)
+    assert.truthy(body:find("\nhotsock_connections_total" .. labels .. " 4\n", 1, true))
+    assert.truthy(body:find("\nhotsock_bytes_in_total" .. labels .. " 34\n", 1, true))
+    assert.truthy(body:find("\nhotsock_messages_total" .. labels .. " 4\n", 1, true))
+    assert.truthy(body:find("\nhotsock_errors_total" .. labels .. " 1\n", 1, true))
+    assert.truthy(body:find("\nhotsock_handler_errors_total" .. labels .. " 1\n", 1, true))
+    assert.truthy(body:find("# TYPE hotsock_connections_total counter\n", 1, true))
+    assert.are.equal(404, (http_get(mport, "/nope")))
+    c4:close()
+  end)
+
+  it("shows each generation and the last reload, ok or failed with its error", function()
+    srv = hs.start { script, "--listen", "tcp://127.0.0.1:0", "--control", ctl }
+    local old = srv:tcp()
+    old:send("one\n")
+    assert.are.equal("one", hs.recv_line(old))
+    write(script, SCRIPT:gsub('name = "counter"', 'name = "counter2"'))
+    local out, rc = hotsock("reload --control " .. hs.shquote(ctl))
+    assert.are.equal(0, rc, out)
+    local new = srv:tcp()
+    new:send("two\nthree\n")
+    assert.are.equal("two", hs.recv_line(new))
+    assert.are.equal("three", hs.recv_line(new))
+
+    local recs = raw_stats(ctl)
+    local g1 = find(recs, "version", { generation = 1 })[1]
+    local g2 = find(recs, "version", { generation = 2 })[1]
+    assert.are.equal("1", g1.open)
+    assert.are.equal("1", g1.messages)
+    assert.are.equal("1", g2.open)
+    assert.are.equal("2", g2.messages)
+    assert.are.equal("counter2", g2.name)
+    local s = find(recs, "script")[1]
+    assert.are.equal("2", s.generation)
+    assert.are.equal("1", s.reloads)
+    assert.are.equal("1", s.reload_ok)
+    local t = tonumber(s.reload_time)
+    assert.is_true(math.abs(t - os.time()) < 60)
+
+    -- A failed reload: generation stays 2, the error is kept.
+    write(script, "return {\n")
+    out, rc = hotsock("reload --control " .. hs.shquote(ctl))
+    assert.are.equal(1, rc, out)
+    s = find(raw_stats(ctl), "script")[1]
+    assert.are.equal("2", s.generation)
+    assert.are.equal("2", s.reloads)
+    assert.are.equal("0", s.reload_ok)
+    assert.truthy(s.reload_error:find("counter.lua:2:", 1, true), s.reload_error)
+
+    -- The human table says the same.
+    local table_out
+    table_out, rc = hotsock("stats --control " .. hs.shquote(ctl))
+    assert.are.equal(0, rc)
+    assert.truthy(table_out:find("\ncounter%s+1 old%s+1%s+1 "), table_out)
+    assert.truthy(table_out:find("\ncounter2%s+2 current%s+1%s+1 "), table_out)
+    assert.truthy(table_out:find("failed: " .. script .. ":2:", 1, true), table_out)
+    old:close()
+    new:close()
+  end)
+
+  it("gathers every worker's counters, summed in the table and labelled in Prometheus", function()
+    srv = hs.start { script, "--listen", "tcp://127.0.0.1:0", "--control", ctl, "--workers", "2",
+                     "--metrics", "tcp://127.0.0.1:0" }
+    local clients = {}
+    for i = 1, 12 do
+      local c = srv:tcp()
+      c:send("m" .. i .. "\n")
+      assert.are.equal("m" .. i, hs.recv_line(c))
+      clients[i] = c
+    end
+    local recs = raw_stats(ctl)
+    local procs = find(recs, "process")
+    assert.are.equal(2, #procs)
+    local workers = srv:workers()
+    local open, total, messages = 0, 0, 0
+    for _, p in ipairs(procs) do
+      assert.are.equal(tostring(workers[tonumber(p.worker)]), p.pid)
+    end
+    for _, v in ipairs(find(recs, "version", { generation = 1 })) do
+      open = open + tonumber(v.open)
+      total = total + tonumber(v.total)
+      messages = messages + tonumber(v.messages)
+    end
+    assert.are.equal(12, open)
+    assert.are.equal(12, total)
+    assert.are.equal(12, messages)
+    local table_out = hotsock("stats --control " .. hs.shquote(ctl))
+    assert.truthy(table_out:find("\ncounter%s+1 current%s+12%s+12 "), table_out)
+    local mport = tonumber(srv:log():match("metrics tcp://127%.0%.0%.1:(%d+)"))
+    local status, body = http_get(mport, "/metrics")
+    assert.are.equal(200, status)
+    local sum = 0
+    for w, n in body:gmatch('\nhotsock_connections_total{[^}]*worker="(%d)"} (%d+)') do
+      assert.truthy(w == "1" or w == "2")
+      sum = sum + tonumber(n)
+    end
+    assert.are.equal(12, sum)
+    assert.truthy(body:find('\nhotsock_lua_memory_bytes{worker="1"} %d+\n'))
+    assert.truthy(body:find('\nhotsock_lua_memory_bytes{worker="2"} %d+\n'))
+    for _, c in ipairs(clients) do c:close() end
+  end)
+
+  it("says so when no server answers", function()
+    local out, rc = hotsock("stats --control " .. hs.shquote(dir .. "/none.sock"))
+    assert.are.equal(1, rc)
+    assert.truthy(out:find("no server answers on", 1, true))
+  end)
+end)
