@@ -1,0 +1,343 @@
+---@meta hotsock
+
+-- Type definitions of hotsock's Lua API for LuaLS (lua-language-server): completion, hover
+-- and type checks in your editor. Nothing here runs; the C core provides the real functions.
+-- Point LuaLS at this directory with a .luarc.json next to your handlers:
+--   { "workspace.library": ["/usr/local/share/hotsock/types"], "runtime.version": "Lua 5.4" }
+-- tests/integration/types_spec.lua checks that every name below exists in the running core
+-- and that the core registers nothing missing here.
+
+---@alias hotsock.LogLevel "debug"|"info"|"warn"|"error"
+
+---A framing spec: `"raw"`, `"line"`, `"line:max=1024"`, `"length:i32le"`, `"length:u16be:max=64k"`,
+---`"fixed:16"`, or a table `{ "line", max = 1024, delim = "\r\n" }`.
+---@alias hotsock.FramingSpec string|hotsock.FramingTable
+
+---@class hotsock.FramingTable
+---@field [1] "raw"|"line"|"fixed"|string the kind (or a full spec string)
+---@field max? integer|string largest message (bytes; `k`, `m`, `g` suffixes in strings)
+---@field delim? string line delimiter, 1 to 8 bytes (line framing)
+
+---Close reasons given to `on_close`.
+---@alias hotsock.CloseReason "peer closed"|"closed"|"idle timeout"|"reset"|"frame too large"|"negative length"|"line too long"|"handler error"|"shutdown"|string
+
+-- ---------------------------------------------------------------------------------------
+-- The module: local hotsock = require "hotsock"
+-- ---------------------------------------------------------------------------------------
+
+---@class hotsock
+---@field version string the server's version, e.g. `"0.1.0"`
+---@field shared hotsock.shared the dictionary shared by every worker of the server
+local hotsock = {}
+
+---Writes one log line at `level`, prefixed with the calling script's file:line. The other
+---arguments are converted with `tostring` and joined with spaces.
+---@param level hotsock.LogLevel
+---@param ... any
+function hotsock.log(level, ...) end
+
+---Runs `fn(timer)` once after `seconds`. The timer belongs to the script version whose code
+---created it.
+---@param seconds number
+---@param fn fun(timer: hotsock.Timer)
+---@return hotsock.Timer
+function hotsock.after(seconds, fn) end
+
+---Runs `fn(timer)` every `seconds` until cancelled (a timer started by a script's top level
+---stops when that version is replaced by a reload).
+---@param seconds number
+---@param fn fun(timer: hotsock.Timer)
+---@return hotsock.Timer
+function hotsock.every(seconds, fn) end
+
+---Wall-clock seconds (the loop's cached time, sub-second precision).
+---@return number
+function hotsock.now() end
+
+---Monotonic seconds, for measuring durations.
+---@return number
+function hotsock.monotonic() end
+
+---Open connections in this process.
+---@return integer
+function hotsock.connections() end
+
+---A new upload file: checks `name` is a plain file name, creates `dir` if needed and opens a
+---temporary file there. Commit it to make `dir/name` appear atomically.
+---@param dir string
+---@param name string
+---@return hotsock.File|nil file
+---@return string? err why not (a refused name, a system error)
+function hotsock.create_file(dir, name) end
+
+---Whether `name` is acceptable as an upload file name (not empty, `.`, `..`, no `/`, `\` or
+---NUL, at most 255 bytes, UTF-8, not our temporary prefix).
+---@param name string
+---@return true|nil ok
+---@return string? reason
+function hotsock.check_filename(name) end
+
+---@class hotsock.shared
+local shared = {}
+
+---The value of `key`, or nil when missing or expired.
+---@param key string
+---@return string|number|boolean|nil
+function shared.get(key) end
+
+---Sets `key` (a nil value deletes it), optionally expiring after `ttl` seconds.
+---@param key string
+---@param value string|number|boolean|nil
+---@param ttl? number
+---@return true|nil ok
+---@return string? err `"no memory"`, `"too large"`, ...
+function shared.set(key, value, ttl) end
+
+---Adds `n` to the number at `key` atomically (a missing key starts at `init`, default 0).
+---@param key string
+---@param n number
+---@param init? number
+---@param ttl? number
+---@return number|nil value the new value
+---@return string? err `"not a number"`, `"no memory"`, ...
+function shared.incr(key, n, init, ttl) end
+
+---Deletes `key`.
+---@param key string
+---@return true
+function shared.delete(key) end
+
+---Live keys and capacity.
+---@return integer used
+---@return integer capacity
+function shared.count() end
+
+-- ---------------------------------------------------------------------------------------
+-- Objects
+-- ---------------------------------------------------------------------------------------
+
+---A timer from `hotsock.after` / `hotsock.every`.
+---@class hotsock.Timer
+local Timer = {}
+
+---Stops the timer; harmless when it already fired or was cancelled.
+function Timer:cancel() end
+
+---A file from `hotsock.create_file`. Garbage-collected or closed without `commit`, it leaves
+---nothing behind.
+---@class hotsock.File
+local File = {}
+
+---Appends `s` to the temporary file.
+---@param s string
+---@return true|nil ok
+---@return string? err
+function File:write(s) end
+
+---fsync, rename into place, fsync the directory.
+---@return integer|nil bytes
+---@return string sha256_or_err the SHA-256 (hex) of the content, or the error
+function File:commit() end
+
+---Drops the temporary file.
+function File:abort() end
+
+---The temporary path (before commit) or the final one.
+---@return string
+function File:path() end
+
+---Bytes written so far.
+---@return integer
+function File:size() end
+
+---A TCP or Unix stream connection: the same object in every callback of one connection.
+---Misuse raises; runtime failures return `nil, token`. Kept after its close, I/O methods
+---return `nil, "closed"` and queries keep answering.
+---@class hotsock.Conn
+---@field ctx table per-connection state of the script (survives a reload's adoption)
+local Conn = {}
+
+---Queues each string (or number) in order.
+---@param s string|number
+---@param ... string|number
+---@return true|nil ok
+---@return "closed"|"output buffer full"|nil err
+function Conn:send(s, ...) end
+
+---Closes once queued output has gone (deferred inside a callback).
+---@return true|nil ok
+---@return "closed"|nil err
+function Conn:close() end
+
+---Closes at once, dropping unsent output (the peer sees a reset).
+---@return true|nil ok
+---@return "closed"|nil err
+function Conn:abort() end
+
+---`"127.0.0.1:50312"`, `"[::1]:50312"`, or the Unix path / `"unix"`.
+---@return string
+function Conn:peer() end
+
+---A number unique within the process.
+---@return integer
+function Conn:id() end
+
+---True once closing or closed.
+---@return boolean
+function Conn:is_closed() end
+
+---Bytes queued and not yet sent.
+---@return integer
+function Conn:pending() end
+
+---The script version (generation) this connection runs.
+---@return integer
+function Conn:generation() end
+
+---Frames bytes from now on (including already buffered ones) with `spec`.
+---@param spec hotsock.FramingSpec
+---@return true|nil ok
+---@return "closed"|nil err
+function Conn:set_framing(spec) end
+
+---The framing in force, as a canonical spec string.
+---@return string|nil spec
+---@return "closed"|nil err
+function Conn:framing() end
+
+---Stops reading on the script's behalf.
+---@return true|nil ok
+---@return "closed"|nil err
+function Conn:pause() end
+
+---Restarts reading after `pause`.
+---@return true|nil ok
+---@return "closed"|nil err
+function Conn:resume() end
+
+---Streams the payload of the next length/fixed frame to `file` (nil: discard) as it arrives,
+---then calls `done(conn, bytes)` or `done(conn, nil, err)`. `max` overrides the frame limit.
+---@param file hotsock.File|nil
+---@param done fun(conn: hotsock.Conn, bytes: integer|nil, err: string|nil)
+---@param max? integer
+---@return true|nil ok
+---@return string? err
+function Conn:pipe_frame(file, done, max) end
+
+---A UDP socket, given to `on_datagram`.
+---@class hotsock.UdpSocket
+local UdpSocket = {}
+
+---Sends one datagram (at most 65,507 bytes) to `peer` (`"1.2.3.4:5"` or `"[::1]:5"`).
+---@param peer string
+---@param data string
+---@return true|nil ok
+---@return string? err e.g. when the socket buffer is full (UDP may drop)
+function UdpSocket:send_to(peer, data) end
+
+---The bound address as a URL.
+---@return string
+function UdpSocket:url() end
+
+-- ---------------------------------------------------------------------------------------
+-- HTTP (scripts with protocol = "http")
+-- ---------------------------------------------------------------------------------------
+
+---One HTTP request: plain fields plus two methods.
+---@class hotsock.Request
+---@field method string `"GET"`, as sent
+---@field target string the request-target exactly as sent
+---@field path string percent-decoded, dot segments resolved
+---@field query string the raw query string (`""` when none)
+---@field headers table<string, string> lowercased names; repeated fields joined with `", "`
+---@field body string|nil the whole body (nil when `stream_body` chose streaming)
+---@field version "1.1"|"1.0"
+---@field peer string `"127.0.0.1:50312"`
+local Request = {}
+
+---The first value of query parameter `name`, form-decoded; `""` for `?flag`; nil if absent.
+---@param name string
+---@return string|nil
+function Request:query_param(name) end
+
+---Streaming only: the body goes into `file` (nil drops it), then `done(bytes)` or
+---`done(nil, err)` runs.
+---@param file hotsock.File|nil
+---@param done fun(bytes: integer|nil, err: string|nil)
+---@param max? integer
+---@return true|nil ok
+---@return "body too large"|nil err
+function Request:pipe_body(file, done, max) end
+
+---The response to one request.
+---@class hotsock.Response
+local Response = {}
+
+---Sets the status (200-599; default 200).
+---@param code integer
+function Response:status(code) end
+
+---Sets a response field (a list gives one line each; nil removes it).
+---@param name string
+---@param value string|string[]|nil
+function Response:header(name, value) end
+
+---Sends the response with `Content-Length` and finishes it.
+---@param body? string
+---@return true|nil ok
+---@return "closed"|"output buffer full"|nil err
+function Response:send(body) end
+
+---Streams a piece of the body (chunked on HTTP/1.1).
+---@param chunk string
+---@return true|nil ok
+---@return "closed"|"output buffer full"|nil err
+function Response:write(chunk) end
+
+---Ends a streamed body.
+---@return true|nil ok
+---@return "closed"|nil err
+function Response:finish() end
+
+---Sends a file by the kernel (conditional requests and ranges handled) and finishes.
+---@param path string
+---@param opts? { root: string }
+---@return true|nil ok
+---@return "not found"|"is a directory"|"forbidden"|nil err
+function Response:send_file(path, opts) end
+
+---Core HTTP settings of a script, each in its unit.
+---@class hotsock.HttpSettings
+---@field max_body? integer bytes of a body read whole (default 8 MiB)
+---@field header_timeout? number seconds for a request head (default 10)
+---@field body_timeout? number seconds without a body byte (default 30)
+---@field keepalive_timeout? number seconds an idle keep-alive connection lives (default 60)
+
+-- ---------------------------------------------------------------------------------------
+-- The handler table a script returns
+-- ---------------------------------------------------------------------------------------
+
+---What a handler script returns. At least one callback must be present; an unknown `on_*`
+---field is a load error.
+---@class hotsock.Handler
+---@field name? string label for logs (default: the file's base name)
+---@field listen? string|string[] URLs used when the command line gives none
+---@field framing? hotsock.FramingSpec framing of TCP/Unix connections (default `"raw"`)
+---@field protocol? "stream"|"http" `"http"`: the core speaks HTTP/1.x and calls `on_request`
+---@field http? hotsock.HttpSettings HTTP settings (protocol = "http")
+---@field stream_body? fun(req: hotsock.Request): boolean true: `on_request` runs before the body is read
+---@field on_accept? fun(peer: string): boolean return false to refuse a peer before a connection is set up
+---@field on_connect? fun(conn: hotsock.Conn) a connection is open
+---@field on_message? fun(conn: hotsock.Conn, msg: string) one framed message
+---@field on_close? fun(conn: hotsock.Conn, reason: hotsock.CloseReason) the connection is gone
+---@field on_datagram? fun(sock: hotsock.UdpSocket, data: string, peer: string) one UDP datagram
+---@field on_request? fun(req: hotsock.Request, res: hotsock.Response) one HTTP request
+---@field on_upgrade? fun(conn: hotsock.Conn) after a reload, offered each live connection of an older version
+---@field on_reload? fun(old: hotsock.Handler) before this version is published, with the previous table
+
+---The second argument a script receives when loaded: `local opts, info = ...`
+---@class hotsock.ScriptInfo
+---@field generation integer 1 for the first load, +1 per successful reload
+---@field path string the script's path as given
+
+return hotsock
