@@ -33,11 +33,30 @@ describe("workers", function()
       :format(hs.shquote(hs.loadgen), srv:url("tcp")))
     assert.equals(0, rc, out)
     assert.matches("errors=0 mismatches=0", out)
-    local log = srv:log()
-    local _, w1 = log:gsub("w1 conn#%d+ [^\n]* open", "")
-    local _, w2 = log:gsub("w2 conn#%d+ [^\n]* open", "")
+    local function opens()
+      local log = srv:log()
+      local _, w1 = log:gsub("w1 conn#%d+ [^\n]* open", "")
+      local _, w2 = log:gsub("w2 conn#%d+ [^\n]* open", "")
+      return w1, w2
+    end
+    local w1, w2 = opens()
     assert.equals(200, w1 + w2)
-    assert.is_true(w1 > 0 and w2 > 0, ("w1=%d w2=%d"):format(w1, w2))
+    -- One shared accept queue: a burst may all go to the worker that woke first (on a busy
+    -- machine the other may not run at all meanwhile). Connections that stay open while
+    -- more arrive land on both; up to 10 batches of 20 are opened until both hold some.
+    local held = {}
+    for _ = 1, 10 do
+      for _ = 1, 20 do held[#held + 1] = srv:tcp() end
+      for i = #held - 19, #held do
+        assert(held[i]:send("x\n"))
+        assert.equals("x", hs.recv_line(held[i]))
+      end
+      local a, b = opens()
+      if a > w1 and b > w2 then break end
+    end
+    local a, b = opens()
+    assert.is_true(a > w1 and b > w2, ("held connections: w1=%d w2=%d"):format(a - w1, b - w2))
+    for _, c in ipairs(held) do c:close() end
     assert.is_true(srv:stop())
     assert.equals(0, srv:exit_status())
   end)
