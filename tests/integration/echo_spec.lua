@@ -1,5 +1,5 @@
 -- echo over real sockets: TCP v4/v6, Unix, UDP, half-close, many clients, slow readers.
-local hs = require "hsserver"
+local hs = require "hotsock.testkit" -- the handler test kit users get
 local socket = require "socket"
 
 describe("echo", function()

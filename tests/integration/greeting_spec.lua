@@ -1,12 +1,13 @@
--- greeting over real sockets, exactly as the tutorial client and nc users see it.
-local hs = require "hsserver"
+-- greeting over real sockets, exactly as the tutorial client and nc users see it, written
+-- with the handler test kit (lua/hotsock/testkit.lua) as a user would.
+local kit = require "hotsock.testkit"
 
 describe("greeting", function()
   local raw, line
 
   setup(function()
-    raw = hs.start { "scripts/greeting.lua", "--listen", "tcp://127.0.0.1:0" }
-    line = hs.start { "scripts/greeting.lua", "--listen", "tcp://127.0.0.1:0", "--framing", "line" }
+    raw = kit.start("scripts/greeting.lua")
+    line = kit.start("scripts/greeting.lua", { framing = "line" })
   end)
   teardown(function()
     assert.is_true(raw:stop())
@@ -14,50 +15,76 @@ describe("greeting", function()
   end)
 
   it("raw: welcome, then one reply per name sent one at a time, exit closes silently", function()
-    local c = raw:tcp()
-    assert.equals("welcome!", hs.recv_exact(c, 8))
+    local c = raw:connect()
+    assert.equals("welcome!", c:receive(8))
     for _, name in ipairs { "Alice", "Bob", "世界" } do
-      assert(c:send(name))
+      c:send(name)
       local want = "hello, " .. name .. "!"
-      assert.equals(want, hs.recv_exact(c, #want))
+      assert.equals(want, c:receive(#want))
     end
-    assert(c:send("exit"))
-    local rest, err = hs.recv_all(c)
-    assert.equals("", rest)
-    assert.equals("closed", err)
+    c:send("exit")
+    assert.is_true(c:closed())
     c:close()
   end)
 
   it("raw: a name typed into nc loses its newline", function()
-    local c = raw:tcp()
-    assert.equals("welcome!", hs.recv_exact(c, 8))
-    assert(c:send("Carol\n"))
-    assert.equals("hello, Carol!", hs.recv_exact(c, 13))
+    local c = raw:connect()
+    assert.equals("welcome!", c:receive(8))
+    c:send_line("Carol")
+    assert.equals("hello, Carol!", c:receive(13))
     c:close()
   end)
 
   it("line: several lines in one packet get one reply each, CRLF accepted", function()
-    local c = line:tcp()
-    assert.equals("welcome!", hs.recv_exact(c, 8))
-    assert(c:send("Alice\nBob\r\nCarol\n"))
-    local want = "hello, Alice!\nhello, Bob!\nhello, Carol!\n"
-    assert.equals(want, hs.recv_exact(c, #want))
-    assert(c:send("Da"))
-    assert(c:send("ve\nexit\nignored\n"))
-    local rest, err = hs.recv_all(c)
+    local c = line:connect()
+    assert.equals("welcome!", c:receive(8))
+    c:send("Alice\nBob\r\nCarol\n")
+    assert.equals("hello, Alice!", c:line())
+    assert.equals("hello, Bob!", c:line())
+    assert.equals("hello, Carol!", c:line())
+    c:send("Da")
+    c:send("ve\nexit\nignored\n")
+    local rest, how = c:all()
     assert.equals("hello, Dave!\n", rest)
-    assert.equals("closed", err)
+    assert.equals("closed", how)
     c:close()
   end)
 
   it("takes its texts from options", function()
-    local srv = hs.start { "scripts/greeting.lua", "--listen", "tcp://127.0.0.1:0",
-      "--set", "welcome=hi there", "--set", "greeting=bonjour" }
-    local c = srv:tcp()
-    assert.equals("hi there", hs.recv_exact(c, 8))
-    assert(c:send("Zoe"))
-    assert.equals("bonjour, Zoe!", hs.recv_exact(c, 13))
+    local srv = kit.start("scripts/greeting.lua", { set = { welcome = "hi there",
+                                                           greeting = "bonjour" } })
+    local c = srv:connect()
+    assert.equals("hi there", c:receive(8))
+    c:send("Zoe")
+    assert.equals("bonjour, Zoe!", c:receive(13))
     c:close()
     assert.is_true(srv:stop())
   end)
+
+  it("a reload changes the texts for new connections; the stats show both generations",
+    function()
+      local dir = kit.tmpdir()
+      local script = dir .. "/greeting.lua"
+      local src = kit.read_file("scripts/greeting.lua")
+      kit.write(script, src)
+      local srv = kit.start(script, { framing = "line" })
+      local old = srv:connect()
+      assert.equals("welcome!", old:receive(8))
+      kit.write(script, (src:gsub('"welcome!"', '"bienvenue!"')))
+      local ok, report = srv:reload()
+      assert.is_true(ok, report)
+      assert.truthy(report:find("generation 2", 1, true), report)
+      local new = srv:connect()
+      assert.equals("bienvenue!", new:receive(10))
+      new:send_line("Ann")
+      assert.equals("hello, Ann!", new:line())
+      srv:wait_log("reloaded .*greeting.lua: generation 2")
+      local gens = {}
+      for _, v in ipairs(srv:stats("version")) do gens[tonumber(v.generation)] = v.open end
+      assert.are.same({ "1", "1" }, gens)
+      old:close()
+      new:close()
+      assert.is_true(srv:stop())
+      os.execute("rm -rf " .. kit.shquote(dir))
+    end)
 end)

@@ -1,6 +1,6 @@
 -- HTTP/1.x end to end: scripts/http.lua and the core's HTTP layer on the real binary, over
 -- real sockets, with exact bytes where the contract fixes them (PROTOCOLS.md, "http").
-local hs = require "hsserver"
+local hs = require "hotsock.testkit" -- the handler test kit users get
 local socket = require "socket"
 
 local function read_file(path) return hs.read_file(path) end

@@ -1,7 +1,7 @@
 -- upload over real sockets: framed files and messages, exact ack replies, silence towards
 -- the tutorial client, refused names, disconnects, a full disk, protocol errors, 1 GiB with
 -- bounded memory, and examples/upload_client.lua.
-local hs = require "hsserver"
+local hs = require "hotsock.testkit" -- the handler test kit users get
 local socket = require "socket"
 local cjson = require "cjson"
 
@@ -54,7 +54,7 @@ local function sha256(data)
 end
 
 local function frame(s)
-  return string.pack("<i4", #s) .. s
+  return hs.frame(s, "length:i32le")
 end
 
 -- A file header with the name JSON-encoded as given (bytes pass through unchanged).
