@@ -6,6 +6,7 @@
 #include "core/lua_api.h"
 #include "core/master.h"
 #include "core/reload.h"
+#include "core/scaffold.h"
 #include "core/server.h"
 #include "core/shared.h"
 #include "core/stats_text.h"
@@ -167,6 +168,27 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
+/* hotsock new NAME: a starter handler and its spec in the current directory. */
+static int cmd_new(int argc, char **argv)
+{
+    if (argc != 1 || argv[0][0] == '-') {
+        fprintf(stderr, "usage: hotsock new NAME\n");
+        return 2;
+    }
+    char err[8192];
+    int r = hs_scaffold_write(".", argv[0], err, sizeof err);
+    if (r != 0) {
+        fprintf(stderr, "hotsock new: %s\n", err);
+        return r == HS_EBADSPEC ? 2 : 1;
+    }
+    printf("wrote %s.lua and %s_spec.lua\n"
+           "  serve it:  hotsock serve %s.lua\n"
+           "  try it:    printf 'PING\\nQUIT\\n' | nc 127.0.0.1 7000\n"
+           "  test it:   busted --lua=lua5.4 %s_spec.lua\n",
+           argv[0], argv[0], argv[0], argv[0]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -182,6 +204,8 @@ int main(int argc, char **argv)
         return cmd_reload(argc - 2, argv + 2);
     if (strcmp(argv[1], "stats") == 0)
         return cmd_stats(argc - 2, argv + 2);
+    if (strcmp(argv[1], "new") == 0)
+        return cmd_new(argc - 2, argv + 2);
     int serve = strcmp(argv[1], "serve") == 0;
     if (!serve && strcmp(argv[1], "check") != 0) {
         fprintf(stderr, "hotsock: unknown command '%s'\n\n%s", argv[1], usage);
