@@ -150,6 +150,16 @@ static void pattern_fill(uint64_t key, uint64_t off, unsigned char *buf, size_t 
     }
 }
 
+void lg_pattern_fill(uint64_t key, uint64_t off, unsigned char *buf, size_t n)
+{
+    pattern_fill(key, off, buf, n);
+}
+
+uint64_t lg_conn_key(int id)
+{
+    return mix64(opt.seed * 0x9e3779b97f4a7c15u + (uint64_t)id + 1);
+}
+
 /* Returns the index of the first of n bytes in buf that differs from key's pattern at off, or
  * n when all match. */
 static size_t pattern_check(uint64_t key, uint64_t off, const unsigned char *buf, size_t n)
@@ -723,12 +733,14 @@ int main(int argc, char **argv)
             g.table[i + k] = (unsigned char)(w >> (8 * k));
     }
     memcpy(g.table + LG_TABLE, g.table, LG_TABLE);
+    if (opt.mode == LG_UPLOAD)
+        return lg_upload_run(&opt);
     for (int i = 0; i < opt.conns; i++) {
         struct lg_conn *c = &g.c[i];
 
         c->fd = -1;
         c->id = i;
-        c->key = mix64(opt.seed * 0x9e3779b97f4a7c15u + (uint64_t)i + 1);
+        c->key = lg_conn_key(i);
         c->rng = mix64(c->key ^ 0x5851f42d4c957f2du) | 1;
         c->ts = ts + (size_t)i * (size_t)opt.depth;
     }

@@ -26,9 +26,9 @@ void lg_die(const char *fmt, ...)
 static void usage(void)
 {
     fputs("usage: hs_loadgen --target tcp://HOST:PORT|udp://HOST:PORT|unix:/path\n"
-          "  [--mode pingpong|pipeline|stream|idle] [--conns N] [--duration S] [--warmup S]\n"
-          "  [--size N] [--depth D] [--messages N] [--bytes N] [--max-chunk N] [--seed N]\n"
-          "  [--udp-timeout S] [--strict] [--payload random|line]\n"
+          "  [--mode pingpong|pipeline|stream|idle|upload] [--conns N] [--duration S]\n"
+          "  [--warmup S] [--size N] [--depth D] [--messages N] [--bytes N] [--max-chunk N]\n"
+          "  [--seed N] [--udp-timeout S] [--strict] [--payload random|line]\n"
           "sizes take k/m/g (binary) suffixes; see bench/README.md\n",
           stderr);
     exit(1);
@@ -179,6 +179,8 @@ void lg_opts_parse(struct lg_opts *o, int argc, char **argv)
         o->mode = LG_STREAM;
     else if (strcmp(mode, "idle") == 0)
         o->mode = LG_IDLE;
+    else if (strcmp(mode, "upload") == 0)
+        o->mode = LG_UPLOAD;
     else
         lg_die("bad --mode %s", mode);
     if (o->mode != LG_PIPELINE) {
@@ -192,6 +194,8 @@ void lg_opts_parse(struct lg_opts *o, int argc, char **argv)
         lg_die("--size must be 1..%d for udp", LG_MAX_UDP);
     if ((o->mode == LG_PINGPONG || o->mode == LG_PIPELINE || o->line) && o->size < 1)
         lg_die("--size must be at least 1");
+    if (o->mode == LG_UPLOAD && (o->kind != LG_TCP || o->conns != 1 || o->bytes > 0x7fffffff))
+        lg_die("--mode upload wants a tcp:// target, --conns 1 and --bytes up to 2G - 1");
     if (o->mode == LG_STREAM && (o->bytes < 1 || o->max_chunk < 1))
         lg_die("--bytes and --max-chunk must be at least 1");
     if (o->duration <= 0)
