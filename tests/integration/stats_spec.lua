@@ -243,6 +243,61 @@ describe("hotsock stats", function()
     for _, c in ipairs(clients) do c:close() end
   end)
 
+  it("counts HTTP requests and UDP datagrams as messages", function()
+    write(script, [[
+return {
+  name = "web",
+  protocol = "http",
+  on_request = function(req, res)
+    if req.path == "/boom" then error("boom") end
+    res:send("ok")
+  end,
+}
+]])
+    local udp_script = dir .. "/udp.lua"
+    write(udp_script, [[
+return { name = "dgram", on_datagram = function(s, d, p) s:send_to(p, d .. "!") end }
+]])
+    srv = hs.start { script, "--listen", "tcp://127.0.0.1:0", udp_script, "--listen",
+                     "udp://127.0.0.1:0", "--control", ctl }
+    -- Three requests on one keep-alive connection, then one that raises (answered 500).
+    local c = srv:tcp()
+    local req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    c:send(req .. req .. req)
+    for _ = 1, 3 do
+      local head = hs.recv_exact(c, 17)
+      assert.are.equal("HTTP/1.1 200 OK\r\n", head)
+      local rest = c:receive("*l")
+      while rest ~= "" do rest = c:receive("*l") end
+      assert.are.equal("ok", hs.recv_exact(c, 2))
+    end
+    c:send("GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.are.equal("HTTP/1.1 500", hs.recv_exact(c, 12))
+    c:close()
+    local u = srv:udp()
+    u:send("ping")
+    assert.are.equal("ping!", u:receive())
+    u:send("pong")
+    assert.are.equal("pong!", u:receive())
+    u:close()
+
+    local recs
+    hs.wait_until(function()
+      recs = raw_stats(ctl)
+      local w = find(recs, "version", { name = "web" })[1]
+      return w and w.open == "0"
+    end, 5, "the HTTP connection to close")
+    local web = find(recs, "version", { name = "web" })[1]
+    assert.are.equal("1", web.total)
+    assert.are.equal("4", web.messages)
+    assert.are.equal("1", web.handler_errors)
+    local dgram = find(recs, "version", { name = "dgram" })[1]
+    assert.are.equal("2", dgram.messages)
+    assert.are.equal("0", dgram.total)
+    assert.are.equal("8", dgram.bytes_in)
+    assert.are.equal("10", dgram.bytes_out)
+  end)
+
   it("says so when no server answers", function()
     local out, rc = hotsock("stats --control " .. hs.shquote(dir .. "/none.sock"))
     assert.are.equal(1, rc)
