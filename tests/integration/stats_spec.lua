@@ -243,6 +243,26 @@ describe("hotsock stats", function()
     for _, c in ipairs(clients) do c:close() end
   end)
 
+  it("moves an adopted connection to the new generation", function()
+    local src = SCRIPT .. "-- v1\n"
+    write(script, src)
+    srv = hs.start { script, "--listen", "tcp://127.0.0.1:0", "--control", ctl }
+    local c = srv:tcp()
+    c:send("a\n")
+    assert.are.equal("a", hs.recv_line(c))
+    write(script, SCRIPT:gsub("return {", "return {\n  on_upgrade = function(conn) end,"))
+    local out, rc = hotsock("reload --control " .. hs.shquote(ctl))
+    assert.are.equal(0, rc, out)
+    c:send("b\n")
+    assert.are.equal("b", hs.recv_line(c))
+    local recs = raw_stats(ctl)
+    local g1 = find(recs, "version", { generation = 1 })[1]
+    local g2 = find(recs, "version", { generation = 2 })[1]
+    assert.are.same({ "0", "1", "1" }, { g1.open, g1.total, g1.messages })
+    assert.are.same({ "1", "0", "1" }, { g2.open, g2.total, g2.messages })
+    c:close()
+  end)
+
   it("counts HTTP requests and UDP datagrams as messages", function()
     write(script, [[
 return {
