@@ -840,7 +840,10 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     const struct hs_conn_limits *l = &c->set->limits;
     unsigned long long id = (unsigned long long)c->id;
     long long now = conns_now(c->set), next = 0;
-    if (l->first_byte_timeout_ms && c->bytes_in == 0 && (c->flags & CONN_READING)) {
+    /* Only while neither side has spoken: once the server has sent something (a greeting,
+     * a pushed stream) the client may well just listen, and the idle timeout governs. */
+    if (l->first_byte_timeout_ms && c->bytes_in == 0 && c->bytes_out == 0 &&
+        evbuffer_get_length(c->out) == 0 && (c->flags & CONN_READING)) {
         long long at = c->opened + l->first_byte_timeout_ms;
         if (now + 1 >= at) {
             hs_log(HS_LOG_INFO, "conn#%llu %s sent nothing in %lld ms; closing", id, c->peer,
