@@ -341,7 +341,7 @@ static int master_broadcast(struct hs_master *m, const char *cmd, char *err, siz
             result = -1;
         } else if (strncmp(line, "ok", 2) != 0) {
             if (result == 0)
-                snprintf(err, errlen, "worker %d: %s", w->index, line);
+                snprintf(err, errlen, "worker %d: %.1900s", w->index, line); /* fits 2 KiB */
             result = -1;
         }
     }
