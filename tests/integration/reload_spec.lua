@@ -260,7 +260,10 @@ describe("reload under load", function()
     assert.matches("mismatches=0", out)
     assert.matches("connected=50", out)
     assert.is_nil(srv:log():find("refus", 1, true))
-    assert.is_true(srv:memory() - rss0 < 16 * 1024)
+    -- 50 streams may each hold up to the 1 MiB output high-water mark at any moment, so
+    -- only growth past that is a leak (the 1,000-reload test below bounds leaks tightly).
+    local grown = srv:memory() - rss0
+    assert.is_true(grown < 64 * 1024, ("RSS grew by %d KiB"):format(grown))
     assert.is_true(srv:stop())
     os.execute("rm -rf " .. hs.shquote(dir))
   end)

@@ -90,7 +90,7 @@ static void test_time_limit_loop(void **state)
     long long t0 = now_ms();
     assert_int_equal(run(fx, "local n = 0\nwhile true do\n  n = n + 1\nend\n"), HS_ESCRIPT);
     long long took = now_ms() - t0;
-    assert_true(took >= 95 && took < 2000);
+    assert_true(took >= 95 && took < 10000); /* stops: how soon depends on the machine's load */
     assert_err_contains(fx, "probe:3: time limit exceeded (100 ms)");
     assert_err_contains(fx, "stack traceback");
     /* The next call gets a fresh deadline. */
@@ -110,7 +110,7 @@ static void test_time_limit_pcall_loop(void **state)
                          "  xpcall(function() while true do end end, function(e) return e end)\n"
                          "end\n"),
                      HS_ESCRIPT);
-    assert_true(now_ms() - t0 < 2000);
+    assert_true(now_ms() - t0 < 10000);
     assert_err_contains(fx, "time limit exceeded");
     assert_int_equal(run(fx, "local s = 0 for i = 1, 1000 do s = s + i end"), 0);
 }
@@ -129,14 +129,17 @@ static void test_time_limit_coroutine(void **state)
     assert_err_contains(fx, "time limit exceeded");
 }
 
-/* Work that fits is untouched, call after call. */
+/* Work that fits is untouched, call after call: five calls of 100 ms (wall clock, as the
+ * limit is) pass a 300 ms limit that their sum would break. */
 static void test_time_limit_is_per_call(void **state)
 {
     struct fx *fx = *state;
     hs_lua_set_limits(fx->hl, 0, 300);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
         long long t0 = now_ms();
-        assert_int_equal(run(fx, "local t0 = os.clock() while os.clock() - t0 < 0.1 do end"), 0);
+        assert_int_equal(run(fx, "local mono = require('hotsock').monotonic\n"
+                                 "local t0 = mono() while mono() - t0 < 0.1 do end"),
+                         0);
         assert_true(now_ms() - t0 >= 90);
     }
 }
