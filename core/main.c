@@ -183,7 +183,7 @@ static int cmd_new(int argc, char **argv)
     }
     printf("wrote %s.lua and %s_spec.lua\n"
            "  serve it:  hotsock serve %s.lua\n"
-           "  try it:    printf 'PING\\nQUIT\\n' | nc 127.0.0.1 7000\n"
+           "  try it:    printf 'PING\\nQUIT\\n' | nc 127.0.0.1 7100\n"
            "  test it:   busted --lua=lua5.4 %s_spec.lua\n",
            argv[0], argv[0], argv[0], argv[0]);
     return 0;
