@@ -243,17 +243,17 @@ static const luaL_Reg conn_methods[] = {
     {NULL, NULL},
 };
 
-/* conn.ctx is the per-connection table; anything else is a method. */
+/* conn.ctx is the per-connection table; anything else is a method. Methods are looked up
+ * first: conn:send runs per message, ctx far less often. */
 static int l_conn_index(lua_State *L)
 {
     check_box(L);
-    const char *key = lua_tostring(L, 2);
-    if (key && strcmp(key, "ctx") == 0) {
-        lua_getiuservalue(L, 1, 1);
-        return 1;
-    }
     lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
+    const char *key = lua_tostring(L, 2);
+    if (key && strcmp(key, "ctx") == 0)
+        lua_getiuservalue(L, 1, 1);
     return 1;
 }
 
