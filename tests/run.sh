@@ -8,7 +8,7 @@ bash .ci/setup
 jobs=$(nproc)
 
 echo "== format (clang-format --dry-run --Werror on core/, tests/, bench/)"
-clang-format --dry-run --Werror core/*.c core/*.h tests/unit/*.c bench/*.c bench/*.h
+clang-format --dry-run --Werror core/*.c core/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c bench/*.h
 
 for type in Debug Asan; do
   dir=build-$(echo "$type" | tr '[:upper:]' '[:lower:]')
@@ -18,3 +18,11 @@ for type in Debug Asan; do
   echo "== $type tests"
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 600)
 done
+
+# libFuzzer targets (tests/fuzz/): a clang build of them alone, each fuzzed for a bounded time
+# over its committed corpus. Their corpus replays already ran in both builds above.
+echo "== fuzz (clang, HOTSOCK_FUZZ_SECONDS each) in build-fuzz"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DHOTSOCK_WERROR=ON \
+  -DHOTSOCK_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_http fuzz_framing fuzz_addr fuzz_upload
+(cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz --timeout 300)
