@@ -141,8 +141,16 @@ int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
         hl->deadline_ns = hl->time_limit_ms ? mono_ns() + hl->time_limit_ms * 1000000LL : 0;
     }
     int r = lua_pcall(L, nargs, nres, base);
-    if (--hl->depth == 0)
+    if (--hl->depth == 0) {
         hl->deadline_ns = 0;
+        /* A call stopped at the ceiling leaves its garbage behind (a memory bomb's table),
+         * uncollected until the GC's next cycle: the next call, however small, would meet the
+         * hard limit at once. Collect it now, outside any call, where nothing is refused. */
+        if (hl->mem_limit && hl->mem_used > hl->mem_limit) {
+            lua_gc(L, LUA_GCCOLLECT);
+            hl->mem_over = 0;
+        }
+    }
     lua_remove(L, base);
     if (r == LUA_OK)
         return 0;
