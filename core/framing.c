@@ -26,7 +26,9 @@ void hs_framing_init(struct hs_framing *out, enum hs_framing_kind kind)
 {
     memset(out, 0, sizeof(*out));
     out->kind = kind;
-    out->max = default_max(kind); /* fixed: unused, stays 0 */
+    /* 0: the default, which a connection set may change (--max-line, --max-frame); only a
+     * max written in the spec is fixed. */
+    out->max = 0;
     if (kind == HS_FRAMING_LINE) {
         out->delim[0] = '\n';
         out->delim_len = 1;
@@ -288,8 +290,9 @@ int hs_framing_format(const struct hs_framing *f, char *buf, size_t n)
     char max[32] = "", size[24], delim[4 * HS_FRAMING_MAX_DELIM + 1];
     int nl = f->delim_len == 1 && f->delim[0] == '\n';
 
-    /* The default max is left out so equal framings format equal; 0 means the default too. */
-    if (f->max != 0 && f->max != default_max(f->kind))
+    /* 0 (the default, whatever the set's is) is left out; a max given in the spec is kept,
+     * even one equal to the built-in default, since it does not follow --max-line. */
+    if (f->max != 0)
         snprintf(max, sizeof(max), ":max=%s", size_str(size, sizeof(size), f->max));
     switch (f->kind) {
     case HS_FRAMING_RAW:

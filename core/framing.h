@@ -37,9 +37,11 @@ struct hs_frame {
     size_t trail; /* delimiter bytes after the payload (line; includes a stripped '\r') */
 };
 
-/* Fills *out with the defaults for `kind`: line = "\n" with CR stripping and
- * HS_DEFAULT_MAX_LINE; length = 4-byte big-endian unsigned with HS_DEFAULT_MAX_FRAME;
- * raw = HS_DEFAULT_MAX_RAW_CHUNK; fixed = 1 byte. */
+/* Fills *out with the defaults for `kind`: line = "\n" with CR stripping; length = 4-byte
+ * big-endian unsigned; fixed = 1 byte. max is 0, "the default": HS_DEFAULT_MAX_LINE,
+ * HS_DEFAULT_MAX_FRAME or HS_DEFAULT_MAX_RAW_CHUNK (hs_framing_max), or the connection set's
+ * max_line / max_frame where one is configured. The parser leaves max at 0 unless the spec
+ * gives one. */
 void hs_framing_init(struct hs_framing *out, enum hs_framing_kind kind);
 
 /* Parses a framing spec string (grammar in README "Framing"):

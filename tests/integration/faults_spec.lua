@@ -153,7 +153,10 @@ describe("abrupt resets in every state of every protocol", function()
     end },
     { "upload", "ack unread", function(c)
       assert(c:send(file_header("r3.bin", true) .. frame("zzz")))
-      hs.wait_until(function() return #ls(files) == 1 end, 5, "r3.bin stored")
+      hs.wait_until(function()
+        local names = ls(files)
+        return #names == 1 and names[1] == "r3.bin"
+      end, 5, "r3.bin stored")
       os.remove(files .. "/r3.bin")
     end },
     { "http", "mid request line", function(c) assert(c:send("GET /hel")) end },
@@ -507,5 +510,36 @@ describe("SIGTERM during uploads", function()
     b:close()
     c:close()
     os.execute("rm -rf " .. q(dir))
+  end)
+end)
+
+-- ---------------------------------------------------------------------------------------
+describe("size limits from the command line", function()
+  it("--max-line applies to line framing that does not set its own max", function()
+    local srv = hs.start { "tests/fixtures/hostile.lua", "--listen", "tcp://127.0.0.1:0",
+      "--max-line", "10", "--control", "none" }
+    local c = srv:tcp()
+    assert(c:send("0123456789\n"))
+    assert.equals("0123456789", hs.recv_line(c))
+    assert(c:send("0123456789a\n"))
+    assert.same({ "", "closed" }, { hs.recv_all(c) })
+    srv:wait_log("protocol error: line too long; closing")
+    c:close()
+    assert.is_true(srv:stop())
+  end)
+
+  it("--max-frame applies to length framing that does not set its own max", function()
+    local srv = hs.start { "tests/fixtures/hostile.lua", "--listen", "tcp://127.0.0.1:0",
+      "--framing", "length:u32", "--max-frame", "8", "--control", "none" }
+    local c = srv:tcp()
+    assert(c:send(string.pack(">I4", 8) .. "12345678"))
+    assert.equals("12345678", hs.recv_line(c))
+    assert(c:send(string.pack(">I4", 9) .. "123456789"))
+    local rest, err = hs.recv_all(c)
+    assert.equals("", rest)
+    assert.is_truthy(err == "closed" or err:match("reset"), err)
+    srv:wait_log("protocol error: frame too large; closing")
+    c:close()
+    assert.is_true(srv:stop())
   end)
 end)
