@@ -245,6 +245,25 @@ describe("a stalled or trickling frame", function()
       os.execute("rm -rf " .. q(dir))
     end)
 
+  it("an HTTP body trickled a byte at a time: cut by the same window and rate", function()
+    local srv = hs.start { "scripts/http.lua", "--listen", "tcp://127.0.0.1:0",
+      "--frame-timeout", "0.3", "--min-rate", "1k", "--control", "none" }
+    local c = srv:tcp()
+    assert(c:send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"))
+    local t0, sent = socket.gettime(), 0
+    while not is_closed(c) and socket.gettime() - t0 < 5 do
+      c:send("b")
+      sent = sent + 1
+      socket.sleep(0.02)
+    end
+    local took = socket.gettime() - t0
+    assert.is_true(took < 3, "still open after " .. took .. " s")
+    assert.is_true(sent >= 5, "only " .. sent .. " bytes sent")
+    srv:wait_log("too slow: %d+ bytes in %d+ ms with a frame in progress")
+    c:close()
+    assert.is_true(srv:stop())
+  end)
+
   it("without the window (--frame-timeout 0) the same stall is kept open", function()
     local srv, dir = start("0")
     local c = srv:tcp(nil, nil, 1.5)
@@ -296,6 +315,30 @@ describe("a client that reads one byte at a time", function()
     srv:wait_log("too slow: read %d+ bytes in %d+ ms with %d+ waiting %(minimum 4096 bytes/s%)")
     c:close()
     assert.is_true(srv:stop())
+  end)
+
+  it("an HTTP client reading a large file a byte at a time is cut off too", function()
+    local www = tmpdir()
+    write_file(www .. "/big.bin", ("0123456789abcdef"):rep(512 * 1024)) -- 8 MiB
+    local srv = hs.start { "scripts/http.lua", "--listen", "tcp://127.0.0.1:0",
+      "--set", "root=" .. www, "--send-timeout", "0.4", "--min-rate", "4k",
+      "--control", "none" }
+    local c = srv:tcp()
+    assert(c:send("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"))
+    local t0, got, cut = socket.gettime(), 0, nil
+    while socket.gettime() - t0 < 5 do
+      if srv:log_has("too slow: read") then
+        cut = socket.gettime() - t0
+        break
+      end
+      if not c:receive(1) then break end
+      got = got + 1
+      socket.sleep(0.01)
+    end
+    assert.is_truthy(cut and cut < 3, "not cut while reading " .. got .. " bytes")
+    c:close()
+    assert.is_true(srv:stop())
+    os.execute("rm -rf " .. q(www))
   end)
 
   it("without the window (--send-timeout 0) it is served as slowly as it likes", function()
