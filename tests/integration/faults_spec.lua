@@ -586,3 +586,50 @@ describe("size limits from the command line", function()
     assert.is_true(srv:stop())
   end)
 end)
+
+-- ---------------------------------------------------------------------------------------
+describe("a full disk during an HTTP upload", function()
+  -- The upload protocol's case is in upload_spec; this is PUT /upload/NAME of scripts/http.lua.
+  local function mount_small(dir)
+    return os.execute("mount -t tmpfs -o size=1m tmpfs " .. q(dir) .. " 2>/dev/null")
+  end
+  local probe = tmpdir()
+  local can_mount = mount_small(probe)
+  if can_mount then os.execute("umount " .. q(probe)) end
+  os.execute("rm -rf " .. q(probe))
+  if not can_mount then
+    pending("mount -t tmpfs is not permitted here (needs root): no small disk to fill")
+    return
+  end
+
+  it("answers 500 with the reason, leaves no partial or temporary file, serves the next",
+    function()
+      local disk = tmpdir()
+      assert(mount_small(disk))
+      local srv = hs.start { "scripts/http.lua", "--listen", "tcp://127.0.0.1:0",
+        "--set", "upload_dir=" .. disk, "--control", "none" }
+      finally(function()
+        srv:stop()
+        os.execute("umount " .. q(disk) .. " || umount -l " .. q(disk))
+        os.execute("rm -rf " .. q(disk))
+      end)
+      local c = srv:tcp(nil, nil, 10)
+      local big = ("F"):rep(2 * 1024 * 1024)
+      c:settimeout(10)
+      assert(c:send(("PUT /upload/big.bin HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n")
+        :format(#big)))
+      c:send(big) -- the server may answer and close before it has all of it
+      local all = hs.recv_all(c)
+      assert.matches("^HTTP/1.1 500 ", all)
+      assert.matches("No space left on device", all)
+      c:close()
+      assert.same({}, ls(disk))
+      local d = srv:tcp()
+      assert(d:send("PUT /upload/small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+        .. "Connection: close\r\n\r\nfits"))
+      assert.matches("^HTTP/1.1 201 ", (hs.recv_all(d)))
+      d:close()
+      assert.same({ "small.txt" }, ls(disk))
+      assert.equals("fits", hs.read_file(disk .. "/small.txt"))
+    end)
+end)
