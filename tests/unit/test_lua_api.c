@@ -164,6 +164,20 @@ static void test_memory_bomb(void **state)
     assert_int_equal(run(fx, "local t = {} for i = 1, 100 do t[i] = ('y'):rep(65536) .. i end"), 0);
 }
 
+/* A bomb held in a local is garbage once its call fails: it is collected before the next
+ * call, which would otherwise meet the hard limit at its first allocation (a bug found by
+ * tests/integration/hostile_spec.lua). */
+static void test_memory_bomb_garbage_freed(void **state)
+{
+    struct fx *fx = *state;
+    hs_lua_set_limits(fx->hl, 32 * MIB, 0);
+    assert_int_equal(run(fx, "local t = {}\nwhile true do\n"
+                             "  t[#t + 1] = ('x'):rep(1024 * 1024) .. #t\nend\n"),
+                     HS_ESCRIPT);
+    assert_true(hs_lua_memory(fx->hl) < 32 * MIB);
+    assert_int_equal(run(fx, "local t = {} for i = 1, 100 do t[i] = ('y'):rep(65536) .. i end"), 0);
+}
+
 /* One allocation far past the limit is refused at once. */
 static void test_memory_single_huge(void **state)
 {
@@ -199,10 +213,15 @@ int main(void)
 {
     hs_log_set_level(HS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        FX_TEST(test_time_limit_loop),      FX_TEST(test_time_limit_pcall_loop),
-        FX_TEST(test_time_limit_coroutine), FX_TEST(test_time_limit_is_per_call),
-        FX_TEST(test_memory_bomb),          FX_TEST(test_memory_single_huge),
-        FX_TEST(test_memory_garbage_ok),    FX_TEST(test_no_limits),
+        FX_TEST(test_time_limit_loop),
+        FX_TEST(test_time_limit_pcall_loop),
+        FX_TEST(test_time_limit_coroutine),
+        FX_TEST(test_time_limit_is_per_call),
+        FX_TEST(test_memory_bomb),
+        FX_TEST(test_memory_single_huge),
+        FX_TEST(test_memory_garbage_ok),
+        FX_TEST(test_no_limits),
+        FX_TEST(test_memory_bomb_garbage_freed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
