@@ -216,13 +216,16 @@ local function tcp_ready(port, secs)
   return false
 end
 
--- Busy ticks per CPU (user, nice, system, irq, softirq) from /proc/stat.
-local function cpu_busy()
+-- Busy ticks per CPU from /proc/stat: user, nice, system, irq and softirq; or, with
+-- tasks_only, user, nice and system, the time that processes are charged for. Loopback
+-- traffic is processed in softirq, which this kernel accounts apart from any process, so the
+-- noise measure leaves it out: it belongs to the benchmark's own traffic.
+local function cpu_busy(tasks_only)
   local t = {}
   for id, rest in (readf("/proc/stat") or ""):gmatch("\ncpu(%d+) ([^\n]*)") do
     local f = {}
     for n in rest:gmatch("%d+") do f[#f + 1] = tonumber(n) end
-    t[tonumber(id)] = f[1] + f[2] + f[3] + f[6] + f[7]
+    t[tonumber(id)] = f[1] + f[2] + f[3] + (tasks_only and 0 or f[6] + f[7])
   end
   return t
 end
@@ -436,7 +439,12 @@ end
 -- Results -------------------------------------------------------------------------------------
 
 local results = {}  -- results[wid][server] = { runs = {...}, na = reason }
-local raw_lines = {} -- one TSV line per measured run
+-- One TSV line per measured run, written as it is made, so a run cut short by its time
+-- bound still leaves its data behind.
+os.execute("mkdir -p " .. q(opt.results .. "/raw"))
+local stamp = os.date("!%Y%m%dT%H%M%SZ")
+local raw_path = ("%s/raw/runs-%s.tsv"):format(opt.results, stamp)
+local raw_file = assert(io.open(raw_path, "w"))
 local function slot(wid, sname)
   results[wid] = results[wid] or {}
   results[wid][sname] = results[wid][sname] or { runs = {} }
@@ -448,7 +456,8 @@ local function record(w, s, round, r)
   local kv = {}
   for k, v in pairs(r) do kv[#kv + 1] = k .. "=" .. tostring(v) end
   table.sort(kv)
-  raw_lines[#raw_lines + 1] = table.concat({ w.id, s.name, round, table.concat(kv, " ") }, "\t")
+  raw_file:write(table.concat({ w.id, s.name, round, table.concat(kv, " ") }, "\t"), "\n")
+  raw_file:flush()
   if r.err then
     log("  %-10s %-10s round %d: FAILED %s", w.id, s.name, round, r.err)
   else
@@ -499,9 +508,9 @@ local function measure_once(w, inst)
   wait_quiet()
   if opt.warmup > 0 then run_client(client_cmd(w, inst, opt.warmup), opt.warmup + 20) end
   local pids = tree(inst.pid)
-  local c0, t0, k0, l0 = cpu_ticks(pids), now(), cpu_busy(), client_ticks()
+  local c0, t0, k0, l0 = cpu_ticks(pids), now(), cpu_busy(true), client_ticks()
   local code, text = run_client(client_cmd(w, inst, opt.duration), opt.duration + 30)
-  local c1, t1, k1, l1 = cpu_ticks(pids), now(), cpu_busy(), client_ticks()
+  local c1, t1, k1, l1 = cpu_ticks(pids), now(), cpu_busy(true), client_ticks()
   local r = parse_result(text)
   if not r then return { err = "no result (exit " .. tostring(code) .. "): " .. text:sub(-200) } end
   local msgs = r.messages or r.requests
@@ -768,36 +777,59 @@ local function run_reload_tp(w)
     for _ in (readf(inst.log) or ""):gmatch("reloaded [^\n]*generation") do n = n + 1 end
     return n
   end
+  local function one(variant)
+    wait_quiet()
+    if opt.warmup > 0 then run_client(client_cmd(lw, inst, opt.warmup), opt.warmup + 20) end
+    local pids = tree(inst.pid)
+    local c0, r0, t0, k0 = cpu_ticks(pids), reloads_so_far(), now(), cpu_busy(true)
+    local out = TMP .. "/reload_tp.out"
+    local lg = spawn(("timeout -k 2 %d %s%s"):format(math.ceil(opt.duration + 30), PIN_CLIENT,
+      client_cmd(lw, inst, opt.duration)), out)
+    local sent, lg_ticks, tl = 0, 0, t0
+    while alive(lg) do
+      sleep(0.1)
+      -- The client's CPU so far (it runs detached, so it is sampled, not read at its end).
+      local lt = cpu_ticks(tree(lg))
+      if lt > 0 then lg_ticks, tl = lt, now() end
+      if variant == "reload" and alive(lg) then
+        signal(inst.pid, "HUP")
+        sent = sent + 1
+      end
+    end
+    local c1, t1, k1 = cpu_ticks(pids), now(), cpu_busy(true)
+    sleep(0.2) -- the last reload's log line
+    local r = parse_result(readf(out) or "")
+    if not r or (r.errors or 0) + (r.mismatches or 0) > 0 then
+      return { err = "loadgen failed: " .. (readf(out) or ""):sub(-300) }
+    end
+    local wall = (t1 - t0) * CLK
+    local res = { variant = variant, rate = r.msg_per_s, p99 = r.p99_us,
+      reloads = reloads_so_far() - r0, signals = sent, cpu_us = (c1 - c0) / CLK * 1e6 / r.messages,
+      noise = math.max(0, ((k1[0] or 0) - (k0[0] or 0) - (c1 - c0)) / wall) }
+    if TWO_CORES and tl > t0 then
+      -- Client core: its busy time less the client's own, over the part of the run sampled.
+      local client = math.max(0, ((k1[1] or 0) - (k0[1] or 0) - lg_ticks) / wall - (t1 - tl) / (t1 - t0))
+      res.noise = math.max(res.noise, client)
+    end
+    res.summary = ("%s: %.0f msg/s, p99 %d us, %d reloads done, noise %.0f%%"):format(variant,
+      res.rate, res.p99, res.reloads, res.noise * 100)
+    return res
+  end
   for round = 1, opt.rounds do
     for _, variant in ipairs { "steady", "reload" } do
-      wait_quiet()
-      if opt.warmup > 0 then run_client(client_cmd(lw, inst, opt.warmup), opt.warmup + 20) end
-      local pids = tree(inst.pid)
-      local c0, r0 = cpu_ticks(pids), reloads_so_far()
-      local out = TMP .. "/reload_tp.out"
-      local lg = spawn(("timeout -k 2 %d %s%s"):format(math.ceil(opt.duration + 30), PIN_CLIENT,
-        client_cmd(lw, inst, opt.duration)), out)
-      local sent = 0
-      while alive(lg) do
-        sleep(0.1)
-        if variant == "reload" and alive(lg) then
-          signal(inst.pid, "HUP")
-          sent = sent + 1
+      local best
+      for attempt = 1, 3 do
+        local r = one(variant)
+        if r.err then best = r break end
+        if not best or r.noise < best.noise then best = r end
+        if r.noise <= NOISY then break end
+        if attempt < 3 then
+          retries = retries + 1
+          log("  reload_tp  %-10s noisy run (%.0f%% of a core taken by others), again", variant,
+            r.noise * 100)
         end
       end
-      sleep(0.2)
-      local c1 = cpu_ticks(pids)
-      local r = parse_result(readf(out) or "")
-      local res
-      if not r or (r.errors or 0) + (r.mismatches or 0) > 0 then
-        res = { err = "loadgen failed: " .. (readf(out) or ""):sub(-300) }
-      else
-        res = { variant = variant, rate = r.msg_per_s, p99 = r.p99_us, reloads = reloads_so_far() - r0,
-          signals = sent, cpu_us = (c1 - c0) / CLK * 1e6 / r.messages }
-        res.summary = ("%s: %.0f msg/s, p99 %d us, %d reloads done"):format(variant, res.rate,
-          res.p99, res.reloads)
-      end
-      record(w, { name = "hotsock_" .. variant }, round, res)
+      record(w, { name = "hotsock_" .. variant }, round, best)
     end
   end
   stop(inst)
@@ -894,7 +926,9 @@ add("CPU/op is the server's user + system CPU time (all its processes, from /pro
   .. "over the measured run, divided by the operations done; CPU% is that time over the run's "
   .. "wall time (100% = one core). Ratios compare with the C baseline in the same group. "
   .. ("Noise is the share of a core (the server's or the client's, whichever is larger) that "
-  .. "other processes on this shared machine took during the run; a run with more than %d%% "
+  .. "other processes on this shared machine took during the run (their user + system time; "
+  .. "softirq time, where the kernel moves loopback traffic outside any process, is counted "
+  .. "neither as noise nor in CPU/op); a run with more than %d%% "
   .. "was repeated (up to twice, the quietest kept): %d repeat(s) in this run.")
   :format(NOISY * 100, retries))
 add("")
@@ -986,10 +1020,11 @@ do
   if st and rl then
     add("### Throughput during reloads (hotsock, scripts/echo.lua, 64 B ping-pong, 50 conns)")
     add("")
-    add("| variant | msg/s | p99 µs | CPU/op µs | reloads done per run |\n|---|--:|--:|--:|--:|")
+    add("| variant | msg/s | p99 µs | CPU/op µs | reloads done per run | noise % |\n|---|--:|--:|--:|--:|--:|")
     for _, v in ipairs { { "no reload", st }, { "SIGHUP every 100 ms", rl } } do
-      add(("| %s | %s | %s | %s | %s |"):format(v[1], fmt_rate(med(v[2], "rate")), fmt(med(v[2], "p99")),
-        fmt(med(v[2], "cpu_us"), "%.2f"), fmt(med(v[2], "reloads"))))
+      add(("| %s | %s | %s | %s | %s | %s |"):format(v[1], fmt_rate(med(v[2], "rate")), fmt(med(v[2], "p99")),
+        fmt(med(v[2], "cpu_us"), "%.2f"), fmt(med(v[2], "reloads")),
+        fmt(med(v[2], "noise") and med(v[2], "noise") * 100, "%.0f")))
     end
     add("")
   end
@@ -1172,9 +1207,7 @@ end
 
 -- Output ----------------------------------------------------------------------------------------
 
-os.execute("mkdir -p " .. q(opt.results .. "/raw"))
-local stamp = os.date("!%Y%m%dT%H%M%SZ")
-writef(("%s/raw/runs-%s.tsv"):format(opt.results, stamp), table.concat(raw_lines, "\n") .. "\n")
+raw_file:close()
 local body = table.concat(md, "\n")
 if partial then
   writef(opt.results .. "/raw/quick.md", body)
