@@ -78,6 +78,15 @@ describe("hostile handlers", function()
       c:close()
     end)
 
+  it("a timer that loops is interrupted too; its connection and the others go on", function()
+    local c = srv:tcp()
+    assert.equals("armed", ping(c, "timer"))
+    srv:wait_log("handler error in timer: tests/fixtures/hostile%.lua:18: time limit exceeded")
+    assert.equals("same conn", ping(c, "same conn"))
+    assert.equals("other conn", ping(other, "other conn"))
+    c:close()
+  end)
+
   it("keeps serving after many hostile connections in a row", function()
     for i = 1, 10 do
       local c = srv:tcp()
