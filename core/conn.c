@@ -36,12 +36,14 @@ struct hs_conn_pipe {
 
 struct hs_conn {
     struct hs_conns *set;
-    uint64_t id;          /* unique per set, from 1 */
-    int fd;               /* -1 once closed */
-    unsigned flags;       /* CONN_* */
-    unsigned refs;        /* callbacks on the stack; the free waits for 0 */
-    struct event *rev;    /* readable */
-    struct event *wev;    /* writable, added only while output is pending */
+    uint64_t id;                 /* unique per set, from 1 */
+    int fd;                      /* -1 once closed */
+    unsigned flags;              /* CONN_* */
+    unsigned refs;               /* callbacks on the stack; the free waits for 0 */
+    struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted);
+                                  * here, it fills what would be padding */
+    struct event *rev;           /* readable */
+    struct event *wev;           /* writable, added only while output is pending */
     struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
     struct evbuffer *in;  /* received, not yet framed */
     struct evbuffer *out; /* queued, not yet written */
@@ -61,9 +63,10 @@ struct hs_conn {
     long long tx_since;          /* send window start while output waits, or 0 */
     uint64_t tx_mark;            /* bytes_out at tx_since */
     long long timer_at;          /* when the timer fires, or 0 when it is not armed */
-    struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted) */
     struct hs_conn *prev, *next; /* the set's list */
-    char peer[64];               /* peer address text */
+    /* Peer address text: "[IPv6]:port" fits exactly (47 characters); a longer text (an IPv6
+     * zone, a unix path) is cut. Sized so an idle connection costs under 1 KiB. */
+    char peer[48];
 };
 
 struct hs_conns {
@@ -197,6 +200,22 @@ static long long conns_now(const struct hs_conns *set)
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* Output waiting to be written. The buffer and the write event exist only once something
+ * had to wait: most replies go out by write-through, and an idle connection should cost
+ * little memory (bench: memory per idle connection). */
+static size_t out_len(const struct hs_conn *c)
+{
+    return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+/* The output buffer, created on first need; NULL when memory runs out. */
+static struct evbuffer *conn_out(struct hs_conn *c)
+{
+    if (c->out == NULL)
+        c->out = evbuffer_new();
+    return c->out;
+}
+
 static void conn_touch(struct hs_conn *c)
 {
     c->active = conns_now(c->set);
@@ -286,8 +305,8 @@ static void conn_update_reading(struct hs_conn *c)
  * pending, and applies the flow-control marks. */
 static int conn_flush(struct hs_conn *c)
 {
-    while (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
+    while (out_len(c) > 0) {
+        int n = evbuffer_write(c->out, c->fd); /* out exists: out_len > 0 */
         if (n > 0) {
             c->bytes_out += (uint64_t)n;
             conn_touch(c);
@@ -299,8 +318,12 @@ static int conn_flush(struct hs_conn *c)
             break;
         return n < 0 ? -errno : -EPIPE;
     }
-    size_t pending = evbuffer_get_length(c->out);
+    size_t pending = out_len(c);
     if (pending > 0 && !(c->flags & CONN_WRITING)) {
+        if (c->wev == NULL)
+            c->wev = event_new(c->set->base, c->fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+        if (c->wev == NULL)
+            return -ENOMEM;
         event_add(c->wev, NULL);
         c->flags |= CONN_WRITING;
     } else if (pending == 0 && (c->flags & CONN_WRITING)) {
@@ -322,10 +345,12 @@ static void conn_release(struct hs_conn *c)
     if (c->refs > 0 || !(c->flags & CONN_CLOSED))
         return;
     event_free(c->rev);
-    event_free(c->wev);
+    if (c->wev)
+        event_free(c->wev);
     event_free(c->timer);
     evbuffer_free(c->in);
-    evbuffer_free(c->out);
+    if (c->out)
+        evbuffer_free(c->out);
     free(c);
 }
 
@@ -336,7 +361,8 @@ static void conn_finish(struct hs_conn *c)
         return;
     c->flags |= CONN_CLOSED | CONN_CLOSING;
     event_del(c->rev);
-    event_del(c->wev);
+    if (c->wev)
+        event_del(c->wev);
     event_del(c->timer);
     close(c->fd);
     c->fd = -1;
@@ -374,7 +400,8 @@ void hs_conn_abort(struct hs_conn *c, const char *reason)
     /* SO_LINGER 0 turns the close into a reset, as the name promises. */
     struct linger lg = {1, 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    if (c->out)
+        evbuffer_drain(c->out, out_len(c));
     conn_finish(c);
 }
 
@@ -385,7 +412,7 @@ void hs_conn_close(struct hs_conn *c, const char *reason)
     c->flags |= CONN_CLOSING;
     c->close_reason = reason;
     conn_update_reading(c);
-    if (evbuffer_get_length(c->out) == 0) {
+    if (out_len(c) == 0) {
         /* IMPORTANT: inside a callback the conn must survive until the callback returns;
          * conn_finish only unlinks and notifies, conn_release waits for refs == 0. */
         conn_finish(c);
@@ -398,7 +425,7 @@ void hs_conn_close(struct hs_conn *c, const char *reason)
     c->timer_at = 0; /* the stall rules are over: only the close timeout is left */
     if (c->refs == 0 && conn_flush(c) < 0)
         hs_conn_abort(c, "write failed");
-    else if (evbuffer_get_length(c->out) == 0)
+    else if (out_len(c) == 0)
         conn_finish(c);
 }
 
@@ -409,7 +436,7 @@ static void conn_after_output(struct hs_conn *c)
         return;
     if (conn_flush(c) < 0)
         hs_conn_abort(c, "write failed");
-    else if ((c->flags & CONN_CLOSING) && evbuffer_get_length(c->out) == 0)
+    else if ((c->flags & CONN_CLOSING) && out_len(c) == 0)
         conn_finish(c);
 }
 
@@ -417,9 +444,9 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
 {
     if (c->flags & (CONN_CLOSING | CONN_CLOSED))
         return HS_ECLOSED;
-    if (evbuffer_get_length(c->out) + len > c->set->limits.out_hard)
+    if (out_len(c) + len > c->set->limits.out_hard)
         return HS_EFULL;
-    if (evbuffer_add(c->out, data, len) != 0)
+    if (conn_out(c) == NULL || evbuffer_add(c->out, data, len) != 0)
         return -ENOMEM;
     conn_after_output(c);
     return 0;
@@ -432,10 +459,10 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += iov[i].iov_len;
-    if (evbuffer_get_length(c->out) + total > c->set->limits.out_hard)
+    if (out_len(c) + total > c->set->limits.out_hard)
         return HS_EFULL;
     size_t done = 0;
-    if (evbuffer_get_length(c->out) == 0 && total > 0 && n <= 64) {
+    if (out_len(c) == 0 && total > 0 && n <= 64) {
         ssize_t w;
         do
             w = writev(c->fd, iov, n);
@@ -453,11 +480,12 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
             done -= len;
             continue;
         }
-        if (evbuffer_add(c->out, (const char *)iov[i].iov_base + done, len - done) != 0)
+        if (conn_out(c) == NULL ||
+            evbuffer_add(c->out, (const char *)iov[i].iov_base + done, len - done) != 0)
             return -ENOMEM;
         done = 0;
     }
-    if (evbuffer_get_length(c->out) > 0)
+    if (out_len(c) > 0)
         conn_after_output(c);
     return 0;
 }
@@ -469,7 +497,8 @@ int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
         return HS_ECLOSED;
     }
     /* File segments do not count against the hard output limit: they cost no memory. */
-    if (evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
+    if (conn_out(c) == NULL ||
+        evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
         close(fd);
         return -ENOMEM;
     }
@@ -481,9 +510,9 @@ int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf)
 {
     if (c->flags & (CONN_CLOSING | CONN_CLOSED))
         return HS_ECLOSED;
-    if (evbuffer_get_length(c->out) + evbuffer_get_length(buf) > c->set->limits.out_hard)
+    if (out_len(c) + evbuffer_get_length(buf) > c->set->limits.out_hard)
         return HS_EFULL;
-    if (evbuffer_add_buffer(c->out, buf) != 0)
+    if (conn_out(c) == NULL || evbuffer_add_buffer(c->out, buf) != 0)
         return -ENOMEM;
     conn_after_output(c);
     return 0;
@@ -573,7 +602,7 @@ int hs_conn_is_closing(const struct hs_conn *c)
 
 size_t hs_conn_pending(const struct hs_conn *c)
 {
-    return evbuffer_get_length(c->out);
+    return out_len(c);
 }
 
 uint64_t hs_conn_bytes_in(const struct hs_conn *c)
@@ -805,7 +834,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
         hs_conn_abort(c, (errno == EPIPE || errno == ECONNRESET) ? "reset" : "write failed");
         return;
     }
-    if ((c->flags & CONN_CLOSING) && evbuffer_get_length(c->out) == 0) {
+    if ((c->flags & CONN_CLOSING) && out_len(c) == 0) {
         conn_finish(c);
         return;
     }
@@ -831,7 +860,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     c->timer_at = 0;
     if (c->flags & CONN_CLOSING) {
         hs_log(HS_LOG_WARN, "conn#%llu %s close timeout with %zu bytes unsent; dropping them",
-               (unsigned long long)c->id, c->peer, evbuffer_get_length(c->out));
+               (unsigned long long)c->id, c->peer, out_len(c));
         hs_conn_abort(c, c->close_reason ? c->close_reason : "close timeout");
         return;
     }
@@ -842,8 +871,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     long long now = conns_now(c->set), next = 0;
     /* Only while neither side has spoken: once the server has sent something (a greeting,
      * a pushed stream) the client may well just listen, and the idle timeout governs. */
-    if (l->first_byte_timeout_ms && c->bytes_in == 0 && c->bytes_out == 0 &&
-        evbuffer_get_length(c->out) == 0 && (c->flags & CONN_READING)) {
+    if (l->first_byte_timeout_ms && c->bytes_in == 0 && c->bytes_out == 0 && out_len(c) == 0 &&
+        (c->flags & CONN_READING)) {
         long long at = c->opened + l->first_byte_timeout_ms;
         if (now + 1 >= at) {
             hs_log(HS_LOG_INFO, "conn#%llu %s sent nothing in %lld ms; closing", id, c->peer,
@@ -879,8 +908,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
                 hs_log(HS_LOG_INFO,
                        "conn#%llu %s too slow: read %llu bytes in %lld ms with %zu waiting "
                        "(minimum %u bytes/s); aborting",
-                       id, c->peer, (unsigned long long)sent, now - c->tx_since,
-                       evbuffer_get_length(c->out), l->min_rate);
+                       id, c->peer, (unsigned long long)sent, now - c->tx_since, out_len(c),
+                       l->min_rate);
                 hs_conn_abort(c, "send timeout");
                 return;
             }
@@ -972,25 +1001,19 @@ int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_
     c->arg = arg;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->in = evbuffer_new();
-    c->out = evbuffer_new();
     c->rev = event_new(set->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-    c->wev = event_new(set->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
     c->timer = evtimer_new(set->base, conn_timer_cb, c);
-    if (!c->in || !c->out || !c->rev || !c->wev || !c->timer) {
+    if (!c->in || !c->rev || !c->timer) {
         hs_log(HS_LOG_ERROR, "out of memory for connection from %s", peer);
         hs_peers_remove(set->peers, &key);
         c->flags |= CONN_CLOSED;
         close(fd);
         if (c->rev)
             event_free(c->rev);
-        if (c->wev)
-            event_free(c->wev);
         if (c->timer)
             event_free(c->timer);
         if (c->in)
             evbuffer_free(c->in);
-        if (c->out)
-            evbuffer_free(c->out);
         free(c);
         return -ENOMEM;
     }

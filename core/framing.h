@@ -17,16 +17,17 @@ enum hs_framing_kind {
 
 #define HS_FRAMING_MAX_DELIM 8 /* bytes in a line delimiter */
 
+/* Compact: every connection carries one (small fields in bytes, no padding holes). */
 struct hs_framing {
-    enum hs_framing_kind kind;
     uint64_t max;                     /* payload bytes per message; 0 means the default */
-    char delim[HS_FRAMING_MAX_DELIM]; /* line: delimiter bytes (may contain NUL) */
-    size_t delim_len;                 /* line: 1..HS_FRAMING_MAX_DELIM */
-    int strip_cr;                     /* line: drop one '\r' before a "\n" delimiter */
-    unsigned hdr_size;                /* length: 1, 2, 4 or 8 bytes */
-    int big_endian;                   /* length: 1 = network order, 0 = little endian */
-    int is_signed;                    /* length: header is two's complement signed */
     uint64_t fixed;                   /* fixed: bytes per message, >= 1 */
+    char delim[HS_FRAMING_MAX_DELIM]; /* line: delimiter bytes (may contain NUL) */
+    uint8_t kind;                     /* enum hs_framing_kind */
+    uint8_t delim_len;                /* line: 1..HS_FRAMING_MAX_DELIM */
+    uint8_t strip_cr;                 /* line: drop one '\r' before a "\n" delimiter */
+    uint8_t hdr_size;                 /* length: 1, 2, 4 or 8 bytes */
+    uint8_t big_endian;               /* length: 1 = network order, 0 = little endian */
+    uint8_t is_signed;                /* length: header is two's complement signed */
 };
 
 /* Where a frame sits at the front of the buffer: `skip` header bytes, then `len` payload

@@ -270,7 +270,8 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     struct hs__conn_box *box = hs_conn_data(c);
     struct hs_lua *hl = hs_script_lua(arg);
     lua_State *L = hl->L;
-    hs_log(HS_LOG_DEBUG, "conn#%llu %s closed: %s", (unsigned long long)box->id, box->peer, reason);
+    hs_log(HS_LOG_DEBUG, "conn#%llu %s closed: %s", (unsigned long long)box->id, hs_conn_peer(c),
+           reason);
     hs_stats_conn_closed(hs_version_stats(box->v), reason, hs_conn_bytes_in(c),
                          hs_conn_bytes_out(c));
     if (push_callback(L, box->v, "on_close")) {
@@ -280,7 +281,13 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
         hs_lua_call(L, 2, 0, "on_close", c);
         hs__lua_set_running(hl, was, 0);
     }
-    /* From here on the box outlives the connection: every method sees c == NULL. */
+    /* From here on the box outlives the connection: every method sees c == NULL, and
+     * conn:peer() reads the copy kept here. */
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref) == LUA_TUSERDATA) {
+        lua_pushstring(L, hs_conn_peer(c));
+        lua_setiuservalue(L, -2, 2);
+    }
+    lua_pop(L, 1);
     box->c = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_done_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_file_ref);

@@ -37,18 +37,16 @@ static int push_result(lua_State *L, int r)
 
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v)
 {
-    struct hs__conn_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+    struct hs__conn_box *box = lua_newuserdatauv(L, sizeof *box, 2); /* ctx, closed peer */
     memset(box, 0, sizeof *box);
     box->c = c;
     box->id = hs_conn_id(c);
     box->v = v;
     box->pipe_done_ref = LUA_NOREF;
     box->pipe_file_ref = LUA_NOREF;
-    snprintf(box->peer, sizeof box->peer, "%s", hs_conn_peer(c));
     hs_version_ref(v);
     luaL_setmetatable(L, HS_CONN_MT);
-    lua_newtable(L);
-    lua_setiuservalue(L, -2, 1);
+    /* conn.ctx is created on first use (l_conn_index): many connections never touch it. */
     lua_pushvalue(L, -1);
     box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return box;
@@ -110,7 +108,10 @@ static int l_conn_close_meta(lua_State *L)
 static int l_conn_peer(lua_State *L)
 {
     struct hs__conn_box *box = check_box(L);
-    lua_pushstring(L, box->peer);
+    if (box->c)
+        lua_pushstring(L, hs_conn_peer(box->c));
+    else
+        lua_getiuservalue(L, 1, 2);
     return 1;
 }
 
@@ -222,7 +223,7 @@ static int l_conn_tostring(lua_State *L)
     if (box->c == NULL)
         lua_pushfstring(L, "conn#%I (closed)", (lua_Integer)box->id);
     else
-        lua_pushfstring(L, "conn#%I %s", (lua_Integer)box->id, box->peer);
+        lua_pushfstring(L, "conn#%I %s", (lua_Integer)box->id, hs_conn_peer(box->c));
     return 1;
 }
 
@@ -252,8 +253,12 @@ static int l_conn_index(lua_State *L)
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
         return 1;
     const char *key = lua_tostring(L, 2);
-    if (key && strcmp(key, "ctx") == 0)
-        lua_getiuservalue(L, 1, 1);
+    if (key && strcmp(key, "ctx") == 0 && lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, 1);
+    }
     return 1;
 }
 

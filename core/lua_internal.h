@@ -50,7 +50,8 @@ struct hs__conn_box {
     int self_ref;         /* registry reference holding the box while the conn is open */
     int pipe_done_ref;    /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
     int pipe_file_ref;    /* registry reference of the file being written, or LUA_NOREF */
-    char peer[64];        /* peer text, kept for closed boxes */
+    /* The peer text is the connection's while it is open; at close it is kept as user value
+     * 2 (a Lua string), so an open connection does not carry a second copy. */
 };
 
 /* A UDP socket as Lua sees it. */
