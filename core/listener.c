@@ -25,6 +25,7 @@ struct hs_listener {
     struct evconnlistener *evl;
     struct event *backoff;     /* re-enables accepting after a resource shortage */
     int paused_for_backoff;    /* accepting is off until the backoff timer fires */
+    unsigned long shortage;    /* backoff pauses since the last successful accept */
     int stopped;               /* hs_listener_stop was called */
     struct hs_framing framing; /* given to each accepted connection */
     const struct hs_conn_handler *handler;
@@ -43,6 +44,11 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
 {
     struct hs_listener *l = arg;
     HS_UNUSED(evl);
+    if (l->shortage) {
+        hs_log(HS_LOG_INFO, "%s accepting again (after %lu pause(s) for a resource shortage)",
+               l->url, l->shortage);
+        l->shortage = 0;
+    }
     char peer[HS_ADDR_TEXT];
     hs_addr_format(sa, (socklen_t)salen, peer, sizeof peer);
     /* Limits first: a flood must not cost a script call per connection. */
@@ -74,10 +80,8 @@ static void listener_backoff_cb(evutil_socket_t fd, short what, void *arg)
     HS_UNUSED(fd);
     HS_UNUSED(what);
     l->paused_for_backoff = 0;
-    if (!l->stopped) {
-        evconnlistener_enable(l->evl);
-        hs_log(HS_LOG_INFO, "%s accepting again", l->url);
-    }
+    if (!l->stopped)
+        evconnlistener_enable(l->evl); /* logged at the first accept that succeeds */
 }
 
 static void listener_error_cb(struct evconnlistener *evl, void *arg)
@@ -88,8 +92,15 @@ static void listener_error_cb(struct evconnlistener *evl, void *arg)
     if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
         /* The pending connection stays in the backlog; accepting again at once would spin. */
         if (!l->paused_for_backoff) {
-            hs_log(HS_LOG_WARN, "%s accept failed: %s; pausing accepts for %d ms", l->url,
-                   strerror(err), ACCEPT_BACKOFF_MS);
+            /* One line when a shortage starts and one every 100 pauses (10 s) while it
+             * lasts, not 10 lines a second. */
+            if (l->shortage == 0)
+                hs_log(HS_LOG_WARN, "%s accept failed: %s; pausing accepts for %d ms", l->url,
+                       strerror(err), ACCEPT_BACKOFF_MS);
+            else if (l->shortage % 100 == 0)
+                hs_log(HS_LOG_WARN, "%s accept still failing: %s (%lu pauses of %d ms so far)",
+                       l->url, strerror(err), l->shortage, ACCEPT_BACKOFF_MS);
+            l->shortage++;
             evconnlistener_disable(l->evl);
             l->paused_for_backoff = 1;
             struct timeval tv = {0, ACCEPT_BACKOFF_MS * 1000};

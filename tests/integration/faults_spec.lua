@@ -505,6 +505,9 @@ describe("out of descriptors (ulimit -n)", function()
       local cpu = cpu_seconds(srv.pid) - cpu0
       local wall = socket.gettime() - t0
       assert.is_true(cpu < 0.3 * wall, ("%.2f s of CPU in %.2f s"):format(cpu, wall))
+      -- ...and log the shortage once, not once per 100 ms pause.
+      local _, pauses = srv:log():gsub("pausing accepts", "")
+      assert.equals(1, pauses)
       -- Free twenty: the waiting ten are accepted and served, and new clients too.
       for i = 1, 20 do clients[i]:close() end
       for i = 21, room + 10 do
