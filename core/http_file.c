@@ -1,5 +1,6 @@
-/* realpath(3) is X/Open in glibc's headers (POSIX.1-2008 base elsewhere). */
-#define _XOPEN_SOURCE 700
+/* realpath(3) is X/Open in glibc's headers; O_PATH and syscall(2) (for openat2, which glibc
+ * 2.36 does not wrap) are GNU. */
+#define _GNU_SOURCE
 
 #include "core/http_file.h"
 #include "core/hs.h"
@@ -12,7 +13,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 static const char wdays[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -226,14 +231,93 @@ static int inside(const char *path, const char *root)
     return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
+/* O_NONBLOCK: opening a FIFO must not wait for a writer; fstat refuses it next. */
+#define FILE_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+/* The root directory, opened (O_PATH) at most once a second: a static site serves many
+ * files from one root, and opening it per request costs two system calls of the ten a
+ * request takes. A root renamed or replaced is seen within a second, as nginx's
+ * open_file_cache would. One entry per process (workers are processes). */
+#define ROOT_CACHE_SECONDS 1
+
+static int root_dir(const char *root, size_t n)
+{
+    static char cached[PATH_MAX];
+    static int cached_fd = -1;
+    static time_t opened;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (cached_fd >= 0 && now.tv_sec - opened < ROOT_CACHE_SECONDS && strlen(cached) == n &&
+        memcmp(cached, root, n) == 0)
+        return cached_fd;
+    if (n >= sizeof cached) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    char path[PATH_MAX];
+    memcpy(path, root, n);
+    path[n] = '\0';
+    int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (cached_fd >= 0)
+        close(cached_fd);
+    memcpy(cached, path, n + 1);
+    cached_fd = fd;
+    opened = now.tv_sec;
+    return fd;
+}
+
+/* Opens path, which names a file under root, with the kernel keeping the whole resolution
+ * beneath root (openat2 RESOLVE_BENEATH: "..", absolute symbolic links and links leading
+ * out all fail): one system call with the root cached, where resolving both with realpath(3)
+ * costs a readlink per path component on every request. Returns the fd, or -1
+ * with errno; errno ENOSYS when the kernel (before 5.6) or a seccomp filter lacks openat2,
+ * or EINVAL when path is not spelled root/..., and the caller resolves by hand. */
+static int open_beneath(const char *path, const char *root)
+{
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    if (strncmp(path, root, n) != 0 || path[n] != '/') {
+        errno = EINVAL;
+        return -1;
+    }
+    const char *rel = path + n;
+    while (*rel == '/')
+        rel++;
+    int dir = root_dir(root, n);
+    if (dir < 0)
+        return -1;
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = FILE_OPEN_FLAGS;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    long fd;
+    do
+        fd = syscall(SYS_openat2, dir, *rel ? rel : ".", &how, sizeof how);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0 && errno == EXDEV)
+        errno = EACCES; /* the path would leave the root */
+    return (int)fd;
+}
+
 int hs_http_file_open(const char *path, const char *root, struct hs_http_file *f)
 {
     struct stat st, rst;
-    int fd;
-    do
-        /* O_NONBLOCK: opening a FIFO must not wait for a writer; fstat refuses it next. */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    while (fd < 0 && errno == EINTR);
+    int fd = -1, beneath = 0;
+    if (root != NULL) {
+        fd = open_beneath(path, root);
+        if (fd >= 0 || (errno != ENOSYS && errno != EINVAL && errno != EPERM))
+            beneath = 1; /* the kernel decided, either way */
+        if (fd < 0 && beneath)
+            return open_errno(errno);
+    }
+    if (fd < 0) {
+        do
+            fd = open(path, FILE_OPEN_FLAGS);
+        while (fd < 0 && errno == EINTR);
+    }
     if (fd < 0)
         return open_errno(errno);
     if (fstat(fd, &st) != 0) {
@@ -245,9 +329,9 @@ int hs_http_file_open(const char *path, const char *root, struct hs_http_file *f
         close(fd);
         return S_ISDIR(st.st_mode) ? -EISDIR : -EACCES;
     }
-    if (root != NULL) {
-        /* Resolve both, compare, and make sure the file opened is the one resolved: a link
-         * swapped between open and realpath cannot smuggle another file out. */
+    if (root != NULL && !beneath) {
+        /* Without openat2: resolve both, compare, and make sure the file opened is the one
+         * resolved: a link swapped between open and realpath cannot smuggle another file out. */
         char rroot[PATH_MAX], rpath[PATH_MAX];
         if (realpath(root, rroot) == NULL || realpath(path, rpath) == NULL ||
             !inside(rpath, rroot) || stat(rpath, &rst) != 0 || rst.st_dev != st.st_dev ||
