@@ -230,10 +230,10 @@ local function cpu_busy(tasks_only)
   return t
 end
 
--- The machine is shared: before a measured run, wait (up to 20 s, at most 5 minutes in all)
+-- The machine is shared: before a measured run, wait (up to 20 s, at most 2 minutes in all)
 -- until the cores are quiet, i.e. under 10% of a core busy over 0.3 s while our servers idle.
 -- Returns the seconds waited; runs that started on a busy machine are counted in the report.
-local wait_budget, noisy_starts = 300, 0
+local wait_budget, noisy_starts = 120, 0
 local function wait_quiet()
   local t0 = now()
   while true do
@@ -540,15 +540,17 @@ end
 
 -- The machine is shared with other engineers' builds and tests, which are not pinned: a run
 -- during which they took more than NOISY of a core (server's or client's) is repeated, up to
--- twice, and the quietest attempt is kept. The table reports each cell's median noise.
-local NOISY, retries = 0.25, 0
+-- twice, and the quietest attempt is kept. The table reports each cell's median noise. Repeats
+-- are bounded too (RETRY_BUDGET in all), so a machine that stays busy cannot stretch the run
+-- past its time bound.
+local NOISY, retries, RETRY_BUDGET = 0.25, 0, 60
 local function measure(w, inst)
   local best
   for attempt = 1, 3 do
     local r = measure_once(w, inst)
     if r.err then return r end
     if not best or r.noise < best.noise then best = r end
-    if r.noise <= NOISY then break end
+    if r.noise <= NOISY or retries >= RETRY_BUDGET then break end
     if attempt < 3 then
       retries = retries + 1
       log("  %-10s %-10s noisy run (%.0f%% of a core taken by others), again", w.id,
@@ -822,7 +824,7 @@ local function run_reload_tp(w)
         local r = one(variant)
         if r.err then best = r break end
         if not best or r.noise < best.noise then best = r end
-        if r.noise <= NOISY then break end
+        if r.noise <= NOISY or retries >= RETRY_BUDGET then break end
         if attempt < 3 then
           retries = retries + 1
           log("  reload_tp  %-10s noisy run (%.0f%% of a core taken by others), again", variant,
