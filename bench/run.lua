@@ -560,18 +560,25 @@ local function measure(w, inst)
   return best
 end
 
+-- Each measured run gets a freshly started server, and only that server is running: a peer
+-- left busy by the previous run (HAProxy 2.6's Lua echo applet keeps a core busy after the
+-- pipelined run's connections close) must not share the server core with the next one.
 local function run_throughput(w, list)
-  local live = {}
-  for _, s in ipairs(list) do
-    local inst, why = start(s, w)
-    if inst then live[#live + 1] = inst else slot(w.id, s.name).na = why end
-  end
+  local skip = {}
   for round = 1, opt.rounds do
-    for _, inst in ipairs(live) do
-      record(w, inst.s, round, measure(w, inst))
+    for _, s in ipairs(list) do
+      if not skip[s.name] then
+        local inst, why = start(s, w)
+        if inst then
+          record(w, s, round, measure(w, inst))
+          stop(inst)
+        else
+          slot(w.id, s.name).na = why
+          skip[s.name] = true
+        end
+      end
     end
   end
-  for _, inst in ipairs(live) do stop(inst) end
 end
 
 -- Upload ---------------------------------------------------------------------------------------
