@@ -42,6 +42,7 @@ struct hs_conn {
     unsigned refs;               /* callbacks on the stack; the free waits for 0 */
     struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted);
                                   * here, it fills what would be padding */
+    uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
     struct event *rev;           /* readable */
     struct event *wev;           /* writable, added only while output is pending */
     struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
@@ -211,8 +212,13 @@ static size_t out_len(const struct hs_conn *c)
 /* The output buffer, created on first need; NULL when memory runs out. */
 static struct evbuffer *conn_out(struct hs_conn *c)
 {
-    if (c->out == NULL)
+    if (c->out == NULL) {
         c->out = evbuffer_new();
+        /* It drains to the socket: file segments (send_file) go out by sendfile(2) instead
+         * of mmap + write + munmap. */
+        if (c->out)
+            evbuffer_set_flags(c->out, EVBUFFER_FLAG_DRAINS_TO_FD);
+    }
     return c->out;
 }
 
@@ -309,12 +315,17 @@ static int conn_flush(struct hs_conn *c)
         int n = evbuffer_write(c->out, c->fd); /* out exists: out_len > 0 */
         if (n > 0) {
             c->bytes_out += (uint64_t)n;
+            c->zero_writes = 0;
             conn_touch(c);
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        /* libevent's sendfile path reports a full socket as 0 bytes written, not EAGAIN (a
+         * write(2) to a socket never returns 0 for a non-empty buffer, so 0 means the same). */
+        if (n == 0 && ++c->zero_writes > 4)
+            return -EIO; /* writable, yet nothing goes: a file being sent has shrunk */
+        if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
             break;
         return n < 0 ? -errno : -EPIPE;
     }
