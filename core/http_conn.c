@@ -143,6 +143,8 @@ static void log_copy(char *dst, size_t cap, const char *s, size_t n)
 
 static void http_access_log(struct hs_http_conn *h, int status, uint64_t bytes, const char *why)
 {
+    if (HS_LOG_INFO < hs__log_level)
+        return; /* the access log is off: skip the clock and the formatting too */
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double ms = (double)(now.tv_sec - h->t_start.tv_sec) * 1e3 +
