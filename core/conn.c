@@ -2,6 +2,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/peers.h"
+#include "core/stats.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -25,13 +26,13 @@ enum {
 };
 
 struct hs_conn_pipe {
-    int armed;                /* the next frame goes to the sink */
-    int active;               /* a frame is streaming now */
     struct hs_conn_sink sink; /* where payload goes; sink.write NULL discards */
     uint64_t max;             /* per-frame maximum while armed (0: the framing's) */
     uint64_t total;           /* payload bytes of the frame being streamed */
     uint64_t remaining;       /* payload bytes still to come */
     int status;               /* first sink error, or 0 */
+    uint8_t armed;            /* the next frame goes to the sink */
+    uint8_t active;           /* a frame is streaming now */
 };
 
 struct hs_conn {
@@ -43,6 +44,7 @@ struct hs_conn {
     struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted);
                                   * here, it fills what would be padding */
     uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
+    struct hs_conn_tally *tally; /* the accepting listener's counters, or NULL */
     struct event *rev;           /* readable */
     struct event *wev;           /* writable, added only while output is pending */
     struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
@@ -362,6 +364,7 @@ static void conn_release(struct hs_conn *c)
     evbuffer_free(c->in);
     if (c->out)
         evbuffer_free(c->out);
+    hs_conn_tally_unref(c->tally);
     free(c);
 }
 
@@ -387,6 +390,14 @@ static void conn_finish(struct hs_conn *c)
         c->next->prev = c->prev;
     set->count--;
     hs_peers_remove(set->peers, &c->peer_key);
+    if (c->tally) {
+        struct hs_conn_tally *t = c->tally;
+        t->open--;
+        t->bytes_in += c->bytes_in;
+        t->bytes_out += c->bytes_out;
+        if (!hs_stats_reason_orderly(c->close_reason ? c->close_reason : "closed"))
+            t->errors++;
+    }
 
     c->refs++;
     /* An armed pipe that never started still holds the handler's sink: release it too. */
@@ -983,8 +994,47 @@ int hs_conns_admit(struct hs_conns *set, const struct sockaddr *sa, socklen_t le
     return conns_refuse(set, &key, peer) ? HS_ETOOBIG : 0;
 }
 
+struct hs_conn_tally *hs_conn_tally_new(void)
+{
+    struct hs_conn_tally *t = calloc(1, sizeof *t);
+    if (t)
+        t->refs = 1;
+    return t;
+}
+
+void hs_conn_tally_unref(struct hs_conn_tally *t)
+{
+    if (t && --t->refs == 0)
+        free(t);
+}
+
+void hs_conn_count_message(struct hs_conn *c)
+{
+    if (c->tally)
+        c->tally->messages++;
+}
+
+void hs_conns_tally_live(struct hs_conns *set)
+{
+    for (struct hs_conn *c = set->head; c; c = c->next)
+        if (c->tally)
+            c->tally->live_in = c->tally->live_out = 0;
+    for (struct hs_conn *c = set->head; c; c = c->next)
+        if (c->tally) {
+            c->tally->live_in += c->bytes_in;
+            c->tally->live_out += c->bytes_out;
+        }
+}
+
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
                 const struct hs_conn_handler *handler, void *arg)
+{
+    return hs_conn_new_counted(set, fd, peer, framing, handler, arg, NULL);
+}
+
+int hs_conn_new_counted(struct hs_conns *set, int fd, const char *peer,
+                        const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                        void *arg, struct hs_conn_tally *tally)
 {
     struct hs_peer_key key;
     struct sockaddr_storage ss;
@@ -1041,6 +1091,11 @@ int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_
     if (l->first_byte_timeout_ms)
         conn_schedule(c, c->opened + l->first_byte_timeout_ms);
 
+    if (tally) {
+        tally->refs++;
+        tally->open++;
+        c->tally = tally;
+    }
     c->refs++;
     if (handler->on_open)
         handler->on_open(c, arg);

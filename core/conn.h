@@ -105,6 +105,27 @@ const struct hs_conn_limits *hs_conns_limits(const struct hs_conns *set);
 int hs_conns_admit(struct hs_conns *set, const struct sockaddr *sa, socklen_t len,
                    const char *peer);
 
+/* Counters a listener keeps over the connections it accepted (hotsock stats). Each counted
+ * connection holds a reference, so the block outlives a listener that a reload removed. */
+struct hs_conn_tally {
+    unsigned refs;
+    unsigned long long open, messages, errors;
+    uint64_t bytes_in, bytes_out; /* of the connections closed so far */
+    uint64_t live_in, live_out;   /* of the open ones, as of hs_conns_tally_live */
+};
+
+/* A tally with one reference (the creator's); NULL when memory runs out. */
+struct hs_conn_tally *hs_conn_tally_new(void);
+
+/* Drops one reference; the last frees it. NULL is fine. */
+void hs_conn_tally_unref(struct hs_conn_tally *t);
+
+/* Adds one message (a frame or request handed to the script) to c's tally, if it has one. */
+void hs_conn_count_message(struct hs_conn *c);
+
+/* Sets live_in/live_out of every tally of the set's open connections to their bytes so far. */
+void hs_conns_tally_live(struct hs_conns *set);
+
 /* Takes ownership of the connected, non-blocking socket fd and starts reading. `peer` is
  * the peer's address text (copied). `framing` is copied. The handler and arg must outlive
  * the connection. on_open has run before this returns and may already have closed the
@@ -113,6 +134,12 @@ int hs_conns_admit(struct hs_conns *set, const struct sockaddr *sa, socklen_t le
  * (logged as hs_conns_admit does); -ENOMEM. On failure fd is closed. */
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
                 const struct hs_conn_handler *handler, void *arg);
+
+/* hs_conn_new, counting the connection in tally (referenced until the connection is freed;
+ * NULL: not counted). */
+int hs_conn_new_counted(struct hs_conns *set, int fd, const char *peer,
+                        const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                        void *arg, struct hs_conn_tally *tally);
 
 /* Queues len bytes (copied) for sending. Returns 0, HS_ECLOSED once the connection is
  * closing or closed, or HS_EFULL when the unsent output is over the hard limit. */

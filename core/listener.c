@@ -37,6 +37,7 @@ struct hs_listener {
     char url[HS_ADDR_TEXT + 16];      /* bound address as a URL */
     char name[64];                    /* label for log lines */
     unsigned long long accepted, refused, limited;
+    struct hs_conn_tally *tally; /* its connections' counters (they hold references too) */
 };
 
 static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
@@ -67,7 +68,7 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    int r = hs_conn_new(l->set, fd, peer, &l->framing, l->handler, l->arg);
+    int r = hs_conn_new_counted(l->set, fd, peer, &l->framing, l->handler, l->arg, l->tally);
     if (r == HS_ETOOBIG)
         l->limited++;
     else if (r == 0)
@@ -186,14 +187,19 @@ int hs_listener_adopt_fd(struct event_base *base, struct hs_conns *set, int fd,
     l->accept_cb = accept_cb;
     snprintf(l->name, sizeof l->name, "%s", name ? name : "");
     l->backoff = evtimer_new(base, listener_backoff_cb, l);
+    l->tally = hs_conn_tally_new();
     l->evl = evconnlistener_new(base, listener_accept_cb, l,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     /* Backlog 0 above: the socket listens already. -1 would make libevent call listen(fd, 128)
      * again, and 128 overflows under a burst of connects. */
-    if (l->evl == NULL || l->backoff == NULL) {
+    if (l->evl == NULL || l->backoff == NULL || l->tally == NULL) {
+        if (l->evl)
+            evconnlistener_free(l->evl); /* closes fd */
+        else
+            close(fd);
         if (l->backoff)
             event_free(l->backoff);
-        close(fd);
+        hs_conn_tally_unref(l->tally);
         free(l);
         return -ENOMEM;
     }
@@ -238,6 +244,7 @@ void hs_listener_free(struct hs_listener *l)
         return;
     evconnlistener_free(l->evl);
     event_free(l->backoff);
+    hs_conn_tally_unref(l->tally);
     if (l->unix_path[0] && l->owns_path)
         unlink(l->unix_path);
     free(l);
@@ -257,6 +264,11 @@ void hs_listener_retarget(struct hs_listener *l, const struct hs_framing *framin
 {
     l->framing = *framing;
     l->arg = arg;
+}
+
+const struct hs_conn_tally *hs_listener_tally(const struct hs_listener *l)
+{
+    return l->tally;
 }
 
 void hs_listener_counts(const struct hs_listener *l, unsigned long long *accepted,

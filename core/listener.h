@@ -58,6 +58,9 @@ int hs_listener_port(const struct hs_listener *l);
  * on (a reload). */
 void hs_listener_retarget(struct hs_listener *l, const struct hs_framing *framing, void *arg);
 
+/* The counters of the connections this listener accepted (open, messages, errors, bytes). */
+const struct hs_conn_tally *hs_listener_tally(const struct hs_listener *l);
+
 /* Total connections accepted, refused by accept_cb, and refused at the connection or
  * per-address limit (hs_conns_admit, asked before accept_cb). */
 void hs_listener_counts(const struct hs_listener *l, unsigned long long *accepted,

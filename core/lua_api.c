@@ -222,6 +222,7 @@ static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct 
     struct hs__conn_box *box = hs_conn_data(c);
     lua_State *L = hs_script_lua(arg)->L;
     hs_stats_message(hs_version_stats(box->v), 0);
+    hs_conn_count_message(c);
     if (!push_callback(L, box->v, "on_message"))
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);

@@ -645,6 +645,8 @@ static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg
     struct lua_http *lh = arg;
     lua_State *L = lh->hl->L;
     hs_stats_message(hs_version_stats(lh->v), 0);
+    if (hs_http_conn_conn(h))
+        hs_conn_count_message(hs_http_conn_conn(h));
     if (!push_callback(L, lh->v, "on_request")) {
         hs_log(HS_LOG_ERROR, "http script has no on_request");
         handler_failed(h, lh);

@@ -600,6 +600,7 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
         for (size_t i = 0; i < s->n_services; i++)
             hs_version_stats(hs_script_current(s->services[i].script));
         hs_lua_stats_live(s->set);
+        hs_conns_tally_live(s->set);
         if (used + 1 < n)
             used += hs_stats_write(out + used, n - used);
         for (size_t i = 0; i < s->n_services; i++) {
@@ -609,11 +610,15 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
                     continue;
                 unsigned long long acc, ref, lim;
                 hs_listener_counts(sv->bound[j].listener, &acc, &ref, &lim);
+                const struct hs_conn_tally *t = hs_listener_tally(sv->bound[j].listener);
                 hs_stats_escape(hs_listener_url(sv->bound[j].listener), a, sizeof a);
                 hs_stats_escape(hs_script_decl(sv->script)->name, b, sizeof b);
                 stats_put(out, n, &used,
-                          "listener url=%s name=%s accepted=%llu refused=%llu limited=%llu\n", a, b,
-                          acc, ref, lim);
+                          "listener url=%s name=%s accepted=%llu refused=%llu limited=%llu "
+                          "open=%llu bytes_in=%llu bytes_out=%llu messages=%llu errors=%llu\n",
+                          a, b, acc, ref, lim, t->open,
+                          (unsigned long long)(t->bytes_in + t->live_in),
+                          (unsigned long long)(t->bytes_out + t->live_out), t->messages, t->errors);
             }
         }
     }

@@ -81,7 +81,7 @@ void hs_stats_conn_move(struct hs_stats_row *from, struct hs_stats_row *to)
         to->open++;
 }
 
-static int orderly(const char *reason)
+int hs_stats_reason_orderly(const char *reason)
 {
     static const char *const ok[] = {
         "peer closed",        "closed",        "shutdown", "idle timeout",
@@ -101,7 +101,7 @@ void hs_stats_conn_closed(struct hs_stats_row *r, const char *reason, uint64_t b
         r->open--;
     r->bytes_in += bytes_in;
     r->bytes_out += bytes_out;
-    if (reason && !orderly(reason))
+    if (reason && !hs_stats_reason_orderly(reason))
         r->errors++;
 }
 

@@ -36,6 +36,9 @@ void hs_stats_conn_move(struct hs_stats_row *from, struct hs_stats_row *to);
 void hs_stats_conn_closed(struct hs_stats_row *r, const char *reason, uint64_t bytes_in,
                           uint64_t bytes_out);
 
+/* 1 when a close reason is an orderly one (see hs_stats_conn_closed), 0 for an error. */
+int hs_stats_reason_orderly(const char *reason);
+
 /* One message (frame, request or datagram) handed to the script; bytes_in is added to the
  * byte count for datagrams (stream bytes are counted per connection), else 0. */
 void hs_stats_message(struct hs_stats_row *r, uint64_t bytes_in);

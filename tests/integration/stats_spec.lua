@@ -126,6 +126,9 @@ describe("hotsock stats", function()
     assert.are.equal(1, #l)
     assert.are.equal(srv:url("tcp"), l[1].url)
     assert.are.equal("4", l[1].accepted)
+    -- One listener: its connections are the version's, counted the same way.
+    assert.are.same({ "1", "34", "9", "4", "1" },
+      { l[1].open, l[1].bytes_in, l[1].bytes_out, l[1].messages, l[1].errors })
     local s = find(recs, "script")[1]
     assert.are.equal("1", s.generation)
     assert.are.equal("0", s.reloads)
@@ -148,6 +151,10 @@ describe("hotsock stats", function()
     assert.truthy(body:find("\nhotsock_errors_total" .. labels .. " 1\n", 1, true))
     assert.truthy(body:find("\nhotsock_handler_errors_total" .. labels .. " 1\n", 1, true))
     assert.truthy(body:find("# TYPE hotsock_connections_total counter\n", 1, true))
+    assert.truthy(body:find(('\nhotsock_listener_connections_open{listener="%s",script="counter",'
+      .. 'worker="0"} 1\n'):format(srv:url("tcp")), 1, true), body)
+    assert.truthy(body:find('\nhotsock_listener_bytes_in_total{listener="' .. srv:url("tcp")
+      .. '",script="counter",worker="0"} 34\n', 1, true), body)
     assert.are.equal(404, (http_get(mport, "/nope")))
     c4:close()
   end)

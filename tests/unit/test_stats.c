@@ -108,11 +108,13 @@ static const char snapshot[] =
     "messages=4 errors=1 handler_errors=0\n"
     "version name=chat path=chat.lua generation=2 open=1 total=1 bytes_in=1 bytes_out=2 "
     "messages=1 errors=0 handler_errors=0\n"
-    "listener url=tcp://127.0.0.1:7000 name=chat accepted=4 refused=0 limited=0\n"
+    "listener url=tcp://127.0.0.1:7000 name=chat accepted=4 refused=0 limited=0 open=1 "
+    "bytes_in=11 bytes_out=22 messages=5 errors=1\n"
     "process worker=2 pid=12 lua_memory=4096 connections=2 timers=1\n"
     "version name=chat path=chat.lua generation=2 open=2 total=5 bytes_in=3 bytes_out=4 "
     "messages=6 errors=0 handler_errors=2\n"
-    "listener url=tcp://127.0.0.1:7000 name=chat accepted=5 refused=1 limited=2\n";
+    "listener url=tcp://127.0.0.1:7000 name=chat accepted=5 refused=1 limited=2 open=2 "
+    "bytes_in=3 bytes_out=4 messages=6 errors=0\n";
 
 static void test_table(void **state)
 {
@@ -121,7 +123,8 @@ static void test_table(void **state)
     hs_stats_render_table(snapshot, out, sizeof out);
     /* Summed over workers, one row per version and per listener. */
     assert_non_null(strstr(out, "\ntcp://127.0.0.1:7000             chat                      9"
-                                "        1        2\n"));
+                                "        1        2      3       14 B       26 B         11"
+                                "       1\n"));
     assert_non_null(strstr(out, "\nchat                1 old           0        3       10 B"
                                 "       20 B          4       1        0\n"));
     assert_non_null(strstr(out, "\nchat                2 current       3        6        4 B"
