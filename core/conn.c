@@ -1027,14 +1027,7 @@ void hs_conns_tally_live(struct hs_conns *set)
 }
 
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
-                const struct hs_conn_handler *handler, void *arg)
-{
-    return hs_conn_new_counted(set, fd, peer, framing, handler, arg, NULL);
-}
-
-int hs_conn_new_counted(struct hs_conns *set, int fd, const char *peer,
-                        const struct hs_framing *framing, const struct hs_conn_handler *handler,
-                        void *arg, struct hs_conn_tally *tally)
+                const struct hs_conn_handler *handler, void *arg, struct hs_conn_tally *tally)
 {
     struct hs_peer_key key;
     struct sockaddr_storage ss;

@@ -131,15 +131,10 @@ void hs_conns_tally_live(struct hs_conns *set);
  * the connection. on_open has run before this returns and may already have closed the
  * connection, so no pointer is returned: the handler sees the conn in on_open. Returns 0;
  * HS_ETOOBIG when the set is at max_connections or the peer's address at max_per_peer
- * (logged as hs_conns_admit does); -ENOMEM. On failure fd is closed. */
+ * (logged as hs_conns_admit does); -ENOMEM. On failure fd is closed. The connection is counted
+ * in tally (referenced until the connection is freed), unless tally is NULL. */
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
-                const struct hs_conn_handler *handler, void *arg);
-
-/* hs_conn_new, counting the connection in tally (referenced until the connection is freed;
- * NULL: not counted). */
-int hs_conn_new_counted(struct hs_conns *set, int fd, const char *peer,
-                        const struct hs_framing *framing, const struct hs_conn_handler *handler,
-                        void *arg, struct hs_conn_tally *tally);
+                const struct hs_conn_handler *handler, void *arg, struct hs_conn_tally *tally);
 
 /* Queues len bytes (copied) for sending. Returns 0, HS_ECLOSED once the connection is
  * closing or closed, or HS_EFULL when the unsent output is over the hard limit. */

@@ -68,7 +68,7 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    int r = hs_conn_new_counted(l->set, fd, peer, &l->framing, l->handler, l->arg, l->tally);
+    int r = hs_conn_new(l->set, fd, peer, &l->framing, l->handler, l->arg, l->tally);
     if (r == HS_ETOOBIG)
         l->limited++;
     else if (r == 0)

@@ -385,7 +385,7 @@ static int fx_connect(struct fx *fx, const char *spec)
     fx->peer_eof = 0;
     fx->peer_err = 0;
     evbuffer_drain(fx->peer_in, evbuffer_get_length(fx->peer_in));
-    return hs_conn_new(fx->set, sv[0], "peer", &f, &handler, fx);
+    return hs_conn_new(fx->set, sv[0], "peer", &f, &handler, fx, NULL);
 }
 
 static void peer_close(struct fx *fx, int fd)
