@@ -480,6 +480,14 @@ function Server:memory()
   return tonumber(st:match("VmRSS:%s*(%d+)")), tonumber(st:match("VmHWM:%s*(%d+)"))
 end
 
+--- CPU seconds (user + system) the server process has used so far.
+function Server:cpu_seconds()
+  local stat = read_file("/proc/" .. self.pid .. "/stat")
+  local fields = {}
+  for f in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = f end
+  return (tonumber(fields[12]) + tonumber(fields[13])) / 100
+end
+
 function Server:fd_count()
   local out = M.run("ls /proc/" .. self.pid .. "/fd 2>/dev/null | wc -l")
   return tonumber(out)

@@ -2,20 +2,11 @@
 -- UDP acknowledger, and --log-level as the demo's log shows it.
 local hs = require "hsserver"
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = hs.read_file
 
--- Runs a shell command; returns its output and exit status.
+-- Runs a shell command; returns its output (stderr too) and exit status.
 local function run(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return out:gsub("rc=%d+%s*$", ""), rc
+  return hs.run(cmd .. " 2>&1")
 end
 
 describe("the demo", function()

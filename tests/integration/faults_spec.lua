@@ -8,12 +8,7 @@ local socket = require "socket"
 
 local q = hs.shquote
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. q(d)))
-  return d
-end
+local tmpdir = hs.tmpdir
 
 local function ls(dir)
   local names = {}
@@ -66,14 +61,6 @@ local function is_closed(c)
   local _, err = c:receive(1)
   c:settimeout(5)
   return err == "closed"
-end
-
--- CPU seconds (user + system) the process has used so far.
-local function cpu_seconds(pid)
-  local stat = hs.read_file("/proc/" .. pid .. "/stat")
-  local fields = {}
-  for f in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = f end
-  return (tonumber(fields[12]) + tonumber(fields[13])) / 100
 end
 
 -- ---------------------------------------------------------------------------------------
@@ -506,9 +493,9 @@ describe("out of descriptors (ulimit -n)", function()
         assert.equals("a", hs.recv_exact(clients[i], 1))
       end
       -- While descriptors are short the server must idle, not spin on the readable listener.
-      local cpu0, t0 = cpu_seconds(srv.pid), socket.gettime()
+      local cpu0, t0 = srv:cpu_seconds(), socket.gettime()
       socket.sleep(1) -- measuring what the server does meanwhile: time passing is the point
-      local cpu = cpu_seconds(srv.pid) - cpu0
+      local cpu = srv:cpu_seconds() - cpu0
       local wall = socket.gettime() - t0
       assert.is_true(cpu < 0.3 * wall, ("%.2f s of CPU in %.2f s"):format(cpu, wall))
       -- ...and log the shortage once, not once per 100 ms pause.

@@ -11,10 +11,7 @@ local function write_file(path, data)
   f:close()
 end
 
-local function tmpdir()
-  local out = hs.run("mktemp -d")
-  return (out:gsub("%s+$", ""))
-end
+local tmpdir = hs.tmpdir
 
 -- A copy of examples/www with extra files: one per content type, a sub-directory, a large
 -- file, a symbolic link inside the root and one that leads out of it.

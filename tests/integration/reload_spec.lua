@@ -12,9 +12,7 @@ local function write(path, text)
   assert(os.rename(tmp, path))
 end
 
-local function tmpdir()
-  return (hs.run("mktemp -d"):gsub("%s+$", ""))
-end
+local tmpdir = hs.tmpdir
 
 local function reload(ctl)
   return hs.run(("%s reload --control %s 2>&1"):format(hs.shquote(hs.bin), hs.shquote(ctl)))

@@ -3,20 +3,7 @@
 local hs = require "hsserver"
 local socket = require "socket"
 
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d"))
-  local d = p:read("l")
-  p:close()
-  return d
-end
-
--- CPU seconds (user + system) the process has used so far.
-local function cpu_seconds(pid)
-  local stat = hs.read_file("/proc/" .. pid .. "/stat")
-  local fields = {}
-  for f in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = f end
-  return (tonumber(fields[12]) + tonumber(fields[13])) / 100
-end
+local tmpdir = hs.tmpdir
 
 describe("static files by sendfile", function()
   local dir, srv
@@ -69,7 +56,7 @@ describe("static files by sendfile", function()
     request(c)
     assert(c:receive(1 << 20)) -- the transfer is under way; the socket is full behind it
     os.execute("truncate -s 2097152 " .. hs.shquote(dir .. "/big.bin"))
-    local cpu0 = cpu_seconds(srv.pid)
+    local cpu0 = srv:cpu_seconds()
     local got = 1 << 20
     while true do
       local chunk, err, partial = c:receive(1 << 16)
@@ -80,7 +67,7 @@ describe("static files by sendfile", function()
       end
     end
     assert.is_true(got < size, "the whole file arrived after it was cut")
-    assert.is_true(cpu_seconds(srv.pid) - cpu0 < 1, "the server spun")
+    assert.is_true(srv:cpu_seconds() - cpu0 < 1, "the server spun")
     c:close()
     -- The others are served.
     local d = srv:tcp()

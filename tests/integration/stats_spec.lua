@@ -11,9 +11,7 @@ local function write(path, text)
   assert(os.rename(tmp, path))
 end
 
-local function tmpdir()
-  return (hs.run("mktemp -d"):gsub("%s+$", ""))
-end
+local tmpdir = hs.tmpdir
 
 local function hotsock(args)
   return hs.run(hs.shquote(hs.bin) .. " " .. args .. " 2>&1")

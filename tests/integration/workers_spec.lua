@@ -9,9 +9,7 @@ local function write(path, text)
   assert(os.rename(path .. ".new", path))
 end
 
-local function tmpdir()
-  return (hs.run("mktemp -d"):gsub("%s+$", ""))
-end
+local tmpdir = hs.tmpdir
 
 local function loadgen(url, args, out)
   os.execute(("%s --target %s %s >%s 2>&1 &"):format(hs.shquote(hs.loadgen), url, args, out))
