@@ -32,21 +32,32 @@ struct limit_setting {
     const char *flag;
     const char *key;
     enum limit_kind kind;
-    size_t offset; /* of the field in struct hs_config */
+    size_t offset;          /* of the field in struct hs_config */
+    size_t max;             /* sizes: largest value accepted, or 0 for no bound */
+    const char *arg, *help; /* for --help */
 };
 
 static const struct limit_setting limits[] = {
-    {"--max-per-peer", "max_per_peer", LIMIT_COUNT, offsetof(struct hs_config, max_per_peer)},
+    {"--max-per-peer", "max_per_peer", LIMIT_COUNT, offsetof(struct hs_config, max_per_peer), 0,
+     "N", "open connections from one client address"},
     {"--first-byte-timeout", "first_byte_timeout", LIMIT_SECONDS,
-     offsetof(struct hs_config, first_byte_timeout_ms)},
+     offsetof(struct hs_config, first_byte_timeout_ms), 0, "S",
+     "a client silent since accept, while the server is too"},
     {"--frame-timeout", "frame_timeout", LIMIT_SECONDS,
-     offsetof(struct hs_config, frame_timeout_ms)},
-    {"--send-timeout", "send_timeout", LIMIT_SECONDS, offsetof(struct hs_config, send_timeout_ms)},
-    {"--min-rate", "min_rate", LIMIT_SIZE, offsetof(struct hs_config, min_rate)},
-    {"--max-line", "max_line", LIMIT_SIZE, offsetof(struct hs_config, max_line)},
-    {"--max-frame", "max_frame", LIMIT_SIZE, offsetof(struct hs_config, max_frame)},
-    {"--lua-memory", "lua_memory", LIMIT_SIZE, offsetof(struct hs_config, lua_memory)},
-    {"--lua-time-limit", "lua_time_limit", LIMIT_SECONDS, offsetof(struct hs_config, lua_time_ms)},
+     offsetof(struct hs_config, frame_timeout_ms), 0, "S",
+     "each S, a frame in progress must bring --min-rate"},
+    {"--send-timeout", "send_timeout", LIMIT_SECONDS, offsetof(struct hs_config, send_timeout_ms),
+     0, "S", "each S, waiting output must drain --min-rate"},
+    {"--min-rate", "min_rate", LIMIT_SIZE, offsetof(struct hs_config, min_rate), (size_t)1 << 30,
+     "BYTES", "bytes/s a slow transfer must keep up"},
+    {"--max-line", "max_line", LIMIT_SIZE, offsetof(struct hs_config, max_line), 0, "SIZE",
+     "default maximum of line framing"},
+    {"--max-frame", "max_frame", LIMIT_SIZE, offsetof(struct hs_config, max_frame), 0, "SIZE",
+     "default maximum of length framing"},
+    {"--lua-memory", "lua_memory", LIMIT_SIZE, offsetof(struct hs_config, lua_memory), 0, "SIZE",
+     "bytes one Lua state may hold"},
+    {"--lua-time-limit", "lua_time_limit", LIMIT_SECONDS, offsetof(struct hs_config, lua_time_ms),
+     0, "S", "one call into Lua may run this long"},
 };
 #define N_LIMITS (sizeof limits / sizeof limits[0])
 #define LIMIT_BIT(i) (1u << (8 + (i)))
@@ -80,7 +91,7 @@ void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l
     l->first_byte_timeout_ms = cfg->first_byte_timeout_ms;
     l->frame_timeout_ms = cfg->frame_timeout_ms;
     l->send_timeout_ms = cfg->send_timeout_ms;
-    l->min_rate = cfg->min_rate;
+    l->min_rate = (unsigned)cfg->min_rate; /* at most 1 GiB: set_limit checks */
 }
 
 void hs_config_free(struct hs_config *cfg)
@@ -169,20 +180,45 @@ static int set_limit(struct hs_config *cfg, size_t i, const char *text, const ch
         memcpy(field, &u, sizeof u);
         break;
     case LIMIT_SIZE:
-        if (parse_size(text, &z) != 0 ||
-            (ls->offset == offsetof(struct hs_config, min_rate) && z > 1024u * 1024 * 1024)) {
+        if (parse_size(text, &z) != 0 || (ls->max && z > ls->max)) {
             snprintf(err, errlen, "%s wants a size like 512, 64k or 16m, got '%s'", name, text);
             return -1;
         }
-        if (ls->offset == offsetof(struct hs_config, min_rate)) {
-            u = (unsigned)z;
-            memcpy(field, &u, sizeof u);
-        } else {
-            memcpy(field, &z, sizeof z);
-        }
+        memcpy(field, &z, sizeof z);
         break;
     }
     return 0;
+}
+
+void hs_config_print_limits(FILE *out)
+{
+    struct hs_config def;
+    hs_config_init(&def);
+    for (size_t i = 0; i < N_LIMITS; i++) {
+        const struct limit_setting *ls = &limits[i];
+        const char *field = (const char *)&def + ls->offset;
+        char flag[64], val[32];
+        unsigned u;
+        size_t z;
+        snprintf(flag, sizeof flag, "%s %s", ls->flag, ls->arg);
+        if (ls->kind == LIMIT_SIZE) {
+            memcpy(&z, field, sizeof z);
+            if (z && z % ((size_t)1 << 20) == 0)
+                snprintf(val, sizeof val, "%zum", z >> 20);
+            else if (z && z % 1024 == 0)
+                snprintf(val, sizeof val, "%zuk", z >> 10);
+            else
+                snprintf(val, sizeof val, "%zu", z);
+        } else {
+            memcpy(&u, field, sizeof u);
+            if (ls->kind == LIMIT_SECONDS)
+                snprintf(val, sizeof val, "%g", u / 1000.0);
+            else
+                snprintf(val, sizeof val, "%u", u);
+        }
+        fprintf(out, "  %-21s %s (default %s)\n", flag, ls->help, val);
+    }
+    hs_config_free(&def);
 }
 
 static struct hs_service_spec *add_service(struct hs_config *cfg, const char *script)

@@ -3,6 +3,7 @@
 #define HS_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "core/conn.h"
 #include "core/reload.h"
@@ -32,7 +33,7 @@ struct hs_config {
     unsigned first_byte_timeout_ms; /* accept to first byte; 0 disables */
     unsigned frame_timeout_ms;      /* receive window of a frame in progress; 0 disables */
     unsigned send_timeout_ms;       /* send window of waiting output; 0 disables */
-    unsigned min_rate;              /* bytes/s each window must carry */
+    size_t min_rate;                /* bytes/s each window must carry (at most 1 GiB) */
     size_t lua_memory;              /* bytes one Lua state may hold; 0: no limit */
     unsigned lua_time_ms;           /* one call into Lua may run this long; 0: no limit */
     char *config_path;              /* --config FILE, or NULL */
@@ -60,6 +61,9 @@ int hs_config_load_file(struct hs_config *cfg, const char *path, char *err, size
 /* Fills *l with the connection limits the config asks for (the HS_DEFAULT_* values for the
  * rest). */
 void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l);
+
+/* Writes one --help line per limit flag, with its default. */
+void hs_config_print_limits(FILE *out);
 
 /* Frees every string the config owns and empties it. */
 void hs_config_free(struct hs_config *cfg);

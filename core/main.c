@@ -49,17 +49,10 @@ static const char usage[] =
     "  --workers N           worker processes sharing the listeners (default: one per\n"
     "                        core; 1: a single process, no supervisor)\n"
     "\n"
-    "Limits (sizes take k, m, g; seconds take decimals; 0 disables):\n"
-    "  --max-per-peer N      open connections from one client address (default 256)\n"
-    "  --first-byte-timeout S  accept to the client's first byte (default 60)\n"
-    "  --frame-timeout S     a frame in progress must complete, or bring --min-rate\n"
-    "                        bytes/s, within each window of S seconds (default 30)\n"
-    "  --send-timeout S      waiting output must drain at --min-rate per window (default 30)\n"
-    "  --min-rate BYTES      bytes/s a slow transfer must keep up (default 512)\n"
-    "  --max-line SIZE       default maximum of line framing (default 64k)\n"
-    "  --max-frame SIZE      default maximum of length framing (default 16m)\n"
-    "  --lua-memory SIZE     bytes one Lua state may hold (default 256m)\n"
-    "  --lua-time-limit S    one call into Lua may run this long (default 1)\n"
+    "Limits (sizes take k, m, g; seconds take decimals; 0 disables):\n";
+
+/* After the limits, which hs_config_print_limits writes from the table that parses them. */
+static const char usage_tail[] =
     "\n"
     "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n"
     "hotsock reload asks the server on the control socket to reload, prints the outcome\n"
@@ -68,6 +61,13 @@ static const char usage[] =
     "workers), reload state and Lua memory per worker; --prometheus prints the metrics text.\n"
     "hotsock new NAME writes NAME.lua (a line-protocol starter handler) and NAME_spec.lua\n"
     "(its busted spec, using the hotsock.testkit module) into the current directory.\n";
+
+static void print_usage(FILE *out)
+{
+    fputs(usage, out);
+    hs_config_print_limits(out);
+    fputs(usage_tail, out);
+}
 
 /* hotsock check: load each script as serve would, report, exit 0 or 1. */
 static int cmd_check(struct hs_config *cfg)
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        fputs(usage, argc < 2 ? stderr : stdout);
+        print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
@@ -208,7 +208,8 @@ int main(int argc, char **argv)
         return cmd_new(argc - 2, argv + 2);
     int serve = strcmp(argv[1], "serve") == 0;
     if (!serve && strcmp(argv[1], "check") != 0) {
-        fprintf(stderr, "hotsock: unknown command '%s'\n\n%s", argv[1], usage);
+        fprintf(stderr, "hotsock: unknown command '%s'\n\n", argv[1]);
+        print_usage(stderr);
         return 2;
     }
     struct hs_config cfg;
@@ -221,7 +222,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (cfg.n_services == 0) {
-        fprintf(stderr, "hotsock: no SCRIPT given\n\n%s", usage);
+        fprintf(stderr, "hotsock: no SCRIPT given\n\n");
+        print_usage(stderr);
         hs_config_free(&cfg);
         return 2;
     }
