@@ -1,6 +1,6 @@
 #!/bin/bash
 # Where a server's CPU goes under one benchmark workload: the profiles that explain the goals
-# the table misses (see the README's "Benchmarks" section).
+# the table misses (see bench/RESULTS.md).
 #
 #   bash bench/profile.sh WORKLOAD [SERVER]
 #

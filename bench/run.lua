@@ -24,7 +24,7 @@ usage: lua5.4 bench/run.lua [--quick] [--rounds N] [--duration S] [--warmup S]
                             [--only ID,...] [--servers NAME,...] [--no-readme] [--list]
   --quick      1 round, 1 s runs, 256 MiB upload, 50 reloads; writes bench/results/raw/quick.md
   --only       workload ids (see --list); --servers: server names (see --list)
-  --no-readme  do not put the table into README.md (a full run does by default)
+  --no-readme  do not put the table into bench/RESULTS.md (a full run does by default)
 ]])
   os.exit(2)
 end
@@ -1220,7 +1220,7 @@ raw_file:close()
 local body = table.concat(md, "\n")
 if partial then
   writef(opt.results .. "/raw/quick.md", body)
-  log("bench: partial run; table in %s/raw/quick.md (results/ and README.md untouched)", opt.results)
+  log("bench: partial run; table in %s/raw/quick.md (results/ and bench/RESULTS.md untouched)", opt.results)
 else
   local plots = {}
   if plot_lines(opt.results .. "/echo_connections.svg", "TCP echo, 64 B ping-pong: msg/s by connections",
@@ -1235,14 +1235,14 @@ else
   writef(opt.results .. "/latest.md", "# Latest benchmark results\n\n" .. full:gsub("%(bench/results/", "("))
   log("bench: table in %s/latest.md, plots in %s/", opt.results, opt.results)
   if opt.readme then
-    local readme = readf("README.md")
+    local readme = readf("bench/RESULTS.md")
     local a, b = readme:find("<!%-%- bench:begin %-%->"), select(2, readme:find("<!%-%- bench:end %-%->"))
     if a and b then
-      writef("README.md", readme:sub(1, a - 1) .. "<!-- bench:begin -->\n" .. full
+      writef("bench/RESULTS.md", readme:sub(1, a - 1) .. "<!-- bench:begin -->\n" .. full
         .. "<!-- bench:end -->" .. readme:sub(b + 1))
-      log("bench: README.md table updated")
+      log("bench: bench/RESULTS.md table updated")
     else
-      log("bench: README.md has no <!-- bench:begin --> / <!-- bench:end --> markers; not updated")
+      log("bench: bench/RESULTS.md has no <!-- bench:begin --> / <!-- bench:end --> markers; not updated")
     end
   end
 end

@@ -2,7 +2,7 @@
 # The benchmark suite in one command (see bench/README.md):
 #
 #   bash bench/run.sh            full run: 3 rounds, 30-40 minutes; writes bench/results/
-#                                and the table in README.md's "Benchmarks" section
+#                                and the table in bench/RESULTS.md
 #   bash bench/run.sh --quick    smoke run: 1 round, short runs, about 3 minutes; writes
 #                                bench/results/raw/quick.md only
 #

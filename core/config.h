@@ -53,7 +53,7 @@ void hs_config_init(struct hs_config *cfg);
  * first script when given before any. Returns 0, or -1 with err (errlen bytes) set. */
 int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err, size_t errlen);
 
-/* Reads a Lua config file (it returns a table; see README) and appends its services and
+/* Reads a Lua config file (it returns a table; see docs/operations.md) and appends its services and
  * global settings; settings already given on the command line win. Returns 0, or -1 with
  * err set (file:line for Lua errors). */
 int hs_config_load_file(struct hs_config *cfg, const char *path, char *err, size_t errlen);

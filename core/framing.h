@@ -45,7 +45,7 @@ struct hs_frame {
  * gives one. */
 void hs_framing_init(struct hs_framing *out, enum hs_framing_kind kind);
 
-/* Parses a framing spec string (grammar in README "Framing"):
+/* Parses a framing spec string (grammar in docs/lua-api.md, "Framing"):
  *   raw[:max=N]
  *   line[:max=N][:delim=ESC][:nocr]       ESC uses \n \r \t \0 \\ \xHH escapes
  *   length:<i|u><8|16|32|64>[le|be][:max=N]   e.g. length:i32le (no suffix = be)

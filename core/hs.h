@@ -17,7 +17,7 @@
 #define HS_EFULL (-4004)    /* output buffer over its hard limit */
 #define HS_ESCRIPT (-4005)  /* a Lua script failed to load or to run */
 
-/* Default limits. Each is overridable from the command line or config (see README). */
+/* Default limits. Each is overridable from the command line or config (see docs/limits.md). */
 #define HS_DEFAULT_MAX_LINE (64 * 1024)         /* bytes in one line, delimiter excluded */
 #define HS_DEFAULT_MAX_FRAME (16 * 1024 * 1024) /* bytes in one buffered length frame */
 #define HS_DEFAULT_MAX_RAW_CHUNK (256 * 1024)   /* bytes handed to Lua in one raw message */

@@ -1,4 +1,4 @@
--- The manual cannot drift: every fenced code block of README.md carries a
+-- The manual cannot drift: every fenced code block of README.md and docs/*.md carries a
 -- "<!-- sample: NAME KIND -->" comment, and each is checked by its kind against the real
 -- binary. Kinds:
 --   handler   a whole script: served on an ephemeral port (its own ports replaced by 0) and
@@ -18,12 +18,18 @@
 local kit = require "hotsock.testkit"
 local cjson = require "cjson"
 
-local README = "README.md"
+-- The front page and every chapter of the manual.
+local function manual_files()
+  local files = { "README.md" }
+  local list = kit.run("ls docs/*.md 2>/dev/null")
+  for f in list:gmatch("[^\n]+") do files[#files + 1] = f end
+  return files
+end
 local ROOT = (kit.run("pwd"):gsub("%s+$", ""))
 local BIN = kit.bin:sub(1, 1) == "/" and kit.bin or ROOT .. "/" .. kit.bin
 
-local function samples()
-  local text = kit.read_file(README)
+local function samples(file)
+  local text = kit.read_file(file)
   local lines = {}
   for l in (text .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
   local found, unmarked, indented = {}, {}, {}
@@ -243,29 +249,69 @@ function CHECK.tree(s)
   end
 end
 
-describe("README samples", function()
-  local found, unmarked, indented = samples()
-
-  it("are all marked with a sample comment", function()
-    assert.are.same({}, unmarked, "fenced blocks without <!-- sample: NAME KIND --> (lines)")
-    assert.is_true(#found >= 15)
-  end)
-
-  for _, s in ipairs(found) do
-    it(("%s (%s, README.md:%d)"):format(s.name, s.kind, s.line), function()
-      assert.truthy(CHECK[s.kind], "unknown sample kind " .. s.kind)
-      local dir = kit.tmpdir()
-      local ok, err = pcall(CHECK[s.kind], s, dir)
-      os.execute("rm -rf " .. kit.shquote(dir))
-      if not ok then error(err, 0) end
-    end)
+-- Every relative link of a manual file names a file that exists, and its #anchor a heading
+-- there (GitHub's anchor rules: lowercase, punctuation dropped, spaces to dashes).
+local function anchors(file)
+  local set = {}
+  for h in kit.read_file(file):gmatch("\n#+ ([^\n]+)") do
+    local a = h:lower():gsub("[^%w%- _]", ""):gsub(" ", "-")
+    set[a] = true
   end
+  return set
+end
 
-  it("indented command lines use real subcommands and flags", function()
-    local n = 0
-    for _, l in ipairs(indented) do
-      n = n + check_command(l.text:gsub("\\$", ""), "README.md:" .. l.line)
+local function check_links(file)
+  local bad = {}
+  local dir = file:match("^(.*)/") or "."
+  for target in kit.read_file(file):gmatch("%]%(([^)%s]+)%)") do
+    if not target:match("^%a+:") then
+      local path, anchor = target:match("^([^#]*)#?(.*)$")
+      local full = path == "" and file or (dir .. "/" .. path)
+      local _, rc = kit.run("test -e " .. kit.shquote(full))
+      if rc ~= 0 then
+        bad[#bad + 1] = target .. " (no such file)"
+      elseif anchor ~= "" and full:match("%.md$") and not anchors(full)[anchor] then
+        bad[#bad + 1] = target .. " (no such heading)"
+      end
     end
-    assert.is_true(n >= 3)
+  end
+  return bad
+end
+
+for _, file in ipairs(manual_files()) do
+  describe(file .. " samples", function()
+    local found, unmarked, indented = samples(file)
+
+    it("are all marked with a sample comment", function()
+      assert.are.same({}, unmarked, "fenced blocks without <!-- sample: NAME KIND --> (lines)")
+    end)
+
+    it("link only to files and headings that exist", function()
+      assert.are.same({}, check_links(file))
+    end)
+
+    for _, s in ipairs(found) do
+      it(("%s (%s, %s:%d)"):format(s.name, s.kind, file, s.line), function()
+        assert.truthy(CHECK[s.kind], "unknown sample kind " .. s.kind)
+        local dir = kit.tmpdir()
+        local ok, err = pcall(CHECK[s.kind], s, dir)
+        os.execute("rm -rf " .. kit.shquote(dir))
+        if not ok then error(err, 0) end
+      end)
+    end
+
+    it("indented command lines use real subcommands and flags", function()
+      for _, l in ipairs(indented) do
+        check_command(l.text:gsub("\\$", ""), file .. ":" .. l.line)
+      end
+    end)
+  end)
+end
+
+describe("the manual as a whole", function()
+  it("has at least 15 tested samples", function()
+    local n = 0
+    for _, file in ipairs(manual_files()) do n = n + #(samples(file)) end
+    assert.is_true(n >= 15)
   end)
 end)

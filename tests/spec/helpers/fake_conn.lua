@@ -1,5 +1,5 @@
 -- A pure-Lua double of hotsock's conn object and `hotsock` module for handler unit specs.
--- Same methods and the same closed-state behaviour as the real ones (see README "Lua API"):
+-- Same methods and the same closed-state behaviour as the real ones (see docs/lua-api.md):
 -- I/O on a closed conn returns nil, "closed"; queries keep answering.
 local M = {}
 
