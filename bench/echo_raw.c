@@ -33,7 +33,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "bench/addr.h"
+#include "tests/loadgen/addr.h"
 
 #define ECHO_OUT_HIGH (1024 * 1024) /* stop reading above this many unsent bytes */
 #define ECHO_OUT_LOW (256 * 1024)   /* resume reading once output drains to this */

@@ -29,7 +29,7 @@
 
 #include <openssl/evp.h>
 
-#include "bench/addr.h"
+#include "tests/loadgen/addr.h"
 
 #define UP_READ_SIZE (64 * 1024) /* bytes asked of one read(2) */
 #define UP_HEADER_MAX 65536      /* largest header frame accepted */

@@ -8,7 +8,7 @@ bash .ci/setup
 jobs=$(nproc)
 
 echo "== format (clang-format --dry-run --Werror on core/, tests/, bench/)"
-clang-format --dry-run --Werror core/*.c core/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c bench/*.h
+clang-format --dry-run --Werror core/*.c core/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c tests/loadgen/*.c tests/loadgen/*.h
 
 for type in Debug Asan; do
   dir=build-$(echo "$type" | tr '[:upper:]' '[:lower:]')

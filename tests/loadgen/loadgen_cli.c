@@ -1,5 +1,5 @@
 /* hs_loadgen command-line parsing: long options, "--name value" or "--name=value". */
-#include "bench/loadgen.h"
+#include "tests/loadgen/loadgen.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 
 #include <sys/un.h>
 
-#include "bench/addr.h"
+#include "tests/loadgen/addr.h"
 
 void lg_die(const char *fmt, ...)
 {

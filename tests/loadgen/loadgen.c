@@ -29,7 +29,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#include "bench/loadgen.h"
+#include "tests/loadgen/loadgen.h"
 
 #define LG_TABLE (64 * 1024)      /* pattern table size and block length in bytes */
 #define LG_BUF (64 * 1024)        /* bytes per send/recv call and scratch buffer size */

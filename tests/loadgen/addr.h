@@ -1,4 +1,5 @@
-/* Address helpers shared by the benchmark tools (bench/ only; the server has its own). */
+/* Address helpers shared by the load generator and the benchmark servers (tests/loadgen/,
+ * bench/); the server has its own. */
 #ifndef HS_BENCH_ADDR_H
 #define HS_BENCH_ADDR_H
 

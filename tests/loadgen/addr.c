@@ -1,5 +1,5 @@
 /* Address parsing and printing for the benchmark tools. */
-#include "bench/addr.h"
+#include "tests/loadgen/addr.h"
 
 #include <stdio.h>
 #include <string.h>

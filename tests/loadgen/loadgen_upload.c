@@ -24,7 +24,7 @@
 
 #include <openssl/evp.h>
 
-#include "bench/loadgen.h"
+#include "tests/loadgen/loadgen.h"
 
 #define UP_CHUNK (256 * 1024) /* bytes per send() */
 #define UP_REPLY_MAX 4096     /* largest reply frame accepted */
