@@ -3,8 +3,9 @@
 # foreground. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash .ci/setup
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+bash .ci/setup demo
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSOCK_BUILD_TESTS=OFF \
+  -DHOTSOCK_BUILD_BENCH=OFF >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 cat <<'TXT'
 
