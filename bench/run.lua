@@ -635,7 +635,8 @@ local function run_idle(w, list)
         os.remove(out)
         local lg = spawn(("timeout -k 2 90 %s%s --target tcp://127.0.0.1:%d --mode idle --conns %d "
           .. "--size 64 --duration 80"):format(PIN_CLIENT, LOADGEN, inst.port, n), out)
-        local deadline, ready = now() + 60, false
+        local deadline = now() + 60
+        local ready
         repeat
           sleep(0.1)
           ready = (readf(out) or ""):find("connected " .. n, 1, true) ~= nil
@@ -1120,7 +1121,8 @@ local COLORS = { hotsock = "#d62728", raw = "#1f77b4", bev = "#17becf", haproxy 
 
 local function svg_frame(w, h, title, ylabel, ymax)
   local o = {}
-  o[#o + 1] = ([[<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">]]):format(w, h)
+  o[#o + 1] = ([[<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" ]]
+    .. [[font-family="sans-serif" font-size="12">]]):format(w, h)
   o[#o + 1] = ([[<rect width="%d" height="%d" fill="white"/>]]):format(w, h)
   o[#o + 1] = ([[<text x="%d" y="20" text-anchor="middle" font-size="14">%s</text>]]):format(w / 2, title)
   o[#o + 1] = ([[<text transform="translate(14,%d) rotate(-90)" text-anchor="middle">%s</text>]]):format(h / 2, ylabel)
@@ -1203,7 +1205,8 @@ local function plot_bars(path, title, ids, xlabels)
       if v then
         local x = 70 + gw * (i - 1) + gw * 0.1 + bw * (k - 1)
         local h = (H - 90) * v / ymax
-        o[#o + 1] = ([[<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>]]):format(x, H - 50 - h, bw - 2, h, col)
+        o[#o + 1] = ([[<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>]])
+          :format(x, H - 50 - h, bw - 2, h, col)
       end
     end
     o[#o + 1] = ([[<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>]])

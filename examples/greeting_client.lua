@@ -16,7 +16,7 @@ local c = assert(socket.connect(host, port))
 c:settimeout(5)
 local function recv()
   -- One reply is one chunk in raw framing, as recv(1024) in the tutorial.
-  local data, err, partial = c:receive(1)
+  local data, err = c:receive(1)
   if not data then return nil, err end
   c:settimeout(0.05)
   local rest, _, p = c:receive(1023)

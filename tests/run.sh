@@ -10,6 +10,9 @@ jobs=$(nproc)
 echo "== format (clang-format --dry-run --Werror on core/, tests/, bench/)"
 clang-format --dry-run --Werror core/*.c core/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c tests/loadgen/*.c tests/loadgen/*.h
 
+echo "== lua lint (luacheck, .luacheckrc: zero warnings)"
+luacheck --quiet --formatter plain .
+
 for type in Debug Asan; do
   dir=build-$(echo "$type" | tr '[:upper:]' '[:lower:]')
   echo "== $type build in $dir"

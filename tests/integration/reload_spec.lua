@@ -1,7 +1,6 @@
 -- Hot reload: new code for new connections, old code for old ones unless adopted, bad
 -- scripts never half-applied, listeners following the script, under load.
 local hs = require "hsserver"
-local socket = require "socket"
 
 local function write(path, text)
   -- Write a new file and rename it over the old one, as editors do.

@@ -46,7 +46,7 @@ function Res:send_file(path, opts)
   assert(opts and opts.root, "the script always passes its root")
   local f = io.open(path, "rb")
   if not f then return nil, "not found" end
-  local data, err, code = f:read("a")
+  local data, _, code = f:read("a")
   f:close()
   if not data and code == 21 then return nil, "is a directory" end
   self.body, self.file, self.finished = data, path, true
