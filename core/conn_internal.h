@@ -1,0 +1,147 @@
+/* Private to the connection files (conn.c: I/O, close and sending; conn_set.c: the set,
+ * admission and per-listener tallies; conn_timer.c: stall rules and the per-connection timer).
+ * Other modules use core/conn.h only. */
+#ifndef HS_CONN_INTERNAL_H
+#define HS_CONN_INTERNAL_H
+
+#include "core/conn.h"
+#include "core/peers.h"
+
+#include <stdint.h>
+#include <sys/time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+enum {
+    CONN_CLOSING = 1 << 0,     /* close requested: no more reads, flushing output */
+    CONN_CLOSED = 1 << 1,      /* socket closed, on_close ran; free once refs drop to 0 */
+    CONN_FLOW_PAUSED = 1 << 2, /* reading stopped because output is over the high mark */
+    CONN_USER_PAUSED = 1 << 3, /* reading stopped by the handler */
+    CONN_EOF = 1 << 4,         /* the peer shut down its write side */
+    CONN_READING = 1 << 5,     /* the read event is added */
+    CONN_WRITING = 1 << 6,     /* the write event is added */
+    CONN_EXPECT = 1 << 7,      /* on_data conns: the protocol layer awaits the rest of a message */
+};
+
+struct hs_conn_pipe {
+    struct hs_conn_sink sink; /* where payload goes; sink.write NULL discards */
+    uint64_t max;             /* per-frame maximum while armed (0: the framing's) */
+    uint64_t total;           /* payload bytes of the frame being streamed */
+    uint64_t remaining;       /* payload bytes still to come */
+    int status;               /* first sink error, or 0 */
+    uint8_t armed;            /* the next frame goes to the sink */
+    uint8_t active;           /* a frame is streaming now */
+};
+
+struct hs_conn {
+    struct hs_conns *set;
+    uint64_t id;                 /* unique per set, from 1 */
+    int fd;                      /* -1 once closed */
+    unsigned flags;              /* CONN_* */
+    unsigned refs;               /* callbacks on the stack; the free waits for 0 */
+    struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted);
+                                  * here, it fills what would be padding */
+    uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
+    struct hs_conn_tally *tally; /* the accepting listener's counters, or NULL */
+    struct event *rev;           /* readable */
+    struct event *wev;           /* writable, added only while output is pending */
+    struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
+    struct evbuffer *in;  /* received, not yet framed */
+    struct evbuffer *out; /* queued, not yet written */
+    struct hs_framing framing;
+    size_t resume; /* framer scan state for the frame at the front of in */
+    struct hs_conn_pipe pipe;
+    const struct hs_conn_handler *handler;
+    void *arg;                /* for handler callbacks */
+    void *data;               /* the handler's own per-connection data */
+    const char *close_reason; /* static text given to on_close */
+    uint64_t bytes_in, bytes_out;
+    /* Stall rules (struct hs_conn_limits); times are ms of the loop's cached clock. */
+    long long opened;            /* accepted at */
+    long long active;            /* last read or write */
+    long long rx_since;          /* receive window start while a frame is in progress, or 0 */
+    uint64_t rx_mark;            /* bytes_in at rx_since */
+    long long tx_since;          /* send window start while output waits, or 0 */
+    uint64_t tx_mark;            /* bytes_out at tx_since */
+    long long timer_at;          /* when the timer fires, or 0 when it is not armed */
+    struct hs_conn *prev, *next; /* the set's list */
+    /* Peer address text: "[IPv6]:port" fits exactly (47 characters); a longer text (an IPv6
+     * zone, a unix path) is cut. Sized so an idle connection costs under 1 KiB. */
+    char peer[48];
+};
+
+struct hs_conns {
+    struct event_base *base;
+    struct hs_conn_limits limits;
+    struct hs_peers *peers;   /* open connections per client address */
+    long long refusal_logged; /* when a refusal was last logged (ms), so floods log 1 line/s */
+    unsigned long long refusals_quiet; /* refusals not logged since */
+    unsigned count;                    /* open connections */
+    uint64_t next_id;
+    struct hs_conn *head;
+    void (*on_empty)(struct hs_conns *set, void *arg);
+    void *on_empty_arg;
+};
+
+static inline void hs__timeval_ms(struct timeval *tv, long long ms)
+{
+    tv->tv_sec = (time_t)(ms / 1000);
+    tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* The loop's cached clock in ms: one clock read per loop turn, not per byte. */
+static inline long long hs__conns_now(const struct hs_conns *set)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(set->base, &tv);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Output waiting to be written. The buffer and the write event exist only once something
+ * had to wait: most replies go out by write-through, and an idle connection should cost
+ * little memory (bench: memory per idle connection). */
+static inline size_t hs__conn_out_len(const struct hs_conn *c)
+{
+    return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+static inline void hs__conn_touch(struct hs_conn *c)
+{
+    c->active = hs__conns_now(c->set);
+}
+
+/* ---- conn.c ---- */
+
+/* Frees c once it is closed and no callback holds it (refs == 0). */
+void hs__conn_release(struct hs_conn *c);
+
+/* After a callback returned: finish a close that waits for nothing, or resume reading. May
+ * free c. */
+void hs__conn_after_output(struct hs_conn *c);
+
+/* ---- conn_set.c ---- */
+
+/* The admission rule behind hs_conns_admit and hs_conn_new: 1 to refuse (logged), 0 to
+ * admit. */
+int hs__conns_refuse(struct hs_conns *set, const struct hs_peer_key *key, const char *peer);
+
+/* ---- conn_timer.c ---- */
+
+/* Makes the timer fire at `at` (ms of hs__conns_now) unless it fires no later already. */
+void hs__conn_schedule(struct hs_conn *c, long long at);
+
+/* A new receive window starts now. */
+void hs__conn_rx_start(struct hs_conn *c);
+
+/* After input was framed (frames: how many completed): starts, keeps or ends the receive
+ * window. */
+void hs__conn_rx_track(struct hs_conn *c, int frames);
+
+/* After a flush with `pending` bytes left: starts or ends the send window. */
+void hs__conn_tx_track(struct hs_conn *c, size_t pending);
+
+/* The per-connection timer: the close timeout while closing, else the stall rules. */
+void hs__conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+#endif
