@@ -2,6 +2,7 @@
 #include "core/addr.h"
 #include "core/conn.h"
 #include "core/hs.h"
+#include "core/http.h"
 #include "core/listener.h"
 #include "core/log.h"
 
@@ -14,6 +15,7 @@
 
 #define METRICS_HEAD_MAX 8192          /* bytes of a request head */
 #define METRICS_BODY_MAX (1024 * 1024) /* bytes of one exposition */
+#define METRICS_MAX_HEADERS 32         /* field lines of a request head */
 
 struct hs_metrics {
     struct hs_conns *set; /* metrics connections, apart from served ones */
@@ -36,42 +38,53 @@ static void reply(struct hs_conn *c, const char *status, const char *type, const
     hs_conn_close(c, "closed");
 }
 
+static void reply_text(struct hs_conn *c, const char *status, const char *text, int head_only)
+{
+    reply(c, status, "text/plain", text, strlen(text), head_only);
+}
+
+/* The request head goes through the server's own HTTP parser (core/http.c), with its limits
+ * and refusals; only GET and HEAD of / and /metrics are answered, one request a connection. */
 static void metrics_data(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
 {
     struct hs_metrics *m = arg;
     if (hs_conn_is_closing(c))
         return;
-    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    if (end.pos < 0)
-        end = evbuffer_search(in, "\n\n", 2, NULL);
-    if (end.pos < 0) {
-        if (eof || evbuffer_get_length(in) > METRICS_HEAD_MAX) {
-            static const char bad[] = "bad request\n";
-            reply(c, "400 Bad Request", "text/plain", bad, sizeof bad - 1, 0);
-        }
+    size_t avail = evbuffer_get_length(in);
+    size_t len = avail < METRICS_HEAD_MAX ? avail : METRICS_HEAD_MAX;
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+    struct hs_http_header headers[METRICS_MAX_HEADERS];
+    struct hs_http_request req = {.headers = headers, .headers_cap = METRICS_MAX_HEADERS};
+    struct hs_http_limits limits = {.max_request_line = METRICS_HEAD_MAX,
+                                    .max_header_bytes = METRICS_HEAD_MAX,
+                                    .max_headers = METRICS_MAX_HEADERS};
+    int r = hs_http_parse_request(buf, len, 0, &limits, &req);
+    if (r == HS_AGAIN && !eof && avail < METRICS_HEAD_MAX)
+        return;
+    if (r == HS_AGAIN) {
+        reply_text(c, eof ? "400 Bad Request" : "431 Request Header Fields Too Large",
+                   "bad request\n", 0);
         return;
     }
-    char line[512];
-    size_t len =
-        evbuffer_get_length(in) < sizeof line - 1 ? evbuffer_get_length(in) : sizeof line - 1;
-    evbuffer_copyout(in, line, len);
-    line[len] = '\0';
-    line[strcspn(line, "\r\n")] = '\0';
-    evbuffer_drain(in, evbuffer_get_length(in));
-    char method[16], target[400];
-    if (sscanf(line, "%15s %399s", method, target) != 2) {
-        static const char bad[] = "bad request\n";
-        reply(c, "400 Bad Request", "text/plain", bad, sizeof bad - 1, 0);
+    if (r < 0) {
+        char status[64];
+        snprintf(status, sizeof status, "%d %s", req.status ? req.status : 400,
+                 req.status == 414   ? "URI Too Long"
+                 : req.status == 431 ? "Request Header Fields Too Large"
+                 : req.status == 501 ? "Not Implemented"
+                 : req.status == 505 ? "HTTP Version Not Supported"
+                                     : "Bad Request");
+        reply_text(c, status, "bad request\n", 0);
         return;
     }
-    int head_only = strcmp(method, "HEAD") == 0;
-    if (strcmp(method, "GET") != 0 && !head_only) {
-        static const char no[] = "only GET and HEAD\n";
-        reply(c, "405 Method Not Allowed", "text/plain", no, sizeof no - 1, 0);
-        return;
-    }
-    target[strcspn(target, "?")] = '\0';
-    if (strcmp(target, "/metrics") == 0) {
+    int head_only = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
+    int get = req.method_len == 3 && memcmp(req.method, "GET", 3) == 0;
+    int is_metrics = req.path_len == 8 && memcmp(req.path, "/metrics", 8) == 0;
+    int is_root = req.path_len == 1 && req.path[0] == '/';
+    evbuffer_drain(in, avail);
+    if (!get && !head_only) {
+        reply_text(c, "405 Method Not Allowed", "only GET and HEAD\n", 0);
+    } else if (is_metrics) {
         char *body = malloc(METRICS_BODY_MAX);
         if (body == NULL) {
             hs_conn_abort(c, "out of memory");
@@ -80,12 +93,10 @@ static void metrics_data(struct hs_conn *c, struct evbuffer *in, int eof, void *
         size_t blen = m->cb(body, METRICS_BODY_MAX, m->arg);
         reply(c, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body, blen, head_only);
         free(body);
-    } else if (strcmp(target, "/") == 0) {
-        static const char home[] = "hotsock metrics: GET /metrics\n";
-        reply(c, "200 OK", "text/plain", home, sizeof home - 1, head_only);
+    } else if (is_root) {
+        reply_text(c, "200 OK", "hotsock metrics: GET /metrics\n", head_only);
     } else {
-        static const char nf[] = "not found; try /metrics\n";
-        reply(c, "404 Not Found", "text/plain", nf, sizeof nf - 1, head_only);
+        reply_text(c, "404 Not Found", "not found; try /metrics\n", head_only);
     }
 }
 
