@@ -1114,107 +1114,62 @@ if #nas > 0 then
   add("")
 end
 
--- Plots (SVG) -----------------------------------------------------------------------------------
+-- Plots (SVG, bench/plot.lua) -----------------------------------------------------------------
 
+local plot = dofile("bench/plot.lua")
 local COLORS = { hotsock = "#d62728", raw = "#1f77b4", bev = "#17becf", haproxy = "#2ca02c",
   tarantool = "#9467bd", python = "#8c564b", nginx = "#ff7f0e", cfile = "#1f77b4" }
 
-local function svg_frame(w, h, title, ylabel, ymax)
-  local o = {}
-  o[#o + 1] = ([[<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" ]]
-    .. [[font-family="sans-serif" font-size="12">]]):format(w, h)
-  o[#o + 1] = ([[<rect width="%d" height="%d" fill="white"/>]]):format(w, h)
-  o[#o + 1] = ([[<text x="%d" y="20" text-anchor="middle" font-size="14">%s</text>]]):format(w / 2, title)
-  o[#o + 1] = ([[<text transform="translate(14,%d) rotate(-90)" text-anchor="middle">%s</text>]]):format(h / 2, ylabel)
-  for i = 0, 5 do
-    local v = ymax * i / 5
-    local y = h - 50 - (h - 90) * i / 5
-    o[#o + 1] = ([[<line x1="60" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>]]):format(w - 170, y, y)
-    o[#o + 1] = ([[<text x="55" y="%.1f" text-anchor="end">%s</text>]]):format(y + 4, fmt_rate(v))
+-- One series per server with a value for any of ids (the median of field).
+local function collect(ids, field)
+  local series = {}
+  for _, s in ipairs(SERVERS) do
+    local values, any = {}, false
+    for i, id in ipairs(ids) do
+      local v = results[id] and results[id][s.name] and med(results[id][s.name], field)
+      values[i] = v
+      any = any or v ~= nil
+    end
+    if any then
+      series[#series + 1] = { label = s.label, color = COLORS[s.name] or "black", values = values }
+    end
   end
-  return o
-end
-local function nice_max(v)
-  local p = 10 ^ math.floor(math.log(v, 10))
-  for _, m in ipairs { 1, 2, 2.5, 5, 10 } do if v <= m * p then return m * p end end
-  return 10 * p
+  return series
 end
 
-local function plot_lines(path, title, ids, xlabels)
-  local series, ymax = {}, 1
-  for _, s in ipairs(SERVERS) do
-    local pts, any = {}, false
-    for i, id in ipairs(ids) do
-      local v = results[id] and results[id][s.name] and med(results[id][s.name], "rate")
-      pts[i] = v
-      if v then any, ymax = true, math.max(ymax, v) end
-    end
-    if any then series[#series + 1] = { s = s, pts = pts } end
-  end
-  if #series == 0 then return false end
-  local W, H = 640, 360
-  ymax = nice_max(ymax)
-  local o = svg_frame(W, H, title, "messages per second", ymax)
-  local function X(i) return 90 + (W - 290) * (i - 1) / (#ids - 1) end
-  local function Y(v) return H - 50 - (H - 90) * v / ymax end
-  for i, l in ipairs(xlabels) do
-    o[#o + 1] = ([[<text x="%.1f" y="%d" text-anchor="middle">%s</text>]]):format(X(i), H - 30, l)
-  end
-  o[#o + 1] = ([[<text x="%d" y="%d" text-anchor="middle">connections</text>]]):format((W - 110) / 2, H - 10)
-  for k, se in ipairs(series) do
-    local d, col = {}, COLORS[se.s.name] or "black"
-    for i = 1, #ids do
-      if se.pts[i] then
-        d[#d + 1] = ("%s%.1f,%.1f"):format(#d == 0 and "M" or "L", X(i), Y(se.pts[i]))
-        o[#o + 1] = ([[<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>]]):format(X(i), Y(se.pts[i]), col)
-      end
-    end
-    o[#o + 1] = ([[<path d="%s" fill="none" stroke="%s" stroke-width="2"/>]]):format(table.concat(d, " "), col)
-    o[#o + 1] = ([[<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>]])
-      :format(W - 160, 40 + 20 * k, col, W - 143, 50 + 20 * k, se.s.label)
-  end
-  o[#o + 1] = "</svg>"
-  writef(path, table.concat(o, "\n"))
-  return true
-end
+-- Every section of the table gets a plot: { file, kind, title, ylabel, xlabel, ids, xlabels,
+-- field, fmt }.
+local PLOTS = {
+  { file = "echo_connections.svg", kind = "lines", field = "rate", fmt = fmt_rate,
+    title = "TCP echo, 64 B ping-pong: messages/s by connections", ylabel = "messages per second",
+    xlabel = "connections", ids = { "tcp64_1", "tcp64_50", "tcp64_500" }, xlabels = { "1", "50", "500" } },
+  { file = "echo_pipelined.svg", kind = "bars", field = "rate", fmt = fmt_rate,
+    title = "TCP echo, 4 KiB pipelined, 50 connections: messages/s", ylabel = "messages per second",
+    ids = { "tcp4k_pipe" }, xlabels = { "4 KiB, 16 deep" } },
+  { file = "udp.svg", kind = "bars", field = "rate", fmt = fmt_rate,
+    title = "UDP echo, 64 B, 50 sockets: datagrams/s", ylabel = "datagrams per second",
+    ids = { "udp64" }, xlabels = { "64 B" } },
+  { file = "http.svg", kind = "bars", field = "rate", fmt = fmt_rate,
+    title = "HTTP, 50 keep-alive connections: requests/s", ylabel = "requests per second",
+    ids = { "http_hello", "http_1k", "http_100k" }, xlabels = { "GET /hello (Lua)", "1 KiB file", "100 KiB file" } },
+  { file = "upload.svg", kind = "bars", field = "mbps", fmt = function(v) return ("%.0f"):format(v) end,
+    title = "Upload of one file: MiB/s", ylabel = "MiB per second", ids = { "upload" }, xlabels = { "upload" } },
+  { file = "idle.svg", kind = "bars", field = "per_conn", fmt = function(v) return ("%.0f"):format(v) end,
+    title = "Memory per idle connection (lower is better)", ylabel = "bytes per connection",
+    ids = { "idle" }, xlabels = { "10,000 idle connections" } },
+}
 
-local function plot_bars(path, title, ids, xlabels)
-  local series, ymax = {}, 1
-  for _, s in ipairs(SERVERS) do
-    local pts, any = {}, false
-    for i, id in ipairs(ids) do
-      local v = results[id] and results[id][s.name] and med(results[id][s.name], "rate")
-      pts[i] = v
-      if v then any, ymax = true, math.max(ymax, v) end
+local function write_plots()
+  local links = {}
+  for _, p in ipairs(PLOTS) do
+    local series = collect(p.ids, p.field)
+    if #series > 0 then
+      writef(opt.results .. "/" .. p.file, plot[p.kind]({ title = p.title, ylabel = p.ylabel,
+        xlabel = p.xlabel, xlabels = p.xlabels, series = series, fmt = p.fmt }))
+      links[#links + 1] = ("![%s](bench/results/%s)"):format(p.title, p.file)
     end
-    if any then series[#series + 1] = { s = s, pts = pts } end
   end
-  if #series == 0 then return false end
-  local W, H = 640, 360
-  ymax = nice_max(ymax)
-  local o = svg_frame(W, H, title, "requests per second", ymax)
-  local gw = (W - 240) / #ids
-  local bw = gw * 0.8 / #series
-  for i, l in ipairs(xlabels) do
-    o[#o + 1] = ([[<text x="%.1f" y="%d" text-anchor="middle">%s</text>]]):format(70 + gw * (i - 0.5), H - 30, l)
-  end
-  for k, se in ipairs(series) do
-    local col = COLORS[se.s.name] or "black"
-    for i = 1, #ids do
-      local v = se.pts[i]
-      if v then
-        local x = 70 + gw * (i - 1) + gw * 0.1 + bw * (k - 1)
-        local h = (H - 90) * v / ymax
-        o[#o + 1] = ([[<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>]])
-          :format(x, H - 50 - h, bw - 2, h, col)
-      end
-    end
-    o[#o + 1] = ([[<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>]])
-      :format(W - 160, 40 + 20 * k, col, W - 143, 50 + 20 * k, se.s.label)
-  end
-  o[#o + 1] = "</svg>"
-  writef(path, table.concat(o, "\n"))
-  return true
+  return links
 end
 
 -- Output ----------------------------------------------------------------------------------------
@@ -1225,15 +1180,7 @@ if partial then
   writef(opt.results .. "/raw/quick.md", body)
   log("bench: partial run; table in %s/raw/quick.md (results/ and bench/RESULTS.md untouched)", opt.results)
 else
-  local plots = {}
-  if plot_lines(opt.results .. "/echo_connections.svg", "TCP echo, 64 B ping-pong: msg/s by connections",
-      { "tcp64_1", "tcp64_50", "tcp64_500" }, { "1", "50", "500" }) then
-    plots[#plots + 1] = "![TCP echo msg/s by connection count](bench/results/echo_connections.svg)"
-  end
-  if plot_bars(opt.results .. "/http.svg", "HTTP, 50 keep-alive connections: req/s",
-      { "http_hello", "http_1k", "http_100k" }, { "GET /hello (Lua)", "1 KiB file", "100 KiB file" }) then
-    plots[#plots + 1] = "![HTTP req/s](bench/results/http.svg)"
-  end
+  local plots = write_plots()
   local full = body .. "\n" .. table.concat(plots, "\n") .. "\n"
   writef(opt.results .. "/latest.md", "# Latest benchmark results\n\n" .. full:gsub("%(bench/results/", "("))
   log("bench: table in %s/latest.md, plots in %s/", opt.results, opt.results)
@@ -1241,8 +1188,9 @@ else
     local readme = readf("bench/RESULTS.md")
     local a, b = readme:find("<!%-%- bench:begin %-%->"), select(2, readme:find("<!%-%- bench:end %-%->"))
     if a and b then
-      writef("bench/RESULTS.md", readme:sub(1, a - 1) .. "<!-- bench:begin -->\n" .. full
-        .. "<!-- bench:end -->" .. readme:sub(b + 1))
+      -- bench/RESULTS.md sits beside results/: its links are relative to bench/.
+      writef("bench/RESULTS.md", readme:sub(1, a - 1) .. "<!-- bench:begin -->\n"
+        .. full:gsub("%(bench/results/", "(results/") .. "<!-- bench:end -->" .. readme:sub(b + 1))
       log("bench: bench/RESULTS.md table updated")
     else
       log("bench: bench/RESULTS.md has no <!-- bench:begin --> / <!-- bench:end --> markers; not updated")
