@@ -174,7 +174,11 @@ static void http_update_reading(struct hs_http_conn *h)
         return;
     int body = h->active &&
                (h->bstate == BODY_BUFFER || h->bstate == BODY_PIPE || h->bstate == BODY_DISCARD);
-    int want = h->lingering || !h->active || body;
+    /* While the app works on a request read whole, the socket is still watched until a byte
+     * of a next request arrives: that is how a client leaving (end of stream, reset) is seen. */
+    int waiting = h->active && h->bstate == BODY_NONE && h->resp != RESP_DONE && h->in != NULL &&
+                  evbuffer_get_length(h->in) == 0;
+    int want = h->lingering || !h->active || body || waiting;
     if (h->expecting && !body) {
         hs_conn_expect_input(h->c, 0);
         h->expecting = 0;
@@ -647,8 +651,15 @@ static void http_run(struct hs_http_conn *h, int from_kick)
                 break;
             continue;
         }
-        if (h->resp != RESP_DONE)
-            break; /* waiting for the app */
+        if (h->resp != RESP_DONE) {
+            /* Waiting for the app. A client that ends its stream after a request read whole,
+             * with nothing pipelined behind it, has given up on the answer (nginx's 499, Go's
+             * cancelled request context): close, so the app hears of it (res methods answer
+             * "closed") instead of writing to nobody. */
+            if (h->eof && h->bstate == BODY_NONE && evbuffer_get_length(h->in) == 0)
+                hs_conn_close(h->c, "peer closed");
+            break;
+        }
         if (h->bstate == BODY_WAIT) {
             if (!http_unread_body(h))
                 break;
@@ -976,6 +987,11 @@ int hs_http_conn_finish(struct hs_http_conn *h)
     }
     http_release(h);
     return r;
+}
+
+int hs_http_conn_is_open(const struct hs_http_conn *h)
+{
+    return !http_dead(h);
 }
 
 int hs_http_conn_is_head(const struct hs_http_conn *h)

@@ -120,6 +120,10 @@ int hs_http_conn_finish(struct hs_http_conn *h);
  * when no response was started, then closes the connection. why is logged. */
 void hs_http_conn_fail(struct hs_http_conn *h, int status, const char *why);
 
+/* 1 while the app may still answer: 0 once the connection is closing (the client left, a
+ * write failed) or the layer answered the request itself (an error response). */
+int hs_http_conn_is_open(const struct hs_http_conn *h);
+
 /* 1 when the current request is HEAD. */
 int hs_http_conn_is_head(const struct hs_http_conn *h);
 

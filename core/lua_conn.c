@@ -287,20 +287,48 @@ static int l_udp_send_to(lua_State *L)
     return push_result(L, r);
 }
 
+/* A query: answers from the box's copy, so it works after the socket is gone too. */
 static int l_udp_url(lua_State *L)
 {
     struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
-    if (box->u == NULL)
-        return push_closed(L);
-    lua_pushstring(L, hs_udp_url(box->u));
+    lua_pushstring(L, box->url);
     return 1;
 }
 
 static int l_udp_tostring(lua_State *L)
 {
     struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
-    lua_pushfstring(L, "udp %s", box->u ? hs_udp_url(box->u) : "(closed)");
+    lua_pushfstring(L, "udp %s%s", box->url, box->u ? "" : " (closed)");
     return 1;
+}
+
+/* hs_udp_on_free hook: the socket is being freed (a reload dropped its address), but old code
+ * may still hold its box. The box forgets it and leaves the table of live boxes. Runs outside
+ * any Lua call; nothing here allocates, so nothing can raise. */
+static void udp_box_gone(struct hs_udp *u, void *arg)
+{
+    struct hs_lua *hl = arg;
+    lua_State *L = hl->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hl->udp_boxes_ref);
+    if (lua_rawgetp(L, -1, u) == LUA_TUSERDATA) {
+        struct hs__udp_box *box = lua_touserdata(L, -1);
+        box->u = NULL;
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, u);
+    lua_pop(L, 1);
+}
+
+/* __gc (the Lua state is closing: the live-box table holds every other box): the socket must
+ * not call into a state that is gone. */
+static int l_udp_gc(lua_State *L)
+{
+    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
+    if (box->u != NULL)
+        hs_udp_on_free(box->u, NULL, NULL);
+    box->u = NULL;
+    return 0;
 }
 
 void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
@@ -313,11 +341,15 @@ void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
     }
     lua_pop(L, 1);
     struct hs__udp_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    box->u = u;
+    box->u = NULL;
+    snprintf(box->url, sizeof box->url, "%s", hs_udp_url(u));
     luaL_setmetatable(L, HS_UDP_MT);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, u);
     lua_remove(L, -2);
+    /* Only now, with the box in the table, may the socket tell it of its end. */
+    box->u = u;
+    hs_udp_on_free(u, udp_box_gone, hl);
 }
 
 void hs__lua_open_conn(lua_State *L)
@@ -346,6 +378,8 @@ void hs__lua_open_conn(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_udp_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_udp_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 }
 

@@ -113,6 +113,13 @@ static struct res_box *check_res(lua_State *L)
     return b;
 }
 
+/* Whether the box still reaches a connection that can take the response: on_close clears
+ * b->h, but a connection closing (flushing its last bytes) refuses already. */
+static int res_gone(const struct res_box *b)
+{
+    return b->h == NULL || !hs_http_conn_is_open(b->h);
+}
+
 static void check_unstarted(lua_State *L, struct res_box *b)
 {
     if (b->started)
@@ -126,7 +133,7 @@ static int l_res_status(lua_State *L)
     lua_Integer code = luaL_checkinteger(L, 2);
     luaL_argcheck(L, code >= 200 && code <= 599, 2, "status must be 200..599");
     check_unstarted(L, b);
-    if (b->h == NULL)
+    if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     b->status = (int)code;
     lua_pushboolean(L, 1);
@@ -183,7 +190,7 @@ static int l_res_header(lua_State *L)
                       3, "Connection may only be set to \"close\"");
     }
     check_unstarted(L, b);
-    if (b->h == NULL)
+    if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     if (strcasecmp(name, "connection") == 0) {
         b->close = 1;
@@ -272,7 +279,7 @@ static int l_res_send(lua_State *L)
     size_t len = 0;
     const char *body = luaL_optlstring(L, 2, "", &len);
     check_unstarted(L, b);
-    if (b->h == NULL)
+    if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     /* IMPORTANT: a write may find the connection broken and close it at once; on_close then
      * clears b->h, so it is checked after every call below. */
@@ -292,7 +299,7 @@ static int l_res_write(lua_State *L)
     struct res_box *b = check_res(L);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    if (b->h == NULL)
+    if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     int r = 0;
     if (!b->started) {
@@ -308,7 +315,7 @@ static int l_res_write(lua_State *L)
 static int l_res_finish(lua_State *L)
 {
     struct res_box *b = check_res(L);
-    if (b->h == NULL)
+    if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     if (!b->started) {
         lua_settop(L, 1);
@@ -342,7 +349,7 @@ static int l_res_send_file(lua_State *L)
             root = luaL_checkstring(L, -1); /* kept on the stack */
     }
     check_unstarted(L, b);
-    if (b->h == NULL)
+    if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     struct hs_http_file f;
     int r = hs_http_file_open(path, root, &f);
@@ -398,9 +405,9 @@ static int l_res_tostring(lua_State *L)
 {
     struct res_box *b = luaL_checkudata(L, 1, HS_RES_MT);
     lua_pushfstring(L, "http response %d (%s)", b->status,
-                    b->finished ? "finished"
-                    : b->h      ? (b->started ? "streaming" : "open")
-                                : "closed");
+                    b->finished    ? "finished"
+                    : !res_gone(b) ? (b->started ? "streaming" : "open")
+                                   : "closed");
     return 1;
 }
 
@@ -482,7 +489,7 @@ static int l_req_pipe_body(lua_State *L)
     struct res_box *b = luaL_testudata(L, -1, HS_RES_MT);
     if (b == NULL)
         return luaL_argerror(L, 1, "not a request");
-    if (b->h == NULL)
+    if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     int r = hs_http_conn_pipe_body(b->h, lua_isnil(L, 2) ? NULL : &sink, (uint64_t)max);
     if (r == -EINVAL)

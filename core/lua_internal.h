@@ -54,9 +54,11 @@ struct hs__conn_box {
      * 2 (a Lua string), so an open connection does not carry a second copy. */
 };
 
-/* A UDP socket as Lua sees it. */
+/* A UDP socket as Lua sees it. C owns the hs_udp; the box borrows it and is told when it is
+ * freed (hs_udp_on_free), after which send_to answers nil, "closed". */
 struct hs__udp_box {
-    struct hs_udp *u; /* NULL once freed */
+    struct hs_udp *u;            /* NULL once freed (a reload dropped its address) */
+    char url[HS_ADDR_TEXT + 16]; /* kept for a freed box's url() and tostring */
 };
 
 /* The context is stored as upvalue 1 of module functions and in the registry. */

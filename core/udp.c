@@ -20,10 +20,13 @@ struct hs_udp {
     struct event *ev;
     hs_udp_datagram_cb cb;
     void *arg;
+    hs_udp_free_cb free_cb; /* told when u is freed (the Lua box), or NULL */
+    void *free_arg;
     char url[HS_ADDR_TEXT + 16]; /* bound address as a URL */
     char name[64];
-    unsigned long long in, out;
-    char buf[HS_MAX_DATAGRAM + 1]; /* receive buffer; +1 detects truncation */
+    unsigned long long in, out;             /* datagrams received and sent */
+    unsigned long long bytes_in, bytes_out; /* their payload bytes */
+    char buf[HS_MAX_DATAGRAM + 1];          /* receive buffer; +1 detects truncation */
 };
 
 static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -43,6 +46,7 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         u->in++;
+        u->bytes_in += (unsigned long long)n;
         char peer[HS_ADDR_TEXT];
         hs_addr_format((struct sockaddr *)&ss, sl, peer, sizeof peer);
         u->cb(u, u->buf, (size_t)n, peer, u->arg);
@@ -131,6 +135,9 @@ void hs_udp_free(struct hs_udp *u)
 {
     if (u == NULL)
         return;
+    /* IMPORTANT: whoever borrows u hears of the free first, so nothing reaches it after. */
+    if (u->free_cb)
+        u->free_cb(u, u->free_arg);
     event_free(u->ev);
     close(u->fd);
     free(u);
@@ -162,6 +169,7 @@ int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const vo
         ssize_t n = sendto(u->fd, data, len, 0, (struct sockaddr *)&ss, sl);
         if (n >= 0) {
             u->out++;
+            u->bytes_out += (unsigned long long)n;
             return 0;
         }
         if (errno != EINTR)
@@ -179,8 +187,21 @@ const char *hs_udp_url(const struct hs_udp *u)
     return u->url;
 }
 
-void hs_udp_counts(const struct hs_udp *u, unsigned long long *in, unsigned long long *out)
+void hs_udp_on_free(struct hs_udp *u, hs_udp_free_cb cb, void *arg)
 {
-    *in = u->in;
-    *out = u->out;
+    u->free_cb = cb;
+    u->free_arg = arg;
+}
+
+const char *hs_udp_name(const struct hs_udp *u)
+{
+    return u->name;
+}
+
+void hs_udp_counts(const struct hs_udp *u, struct hs_udp_counts *out)
+{
+    out->datagrams_in = u->in;
+    out->datagrams_out = u->out;
+    out->bytes_in = u->bytes_in;
+    out->bytes_out = u->bytes_out;
 }

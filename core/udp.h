@@ -15,6 +15,9 @@ struct hs_udp;
 typedef void (*hs_udp_datagram_cb)(struct hs_udp *u, const char *data, size_t len, const char *peer,
                                    void *arg);
 
+/* Called once when u is being freed, before its memory goes: the last moment to forget it. */
+typedef void (*hs_udp_free_cb)(struct hs_udp *u, void *arg);
+
 /* Binds a UDP socket to addr and starts receiving (up to 64 datagrams per wake-up).
  * `name` (copied) labels log lines; arg must outlive the socket. Returns 0 and *out, or a
  * negative code (-EADDRINUSE, HS_EBADSPEC, ...). */
@@ -47,7 +50,18 @@ void hs_udp_retarget(struct hs_udp *u, void *arg);
 /* The bound address as a URL ("udp://127.0.0.1:40000"). Owned by u. */
 const char *hs_udp_url(const struct hs_udp *u);
 
-/* Datagrams received and sent so far. */
-void hs_udp_counts(const struct hs_udp *u, unsigned long long *in, unsigned long long *out);
+/* The name given at creation (owned by u). */
+const char *hs_udp_name(const struct hs_udp *u);
+
+/* Sets the one hook told when u is freed (cb NULL removes it). The Lua binding uses it to
+ * invalidate the box a script may keep after a reload unbinds the socket. */
+void hs_udp_on_free(struct hs_udp *u, hs_udp_free_cb cb, void *arg);
+
+/* Traffic so far. */
+struct hs_udp_counts {
+    unsigned long long datagrams_in, datagrams_out; /* received, sent */
+    unsigned long long bytes_in, bytes_out;         /* their payload bytes */
+};
+void hs_udp_counts(const struct hs_udp *u, struct hs_udp_counts *out);
 
 #endif
