@@ -174,6 +174,25 @@ static int parse_content_length(struct hs_http_request *req, const char *v, size
     return 0;
 }
 
+/* Whether name, with every '-' and '_' left out, is lit (lowercase, no dashes). A gateway
+ * that maps '_' to '-' (CGI does) or squeezes dashes reads such a name as the real field. */
+static int squeezed_eq(const char *name, size_t n, const char *lit)
+{
+    size_t i, j = 0;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '-' || c == '_')
+            continue;
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + ('a' - 'A'));
+        if (lit[j] == '\0' || c != (unsigned char)lit[j])
+            return 0;
+        j++;
+    }
+    return lit[j] == '\0';
+}
+
 /* Applies the semantics of one field line. Returns 0 or HS_EPROTO (req->status set). */
 static int field_semantics(struct hs_http_request *req, struct head_state *hs,
                            const struct hs_http_header *h)
@@ -181,6 +200,12 @@ static int field_semantics(struct hs_http_request *req, struct head_state *hs,
     const char *n = h->name, *v = h->value;
     size_t nl = h->name_len, vl = h->value_len;
 
+    /* Transfer_Encoding, Content--Length...: we would ignore them, a server behind us might
+     * not, and the two would then disagree on where the body ends. */
+    if (squeezed_eq(n, nl, "transferencoding") && !ci_eq(n, nl, "transfer-encoding"))
+        return fail(req, 400, "Transfer-Encoding lookalike");
+    if (squeezed_eq(n, nl, "contentlength") && !ci_eq(n, nl, "content-length"))
+        return fail(req, 400, "Content-Length lookalike");
     if (ci_eq(n, nl, "content-length")) {
         /* Equal duplicates are refused too: an intermediary may have picked either line. */
         if (hs->cl_seen++)
@@ -390,6 +415,13 @@ static int parse_head(const char *buf, size_t skip, size_t rl_end, size_t hdr_st
             return fail(req, 400, "chunked applied twice");
         req->chunked = 1;
     }
+    /* GET and HEAD have no defined body semantics (RFC 9110 9.3.1): a body there is read by
+     * some servers and left as the next request by others: the desync that hardened proxies
+     * refuse. An API that needs one says so (allow_get_body). */
+    if (!lim->allow_get_body && (req->chunked || req->content_length > 0) &&
+        ((req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) ||
+         (req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)))
+        return fail(req, 400, "body in a GET or HEAD request");
     if (req->minor_version == 1 && !hs.host_seen)
         return fail(req, 400, "missing Host");
     /* RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored. */
@@ -435,7 +467,7 @@ int hs_http_parse_request(const char *buf, size_t len, size_t last_len,
                           const struct hs_http_limits *limits, struct hs_http_request *req)
 {
     struct hs_http_limits lim = {HS_HTTP_MAX_REQUEST_LINE, HS_HTTP_MAX_HEADER_BYTES,
-                                 HS_HTTP_MAX_HEADERS};
+                                 HS_HTTP_MAX_HEADERS, 0};
     size_t skip = 0, from, limit, head_len = 0, rl_end;
     const char *cr;
     int rc;
@@ -447,6 +479,7 @@ int hs_http_parse_request(const char *buf, size_t len, size_t last_len,
             lim.max_header_bytes = limits->max_header_bytes;
         if (limits->max_headers != 0)
             lim.max_headers = limits->max_headers;
+        lim.allow_get_body = limits->allow_get_body;
         /* The head length is returned as an int; this also keeps the sums below from wrapping. */
         lim.max_request_line = min_size(lim.max_request_line, INT_MAX / 4);
         lim.max_header_bytes = min_size(lim.max_header_bytes, INT_MAX / 4);
@@ -491,7 +524,14 @@ enum {
     CH_SIZE_FIRST,  /* first hex digit of a chunk size */
     CH_SIZE,        /* further hex digits */
     CH_EXT_BWS,     /* whitespace after the size: only ';' may follow */
-    CH_EXT,         /* chunk extensions, skipped up to CR */
+    CH_EXT,         /* after ';': BWS, then an extension name */
+    CH_EXT_NAME,    /* inside an extension name */
+    CH_EXT_EQ,      /* BWS after a name: '=', ';' or CR may follow */
+    CH_EXT_VAL,     /* BWS after '=', then a token or a quoted string */
+    CH_EXT_TOKEN,   /* inside a token value */
+    CH_EXT_QUOTED,  /* inside a quoted value */
+    CH_EXT_QPAIR,   /* after a backslash in a quoted value */
+    CH_EXT_END,     /* BWS after a value: ';' or CR may follow */
     CH_SIZE_LF,     /* LF ending the size line */
     CH_DATA,        /* chunk data, st->size bytes left */
     CH_DATA_CR,     /* CR after the data */
@@ -521,6 +561,60 @@ static int chunk_fail(struct hs_http_chunked *st, const char *why)
 static int is_text(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* One byte c (text or CR) of the chunk extensions: *( BWS ";" BWS name [ BWS "=" BWS
+ * ( token / quoted-string ) ] ) (RFC 9112 7.1.1), checked rather than skipped. A quote left
+ * open at the end of the line is malformed: a parser that lets quotes hide the CRLF would
+ * frame the body differently from us. Returns 0, or HS_EPROTO with st->why set. */
+static int chunk_ext(struct hs_http_chunked *st, unsigned char c)
+{
+    int ows = is_ows((char)c), t = is_tchar(c);
+
+    switch (st->state) {
+    case CH_EXT:
+        if (t)
+            st->state = CH_EXT_NAME;
+        else if (!ows)
+            return chunk_fail(st, "invalid chunk extension");
+        return 0;
+    case CH_EXT_QUOTED:
+        if (c == '\r')
+            return chunk_fail(st, "unterminated quoted string in chunk extension");
+        if (c == '"')
+            st->state = CH_EXT_END;
+        else if (c == '\\')
+            st->state = CH_EXT_QPAIR;
+        return 0;
+    case CH_EXT_QPAIR:
+        if (c == '\r')
+            return chunk_fail(st, "unterminated quoted string in chunk extension");
+        st->state = CH_EXT_QUOTED;
+        return 0;
+    case CH_EXT_VAL:
+        if (c == '"')
+            st->state = CH_EXT_QUOTED;
+        else if (t)
+            st->state = CH_EXT_TOKEN;
+        else if (!ows)
+            return chunk_fail(st, "invalid chunk extension");
+        return 0;
+    default: /* CH_EXT_NAME, CH_EXT_EQ, CH_EXT_TOKEN, CH_EXT_END */
+        break;
+    }
+    if (c == '\r')
+        st->state = CH_SIZE_LF;
+    else if (c == ';')
+        st->state = CH_EXT;
+    else if (c == '=' && (st->state == CH_EXT_NAME || st->state == CH_EXT_EQ))
+        st->state = CH_EXT_VAL;
+    else if (ows)
+        st->state = st->state == CH_EXT_NAME    ? CH_EXT_EQ
+                    : st->state == CH_EXT_TOKEN ? CH_EXT_END
+                                                : st->state;
+    else if (!t || st->state == CH_EXT_EQ || st->state == CH_EXT_END)
+        return chunk_fail(st, "invalid chunk extension");
+    return 0;
 }
 
 int hs_http_chunked_next(struct hs_http_chunked *st, const char *buf, size_t len, size_t *consumed,
@@ -585,14 +679,21 @@ int hs_http_chunked_next(struct hs_http_chunked *st, const char *buf, size_t len
                 return chunk_fail(st, "invalid chunk size");
             break;
         case CH_EXT:
+        case CH_EXT_NAME:
+        case CH_EXT_EQ:
+        case CH_EXT_VAL:
+        case CH_EXT_TOKEN:
+        case CH_EXT_QUOTED:
+        case CH_EXT_QPAIR:
+        case CH_EXT_END:
             if (c != '\r' && ++st->line > HS_HTTP_MAX_CHUNK_LINE)
                 return chunk_fail(st, "chunk size line too long");
-            if (c == '\r')
-                st->state = CH_SIZE_LF;
-            else if (c == '\n')
+            if (c == '\n')
                 return chunk_fail(st, "bare LF");
-            else if (!is_text(c))
+            if (c != '\r' && !is_text(c))
                 return chunk_fail(st, "control byte in chunk extension");
+            if (chunk_ext(st, c) != 0)
+                return HS_EPROTO;
             break;
         case CH_SIZE_LF:
             if (c != '\n')

@@ -16,11 +16,12 @@
 #define HS_HTTP_MAX_CHUNK_LINE 1024          /* bytes in a chunk-size line (size + extensions) */
 #define HS_HTTP_MAX_TRAILER_BYTES (4 * 1024) /* bytes of trailer field lines, CRLFs included */
 
-/* Size limits for one request head. A zero field means the default above. */
+/* Size limits and rules for one request head. A zero field means the default above. */
 struct hs_http_limits {
     size_t max_request_line; /* bytes, CRLF excluded; over it: 414 */
     size_t max_header_bytes; /* bytes of all field lines with their CRLFs; over it: 431 */
     size_t max_headers;      /* field lines; over it: 431 */
+    int allow_get_body;      /* 1: GET and HEAD may carry a body; 0 (default): they get 400 */
 };
 
 /* One header field line: views into the caller's buffer. The value has its leading and
@@ -75,12 +76,13 @@ struct hs_http_request {
  * Returns HS_AGAIN when the head is incomplete and within the limits so far.
  * Returns HS_EPROTO when the head must be refused, as soon as the bytes received show it;
  * req->status is then 400 (malformed, including smuggling risks: duplicate or invalid
- * Content-Length, Content-Length with Transfer-Encoding, Transfer-Encoding in HTTP/1.0, bare
- * LF, obsolete line folding, missing or repeated Host on 1.1), 414 (request line over the
- * limit), 431 (header bytes or count over the limit, or more than headers_cap fields), 501
- * (a transfer coding other than chunked) or 505 (HTTP/1.x with x not 0 or 1, or a major
- * version other than 1), and req->why a static reason. The connection must close after the
- * error response. On HS_AGAIN, req->status is 0 and the other outputs are unspecified. */
+ * Content-Length, Content-Length with Transfer-Encoding, Transfer-Encoding in HTTP/1.0, a
+ * name that is one of those two but for '_' or extra '-', a body on GET or HEAD unless
+ * limits->allow_get_body, bare LF, obsolete line folding, missing or repeated Host on 1.1), 414
+ * (request line over the limit), 431 (header bytes or count over the limit, or more than
+ * headers_cap fields), 501 (a transfer coding other than chunked) or 505 (HTTP/1.x with x not 0 or
+ * 1, or a major version other than 1), and req->why a static reason. The connection must close
+ * after the error response. On HS_AGAIN, req->status is 0 and the other outputs are unspecified. */
 int hs_http_parse_request(const char *buf, size_t len, size_t last_len,
                           const struct hs_http_limits *limits, struct hs_http_request *req);
 

@@ -717,7 +717,8 @@ static const struct hs_http_app lua_http_app = {
 /* ---- the connection handler ---- */
 
 /* Reads the script's `http` table: max_body (bytes), header_timeout, body_timeout,
- * keepalive_timeout (seconds). A bad value is logged and its default used. */
+ * keepalive_timeout (seconds), allow_get_body (boolean). A bad value is logged and its default
+ * used. */
 static void read_settings(lua_State *L, struct hs_version *v, struct hs_http_settings *set)
 {
     static const char *const keys[] = {"max_body", "header_timeout", "body_timeout",
@@ -747,6 +748,12 @@ static void read_settings(lua_State *L, struct hs_version *v, struct hs_http_set
                     set->keepalive_timeout_ms = ms;
             }
         }
+        int t = lua_getfield(L, -1, "allow_get_body");
+        if (t == LUA_TBOOLEAN)
+            set->head.allow_get_body = lua_toboolean(L, -1);
+        else if (t != LUA_TNIL)
+            hs_log(HS_LOG_WARN, "http.allow_get_body: not a boolean; using the default (false)");
+        lua_pop(L, 1);
     }
     lua_pop(L, 2);
 }

@@ -318,6 +318,13 @@ describe("http static site", function()
       { "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, "Not Implemented" },
       { "GET /" .. ("a"):rep(9000) .. " HTTP/1.1\r\nHost: t\r\n\r\n", 414, "URI Too Long" },
       { "GET / HTTP/1.1\r\nHost: t\r\n" .. ("X-A: b\r\n"):rep(101) .. "\r\n", 431, "Request Header Fields Too Large" },
+      -- Lookalike names, a body on GET or HEAD, an open quote in a chunk extension.
+      { "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "Bad Request" },
+      { "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer---Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "Bad Request" },
+      { "POST /echo HTTP/1.1\r\nHost: t\r\nContent_Length: 3\r\n\r\nabc", 400, "Bad Request" },
+      { "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 400, "Bad Request" },
+      { "HEAD / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "Bad Request" },
+      { "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\"x\r\nabc\r\n0\r\n\r\n", 400, "Bad Request" },
     }
     for i, case in ipairs(cases) do
       local data, err = exchange_until_close(srv, case[1])
@@ -590,6 +597,33 @@ describe("http handler API", function()
     local data, err = exchange_until_close(srv, "GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
     assert.equals("closed", err)
     assert.matches("Connection: close\r\n\r\nbye$", data)
+  end)
+end)
+
+describe("http.allow_get_body", function()
+  it("lets a script take a body on GET; the default refuses it with 400", function()
+    local dir = tmpdir()
+    local function script(allow)
+      local path = dir .. "/get" .. tostring(allow) .. ".lua"
+      write_file(path, ([[
+return { protocol = "http", http = { allow_get_body = %s },
+         on_request = function(req, res) res:send(req.method .. " " .. (req.body or "-")) end }
+]]):format(tostring(allow)))
+      return path
+    end
+    local srv = start({}, script(true))
+    local r = request(srv, "GET /q HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nquery")
+    assert.equals(200, r.status)
+    assert.equals("GET query", r.body)
+    stop(srv)
+    srv = start({}, script(false))
+    local data, err = exchange_until_close(srv,
+      "GET /q HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nquery")
+    assert.equals("closed", err)
+    assert.matches(error_pattern(400, "Bad Request"), data)
+    srv:wait_log("%(body in a GET or HEAD request%)")
+    stop(srv)
+    hs.run("rm -rf " .. hs.shquote(dir))
   end)
 end)
 

@@ -133,6 +133,11 @@ static const struct ok_case ok_cases[] = {
     {"GET /?a=b HTTP/1.1\r\nHost: a\r\n\r\n", -1, 0, 1, 0, "query"},
     {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", -1, 0, 1, 0, "asterisk form"},
     {"GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n", -1, 0, 1, 0, "absolute form"},
+    {H11 "Content-Length: 0\r\n\r\n", 0, 0, 1, 0, "GET with an empty body"},
+    {"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0, 0, 1, 0, "HEAD CL 0"},
+    {"GETX / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n", 2, 0, 1, 0, "not GET"},
+    {P11 "X-Transfer-Encoding: chunked\r\n\r\n", -1, 0, 1, 0, "TE inside a longer name"},
+    {P11 "Content-Lengths: 5\r\n\r\n", -1, 0, 1, 0, "CL with a suffix"},
     {"GET HTTPS://a:443 HTTP/1.1\r\nHost: a\r\n\r\n", -1, 0, 1, 0, "absolute, no path"},
     {H11 "X: \x80\xff obs-text\r\n\r\n", -1, 0, 1, 0, "obs-text in value"},
     {"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", -1, 0, 1, 0, "non-ASCII target"},
@@ -293,6 +298,23 @@ static const struct bad_case bad_cases[] = {
     {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 0, 400, "invalid Host", "Host with SP"},
     {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 0, 400, "invalid Host", "Host with slash"},
     {"GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", 0, 400, "invalid Host", "Host with userinfo"},
+    /* Names a gateway that maps '_' to '-' or squeezes dashes would read as the real field. */
+    {P11 "Transfer_Encoding: chunked\r\n\r\n", 0, 400, "Transfer-Encoding lookalike", "TE _"},
+    {P11 "Transfer---Encoding: chunked\r\n\r\n", 0, 400, "Transfer-Encoding lookalike", "TE ---"},
+    {P11 "TransferEncoding: chunked\r\n\r\n", 0, 400, "Transfer-Encoding lookalike", "TE no -"},
+    {P11 "-Transfer-Encoding: chunked\r\n\r\n", 0, 400, "Transfer-Encoding lookalike", "TE -x"},
+    {P11 "Content_Length: 5\r\n\r\n", 0, 400, "Content-Length lookalike", "CL _"},
+    {P11 "Content--Length: 5\r\n\r\n", 0, 400, "Content-Length lookalike", "CL --"},
+    {P11 "content_length: 5\r\nContent-Length: 5\r\n\r\n", 0, 400, "Content-Length lookalike",
+     "CL _ beside the real one"},
+    /* A body on GET or HEAD (allowed only with allow_get_body). */
+    {H11 "Content-Length: 1\r\n\r\n", 0, 400, "body in a GET or HEAD request", "GET CL 1"},
+    {H11 "Transfer-Encoding: chunked\r\n\r\n", 0, 400, "body in a GET or HEAD request",
+     "GET chunked"},
+    {"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", 0, 400,
+     "body in a GET or HEAD request", "HEAD CL 3"},
+    {H11 "Transfer-Encoding: gzip\r\n\r\n", 0, 501, "unsupported transfer coding",
+     "GET gzip: the coding is refused first"},
 };
 
 static void test_bad_table(void **state)
@@ -508,10 +530,31 @@ static void check_limits(const struct hs_http_limits *lim, size_t rl, size_t hb,
 
 static void test_limits_small(void **state)
 {
-    const struct hs_http_limits lim = {32, 64, 4};
+    const struct hs_http_limits lim = {32, 64, 4, 0};
 
     (void)state;
     check_limits(&lim, 32, 64, 4, 1);
+}
+
+/* allow_get_body lets GET and HEAD carry a body; every other rule still holds. */
+static void test_allow_get_body(void **state)
+{
+    const struct hs_http_limits lim = {0, 0, 0, 1};
+    static const char get[] = H11 "Content-Length: 4\r\n\r\n";
+    static const char head[] = "HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char both[] = H11 "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+    struct hs_http_request req;
+
+    (void)state;
+    req_reset(&req);
+    assert_int_equal(parse_edge(get, sizeof(get) - 1, 0, &lim, &req), (int)sizeof(get) - 1);
+    assert_int_equal(req.content_length, 4);
+    req_reset(&req);
+    assert_int_equal(parse_edge(head, sizeof(head) - 1, 0, &lim, &req), (int)sizeof(head) - 1);
+    assert_int_equal(req.chunked, 1);
+    req_reset(&req);
+    assert_int_equal(parse_edge(both, sizeof(both) - 1, 0, &lim, &req), HS_EPROTO);
+    assert_string_equal(req.why, "both Content-Length and Transfer-Encoding");
 }
 
 static void test_limits_default(void **state)
@@ -522,7 +565,7 @@ static void test_limits_default(void **state)
 
 static void test_limits_endless(void **state)
 {
-    const struct hs_http_limits lim = {32, 64, 4};
+    const struct hs_http_limits lim = {32, 64, 4, 0};
     struct hs_http_request req;
     size_t n;
 
@@ -605,6 +648,8 @@ static const struct chunk_case chunk_cases[] = {
     {"005\r\nhello\r\n0000\r\n\r\n", 0, 0, "hello", 0, 0, "leading zeros"},
     {"5;ext=1;b=\"q s\"\r\nhello\r\n0;x\r\n\r\n", 0, 0, "hello", 0, 0, "extensions"},
     {"5 \t;ext\r\nhello\r\n0\r\n\r\n", 0, 0, "hello", 0, 0, "BWS before extension"},
+    {"5 ; a = \"q\\\"\\\\ ;\" ;b\t=\tc \r\nhello\r\n0\r\n\r\n", 0, 0, "hello", 0, 0,
+     "BWS, quoted pairs"},
     {"5\r\nhello\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n", 0, 0, "hello", 0, 0, "trailers skipped"},
     {"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n", 0, 0, "abc", 0, 13, "stops at body end"},
     {"4\r\n\r\n\0x\r\n0\r\n\r\n", 14, 0, "\r\n\0x", 4, 0, "data is opaque"},
@@ -629,6 +674,18 @@ static const struct chunk_case chunk_cases[] = {
     {"5;a\nhello\r\n", 0, HS_EPROTO, "bare LF", 0, 0, "bare LF after ext"},
     {"5\rX", 0, HS_EPROTO, "CR not followed by LF", 0, 0, "CR X after size"},
     {"5;a\x01\r\nhello\r\n", 0, HS_EPROTO, "control byte in chunk extension", 0, 0, "ext ctl"},
+    {"5;a=\"x\r\nhello\r\n", 0, HS_EPROTO, "unterminated quoted string in chunk extension", 0, 0,
+     "open quote"},
+    {"5;a=\"x\\\"\r\nhello\r\n", 0, HS_EPROTO, "unterminated quoted string in chunk extension", 0,
+     0, "escaped closing quote"},
+    {"5;a=\"x\\\r\nhello\r\n", 0, HS_EPROTO, "unterminated quoted string in chunk extension", 0, 0,
+     "backslash before CR"},
+    {"5;a=x\"\r\nhello\r\n", 0, HS_EPROTO, "invalid chunk extension", 0, 0, "quote in token"},
+    {"5;\"a\"\r\nhello\r\n", 0, HS_EPROTO, "invalid chunk extension", 0, 0, "quoted name"},
+    {"5;a=\"x\"y\r\nhello\r\n", 0, HS_EPROTO, "invalid chunk extension", 0, 0, "after quote"},
+    {"5;\r\nhello\r\n", 0, HS_EPROTO, "invalid chunk extension", 0, 0, "empty name"},
+    {"5;a=\r\nhello\r\n", 0, HS_EPROTO, "invalid chunk extension", 0, 0, "empty value"},
+    {"5;a b\r\nhello\r\n", 0, HS_EPROTO, "invalid chunk extension", 0, 0, "two names"},
     {"0\r\nX: y\n\r\n", 0, HS_EPROTO, "bare LF", 0, 0, "trailer bare LF"},
     {"0\r\nX: \0\r\n\r\n", 11, HS_EPROTO, "control byte in trailer", 0, 0, "trailer NUL"},
     {"0\r\n\r\r", 0, HS_EPROTO, "CR not followed by LF", 0, 0, "final CR CR"},
@@ -845,8 +902,9 @@ int main(void)
         cmocka_unit_test(test_views),          cmocka_unit_test(test_target_forms),
         cmocka_unit_test(test_pipelined),      cmocka_unit_test(test_limits_small),
         cmocka_unit_test(test_limits_default), cmocka_unit_test(test_limits_endless),
-        cmocka_unit_test(test_headers_cap),    cmocka_unit_test(test_chunked_table),
-        cmocka_unit_test(test_chunked_limits), cmocka_unit_test(test_path_normalize),
+        cmocka_unit_test(test_allow_get_body), cmocka_unit_test(test_headers_cap),
+        cmocka_unit_test(test_chunked_table),  cmocka_unit_test(test_chunked_limits),
+        cmocka_unit_test(test_path_normalize),
     };
 
     return cmocka_run_group_tests(tests, guard_setup, guard_teardown);
