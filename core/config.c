@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -221,13 +222,63 @@ void hs_config_print_limits(FILE *out)
     hs_config_free(&def);
 }
 
+/* A copy of path without "." components, repeated slashes, and "dir/.." pairs whose dir is
+ * a directory rather than a symbolic link (through a link, ".." may lead elsewhere, so the
+ * pair stays): "examples/../scripts/echo.lua" -> "scripts/echo.lua", as banners, logs and
+ * stats then print it. NULL when memory runs out. */
+static char *path_clean(const char *in)
+{
+    size_t n = strlen(in), o = 0;
+    char *out = malloc(n + 2);
+    if (out == NULL)
+        return NULL;
+    if (in[0] == '/')
+        out[o++] = '/';
+    const size_t floor = o; /* a ".." never removes the root */
+    for (const char *p = in; *p;) {
+        while (*p == '/')
+            p++;
+        if (*p == '\0')
+            break;
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *next = p + len;
+        if (len == 1 && p[0] == '.') {
+            p = next;
+            continue;
+        }
+        if (len == 2 && p[0] == '.' && p[1] == '.' && o > floor) {
+            size_t start = o;
+            while (start > floor && out[start - 1] != '/')
+                start--;
+            struct stat st;
+            out[o] = '\0';
+            if (!(o - start == 2 && out[start] == '.' && out[start + 1] == '.') &&
+                lstat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+                o = start > floor ? start - 1 : floor;
+                p = next;
+                continue;
+            }
+        }
+        if (o > floor)
+            out[o++] = '/';
+        memcpy(out + o, p, len);
+        o += len;
+        p = next;
+    }
+    if (o == 0)
+        out[o++] = '.';
+    out[o] = '\0';
+    return out;
+}
+
 static struct hs_service_spec *add_service(struct hs_config *cfg, const char *script)
 {
     if (cfg->n_services >= HS_CONFIG_MAX_SERVICES)
         return NULL;
     struct hs_service_spec *s = &cfg->services[cfg->n_services++];
     memset(s, 0, sizeof *s);
-    s->script = strdup(script);
+    s->script = path_clean(script);
     return s;
 }
 

@@ -50,6 +50,13 @@ static void conn_update_reading(struct hs_conn *c)
     }
 }
 
+/* The close reason of a failed flush: the peer's reset (its close, not an error of ours)
+ * or another failure. */
+static const char *write_failure(int r)
+{
+    return r == -EPIPE || r == -ECONNRESET ? "reset" : "write failed";
+}
+
 /* Writes as much pending output as the socket takes. Returns 0, or a negated errno when the
  * connection broke (the caller aborts it). Keeps the write event armed exactly while output is
  * pending, and applies the flow-control marks. */
@@ -187,8 +194,9 @@ void hs_conn_close(struct hs_conn *c, const char *reason)
                                                         : HS_DEFAULT_CLOSE_TIMEOUT_MS);
     event_add(c->timer, &tv);
     c->timer_at = 0; /* the stall rules are over: only the close timeout is left */
-    if (c->refs == 0 && conn_flush(c) < 0)
-        hs_conn_abort(c, "write failed");
+    int r = c->refs == 0 ? conn_flush(c) : 0;
+    if (r < 0)
+        hs_conn_abort(c, write_failure(r));
     else if (hs__conn_out_len(c) == 0)
         conn_finish(c);
 }
@@ -198,8 +206,9 @@ void hs__conn_after_output(struct hs_conn *c)
     /* Inside a callback the flush happens once, when dispatch ends. */
     if (c->refs > 0)
         return;
-    if (conn_flush(c) < 0)
-        hs_conn_abort(c, "write failed");
+    int r = conn_flush(c);
+    if (r < 0)
+        hs_conn_abort(c, write_failure(r));
     else if ((c->flags & CONN_CLOSING) && hs__conn_out_len(c) == 0)
         conn_finish(c);
 }
@@ -594,8 +603,9 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     HS_UNUSED(what);
     HS_UNUSED(fd);
     int was_paused = (c->flags & CONN_FLOW_PAUSED) != 0;
-    if (conn_flush(c) < 0) {
-        hs_conn_abort(c, (errno == EPIPE || errno == ECONNRESET) ? "reset" : "write failed");
+    int r = conn_flush(c);
+    if (r < 0) {
+        hs_conn_abort(c, write_failure(r));
         return;
     }
     if ((c->flags & CONN_CLOSING) && hs__conn_out_len(c) == 0) {

@@ -371,7 +371,8 @@ static void adopt_one(struct hs_conn *c, void *arg)
     if (r != 0 || box->c == NULL)
         return; /* logged; it keeps running the version it had */
     struct hs_version *old = box->v;
-    hs_stats_conn_move(hs_version_stats(old), hs_version_stats(w->to));
+    hs_stats_conn_move(hs_version_stats(old), hs_version_stats(w->to), hs_conn_bytes_in(c),
+                       hs_conn_bytes_out(c));
     hs_version_ref(w->to);
     box->v = w->to;
     hs_version_unref(old);

@@ -602,7 +602,8 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
      * reaches kept-alive connections (a browser's) at their next request. */
     struct hs_version *cur = hs_script_current(lh->s);
     if (cur != lh->v) {
-        hs_stats_conn_move(hs_version_stats(lh->v), hs_version_stats(cur));
+        hs_stats_conn_move(hs_version_stats(lh->v), hs_version_stats(cur), hs_conn_bytes_in(c),
+                           hs_conn_bytes_out(c));
         hs_version_ref(cur);
         hs_version_unref(lh->v);
         lh->v = cur;
@@ -799,6 +800,12 @@ static void http_close(struct hs_conn *c, const char *reason, void *arg)
                              hs_conn_bytes_out(c));
         hs_http_conn_closed(h, reason);
     }
+}
+
+struct hs_version *hs__http_conn_version(struct hs_conn *c)
+{
+    struct hs_http_conn *h = hs_conn_data(c);
+    return h ? ((struct lua_http *)hs_http_conn_app(h))->v : NULL;
 }
 
 const struct hs_conn_handler hs_lua_http_handler = {

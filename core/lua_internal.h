@@ -81,6 +81,10 @@ int hs__lua_to_framing(lua_State *L, int idx, struct hs_framing *f, const char *
  * top of the stack (lua_file.c). */
 void hs__lua_open_file(lua_State *L);
 
+/* The version an HTTP connection's counters go to (its last request's), or NULL
+ * (lua_http.c). */
+struct hs_version *hs__http_conn_version(struct hs_conn *c);
+
 /* Sets hotsock.shared (lua_shared.c) in the table on top of the stack. */
 void hs__lua_open_shared(lua_State *L);
 

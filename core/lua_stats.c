@@ -14,8 +14,8 @@ static void live_one(struct hs_conn *c, void *arg)
         struct hs__conn_box *box = hs_conn_data(c);
         v = box ? box->v : NULL;
     } else if (hs_conn_handler_of(c) == &hs_lua_http_handler) {
-        /* An HTTP connection runs the current version from its next request on. */
-        v = hs_script_current(hs_conn_arg(c));
+        /* The version of its last request: the one its move (hs_stats_conn_move) went to. */
+        v = hs__http_conn_version(c);
     }
     if (v != NULL)
         hs_stats_live_add(hs_version_stats(v), hs_conn_bytes_in(c), hs_conn_bytes_out(c));

@@ -24,6 +24,7 @@ struct hs_version {
 struct hs_script {
     struct hs_lua *hl;
     char *path;
+    unsigned service; /* its place in the config, from 1 (keys its stats rows); 0: unset */
     struct hs_version *current;
     unsigned generation;
     struct hs_script_decl decl;
@@ -543,6 +544,21 @@ int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_o
     return 0;
 }
 
+void hs_script_set_service(struct hs_script *s, unsigned service)
+{
+    s->service = service;
+    /* A row made before the script knew its place would be keyed wrong: make it again. */
+    if (s->current && s->current->stats) {
+        hs_stats_row_release(s->current->stats);
+        s->current->stats = NULL;
+    }
+}
+
+unsigned hs_script_service(const struct hs_script *s)
+{
+    return s->service;
+}
+
 void hs_script_free(struct hs_script *s)
 {
     if (s == NULL)
@@ -630,7 +646,8 @@ struct hs_stats_row *hs_version_stats(struct hs_version *v)
     if (v == NULL)
         return NULL;
     if (v->stats == NULL && v->script != NULL)
-        v->stats = hs_stats_row_get(v->script->path, v->script->decl.name, v->generation);
+        v->stats = hs_stats_row_get(v->script->service, v->script->path, v->script->decl.name,
+                                    v->generation);
     return v->stats;
 }
 

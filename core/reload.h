@@ -84,6 +84,12 @@ const struct hs_script_decl *hs_script_decl(const struct hs_script *s);
 /* The path it was loaded from (as given). */
 const char *hs_script_path(const struct hs_script *s);
 
+/* Sets, and reads, the script's place among the services of the config (from 1; 0 until
+ * set). Its versions' stats rows are keyed by it, so two services running one file count
+ * apart. Set it right after hs_script_load. */
+void hs_script_set_service(struct hs_script *s, unsigned service);
+unsigned hs_script_service(const struct hs_script *s);
+
 /* The generation of the current version: 1 for the first load, +1 per successful reload. */
 unsigned hs_script_generation(const struct hs_script *s);
 

@@ -227,6 +227,7 @@ int hs_server_start(struct hs_server *s, char *err, size_t errlen)
         if (hs_script_load(s->hl, sv->spec->script, sv->spec->opts, sv->spec->n_opts, &sv->script,
                            err, errlen) != 0)
             return -1;
+        hs_script_set_service(sv->script, (unsigned)s->n_services + 1);
         s->n_services++;
         const struct hs_script_decl *d = hs_script_decl(sv->script);
         if (pick_framing(sv->spec, d, &sv->framing, err, errlen) != 0)
@@ -606,6 +607,17 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
         for (size_t i = 0; i < s->n_services; i++) {
             const struct service *sv = &s->services[i];
             for (size_t j = 0; j < sv->n_bound; j++) {
+                if (sv->bound[j].udp != NULL) {
+                    /* A UDP socket accepts nothing: its datagrams are its messages. */
+                    struct hs_udp_counts u;
+                    hs_udp_counts(sv->bound[j].udp, &u);
+                    hs_stats_escape(hs_udp_url(sv->bound[j].udp), a, sizeof a);
+                    hs_stats_escape(hs_script_decl(sv->script)->name, b, sizeof b);
+                    stats_put(out, n, &used,
+                              "listener url=%s name=%s accepted=0 refused=0 limited=0 open=0 "
+                              "bytes_in=%llu bytes_out=%llu messages=%llu errors=0\n",
+                              a, b, u.bytes_in, u.bytes_out, u.datagrams_in);
+                }
                 if (sv->bound[j].listener == NULL)
                     continue;
                 unsigned long long acc, ref, lim;
@@ -626,7 +638,7 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
         for (size_t i = 0; i < s->n_services; i++) {
             const struct service *sv = &s->services[i];
             hs_stats_escape(hs_script_decl(sv->script)->name, a, sizeof a);
-            stats_put(out, n, &used, "script name=%s", a);
+            stats_put(out, n, &used, "script service=%u name=%s", hs_script_service(sv->script), a);
             hs_stats_escape(hs_script_path(sv->script), a, sizeof a);
             hs_stats_escape(sv->reload_error, b, sizeof b);
             stats_put(out, n, &used,

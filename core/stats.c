@@ -10,13 +10,16 @@ struct hs_stats_row {
     int used;                   /* the slot holds a row */
     unsigned pins;              /* versions pointing here; a pinned row is never recycled */
     uint64_t seq;               /* creation order, for recycling the oldest */
-    char path[STATS_PATH_MAX];  /* the script's path as given */
+    unsigned service;           /* the service's place in the config, from 1 (the key) */
+    char path[STATS_PATH_MAX];  /* the script's path */
     char name[STATS_NAME_MAX];  /* its label */
     unsigned generation;        /* 1, 2, ... */
     uint64_t open;              /* connections open now */
     uint64_t total;             /* connections ever opened */
-    uint64_t bytes_in;          /* bytes of closed connections and datagrams received */
-    uint64_t bytes_out;         /* bytes of closed connections and datagrams sent */
+    uint64_t bytes_in;          /* bytes of closed connections and datagrams received; an adopted
+                                 * connection's bytes before its move are subtracted (modulo 2^64)
+                                 * until it closes, see hs_stats_conn_move */
+    uint64_t bytes_out;         /* the same, sent */
     uint64_t messages;          /* frames, requests and datagrams handed to the script */
     uint64_t errors;            /* connections that ended for a reason other than an orderly one */
     uint64_t handler_errors;    /* callbacks that raised */
@@ -27,7 +30,8 @@ struct hs_stats_row {
 static struct hs_stats_row rows[HS_STATS_MAX_ROWS];
 static uint64_t next_seq;
 
-struct hs_stats_row *hs_stats_row_get(const char *path, const char *name, unsigned generation)
+struct hs_stats_row *hs_stats_row_get(unsigned service, const char *path, const char *name,
+                                      unsigned generation)
 {
     struct hs_stats_row *free_slot = NULL, *oldest = NULL;
     for (size_t i = 0; i < HS_STATS_MAX_ROWS; i++) {
@@ -37,7 +41,7 @@ struct hs_stats_row *hs_stats_row_get(const char *path, const char *name, unsign
                 free_slot = r;
             continue;
         }
-        if (r->generation == generation && strcmp(r->path, path) == 0) {
+        if (r->generation == generation && r->service == service) {
             r->pins++;
             return r;
         }
@@ -51,6 +55,7 @@ struct hs_stats_row *hs_stats_row_get(const char *path, const char *name, unsign
     r->used = 1;
     r->pins = 1;
     r->seq = next_seq++;
+    r->service = service;
     snprintf(r->path, sizeof r->path, "%s", path);
     snprintf(r->name, sizeof r->name, "%s", name);
     r->generation = generation;
@@ -71,21 +76,34 @@ void hs_stats_conn_open(struct hs_stats_row *r)
     r->total++;
 }
 
-void hs_stats_conn_move(struct hs_stats_row *from, struct hs_stats_row *to)
+void hs_stats_conn_move(struct hs_stats_row *from, struct hs_stats_row *to, uint64_t bytes_in,
+                        uint64_t bytes_out)
 {
     if (from == to)
         return;
-    if (from && from->open > 0)
-        from->open--;
-    if (to)
+    /* The bytes so far stay with the version that moved them, as its messages do: from gets
+     * them now, and to gets back what its share at the close (or live count) would add. The
+     * subtraction wraps while the connection is open; the sum printed is always right. */
+    if (from) {
+        if (from->open > 0)
+            from->open--;
+        from->bytes_in += bytes_in;
+        from->bytes_out += bytes_out;
+    }
+    if (to) {
         to->open++;
+        to->bytes_in -= bytes_in;
+        to->bytes_out -= bytes_out;
+    }
 }
 
 int hs_stats_reason_orderly(const char *reason)
 {
+    /* A reset is the client's way of closing: neither a protocol error, nor a timeout, nor a
+     * limit of ours. */
     static const char *const ok[] = {
         "peer closed",        "closed",        "shutdown", "idle timeout",
-        "keep-alive timeout", "handler error", NULL};
+        "keep-alive timeout", "handler error", "reset",    NULL};
     for (size_t i = 0; ok[i]; i++)
         if (strcmp(reason, ok[i]) == 0)
             return 1;
@@ -182,35 +200,41 @@ void hs_stats_unescape(char *s)
     *o = '\0';
 }
 
+/* Row order: by service, then generation, so a script's versions are listed together and in
+ * order whatever the order they were first counted in. */
+static int row_before(const struct hs_stats_row *a, const struct hs_stats_row *b)
+{
+    if (a->service != b->service)
+        return a->service < b->service;
+    return a->generation < b->generation;
+}
+
 size_t hs_stats_write(char *out, size_t n)
 {
     size_t used = 0;
     if (n == 0)
         return 0;
     out[0] = '\0';
-    /* Oldest first, so generations of one script come out in order. */
-    uint64_t last = 0;
-    int first = 1;
+    const struct hs_stats_row *last = NULL;
     for (;;) {
         const struct hs_stats_row *r = NULL;
         for (size_t i = 0; i < HS_STATS_MAX_ROWS; i++)
-            if (rows[i].used && (first || rows[i].seq > last) &&
-                (r == NULL || rows[i].seq < r->seq))
+            if (rows[i].used && (last == NULL || row_before(last, &rows[i])) &&
+                (r == NULL || row_before(&rows[i], r)))
                 r = &rows[i];
         if (r == NULL)
             break;
-        first = 0;
-        last = r->seq;
+        last = r;
         char name[3 * STATS_NAME_MAX], path[3 * STATS_PATH_MAX];
         hs_stats_escape(r->name, name, sizeof name);
         hs_stats_escape(r->path, path, sizeof path);
         int w = snprintf(
             out + used, n - used,
-            "version name=%s path=%s generation=%u open=%llu total=%llu "
+            "version service=%u name=%s path=%s generation=%u open=%llu total=%llu "
             "bytes_in=%llu bytes_out=%llu messages=%llu errors=%llu "
             "handler_errors=%llu\n",
-            name, path, r->generation, (unsigned long long)r->open, (unsigned long long)r->total,
-            (unsigned long long)(r->bytes_in + r->live_in),
+            r->service, name, path, r->generation, (unsigned long long)r->open,
+            (unsigned long long)r->total, (unsigned long long)(r->bytes_in + r->live_in),
             (unsigned long long)(r->bytes_out + r->live_out), (unsigned long long)r->messages,
             (unsigned long long)r->errors, (unsigned long long)r->handler_errors);
         if (w < 0 || used + (size_t)w >= n)

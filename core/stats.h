@@ -14,11 +14,14 @@
 
 struct hs_stats_row;
 
-/* The row of (path, generation), created on first use with name as its label (all copied).
+/* The row of (service, generation), created on first use with path and name as its labels
+ * (copied). service is the script's place in the config, from 1: two services running one
+ * script file are two rows, and every worker numbers services alike.
  * The row is pinned until hs_stats_row_release: a pinned row is never recycled. When the table
  * is full the oldest unpinned row is reused; when every row is pinned the result is NULL, and
  * every counting function below accepts NULL (and does nothing). */
-struct hs_stats_row *hs_stats_row_get(const char *path, const char *name, unsigned generation);
+struct hs_stats_row *hs_stats_row_get(unsigned service, const char *path, const char *name,
+                                      unsigned generation);
 
 /* Drops one pin of r (NULL is fine). */
 void hs_stats_row_release(struct hs_stats_row *r);
@@ -27,12 +30,14 @@ void hs_stats_row_release(struct hs_stats_row *r);
 void hs_stats_conn_open(struct hs_stats_row *r);
 
 /* A live connection moved from one version to another (adoption after a reload, or an HTTP
- * connection whose next request runs a newer version). */
-void hs_stats_conn_move(struct hs_stats_row *from, struct hs_stats_row *to);
+ * connection whose next request runs a newer version) after bytes_in / bytes_out bytes: those
+ * stay counted with from, like the messages it handled; to counts the rest at the close. */
+void hs_stats_conn_move(struct hs_stats_row *from, struct hs_stats_row *to, uint64_t bytes_in,
+                        uint64_t bytes_out);
 
 /* A connection of this version closed with reason after bytes_in / bytes_out bytes. A reason
- * other than an orderly one ("peer closed", "closed", "shutdown", "idle timeout",
- * "keep-alive timeout", "handler error") counts as an error. */
+ * other than an orderly one ("peer closed", "reset", "closed", "shutdown", "idle timeout",
+ * "keep-alive timeout", "handler error": a close by either side) counts as an error. */
 void hs_stats_conn_closed(struct hs_stats_row *r, const char *reason, uint64_t bytes_in,
                           uint64_t bytes_out);
 
@@ -54,10 +59,10 @@ void hs_stats_handler_error(struct hs_stats_row *r);
 void hs_stats_live_reset(void);
 void hs_stats_live_add(struct hs_stats_row *r, uint64_t bytes_in, uint64_t bytes_out);
 
-/* Writes one line per row into out (at most n bytes, NUL-terminated), oldest first:
- * "version name=NAME path=PATH generation=G open=N total=N bytes_in=N bytes_out=N messages=N
- * errors=N handler_errors=N\n" (NAME and PATH escaped by hs_stats_escape), live bytes
- * included. Returns the length written. */
+/* Writes one line per row into out (at most n bytes, NUL-terminated), by service then
+ * generation: "version service=S name=NAME path=PATH generation=G open=N total=N bytes_in=N
+ * bytes_out=N messages=N errors=N handler_errors=N\n" (NAME and PATH escaped by
+ * hs_stats_escape), live bytes included. Returns the length written. */
 size_t hs_stats_write(char *out, size_t n);
 
 /* Copies s into out (n bytes, NUL-terminated) with space, '%', '=', control bytes and

@@ -161,13 +161,74 @@ static unsigned long long sum_of(const struct snap *s, size_t i, const char *k1,
     return t;
 }
 
-/* The current generation of the script at path, from its "script" line (0 if none). */
-static unsigned long long current_generation(const struct snap *s, const char *path)
+/* A version or script record's service: its "service" field, or for a snapshot without one
+ * (an older worker) its path, so rows still group. */
+static const char *service_key(const struct rec *r)
+{
+    const char *sv = get(r, "service");
+    return *sv ? sv : get(r, "path");
+}
+
+/* Whether an earlier version record has the same service and generation. */
+static int seen_version(const struct snap *s, size_t i)
+{
+    const struct rec *r = &s->recs[i];
+    for (size_t j = 0; j < i; j++)
+        if (is(&s->recs[j], "version") && strcmp(service_key(&s->recs[j]), service_key(r)) == 0 &&
+            num(&s->recs[j], "generation") == num(r, "generation"))
+            return 1;
+    return 0;
+}
+
+/* The sum of key over the version records (every worker's) of record i's service and
+ * generation. */
+static unsigned long long sum_version(const struct snap *s, size_t i, const char *key)
+{
+    const struct rec *r = &s->recs[i];
+    unsigned long long t = 0;
+    for (size_t j = 0; j < s->n; j++)
+        if (is(&s->recs[j], "version") && strcmp(service_key(&s->recs[j]), service_key(r)) == 0 &&
+            num(&s->recs[j], "generation") == num(r, "generation"))
+            t += num(&s->recs[j], key);
+    return t;
+}
+
+/* The current generation of a service, from its "script" line (0 if none). */
+static unsigned long long current_generation(const struct snap *s, const char *service)
 {
     for (size_t j = 0; j < s->n; j++)
-        if (is(&s->recs[j], "script") && strcmp(get(&s->recs[j], "path"), path) == 0)
+        if (is(&s->recs[j], "script") && strcmp(service_key(&s->recs[j]), service) == 0)
             return num(&s->recs[j], "generation");
     return 0;
+}
+
+/* Whether version record a is listed before b: by service (in config order), then
+ * generation. */
+static int version_before(const struct rec *a, const struct rec *b)
+{
+    unsigned long long sa = num(a, "service"), sb = num(b, "service");
+    if (sa != sb)
+        return sa < sb;
+    int c = strcmp(get(a, "path"), get(b, "path"));
+    if (c != 0)
+        return c < 0;
+    return num(a, "generation") < num(b, "generation");
+}
+
+/* The SCRIPT column: the name, and when another service of the snapshot runs a script of
+ * that name too, the service's place in the config ("greeting[3]"). */
+static void script_label(const struct snap *s, const struct rec *r, char *out, size_t n)
+{
+    const char *name = get(r, "name");
+    for (size_t j = 0; j < s->n; j++) {
+        const struct rec *o = &s->recs[j];
+        if ((is(o, "script") || is(o, "version")) && strcmp(get(o, "name"), name) == 0 &&
+            strcmp(service_key(o), service_key(r)) != 0 && *get(r, "service")) {
+            snprintf(out, n, "%s[%s]", name, get(r, "service"));
+            return;
+        }
+    }
+    snprintf(out, n, "%s", name);
 }
 
 size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
@@ -197,22 +258,32 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
     }
     emit(&o, "\n%-16s %4s %-8s %6s %8s %10s %10s %10s %7s %8s\n", "SCRIPT", "GEN", "STATE", "OPEN",
          "TOTAL", "BYTES IN", "BYTES OUT", "MESSAGES", "ERRORS", "HANDLER");
-    for (size_t i = 0; i < s.n; i++) {
-        const struct rec *r = &s.recs[i];
-        if (!is(r, "version") || seen_before(&s, i, "path", "generation"))
+    /* One row per (service, generation), summed over workers, in version_before order. */
+    size_t *order = calloc(s.n ? s.n : 1, sizeof *order), nv = 0;
+    for (size_t i = 0; order && i < s.n; i++) {
+        if (!is(&s.recs[i], "version") || seen_version(&s, i))
             continue;
-        char bin[32], bout[32];
-        human_bytes(sum_of(&s, i, "path", "generation", "bytes_in"), bin, sizeof bin);
-        human_bytes(sum_of(&s, i, "path", "generation", "bytes_out"), bout, sizeof bout);
-        int current = current_generation(&s, get(r, "path")) == num(r, "generation");
-        emit(&o, "%-16s %4s %-8s %6llu %8llu %10s %10s %10llu %7llu %8llu\n", get(r, "name"),
-             get(r, "generation"), current ? "current" : "old",
-             sum_of(&s, i, "path", "generation", "open"),
-             sum_of(&s, i, "path", "generation", "total"), bin, bout,
-             sum_of(&s, i, "path", "generation", "messages"),
-             sum_of(&s, i, "path", "generation", "errors"),
-             sum_of(&s, i, "path", "generation", "handler_errors"));
+        size_t k = nv++;
+        while (k > 0 && version_before(&s.recs[i], &s.recs[order[k - 1]])) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = i;
     }
+    for (size_t v = 0; v < nv; v++) {
+        size_t i = order[v];
+        const struct rec *r = &s.recs[i];
+        char bin[32], bout[32], label[96];
+        human_bytes(sum_version(&s, i, "bytes_in"), bin, sizeof bin);
+        human_bytes(sum_version(&s, i, "bytes_out"), bout, sizeof bout);
+        script_label(&s, r, label, sizeof label);
+        int current = current_generation(&s, service_key(r)) == num(r, "generation");
+        emit(&o, "%-16s %4s %-8s %6llu %8llu %10s %10s %10llu %7llu %8llu\n", label,
+             get(r, "generation"), current ? "current" : "old", sum_version(&s, i, "open"),
+             sum_version(&s, i, "total"), bin, bout, sum_version(&s, i, "messages"),
+             sum_version(&s, i, "errors"), sum_version(&s, i, "handler_errors"));
+    }
+    free(order);
     emit(&o, "\n%-16s %4s %7s  %-22s %s\n", "SCRIPT", "GEN", "RELOADS", "LAST RELOAD (UTC)",
          "RESULT");
     for (size_t i = 0; i < s.n; i++) {
@@ -224,8 +295,10 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         if (t > 0)
             utc_time(t, when, sizeof when);
         const char *result = t <= 0 ? "-" : num(r, "reload_ok") ? "ok" : "failed";
-        emit(&o, "%-16s %4s %7s  %-22s %s%s%s\n", get(r, "name"), get(r, "generation"),
-             get(r, "reloads"), when, result, t > 0 && !num(r, "reload_ok") ? ": " : "",
+        char label[96];
+        script_label(&s, r, label, sizeof label);
+        emit(&o, "%-16s %4s %7s  %-22s %s%s%s\n", label, get(r, "generation"), get(r, "reloads"),
+             when, result, t > 0 && !num(r, "reload_ok") ? ": " : "",
              t > 0 && !num(r, "reload_ok") ? get(r, "reload_error") : "");
     }
     emit(&o, "\n%-8s %8s %12s %12s %7s\n", "WORKER", "PID", "CONNECTIONS", "LUA MEMORY", "TIMERS");
@@ -324,7 +397,9 @@ size_t hs_stats_render_prometheus(const char *snapshot, char *out, size_t n)
                 continue;
             emit(&o, "%s{", fam->metric);
             if (is(r, "version")) {
+                /* service keeps two services of one script apart (one series each). */
                 label(&o, "script", get(r, "name"), 1);
+                label(&o, "service", get(r, "service"), 0);
                 label(&o, "path", get(r, "path"), 0);
                 label(&o, "generation", get(r, "generation"), 0);
                 label(&o, "worker", r->worker, 0);
@@ -336,6 +411,7 @@ size_t hs_stats_render_prometheus(const char *snapshot, char *out, size_t n)
                 label(&o, "worker", r->worker, 1);
             } else {
                 label(&o, "script", get(r, "name"), 1);
+                label(&o, "service", get(r, "service"), 0);
                 label(&o, "path", get(r, "path"), 0);
             }
             const char *v = get(r, fam->key);

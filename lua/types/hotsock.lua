@@ -232,10 +232,11 @@ local UdpSocket = {}
 ---@param peer string
 ---@param data string
 ---@return true|nil ok
----@return string? err e.g. when the socket buffer is full (UDP may drop)
+---@return string? err `"closed"` once a reload removed the socket's address; else e.g. when
+---the socket buffer is full (UDP may drop)
 function UdpSocket:send_to(peer, data) end
 
----The bound address as a URL.
+---The bound address as a URL (still answers once the socket is closed).
 ---@return string
 function UdpSocket:url() end
 
@@ -275,11 +276,15 @@ local Response = {}
 
 ---Sets the status (200-599; default 200).
 ---@param code integer
+---@return true|nil ok
+---@return "closed"|nil err the client has gone
 function Response:status(code) end
 
 ---Sets a response field (a list gives one line each; nil removes it).
 ---@param name string
 ---@param value string|string[]|nil
+---@return true|nil ok
+---@return "closed"|nil err the client has gone
 function Response:header(name, value) end
 
 ---Sends the response with `Content-Length` and finishes it.
@@ -312,6 +317,7 @@ function Response:send_file(path, opts) end
 ---@field header_timeout? number seconds for a request head (default 10)
 ---@field body_timeout? number seconds without a body byte (default 30)
 ---@field keepalive_timeout? number seconds an idle keep-alive connection lives (default 60)
+---@field allow_get_body? boolean accept a body on GET and HEAD (default false: 400)
 
 -- ---------------------------------------------------------------------------------------
 -- The handler table a script returns

@@ -116,7 +116,7 @@ describe("hotsock stats", function()
     local v = find(recs, "version", { name = "counter", generation = 1 })
     assert.are.equal(1, #v)
     assert.are.same({
-      kind = "version", name = "counter", path = script, generation = "1", open = "1",
+      kind = "version", service = "1", name = "counter", path = script, generation = "1", open = "1",
       total = "4", bytes_in = tostring(6 + 5 + 20 + 3), bytes_out = tostring(6 + 3),
       messages = "4", errors = "1", handler_errors = "1",
     }, v[1])
@@ -141,7 +141,8 @@ describe("hotsock stats", function()
     local status, body, head = http_get(mport, "/metrics")
     assert.are.equal(200, status)
     assert.truthy(head:find("Content-Type: text/plain; version=0.0.4", 1, true))
-    local labels = ('{script="counter",path="%s",generation="1",worker="0"}'):format(script)
+    local labels = ('{script="counter",service="1",path="%s",generation="1",worker="0"}')
+      :format(script)
     assert.truthy(body:find("\nhotsock_connections_open" .. labels .. " 1\n", 1, true), body)
     assert.truthy(body:find("\nhotsock_connections_total" .. labels .. " 4\n", 1, true))
     assert.truthy(body:find("\nhotsock_bytes_in_total" .. labels .. " 34\n", 1, true))
@@ -263,9 +264,80 @@ describe("hotsock stats", function()
     local recs = raw_stats(ctl)
     local g1 = find(recs, "version", { generation = 1 })[1]
     local g2 = find(recs, "version", { generation = 2 })[1]
-    assert.are.same({ "0", "1", "1" }, { g1.open, g1.total, g1.messages })
-    assert.are.same({ "1", "0", "1" }, { g2.open, g2.total, g2.messages })
+    -- Its bytes stay with the version that moved them, like its messages: "a\n" both ways
+    -- under generation 1, "b\n" under generation 2 (live, then at the close).
+    assert.are.same({ "0", "1", "1", "2", "2" },
+      { g1.open, g1.total, g1.messages, g1.bytes_in, g1.bytes_out })
+    assert.are.same({ "1", "0", "1", "2", "2" },
+      { g2.open, g2.total, g2.messages, g2.bytes_in, g2.bytes_out })
     c:close()
+    hs.wait_until(function()
+      recs = raw_stats(ctl)
+      return find(recs, "version", { generation = 2 })[1].open == "0"
+    end, 5, "the close")
+    g1 = find(recs, "version", { generation = 1 })[1]
+    g2 = find(recs, "version", { generation = 2 })[1]
+    assert.are.same({ "2", "2", "2", "2" }, { g1.bytes_in, g1.bytes_out, g2.bytes_in, g2.bytes_out })
+  end)
+
+  it("keeps two services of one script apart, lists versions by script then generation", function()
+    local other = dir .. "/other.lua"
+    write(other, 'return { name = "other", on_message = function(c, m) c:send(m) end }\n')
+    srv = hs.start { script, "--listen", "tcp://127.0.0.1:0", script, "--listen",
+                     "tcp://127.0.0.1:0", other, "--listen", "tcp://127.0.0.1:0", "--control", ctl }
+    local a = srv:tcp(1)
+    local b1, b2 = srv:tcp(2), srv:tcp(2)
+    for _, c in ipairs { a, b1, b2 } do
+      c:send("x\n")
+      assert.are.equal("x", hs.recv_line(c))
+    end
+    local recs = raw_stats(ctl)
+    local v = find(recs, "version", { name = "counter", generation = 1 })
+    assert.are.equal(2, #v)
+    assert.are.same({ "1", "1" }, { v[1].service, v[1].open })
+    assert.are.same({ "2", "2" }, { v[2].service, v[2].open })
+    -- Reload twice: every script gets generations 2 and 3, each counted (a snapshot shows
+    -- the current ones) after generation 1 of all.
+    for _ = 1, 2 do
+      local out, rc = hotsock("reload --control " .. hs.shquote(ctl))
+      assert.are.equal(0, rc, out)
+      raw_stats(ctl)
+    end
+    local table_out = hotsock("stats --control " .. hs.shquote(ctl))
+    local rows = {}
+    for line in table_out:match("\nSCRIPT +GEN STATE[^\n]*\n(.-)\n\n"):gmatch("[^\n]+") do
+      rows[#rows + 1] = line:match("^(%S+%s+%d+)"):gsub("%s+", " ")
+    end
+    assert.are.same({ "counter[1] 1", "counter[1] 2", "counter[1] 3", "counter[2] 1",
+      "counter[2] 2", "counter[2] 3", "other 1", "other 2", "other 3" }, rows)
+    for _, c in ipairs { a, b1, b2 } do c:close() end
+  end)
+
+  it("counts a client's reset as a close, not an error", function()
+    srv = hs.start { script, "--listen", "tcp://127.0.0.1:0", "--control", ctl }
+    local c = srv:tcp()
+    c:send("hi\n")
+    assert.are.equal("hi", hs.recv_line(c))
+    assert(c:setoption("linger", { on = true, timeout = 0 }))
+    c:close() -- an RST, not a FIN
+    local recs
+    hs.wait_until(function()
+      recs = raw_stats(ctl)
+      return find(recs, "version")[1].open == "0"
+    end, 5, "the reset to be seen")
+    assert.are.equal("1", find(recs, "version")[1].total)
+    assert.are.equal("0", find(recs, "version")[1].errors)
+    assert.are.equal("0", find(recs, "listener")[1].errors)
+  end)
+
+  it("prints a config's script paths without dot-dot segments", function()
+    os.execute("mkdir -p " .. hs.shquote(dir .. "/conf"))
+    local conf = dir .. "/conf/demo.lua"
+    write(conf, ('return { services = { { script = "../counter.lua", listen = "tcp://127.0.0.1:0" } } }\n'))
+    srv = hs.start { "--config", conf, "--control", ctl }
+    assert.are.equal(script, find(raw_stats(ctl), "script")[1].path)
+    assert.are.equal(script, find(raw_stats(ctl), "version")[1].path)
+    assert.truthy(srv:output():find(" " .. script .. "\n", 1, true), srv:output())
   end)
 
   it("counts HTTP requests and UDP datagrams as messages", function()
@@ -321,6 +393,15 @@ return { name = "dgram", on_datagram = function(s, d, p) s:send_to(p, d .. "!") 
     assert.are.equal("0", dgram.total)
     assert.are.equal("8", dgram.bytes_in)
     assert.are.equal("10", dgram.bytes_out)
+    -- The UDP listener has its row too: datagrams are its messages.
+    local ul = find(recs, "listener", { url = srv:url("udp") })
+    assert.are.equal(1, #ul)
+    assert.are.same({ "dgram", "0", "0", "8", "10", "2", "0" },
+      { ul[1].name, ul[1].accepted, ul[1].open, ul[1].bytes_in, ul[1].bytes_out, ul[1].messages,
+        ul[1].errors })
+    local table_out = hotsock("stats --control " .. hs.shquote(ctl))
+    assert.truthy(table_out:find("\n" .. srv:url("udp") .. "%s+dgram%s+0%s+0%s+0%s+0%s+8 B%s+10 B%s+2%s+0\n"),
+      table_out)
   end)
 
   it("says so when no server answers", function()
