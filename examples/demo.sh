@@ -20,6 +20,9 @@ hotsock demo — every shipped behaviour, on 127.0.0.1:
               lua5.4 examples/upload_client.lua README.md
   udp_ack   udp 7004 answers every datagram with 好的
               printf 'hi' | nc -u -w1 127.0.0.1 7004
+  hear_me   tcp 7005 answers "can you hear me?" with Yes, then closes
+              lua5.4 examples/hear_me_client.lua
+              printf 'can you hear me?' | nc 127.0.0.1 7005
   http      tcp 8080: the static site of examples/www, GET /hello, POST /echo, PUT /upload/NAME
               open http://127.0.0.1:8080/ in a browser
               curl http://127.0.0.1:8080/hello

@@ -18,10 +18,10 @@ describe("the demo", function()
       ports[#ports + 1] = name .. ":" .. port
     end
     assert.same({ "echo:7000", "greeting:7001", "greeting:7002", "upload:7003", "udp_ack:7004",
-      "http:8080" }, ports)
+      "hear_me:7005", "http:8080" }, ports)
     local banner = read_file("examples/demo.sh")
     for _, want in ipairs { "tcp 7000", "udp 7000", "tcp 7001", "tcp 7002", "tcp 7003",
-      "udp 7004", "8080" } do
+      "udp 7004", "hear_me   tcp 7005", "8080" } do
       assert.truthy(banner:find(want, 1, true), "demo.sh banner lacks " .. want)
     end
   end)
@@ -34,6 +34,31 @@ describe("examples/greeting_client.lua", function()
       :format(srv:port()))
     assert.equals(0, rc, out)
     assert.equals("welcome!\nhello, Alice!\nhello, 世界!\n", out)
+    assert.is_true(srv:stop())
+  end)
+end)
+
+describe("examples/hear_me.lua", function()
+  it("answers the tutorial client's question with Yes and closes", function()
+    local srv = hs.start { "examples/hear_me.lua", "--listen", "tcp://127.0.0.1:0" }
+    -- The tutorial's client: connect, sendall, one recv(1024), close.
+    local out, rc = run(("lua5.4 examples/hear_me_client.lua --port %d"):format(srv:port()))
+    assert.equals(0, rc, out)
+    assert.equals("Yes\n", out)
+    srv:wait_log('asks "can you hear me%?"')
+    assert.is_true(srv:stop())
+  end)
+
+  it("waits for the whole question, sends exactly Yes, then the close", function()
+    local srv = hs.start { "examples/hear_me.lua", "--listen", "tcp://127.0.0.1:0" }
+    local c = srv:tcp()
+    assert(c:send("can you "))
+    c:settimeout(0.1)
+    assert.same({ nil, "timeout", "" }, { c:receive(1) }) -- half a question: no answer yet
+    c:settimeout(5)
+    assert(c:send("hear me?"))
+    assert.same({ "Yes", "closed" }, { hs.recv_all(c) })
+    c:close()
     assert.is_true(srv:stop())
   end)
 end)
