@@ -1,4 +1,5 @@
--- http: a static site plus a few dynamic routes (see PROTOCOLS.md). Copy it to start your own.
+-- http: a static site plus a few dynamic routes (contract: docs/protocols.md). Copy it to
+-- start your own.
 --
 -- The C core does the HTTP/1.x work: parsing and refusing bad requests (400, 413, 414, 431,
 -- 501, 505), keep-alive and pipelining, timeouts (408), chunked encoding, HEAD, 100-continue

@@ -1,5 +1,5 @@
--- upload: framed messages and files (see PROTOCOLS.md). Every frame is a 4-byte signed
--- little-endian length and that many bytes. A session is a series of commands, each
+-- upload: framed messages and files (contract: docs/protocols.md). Every frame is a 4-byte
+-- signed little-endian length and that many bytes. A session is a series of commands, each
 -- starting with a header frame:
 --   close                                   end the session
 --   {"msg_type": "msg"}                     the next frame is a text message, logged

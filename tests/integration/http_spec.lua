@@ -1,5 +1,5 @@
 -- HTTP/1.x end to end: scripts/http.lua and the core's HTTP layer on the real binary, over
--- real sockets, with exact bytes where the contract fixes them (PROTOCOLS.md, "http").
+-- real sockets, with exact bytes where the contract fixes them (docs/protocols.md, "http").
 local hs = require "hotsock.testkit" -- the handler test kit users get
 local socket = require "socket"
 
