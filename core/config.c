@@ -59,6 +59,10 @@ static const struct limit_setting limits[] = {
      "bytes one Lua state may hold"},
     {"--lua-time-limit", "lua_time_limit", LIMIT_SECONDS, offsetof(struct hs_config, lua_time_ms),
      0, "S", "one call into Lua may run this long"},
+    {"--max-publish", "max_publish", LIMIT_SIZE, offsetof(struct hs_config, max_publish),
+     (size_t)64 << 20, "SIZE", "bytes of one hotsock.publish message"},
+    {"--publish-queue", "publish_queue", LIMIT_SIZE, offsetof(struct hs_config, publish_queue),
+     (size_t)1 << 30, "SIZE", "bytes of messages waiting for one worker"},
 };
 #define N_LIMITS (sizeof limits / sizeof limits[0])
 #define LIMIT_BIT(i) (1u << (8 + (i)))
@@ -79,6 +83,8 @@ void hs_config_init(struct hs_config *cfg)
     cfg->min_rate = HS_DEFAULT_MIN_RATE;
     cfg->lua_memory = HS_DEFAULT_LUA_MEMORY;
     cfg->lua_time_ms = HS_DEFAULT_LUA_TIME_MS;
+    cfg->max_publish = HS_DEFAULT_MAX_PUBLISH;
+    cfg->publish_queue = HS_DEFAULT_PUBLISH_QUEUE;
 }
 
 void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l)

@@ -36,6 +36,8 @@ struct hs_config {
     size_t min_rate;                /* bytes/s each window must carry (at most 1 GiB) */
     size_t lua_memory;              /* bytes one Lua state may hold; 0: no limit */
     unsigned lua_time_ms;           /* one call into Lua may run this long; 0: no limit */
+    size_t max_publish;             /* bytes of one hotsock.publish message */
+    size_t publish_queue;           /* bytes of messages waiting for each worker */
     char *config_path;              /* --config FILE, or NULL */
     unsigned cli_set;               /* bit per setting given on the command line */
     char *control_path;             /* --control PATH ("none" disables), or NULL for the default */

@@ -436,11 +436,13 @@ static void cancel_version_timers(struct hs_lua *hl, struct hs_version *v, int l
 void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v)
 {
     cancel_version_timers(hl, v, 1);
+    hs__lua_pubsub_version_gone(hl, v, 1);
 }
 
 void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v)
 {
     cancel_version_timers(hl, v, 0);
+    hs__lua_pubsub_version_gone(hl, v, 0);
 }
 
 struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load)
@@ -620,6 +622,8 @@ static int luaopen_hotsock(lua_State *L)
     lua_setfield(L, -2, "version");
     hs__lua_open_file(L);
     hs__lua_open_shared(L);
+    hs__lua_open_pubsub(L);
+    hs__lua_open_conns(L, hl);
     return 1;
 }
 

@@ -71,6 +71,11 @@ unsigned hs_lua_timer_count(const struct hs_lua *hl);
  * are added, as live bytes, to the row of the version it runs (core/lua_stats.c). */
 void hs_lua_stats_live(struct hs_conns *set);
 
+/* Writes this process's publish/subscribe stats line into out (n bytes, NUL-terminated):
+ * "pubsub subscriptions=N published=N delivered=N dropped=N queued=BYTES capacity=BYTES\n"
+ * (core/stats_text.h). Returns the length, 0 in a process without a queue of its own. */
+size_t hs_lua_pubsub_stats(struct hs_lua *hl, char *out, size_t n);
+
 /* Lua memory in use, in bytes. */
 size_t hs_lua_memory(const struct hs_lua *hl);
 

@@ -88,6 +88,16 @@ struct hs_version *hs__http_conn_version(struct hs_conn *c);
 /* Sets hotsock.shared (lua_shared.c) in the table on top of the stack. */
 void hs__lua_open_shared(lua_State *L);
 
+/* Sets hotsock.subscribe, publish, worker and workers (lua_pubsub.c) in the table on top of
+ * the stack, and starts draining this process's pub/sub queue on the loop when it has one. */
+void hs__lua_open_pubsub(lua_State *L);
+
+/* Cancels the subscriptions made by version v (only load-time ones when load_only). */
+void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only);
+
+/* Sets hotsock.conns and hotsock.broadcast (lua_conns.c) in the table on top of the stack. */
+void hs__lua_open_conns(lua_State *L, struct hs_lua *hl);
+
 /* The sink interface of a file userdata at idx, for conn:pipe_frame. NULL if not a file. */
 int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
 
@@ -95,10 +105,10 @@ int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
  * marks the script's top level). Returns the previous one, to restore. */
 struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load);
 
-/* A version stopped being current: its load-time timers are cancelled. */
+/* A version stopped being current: its load-time timers and subscriptions are cancelled. */
 void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v);
 
-/* A version is being freed: every timer it still owns is cancelled. */
+/* A version is being freed: every timer and subscription it still owns is cancelled. */
 void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v);
 
 /* pcall with traceback; on error copies the message (with traceback) into err and pops it.

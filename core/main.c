@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/master.h"
+#include "core/pubsub.h"
 #include "core/reload.h"
 #include "core/scaffold.h"
 #include "core/server.h"
@@ -249,6 +250,14 @@ int main(int argc, char **argv)
         }
         fcntl(atoi(sfd), F_SETFD, FD_CLOEXEC);
         unsetenv("HOTSOCK_SHARED_FD");
+        const char *pse = getenv(HS_PUBSUB_ENV);
+        struct hs_pubsub *ps;
+        if (pse == NULL || hs_pubsub_attach(pse, &ps) != 0 ||
+            hs_pubsub_claim(ps, (unsigned)worker) != 0) {
+            fprintf(stderr, "hotsock: worker %d cannot attach the pub/sub queues\n", worker);
+            return 1;
+        }
+        unsetenv(HS_PUBSUB_ENV);
     } else {
         worker = 0;
         int n = cfg.workers > 0 ? cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -260,6 +269,13 @@ int main(int argc, char **argv)
     }
     if (!worker && hs_shared_create(HS_SHARED_SIZE, NULL) == NULL) {
         fprintf(stderr, "hotsock: cannot create the shared dictionary\n");
+        return 1;
+    }
+    /* A single process is worker 1 of 1: publish/subscribe takes the same path. */
+    struct hs_pubsub *single = NULL;
+    if (!worker && (hs_pubsub_create(1, cfg.publish_queue, cfg.max_publish, &single) != 0 ||
+                    hs_pubsub_claim(single, 1) != 0)) {
+        fprintf(stderr, "hotsock: cannot create the pub/sub queue\n");
         return 1;
     }
     struct hs_server *s = hs_server_new(&cfg);
@@ -278,6 +294,7 @@ int main(int argc, char **argv)
         status = hs_server_run(s);
     }
     hs_server_free(s);
+    hs_pubsub_free(single);
     hs_config_free(&cfg);
     return status;
 }

@@ -4,6 +4,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/metrics_http.h"
+#include "core/pubsub.h"
 #include "core/reload.h"
 #include "core/stats_text.h"
 #include "core/server.h"
@@ -179,6 +180,8 @@ static int worker_spawn(struct hs_master *m, struct worker *w, int wait_ready)
         const char *sfd = getenv("HOTSOCK_SHARED_FD");
         if (sfd)
             fcntl(atoi(sfd), F_SETFD, 0);
+        if (hs_pubsub_default())
+            hs_pubsub_keep_across_exec(hs_pubsub_default());
         snprintf(env, sizeof env, "%d,%d", w->index, sv[1]);
         setenv("HOTSOCK_WORKER", env, 1);
         setenv("HOTSOCK_SOCKETS", w->sockets, 1);
@@ -253,6 +256,9 @@ static void master_chld_cb(evutil_socket_t sig, short what, void *arg)
         close(w->chan);
         w->chan = -1;
         w->pid = 0;
+        /* Publishers stop queueing for it until its successor claims the queue. */
+        if (hs_pubsub_default())
+            hs_pubsub_release(hs_pubsub_default(), (unsigned)w->index, pid);
         if (m->stopping) {
             hs_log(HS_LOG_INFO, "worker %d (pid %ld) %s", w->index, (long)pid, how);
             continue;
@@ -478,6 +484,17 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
     char shared_env[16];
     snprintf(shared_env, sizeof shared_env, "%d", shared_fd);
     setenv("HOTSOCK_SHARED_FD", shared_env, 1);
+    /* So is the pub/sub region, one queue per worker (core/pubsub.h). */
+    struct hs_pubsub *ps = NULL;
+    static char ps_env[8 * (HS_PUBSUB_MAX_WORKERS + 1)];
+    int pr = hs_pubsub_create((unsigned)m->n, cfg->publish_queue, cfg->max_publish, &ps);
+    if (pr != 0 || hs_pubsub_export(ps, ps_env, sizeof ps_env) != 0) {
+        fprintf(stderr, "hotsock: cannot create the pub/sub queues: %s\n", hs_strerror(pr));
+        hs_pubsub_free(ps);
+        free(m);
+        return 1;
+    }
+    setenv(HS_PUBSUB_ENV, ps_env, 1);
     m->s = hs_server_new(cfg);
     m->base = event_base_new();
     if (m->s == NULL || m->base == NULL)
@@ -585,6 +602,7 @@ out:
     if (m->sig_chld)
         event_free(m->sig_chld);
     hs_server_free(m->s);
+    hs_pubsub_free(ps);
     if (m->base)
         event_base_free(m->base);
     free(m);

@@ -597,6 +597,8 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
                   "process worker=%d pid=%ld lua_memory=%zu connections=%u timers=%u\n", s->worker,
                   (long)getpid(), hs_lua_memory(s->hl), hs_conns_count(s->set),
                   hs_lua_timer_count(s->hl));
+        if (used + 1 < n)
+            used += hs_lua_pubsub_stats(s->hl, out + used, n - used);
         /* A current version shows up even before its first connection. */
         for (size_t i = 0; i < s->n_services; i++)
             hs_version_stats(hs_script_current(s->services[i].script));

@@ -1,0 +1,103 @@
+/* hotsock.conns and hotsock.broadcast: the open stream connections of this worker, by script.
+ * The connection set (core/conn.c) is the registry; a connection belongs to the script whose
+ * listener accepted it (its handler argument). HTTP connections are not conn objects and are
+ * not listed. */
+#include "core/hs.h"
+#include "core/lua_api.h"
+#include "core/lua_internal.h"
+#include "core/reload.h"
+
+#include <string.h>
+
+struct walk {
+    lua_State *L;
+    struct hs_script *script; /* only this script's connections, or NULL */
+    const char *name;         /* or only those of scripts with this name, or NULL */
+    struct hs_conn *except;   /* broadcast: skip this one */
+    const char *data;         /* broadcast: what to send */
+    size_t len;
+    lua_Integer n; /* listed, or reached */
+};
+
+/* The box of c if c is an open stream connection of the walk's script, else NULL. */
+static struct hs__conn_box *wanted(struct hs_conn *c, const struct walk *w)
+{
+    if (hs_conn_handler_of(c) != &hs_lua_conn_handler || hs_conn_is_closing(c))
+        return NULL;
+    struct hs_script *s = hs_conn_arg(c);
+    if (w->script && s != w->script)
+        return NULL;
+    if (w->name && strcmp(hs_script_decl(s)->name, w->name) != 0)
+        return NULL;
+    struct hs__conn_box *box = hs_conn_data(c);
+    return box && box->c == c && box->self_ref != LUA_NOREF ? box : NULL;
+}
+
+/* IMPORTANT: runs inside hs_conns_foreach, which pins every connection and unpins them after
+ * the walk: nothing here may raise. The array was sized beforehand, so rawseti does not
+ * allocate. */
+static void list_one(struct hs_conn *c, void *arg)
+{
+    struct walk *w = arg;
+    struct hs__conn_box *box = wanted(c, w);
+    if (box == NULL)
+        return;
+    lua_rawgeti(w->L, LUA_REGISTRYINDEX, box->self_ref);
+    lua_rawseti(w->L, -2, ++w->n);
+}
+
+static void send_one(struct hs_conn *c, void *arg)
+{
+    struct walk *w = arg;
+    if (c == w->except || wanted(c, w) == NULL)
+        return;
+    /* A full output buffer (HS_EFULL) skips this one; the others still get the data. */
+    if (hs_conn_send(c, w->data, w->len) == 0)
+        w->n++;
+}
+
+/* The script whose code is running: its connections are the ones broadcast reaches. */
+static struct hs_script *calling_script(struct hs_lua *hl)
+{
+    return hl->running ? hs_version_script(hl->running) : NULL;
+}
+
+/* hotsock.conns([script_name]) -> a fresh array of the open conns of the calling script (or
+ * of the scripts named script_name) on this worker. */
+static int l_hotsock_conns(lua_State *L)
+{
+    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct walk w = {L, NULL, luaL_optstring(L, 1, NULL), NULL, NULL, 0, 0};
+    if (w.name == NULL)
+        w.script = calling_script(hl);
+    lua_createtable(L, (int)hs_conns_count(hl->set), 0);
+    hs_conns_foreach(hl->set, list_one, &w);
+    return 1;
+}
+
+/* hotsock.broadcast(data [, except_conn]) -> how many connections it was queued for. */
+static int l_hotsock_broadcast(lua_State *L)
+{
+    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct walk w = {L, NULL, NULL, NULL, NULL, 0, 0};
+    w.data = luaL_checklstring(L, 1, &w.len);
+    if (!lua_isnoneornil(L, 2))
+        w.except = ((struct hs__conn_box *)luaL_checkudata(L, 2, HS_CONN_MT))->c;
+    w.script = calling_script(hl);
+    if (w.script == NULL)
+        return luaL_error(L, "hotsock.broadcast runs only in a script's callbacks");
+    hs_conns_foreach(hl->set, send_one, &w);
+    lua_pushinteger(L, w.n);
+    return 1;
+}
+
+void hs__lua_open_conns(lua_State *L, struct hs_lua *hl)
+{
+    static const luaL_Reg funcs[] = {
+        {"conns", l_hotsock_conns},
+        {"broadcast", l_hotsock_broadcast},
+        {NULL, NULL},
+    };
+    lua_pushlightuserdata(L, hl);
+    luaL_setfuncs(L, funcs, 1);
+}
