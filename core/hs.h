@@ -34,15 +34,17 @@
     (30 * 1000) /* window in which a frame in progress must                                        \
                  * complete or bring min_rate bytes/s */
 #define HS_DEFAULT_SEND_TIMEOUT_MS                                                                 \
-    (30 * 1000)                                    /* window in which waiting output must drain    \
-                                                    * at min_rate bytes/s */
-#define HS_DEFAULT_MIN_RATE 512                    /* bytes/s a stalled transfer must keep up */
-#define HS_DEFAULT_LUA_MEMORY (256 * 1024 * 1024)  /* bytes one Lua state may hold */
-#define HS_DEFAULT_LUA_TIME_MS 1000                /* one call into Lua may run this long */
-#define HS_DEFAULT_MAX_PUBLISH (64 * 1024)         /* bytes of one pub/sub message */
-#define HS_DEFAULT_PUBLISH_QUEUE (4 * 1024 * 1024) /* bytes waiting for one worker (pub/sub) */
-#define HS_READ_SIZE (64 * 1024)                   /* bytes asked of one read(2) */
-#define HS_MAX_DATAGRAM 65535                      /* largest UDP payload we receive */
+    (30 * 1000)                                   /* window in which waiting output must drain     \
+                                                   * at min_rate bytes/s */
+#define HS_DEFAULT_MIN_RATE 512                   /* bytes/s a stalled transfer must keep up */
+#define HS_DEFAULT_LUA_MEMORY (256 * 1024 * 1024) /* bytes one Lua state may hold */
+#define HS_DEFAULT_LUA_TIME_MS 1000               /* one call into Lua may run this long */
+#define HS_READ_SIZE (64 * 1024)                  /* bytes asked of one read(2) */
+#define HS_MAX_DATAGRAM 65535                     /* largest UDP payload we receive */
+
+/* Publish/subscribe between workers (core/pubsub.h). */
+#define HS_DEFAULT_MAX_PUBLISH (64 * 1024) /* bytes of one message */
+#define HS_DEFAULT_PUBLISH_QUEUE (4 << 20) /* bytes waiting for one worker */
 
 #define HS_UNUSED(x) ((void)(x))
 
