@@ -311,6 +311,20 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         emit(&o, "%-8s %8s %12s %12s %7s\n", get(r, "worker"), get(r, "pid"), get(r, "connections"),
              mem, get(r, "timers"));
     }
+    /* Publish/subscribe, one row per worker, when the processes have queues. */
+    int pubsub_header = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        const struct rec *r = &s.recs[i];
+        if (!is(r, "pubsub"))
+            continue;
+        if (!pubsub_header++)
+            emit(&o, "\n%-8s %13s %10s %10s %8s %10s\n", "PUBSUB", "SUBSCRIPTIONS", "PUBLISHED",
+                 "DELIVERED", "DROPPED", "QUEUED");
+        char queued[32];
+        human_bytes(num(r, "queued"), queued, sizeof queued);
+        emit(&o, "%-8s %13s %10s %10s %8s %10s\n", r->worker, get(r, "subscriptions"),
+             get(r, "published"), get(r, "delivered"), get(r, "dropped"), queued);
+    }
     snap_free(&s);
     return o.used;
 }
@@ -369,6 +383,16 @@ static const struct family families[] = {
     {"process", "connections", "hotsock_worker_connections", "gauge",
      "Open connections of the process."},
     {"process", "timers", "hotsock_lua_timers", "gauge", "Live Lua timers."},
+    {"pubsub", "subscriptions", "hotsock_pubsub_subscriptions", "gauge",
+     "Live hotsock.subscribe subscriptions of the worker."},
+    {"pubsub", "published", "hotsock_pubsub_published_total", "counter",
+     "Messages the worker published."},
+    {"pubsub", "delivered", "hotsock_pubsub_delivered_total", "counter",
+     "Messages taken from the worker's queue."},
+    {"pubsub", "dropped", "hotsock_pubsub_dropped_total", "counter",
+     "Messages dropped because the worker's queue was full."},
+    {"pubsub", "queued", "hotsock_pubsub_queued_bytes", "gauge",
+     "Bytes waiting in the worker's queue."},
     {"script", "generation", "hotsock_script_generation", "gauge",
      "Generation of the script's current version."},
     {"script", "reloads", "hotsock_reloads_total", "counter", "Reload attempts."},
@@ -407,7 +431,7 @@ size_t hs_stats_render_prometheus(const char *snapshot, char *out, size_t n)
                 label(&o, "listener", get(r, "url"), 1);
                 label(&o, "script", get(r, "name"), 0);
                 label(&o, "worker", r->worker, 0);
-            } else if (is(r, "process")) {
+            } else if (is(r, "process") || is(r, "pubsub")) {
                 label(&o, "worker", r->worker, 1);
             } else {
                 label(&o, "script", get(r, "name"), 1);

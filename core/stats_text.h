@@ -6,14 +6,15 @@
  *           messages=N errors=N handler_errors=N
  *   listener url=U name=N accepted=N refused=N limited=N open=N bytes_in=N bytes_out=N
  *            messages=N errors=N
+ *   pubsub subscriptions=N published=N delivered=N dropped=N queued=BYTES capacity=BYTES
  *   script service=S name=N path=P generation=G reloads=N reload_time=SECONDS reload_ok=0|1
  *          reload_error=TEXT
  *
- * "version" and "listener" lines belong to the "process" line before them (its worker number
- * labels them; 0 in a single-process server). "script" lines describe each service once; S,
- * the service's place in the config from 1, keys versions (two services may run one file).
- * A UDP listener accepts nothing: its messages are the datagrams it received. This module
- * renders a snapshot for people (hotsock stats) and for Prometheus (--metrics). */
+ * "version", "listener" and "pubsub" lines belong to the "process" line before them (its
+ * worker number labels them; 0 in a single-process server). "script" lines describe each
+ * service once; S, the service's place in the config from 1, keys versions (two services may
+ * run one file). A UDP listener accepts nothing: its messages are the datagrams it received.
+ * This module renders a snapshot for people (hotsock stats) and for Prometheus (--metrics). */
 #ifndef HS_STATS_TEXT_H
 #define HS_STATS_TEXT_H
 
