@@ -12,6 +12,7 @@ return {
       options = { dir = "/tmp/hotsock-files" } },
     { script = "udp_ack.lua", listen = "udp://127.0.0.1:7004" },
     { script = "hear_me.lua", listen = "tcp://127.0.0.1:7005" },
+    { script = "chat_tcp.lua", listen = "tcp://127.0.0.1:7006" },
     { script = "../scripts/http.lua", listen = "tcp://127.0.0.1:8080",
       options = { upload_dir = "/tmp/hotsock-files" } },
   },

@@ -18,10 +18,10 @@ describe("the demo", function()
       ports[#ports + 1] = name .. ":" .. port
     end
     assert.same({ "echo:7000", "greeting:7001", "greeting:7002", "upload:7003", "udp_ack:7004",
-      "hear_me:7005", "http:8080" }, ports)
+      "hear_me:7005", "chat:7006", "http:8080" }, ports)
     local banner = read_file("examples/demo.sh")
     for _, want in ipairs { "tcp 7000", "udp 7000", "tcp 7001", "tcp 7002", "tcp 7003",
-      "udp 7004", "hear_me   tcp 7005", "8080" } do
+      "udp 7004", "hear_me   tcp 7005", "chat      tcp 7006", "8080" } do
       assert.truthy(banner:find(want, 1, true), "demo.sh banner lacks " .. want)
     end
   end)
@@ -112,5 +112,78 @@ describe("--log-level", function()
     local out, rc = run(hs.shquote(hs.bin) .. " serve scripts/echo.lua --log-level loud")
     assert.equals(2, rc, out)
     assert.equals("hotsock: --log-level must be debug, info, warn or error\n", out)
+  end)
+end)
+
+describe("examples/chat_tcp.lua", function()
+  -- The number of connections each worker holds, from the stats.
+  local function per_worker(srv)
+    local n = {}
+    for _, r in ipairs(srv:stats("process")) do n[tonumber(r.worker)] = tonumber(r.connections) end
+    return n
+  end
+
+  it("is a chat room for 6 users spread over 2 workers", function()
+    local srv = hs.start("examples/chat_tcp.lua", { workers = 2, prefix = "HOTSOCK_REUSEPORT=1" })
+    -- Three users on each worker: a connection that lands on a full worker is closed before
+    -- it says anything.
+    local users, count = {}, { 0, 0 }
+    for _ = 1, 200 do
+      local before = per_worker(srv)
+      local c = srv:connect()
+      assert.equals("nickname?", c:line())
+      local now = per_worker(srv)
+      local w = now[1] > before[1] and 1 or 2
+      if count[w] < 3 then
+        count[w] = count[w] + 1
+        users[#users + 1] = c
+      else
+        c:close()
+        hs.wait_until(function() return per_worker(srv)[w] == before[w] end)
+      end
+      if #users == 6 then break end
+    end
+    assert.same({ 3, 3 }, count)
+    -- Each joins in turn; every connected user sees it (the room is visible before one has
+    -- picked a name), the newcomer included.
+    for i, c in ipairs(users) do
+      c:send_line("user" .. i)
+      for _, u in ipairs(users) do assert.equals("* user" .. i .. " joined", u:line()) end
+    end
+    -- A taken nickname is refused.
+    local late = srv:connect()
+    assert.equals("nickname?", late:line())
+    late:send_line("user2")
+    assert.equals("nickname taken or not a word, another?", late:line())
+    late:close()
+    -- Everyone talks at once: each sees all six lines, each sender's in its order.
+    for i, c in ipairs(users) do
+      c:send_line("hi from " .. i)
+      c:send_line("bye from " .. i)
+    end
+    for _, c in ipairs(users) do
+      local seen = {}
+      for _ = 1, 12 do seen[#seen + 1] = c:line() end
+      for i = 1, 6 do
+        local hi, bye
+        for k, l in ipairs(seen) do
+          if l == "user" .. i .. ": hi from " .. i then hi = k end
+          if l == "user" .. i .. ": bye from " .. i then bye = k end
+        end
+        assert.truthy(hi and bye and hi < bye, table.concat(seen, "\n"))
+      end
+    end
+    -- One leaves: the others are told, and the nickname is free again.
+    users[3]:close()
+    for i, c in ipairs(users) do
+      if i ~= 3 then assert.equals("* user3 left", c:line()) end
+    end
+    local again = srv:connect()
+    assert.equals("nickname?", again:line())
+    again:send_line("user3")
+    assert.equals("* user3 joined", again:line())
+    again:close()
+    for i, c in ipairs(users) do if i ~= 3 then c:close() end end
+    assert.is_true(srv:stop())
   end)
 end)
