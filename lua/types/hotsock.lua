@@ -77,6 +77,50 @@ function hotsock.create_file(dir, name) end
 ---@return string? reason
 function hotsock.check_filename(name) end
 
+---Calls `fn(msg, channel)` in this worker for every message published on `channel` by any
+---worker of the server (this one included), in each publisher's order, from the event loop
+---(never inside `publish`). A subscription made by a script's top level belongs to that
+---version: it starts receiving once the version is published and is cancelled when a reload
+---replaces it. Others last until `cancel()` or until their version is gone. An error in `fn`
+---is logged and does not stop the other subscribers. Raises for a channel that is not 1 to
+---255 bytes.
+---@param channel string
+---@param fn fun(msg: string, channel: string)
+---@return hotsock.Subscription
+function hotsock.subscribe(channel, fn) end
+
+---Queues `msg` for every worker with a subscriber to `channel`, this one included, and
+---returns at once (it never waits for a subscriber). `"too large"`: over `--max-publish`
+---(64 KiB by default), nothing was sent. `"queue full"`: a worker that fell behind dropped its
+---copy (counted in `hotsock stats`); the other workers got theirs, so do not resend blindly.
+---@param channel string
+---@param msg string
+---@return true|nil ok
+---@return string? err `"too large"` or `"queue full"`
+function hotsock.publish(channel, msg) end
+
+---This worker's number: 1 to `hotsock.workers()`; 1 in a single process; 0 in the master
+---process, which runs a script's top level to check it but serves nothing.
+---@return integer
+function hotsock.worker() end
+
+---How many workers the server runs (1 for a single process).
+---@return integer
+function hotsock.workers() end
+
+---The open connections of this worker, as a fresh array: those of the calling script, or of
+---every script called `script_name`. HTTP connections are not listed.
+---@param script_name? string
+---@return hotsock.Conn[]
+function hotsock.conns(script_name) end
+
+---Queues `data` on every open connection of the calling script in this worker, but
+---`except_conn`. A connection whose output is full is skipped. Returns how many it reached.
+---@param data string
+---@param except_conn? hotsock.Conn
+---@return integer reached
+function hotsock.broadcast(data, except_conn) end
+
 ---@class hotsock.shared
 local shared = {}
 
@@ -122,6 +166,15 @@ local Timer = {}
 
 ---Stops the timer; harmless when it already fired or was cancelled.
 function Timer:cancel() end
+
+---A subscription from `hotsock.subscribe`.
+---@class hotsock.Subscription
+local Subscription = {}
+
+---Stops deliveries to the subscription. Returns true if it was live, false when it had been
+---cancelled already.
+---@return boolean
+function Subscription:cancel() end
 
 ---A file from `hotsock.create_file`. Garbage-collected or closed without `commit`, it leaves
 ---nothing behind.

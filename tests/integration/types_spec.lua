@@ -9,6 +9,7 @@ local KIND = {
   ["hotsock"] = "module", ["hotsock.shared"] = "shared", ["hotsock.Timer"] = "timer",
   ["hotsock.File"] = "file", ["hotsock.Conn"] = "conn", ["hotsock.UdpSocket"] = "udp",
   ["hotsock.Request"] = "req", ["hotsock.Response"] = "res", ["hotsock.Handler"] = "handler",
+  ["hotsock.Subscription"] = "subscription",
 }
 
 -- Names per kind, from the definitions: functions and methods of a class's local table, and
@@ -106,10 +107,11 @@ describe("LuaCATS definitions", function()
   end)
 
   it("cover every kind of object, with the names a handler writer reaches first", function()
-    assert.are.same({ "conn", "file", "handler", "module", "req", "res", "shared", "timer", "udp" },
-      sorted(reg))
+    assert.are.same({ "conn", "file", "handler", "module", "req", "res", "shared",
+      "subscription", "timer", "udp" }, sorted(reg))
     for _, n in ipairs { "log", "after", "every", "now", "create_file", "check_filename",
-                         "version", "shared" } do
+                         "version", "shared", "subscribe", "publish", "worker", "workers",
+                         "conns", "broadcast" } do
       assert.is_true(doc.module[n], n)
     end
     for _, n in ipairs { "send", "close", "peer", "set_framing", "pipe_frame" } do
