@@ -306,6 +306,37 @@ return {
     end)
 end)
 
+describe("a worker that dies", function()
+  it("neither wedges publishers nor keeps its replacement from subscribing", function()
+    local srv = start()
+    local by = spread(srv, 1)
+    local a = by[1][1]
+    sub(a, "d")
+    sub(by[2][1], "d")
+    local old = srv:workers()[2]
+    kit.run("kill -9 " .. old)
+    srv:wait_log("worker 2 %(pid " .. old .. "%) killed by signal 9")
+    -- Worker 2 is gone (or restarting): publishing goes on, nothing is dropped for it.
+    for i = 1, 3 do
+      a:send_line("pub d 1 gone" .. i)
+      local got = { a:line(), a:line() }
+      table.sort(got)
+      assert.same({ "d gone" .. i .. ":1", "published 1 failed 0 " }, got)
+    end
+    kit.wait_until(function()
+      local now = srv:workers()[2]
+      return now and now ~= old
+    end, 10, "worker 2 to restart")
+    -- The new worker 2 subscribes afresh and gets what worker 1 publishes.
+    local b = spread(srv, 1)[2][1]
+    sub(b, "d")
+    a:send_line("pub d 1 back")
+    assert.equals("d back:1", b:line())
+    assert.equals(0, stats_of(srv, "pubsub")[2].dropped)
+    assert.is_true(srv:stop())
+  end)
+end)
+
 describe("one process (--workers 1)", function()
   it("is worker 1 of 1 and delivers to itself through the same path", function()
     local srv = start { workers = 1 }
