@@ -19,6 +19,7 @@ enum {
     SET_IDLE_TIMEOUT = 1 << 2,
     SET_GRACE = 1 << 3,
     SET_WORKERS = 1 << 4,
+    SET_SHARED = 1 << 5,
     /* Bits from 1 << 8 on belong to the entries of `limits` below, in order. */
 };
 
@@ -160,6 +161,76 @@ static int parse_size(const char *s, size_t *out)
         return -1;
     *out = (size_t)(v << shift);
     return 0;
+}
+
+/* Sets dictionary name to size bytes (and max_value, 0: the default), replacing an earlier
+ * setting of the same name unless that came from the command line and this does not. */
+static int add_shared(struct hs_config *cfg, const char *name, size_t nl, size_t size,
+                      size_t max_value, int from_cli, const char *what, char *err, size_t errlen)
+{
+    char n[HS_SHARED_MAX_NAME + 1];
+    if (nl == 0 || nl > HS_SHARED_MAX_NAME) {
+        snprintf(err, errlen, "%s: a dictionary name is 1 to %d of A-Z a-z 0-9 _", what,
+                 HS_SHARED_MAX_NAME);
+        return -1;
+    }
+    memcpy(n, name, nl);
+    n[nl] = '\0';
+    if (!hs_shared_name_ok(n)) {
+        snprintf(err, errlen, "%s: a dictionary name is 1 to %d of A-Z a-z 0-9 _", what,
+                 HS_SHARED_MAX_NAME);
+        return -1;
+    }
+    if (size < HS_SHARED_MIN_SIZE || size > HS_SHARED_MAX_SIZE) {
+        snprintf(err, errlen, "%s: a dictionary's size is from 64k to 2040m", what);
+        return -1;
+    }
+    if (max_value && (max_value > size / 4 || max_value < 16)) {
+        snprintf(err, errlen,
+                 "%s: the largest value must be from 16 bytes to a quarter of the size", what);
+        return -1;
+    }
+    size_t i = 0;
+    while (i < cfg->n_shared && strcmp(cfg->shared[i].name, n) != 0)
+        i++;
+    if (i < cfg->n_shared && !from_cli && (cfg->cli_set & SET_SHARED))
+        return 0; /* the command line's wins */
+    if (i == cfg->n_shared) {
+        if (cfg->n_shared + 1 >= HS_SHARED_MAX_DICTS) {
+            snprintf(err, errlen, "%s: at most %d dictionaries", what, HS_SHARED_MAX_DICTS - 1);
+            return -1;
+        }
+        cfg->n_shared++;
+    }
+    struct hs_shared_spec *sp = &cfg->shared[i];
+    memset(sp, 0, sizeof *sp);
+    memcpy(sp->name, n, nl + 1);
+    sp->size = size;
+    sp->max_value = max_value;
+    return 0;
+}
+
+/* --shared NAME=SIZE[:MAX_VALUE] */
+static int parse_shared(struct hs_config *cfg, const char *val, char *err, size_t errlen)
+{
+    const char *eq = strchr(val, '=');
+    char sz[64];
+    size_t size, max_value = 0;
+    if (eq == NULL || strlen(eq + 1) >= sizeof sz) {
+        snprintf(err, errlen, "--shared wants NAME=SIZE[:MAX_VALUE] (like cache=64m), got '%s'",
+                 val);
+        return -1;
+    }
+    snprintf(sz, sizeof sz, "%s", eq + 1);
+    char *colon = strchr(sz, ':');
+    if (colon)
+        *colon = '\0';
+    if (parse_size(sz, &size) != 0 || (colon && parse_size(colon + 1, &max_value) != 0)) {
+        snprintf(err, errlen, "--shared wants NAME=SIZE[:MAX_VALUE] (like cache=64m), got '%s'",
+                 val);
+        return -1;
+    }
+    return add_shared(cfg, val, (size_t)(eq - val), size, max_value, 1, "--shared", err, errlen);
 }
 
 /* Stores text (a flag's value, or a config value turned into text) into limits[i]'s field.
@@ -370,7 +441,7 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                           strcmp(a, "--max-connections") == 0 || strcmp(a, "--idle-timeout") == 0 ||
                           strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0 ||
                           strcmp(a, "--workers") == 0 || strcmp(a, "--control") == 0 ||
-                          strcmp(a, "--metrics") == 0;
+                          strcmp(a, "--metrics") == 0 || strcmp(a, "--shared") == 0;
         size_t li = 0;
         while (li < N_LIMITS && strcmp(a, limits[li].flag) != 0)
             li++;
@@ -447,6 +518,10 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
         } else if (strcmp(a, "--metrics") == 0) {
             free(cfg->metrics_url);
             cfg->metrics_url = strdup(val);
+        } else if (strcmp(a, "--shared") == 0) {
+            if (parse_shared(cfg, val, err, errlen) != 0)
+                return -1;
+            cfg->cli_set |= SET_SHARED;
         } else if (strcmp(a, "--watch") == 0) {
             cfg->watch = 1;
         } else if (strcmp(a, "--config") == 0) {
@@ -547,6 +622,42 @@ static int read_service(lua_State *L, struct hs_config *cfg, const char *path, c
     return 0;
 }
 
+/* shared = { NAME = "64m", OTHER = { size = "1g", max_value = "1m" } } */
+static int read_shared(lua_State *L, struct hs_config *cfg, const char *path, char *err,
+                       size_t errlen)
+{
+    char what[300];
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return cfg_fail(err, errlen, path, "shared: names must be strings");
+        size_t nl;
+        const char *name = lua_tolstring(L, -2, &nl);
+        int top = lua_gettop(L); /* the value; the name is under it */
+        snprintf(what, sizeof what, "%s: shared.%s", path, name);
+        const char *size_s = NULL, *max_s = NULL;
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_getfield(L, -1, "size");
+            lua_getfield(L, -2, "max_value");
+            size_s = lua_tostring(L, -2);
+            max_s = lua_tostring(L, -1);
+        } else {
+            size_s = lua_tostring(L, -1);
+        }
+        size_t size = 0, max_value = 0;
+        if (size_s == NULL || parse_size(size_s, &size) != 0 ||
+            (max_s && parse_size(max_s, &max_value) != 0)) {
+            snprintf(err, errlen,
+                     "%s: wants a size like \"64m\" or {size = \"64m\", max_value = \"1m\"}", what);
+            return -1;
+        }
+        if (add_shared(cfg, name, nl, size, max_value, 0, what, err, errlen) != 0)
+            return -1;
+        lua_settop(L, top - 1);
+    }
+    return 0;
+}
+
 static int read_config_table(lua_State *L, struct hs_config *cfg, const char *path, char *err,
                              size_t errlen)
 {
@@ -586,6 +697,14 @@ static int read_config_table(lua_State *L, struct hs_config *cfg, const char *pa
         }
         lua_pop(L, 1);
     }
+    int st = lua_getfield(L, -1, "shared");
+    if (st == LUA_TTABLE) {
+        if (read_shared(L, cfg, path, err, errlen) != 0)
+            return -1;
+    } else if (st != LUA_TNIL) {
+        return cfg_fail(err, errlen, path, "shared must be a table of NAME = \"SIZE\"");
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, -1, "services") != LUA_TTABLE)
         return cfg_fail(err, errlen, path, "the config needs services = { {script = ...}, ... }");
     lua_Integer n = luaL_len(L, -1);

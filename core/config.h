@@ -7,6 +7,7 @@
 
 #include "core/conn.h"
 #include "core/reload.h"
+#include "core/shared.h"
 
 #define HS_CONFIG_MAX_SERVICES 32 /* scripts in one process */
 
@@ -45,6 +46,8 @@ struct hs_config {
     int watch;                      /* --watch: reload scripts when their files change */
     struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;
+    struct hs_shared_spec shared[HS_SHARED_MAX_DICTS]; /* --shared NAME=SIZE[:MAX_VALUE] */
+    size_t n_shared;
 };
 
 /* Fills cfg with defaults and no services. */

@@ -12,6 +12,7 @@
 #include "core/shared.h"
 #include "core/stats_text.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@ static const char usage[] =
     "  --metrics URL         serve Prometheus text at http://HOST:PORT/metrics (tcp://HOST:PORT)\n"
     "  --workers N           worker processes sharing the listeners (default: one per\n"
     "                        core; 1: a single process, no supervisor)\n"
+    "  --shared NAME=SIZE[:MAX_VALUE]  a shared dictionary for hotsock.dict(NAME), SIZE bytes\n"
+    "                        (64k..2040m), values up to MAX_VALUE (default 64k); \"default\"\n"
+    "                        sizes hotsock.shared (default 8m)\n"
     "\n"
     "Limits (sizes take k, m, g; seconds take decimals; 0 disables):\n";
 
@@ -230,6 +234,13 @@ int main(int argc, char **argv)
     }
     hs_log_set_level(cfg.log_level);
     if (!serve) {
+        /* A script sees at load what serve gives it: the same dictionaries (empty). */
+        if (hs_shared_create(cfg.shared, cfg.n_shared, NULL) == NULL) {
+            fprintf(stderr, "hotsock: cannot create the shared dictionaries: %s\n",
+                    strerror(errno));
+            hs_config_free(&cfg);
+            return 1;
+        }
         int st = cmd_check(&cfg);
         hs_config_free(&cfg);
         return st;
@@ -267,8 +278,8 @@ int main(int argc, char **argv)
             return st;
         }
     }
-    if (!worker && hs_shared_create(HS_SHARED_SIZE, NULL) == NULL) {
-        fprintf(stderr, "hotsock: cannot create the shared dictionary\n");
+    if (!worker && hs_shared_create(cfg.shared, cfg.n_shared, NULL) == NULL) {
+        fprintf(stderr, "hotsock: cannot create the shared dictionaries: %s\n", strerror(errno));
         return 1;
     }
     /* A single process is worker 1 of 1: publish/subscribe takes the same path. */

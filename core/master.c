@@ -474,10 +474,10 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
      * (SO_REUSEPORT, HOTSOCK_REUSEPORT=1) the kernel keeps routing a dead or restarting
      * worker's share of new connections to its queue, where they wait. */
     hs__reuseport = getenv("HOTSOCK_REUSEPORT") != NULL;
-    /* The shared dictionary exists before any worker, which inherits its descriptor. */
+    /* The shared dictionaries exist before any worker, which inherits their descriptor. */
     int shared_fd = -1;
-    if (hs_shared_create(HS_SHARED_SIZE, &shared_fd) == NULL) {
-        fprintf(stderr, "hotsock: cannot create the shared dictionary: %s\n", strerror(errno));
+    if (hs_shared_create(cfg->shared, cfg->n_shared, &shared_fd) == NULL) {
+        fprintf(stderr, "hotsock: cannot create the shared dictionaries: %s\n", strerror(errno));
         free(m);
         return 1;
     }

@@ -7,6 +7,7 @@
 #include "core/lua_api.h"
 #include "core/metrics_http.h"
 #include "core/reload.h"
+#include "core/shared.h"
 #include "core/stats.h"
 #include "core/stats_text.h"
 #include "core/udp.h"
@@ -649,6 +650,9 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
                       a, hs_script_generation(sv->script), sv->reloads, sv->reload_time,
                       sv->reload_ok, b);
         }
+        /* The dictionaries are one set for the whole server: described once, like scripts. */
+        if (hs_shared_region() && used + 1 < n)
+            used += hs_shared_stats_write(hs_shared_region(), out + used, n - used);
     }
     return used;
 }

@@ -231,6 +231,29 @@ static void script_label(const struct snap *s, const struct rec *r, char *out, s
     snprintf(out, n, "%s", name);
 }
 
+/* The shared dictionaries ("dict" lines, written once per server), when there are any. */
+static void render_dicts(struct outbuf *o, const struct snap *s)
+{
+    int header = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct rec *r = &s->recs[i];
+        if (!is(r, "dict"))
+            continue;
+        if (!header) {
+            emit(o, "\n%-16s %10s %10s %10s %9s %9s %9s %10s\n", "DICTIONARY", "SIZE", "USED",
+                 "FREE", "KEYS", "EVICTED", "EXPIRED", "MAX VALUE");
+            header = 1;
+        }
+        char size[32], used[32], fr[32], maxv[32];
+        human_bytes(num(r, "size"), size, sizeof size);
+        human_bytes(num(r, "used"), used, sizeof used);
+        human_bytes(num(r, "free"), fr, sizeof fr);
+        human_bytes(num(r, "max_value"), maxv, sizeof maxv);
+        emit(o, "%-16s %10s %10s %10s %9llu %9llu %9llu %10s\n", get(r, "name"), size, used, fr,
+             num(r, "keys"), num(r, "evicted"), num(r, "expired"), maxv);
+    }
+}
+
 size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
 {
     struct outbuf o = {out, n, 0};
@@ -325,6 +348,7 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         emit(&o, "%-8s %13s %10s %10s %8s %10s\n", r->worker, get(r, "subscriptions"),
              get(r, "published"), get(r, "delivered"), get(r, "dropped"), queued);
     }
+    render_dicts(&o, &s);
     snap_free(&s);
     return o.used;
 }
@@ -400,6 +424,15 @@ static const struct family families[] = {
      "Time of the last reload attempt (0: none)."},
     {"script", "reload_ok", "hotsock_last_reload_success", "gauge",
      "Whether the last reload attempt succeeded."},
+    {"dict", "size", "hotsock_shared_dict_size_bytes", "gauge",
+     "Bytes of the shared dictionary, tables included."},
+    {"dict", "used", "hotsock_shared_dict_used_bytes", "gauge", "Bytes its entries use."},
+    {"dict", "free", "hotsock_shared_dict_free_bytes", "gauge", "Bytes its entries may still use."},
+    {"dict", "keys", "hotsock_shared_dict_keys", "gauge", "Entries stored."},
+    {"dict", "evicted", "hotsock_shared_dict_evicted_total", "counter",
+     "Live entries removed to make room."},
+    {"dict", "expired", "hotsock_shared_dict_expired_total", "counter",
+     "Expired entries reclaimed."},
 };
 
 size_t hs_stats_render_prometheus(const char *snapshot, char *out, size_t n)
@@ -433,6 +466,8 @@ size_t hs_stats_render_prometheus(const char *snapshot, char *out, size_t n)
                 label(&o, "worker", r->worker, 0);
             } else if (is(r, "process") || is(r, "pubsub")) {
                 label(&o, "worker", r->worker, 1);
+            } else if (is(r, "dict")) {
+                label(&o, "dict", get(r, "name"), 1);
             } else {
                 label(&o, "script", get(r, "name"), 1);
                 label(&o, "service", get(r, "service"), 0);

@@ -9,12 +9,15 @@
  *   pubsub subscriptions=N published=N delivered=N dropped=N queued=BYTES capacity=BYTES
  *   script service=S name=N path=P generation=G reloads=N reload_time=SECONDS reload_ok=0|1
  *          reload_error=TEXT
+ *   dict name=N size=B capacity=B used=B free=B max_value=B keys=N evicted=N expired=N
+ *        recoveries=N
  *
  * "version", "listener" and "pubsub" lines belong to the "process" line before them (its
  * worker number labels them; 0 in a single-process server). "script" lines describe each
  * service once; S, the service's place in the config from 1, keys versions (two services may
- * run one file). A UDP listener accepts nothing: its messages are the datagrams it received.
- * This module renders a snapshot for people (hotsock stats) and for Prometheus (--metrics). */
+ * run one file). "dict" lines describe each shared dictionary once. A UDP listener accepts
+ * nothing: its messages are the datagrams it received. This module renders a snapshot for
+ * people (hotsock stats) and for Prometheus (--metrics). */
 #ifndef HS_STATS_TEXT_H
 #define HS_STATS_TEXT_H
 
