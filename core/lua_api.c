@@ -624,6 +624,7 @@ static int luaopen_hotsock(lua_State *L)
     hs__lua_open_shared(L);
     hs__lua_open_pubsub(L);
     hs__lua_open_conns(L, hl);
+    hs__lua_open_json(L);
     return 1;
 }
 

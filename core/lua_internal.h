@@ -98,6 +98,9 @@ void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int lo
 /* Sets hotsock.conns and hotsock.broadcast (lua_conns.c) in the table on top of the stack. */
 void hs__lua_open_conns(lua_State *L, struct hs_lua *hl);
 
+/* Sets hotsock.json (lua_json.c) in the table on top of the stack. */
+void hs__lua_open_json(lua_State *L);
+
 /* The sink interface of a file userdata at idx, for conn:pipe_frame. NULL if not a file. */
 int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
 
