@@ -152,6 +152,24 @@ char *hs_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t
     return buf;
 }
 
+char *hs_addr_peer_ip(const char *peer, char *buf, size_t n)
+{
+    const char *end = NULL, *start = peer;
+    if (peer[0] == '[' && (end = strchr(peer, ']')) != NULL && end[1] == ':') {
+        start = peer + 1;
+    } else if ((end = strrchr(peer, ':')) != NULL && strchr(peer, ':') == end &&
+               strspn(peer, "0123456789.") == (size_t)(end - peer)) {
+        /* One colon after digits and dots: IPv4 and a port. */
+    } else {
+        end = NULL;
+    }
+    if (end == NULL)
+        snprintf(buf, n, "%s", peer);
+    else
+        snprintf(buf, n, "%.*s", (int)(end - start), start);
+    return buf;
+}
+
 int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storage *ss,
                        socklen_t *len)
 {

@@ -33,6 +33,11 @@ int hs_addr_resolve(const struct hs_addr *a, struct sockaddr_storage *ss, sockle
  * NUL-terminated). An unnamed Unix peer gives "unix". Returns buf. */
 char *hs_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t n);
 
+/* The address part of a peer text from hs_addr_format: "1.2.3.4" for "1.2.3.4:80", "::1" for
+ * "[::1]:80"; any other text (a Unix peer) is copied as it is. Writes into buf (n bytes,
+ * NUL-terminated) and returns it. */
+char *hs_addr_peer_ip(const char *peer, char *buf, size_t n);
+
 /* Parses "1.2.3.4:80" or "[::1]:80" (what hs_addr_format writes for IP addresses) back into
  * *ss. Returns 0, or HS_EBADSPEC. Used by UDP send_to. */
 int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storage *ss,

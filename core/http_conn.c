@@ -44,6 +44,8 @@ struct hs_http_conn {
     int eof;          /* the peer shut down its side */
     int paused;       /* we asked the connection to stop reading */
     int lingering;    /* an early error response is out; input is dropped until close */
+    int head_seen;    /* the app's on_head saw the current request */
+    int in_error;     /* the app's on_error runs: an error inside it gets the default */
     int shut;         /* lingering: our write side is shut down */
     int expecting;    /* the connection's receive rule is on (a body is being read) */
     size_t last_len;  /* parser resumption offset for the head being received */
@@ -291,6 +293,37 @@ static void http_no_request(struct hs_http_conn *h)
     h->head_req = 0;
     h->resp = RESP_NONE;
     h->active = 0;
+    h->head_seen = 0;
+}
+
+/* Lets the app shape the error response (struct hs_http_app.on_error). Returns 1 when the app's
+ * response is queued, 0 for the default. */
+static int http_app_error(struct hs_http_conn *h, int status, const char *why)
+{
+    struct evbuffer *hd = evbuffer_new(), *bd = evbuffer_new();
+    int mine = 0;
+    if (hd && bd) {
+        h->in_error = 1;
+        mine = h->app->on_error(h, status, h->active && h->head_seen, hd, bd, h->app_data) == 1;
+        h->in_error = 0;
+    }
+    if (mine && !http_gone(h)) {
+        size_t blen = evbuffer_get_length(bd);
+        evbuffer_add_printf(h->pend, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
+                            hs_http_reason(status), http_now(h));
+        evbuffer_add_buffer(h->pend, hd);
+        evbuffer_add_printf(h->pend, "Content-Length: %zu\r\nConnection: close\r\n\r\n", blen);
+        if (!h->head_req)
+            evbuffer_add_buffer(h->pend, bd);
+        http_access_log(h, status, h->head_req ? 0 : blen, why);
+        h->resp = RESP_DONE;
+        http_send_pend(h);
+    }
+    if (hd)
+        evbuffer_free(hd);
+    if (bd)
+        evbuffer_free(bd);
+    return mine;
 }
 
 /* An error found by the layer: answers status with Connection: close if no response was
@@ -300,7 +333,11 @@ static void http_error(struct hs_http_conn *h, int status, const char *why)
 {
     if (http_gone(h))
         return;
-    if (h->resp == RESP_NONE) {
+    if (h->resp == RESP_NONE && h->app->on_error && !h->in_error &&
+        http_app_error(h, status, why)) {
+        if (http_gone(h))
+            return;
+    } else if (h->resp == RESP_NONE) {
         const char *reason = hs_http_reason(status);
         evbuffer_add_printf(h->pend,
                             "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; "
@@ -393,6 +430,7 @@ static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req,
     else
         plen = hs_http_path_normalize(req->path, req->path_len, path, req->path_len + 1);
     int mode = HS_EPROTO;
+    h->head_seen = plen >= 0;
     if (plen >= 0)
         mode = h->app->on_head(h, req, path, (size_t)plen, h->app_data);
     if (path != small)

@@ -63,6 +63,14 @@ struct hs_http_app {
     /* The connection is gone (reason as for hs_conn_handler.on_close). Called once; the app
      * releases what it holds. The hs_http_conn is freed after the outermost call returns. */
     void (*on_close)(struct hs_http_conn *h, const char *reason, void *arg);
+    /* Optional (may be NULL): the layer is about to answer status (400, 408, 413, 414, 431,
+     * 500, 501, 505) on its own, before any response was started. has_request says whether
+     * on_head saw the current request (a malformed head has none). The app may add header
+     * lines ("Name: value\r\n", already checked; no Content-Length, Transfer-Encoding or
+     * Connection) to headers and the body to body, and return 1 to send them instead of the
+     * default text body, or 0 for the default. It must not call hs_http_conn_* functions. */
+    int (*on_error)(struct hs_http_conn *h, int status, int has_request, struct evbuffer *headers,
+                    struct evbuffer *body, void *arg);
 };
 
 /* Sets up HTTP on connection c (from the hs_conn_handler's on_open): base is the connection's

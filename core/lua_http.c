@@ -99,8 +99,13 @@ static void detach(lua_State *L, struct lua_http *lh)
 /* A Lua error in one of this request's callbacks: 500 if nothing was answered, then close. */
 static void handler_failed(struct hs_http_conn *h, struct lua_http *lh)
 {
+    /* The request table stays until the 500 is out: on_http_error gets it. */
+    int req = lh->req_ref;
+    lh->req_ref = LUA_NOREF;
     detach(lh->hl->L, lh);
+    lh->req_ref = req;
     hs_http_conn_fail(h, 500, "handler error");
+    unref(lh->hl->L, &lh->req_ref);
 }
 
 /* ---- res ---- */
@@ -618,6 +623,8 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
     lua_setfield(L, -2, "version");
     lua_pushstring(L, hs_conn_peer(c));
     lua_setfield(L, -2, "peer");
+    hs__lua_push_ip(L, hs_conn_peer(c));
+    lua_setfield(L, -2, "ip");
     push_headers(L, req);
     lua_setfield(L, -2, "headers");
     luaL_setmetatable(L, HS_REQ_MT);
@@ -708,11 +715,20 @@ static void app_close(struct hs_http_conn *h, const char *reason, void *arg)
     hs_version_unref(v);
 }
 
+static int app_error(struct hs_http_conn *h, int status, int has_request, struct evbuffer *headers,
+                     struct evbuffer *body, void *arg)
+{
+    struct lua_http *lh = arg;
+    return hs__lua_http_on_error(lh->hl, lh->v, has_request ? lh->req_ref : LUA_NOREF,
+                                 hs_http_conn_conn(h), status, headers, body);
+}
+
 static const struct hs_http_app lua_http_app = {
     .on_head = app_head,
     .on_request = app_request,
     .on_body_done = app_body_done,
     .on_close = app_close,
+    .on_error = app_error,
 };
 
 /* ---- the connection handler ---- */

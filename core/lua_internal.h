@@ -98,6 +98,17 @@ void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int lo
 /* Sets hotsock.conns and hotsock.broadcast (lua_conns.c) in the table on top of the stack. */
 void hs__lua_open_conns(lua_State *L, struct hs_lua *hl);
 
+/* Pushes the client address of a peer text without its port ("::1" for "[::1]:5000"). */
+void hs__lua_push_ip(lua_State *L, const char *peer);
+
+/* Runs version v's on_http_error(status, req, res) when the script has one (lua_http_error.c):
+ * req is the request table at req_ref, or (LUA_NOREF) a table with peer and ip of c. When the
+ * script called res:send, its header lines and body are added to headers and body and the
+ * result is 1; otherwise (no callback, no send, an error: logged) 0. */
+struct evbuffer;
+int hs__lua_http_on_error(struct hs_lua *hl, struct hs_version *v, int req_ref, struct hs_conn *c,
+                          int status, struct evbuffer *headers, struct evbuffer *body);
+
 /* Sets hotsock.json (lua_json.c) in the table on top of the stack. */
 void hs__lua_open_json(lua_State *L);
 

@@ -267,7 +267,10 @@ static int dec_number(lua_State *L, struct dec *d)
             return 0;
         }
     }
-    lua_pushnumber(L, strtod(tmp, NULL));
+    double v = strtod(tmp, NULL);
+    if (isinf(v)) /* JSON has no infinity: 1e999 is not a number we can give back */
+        return fail(d, "number out of range", start);
+    lua_pushnumber(L, v);
     return 0;
 }
 
@@ -549,6 +552,69 @@ static int is_array(lua_State *L, struct enc *e, int idx, lua_Integer *len)
     return count == *len;
 }
 
+struct key_ref {
+    const char *s; /* the key as text (anchored in the keys table) */
+    size_t n;
+    lua_Integer i; /* its index in the keys tables */
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+    const struct key_ref *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* The table at idx as an object, its keys sorted bytewise so that equal tables give equal
+ * text. Integer keys are written as decimal strings; other keys are refused. */
+static int enc_object(lua_State *L, struct enc *e, int idx)
+{
+    lua_newtable(L); /* the keys as text */
+    int text = lua_gettop(L);
+    lua_newtable(L); /* the keys as they are */
+    int orig = lua_gettop(L);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            lua_pushvalue(L, -1);
+        else if (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1))
+            lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
+        else {
+            e->why = "cannot encode a key that is not a string or an integer";
+            return -1;
+        }
+        lua_rawseti(L, text, ++n);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, orig, n);
+    }
+    struct key_ref *keys = lua_newuserdatauv(L, (size_t)n * sizeof *keys + 1, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, text, i);
+        keys[i - 1].s = lua_tolstring(L, -1, &keys[i - 1].n);
+        keys[i - 1].i = i;
+        lua_pop(L, 1);
+    }
+    qsort(keys, (size_t)n, sizeof *keys, key_cmp);
+    put(L, e->b, "{", 1);
+    for (lua_Integer i = 0; i < n; i++) {
+        if (i > 0)
+            put(L, e->b, ",", 1);
+        if (enc_string(L, e, keys[i].s, keys[i].n) != 0)
+            return -1;
+        put(L, e->b, ":", 1);
+        lua_rawgeti(L, orig, keys[i].i);
+        lua_rawget(L, idx);
+        if (enc_value(L, e, lua_gettop(L)) != 0)
+            return -1;
+        lua_pop(L, 1);
+    }
+    put(L, e->b, "}", 1);
+    lua_settop(L, text - 1);
+    return 0;
+}
+
 static int enc_table(lua_State *L, struct enc *e, int idx)
 {
     if (++e->depth > HS_JSON_MAX_DEPTH) {
@@ -578,33 +644,8 @@ static int enc_table(lua_State *L, struct enc *e, int idx)
         }
         put(L, e->b, "]", 1);
     } else {
-        put(L, e->b, "{", 1);
-        int first = 1;
-        lua_pushnil(L);
-        while (lua_next(L, idx) != 0) {
-            if (!first)
-                put(L, e->b, ",", 1);
-            first = 0;
-            int kt = lua_type(L, -2);
-            if (kt == LUA_TSTRING) {
-                size_t kl;
-                const char *k = lua_tolstring(L, -2, &kl);
-                if (enc_string(L, e, k, kl) != 0)
-                    return -1;
-            } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2)) {
-                char tmp[32];
-                int n = snprintf(tmp, sizeof tmp, "\"%lld\"", (long long)lua_tointeger(L, -2));
-                put(L, e->b, tmp, (size_t)n);
-            } else {
-                e->why = "cannot encode a key that is not a string or an integer";
-                return -1;
-            }
-            put(L, e->b, ":", 1);
-            if (enc_value(L, e, lua_gettop(L)) != 0)
-                return -1;
-            lua_pop(L, 1);
-        }
-        put(L, e->b, "}", 1);
+        if (enc_object(L, e, idx) != 0)
+            return -1;
     }
     lua_pushvalue(L, idx);
     lua_pushnil(L);

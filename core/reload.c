@@ -55,8 +55,8 @@ struct hs_script_pending {
 static unsigned versions_alive;
 
 static const char *const known_callbacks[] = {
-    "on_accept",  "on_connect", "on_message", "on_close", "on_datagram",
-    "on_request", "on_upgrade", "on_reload",  NULL,
+    "on_accept",  "on_connect", "on_message", "on_close",      "on_datagram",
+    "on_request", "on_upgrade", "on_reload",  "on_http_error", NULL,
 };
 
 /* Best effort at a line number for a field of the returned table: the first line of the file
@@ -122,7 +122,8 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
             lua_pop(L, 1);
             return decl_error(path, k, err, errlen, k,
                               "unknown callback (known: on_accept, on_connect, on_message, "
-                              "on_close, on_datagram, on_request, on_upgrade, on_reload)");
+                              "on_close, on_datagram, on_request, on_upgrade, on_reload, "
+                              "on_http_error)");
         }
         lua_pushvalue(L, -1);
         if (lua_gettable(L, t) != LUA_TFUNCTION) {

@@ -24,7 +24,7 @@ static const char driver[] =
     "local json, input = ...\n"
     "local v, err = json.decode(input)\n"
     "if v == nil and err ~= nil then\n"
-    "  local at = tonumber(err:match('^json: [%w%s\\\\\\',:]+ at byte (%d+)$'))\n"
+    "  local at = tonumber(err:match('^json: [^\\n]- at byte (%d+)$'))\n"
     "  assert(at and at >= 1 and at <= #input + 1, 'bad decode error: ' .. err)\n"
     "  return\n"
     "end\n"
