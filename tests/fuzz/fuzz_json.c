@@ -29,7 +29,8 @@ static const char driver[] =
     "  return\n"
     "end\n"
     "local once = assert(json.encode(v))\n"
-    "local again = assert(json.decode(once))\n"
+    "local again, err2 = json.decode(once)\n"
+    "assert(err2 == nil, err2)\n"
     "local twice = assert(json.encode(again))\n"
     "assert(once == twice, 'encode(decode(x)) is not stable')\n";
 
