@@ -287,6 +287,11 @@ static int l_dict_keys(lua_State *L)
         buf = lua_newuserdatauv(L, cap, 0);
     }
     lua_createtable(L, (int)count, 0);
+    /* An array for hotsock.json too, even when empty. */
+    if (luaL_getmetatable(L, "hotsock.json.array") == LUA_TTABLE)
+        lua_setmetatable(L, -2);
+    else
+        lua_pop(L, 1);
     size_t at = 0;
     for (size_t i = 1; i <= count; i++) {
         size_t kl = (unsigned char)buf[at];
