@@ -625,6 +625,7 @@ static int luaopen_hotsock(lua_State *L)
     hs__lua_open_pubsub(L);
     hs__lua_open_conns(L, hl);
     hs__lua_open_json(L);
+    hs__lua_open_http_error(L);
     return 1;
 }
 

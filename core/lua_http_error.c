@@ -72,7 +72,7 @@ static int l_err_res_send(lua_State *L)
     return 1;
 }
 
-static void open_meta(lua_State *L)
+void hs__lua_open_http_error(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"header", l_err_res_header},
@@ -103,7 +103,6 @@ int hs__lua_http_on_error(struct hs_lua *hl, struct hs_version *v, int req_ref, 
         return 0;
     }
     lua_pop(L, 1);
-    open_meta(L);
     struct err_res *r = lua_newuserdatauv(L, sizeof *r, 2); /* top + 2, kept for after */
     memset(r, 0, sizeof *r);
     luaL_setmetatable(L, HS_ERR_RES_MT);

@@ -101,6 +101,9 @@ void hs__lua_open_conns(lua_State *L, struct hs_lua *hl);
 /* Pushes the client address of a peer text without its port ("::1" for "[::1]:5000"). */
 void hs__lua_push_ip(lua_State *L, const char *peer);
 
+/* Registers the metatable of on_http_error's res (lua_http_error.c). */
+void hs__lua_open_http_error(lua_State *L);
+
 /* Runs version v's on_http_error(status, req, res) when the script has one (lua_http_error.c):
  * req is the request table at req_ref, or (LUA_NOREF) a table with peer and ip of c. When the
  * script called res:send, its header lines and body are added to headers and body and the

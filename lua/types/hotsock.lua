@@ -27,8 +27,15 @@
 
 ---@class hotsock
 ---@field version string the server's version, e.g. `"0.1.0"`
----@field shared hotsock.shared the dictionary shared by every worker of the server
+---@field shared hotsock.shared the default shared dictionary ("default"), the same in every worker
+---@field json hotsock.json JSON encode and decode
 local hotsock = {}
+
+---The shared dictionary `name` of `--shared NAME=SIZE` (or `shared = { NAME = "64m" }` in a
+---config file). Raises when the server has no such dictionary.
+---@param name string
+---@return hotsock.shared
+function hotsock.dict(name) end
 
 ---Writes one log line at `level`, prefixed with the calling script's file:line. The other
 ---arguments are converted with `tostring` and joined with spaces.
@@ -121,23 +128,74 @@ function hotsock.conns(script_name) end
 ---@return integer reached
 function hotsock.broadcast(data, except_conn) end
 
+---A shared dictionary: `hotsock.shared` or `hotsock.dict(name)`. Every function also works
+---with a colon (`dict:get(k)`). Runtime failures return nil and a token: `"too large"`,
+---`"no memory"`, `"exists"`, `"not found"`, `"changed"`, `"not a number"`, `"not a list"`,
+---`"is a list"`.
 ---@class hotsock.shared
 local shared = {}
 
----The value of `key`, or nil when missing or expired.
+---@alias hotsock.SharedValue string|number|boolean
+
+---The value of `key`, or nil when missing or expired (`nil, "is a list"` for a list).
 ---@param key string
----@return string|number|boolean|nil
+---@return hotsock.SharedValue|nil value
+---@return string? err
 function shared.get(key) end
 
----Sets `key` (a nil value deletes it), optionally expiring after `ttl` seconds.
+---Sets `key` (a nil value deletes it), expiring after `ttl` seconds (0 or none: never),
+---evicting expired then least recently used entries when the dictionary is full.
 ---@param key string
----@param value string|number|boolean|nil
+---@param value hotsock.SharedValue|nil
 ---@param ttl? number
 ---@return true|nil ok
----@return string? err `"no memory"`, `"too large"`, ...
+---@return string? err `"too large"`, `"no memory"`
 function shared.set(key, value, ttl) end
 
----Adds `n` to the number at `key` atomically (a missing key starts at `init`, default 0).
+---As `set`, but never evicts: `nil, "no memory"` when it does not fit.
+---@param key string
+---@param value hotsock.SharedValue|nil
+---@param ttl? number
+---@return true|nil ok
+---@return string? err
+function shared.safe_set(key, value, ttl) end
+
+---Sets `key` only when it is absent (else `nil, "exists"`).
+---@param key string
+---@param value hotsock.SharedValue
+---@param ttl? number
+---@return true|nil ok
+---@return string? err
+function shared.add(key, value, ttl) end
+
+---As `add`, but never evicts.
+---@param key string
+---@param value hotsock.SharedValue
+---@param ttl? number
+---@return true|nil ok
+---@return string? err
+function shared.safe_add(key, value, ttl) end
+
+---Sets `key` only when it is present (else `nil, "not found"`).
+---@param key string
+---@param value hotsock.SharedValue
+---@param ttl? number
+---@return true|nil ok
+---@return string? err
+function shared.replace(key, value, ttl) end
+
+---Compare and set: when the value of `key` equals `old` (nil: absent) it becomes `new`
+---(nil: deleted), else `nil, "changed"`.
+---@param key string
+---@param old hotsock.SharedValue|nil
+---@param new hotsock.SharedValue|nil
+---@param ttl? number
+---@return true|nil ok
+---@return string? err
+function shared.cas(key, old, new, ttl) end
+
+---Adds `n` to the number at `key` atomically, keeping its expiry; a missing key is created as
+---`init + n` (init default 0) expiring after `ttl`.
 ---@param key string
 ---@param n number
 ---@param init? number
@@ -151,10 +209,95 @@ function shared.incr(key, n, init, ttl) end
 ---@return true
 function shared.delete(key) end
 
----Live keys and capacity.
----@return integer used
+---Seconds `key` has left (0: no expiry).
+---@param key string
+---@return number|nil ttl
+---@return string? err `"not found"`
+function shared.ttl(key) end
+
+---Makes `key` expire `ttl` seconds from now (0: never).
+---@param key string
+---@param ttl number
+---@return true|nil ok
+---@return string? err `"not found"`
+function shared.expire(key, ttl) end
+
+---Removes every entry.
+---@return true
+function shared.flush_all() end
+
+---Live keys, most recently used first; at most `max` (default 1024, 0: all).
+---@param max? integer
+---@return string[]
+function shared.keys(max) end
+
+---Pushes `value` at the head of the list at `key` (created when absent).
+---@param key string
+---@param value string|number
+---@return integer|nil length
+---@return string? err `"not a list"`, `"no memory"`, `"too large"`
+function shared.lpush(key, value) end
+
+---Pushes `value` at the tail of the list at `key` (created when absent).
+---@param key string
+---@param value string|number
+---@return integer|nil length
+---@return string? err
+function shared.rpush(key, value) end
+
+---Takes the head of the list at `key` (nil when empty or absent).
+---@param key string
+---@return string|number|nil value
+---@return string? err `"not a list"`
+function shared.lpop(key) end
+
+---Takes the tail of the list at `key` (nil when empty or absent).
+---@param key string
+---@return string|number|nil value
+---@return string? err `"not a list"`
+function shared.rpop(key) end
+
+---The length of the list at `key` (0 when absent).
+---@param key string
+---@return integer|nil length
+---@return string? err `"not a list"`
+function shared.llen(key) end
+
+---Entries stored and the capacity in bytes.
+---@return integer entries
 ---@return integer capacity
 function shared.count() end
+
+---Bytes not in use.
+---@return integer
+function shared.free_space() end
+
+---The dictionary's name (`"default"` for `hotsock.shared`).
+---@return string
+function shared.name() end
+
+---JSON (RFC 8259): a strict decoder and a compact encoder.
+---@class hotsock.json
+---@field null lightuserdata the value of JSON null
+local json = {}
+
+---Encodes `value` (keys sorted; `/` not escaped). Cycles, NaN, infinities, functions and
+---invalid UTF-8 give `nil, "json: <why>"`.
+---@param value any
+---@return string|nil text
+---@return string? err
+function json.encode(value) end
+
+---Decodes `text`: `null` becomes `json.null`, arrays come back marked as arrays.
+---@param text string
+---@return any value
+---@return string? err `"json: <why> at byte N"`
+function json.decode(text) end
+
+---Marks `t` (or a new table) to encode as an array, even when empty.
+---@param t? table
+---@return table
+function json.array(t) end
 
 -- ---------------------------------------------------------------------------------------
 -- Objects
@@ -307,6 +450,7 @@ function UdpSocket:url() end
 ---@field body string|nil the whole body (nil when `stream_body` chose streaming)
 ---@field version "1.1"|"1.0"
 ---@field peer string `"127.0.0.1:50312"`
+---@field ip string the client address without the port: `"127.0.0.1"`, `"::1"`
 local Request = {}
 
 ---The first value of query parameter `name`, form-decoded; `""` for `?flag`; nil if absent.
@@ -365,6 +509,21 @@ function Response:finish() end
 function Response:send_file(path, opts) end
 
 ---Core HTTP settings of a script, each in its unit.
+---What `on_http_error` gets as `res`: records the answer to an error the core found.
+---@class hotsock.ErrorResponse
+local ErrorResponse = {}
+
+---Adds a header field (not Content-Length, Transfer-Encoding or Connection).
+---@param name string
+---@param value string|number
+---@return true
+function ErrorResponse:header(name, value) end
+
+---Sets the body; without a call the default text body goes out.
+---@param body string
+---@return true
+function ErrorResponse:send(body) end
+
 ---@class hotsock.HttpSettings
 ---@field max_body? integer bytes of a body read whole (default 8 MiB)
 ---@field header_timeout? number seconds for a request head (default 10)
@@ -393,6 +552,7 @@ function Response:send_file(path, opts) end
 ---@field on_request? fun(req: hotsock.Request, res: hotsock.Response) one HTTP request
 ---@field on_upgrade? fun(conn: hotsock.Conn) after a reload, offered each live connection of an older version
 ---@field on_reload? fun(old: hotsock.Handler) before this version is published, with the previous table
+---@field on_http_error? fun(status: integer, req: hotsock.Request, res: hotsock.ErrorResponse) shapes the core's own error answers
 
 ---The second argument a script receives when loaded: `local opts, info = ...`
 ---@class hotsock.ScriptInfo

@@ -10,6 +10,7 @@ local KIND = {
   ["hotsock.File"] = "file", ["hotsock.Conn"] = "conn", ["hotsock.UdpSocket"] = "udp",
   ["hotsock.Request"] = "req", ["hotsock.Response"] = "res", ["hotsock.Handler"] = "handler",
   ["hotsock.Subscription"] = "subscription",
+  ["hotsock.json"] = "json", ["hotsock.ErrorResponse"] = "error_res",
 }
 
 -- Names per kind, from the definitions: functions and methods of a class's local table, and
@@ -107,11 +108,11 @@ describe("LuaCATS definitions", function()
   end)
 
   it("cover every kind of object, with the names a handler writer reaches first", function()
-    assert.are.same({ "conn", "file", "handler", "module", "req", "res", "shared",
-      "subscription", "timer", "udp" }, sorted(reg))
+    assert.are.same({ "conn", "error_res", "file", "handler", "json", "module", "req", "res",
+                      "shared", "subscription", "timer", "udp" }, sorted(reg))
     for _, n in ipairs { "log", "after", "every", "now", "create_file", "check_filename",
                          "version", "shared", "subscribe", "publish", "worker", "workers",
-                         "conns", "broadcast" } do
+                         "conns", "broadcast", "dict", "json" } do
       assert.is_true(doc.module[n], n)
     end
     for _, n in ipairs { "send", "close", "peer", "set_framing", "pipe_frame" } do
