@@ -143,6 +143,11 @@ static void test_refusals(void **state)
         {{"a.lua", "--listen", NULL}, "--listen"},
         {{"a.lua", "--no-such-flag", NULL}, "--no-such-flag"},
         {{"--listen", "tcp://127.0.0.1:1", NULL}, "SCRIPT"},
+        {{"a.lua", "--shared", "cache", NULL}, "--shared wants NAME=SIZE"},
+        {{"a.lua", "--shared", "cache=lots", NULL}, "--shared wants NAME=SIZE"},
+        {{"a.lua", "--shared", "ca-che=1m", NULL}, "dictionary name"},
+        {{"a.lua", "--shared", "cache=1k", NULL}, "from 64k to 2040m"},
+        {{"a.lua", "--shared", "cache=1m:512k", NULL}, "quarter of the size"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *argv[4] = {0};
@@ -228,6 +233,32 @@ static void test_file_errors_name_the_place(void **state)
     assert_non_null(strstr(fx->err, "/nonexistent/c.lua"));
 }
 
+/* --shared NAME=SIZE[:MAX_VALUE] and shared = { ... } in a file; the command line wins per
+ * name. */
+static void test_shared_dictionaries(void **state)
+{
+    struct fx *fx = *state;
+    const char *path =
+        write_file(fx, "conf.lua",
+                   "return { shared = { cache = '2m', big = { size = '8m', max_value = '1m' } },\n"
+                   "  services = { { script = 'e.lua' } } }\n");
+    assert_int_equal(
+        parse(fx, "a.lua", "--shared", "cache=64k", "--shared", "default=16m:128k", NULL), 0);
+    assert_int_equal(hs_config_load_file(&fx->cfg, path, fx->err, sizeof fx->err), 0);
+    assert_int_equal(fx->cfg.n_shared, 3);
+    assert_string_equal(fx->cfg.shared[0].name, "cache");
+    assert_int_equal(fx->cfg.shared[0].size, 64 * 1024); /* the command line's */
+    assert_string_equal(fx->cfg.shared[1].name, "default");
+    assert_int_equal(fx->cfg.shared[1].size, 16 << 20);
+    assert_int_equal(fx->cfg.shared[1].max_value, 128 * 1024);
+    assert_string_equal(fx->cfg.shared[2].name, "big");
+    assert_int_equal(fx->cfg.shared[2].size, 8 << 20);
+    assert_int_equal(fx->cfg.shared[2].max_value, 1 << 20);
+    path = write_file(fx, "bad.lua", "return { shared = { x = 'huge' }, services = {} }\n");
+    assert_int_not_equal(hs_config_load_file(&fx->cfg, path, fx->err, sizeof fx->err), 0);
+    assert_non_null(strstr(fx->err, "shared.x"));
+}
+
 #define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -241,6 +272,7 @@ int main(void)
         FX_TEST(test_file_services_and_settings),
         FX_TEST(test_command_line_wins),
         FX_TEST(test_file_errors_name_the_place),
+        FX_TEST(test_shared_dictionaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
