@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
-static const char DICTS_KEY = 'd'; /* registry: name -> dictionary table, made once */
+#define DICTS_KEY "hotsock.dicts" /* registry field: name -> dictionary table, made once */
 
 /* The dictionary of the running function; drops a leading self argument (dict:get(k)). */
 static struct hs_shared_dict *dict_arg(lua_State *L)
@@ -408,7 +408,7 @@ static const luaL_Reg dict_funcs[] = {
 /* Pushes the table of dictionary d (made once per Lua state and name). */
 static void push_dict(lua_State *L, struct hs_shared_dict *d)
 {
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, (const char *)&DICTS_KEY);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, DICTS_KEY);
     if (lua_getfield(L, -1, hs_shared_dict_name(d)) == LUA_TTABLE) {
         lua_remove(L, -2);
         return;

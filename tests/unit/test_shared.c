@@ -344,7 +344,7 @@ static int fill_small(void)
     val[1000] = '\0';
     struct hs_shared_stats st;
     for (int i = 0;; i++) {
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "k%d", i);
         assert_int_equal(set(small, k, val, 0, HS_SHARED_SET), 0);
         hs_shared_stats(small, &st);
@@ -374,7 +374,7 @@ static void test_lru_eviction(void **state)
     hs_shared_stats(small, &before);
     int r = 0;
     for (int i = 0; i < 10 && r == 0; i++) {
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "s%d", i);
         r = set(small, k, val, 0, HS_SHARED_SAFE);
     }
@@ -407,12 +407,12 @@ static void test_expired_first(void **state)
     val[1000] = '\0';
     /* Recently used entries that expire, behind older ones that do not. */
     for (int i = 0; i < 20; i++) {
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "old%d", i);
         assert_int_equal(set(small, k, val, 0, HS_SHARED_SET), 0);
     }
     for (int i = 0; i < 20; i++) {
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "ttl%d", i);
         assert_int_equal(set(small, k, val, 1, HS_SHARED_SET), 0);
     }
@@ -422,7 +422,7 @@ static void test_expired_first(void **state)
     /* Filling up (20 + 35 live entries fit, 20 more do not) reclaims the expired entries
      * before evicting any live one. */
     for (int i = 0; i < 35; i++) {
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "new%d", i);
         assert_int_equal(set(small, k, val, 0, HS_SHARED_SET), 0);
     }
@@ -430,7 +430,7 @@ static void test_expired_first(void **state)
     assert_int_equal(st.evicted, before.evicted);
     assert_true(st.expired > before.expired);
     for (int i = 0; i < 20; i++) {
-        char k[16];
+        char k[32];
         snprintf(k, sizeof k, "old%d", i);
         assert_true(get(small, k)[0] == 'v');
     }
@@ -451,7 +451,7 @@ static void test_cas_processes(void **state)
         if (pids[p] == 0) {
             int won = 0;
             for (int r = 0; r < rounds; r++) {
-                char k[16];
+                char k[32];
                 snprintf(k, sizeof k, "round%d", r);
                 struct hs_shared_value none = {.type = HS_SHARED_NONE};
                 struct hs_shared_value me = number(p + 1);
