@@ -128,29 +128,39 @@ void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_
     hl->time_limit_ms = time_limit_ms;
 }
 
-int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
+void hs__lua_sandbox_enter(struct hs_lua *hl)
 {
-    struct hs_lua *hl = lua_ctx(L);
-    int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, lua_msghandler);
-    lua_insert(L, base);
     /* The outermost call sets the deadline; nested ones (on_close run by conn:abort) share
      * it. */
     if (hl->depth++ == 0) {
         hl->mem_refused = 0;
         hl->deadline_ns = hl->time_limit_ms ? mono_ns() + hl->time_limit_ms * 1000000LL : 0;
     }
-    int r = lua_pcall(L, nargs, nres, base);
+}
+
+void hs__lua_sandbox_leave(struct hs_lua *hl)
+{
     if (--hl->depth == 0) {
         hl->deadline_ns = 0;
         /* A call stopped at the ceiling leaves its garbage behind (a memory bomb's table),
          * uncollected until the GC's next cycle: the next call, however small, would meet the
          * hard limit at once. Collect it now, outside any call, where nothing is refused. */
         if (hl->mem_limit && hl->mem_used > hl->mem_limit) {
-            lua_gc(L, LUA_GCCOLLECT);
+            lua_gc(hl->L, LUA_GCCOLLECT);
             hl->mem_over = 0;
         }
     }
+}
+
+int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
+{
+    struct hs_lua *hl = lua_ctx(L);
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, lua_msghandler);
+    lua_insert(L, base);
+    hs__lua_sandbox_enter(hl);
+    int r = lua_pcall(L, nargs, nres, base);
+    hs__lua_sandbox_leave(hl);
     lua_remove(L, base);
     if (r == LUA_OK)
         return 0;
@@ -166,32 +176,6 @@ int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
     return HS_ESCRIPT;
 }
 
-int hs_lua_call(lua_State *L, int nargs, int nres, const char *what, const struct hs_conn *conn)
-{
-    char err[2048];
-    if (hs__lua_pcall(L, nargs, nres, err, sizeof err) == 0)
-        return 0;
-    hs_stats_handler_error(hs_version_stats(hs__lua_from_state(L)->running));
-    if (conn)
-        hs_log(HS_LOG_ERROR, "handler error in %s (conn#%llu %s): %s", what,
-               (unsigned long long)hs_conn_id(conn), hs_conn_peer(conn), err);
-    else
-        hs_log(HS_LOG_ERROR, "handler error in %s: %s", what, err);
-    return HS_ESCRIPT;
-}
-
-/* Pushes the callback `name` of version v; returns 0 (nothing pushed) when it is absent. */
-static int push_callback(lua_State *L, struct hs_version *v, const char *name)
-{
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(v));
-    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    lua_remove(L, -2);
-    return 1;
-}
-
 /* ---- connection dispatch ---- */
 
 static void lua_conn_open(struct hs_conn *c, void *arg)
@@ -205,35 +189,25 @@ static void lua_conn_open(struct hs_conn *c, void *arg)
     hs_stats_conn_open(hs_version_stats(v));
     hs_log(HS_LOG_DEBUG, "conn#%llu %s open (%s)", (unsigned long long)hs_conn_id(c),
            hs_conn_peer(c), hs_script_decl(s)->name);
-    if (!push_callback(L, v, "on_connect")) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_insert(L, -2);
-    struct hs_version *was = hs__lua_set_running(hl, v, 0);
-    if (hs_lua_call(L, 1, 0, "on_connect", c) != 0)
-        hs_conn_close(c, "handler error");
-    hs__lua_set_running(hl, was, 0);
+    struct hs__invoke iv = {.v = v, .name = "on_connect", .conn = c, .flags = HS__INVOKE_CLOSE};
+    hs__lua_invoke(hl, &iv, 1, 0);
 }
 
 static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f,
                            void *arg)
 {
     struct hs__conn_box *box = hs_conn_data(c);
-    lua_State *L = hs_script_lua(arg)->L;
+    struct hs_lua *hl = hs_script_lua(arg);
+    lua_State *L = hl->L;
     hs_stats_message(hs_version_stats(box->v), 0);
     hs_conn_count_message(c);
-    if (!push_callback(L, box->v, "on_message"))
-        return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
     size_t need = f->skip + (size_t)f->len;
     const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)need);
     lua_pushlstring(L, (const char *)p + f->skip, (size_t)f->len);
-    struct hs_lua *hl = hs_script_lua(arg);
-    struct hs_version *was = hs__lua_set_running(hl, box->v, 0);
-    if (hs_lua_call(L, 2, 0, "on_message", c) != 0)
-        hs_conn_close(c, "handler error");
-    hs__lua_set_running(hl, was, 0);
+    struct hs__invoke iv = {
+        .v = box->v, .name = "on_message", .conn = c, .flags = HS__INVOKE_CLOSE};
+    hs__lua_invoke(hl, &iv, 2, 0);
 }
 
 static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, void *arg)
@@ -259,11 +233,9 @@ static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, vo
         lua_pushstring(L, status == HS_ECLOSED ? "closed" : hs_strerror(status));
     luaL_unref(L, LUA_REGISTRYINDEX, fn);
     luaL_unref(L, LUA_REGISTRYINDEX, file);
-    struct hs_lua *hl = hs_script_lua(arg);
-    struct hs_version *was = hs__lua_set_running(hl, box->v, 0);
-    if (hs_lua_call(L, 3, 0, "pipe_frame callback", c) != 0 && !hs_conn_is_closing(c))
-        hs_conn_close(c, "handler error");
-    hs__lua_set_running(hl, was, 0);
+    struct hs__invoke iv = {
+        .v = box->v, .what = "pipe_frame callback", .conn = c, .flags = HS__INVOKE_CLOSE};
+    hs__lua_invoke(hs_script_lua(arg), &iv, 3, 0);
 }
 
 static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
@@ -275,13 +247,10 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
            reason);
     hs_stats_conn_closed(hs_version_stats(box->v), reason, hs_conn_bytes_in(c),
                          hs_conn_bytes_out(c));
-    if (push_callback(L, box->v, "on_close")) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-        lua_pushstring(L, reason);
-        struct hs_version *was = hs__lua_set_running(hl, box->v, 0);
-        hs_lua_call(L, 2, 0, "on_close", c);
-        hs__lua_set_running(hl, was, 0);
-    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+    lua_pushstring(L, reason);
+    struct hs__invoke iv = {.v = box->v, .name = "on_close", .conn = c};
+    hs__lua_invoke(hl, &iv, 2, 0);
     /* From here on the box outlives the connection: every method sees c == NULL, and
      * conn:peer() reads the copy kept here. */
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref) == LUA_TUSERDATA) {
@@ -310,15 +279,16 @@ const struct hs_conn_handler hs_lua_conn_handler = {
 int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg)
 {
     struct hs_script *s = arg;
-    lua_State *L = hs_script_lua(s)->L;
+    struct hs_lua *hl = hs_script_lua(s);
+    lua_State *L = hl->L;
     HS_UNUSED(l);
-    struct hs_version *v = hs_script_current(s);
-    if (!push_callback(L, v, "on_accept"))
-        return 0;
     lua_pushstring(L, peer);
-    struct hs_version *was = hs__lua_set_running(hs_script_lua(s), v, 0);
-    int r = hs_lua_call(L, 1, 1, "on_accept", NULL);
-    hs__lua_set_running(hs_script_lua(s), was, 0);
+    /* A filter answers before the connection exists: it cannot wait. */
+    struct hs__invoke iv = {
+        .v = hs_script_current(s), .name = "on_accept", .flags = HS__INVOKE_NO_WAIT};
+    int r = hs__lua_invoke(hl, &iv, 1, 1);
+    if (r == 1)
+        return 0;
     if (r != 0)
         return 1; /* a broken filter refuses rather than lets everyone in */
     int refuse = !lua_toboolean(L, -1);
@@ -331,17 +301,15 @@ void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char 
     struct hs_script *s = arg;
     struct hs_lua *hl = hs_script_lua(s);
     lua_State *L = hl->L;
-    hs_stats_message(hs_version_stats(hs_script_current(s)), len);
-    if (!push_callback(L, hs_script_current(s), "on_datagram"))
-        return;
+    struct hs_version *v = hs_script_current(s);
+    hs_stats_message(hs_version_stats(v), len);
     hs__udp_box_push(hl, u);
     lua_pushlstring(L, data, len);
     lua_pushstring(L, peer);
     char what[160];
     snprintf(what, sizeof what, "on_datagram (%s from %s)", hs_udp_url(u), peer);
-    struct hs_version *was = hs__lua_set_running(hl, hs_script_current(s), 0);
-    hs_lua_call(L, 3, 0, what, NULL);
-    hs__lua_set_running(hl, was, 0);
+    struct hs__invoke iv = {.v = v, .name = "on_datagram", .what = what};
+    hs__lua_invoke(hl, &iv, 3, 0);
 }
 
 /* ---- adoption after a reload ---- */
@@ -362,12 +330,11 @@ static void adopt_one(struct hs_conn *c, void *arg)
         return;
     struct hs_lua *hl = hs_script_lua(w->s);
     lua_State *L = hl->L;
-    if (!push_callback(L, w->to, "on_upgrade"))
-        return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-    struct hs_version *was = hs__lua_set_running(hl, w->to, 0);
-    int r = hs_lua_call(L, 1, 0, "on_upgrade", c);
-    hs__lua_set_running(hl, was, 0);
+    /* The connection moves only once on_upgrade has returned: it cannot wait. */
+    struct hs__invoke iv = {
+        .v = w->to, .name = "on_upgrade", .conn = c, .flags = HS__INVOKE_NO_WAIT};
+    int r = hs__lua_invoke(hl, &iv, 1, 0);
     if (r != 0 || box->c == NULL)
         return; /* logged; it keeps running the version it had */
     struct hs_version *old = box->v;
@@ -383,9 +350,11 @@ unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set)
 {
     struct adopt_walk w = {s, hs_script_current(s), 0};
     lua_State *L = hs_script_lua(s)->L;
-    if (!push_callback(L, w.to, "on_upgrade"))
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(w.to));
+    int has = lua_getfield(L, -1, "on_upgrade") == LUA_TFUNCTION;
+    lua_pop(L, 2);
+    if (!has)
         return 0;
-    lua_pop(L, 1);
     hs_conns_foreach(set, adopt_one, &w);
     return w.moved;
 }
@@ -471,11 +440,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
     lua_pushvalue(L, -2);
-    struct hs_version *was = hs__lua_set_running(t->hl, t->owner, 0);
+    struct hs__invoke iv = {.v = t->owner, .what = "timer"};
     if (!t->repeat)
         timer_release(L, t);
-    hs_lua_call(L, 1, 0, "timer", NULL);
-    hs__lua_set_running(t->hl, was, 0);
+    hs__lua_invoke(t->hl, &iv, 1, 0);
     if (t->repeat && t->fn_ref != LUA_NOREF) {
         struct timeval tv;
         timeval_from(t->interval, &tv);
@@ -706,6 +674,7 @@ void hs_lua_free(struct hs_lua *hl)
         return;
     /* Closing the state runs every __gc: timers free their events, files remove their
      * temporary files. */
+    hs__lua_pool_free(hl);
     lua_close(hl->L);
     free(hl);
 }

@@ -36,13 +36,6 @@ void hs_lua_free(struct hs_lua *hl);
 /* The Lua state (for reload.c). */
 struct lua_State *hs_lua_state(struct hs_lua *hl);
 
-/* Calls the function below nargs arguments on the stack with lua_pcall and a message handler
- * that appends a traceback. On error logs "handler error in WHAT (conn#ID PEER): message
- * and traceback" (conn may be NULL), leaves nothing of the error on the stack and returns
- * HS_ESCRIPT; otherwise returns 0 with nres results pushed. */
-int hs_lua_call(struct lua_State *L, int nargs, int nres, const char *what,
-                const struct hs_conn *conn);
-
 /* The handler that runs a script's callbacks for connections. Its arg is the
  * struct hs_script * of the listener; each connection is bound to the version current at
  * accept time. */

@@ -543,25 +543,14 @@ static void open_meta(lua_State *L)
 
 /* ---- the app: hs_http_conn callbacks ---- */
 
-/* Calls into the script as its connection's version (timers it starts belong to that version),
- * through hs_lua_call (traceback, sandbox limits). */
-static int call(struct lua_http *lh, int nargs, int nres, const char *what, struct hs_conn *c)
+/* Calls into the script as its connection's version (timers it starts belong to that version)
+ * through the one invoke path (traceback, sandbox limits); name NULL: the function is below
+ * the arguments. Returns hs__lua_invoke's result. */
+static int call(struct lua_http *lh, const char *name, int nargs, int nres, const char *what,
+                struct hs_conn *c, unsigned flags)
 {
-    struct hs_version *was = hs__lua_set_running(lh->hl, lh->v, 0);
-    int r = hs_lua_call(lh->hl->L, nargs, nres, what, c);
-    hs__lua_set_running(lh->hl, was, 0);
-    return r;
-}
-
-static int push_callback(lua_State *L, struct hs_version *v, const char *name)
-{
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(v));
-    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    lua_remove(L, -2);
-    return 1;
+    struct hs__invoke iv = {.v = lh->v, .name = name, .what = what, .conn = c, .flags = flags};
+    return hs__lua_invoke(lh->hl, &iv, nargs, nres);
 }
 
 static void set_str(lua_State *L, const char *k, const char *s, size_t n)
@@ -643,10 +632,12 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
     lh->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lh->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    if (!push_callback(L, lh->v, "stream_body"))
-        return HS_HTTP_BODY_BUFFER;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->req_ref);
-    if (call(lh, 1, 1, "stream_body", c) != 0) {
+    /* Its answer is needed now, before the body is read: it cannot wait. */
+    int r = call(lh, "stream_body", 1, 1, NULL, c, HS__INVOKE_NO_WAIT);
+    if (r == 1)
+        return HS_HTTP_BODY_BUFFER;
+    if (r != 0) {
         detach(L, lh);
         return HS_ESCRIPT;
     }
@@ -662,11 +653,6 @@ static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg
     hs_stats_message(hs_version_stats(lh->v), 0);
     if (hs_http_conn_conn(h))
         hs_conn_count_message(hs_http_conn_conn(h));
-    if (!push_callback(L, lh->v, "on_request")) {
-        hs_log(HS_LOG_ERROR, "http script has no on_request");
-        handler_failed(h, lh);
-        return;
-    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->req_ref);
     if (body != NULL) {
         size_t n = evbuffer_get_length(body);
@@ -675,7 +661,10 @@ static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg
         evbuffer_drain(body, n);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->res_ref);
-    if (call(lh, 2, 0, "on_request", hs_http_conn_conn(h)) != 0)
+    int r = call(lh, "on_request", 2, 0, NULL, hs_http_conn_conn(h), 0);
+    if (r == 1)
+        hs_log(HS_LOG_ERROR, "http script has no on_request");
+    if (r != 0)
         handler_failed(h, lh);
 }
 
@@ -697,7 +686,7 @@ static void app_body_done(struct hs_http_conn *h, int status, uint64_t bytes, vo
         luaL_pushfail(L);
         lua_pushstring(L, token(status));
     }
-    if (call(lh, 2, 0, "pipe_body callback", hs_http_conn_conn(h)) != 0)
+    if (call(lh, NULL, 2, 0, "pipe_body callback", hs_http_conn_conn(h), 0) != 0)
         handler_failed(h, lh);
 }
 

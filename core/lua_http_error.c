@@ -123,9 +123,10 @@ int hs__lua_http_on_error(struct hs_lua *hl, struct hs_version *v, int req_ref, 
         }
     }
     lua_pushvalue(L, top + 2);
-    struct hs_version *was = hs__lua_set_running(hl, v, 0);
-    int failed = hs_lua_call(L, 3, 0, "on_http_error", c) != 0;
-    hs__lua_set_running(hl, was, 0);
+    /* The error answer is built now: the hook cannot wait. */
+    struct hs__invoke iv = {
+        .v = v, .what = "on_http_error", .conn = c, .flags = HS__INVOKE_NO_WAIT};
+    int failed = hs__lua_invoke(hl, &iv, 3, 0) != 0;
     int mine = 0;
     if (!failed && r->sent) {
         lua_getiuservalue(L, top + 2, 1);

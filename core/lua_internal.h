@@ -19,6 +19,9 @@
 
 struct hs_version;
 struct lua_timer;
+struct hs__task;
+
+#define HS_LUA_POOL_MAX 64 /* idle coroutines kept for the next calls */
 
 struct hs_lua {
     lua_State *L;
@@ -39,6 +42,10 @@ struct hs_lua {
     int depth;              /* nested hs__lua_pcall calls on the C stack */
     char warn[512];         /* a warning being assembled from lua_warning pieces */
     size_t warn_len;
+    /* Calls into scripts (lua_task.c). */
+    struct hs__task *idle; /* idle coroutines (a free list), reused by the next calls */
+    unsigned nidle;        /* at most HS_LUA_POOL_MAX */
+    struct hs__task *task; /* the call running now (innermost), or NULL */
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
@@ -127,6 +134,45 @@ void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v);
 
 /* A version is being freed: every timer and subscription it still owns is cancelled. */
 void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v);
+
+/* ---- calls into scripts (lua_task.c) ---- */
+
+#define HS__INVOKE_NO_WAIT 0x1 /* waiting is impossible here: a waiting call raises an error */
+#define HS__INVOKE_AT_LOAD 0x2 /* a script's top level or on_reload: its timers are load timers */
+#define HS__INVOKE_CLOSE 0x4   /* an error closes `conn` with reason "handler error" */
+
+/* One call into a script. */
+struct hs__invoke {
+    struct hs_version *v; /* the version whose code runs (timers it starts belong to it) */
+    const char *name;     /* the callback looked up in v's table; NULL: the function is on the
+                           * stack below the arguments */
+    const char *what;     /* names the call in the log (NULL: name) */
+    struct hs_conn *conn; /* the connection the call is for (log, HS__INVOKE_CLOSE), or NULL */
+    unsigned flags;       /* HS__INVOKE_* */
+    char *err;            /* when not NULL the error text goes here (errlen bytes), not the log */
+    size_t errlen;
+};
+
+/* The one way C calls a script: looks the callback up, sets the running version, runs it in a
+ * coroutine from the state's pool under the sandbox's limits, restores the running version.
+ * The nargs arguments are on top of the stack of hl->L (the function below them when
+ * iv->name is NULL); they are popped. Returns:
+ * - 0: it returned; nres results are pushed (missing ones nil);
+ * - 1: v has no such callback; nothing ran;
+ * - HS_ESCRIPT: it failed; the error with its traceback was logged (or copied to iv->err),
+ *   counted in v's stats, and with HS__INVOKE_CLOSE the connection is closing.
+ * A call that waits is never reported here: waiting is not possible before lua_task.c's resume
+ * loop, so a yield is an error. */
+int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres);
+
+/* Lets go of the pooled coroutines (before the state closes). */
+void hs__lua_pool_free(struct hs_lua *hl);
+
+/* The sandbox around one run of script code: the outermost enter starts the time limit's
+ * clock, the outermost leave stops it and collects what a call stopped at the memory ceiling
+ * left behind. */
+void hs__lua_sandbox_enter(struct hs_lua *hl);
+void hs__lua_sandbox_leave(struct hs_lua *hl);
 
 /* pcall with traceback; on error copies the message (with traceback) into err and pops it.
  * Returns 0 or HS_ESCRIPT. */

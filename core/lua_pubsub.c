@@ -281,9 +281,10 @@ static void dispatch(struct pubsub_ctx *ctx, const struct hs_pubsub_msg *m)
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
         lua_pushvalue(L, subs + 1);
         lua_pushvalue(L, subs + 2);
-        struct hs_version *was = hs__lua_set_running(ctx->hl, s->owner, 0);
-        hs_lua_call(L, 2, 0, what, NULL); /* an error is logged; the others still run */
-        hs__lua_set_running(ctx->hl, was, 0);
+        /* An error is logged; the others still run. A subscriber may wait, in its own
+         * coroutine, like any callback. */
+        struct hs__invoke iv = {.v = s->owner, .what = what};
+        hs__lua_invoke(ctx->hl, &iv, 2, 0);
     }
     lua_settop(L, top);
 }

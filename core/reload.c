@@ -359,10 +359,14 @@ static int load_version(struct hs_script *s, char **keys, char **values, size_t 
     lua_setfield(L, -2, "generation");
     lua_pushstring(L, s->path);
     lua_setfield(L, -2, "path");
-    /* Timers the chunk starts belong to this version's load (cancelled when it retires). */
-    struct hs_version *was = hs__lua_set_running(s->hl, v, 1);
-    int r = hs__lua_pcall(L, 2, 1, err, errlen);
-    hs__lua_set_running(s->hl, was, 0);
+    /* Timers the chunk starts belong to this version's load (cancelled when it retires). A
+     * version is all there or not at all: its load cannot wait. */
+    struct hs__invoke iv = {.v = v,
+                            .what = "the script's top level",
+                            .flags = HS__INVOKE_AT_LOAD | HS__INVOKE_NO_WAIT,
+                            .err = err,
+                            .errlen = errlen};
+    int r = hs__lua_invoke(s->hl, &iv, 2, 1);
     if (r != 0) {
         lua_settop(L, top);
         return HS_ESCRIPT;
@@ -458,17 +462,14 @@ static int run_on_reload(struct hs_script_pending *p, char *err, size_t errlen)
     if (s->current == NULL)
         return 0;
     lua_State *L = hs_lua_state(s->hl);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->v->table_ref);
-    if (lua_getfield(L, -1, "on_reload") != LUA_TFUNCTION) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    lua_remove(L, -2);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->current->table_ref);
-    struct hs_version *was = hs__lua_set_running(s->hl, p->v, 1);
-    int r = hs__lua_pcall(L, 1, 0, err, errlen);
-    hs__lua_set_running(s->hl, was, 0);
-    return r;
+    struct hs__invoke iv = {.v = p->v,
+                            .name = "on_reload",
+                            .flags = HS__INVOKE_AT_LOAD | HS__INVOKE_NO_WAIT,
+                            .err = err,
+                            .errlen = errlen};
+    int r = hs__lua_invoke(s->hl, &iv, 1, 0);
+    return r == 1 ? 0 : r;
 }
 
 void hs_script_commit(struct hs_script_pending *p)
