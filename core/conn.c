@@ -20,6 +20,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_process_input(struct hs_conn *c);
 static int conn_frame_input(struct hs_conn *c);
 static void conn_finish(struct hs_conn *c);
+static void conn_on_eof(struct hs_conn *c);
 
 /* The output buffer, created on first need; NULL when memory runs out. */
 static struct evbuffer *conn_out(struct hs_conn *c)
@@ -38,6 +39,9 @@ static void conn_update_reading(struct hs_conn *c)
 {
     int want =
         !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_FLOW_PAUSED | CONN_USER_PAUSED | CONN_EOF));
+    /* A held connection reads on only while little is queued: enough to see the peer leave. */
+    if (c->hold && evbuffer_get_length(c->in) >= c->hold)
+        want = 0;
     if (want && !(c->flags & CONN_READING)) {
         event_add(c->rev, NULL);
         c->flags |= CONN_READING;
@@ -333,6 +337,48 @@ void hs_conn_pause(struct hs_conn *c, int paused)
         conn_process_input(c);
 }
 
+void hs_conn_hold(struct hs_conn *c, size_t max)
+{
+    int was = c->hold != 0;
+    c->hold = max;
+    if (c->flags & CONN_CLOSED)
+        return;
+    conn_update_reading(c);
+    if (max || !was || c->refs > 0)
+        return; /* a running callback of c returns to the framing loop, which goes on */
+    /* Released from outside c's callbacks (a timer, another conn): deliver what queued. */
+    c->refs++;
+    if (c->flags & CONN_EOF)
+        conn_on_eof(c);
+    else
+        conn_frame_input(c);
+    c->refs--;
+    if (c->flags & CONN_CLOSED)
+        hs__conn_release(c);
+    else
+        hs__conn_after_output(c);
+}
+
+int hs_conn_is_held(const struct hs_conn *c)
+{
+    return c->hold != 0;
+}
+
+int hs_conn_eof(const struct hs_conn *c)
+{
+    return (c->flags & (CONN_EOF | CONN_CLOSING | CONN_CLOSED)) != 0;
+}
+
+struct evbuffer *hs_conn_input(struct hs_conn *c)
+{
+    return c->in;
+}
+
+const struct hs_conn_limits *hs_conn_limits(const struct hs_conn *c)
+{
+    return &c->set->limits;
+}
+
 const struct hs_conn_handler *hs_conn_handler_of(const struct hs_conn *c)
 {
     return c->handler;
@@ -438,13 +484,18 @@ static void conn_pipe_start(struct hs_conn *c, const struct hs_frame *fr)
 static void conn_process_input(struct hs_conn *c)
 {
     c->refs++;
+    if (c->hold && c->handler->on_input)
+        c->handler->on_input(c, c->in, (c->flags & CONN_EOF) != 0, c->arg);
     if (c->handler->on_data) {
         if (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED)) && evbuffer_get_length(c->in) > 0)
             c->handler->on_data(c, c->in, 0, c->arg);
-    } else {
+    } else if (!(c->flags & CONN_CLOSED)) {
         int frames = conn_frame_input(c);
         if (!(c->flags & CONN_CLOSED))
             hs__conn_rx_track(c, frames);
+        /* An end of stream noted while the conn was held is acted on once it is released. */
+        if ((c->flags & CONN_EOF) && !c->hold && !(c->flags & (CONN_CLOSING | CONN_CLOSED)))
+            conn_on_eof(c);
     }
     c->refs--;
     if (c->flags & CONN_CLOSED) {
@@ -459,7 +510,7 @@ static void conn_process_input(struct hs_conn *c)
 static int conn_frame_input(struct hs_conn *c)
 {
     int frames = 0;
-    while (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED))) {
+    while (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED)) && !c->hold) {
         if (c->pipe.active) {
             if (!conn_pipe_feed(c))
                 break;
@@ -490,6 +541,12 @@ static int conn_frame_input(struct hs_conn *c)
             /* The handler may have switched framing: that resets resume too. */
             c->resume = 0;
             frames++;
+            /* A handler that waits holds the conn: what follows its frame is for on_input. */
+            if (c->hold && c->handler->on_input) {
+                c->handler->on_input(c, c->in, (c->flags & CONN_EOF) != 0, c->arg);
+                if (c->flags & CONN_CLOSED)
+                    break;
+            }
             continue;
         }
         if (r == HS_AGAIN)
@@ -505,6 +562,20 @@ static void conn_on_eof(struct hs_conn *c)
 {
     c->flags |= CONN_EOF;
     conn_update_reading(c);
+    if (c->hold && !c->handler->on_data) {
+        /* The held handler may be reading: it learns of the end; the rest waits for the
+         * release (hs_conn_hold), which comes back here. */
+        if (c->handler->on_input)
+            c->handler->on_input(c, c->in, 1, c->arg);
+        if (c->hold || (c->flags & CONN_CLOSED))
+            return;
+    }
+    if (!c->handler->on_data && !(c->flags & CONN_CLOSING)) {
+        /* Frames that queued while the conn was held go first. */
+        conn_frame_input(c);
+        if (c->hold || (c->flags & (CONN_CLOSED | CONN_CLOSING)))
+            return;
+    }
     if (c->handler->on_data) {
         /* The protocol layer decides what end of stream means (it may still answer). */
         c->handler->on_data(c, c->in, 1, c->arg);

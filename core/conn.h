@@ -36,6 +36,10 @@ struct hs_conn_handler {
      * it must close the connection (at once, or after answering). Protocol layers (HTTP) use
      * this. */
     void (*on_data)(struct hs_conn *c, struct evbuffer *in, int eof, void *arg);
+    /* Optional. While the connection is held (hs_conn_hold): called after input arrived, at
+     * end of stream (eof = 1), and right after the frame whose handler took the hold was
+     * drained. The callee may drain what it consumed and may release the hold. */
+    void (*on_input)(struct hs_conn *c, struct evbuffer *in, int eof, void *arg);
     /* Once, when the connection is gone. reason is a short static text ("peer closed",
      * "closed", "idle timeout", "frame too large", "reset", ...). */
     void (*on_close)(struct hs_conn *c, const char *reason, void *arg);
@@ -192,6 +196,27 @@ void hs_conn_expect_input(struct hs_conn *c, int on);
 /* Stops (paused != 0) or resumes reading on behalf of the handler, independently of flow
  * control. */
 void hs_conn_pause(struct hs_conn *c, int paused);
+
+/* Holds the connection for its handler (max > 0), for a handler that waits: no frame is
+ * dispatched (frames queue in order in the input buffer), the input is still read while it
+ * holds fewer than max bytes (so a peer that leaves is noticed) and handed to on_input, and
+ * end of stream is noted but not acted on. A later call changes max. max == 0 releases:
+ * queued frames are dispatched and a noted end of stream acted on, at once when no callback
+ * of c runs, else when it returns. */
+void hs_conn_hold(struct hs_conn *c, size_t max);
+
+/* Whether the connection is held (hs_conn_hold). */
+int hs_conn_is_held(const struct hs_conn *c);
+
+/* Whether the peer has shut down its side (no more input will come). */
+int hs_conn_eof(const struct hs_conn *c);
+
+/* The input buffer: bytes received and not yet framed. Owned by c; valid until on_close has
+ * returned. For on_input callees and readers that frame input themselves. */
+struct evbuffer *hs_conn_input(struct hs_conn *c);
+
+/* The limits of the set the connection belongs to. */
+const struct hs_conn_limits *hs_conn_limits(const struct hs_conn *c);
 
 /* The handler and handler argument the connection was created with. */
 const struct hs_conn_handler *hs_conn_handler_of(const struct hs_conn *c);

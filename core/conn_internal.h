@@ -51,6 +51,7 @@ struct hs_conn {
     struct evbuffer *out; /* queued, not yet written */
     struct hs_framing framing;
     size_t resume; /* framer scan state for the frame at the front of in */
+    size_t hold;   /* held for the handler (hs_conn_hold): read while in holds fewer bytes */
     struct hs_conn_pipe pipe;
     const struct hs_conn_handler *handler;
     void *arg;                /* for handler callbacks */

@@ -189,8 +189,66 @@ static void lua_conn_open(struct hs_conn *c, void *arg)
     hs_stats_conn_open(hs_version_stats(v));
     hs_log(HS_LOG_DEBUG, "conn#%llu %s open (%s)", (unsigned long long)hs_conn_id(c),
            hs_conn_peer(c), hs_script_decl(s)->name);
-    struct hs__invoke iv = {.v = v, .name = "on_connect", .conn = c, .flags = HS__INVOKE_CLOSE};
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(v));
+    box->has_handle = lua_getfield(L, -1, "handle") == LUA_TFUNCTION;
+    lua_pop(L, 2);
+    /* The box hs__conn_box_push left on the stack is on_connect's argument. */
+    struct hs__invoke iv = {
+        .v = v, .name = "on_connect", .conn = c, .box = box, .flags = HS__INVOKE_CLOSE};
     hs__lua_invoke(hl, &iv, 1, 0);
+    hs__conn_settle(hl, box); /* starts handle(conn) once on_connect is done */
+}
+
+/* The conn is held for a waiting handler: input arrived or the stream ended. */
+static void lua_conn_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
+{
+    HS_UNUSED(in);
+    HS_UNUSED(arg);
+    hs__conn_reader_input(hs_conn_data(c), eof);
+}
+
+void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)
+{
+    lua_State *L = hl->L;
+    if (box->task != NULL)
+        return; /* its handler still runs: later */
+    if (box->c != NULL) {
+        if (box->has_handle && !hs_conn_is_closing(box->c)) {
+            /* handle(conn) runs once, in a coroutine, and the conn closes when it returns. */
+            box->has_handle = 0;
+            hs_conn_hold(box->c, HS_READ_SIZE);
+            lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+            struct hs__invoke iv = {.v = box->v,
+                                    .name = "handle",
+                                    .conn = box->c,
+                                    .box = box,
+                                    .flags = HS__INVOKE_CLOSE | HS__INVOKE_HANDLE};
+            hs__lua_invoke(hl, &iv, 1, 0);
+            return;
+        }
+        if (box->reader == NULL && hs_conn_is_held(box->c))
+            hs_conn_hold(box->c, 0);
+        return;
+    }
+    if (box->close_reason != NULL) {
+        /* The conn closed while its handler waited: on_close runs now, after it. */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+        lua_pushstring(L, box->close_reason);
+        box->close_reason = NULL;
+        struct hs__invoke iv = {.v = box->v, .name = "on_close", .box = box};
+        if (hs__lua_invoke(hl, &iv, 2, 0) == HS_AGAIN)
+            return;
+    }
+    if (box->self_ref == LUA_NOREF)
+        return;
+    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_done_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_file_ref);
+    box->pipe_done_ref = box->pipe_file_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
+    box->self_ref = LUA_NOREF;
+    struct hs_version *v = box->v;
+    box->v = NULL;
+    hs_version_unref(v);
 }
 
 static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f,
@@ -206,8 +264,10 @@ static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct 
     const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)need);
     lua_pushlstring(L, (const char *)p + f->skip, (size_t)f->len);
     struct hs__invoke iv = {
-        .v = box->v, .name = "on_message", .conn = c, .flags = HS__INVOKE_CLOSE};
+        .v = box->v, .name = "on_message", .conn = c, .box = box, .flags = HS__INVOKE_CLOSE};
+    box->in_frame = 1;
     hs__lua_invoke(hl, &iv, 2, 0);
+    box->in_frame = 0;
 }
 
 static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, void *arg)
@@ -233,8 +293,11 @@ static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, vo
         lua_pushstring(L, status == HS_ECLOSED ? "closed" : hs_strerror(status));
     luaL_unref(L, LUA_REGISTRYINDEX, fn);
     luaL_unref(L, LUA_REGISTRYINDEX, file);
-    struct hs__invoke iv = {
-        .v = box->v, .what = "pipe_frame callback", .conn = c, .flags = HS__INVOKE_CLOSE};
+    struct hs__invoke iv = {.v = box->v,
+                            .what = "pipe_frame callback",
+                            .conn = c,
+                            .box = box,
+                            .flags = HS__INVOKE_CLOSE};
     hs__lua_invoke(hs_script_lua(arg), &iv, 3, 0);
 }
 
@@ -247,10 +310,9 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
            reason);
     hs_stats_conn_closed(hs_version_stats(box->v), reason, hs_conn_bytes_in(c),
                          hs_conn_bytes_out(c));
-    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-    lua_pushstring(L, reason);
-    struct hs__invoke iv = {.v = box->v, .name = "on_close", .conn = c};
-    hs__lua_invoke(hl, &iv, 2, 0);
+    /* A waiting receive learns of it with the bytes that came. */
+    if (box->reader)
+        hs__conn_reader_closed(box);
     /* From here on the box outlives the connection: every method sees c == NULL, and
      * conn:peer() reads the copy kept here. */
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref) == LUA_TUSERDATA) {
@@ -259,20 +321,26 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     }
     lua_pop(L, 1);
     box->c = NULL;
-    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_done_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_file_ref);
-    box->pipe_done_ref = box->pipe_file_ref = LUA_NOREF;
-    luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
-    box->self_ref = LUA_NOREF;
-    struct hs_version *v = box->v;
-    box->v = NULL;
-    hs_version_unref(v);
+    box->has_handle = 0;
+    if (box->task) {
+        /* Its handler waits (or the reader just resumed it and it waits again): on_close
+         * comes after it, never beside it. */
+        box->close_reason = reason;
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+    lua_pushstring(L, reason);
+    struct hs__invoke iv = {.v = box->v, .name = "on_close", .conn = c, .box = box};
+    if (hs__lua_invoke(hl, &iv, 2, 0) == HS_AGAIN)
+        return;
+    hs__conn_settle(hl, box);
 }
 
 const struct hs_conn_handler hs_lua_conn_handler = {
     .on_open = lua_conn_open,
     .on_frame = lua_conn_frame,
     .on_pipe_done = lua_conn_pipe_done,
+    .on_input = lua_conn_input,
     .on_close = lua_conn_close,
 };
 
@@ -326,7 +394,8 @@ static void adopt_one(struct hs_conn *c, void *arg)
     if (hs_conn_handler_of(c) != &hs_lua_conn_handler || hs_conn_arg(c) != w->s)
         return;
     struct hs__conn_box *box = hs_conn_data(c);
-    if (box == NULL || box->v == w->to || box->c == NULL)
+    /* A handler that waits finishes on the version that started it. */
+    if (box == NULL || box->v == w->to || box->c == NULL || box->task != NULL)
         return;
     struct hs_lua *hl = hs_script_lua(w->s);
     lua_State *L = hl->L;
@@ -594,6 +663,7 @@ static int luaopen_hotsock(lua_State *L)
     hs__lua_open_conns(L, hl);
     hs__lua_open_json(L);
     hs__lua_open_http_error(L);
+    hs__lua_open_wait(L);
     return 1;
 }
 

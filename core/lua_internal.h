@@ -43,20 +43,29 @@ struct hs_lua {
     char warn[512];         /* a warning being assembled from lua_warning pieces */
     size_t warn_len;
     /* Calls into scripts (lua_task.c). */
-    struct hs__task *idle; /* idle coroutines (a free list), reused by the next calls */
-    unsigned nidle;        /* at most HS_LUA_POOL_MAX */
-    struct hs__task *task; /* the call running now (innermost), or NULL */
+    struct hs__task *idle;    /* idle coroutines (a free list), reused by the next calls */
+    unsigned nidle;           /* at most HS_LUA_POOL_MAX */
+    struct hs__task *task;    /* the call running now (innermost), or NULL */
+    struct hs__task *waiting; /* every suspended call (a list), so none is ever lost */
+    unsigned nwaiting;        /* how many */
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
  * the hs_conn; the box borrows it and is told when it is gone (c = NULL). */
 struct hs__conn_box {
-    struct hs_conn *c;    /* NULL once closed */
-    uint64_t id;          /* kept for a closed box's queries */
-    struct hs_version *v; /* the script version this connection runs */
-    int self_ref;         /* registry reference holding the box while the conn is open */
-    int pipe_done_ref;    /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
-    int pipe_file_ref;    /* registry reference of the file being written, or LUA_NOREF */
+    struct hs_conn *c;       /* NULL once closed */
+    uint64_t id;             /* kept for a closed box's queries */
+    struct hs_version *v;    /* the script version this connection runs */
+    int self_ref;            /* registry reference holding the box while the conn is open */
+    int pipe_done_ref;       /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
+    int pipe_file_ref;       /* registry reference of the file being written, or LUA_NOREF */
+    struct hs__task *task;   /* its handler while one waits or runs after waiting, or NULL:
+                              * no other callback of the conn runs meanwhile */
+    struct hs__task *reader; /* the call waiting in conn:receive on it, or NULL */
+    const char *close_reason; /* the conn closed while task ran: on_close is still owed */
+    int timeout_ms;           /* conn:settimeout, for each later wait; -1: none */
+    unsigned char has_handle; /* the version gives handle(conn), not yet started */
+    unsigned char in_frame;   /* on_message runs with its frame still in the input buffer */
     /* The peer text is the connection's while it is open; at close it is kept as user value
      * 2 (a Lua string), so an open connection does not carry a second copy. */
 };
@@ -137,19 +146,44 @@ void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v);
 
 /* ---- calls into scripts (lua_task.c) ---- */
 
+/* A call into a script, from its first run until it returns or fails: a coroutine of the
+ * state's pool and, while it waits, why. */
+struct hs__task {
+    struct hs_lua *hl;
+    lua_State *T;             /* its coroutine */
+    int ref;                  /* registry reference anchoring T (a running thread is held) */
+    struct hs_version *v;     /* the version whose code it runs; referenced while it waits */
+    const char *what;         /* names the call in the log */
+    struct hs_conn *conn;     /* the connection it is for, or NULL; valid for the first run */
+    struct hs__conn_box *box; /* the stream connection whose handler it is, or NULL */
+    unsigned flags;           /* HS__INVOKE_* */
+    const char *waiting;      /* the call it waits in ("hotsock.sleep"), NULL while it runs */
+    struct event *timer;      /* a sleep's end or a wait's timeout; made on first need */
+    void (*on_timer)(struct hs__task *t); /* what the timer means for the wait */
+    struct hs__conn_box *rbox;            /* conn:receive waits on this conn */
+    int rkind;                            /* its pattern (lua_wait.c) */
+    size_t rn;                            /* its byte count */
+    char label[160];                      /* names the call in the log once it waited */
+    char wait_at[96];             /* "hotsock.sleep at FILE:LINE": its last wait, for the log */
+    struct hs__task *prev, *next; /* hl->waiting while it waits, or hl->idle */
+};
+
 #define HS__INVOKE_NO_WAIT 0x1 /* waiting is impossible here: a waiting call raises an error */
 #define HS__INVOKE_AT_LOAD 0x2 /* a script's top level or on_reload: its timers are load timers */
 #define HS__INVOKE_CLOSE 0x4   /* an error closes `conn` with reason "handler error" */
+#define HS__INVOKE_HANDLE 0x8  /* handle(conn): its end, however it ends, closes the conn */
 
 /* One call into a script. */
 struct hs__invoke {
-    struct hs_version *v; /* the version whose code runs (timers it starts belong to it) */
-    const char *name;     /* the callback looked up in v's table; NULL: the function is on the
-                           * stack below the arguments */
-    const char *what;     /* names the call in the log (NULL: name) */
-    struct hs_conn *conn; /* the connection the call is for (log, HS__INVOKE_CLOSE), or NULL */
-    unsigned flags;       /* HS__INVOKE_* */
-    char *err;            /* when not NULL the error text goes here (errlen bytes), not the log */
+    struct hs_version *v;     /* the version whose code runs (timers it starts belong to it) */
+    const char *name;         /* the callback looked up in v's table; NULL: the function is on the
+                               * stack below the arguments */
+    const char *what;         /* names the call in the log (NULL: name) */
+    struct hs_conn *conn;     /* the connection the call is for (log, HS__INVOKE_CLOSE), or NULL */
+    struct hs__conn_box *box; /* the stream connection whose handler it is, or NULL: while the
+                               * call waits the conn is held (hs_conn_hold) */
+    unsigned flags;           /* HS__INVOKE_* */
+    char *err; /* when not NULL the error text goes here (errlen bytes), not the log */
     size_t errlen;
 };
 
@@ -160,10 +194,40 @@ struct hs__invoke {
  * - 0: it returned; nres results are pushed (missing ones nil);
  * - 1: v has no such callback; nothing ran;
  * - HS_ESCRIPT: it failed; the error with its traceback was logged (or copied to iv->err),
- *   counted in v's stats, and with HS__INVOKE_CLOSE the connection is closing.
- * A call that waits is never reported here: waiting is not possible before lua_task.c's resume
- * loop, so a yield is an error. */
+ *   counted in v's stats, and with HS__INVOKE_CLOSE the connection is closing;
+ * - HS_AGAIN: it waits (only calls with nres == 0 and without HS__INVOKE_NO_WAIT may); the
+ *   core resumes it later (hs__task_resume) and its end is reported to its box
+ *   (hs__conn_settle) or to the log. */
 int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres);
+
+/* For a waiting call (an l_ function about to yield): the task running on L, marked as
+ * waiting in `what`. Raises a clear error naming `what` where waiting is impossible: outside a
+ * handler's coroutine, in a call that must answer at once (on_accept), across a C boundary, or
+ * in a coroutine of the script's own. The caller then arms what resumes it and returns
+ * lua_yield(L, 0). */
+struct hs__task *hs__task_wait(lua_State *L, const char *what);
+
+/* Resumes a waiting task with the nargs values pushed on t->T, which become the results of
+ * the call it waited in. Runs it until it returns, fails or waits again. */
+void hs__task_resume(struct hs__task *t, int nargs);
+
+/* Arms t's timer for ms milliseconds; on_timer runs when it fires. Returns 0 or -ENOMEM. */
+int hs__task_timer(struct hs__task *t, long long ms, void (*on_timer)(struct hs__task *t));
+
+/* A box's handler task ended (or none runs): release the hold, run an owed on_close, start
+ * handle(conn), or let the box go once the conn is gone (lua_api.c). */
+void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box);
+
+/* conn:receive's side of a held conn (lua_wait.c): input arrived or the stream ended; a
+ * waiting receive completes if it can. */
+void hs__conn_reader_input(struct hs__conn_box *box, int eof);
+
+/* The conn of box is closing: a waiting receive gets nil, "closed", partial. */
+void hs__conn_reader_closed(struct hs__conn_box *box);
+
+/* Adds sleep, spawn (to the table on top) and conn:receive, conn:settimeout (lua_wait.c). */
+void hs__lua_open_wait(lua_State *L);
+void hs__lua_conn_methods_wait(lua_State *L);
 
 /* Lets go of the pooled coroutines (before the state closes). */
 void hs__lua_pool_free(struct hs_lua *hl);

@@ -9,21 +9,12 @@
 #include "core/reload.h"
 #include "core/stats.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One call into a script, from its first run until it returns or fails. */
-struct hs__task {
-    struct hs_lua *hl;
-    lua_State *T;          /* its coroutine */
-    int ref;               /* registry reference anchoring T (a running thread must be held) */
-    struct hs_version *v;  /* the version whose code it runs */
-    const char *what;      /* names the call in the log */
-    struct hs_conn *conn;  /* the connection it is for, or NULL */
-    unsigned flags;        /* HS__INVOKE_* */
-    struct hs__task *next; /* hl->idle */
-};
+#include <event2/event.h>
 
 /* A task with a fresh or reused coroutine. Outside a call nothing is refused by the
  * allocator, so lua_newthread fails only when the process is out of memory (a panic). */
@@ -47,6 +38,8 @@ static struct hs__task *task_take(struct hs_lua *hl)
 /* Drops the task's coroutine (it failed, or the pool is full) and the task. */
 static void task_free(struct hs__task *t)
 {
+    if (t->timer)
+        event_free(t->timer);
     luaL_unref(t->hl->L, LUA_REGISTRYINDEX, t->ref);
     free(t);
 }
@@ -58,6 +51,7 @@ static void task_give(struct hs__task *t)
     lua_settop(t->T, 0);
     t->v = NULL;
     t->conn = NULL;
+    t->box = NULL;
     if (hl->nidle >= HS_LUA_POOL_MAX) {
         task_free(t);
         return;
@@ -69,6 +63,21 @@ static void task_give(struct hs__task *t)
 
 void hs__lua_pool_free(struct hs_lua *hl)
 {
+    /* Calls still waiting at shutdown are dropped: their boxes let go of their versions. */
+    while (hl->waiting) {
+        struct hs__task *t = hl->waiting;
+        hl->waiting = t->next;
+        if (t->box) {
+            t->box->task = NULL;
+            t->box->close_reason = NULL;
+            hs__conn_settle(hl, t->box);
+        }
+        if (t->rbox)
+            t->rbox->reader = NULL;
+        hs_version_unref(t->v);
+        task_free(t);
+    }
+    hl->nwaiting = 0;
     while (hl->idle) {
         struct hs__task *t = hl->idle;
         hl->idle = t->next;
@@ -133,18 +142,168 @@ static int task_fail(struct hs__task *t, int st, char *out, size_t outlen)
     task_error_text(t, st, out ? out : err, out ? outlen : sizeof err);
     if (out == NULL) {
         hs_stats_handler_error(hs_version_stats(t->v));
-        if (t->conn)
+        if (t->label[0])
+            hs_log(HS_LOG_ERROR, "handler error in %s, after waiting in %s: %s", t->label,
+                   t->wait_at, err);
+        else if (t->conn)
             hs_log(HS_LOG_ERROR, "handler error in %s (conn#%llu %s): %s", t->what,
                    (unsigned long long)hs_conn_id(t->conn), hs_conn_peer(t->conn), err);
         else
             hs_log(HS_LOG_ERROR, "handler error in %s: %s", t->what, err);
     }
-    if ((t->flags & HS__INVOKE_CLOSE) && t->conn && !hs_conn_is_closing(t->conn))
-        hs_conn_close(t->conn, "handler error");
+    struct hs_conn *c = t->box ? t->box->c : t->conn;
+    if ((t->flags & HS__INVOKE_CLOSE) && c && !hs_conn_is_closing(c))
+        hs_conn_close(c, "handler error");
     /* Closes the coroutine's pending to-be-closed variables (a yield left them open). */
     lua_resetthread(t->T);
     task_free(t);
     return HS_ESCRIPT;
+}
+
+/* handle(conn) returned or failed: the connection closes after its pending output. */
+static void handle_done(struct hs__conn_box *box)
+{
+    if (box && box->c && !hs_conn_is_closing(box->c))
+        hs_conn_close(box->c, "closed");
+}
+
+/* The first run of t waited: from now on it outlives the C call that started it. */
+static void task_suspend(struct hs__task *t)
+{
+    struct hs_lua *hl = t->hl;
+    if (t->conn)
+        snprintf(t->label, sizeof t->label, "%s (conn#%llu %s)", t->what,
+                 (unsigned long long)hs_conn_id(t->conn), hs_conn_peer(t->conn));
+    else
+        snprintf(t->label, sizeof t->label, "%s", t->what);
+    t->what = t->label; /* the caller's text may live on its stack */
+    t->conn = NULL;
+    hs_version_ref(t->v);
+    t->prev = NULL;
+    t->next = hl->waiting;
+    if (hl->waiting)
+        hl->waiting->prev = t;
+    hl->waiting = t;
+    hl->nwaiting++;
+    struct hs__conn_box *box = t->box;
+    if (box) {
+        box->task = t;
+        /* No other callback of the conn runs meanwhile; a receive on it set its own bound. */
+        if (box->c && t->rbox != box)
+            hs_conn_hold(box->c, HS_READ_SIZE);
+    }
+}
+
+/* A task that waited has ended (status 0, or HS_ESCRIPT already reported). */
+static void task_end(struct hs__task *t, int ok)
+{
+    struct hs_lua *hl = t->hl;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        hl->waiting = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    hl->nwaiting--;
+    if (t->timer)
+        event_del(t->timer);
+    struct hs__conn_box *box = t->box;
+    unsigned flags = t->flags;
+    hs_version_unref(t->v);
+    if (ok)
+        task_give(t);
+    else
+        task_free(t);
+    if (box) {
+        box->task = NULL;
+        if (flags & HS__INVOKE_HANDLE)
+            handle_done(box);
+        hs__conn_settle(hl, box);
+    }
+}
+
+struct hs__task *hs__task_wait(lua_State *L, const char *what)
+{
+    struct hs_lua *hl = hs__lua_from_state(L);
+    struct hs__task *t = hl->task;
+    if (t == NULL)
+        luaL_error(L, "%s cannot wait here: not in a handler's coroutine", what);
+    if (t->flags & HS__INVOKE_NO_WAIT)
+        luaL_error(L, "%s cannot wait inside %s (it must answer at once)", what, t->what);
+    if (L != t->T)
+        luaL_error(L, "%s cannot wait inside a coroutine of the script's own (use hotsock.spawn)",
+                   what);
+    if (!lua_isyieldable(L))
+        luaL_error(L,
+                   "%s cannot wait here: a C function (a metamethod, an iterator, "
+                   "table.sort) is between it and the handler",
+                   what);
+    t->waiting = what;
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(t->wait_at, sizeof t->wait_at, "%s at %s:%d", what, ar.short_src, ar.currentline);
+    else
+        snprintf(t->wait_at, sizeof t->wait_at, "%s", what);
+    return t;
+}
+
+static void task_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs__task *t = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    if (t->on_timer)
+        t->on_timer(t);
+}
+
+int hs__task_timer(struct hs__task *t, long long ms, void (*on_timer)(struct hs__task *t))
+{
+    if (t->timer == NULL)
+        t->timer = evtimer_new(t->hl->base, task_timer_cb, t);
+    if (t->timer == NULL)
+        return -ENOMEM;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    t->on_timer = on_timer;
+    return event_add(t->timer, &tv) == 0 ? 0 : -ENOMEM;
+}
+
+void hs__task_resume(struct hs__task *t, int nargs)
+{
+    t->waiting = NULL;
+    if (t->timer)
+        event_del(t->timer);
+    int n = 0;
+    int st = task_step(t, nargs, &n);
+    if (st == LUA_YIELD && t->waiting) {
+        struct hs__conn_box *box = t->box;
+        if (box && box->c && t->rbox != box)
+            hs_conn_hold(box->c, HS_READ_SIZE);
+        return;
+    }
+    if (st != LUA_OK) {
+        /* task_fail frees t: take it off the list of waiting tasks first. */
+        struct hs_lua *hl = t->hl;
+        struct hs__conn_box *box = t->box;
+        unsigned flags = t->flags;
+        struct hs_version *v = t->v;
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            hl->waiting = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        hl->nwaiting--;
+        task_fail(t, st, NULL, 0);
+        hs_version_unref(v);
+        if (box) {
+            box->task = NULL;
+            if (flags & HS__INVOKE_HANDLE)
+                handle_done(box);
+            hs__conn_settle(hl, box);
+        }
+        return;
+    }
+    task_end(t, 1);
 }
 
 int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres)
@@ -168,12 +327,23 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
     t->v = iv->v;
     t->what = iv->what ? iv->what : iv->name;
     t->conn = iv->conn;
-    t->flags = iv->flags;
+    /* A second call for a conn whose handler waits (a pipe callback) does not hold it. */
+    t->box = iv->box && iv->box->task == NULL ? iv->box : NULL;
+    t->flags = iv->flags | (nres > 0 ? HS__INVOKE_NO_WAIT : 0);
+    t->label[0] = '\0';
     lua_xmove(L, t->T, nargs + 1);
     int n = 0;
     int st = task_step(t, nargs, &n);
-    if (st != LUA_OK)
-        return task_fail(t, st, iv->err, iv->errlen);
+    if (st == LUA_YIELD && t->waiting) {
+        task_suspend(t);
+        return HS_AGAIN;
+    }
+    if (st != LUA_OK) {
+        int r = task_fail(t, st, iv->err, iv->errlen);
+        if (iv->flags & HS__INVOKE_HANDLE)
+            handle_done(iv->box);
+        return r;
+    }
     if (nres > 0) {
         if (n > nres)
             lua_pop(t->T, n - nres);
@@ -182,5 +352,7 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
             lua_pushnil(L);
     }
     task_give(t);
+    if (iv->flags & HS__INVOKE_HANDLE)
+        handle_done(iv->box);
     return 0;
 }

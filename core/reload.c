@@ -113,11 +113,14 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
         if (lua_type(L, -1) != LUA_TSTRING)
             continue;
         const char *k = lua_tostring(L, -1);
-        if (strncmp(k, "on_", 3) != 0)
+        /* handle(conn) is the one callback without the prefix: a whole connection's code. */
+        int handle = strcmp(k, "handle") == 0;
+        if (strncmp(k, "on_", 3) != 0 && !handle)
             continue;
         int known = 0;
         for (int i = 0; known_callbacks[i]; i++)
             known |= strcmp(k, known_callbacks[i]) == 0;
+        known |= handle;
         if (!known) {
             lua_pop(L, 1);
             return decl_error(path, k, err, errlen, k,
@@ -136,7 +139,7 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
         callbacks++;
     }
     if (callbacks == 0) {
-        snprintf(err, errlen, "%s: the returned table has no on_* callback", path);
+        snprintf(err, errlen, "%s: the returned table has no on_* callback (nor handle)", path);
         return HS_ESCRIPT;
     }
 

@@ -128,6 +128,19 @@ function hotsock.conns(script_name) end
 ---@return integer reached
 function hotsock.broadcast(data, except_conn) end
 
+---Waits `seconds` (the handler's coroutine yields to the loop; other connections run
+---meanwhile). Only where a handler may wait: not in `on_accept`, `stream_body`, `on_upgrade`,
+---`on_reload` or a script's top level, nor in a coroutine of the script's own.
+---@param seconds number
+function hotsock.sleep(seconds) end
+
+---Runs `fn(...)` now in a coroutine of its own; returns at its first wait. Its errors are
+---logged with file:line.
+---@param fn fun(...)
+---@param ... any
+---@return true
+function hotsock.spawn(fn, ...) end
+
 ---A shared dictionary: `hotsock.shared` or `hotsock.dict(name)`. Every function also works
 ---with a colon (`dict:get(k)`). Runtime failures return nil and a token: `"too large"`,
 ---`"no memory"`, `"exists"`, `"not found"`, `"changed"`, `"not a number"`, `"not a list"`,
@@ -420,6 +433,21 @@ function Conn:resume() end
 ---@return string? err
 function Conn:pipe_frame(file, done, max) end
 
+---Waits for input on the conn: a number, exactly that many bytes; `"*l"`, a line (CR LF or LF
+---stripped); `"*a"`, everything until the peer closes; none, the next message under the
+---conn's framing. Returns the data, or nil, err, partial: err is `"closed"`, `"timeout"`,
+---`"line too long"` or `"frame too large"`, partial the bytes consumed.
+---@param pattern? integer|"*l"|"*a"
+---@return string|nil data
+---@return string? err
+---@return string? partial
+function Conn:receive(pattern) end
+
+---Timeout in seconds for each later wait on this conn (nil or negative: none).
+---@param seconds number|nil
+---@return true
+function Conn:settimeout(seconds) end
+
 ---A UDP socket, given to `on_datagram`.
 ---@class hotsock.UdpSocket
 local UdpSocket = {}
@@ -553,6 +581,7 @@ function ErrorResponse:send(body) end
 ---@field on_upgrade? fun(conn: hotsock.Conn) after a reload, offered each live connection of an older version
 ---@field on_reload? fun(old: hotsock.Handler) before this version is published, with the previous table
 ---@field on_http_error? fun(status: integer, req: hotsock.Request, res: hotsock.ErrorResponse) shapes the core's own error answers
+---@field handle? fun(conn: hotsock.Conn) the whole connection in one coroutine (reads with `conn:receive`); it closes when this returns
 
 ---The second argument a script receives when loaded: `local opts, info = ...`
 ---@class hotsock.ScriptInfo
