@@ -22,7 +22,9 @@ const char *hs_strerror(int code)
     default:
         break;
     }
-    if (code < 0)
+    if (code < 0 && code > -HS_ERRNO_MAX)
         return strerror(-code);
+    if (code < 0)
+        return "unknown error";
     return "success";
 }

@@ -4,12 +4,18 @@
 
 #include <stddef.h>
 
-/* Parsers and framers return bytes consumed (or 1 for "found") on success and one of these two
- * codes otherwise. They deliberately equal picohttpparser's -1/-2 so the contract is familiar.
- * Every other failure is a negated errno (-EADDRINUSE, ...) or one of the HS_E* codes below,
- * which sit far outside errno's range. */
-#define HS_EPROTO (-1) /* malformed input: the connection concerned must be closed */
-#define HS_AGAIN (-2)  /* need more input */
+/* Error codes. A failure is a negative int: either a negated errno (-EADDRINUSE, -ENOENT, ...)
+ * or one of the core's own HS_E* codes, which all lie at or below -HS_ERRNO_MAX so the two
+ * spaces never meet (C libraries number errno from 1 to a few hundred; Linux stops at 133).
+ * hs_strerror tells them apart by range alone. Callers compare with the names, never with
+ * literal numbers.
+ *
+ * Parsers and framers return bytes consumed (or 1 for "found") on success and HS_AGAIN or
+ * HS_EPROTO otherwise, picohttpparser's contract under the core's own numbers. */
+#define HS_ERRNO_MAX 4000 /* every negated errno is above -HS_ERRNO_MAX */
+
+#define HS_EPROTO (-4101) /* malformed input: the connection concerned must be closed */
+#define HS_AGAIN (-4102)  /* need more input */
 
 #define HS_ETOOBIG (-4001)  /* input over a configured limit */
 #define HS_EBADSPEC (-4002) /* a framing spec or listener URL that does not parse */
@@ -48,7 +54,8 @@
 
 #define HS_UNUSED(x) ((void)(x))
 
-/* Returns a static description of any code above or of a negated errno. Never NULL. */
+/* Returns a static description of any code above or of a negated errno ("unknown error" for
+ * a code in neither space). Never NULL. */
 const char *hs_strerror(int code);
 
 #endif
