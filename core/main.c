@@ -1,4 +1,5 @@
 /* The hotsock executable: command line, then wiring (server.c does the work). */
+#include "core/addr.h"
 #include "core/config.h"
 #include "core/control.h"
 #include "core/hs.h"
@@ -26,14 +27,15 @@ static const char usage[] =
     "                    [SCRIPT [...]]... [OPTIONS]\n"
     "       hotsock serve --config FILE [OPTIONS]\n"
     "       hotsock check SCRIPT...\n"
-    "       hotsock reload [--control PATH]\n"
-    "       hotsock stats [--control PATH] [--prometheus | --raw]\n"
+    "       hotsock reload [SCRIPT... | --config FILE | --control PATH]\n"
+    "       hotsock stats [SCRIPT... | --config FILE | --control PATH] [--prometheus | --raw]\n"
     "       hotsock new NAME\n"
     "       hotsock --help | --version\n"
     "\n"
     "Runs Lua handler scripts on a libevent loop. Each SCRIPT returns a table of callbacks\n"
-    "(on_connect, on_message, on_close, on_datagram, on_accept). --listen, --set and\n"
-    "--framing apply to the SCRIPT named before them (or the first, if given before any).\n"
+    "(on_accept, on_connect, on_message, on_close, on_datagram, on_request, on_upgrade,\n"
+    "on_reload). --listen, --set and --framing apply to the SCRIPT named before them (or\n"
+    "the first, if given before any).\n"
     "\n"
     "  --listen URL          tcp://HOST:PORT, udp://HOST:PORT, unix:/path; HOST may be\n"
     "                        empty or * (all addresses), [::1] for IPv6; PORT 0 picks one\n"
@@ -45,8 +47,9 @@ static const char usage[] =
     "  --idle-timeout SECS   close connections idle this long (default 300, 0 = never)\n"
     "  --grace SECS          on SIGTERM/SIGINT, time open connections get (default 10)\n"
     "  --watch               reload a script when it or a module it required changes\n"
-    "  --control PATH        control socket for `hotsock reload` (default\n"
-    "                        $XDG_RUNTIME_DIR/hotsock.ctl or /tmp/hotsock-UID.ctl; none: off)\n"
+    "  --control PATH        control socket for `hotsock reload` and `stats` (default: one\n"
+    "                        per instance in $XDG_RUNTIME_DIR/hotsock/ or /tmp/hotsock-UID/,\n"
+    "                        named after the config file or first SCRIPT; none: off)\n"
     "  --metrics URL         serve Prometheus text at http://HOST:PORT/metrics (tcp://HOST:PORT)\n"
     "  --workers N           worker processes sharing the listeners (default: one per\n"
     "                        core; 1: a single process, no supervisor)\n"
@@ -61,11 +64,18 @@ static const char usage_tail[] =
     "\n"
     "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n"
     "hotsock reload asks the server on the control socket to reload, prints the outcome\n"
-    "per script, and exits 0 when every script reloaded, 1 otherwise.\n"
+    "per script, and exits 0 when every script reloaded, 1 otherwise. reload and stats find\n"
+    "the server by the same SCRIPT or --config FILE arguments as serve (other serve options\n"
+    "are accepted and ignored); with none, the only hotsock running here (several: a list).\n"
     "hotsock stats prints live counters per listener and script version (summed over\n"
     "workers), reload state and Lua memory per worker; --prometheus prints the metrics text.\n"
     "hotsock new NAME writes NAME.lua (a line-protocol starter handler) and NAME_spec.lua\n"
-    "(its busted spec, using the hotsock.testkit module) into the current directory.\n";
+    "(its busted spec, using the hotsock.testkit module) into the current directory.\n"
+    "\n"
+    "Exit status: 0 success; 1 a failure at run time (a script or config file that is missing\n"
+    "or does not load, an address that cannot be bound, a reload that failed, no server to\n"
+    "ask); 2 a usage error (unknown command or option, a bad value, no SCRIPT, several\n"
+    "servers to choose from).\n";
 
 static void print_usage(FILE *out)
 {
@@ -108,23 +118,61 @@ static int cmd_check(struct hs_config *cfg)
     return status;
 }
 
+/* The control socket `hotsock reload`/`stats` talk to: --control PATH, else the default socket
+ * of the instance that the same SCRIPT or --config FILE arguments as serve's name, else the
+ * only instance running here. Never guesses between several. Returns 0 with path, else the
+ * exit status (the reason printed). */
+static int find_control(const char *cmd, int argc, char **argv, char *path, size_t n)
+{
+    struct hs_config cfg;
+    char err[2048];
+    hs_config_init(&cfg);
+    if (hs_config_parse_args(&cfg, argc, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "hotsock %s: %s\n", cmd, err);
+        hs_config_free(&cfg);
+        return 2;
+    }
+    int st = 0;
+    if (cfg.control_path && strcmp(cfg.control_path, "none") == 0) {
+        fprintf(stderr, "hotsock %s: --control none names no socket\n", cmd);
+        st = 2;
+    } else if (cfg.control_path) {
+        snprintf(path, n, "%s", cfg.control_path);
+    } else {
+        const char *key = cfg.config_path || cfg.n_services ? hs_server_instance_key(&cfg) : NULL;
+        char msg[8192];
+        st = hs_control_find(key, path, n, msg, sizeof msg);
+        if (st != 0)
+            fprintf(stderr, "hotsock %s: %s%s", cmd, msg, st == 1 ? "\n" : "");
+    }
+    hs_config_free(&cfg);
+    return st;
+}
+
+/* A control request that failed: which server was not there, in words. */
+static void control_failed(const char *cmd, const char *path, int r)
+{
+    if (r == -ENOENT)
+        fprintf(stderr, "hotsock %s: no hotsock is running here (no control socket at %s)\n", cmd,
+                path);
+    else if (r == -ECONNREFUSED)
+        fprintf(stderr, "hotsock %s: no hotsock is running here (%s is left by a server that "
+                "is gone)\n", cmd, path);
+    else
+        fprintf(stderr, "hotsock %s: no answer on %s: %s\n", cmd, path, hs_strerror(r));
+}
+
 /* hotsock reload: ask a running server over its control socket. */
 static int cmd_reload(int argc, char **argv)
 {
-    char path[256];
-    hs_control_default_path(path, sizeof path);
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
-            snprintf(path, sizeof path, "%s", argv[++i]);
-        } else {
-            fprintf(stderr, "hotsock reload: unknown argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
+    char path[HS_ADDR_MAX_PATH];
+    int st = find_control("reload", argc, argv, path, sizeof path);
+    if (st != 0)
+        return st;
     static char reply[16384];
     int r = hs_control_request(path, "reload", reply, sizeof reply, 30000);
     if (r != 0) {
-        fprintf(stderr, "hotsock reload: no server answers on %s: %s\n", path, hs_strerror(r));
+        control_failed("reload", path, r);
         return 1;
     }
     fputs(reply, stdout);
@@ -139,25 +187,25 @@ static int cmd_reload(int argc, char **argv)
 /* hotsock stats: a snapshot from a running server, as a table, Prometheus text or raw. */
 static int cmd_stats(int argc, char **argv)
 {
-    char path[256];
     int format = 0; /* 0 table, 1 prometheus, 2 raw */
-    hs_control_default_path(path, sizeof path);
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
-            snprintf(path, sizeof path, "%s", argv[++i]);
-        } else if (strcmp(argv[i], "--prometheus") == 0) {
+    char *rest[256];
+    int n_rest = 0;
+    for (int i = 0; i < argc && n_rest < 256; i++) {
+        if (strcmp(argv[i], "--prometheus") == 0)
             format = 1;
-        } else if (strcmp(argv[i], "--raw") == 0) {
+        else if (strcmp(argv[i], "--raw") == 0)
             format = 2;
-        } else {
-            fprintf(stderr, "hotsock stats: unknown argument '%s'\n", argv[i]);
-            return 2;
-        }
+        else
+            rest[n_rest++] = argv[i];
     }
+    char path[HS_ADDR_MAX_PATH];
+    int st = find_control("stats", n_rest, rest, path, sizeof path);
+    if (st != 0)
+        return st;
     static char snap[HS_SERVER_STATS_MAX], out[4 * HS_SERVER_STATS_MAX];
     int r = hs_control_request(path, "stats", snap, sizeof snap, 30000);
     if (r != 0) {
-        fprintf(stderr, "hotsock stats: no server answers on %s: %s\n", path, hs_strerror(r));
+        control_failed("stats", path, r);
         return 1;
     }
     if (strncmp(snap, "error", 5) == 0) {
@@ -220,11 +268,17 @@ int main(int argc, char **argv)
     struct hs_config cfg;
     char err[2048];
     hs_config_init(&cfg);
-    if (hs_config_parse_args(&cfg, argc - 2, argv + 2, err, sizeof err) != 0 ||
-        (cfg.config_path && hs_config_load_file(&cfg, cfg.config_path, err, sizeof err) != 0)) {
+    /* A bad command line is a usage error (2); a config file that is missing or does not
+     * load is a failure at run time (1), as a SCRIPT that is missing or does not load is. */
+    if (hs_config_parse_args(&cfg, argc - 2, argv + 2, err, sizeof err) != 0) {
         fprintf(stderr, "hotsock: %s\n", err);
         hs_config_free(&cfg);
         return 2;
+    }
+    if (cfg.config_path && hs_config_load_file(&cfg, cfg.config_path, err, sizeof err) != 0) {
+        fprintf(stderr, "hotsock: %s\n", err);
+        hs_config_free(&cfg);
+        return 1;
     }
     if (cfg.n_services == 0) {
         fprintf(stderr, "hotsock: no SCRIPT given\n\n");

@@ -367,8 +367,9 @@ static int master_reload(struct hs_master *m, char *out, size_t n)
         return -1;
     }
     if (changed) {
-        hs_server_commit(m->s, out, n);
+        hs_server_commit(m->s);
         master_replace_workers(m);
+        hs_server_report(m->s, (mono() - t0) * 1000, out, n);
         return 0;
     }
     if (master_broadcast(m, "prepare\n", err, sizeof err) != 0) {
@@ -380,10 +381,12 @@ static int master_reload(struct hs_master *m, char *out, size_t n)
         snprintf(out, n, "error %s\n", err);
         return -1;
     }
-    hs_server_commit(m->s, out, n);
+    hs_server_commit(m->s);
     if (master_broadcast(m, "commit\n", err, sizeof err) != 0)
         hs_log(HS_LOG_ERROR, "commit: %s", err);
-    hs_log(HS_LOG_INFO, "reloaded in %d worker(s) in %.2f ms", m->n, (mono() - t0) * 1000);
+    double ms = (mono() - t0) * 1000;
+    hs_server_report(m->s, ms, out, n);
+    hs_log(HS_LOG_INFO, "reloaded in %d worker(s) in %.2f ms", m->n, ms);
     return 0;
 }
 
@@ -423,9 +426,7 @@ static size_t master_metrics_cb(char *out, size_t n, void *arg)
 static void master_control_cb(const char *cmd, char *out, size_t n, void *arg)
 {
     struct hs_master *m = arg;
-    if (strcmp(cmd, "ping") == 0)
-        snprintf(out, n, "ok pong\n");
-    else if (strcmp(cmd, "reload") == 0)
+    if (strcmp(cmd, "reload") == 0)
         master_reload(m, out, n);
     else if (strcmp(cmd, "stats") == 0)
         master_stats(m, out, n);
@@ -528,19 +529,15 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
             goto out;
         }
     }
-    const char *cpath = cfg->control_path;
-    char path[256];
-    if (!(cpath && strcmp(cpath, "none") == 0)) {
-        if (cpath)
-            snprintf(path, sizeof path, "%s", cpath);
-        else
-            hs_control_default_path(path, sizeof path);
-        int r = hs_control_new(m->base, path, master_control_cb, m, &m->control);
-        if (r == 0)
-            hs_log(HS_LOG_INFO, "control socket %s (hotsock reload --control %s)", path, path);
-        else
-            hs_log(cpath ? HS_LOG_ERROR : HS_LOG_WARN, "no control socket (%s: %s)", path,
-                   hs_strerror(r));
+    char path[HS_ADDR_MAX_PATH];
+    if (hs_control_start(m->base, cfg->control_path, hs_server_instance_key(cfg),
+                         master_control_cb, m, &m->control, path, sizeof path, err,
+                         sizeof err) != 0) {
+        hs_log(HS_LOG_ERROR, "%s", err);
+        fprintf(stderr, "hotsock: %s\n", err);
+        master_stop_cb(SIGTERM, 0, m);
+        event_base_dispatch(m->base);
+        goto out;
     }
     if (cfg->watch) {
         m->watch = hs_watch_new(m->base, 100, 150, master_watch_cb, m);

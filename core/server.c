@@ -356,6 +356,13 @@ static int service_reload(struct hs_server *s, struct service *sv, char *err, si
     return 0;
 }
 
+/* One reload report line: what `hotsock reload` prints, in either process mode. */
+static int report_line(char *out, size_t n, const struct service *sv, double ms)
+{
+    return snprintf(out, n, "ok %s generation %u (%.2f ms)\n", hs_script_path(sv->script),
+                    hs_script_generation(sv->script), ms);
+}
+
 /* Reloads the services whose bit is set in `which` (all when which is NULL). Writes one line
  * per service into out: "ok PATH generation N" or "error PATH: message". */
 static int reload_services(struct hs_server *s, const int *which, char *out, size_t n)
@@ -381,8 +388,7 @@ static int reload_services(struct hs_server *s, const int *which, char *out, siz
                    hs_script_generation(sv->script), e);
             w = snprintf(out + used, n - used, "error %s\n", e);
         } else {
-            w = snprintf(out + used, n - used, "ok %s generation %u (%.2f ms)\n",
-                         hs_script_path(sv->script), hs_script_generation(sv->script), ms);
+            w = report_line(out + used, n - used, sv, ms);
         }
         if (w > 0 && used + (size_t)w < n)
             used += (size_t)w;
@@ -409,18 +415,20 @@ int hs_server_prepare(struct hs_server *s, char *err, size_t errlen, int *addres
     return 0;
 }
 
-void hs_server_commit(struct hs_server *s, char *out, size_t n)
+void hs_server_commit(struct hs_server *s)
+{
+    for (size_t i = 0; i < s->n_services; i++)
+        if (s->services[i].pending != NULL)
+            service_commit(s, &s->services[i]);
+}
+
+void hs_server_report(struct hs_server *s, double ms, char *out, size_t n)
 {
     size_t used = 0;
     if (n)
         out[0] = '\0';
-    for (size_t i = 0; i < s->n_services; i++) {
-        struct service *sv = &s->services[i];
-        if (sv->pending == NULL)
-            continue;
-        service_commit(s, sv);
-        int w = snprintf(out + used, n - used, "ok %s generation %u\n", hs_script_path(sv->script),
-                         hs_script_generation(sv->script));
+    for (size_t i = 0; i < s->n_services && used < n; i++) {
+        int w = report_line(out + used, n - used, &s->services[i], ms);
         if (w > 0 && used + (size_t)w < n)
             used += (size_t)w;
     }
@@ -475,7 +483,7 @@ static void worker_command(struct hs_server *s, const char *cmd)
             chan_reply(s, "ok\n");
         }
     } else if (strcmp(cmd, "commit") == 0) {
-        hs_server_commit(s, out, sizeof out);
+        hs_server_commit(s);
         chan_reply(s, "ok\n");
     } else if (strcmp(cmd, "discard") == 0) {
         hs_server_discard(s);
@@ -703,9 +711,7 @@ void hs_server_banner(struct hs_server *s, FILE *f, const char *extra)
 static void server_control_cb(const char *cmd, char *out, size_t n, void *arg)
 {
     struct hs_server *s = arg;
-    if (strcmp(cmd, "ping") == 0) {
-        snprintf(out, n, "ok pong\n");
-    } else if (strcmp(cmd, "reload") == 0) {
+    if (strcmp(cmd, "reload") == 0) {
         hs_log(HS_LOG_INFO, "reload requested on the control socket");
         reload_services(s, NULL, out, n);
     } else if (strcmp(cmd, "stats") == 0) {
@@ -791,31 +797,9 @@ static void server_hup_cb(evutil_socket_t sig, short what, void *arg)
     reload_services(s, NULL, out, sizeof out);
 }
 
-/* The control socket is a convenience: a second server on the default path runs without
- * one (SIGHUP still reloads it), but an explicit --control that cannot be had is an error. */
-static int start_control(struct hs_server *s, char *err, size_t errlen)
+const char *hs_server_instance_key(const struct hs_config *cfg)
 {
-    const char *path = s->cfg->control_path;
-    if (path && strcmp(path, "none") == 0)
-        return 0;
-    if (path)
-        snprintf(s->control_path, sizeof s->control_path, "%s", path);
-    else
-        hs_control_default_path(s->control_path, sizeof s->control_path);
-    int r = hs_control_new(s->base, s->control_path, server_control_cb, s, &s->control);
-    if (r == 0) {
-        hs_log(HS_LOG_INFO, "control socket %s (hotsock reload --control %s)", s->control_path,
-               s->control_path);
-        return 0;
-    }
-    if (path) {
-        snprintf(err, errlen, "cannot use control socket %s: %s", path,
-                 r == -EADDRINUSE ? "another hotsock answers there" : hs_strerror(r));
-        return -1;
-    }
-    hs_log(HS_LOG_WARN, "no control socket (%s: %s); reload with SIGHUP", s->control_path,
-           r == -EADDRINUSE ? "another hotsock answers there" : hs_strerror(r));
-    return 0;
+    return cfg->config_path ? cfg->config_path : cfg->services[0].script;
 }
 
 int hs_server_run(struct hs_server *s)
@@ -838,8 +822,11 @@ int hs_server_run(struct hs_server *s)
         hs_log(HS_LOG_INFO, "worker %d stopped", s->worker);
         return 0;
     }
-    if (start_control(s, err, sizeof err) != 0) {
+    if (hs_control_start(s->base, s->cfg->control_path, hs_server_instance_key(s->cfg),
+                         server_control_cb, s, &s->control, s->control_path,
+                         sizeof s->control_path, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
+        fprintf(stderr, "hotsock: %s\n", err);
         return 1;
     }
     if (s->cfg->watch) {

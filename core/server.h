@@ -35,9 +35,13 @@ int hs_server_reload(struct hs_server *s, char *err, size_t errlen);
  * *addresses_changed says whether any script's set of addresses differs. */
 int hs_server_prepare(struct hs_server *s, char *err, size_t errlen, int *addresses_changed);
 
-/* Phase two: publishes what hs_server_prepare loaded; one "ok PATH generation N" line per
- * script into out. */
-void hs_server_commit(struct hs_server *s, char *out, size_t n);
+/* Phase two: publishes what hs_server_prepare loaded. */
+void hs_server_commit(struct hs_server *s);
+
+/* Writes the report of a reload that succeeded into out (n bytes, NUL-terminated): one
+ * "ok PATH generation N (MS ms)" line per script, as a single process prints it, with ms the
+ * wall time the whole reload took. */
+void hs_server_report(struct hs_server *s, double ms, char *out, size_t n);
 
 /* Drops what hs_server_prepare loaded. */
 void hs_server_discard(struct hs_server *s);
@@ -83,6 +87,10 @@ int hs_server_start_metrics(struct hs_server *s, hs_metrics_cb cb, void *arg, ch
 /* Prints the start banner to f: version and pid (plus extra, e.g. ", 4 workers"), then one
  * line per bound address with its script name and path, the metrics and control addresses. */
 void hs_server_banner(struct hs_server *s, FILE *f, const char *extra);
+
+/* The file that names this instance (its control socket, hs_control_start): the config file,
+ * else the first script. Owned by cfg. */
+const char *hs_server_instance_key(const struct hs_config *cfg);
 
 /* Frees everything; connections still open are aborted. */
 void hs_server_free(struct hs_server *s);
