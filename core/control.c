@@ -287,8 +287,8 @@ int hs_control_find(const char *key, char *path, size_t pathlen, char *msg, size
     return 2;
 }
 
-int hs_control_new(struct event_base *base, const char *path, const char *who,
-                   hs_control_cmd_cb cb, void *arg, struct hs_control **out)
+int hs_control_new(struct event_base *base, const char *path, const char *who, hs_control_cmd_cb cb,
+                   void *arg, struct hs_control **out)
 {
     /* A server already answering there keeps its socket. */
     char probe[8];

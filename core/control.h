@@ -16,8 +16,8 @@ typedef void (*hs_control_cmd_cb)(const char *cmd, char *out, size_t n, void *ar
  * one is replaced. `who` (copied) describes the instance in the answer to "ping"
  * ("ok pong PID WHO"), which the control socket gives itself. Returns 0 and *out, or a
  * negative code. */
-int hs_control_new(struct event_base *base, const char *path, const char *who,
-                   hs_control_cmd_cb cb, void *arg, struct hs_control **out);
+int hs_control_new(struct event_base *base, const char *path, const char *who, hs_control_cmd_cb cb,
+                   void *arg, struct hs_control **out);
 
 /* The control socket of a server, by the one policy both process modes use. configured is
  * --control (NULL: the default, "none": no socket); key is the file naming the instance (the

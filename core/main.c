@@ -156,8 +156,10 @@ static void control_failed(const char *cmd, const char *path, int r)
         fprintf(stderr, "hotsock %s: no hotsock is running here (no control socket at %s)\n", cmd,
                 path);
     else if (r == -ECONNREFUSED)
-        fprintf(stderr, "hotsock %s: no hotsock is running here (%s is left by a server that "
-                "is gone)\n", cmd, path);
+        fprintf(stderr,
+                "hotsock %s: no hotsock is running here (%s is left by a server that "
+                "is gone)\n",
+                cmd, path);
     else
         fprintf(stderr, "hotsock %s: no answer on %s: %s\n", cmd, path, hs_strerror(r));
 }
