@@ -40,6 +40,10 @@ struct hs_conn_handler {
      * end of stream (eof = 1), and right after the frame whose handler took the hold was
      * drained. The callee may drain what it consumed and may release the hold. */
     void (*on_input)(struct hs_conn *c, struct evbuffer *in, int eof, void *arg);
+    /* Optional. The server is stopping (hs_conns_drain): finish the message in progress and
+     * close, closing at once when idle between messages. Without it the connection runs on
+     * until it closes or the grace period ends. */
+    void (*on_drain)(struct hs_conn *c, void *arg);
     /* Once, when the connection is gone. reason is a short static text ("peer closed",
      * "closed", "idle timeout", "frame too large", "reset", ...). */
     void (*on_close)(struct hs_conn *c, const char *reason, void *arg);
@@ -90,6 +94,9 @@ unsigned hs_conns_count(const struct hs_conns *set);
 
 /* Asks every open connection to close once its output is flushed (reason "shutdown"). */
 void hs_conns_close_all(struct hs_conns *set);
+
+/* Graceful stop: calls the handler's on_drain for every open connection that has one. */
+void hs_conns_drain(struct hs_conns *set);
 
 /* Calls cb for every open connection of the set. Connections stay valid during the walk
  * even if cb closes them (or others); ones closed before their turn are skipped. */

@@ -92,6 +92,18 @@ void hs_conns_foreach(struct hs_conns *set, void (*cb)(struct hs_conn *c, void *
     free(all);
 }
 
+static void conn_drain_one(struct hs_conn *c, void *arg)
+{
+    HS_UNUSED(arg);
+    if (c->handler->on_drain && !(c->flags & CONN_CLOSING))
+        c->handler->on_drain(c, c->arg);
+}
+
+void hs_conns_drain(struct hs_conns *set)
+{
+    hs_conns_foreach(set, conn_drain_one, NULL);
+}
+
 void hs_conns_close_all(struct hs_conns *set)
 {
     struct hs_conn *c = set->head, *next;

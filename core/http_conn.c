@@ -48,6 +48,7 @@ struct hs_http_conn {
     int in_error;     /* the app's on_error runs: an error inside it gets the default */
     int shut;         /* lingering: our write side is shut down */
     int expecting;    /* the connection's receive rule is on (a body is being read) */
+    int draining;     /* the server is stopping: the current exchange is the last */
     size_t last_len;  /* parser resumption offset for the head being received */
     enum timer_kind timer_kind;
     struct timeval body_last; /* last body progress (loop's cached clock) */
@@ -406,7 +407,7 @@ static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req,
     h->active = 1;
     h->minor = req->minor_version;
     h->head_req = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    h->keep = req->keep_alive;
+    h->keep = req->keep_alive && !h->draining;
     h->expect = req->expect_continue;
     h->sent_continue = h->piped = 0;
     h->chunked = req->chunked;
@@ -642,6 +643,10 @@ static void http_next_exchange(struct hs_http_conn *h)
 {
     h->active = 0;
     h->resp = RESP_NONE;
+    if (h->draining) {
+        hs_conn_close(h->c, "shutdown");
+        return;
+    }
     if (evbuffer_get_length(h->in) > 0)
         http_arm(h, TM_HEAD, h->set.header_timeout_ms);
     else
@@ -707,6 +712,20 @@ static void http_run(struct hs_http_conn *h, int from_kick)
     }
     h->running--;
     http_update_reading(h);
+}
+
+void hs_http_conn_drain(struct hs_http_conn *h)
+{
+    if (http_gone(h) || h->draining)
+        return;
+    h->refs++;
+    h->draining = 1;
+    h->keep = 0; /* a response not started yet will say Connection: close */
+    if (h->resp == RESP_STARTED)
+        h->close_after = 1; /* its head may be out already: close after it all the same */
+    if (!h->active && !h->lingering && (h->in == NULL || evbuffer_get_length(h->in) == 0))
+        hs_conn_close(h->c, "shutdown");
+    http_release(h);
 }
 
 void hs_http_conn_input(struct hs_http_conn *h, struct evbuffer *in, int eof)

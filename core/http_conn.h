@@ -92,6 +92,12 @@ struct hs_conn *hs_http_conn_conn(const struct hs_http_conn *h);
 void hs_http_conn_input(struct hs_http_conn *h, struct evbuffer *in, int eof);
 void hs_http_conn_closed(struct hs_http_conn *h, const char *reason);
 
+/* The server is stopping (the handler's on_drain): an idle connection (between requests, or
+ * before the first byte) closes now with reason "shutdown"; the request in progress, or the
+ * one whose head is arriving, is answered with Connection: close, and the connection closes
+ * after it. May close the connection before returning. */
+void hs_http_conn_drain(struct hs_http_conn *h);
+
 /* In stream mode, streams the body of the current request to sink (NULL discards it) as it
  * arrives; on_body_done runs at the end, never before this returns. Sends 100 Continue first
  * when the client asked for it. max bounds the body (0: no bound but HTTP's own). Returns 0;

@@ -222,31 +222,43 @@ int hs_listener_adopt_fd(struct event_base *base, struct hs_conns *set, int fd,
 
 int hs_listener_fd(const struct hs_listener *l)
 {
-    return (int)evconnlistener_get_fd(l->evl);
+    return l->evl ? (int)evconnlistener_get_fd(l->evl) : -1;
 }
 
 void hs_listener_start(struct hs_listener *l)
 {
     l->stopped = 0;
-    if (!l->paused_for_backoff)
+    if (l->evl && !l->paused_for_backoff)
         evconnlistener_enable(l->evl);
 }
 
 void hs_listener_stop(struct hs_listener *l)
 {
     l->stopped = 1;
-    evconnlistener_disable(l->evl);
+    if (l->evl)
+        evconnlistener_disable(l->evl);
+}
+
+void hs_listener_close(struct hs_listener *l)
+{
+    l->stopped = 1;
+    event_del(l->backoff);
+    if (l->evl)
+        evconnlistener_free(l->evl); /* closes the socket */
+    l->evl = NULL;
+    /* The file goes first with the socket: a connect then fails at once (ENOENT). */
+    if (l->unix_path[0] && l->owns_path)
+        unlink(l->unix_path);
+    l->owns_path = 0;
 }
 
 void hs_listener_free(struct hs_listener *l)
 {
     if (l == NULL)
         return;
-    evconnlistener_free(l->evl);
+    hs_listener_close(l);
     event_free(l->backoff);
     hs_conn_tally_unref(l->tally);
-    if (l->unix_path[0] && l->owns_path)
-        unlink(l->unix_path);
     free(l);
 }
 

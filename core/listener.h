@@ -45,8 +45,15 @@ void hs_listener_start(struct hs_listener *l);
  * connections are not touched. Frees l. */
 void hs_listener_free(struct hs_listener *l);
 
-/* Stops accepting new connections, keeping the socket bound (graceful shutdown). */
+/* Stops accepting new connections, keeping the socket bound (a master's copy of the sockets
+ * its workers serve on). */
 void hs_listener_stop(struct hs_listener *l);
+
+/* Graceful shutdown: closes the listening socket now (removing a Unix socket file we
+ * created), so connects from here on are refused rather than left waiting in the backlog
+ * (connections still in it are reset). l stays valid for its URL and counters until
+ * hs_listener_free; hs_listener_start no longer has an effect and hs_listener_fd is -1. */
+void hs_listener_close(struct hs_listener *l);
 
 /* The bound address as a URL, port resolved ("tcp://127.0.0.1:43121"). Owned by l. */
 const char *hs_listener_url(const struct hs_listener *l);

@@ -813,8 +813,17 @@ struct hs_version *hs__http_conn_version(struct hs_conn *c)
     return h ? ((struct lua_http *)hs_http_conn_app(h))->v : NULL;
 }
 
+static void http_drain(struct hs_conn *c, void *arg)
+{
+    struct hs_http_conn *h = hs_conn_data(c);
+    HS_UNUSED(arg);
+    if (h != NULL)
+        hs_http_conn_drain(h);
+}
+
 const struct hs_conn_handler hs_lua_http_handler = {
     .on_open = http_open,
     .on_data = http_data,
+    .on_drain = http_drain,
     .on_close = http_close,
 };

@@ -298,6 +298,15 @@ static void master_stop_cb(evutil_socket_t sig, short what, void *arg)
                m->n);
     else
         hs_log(HS_LOG_WARN, "second stop signal: workers exit now");
+    if (!m->stopping) {
+        /* The master's copies of the listening sockets go first: a socket stops listening
+         * only when the last process holding it closes it, and the workers close theirs as
+         * they get the signal. */
+        for (int i = 0; i < m->n; i++)
+            worker_close_sockets(m, &m->workers[i]);
+        hs_server_stop_listening(m->s);
+        m->nfds = 0;
+    }
     m->stopping = 1;
     for (int i = 0; i < m->n; i++) {
         struct worker *w = &m->workers[i];
@@ -361,6 +370,10 @@ static int master_reload(struct hs_master *m, char *out, size_t n)
     char err[2048];
     int changed;
     double t0 = mono();
+    if (m->stopping) {
+        snprintf(out, n, "error the server is stopping\n");
+        return -1;
+    }
     if (hs_server_prepare(m->s, err, sizeof err, &changed) != 0) {
         hs_log(HS_LOG_ERROR, "reload failed, nothing changed: %s", err);
         snprintf(out, n, "error %s\n", err);
@@ -530,9 +543,8 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
         }
     }
     char path[HS_ADDR_MAX_PATH];
-    if (hs_control_start(m->base, cfg->control_path, hs_server_instance_key(cfg),
-                         master_control_cb, m, &m->control, path, sizeof path, err,
-                         sizeof err) != 0) {
+    if (hs_control_start(m->base, cfg->control_path, hs_server_instance_key(cfg), master_control_cb,
+                         m, &m->control, path, sizeof path, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         fprintf(stderr, "hotsock: %s\n", err);
         master_stop_cb(SIGTERM, 0, m);

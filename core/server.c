@@ -371,6 +371,11 @@ static int reload_services(struct hs_server *s, const int *which, char *out, siz
     size_t used = 0;
     if (n)
         out[0] = '\0';
+    if (s->stopping) {
+        /* The listeners are closed: a reload could only bind new ones. */
+        snprintf(out, n, "error the server is stopping\n");
+        return -1;
+    }
     for (size_t i = 0; i < s->n_services; i++) {
         if (which && !which[i])
             continue;
@@ -573,6 +578,19 @@ void hs_server_accepting(struct hs_server *s, int on)
     }
 }
 
+void hs_server_stop_listening(struct hs_server *s)
+{
+    for (size_t i = 0; i < s->n_services; i++) {
+        for (size_t j = 0; j < s->services[i].n_bound; j++) {
+            struct bound *b = &s->services[i].bound[j];
+            if (b->listener)
+                hs_listener_close(b->listener);
+            if (b->udp)
+                hs_udp_stop(b->udp);
+        }
+    }
+}
+
 void hs_server_note_reload_failed(struct hs_server *s, const char *err)
 {
     for (size_t i = 0; i < s->n_services; i++)
@@ -769,20 +787,14 @@ static void server_stop_signal_cb(evutil_socket_t sig, short what, void *arg)
     unsigned open = hs_conns_count(s->set);
     hs_log(HS_LOG_INFO, "%s: no longer accepting; %u connection(s) get %u ms to finish",
            sig == SIGINT ? "SIGINT" : "SIGTERM", open, s->cfg->grace_ms);
-    for (size_t i = 0; i < s->n_services; i++) {
-        for (size_t j = 0; j < s->services[i].n_bound; j++) {
-            struct bound *b = &s->services[i].bound[j];
-            if (b->listener)
-                hs_listener_stop(b->listener);
-            if (b->udp)
-                hs_udp_stop(b->udp);
-        }
-    }
-    if (open == 0) {
+    hs_server_stop_listening(s);
+    /* Idle connections close now and busy ones after their message: the set may empty here. */
+    hs_conns_on_empty(s->set, server_on_empty, s);
+    hs_conns_drain(s->set);
+    if (hs_conns_count(s->set) == 0) {
         server_exit_now(s);
         return;
     }
-    hs_conns_on_empty(s->set, server_on_empty, s);
     struct timeval tv = {s->cfg->grace_ms / 1000, (s->cfg->grace_ms % 1000) * 1000};
     event_add(s->grace_timer, &tv);
 }
@@ -823,8 +835,8 @@ int hs_server_run(struct hs_server *s)
         return 0;
     }
     if (hs_control_start(s->base, s->cfg->control_path, hs_server_instance_key(s->cfg),
-                         server_control_cb, s, &s->control, s->control_path,
-                         sizeof s->control_path, err, sizeof err) != 0) {
+                         server_control_cb, s, &s->control, s->control_path, sizeof s->control_path,
+                         err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         fprintf(stderr, "hotsock: %s\n", err);
         return 1;

@@ -63,6 +63,10 @@ size_t hs_server_sockets(struct hs_server *s, char *map, size_t n, int *fds, siz
  * many, 0 past the last script. The strings belong to the server. */
 size_t hs_server_script_files(struct hs_server *s, size_t service, const char **files, size_t max);
 
+/* Graceful stop: closes every listening socket (connects are refused from now on) and stops
+ * receiving on UDP sockets; open connections are not touched. */
+void hs_server_stop_listening(struct hs_server *s);
+
 /* Stops (on = 0) or resumes accepting and receiving on every socket. */
 void hs_server_accepting(struct hs_server *s, int on);
 
