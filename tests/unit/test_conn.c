@@ -832,6 +832,40 @@ static void test_send_full_then_closed(void **state)
     assert_string_equal(fx->reason, "closed");
 }
 
+/* The hard output limit holds on hs_conn_sendv too (the path Lua's conn:send takes), whose
+ * first try writes straight to the socket: once the kernel stops taking bytes, pieces queue
+ * until the limit, then HS_EFULL; a batch over the limit is refused whole. */
+static void test_sendv_full(void **state)
+{
+    struct fx *fx = *state;
+    const size_t piece = 8 * KIB;
+    size_t accepted = 0;
+    int r = 0;
+
+    fx->limits.out_hard = 256 * KIB;
+    assert_int_equal(fx_connect(fx, "line"), 0);
+    struct hs_conn *c = fx->conn;
+    for (int i = 0; i < 4000 && r == 0; i++) {
+        struct iovec iov[2] = {{(void *)(uintptr_t)pat_at(accepted), piece},
+                               {(void *)(uintptr_t)pat_at(accepted + piece), piece}};
+        r = hs_conn_sendv(c, iov, 2);
+        if (r == 0)
+            accepted += 2 * piece;
+    }
+    assert_int_equal(r, HS_EFULL);
+    assert_true(hs_conn_pending(c) <= fx->limits.out_hard);
+    struct iovec big[2] = {{pat, fx->limits.out_hard / 2}, {pat, fx->limits.out_hard / 2 + 1}};
+    size_t before = hs_conn_pending(c);
+    assert_int_equal(hs_conn_sendv(c, big, 2), HS_EFULL);
+    assert_int_equal(hs_conn_pending(c), before);
+
+    /* Everything accepted arrives, in order, once the peer reads. */
+    hs_conn_close(c, "closed");
+    fx->auto_read = 1;
+    PUMP_UNTIL(fx, fx->peer_eof);
+    assert_peer_got_stream(fx, accepted);
+}
+
 /* Traffic keeps a conn open; idle_timeout_ms of silence closes it. A line goes every 10 ms
  * for three timeouts' worth: the conn must survive that unless this process was descheduled
  * long enough to make a real silence (then only the second half is judged). The close always
@@ -1198,6 +1232,7 @@ int main(void)
         FX_TEST(test_length_errors),
         FX_TEST(test_flow_control),
         FX_TEST(test_send_full_then_closed),
+        FX_TEST(test_sendv_full),
         FX_TEST(test_idle_timeout),
         FX_TEST(test_max_connections),
         FX_TEST(test_pipe_streams),
