@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Mutation sample: does the suite notice a broken error path? Each mutation below is one
+# realistic single-line bug in the core; this script applies it to a copy of the tree,
+# rebuilds, runs the tests that should catch it, and reports caught or MISSED. Run on demand
+# (minutes, not part of CI): a MISSED line is a weak spot to cover with a test; "not applied"
+# means the code moved and the mutation's pattern needs updating.
+#
+#   tests/mutate.sh            every mutation
+#   tests/mutate.sh NAME...    only those (names from the table below)
+#   KEEP=1 tests/mutate.sh     keep the scratch copy (its path is printed)
+#
+# Exit status: 0 when every mutation applied and was caught, 1 otherwise.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+jobs=${JOBS:-2}
+
+# name | file | perl substitution (one line of the file changes) | ctest regex that must fail
+mutations=(
+  "sendv_cap|core/conn.c|s/if \(out_len\(c\) \+ total > c->set->limits.out_hard\)/if (0)/|^unit\.conn\$"
+  "udp_max|core/udp.c|s/if \(len > UDP_MAX_PAYLOAD\)/if (0)/|^integration\.errpaths\$"
+  "on_reload_error|core/reload.c|s/^(\s+)r = run_on_reload\(p, err, errlen\);/\$1run_on_reload(p, err, errlen);/|^integration\.errpaths\$"
+  "callback_type|core/reload.c|s/if \(lua_gettable\(L, t\) != LUA_TFUNCTION\)/if (lua_gettable(L, t) != LUA_TFUNCTION && 0)/|^integration\.errpaths\$"
+  "is_closed|core/lua_conn.c|s/lua_pushboolean\(L, box->c == NULL \|\| hs_conn_is_closing\(box->c\)\)/lua_pushboolean(L, box->c == NULL)/|^integration\.errpaths\$"
+  "fsync_before_rename|core/filesink.c|s/if \(fsync\(f->fd\) != 0\)/if (0)/|^integration\.errpaths\$"
+  "incr_on_string|core/shared.c|s/(if \(s->type != HS_SHARED_NUMBER\) \{)/\$1 s->type = HS_SHARED_NUMBER; s->num = 0; } if (0) {/|^integration\.errpaths\$"
+  "errno_disjoint|core/hs.h|s/#define HS_AGAIN \(-\d+\)/#define HS_AGAIN (-2)/|^unit\.hs\$"
+  "drain_listeners|core/listener.c|s/^(\s+)evconnlistener_free\(l->evl\); \/\* closes the socket \*\//\$1evconnlistener_disable(l->evl);/|^integration\.drain\$"
+)
+
+want=("$@")
+selected() {
+  [ ${#want[@]} -eq 0 ] && return 0
+  local w
+  for w in "${want[@]}"; do [ "$w" = "$1" ] && return 0; done
+  return 1
+}
+
+scratch=$(mktemp -d)
+if [ -z "${KEEP:-}" ]; then trap 'rm -rf "$scratch"' EXIT; else echo "scratch copy: $scratch"; fi
+src=$scratch/src
+build=$scratch/build
+mkdir -p "$src"
+# The working tree as it is (uncommitted edits included), without build directories.
+(cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -xf - -C "$src"
+echo "configuring and building the unmutated copy..."
+if ! cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Debug >"$scratch/configure.log" 2>&1 ||
+   ! cmake --build "$build" -j"$jobs" >"$scratch/build.log" 2>&1; then
+  echo "the unmutated tree does not build; see $scratch/build.log" >&2
+  KEEP=1
+  exit 1
+fi
+
+status=0
+printf '%-22s %-10s %s\n' MUTATION RESULT TESTS
+for m in "${mutations[@]}"; do
+  IFS='|' read -r name file subst tests <<<"$m"
+  selected "$name" || continue
+  cp "$src/$file" "$scratch/orig"
+  perl -pi -e "$subst" "$src/$file"
+  if cmp -s "$src/$file" "$scratch/orig"; then
+    printf '%-22s %-10s %s\n' "$name" "not applied" "$file: pattern not found"
+    status=1
+    continue
+  fi
+  if ! cmake --build "$build" -j"$jobs" >"$scratch/$name.build.log" 2>&1; then
+    result="caught" # by the compiler
+    tests="(does not build)"
+  elif (cd "$build" && ctest -R "$tests" -j1 --timeout 300 >"$scratch/$name.test.log" 2>&1); then
+    result="MISSED"
+    status=1
+  else
+    result="caught"
+  fi
+  printf '%-22s %-10s %s\n' "$name" "$result" "$tests"
+  cp "$scratch/orig" "$src/$file"
+  # Put the unmutated object back so the next mutation starts from a clean build.
+  touch "$src/$file"
+done
+# One last build leaves the scratch copy consistent for KEEP=1.
+cmake --build "$build" -j"$jobs" >/dev/null 2>&1
+exit $status
