@@ -88,7 +88,7 @@ describe("one control socket per instance", function()
     -- The same arguments as serve's, options and all, find it too.
     out, rc = cli(xdg, "stats --raw " .. hs.shquote(a) .. " --listen tcp://127.0.0.1:0 --log-level warn")
     assert.equals(0, rc, out)
-    assert.matches("script name=echo path=" .. a:gsub("%p", "%%%0"), out)
+    assert.matches("script service=1 name=echo path=" .. a:gsub("%p", "%%%0"), out)
   end)
 
   it("with no argument: the only instance, or a list of all of them and exit 2", function()
