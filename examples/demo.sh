@@ -30,7 +30,8 @@ hotsock demo — every shipped behaviour, on 127.0.0.1:
               curl http://127.0.0.1:8080/hello
               curl -d hi http://127.0.0.1:8080/echo
               curl -T README.md http://127.0.0.1:8080/upload/README.md
-Reload after editing a script: build/hotsock reload (or kill -HUP <pid shown below).
+Reload after editing a script: build/hotsock reload --config examples/demo.lua
+(or kill -HUP <pid shown below); build/hotsock stats --config examples/demo.lua shows it.
 Stop: Ctrl-C.
 
 TXT

@@ -3,8 +3,8 @@
 -- Serve it:   hotsock serve NAME.lua              (listens on tcp://127.0.0.1:7100)
 -- Try it:     printf 'PING\nECHO hi\nQUIT\n' | nc 127.0.0.1 7100
 -- Test it:    busted --lua=lua5.4 NAME_spec.lua
--- Change it while it runs: edit, save, then `hotsock reload` (or serve with --watch);
--- `hotsock stats` shows each generation's connections and messages.
+-- Change it while it runs: edit, save, then `hotsock reload NAME.lua` (or serve with
+-- --watch); `hotsock stats NAME.lua` shows each generation's connections and messages.
 --
 -- Protocol: one command per line; replies are lines.
 --   PING          -> PONG
