@@ -250,7 +250,10 @@ int hs_control_find(const char *key, char *path, size_t pathlen, char *msg, size
         if (r == 0 && strncmp(reply, "ok pong ", 8) == 0) {
             reply[strcspn(reply, "\n")] = '\0';
             snprintf(live[n_live], sizeof live[0], "%s", p);
-            snprintf(info[n_live++], sizeof info[0], "%s", reply + 8);
+            /* Cut short on purpose when a path is very long: it is only shown. */
+            size_t len = strnlen(reply + 8, sizeof info[0] - 1);
+            memcpy(info[n_live], reply + 8, len);
+            info[n_live++][len] = '\0';
         } else if (r == -ECONNREFUSED && stale[0] == '\0') {
             snprintf(stale, sizeof stale, "%s", p); /* nobody listens: its server is gone */
         }
