@@ -379,6 +379,12 @@ const struct hs_conn_limits *hs_conn_limits(const struct hs_conn *c)
     return &c->set->limits;
 }
 
+void hs_conn_set_handler(struct hs_conn *c, const struct hs_conn_handler *handler, void *arg)
+{
+    c->handler = handler;
+    c->arg = arg;
+}
+
 const struct hs_conn_handler *hs_conn_handler_of(const struct hs_conn *c)
 {
     return c->handler;

@@ -225,7 +225,13 @@ struct evbuffer *hs_conn_input(struct hs_conn *c);
 /* The limits of the set the connection belongs to. */
 const struct hs_conn_limits *hs_conn_limits(const struct hs_conn *c);
 
-/* The handler and handler argument the connection was created with. */
+/* Hands the connection to another handler and arg (a protocol upgrade: HTTP to WebSocket).
+ * Later events go to the new handler; neither handler's on_open or on_close runs for the
+ * switch itself. Data set with hs_conn_set_data stays. */
+void hs_conn_set_handler(struct hs_conn *c, const struct hs_conn_handler *handler, void *arg);
+
+/* The handler and handler argument the connection runs (hs_conn_new's, or the last
+ * hs_conn_set_handler's). */
 const struct hs_conn_handler *hs_conn_handler_of(const struct hs_conn *c);
 void *hs_conn_arg(const struct hs_conn *c);
 

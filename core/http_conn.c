@@ -1051,6 +1051,34 @@ int hs_http_conn_is_open(const struct hs_http_conn *h)
     return !http_dead(h);
 }
 
+struct hs_conn *hs_http_conn_upgrade(struct hs_http_conn *h, const char *headers, size_t len)
+{
+    if (http_dead(h) || !h->active || h->resp != RESP_NONE || h->bstate != BODY_NONE)
+        return NULL;
+    struct hs_conn *c = h->c;
+    h->refs++;
+    evbuffer_add_printf(h->pend, "HTTP/1.1 101 Switching Protocols\r\n");
+    if (len > 0)
+        evbuffer_add(h->pend, headers, len);
+    evbuffer_add(h->pend, "\r\n", 2);
+    h->resp = RESP_DONE;
+    http_access_log(h, 101, 0, NULL);
+    if (http_send_pend(h) != 0 || http_gone(h)) {
+        http_release(h);
+        return NULL;
+    }
+    /* From here the connection is not HTTP's: no timer, no reading state, no data. */
+    h->active = 0;
+    h->closed = 1;
+    event_del(h->timer);
+    event_del(h->kick);
+    h->app->on_close(h, "upgraded", h->app_data);
+    h->c = NULL;
+    hs_conn_set_data(c, NULL);
+    http_release(h);
+    return c;
+}
+
 int hs_http_conn_is_head(const struct hs_http_conn *h)
 {
     return h->head_req;

@@ -138,6 +138,15 @@ void hs_http_conn_fail(struct hs_http_conn *h, int status, const char *why);
  * write failed) or the layer answered the request itself (an error response). */
 int hs_http_conn_is_open(const struct hs_http_conn *h);
 
+/* Answers the current request with 101 Switching Protocols and the caller's header lines
+ * (headers[0..len), each "Name: value\r\n"; may be NULL), logs it, and lets go of the
+ * connection: the app's on_close runs (reason "upgraded") and h is done with. The caller must
+ * give the connection a new handler (hs_conn_set_handler) before it returns to the loop; bytes
+ * the client sent after the request stay in the connection's input. Needs a current request
+ * without a body and no response started. Returns the connection, or NULL when it is closed
+ * or there is no such request (h is then untouched). */
+struct hs_conn *hs_http_conn_upgrade(struct hs_http_conn *h, const char *headers, size_t len);
+
 /* 1 when the current request is HEAD. */
 int hs_http_conn_is_head(const struct hs_http_conn *h);
 

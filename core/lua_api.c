@@ -425,7 +425,7 @@ unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set)
     if (!has)
         return 0;
     hs_conns_foreach(set, adopt_one, &w);
-    return w.moved;
+    return w.moved + hs__lua_ws_adopt(s, set, w.to);
 }
 
 /* ---- timers ---- */

@@ -510,6 +510,41 @@ static int l_req_pipe_body(lua_State *L)
     return 1;
 }
 
+struct hs_http_conn *hs__lua_http_exchange(lua_State *L, int idx, struct hs_version **v)
+{
+    lua_rawgetp(L, idx, &REQ_RES_KEY);
+    struct res_box *b = luaL_testudata(L, -1, HS_RES_MT);
+    if (b == NULL)
+        luaL_argerror(L, idx, "not a request");
+    if (b->finished || b->started)
+        luaL_error(L, "response already started");
+    if (b->h == NULL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    *v = ((struct lua_http *)hs_http_conn_app(b->h))->v;
+    lua_getiuservalue(L, -1, 1);
+    lua_Integer n = luaL_len(L, -1);
+    lua_pushliteral(L, "");
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, i);
+        lua_concat(L, 2);
+    }
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return b->h;
+}
+
+void hs__lua_http_done(lua_State *L, int idx)
+{
+    lua_rawgetp(L, idx, &REQ_RES_KEY);
+    struct res_box *b = luaL_checkudata(L, -1, HS_RES_MT);
+    b->finished = 1;
+    if (b->h)
+        detach(L, hs_http_conn_app(b->h));
+    lua_pop(L, 1);
+}
+
 /* Creates the metatables the first time (they live in the registry from then on). */
 static void open_meta(lua_State *L)
 {
@@ -536,6 +571,7 @@ static void open_meta(lua_State *L)
             {NULL, NULL},
         };
         luaL_newlib(L, methods);
+        hs__lua_open_ws(L);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);

@@ -17,6 +17,7 @@
 #define HS_TIMER_MT "hotsock.timer"
 #define HS_FILE_MT "hotsock.file"
 
+struct hs_script;
 struct hs_version;
 struct lua_timer;
 struct hs__task;
@@ -130,6 +131,23 @@ int hs__lua_http_on_error(struct hs_lua *hl, struct hs_version *v, int req_ref, 
 
 /* Sets hotsock.json (lua_json.c) in the table on top of the stack. */
 void hs__lua_open_json(lua_State *L);
+/* WebSocket (lua_ws.c): sets req:websocket in the request method table on top of the stack
+ * and registers the hotsock.ws metatable. */
+void hs__lua_open_ws(lua_State *L);
+
+/* After a reload of s to version `to`: offers every live WebSocket of s on an older version to
+ * to's on_upgrade (lua_ws.c). Returns how many moved. */
+unsigned hs__lua_ws_adopt(struct hs_script *s, struct hs_conns *set, struct hs_version *to);
+
+/* For req:websocket (lua_http.c): when the response of the request table at idx is untouched,
+ * pushes the header lines set on it (one string) and returns its exchange with *v the version
+ * it runs; raises when the response was started; returns NULL (nothing pushed) when the
+ * connection is gone. */
+struct hs_http_conn;
+struct hs_http_conn *hs__lua_http_exchange(lua_State *L, int idx, struct hs_version **v);
+
+/* Marks the response of the request table at idx finished and lets go of the exchange. */
+void hs__lua_http_done(lua_State *L, int idx);
 
 /* The sink interface of a file userdata at idx, for conn:pipe_frame. NULL if not a file. */
 int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
