@@ -345,13 +345,11 @@ static uint64_t check_options(lua_State *L)
 /* Reads header name of the request table at 1 into the handshake fields. */
 static const char *req_header(lua_State *L, const char *name, size_t *len)
 {
-    *len = 0;
-    lua_getfield(L, 1, "headers");
     const char *s = NULL;
-    if (lua_istable(L, -1) && lua_getfield(L, -1, name) == LUA_TSTRING) {
-        s = lua_tolstring(L, -1, len); /* stays valid: the headers table keeps it */
-        lua_pop(L, 1);
-    } else if (lua_istable(L, -1)) {
+    *len = 0;
+    if (lua_getfield(L, 1, "headers") == LUA_TTABLE) {
+        if (lua_getfield(L, -1, name) == LUA_TSTRING)
+            s = lua_tolstring(L, -1, len); /* stays valid: the headers table keeps it */
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
