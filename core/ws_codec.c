@@ -16,6 +16,7 @@ struct hs_ws_codec {
     struct evbuffer *in;  /* the input, during hs_ws_codec_input only */
     uint64_t vetted;      /* bytes at the front of in whose frame headers were checked */
     uint64_t frame_left;  /* bytes of the last checked frame still to come after vetted */
+    uint64_t max;         /* max_message */
     int bad_code;         /* a bad frame header follows the vetted bytes: its close code */
     const char *bad_why;  /* and why */
     int fail_code;        /* the close code we failed the connection with, or 0 */
@@ -93,6 +94,10 @@ static void codec_scan(struct hs_ws_codec *k, struct evbuffer *in)
             else if (plen < 65536)
                 k->bad_code = HS_WS_PROTOCOL_ERROR, k->bad_why = "length not in shortest form";
         }
+        /* wslay finds a message too long only once payload arrives: a frame that alone is
+         * over the limit fails here, at its header. */
+        if (!k->bad_code && op < 8 && plen > k->max)
+            k->bad_code = HS_WS_TOO_BIG, k->bad_why = "message over max_message";
         if (k->bad_code)
             break;
         k->frame_left = 2 + ext + 4 + plen;
@@ -218,6 +223,7 @@ struct hs_ws_codec *hs_ws_codec_new(uint64_t max_message, const struct hs_ws_cod
         return NULL;
     }
     wslay_event_config_set_max_recv_msg_length(k->ctx, max_message);
+    k->max = max_message;
     k->cb = cb;
     k->arg = arg;
     return k;

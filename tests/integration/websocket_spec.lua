@@ -1,0 +1,238 @@
+-- WebSocket end to end on the real binary: the opening handshake and its refusals, the ws
+-- object's methods, the server's close, max_message, and the bad input of issue 18 (a 2^63
+-- length, half a frame then silence, a ping flood from a client that does not read, a client
+-- that never reads what is sent to it), and reloads that leave live WebSockets alone.
+local hs = require "hotsock.testkit"
+local ws = require "wsclient"
+
+local FIXTURE = "tests/fixtures/ws_echo.lua"
+
+local function start(args)
+  return hs.start(FIXTURE, { args = args })
+end
+
+describe("WebSocket handshake", function()
+  local srv
+  setup(function() srv = start() end)
+  teardown(function() srv:stop() end)
+
+  it("answers 101 with the RFC's Sec-WebSocket-Accept for its sample key", function()
+    local c, h = ws.connect(srv:port(), "/ws")
+    assert.are.equal("websocket", h.upgrade:lower())
+    assert.are.equal("upgrade", h.connection:lower())
+    assert.is_nil(h["sec-websocket-protocol"])
+    c:send(ws.frame(1, "hi"))
+    assert.are.equal("hi", c:read().payload)
+    c:close()
+    srv:wait_log('"GET /ws HTTP/1%.1" 101')
+    assert.matches('"GET /ws HTTP/1%.1" 101 0 ', srv:log())
+  end)
+
+  it("picks the first of the script's subprotocols the client offers", function()
+    local c, h = ws.connect(srv:port(), "/chat", "Sec-WebSocket-Protocol: chat, superchat\r\n")
+    assert.are.equal("superchat", h["sec-websocket-protocol"])
+    c:send(ws.frame(1, "info"))
+    assert.matches("^protocol=superchat peer=127%.0%.0%.1:%d+ id=%d+$", c:read().payload)
+    c:close()
+    local c2, h2 = ws.connect(srv:port(), "/chat", "Sec-WebSocket-Protocol: other\r\n")
+    assert.is_nil(h2["sec-websocket-protocol"])
+    c2:send(ws.frame(1, "info"))
+    assert.matches("^protocol=nil ", c2:read().payload)
+    c2:close()
+  end)
+
+  local function refused(request, status, extra_check)
+    local c, code, h = ws.open(srv:port(), nil, nil, { request = request })
+    assert.are.equal(status, code)
+    if extra_check then extra_check(h) end
+    c:close()
+  end
+
+  it("refuses a handshake without a key with 400", function()
+    refused("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+            "Sec-WebSocket-Version: 13\r\n\r\n", 400)
+    assert.matches("websocket handshake refused %(400%): Sec%-WebSocket%-Key missing", srv:log())
+  end)
+
+  it("refuses a key that is not 16 bytes of base64 with 400", function()
+    refused("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+            "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n", 400)
+  end)
+
+  it("refuses another version with 426 and Sec-WebSocket-Version: 13", function()
+    refused("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+            "Sec-WebSocket-Key: " .. ws.KEY .. "\r\nSec-WebSocket-Version: 8\r\n\r\n", 426,
+      function(h) assert.are.equal("13", h["sec-websocket-version"]) end)
+    assert.matches("websocket refused: unsupported version", srv:log())
+  end)
+
+  it("refuses POST, HTTP/1.0 and a missing Upgrade or Connection with 400", function()
+    local tail = "Sec-WebSocket-Key: " .. ws.KEY .. "\r\nSec-WebSocket-Version: 13\r\n"
+    refused("POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" .. tail ..
+            "Content-Length: 0\r\n\r\n", 400)
+    refused("GET /ws HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" .. tail .. "\r\n", 400)
+    refused("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n" .. tail .. "\r\n", 400)
+    refused("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n" .. tail .. "\r\n", 400)
+    assert.matches("websocket handshake needs GET", srv:log())
+  end)
+
+  it("leaves req.headers to the script, which may refuse by Origin", function()
+    local _, code = ws.open(srv:port(), "/origin", "Origin: http://evil.example\r\n")
+    assert.are.equal(403, code)
+    local c = ws.connect(srv:port(), "/origin", "Origin: http://good.example\r\n")
+    c:send(ws.frame(1, "ok"))
+    assert.are.equal("ok", c:read().payload)
+    c:close()
+  end)
+
+  it("reads frames the client sent right behind its request", function()
+    local req = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"):format(ws.KEY)
+    local c, code = ws.open(srv:port(), nil, nil, { request = req .. ws.frame(1, "early") })
+    assert.are.equal(101, code)
+    assert.are.equal("early", c:read().payload)
+    c:close()
+  end)
+end)
+
+describe("WebSocket objects", function()
+  local srv
+  setup(function() srv = start() end)
+  teardown(function() srv:stop() end)
+
+  it("keep ws.ctx across messages and echo binary as binary", function()
+    local c = ws.connect(srv:port(), "/ws")
+    c:send(ws.frame(1, "count"))
+    assert.are.equal("1", c:read().payload)
+    c:send(ws.frame(1, "count"))
+    assert.are.equal("2", c:read().payload)
+    c:send(ws.frame(2, "\0\1\2"))
+    local f = c:read()
+    assert.are.same({ 2, "\0\1\2" }, { f.op, f.payload })
+    c:send(ws.close_frame(1000, "done"))
+    assert.are.same({ 1000, "done" }, { c:read_close() })
+    assert.is_true(c:eof())
+    srv:wait_log('ws closed .* 1000 "done"')
+    assert.matches('ws closed ws#%d+ 127%.0%.0%.1:%d+ 1000 "done"', srv:log())
+  end)
+
+  it("close the connection with ws:close(code, reason) once the client answers", function()
+    local c = ws.connect(srv:port(), "/ws")
+    c:send(ws.frame(1, "bye"))
+    assert.are.same({ 4000, "bye now" }, { c:read_close() })
+    c:send(ws.close_frame(4000, "bye now"))
+    assert.is_true(c:eof())
+    srv:wait_log('ws closed .* 4000 "bye now"')
+  end)
+
+  it("fail a message over max_message with 1009, fragments counted together", function()
+    local c = ws.connect(srv:port(), "/small")
+    c:send(ws.frame(1, string.rep("a", 64)))
+    assert.are.equal(64, #c:read().payload)
+    c:send(ws.frame(1, string.rep("a", 40), { fin = false }) .. ws.frame(0, string.rep("b", 40)))
+    assert.are.equal(1009, (c:read_close()))
+    assert.is_true(c:eof())
+    srv:wait_log("websocket protocol error: message over max_message; closing with 1009")
+  end)
+
+  it("keep plain HTTP working on the same listener", function()
+    local c = srv:tcp()
+    c:send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.matches("plain http\n$", hs.recv_all(c))
+  end)
+end)
+
+describe("WebSocket bad input", function()
+  local srv
+  setup(function() srv = start { "--frame-timeout", "1", "--send-timeout", "1" } end)
+  teardown(function() srv:stop() end)
+
+  it("fails a 2^63 length with 1002 and a length of 2^62 with 1009, before any payload", function()
+    local c = ws.connect(srv:port(), "/ws")
+    c:send(string.char(0x82, 0xff) .. string.pack(">I8", 1 << 63 | 5) .. "mask")
+    assert.are.equal(1002, (c:read_close()))
+    assert.is_true(c:eof())
+    srv:wait_log("websocket protocol error: length with the top bit set")
+    c = ws.connect(srv:port(), "/ws")
+    c:send(string.char(0x82, 0xff) .. string.pack(">I8", 1 << 62) .. "mask")
+    assert.are.equal(1009, (c:read_close()))
+    assert.is_true(c:eof())
+  end)
+
+  it("closes a client that sends half a frame and stalls (frame timeout)", function()
+    local c = ws.connect(srv:port(), "/ws")
+    c:send(ws.frame(1, string.rep("x", 1000)):sub(1, 500))
+    c:settimeout(10)
+    local t0 = os.time()
+    assert.is_true(c:eof())
+    assert.is_true(os.time() - t0 <= 5)
+    srv:wait_log('ws closed .* 1006 "receive timeout"')
+  end)
+
+  it("stops reading pings rather than queueing pongs without bound", function()
+    local before = srv:memory()
+    local c = ws.connect(srv:port(), "/ws")
+    c:settimeout(3)
+    local ping = ws.frame(9, string.rep("p", 125))
+    local burst = string.rep(ping, 1000)
+    local sent = 0
+    for _ = 1, 200 do -- 200,000 pings (25 MB of pongs to come), none read back
+      local ok = c.sock:send(burst)
+      if not ok then break end
+      sent = sent + 1000
+    end
+    -- The client blocks once the kernel's buffers and the server's output limit are full.
+    assert.is_true(sent < 200000, "every ping was taken: nothing held the client back")
+    assert.is_true(srv:memory() - before < 16 * 1024, "server memory grew past 16 MiB") -- KiB
+    local other = ws.connect(srv:port(), "/ws")
+    other:send(ws.frame(1, "still here"))
+    assert.are.equal("still here", other:read().payload)
+    other:close()
+    c:close()
+  end)
+
+  it("bounds and closes a client that never reads what is sent to it; others go on", function()
+    local c = ws.connect(srv:port(), "/ws")
+    c:send(ws.frame(1, "flood 100000"))
+    local other = ws.connect(srv:port(), "/ws")
+    srv:wait_log("flood stopped after %d+: output buffer full", 30)
+    other:send(ws.frame(1, "unaffected"))
+    assert.are.equal("unaffected", other:read().payload)
+    srv:wait_log('ws closed .* 1006 "send timeout"', 30)
+    assert.is_true(srv:alive())
+    other:close()
+    c:close()
+  end)
+end)
+
+describe("WebSocket and reload", function()
+  it("keeps live WebSockets on their version; on_upgrade may give them new callbacks", function()
+    local dir = hs.tmpdir()
+    local script = dir .. "/ws.lua"
+    local text = hs.read_file(FIXTURE)
+    hs.write(script, text)
+    local srv = hs.start(script)
+    local c = ws.connect(srv:port(), "/ws")
+    c:send(ws.frame(1, "count"))
+    assert.are.equal("1", c:read().payload)
+    hs.write(script, text:gsub("ws:send%(data%)", 'ws:send("v2:" .. data)'))
+    srv:reload()
+    c:send(ws.frame(1, "hi"))
+    assert.are.equal("hi", c:read().payload) -- the version it was upgraded under
+    local fresh = ws.connect(srv:port(), "/ws")
+    fresh:send(ws.frame(1, "hi"))
+    assert.are.equal("v2:hi", fresh:read().payload)
+    fresh:close()
+    hs.write(script, text:gsub("return {\n  protocol", [[return {
+  on_upgrade = function(w)
+    return { on_message = function(w2, data) w2:send("adopted:" .. data .. ":" .. w2.ctx.n) end }
+  end,
+  protocol]]))
+    srv:reload()
+    c:send(ws.frame(1, "hi"))
+    assert.are.equal("adopted:hi:1", c:read().payload)
+    c:close()
+    srv:stop()
+    hs.run("rm -rf " .. hs.shquote(dir))
+  end)
+end)
