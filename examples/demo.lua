@@ -13,6 +13,7 @@ return {
     { script = "udp_ack.lua", listen = "udp://127.0.0.1:7004" },
     { script = "hear_me.lua", listen = "tcp://127.0.0.1:7005" },
     { script = "chat_tcp.lua", listen = "tcp://127.0.0.1:7006" },
+    { script = "chat/chat.lua", listen = "tcp://127.0.0.1:8081" },
     { script = "../scripts/http.lua", listen = "tcp://127.0.0.1:8080",
       options = { upload_dir = "/tmp/hotsock-files" } },
   },

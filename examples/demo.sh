@@ -25,6 +25,8 @@ hotsock demo — every shipped behaviour, on 127.0.0.1:
               printf 'can you hear me?' | nc 127.0.0.1 7005
   chat      tcp 7006: a chat room across every worker (publish/subscribe + broadcast)
               nc 127.0.0.1 7006        in two terminals: a nickname first, then talk
+  webchat   tcp 8081: a browser chat over WebSocket, across every worker
+              open http://127.0.0.1:8081/ in two browser windows, a name in each, then talk
   http      tcp 8080: the static site of examples/www, GET /hello, POST /echo, PUT /upload/NAME
               open http://127.0.0.1:8080/ in a browser
               curl http://127.0.0.1:8080/hello

@@ -18,10 +18,10 @@ describe("the demo", function()
       ports[#ports + 1] = name .. ":" .. port
     end
     assert.same({ "echo:7000", "greeting:7001", "greeting:7002", "upload:7003", "udp_ack:7004",
-      "hear_me:7005", "chat:7006", "http:8080" }, ports)
+      "hear_me:7005", "chat:7006", "webchat:8081", "http:8080" }, ports)
     local banner = read_file("examples/demo.sh")
     for _, want in ipairs { "tcp 7000", "udp 7000", "tcp 7001", "tcp 7002", "tcp 7003",
-      "udp 7004", "hear_me   tcp 7005", "chat      tcp 7006", "8080" } do
+      "udp 7004", "hear_me   tcp 7005", "chat      tcp 7006", "webchat   tcp 8081", "8080" } do
       assert.truthy(banner:find(want, 1, true), "demo.sh banner lacks " .. want)
     end
   end)
