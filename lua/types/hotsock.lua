@@ -495,6 +495,71 @@ function Request:query_param(name) end
 ---@return "body too large"|nil err
 function Request:pipe_body(file, done, max) end
 
+---Upgrades the request to a WebSocket (docs/websocket.md): checks the handshake, answers 101
+---and returns the WebSocket. On a bad handshake the core answers 400 (`"bad handshake"`) or
+---426 (`"unsupported version"`) itself. Raises when a response was started or on bad options.
+---@param opts hotsock.WebSocketOptions
+---@return hotsock.WebSocket|nil ws
+---@return "bad handshake"|"unsupported version"|"closed"|nil err
+function Request:websocket(opts) end
+
+---@class hotsock.WebSocketOptions
+---@field on_message fun(ws: hotsock.WebSocket, data: string, kind: "text"|"binary") one whole message
+---@field on_close? fun(ws: hotsock.WebSocket, code: integer, reason: string) once, when it is gone
+---@field protocols? string[] subprotocols, in the script's order of preference
+---@field max_message? integer bytes of one message, fragments together (default 1 MiB)
+
+---A WebSocket made by `req:websocket`.
+---@class hotsock.WebSocket
+---@field ctx table per-WebSocket state of the script (survives a reload's adoption)
+local WebSocket = {}
+
+---Sends a text message (must be UTF-8; raises otherwise).
+---@param text string
+---@return true|nil ok
+---@return "closed"|"output buffer full"|nil err
+function WebSocket:send(text) end
+
+---Sends a binary message.
+---@param data string
+---@return true|nil ok
+---@return "closed"|"output buffer full"|nil err
+function WebSocket:send_binary(data) end
+
+---Sends a ping carrying up to 125 bytes.
+---@param data? string
+---@return true|nil ok
+---@return "closed"|nil err
+function WebSocket:ping(data) end
+
+---Starts the close handshake: code 1000-1003, 1007-1011 or 3000-4999 (default 1000), and a
+---UTF-8 reason of at most 123 bytes.
+---@param code? integer
+---@param reason? string
+---@return true|nil ok
+---@return "closed"|nil err
+function WebSocket:close(code, reason) end
+
+---Bytes queued and not yet sent.
+---@return integer
+function WebSocket:pending() end
+
+---The client's address, `"127.0.0.1:50312"` (also once closed).
+---@return string
+function WebSocket:peer() end
+
+---The connection's id.
+---@return integer
+function WebSocket:id() end
+
+---Whether it is closing or closed.
+---@return boolean
+function WebSocket:is_closed() end
+
+---The subprotocol agreed on, or nil.
+---@return string|nil
+function WebSocket:protocol() end
+
 ---The response to one request.
 ---@class hotsock.Response
 local Response = {}
@@ -578,7 +643,7 @@ function ErrorResponse:send(body) end
 ---@field on_close? fun(conn: hotsock.Conn, reason: hotsock.CloseReason) the connection is gone
 ---@field on_datagram? fun(sock: hotsock.UdpSocket, data: string, peer: string) one UDP datagram
 ---@field on_request? fun(req: hotsock.Request, res: hotsock.Response) one HTTP request
----@field on_upgrade? fun(conn: hotsock.Conn) after a reload, offered each live connection of an older version
+---@field on_upgrade? fun(conn: hotsock.Conn|hotsock.WebSocket): hotsock.WebSocketOptions|nil after a reload, offered each live connection and WebSocket of an older version (a WebSocket takes the callbacks of a returned table)
 ---@field on_reload? fun(old: hotsock.Handler) before this version is published, with the previous table
 ---@field on_http_error? fun(status: integer, req: hotsock.Request, res: hotsock.ErrorResponse) shapes the core's own error answers
 ---@field handle? fun(conn: hotsock.Conn) the whole connection in one coroutine (reads with `conn:receive`); it closes when this returns

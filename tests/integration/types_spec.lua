@@ -8,7 +8,7 @@ local TYPES = "lua/types/hotsock.lua"
 local KIND = {
   ["hotsock"] = "module", ["hotsock.shared"] = "shared", ["hotsock.Timer"] = "timer",
   ["hotsock.File"] = "file", ["hotsock.Conn"] = "conn", ["hotsock.UdpSocket"] = "udp",
-  ["hotsock.Request"] = "req", ["hotsock.Response"] = "res", ["hotsock.Handler"] = "handler",
+  ["hotsock.Request"] = "req", ["hotsock.WebSocket"] = "ws", ["hotsock.Response"] = "res", ["hotsock.Handler"] = "handler",
   ["hotsock.Subscription"] = "subscription",
   ["hotsock.json"] = "json", ["hotsock.ErrorResponse"] = "error_res",
 }
@@ -96,7 +96,7 @@ describe("LuaCATS definitions", function()
       for name in pairs(names) do
         -- conn.ctx is served by __index; the handler's non-callback fields are read by the
         -- loader, not registered.
-        local special = (kind == "conn" and name == "ctx") or
+        local special = ((kind == "conn" or kind == "ws") and name == "ctx") or
                         (kind == "handler" and not name:match("^on_"))
         if not special and not (reg[kind] and reg[kind][name]) then
           extra[#extra + 1] = name
@@ -109,7 +109,7 @@ describe("LuaCATS definitions", function()
 
   it("cover every kind of object, with the names a handler writer reaches first", function()
     assert.are.same({ "conn", "error_res", "file", "handler", "json", "module", "req", "res",
-                      "shared", "subscription", "timer", "udp" }, sorted(reg))
+                      "shared", "subscription", "timer", "udp", "ws" }, sorted(reg))
     for _, n in ipairs { "log", "after", "every", "now", "create_file", "check_filename",
                          "version", "shared", "subscribe", "publish", "worker", "workers",
                          "conns", "broadcast", "dict", "json" } do
