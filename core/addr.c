@@ -18,6 +18,8 @@ static int fail(const char **why, const char *reason)
     return HS_EBADSPEC;
 }
 
+static int addr_parse_base(const char *url, struct hs_addr *out, const char **why);
+
 static int parse_port(const char *s, int *port)
 {
     if (*s == '\0')
@@ -34,9 +36,120 @@ static int parse_port(const char *s, int *port)
     return 0;
 }
 
+const char *hs_addr_query(const char *url)
+{
+    const char *q = strchr(url, '?');
+    return q ? q + 1 : url + strlen(url);
+}
+
+size_t hs_addr_base_len(const char *url)
+{
+    const char *q = strchr(url, '?');
+    return q ? (size_t)(q - url) : strlen(url);
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int hs_addr_option_next(const char **cursor, char *key, size_t kn, char *val, size_t vn)
+{
+    const char *p = *cursor;
+    while (*p == '&')
+        p++;
+    if (*p == '\0') {
+        *cursor = p;
+        return 0;
+    }
+    const char *end = strchr(p, '&');
+    if (end == NULL)
+        end = p + strlen(p);
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    if (eq == NULL || eq == p || (size_t)(eq - p) >= kn)
+        return HS_EBADSPEC;
+    memcpy(key, p, (size_t)(eq - p));
+    key[eq - p] = '\0';
+    size_t n = 0;
+    for (const char *v = eq + 1; v < end; v++) {
+        char ch = *v;
+        if (ch == '%') {
+            if (end - v < 3)
+                return HS_EBADSPEC;
+            int hi = hex_digit(v[1]), lo = hex_digit(v[2]);
+            if (hi < 0 || lo < 0)
+                return HS_EBADSPEC;
+            ch = (char)(hi * 16 + lo);
+            v += 2;
+        }
+        if (n + 1 >= vn || ch == '\0')
+            return HS_EBADSPEC;
+        val[n++] = ch;
+    }
+    val[n] = '\0';
+    *cursor = end;
+    return 1;
+}
+
+/* The options each scheme takes. The PROXY protocol's `proxy` will join this table. */
+static const struct {
+    const char *key;
+    unsigned schemes; /* bit (1 << enum hs_addr_scheme) per scheme that takes it */
+} addr_options[] = {
+    {"cert", 1u << HS_ADDR_TLS},
+    {"key", 1u << HS_ADDR_TLS},
+};
+
+/* Checks the options of url against the table above and the pairing rules of tls://. */
+static int check_options(const char *url, enum hs_addr_scheme scheme, const char **why)
+{
+    const char *cur = hs_addr_query(url);
+    char key[32], val[HS_ADDR_MAX_OPT];
+    int r, certs = 0, keys = 0;
+    while ((r = hs_addr_option_next(&cur, key, sizeof key, val, sizeof val)) == 1) {
+        size_t i = 0, n = sizeof addr_options / sizeof addr_options[0];
+        while (i < n && strcmp(addr_options[i].key, key) != 0)
+            i++;
+        if (i == n)
+            return fail(why, "unknown option (known: cert, key on tls://)");
+        if (!(addr_options[i].schemes & (1u << scheme)))
+            return fail(why, "option not available on this scheme");
+        if (val[0] == '\0')
+            return fail(why, "empty option value");
+        certs += strcmp(key, "cert") == 0;
+        keys += strcmp(key, "key") == 0;
+    }
+    if (r != 0)
+        return fail(why, "malformed option (want key=value, values %-encoded)");
+    if (scheme == HS_ADDR_TLS && (certs == 0 || certs != keys))
+        return fail(why, "tls:// needs ?cert=PATH&key=PATH (one key per cert)");
+    return 0;
+}
+
 int hs_addr_parse(const char *url, struct hs_addr *out, const char **why)
 {
     memset(out, 0, sizeof *out);
+    size_t base_len = hs_addr_base_len(url);
+    if (strlen(url) >= HS_ADDR_MAX_URL)
+        return fail(why, "URL too long");
+    char base[HS_ADDR_MAX_URL];
+    memcpy(base, url, base_len);
+    base[base_len] = '\0';
+    int r = addr_parse_base(base, out, why);
+    if (r == 0)
+        r = check_options(url, out->scheme, why);
+    return r;
+}
+
+/* hs_addr_parse for a URL without options. */
+static int addr_parse_base(const char *url, struct hs_addr *out, const char **why)
+{
     if (strncmp(url, "unix:", 5) == 0) {
         const char *p = url + 5;
         /* Accept the unix:///path spelling too. */
@@ -57,8 +170,11 @@ int hs_addr_parse(const char *url, struct hs_addr *out, const char **why)
     } else if (strncmp(url, "udp://", 6) == 0) {
         out->scheme = HS_ADDR_UDP;
         rest = url + 6;
+    } else if (strncmp(url, "tls://", 6) == 0) {
+        out->scheme = HS_ADDR_TLS;
+        rest = url + 6;
     } else {
-        return fail(why, "scheme must be tcp://, udp:// or unix:");
+        return fail(why, "scheme must be tcp://, tls://, udp:// or unix:");
     }
     const char *colon;
     if (*rest == '[') {
@@ -110,7 +226,7 @@ int hs_addr_resolve(const struct hs_addr *a, struct sockaddr_storage *ss, sockle
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = a->scheme == HS_ADDR_TCP ? SOCK_STREAM : SOCK_DGRAM;
+    hints.ai_socktype = a->scheme == HS_ADDR_UDP ? SOCK_DGRAM : SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;
     char port[8];
     snprintf(port, sizeof port, "%d", a->port);
@@ -222,6 +338,7 @@ char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen
     char text[HS_ADDR_TEXT];
     hs_addr_format(sa, len, text, sizeof text);
     const char *prefix = scheme == HS_ADDR_TCP   ? "tcp://"
+                         : scheme == HS_ADDR_TLS ? "tls://"
                          : scheme == HS_ADDR_UDP ? "udp://"
                                                  : "unix:";
     snprintf(buf, n, "%s%s", prefix, text);

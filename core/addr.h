@@ -1,15 +1,19 @@
-/* Listener URLs (tcp://HOST:PORT, udp://HOST:PORT, unix:/path) and socket address text. */
+/* Listener URLs (tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, unix:/path, each with
+ * optional ?key=value&... options) and socket address text. */
 #ifndef HS_ADDR_H
 #define HS_ADDR_H
 
 #include <stddef.h>
 #include <sys/socket.h>
 
-enum hs_addr_scheme { HS_ADDR_TCP, HS_ADDR_UDP, HS_ADDR_UNIX };
+/* HS_ADDR_TLS is TCP with TLS on top: every socket-level rule of TCP applies to it. */
+enum hs_addr_scheme { HS_ADDR_TCP, HS_ADDR_UDP, HS_ADDR_UNIX, HS_ADDR_TLS };
 
 #define HS_ADDR_MAX_HOST 256 /* bytes of a host name or literal, NUL included */
 #define HS_ADDR_MAX_PATH 108 /* bytes of a Unix socket path, NUL included (sun_path) */
 #define HS_ADDR_TEXT 128     /* a formatted address, NUL included */
+#define HS_ADDR_MAX_URL 1024 /* a listener URL with its options, NUL included */
+#define HS_ADDR_MAX_OPT 512  /* one option's decoded value, NUL included */
 
 struct hs_addr {
     enum hs_addr_scheme scheme;
@@ -20,9 +24,23 @@ struct hs_addr {
 
 /* Parses a listener URL. HOST may be empty or "*" (every address: IPv6 any with v4-mapped
  * accepted, falling back to IPv4 any), a name, an IPv4 literal or a bracketed IPv6 literal.
- * Returns 0, or HS_EBADSPEC with *why (if why != NULL) set to a static reason. Pure: no
- * resolution happens here. */
+ * Options follow a '?' as key=value pairs joined by '&' (values %-encoded where they hold
+ * '&', '%' or '#'); each key must be one the scheme knows (tls: cert, key, which must come
+ * in pairs). Returns 0, or HS_EBADSPEC with *why (if why != NULL) set to a static reason.
+ * Pure: no resolution and no file access happen here. */
 int hs_addr_parse(const char *url, struct hs_addr *out, const char **why);
+
+/* The options of url: what follows its '?', or "" when it has none. Points into url. */
+const char *hs_addr_query(const char *url);
+
+/* Reads the next option at *cursor (start with hs_addr_query's result) into key (kn bytes)
+ * and val (vn bytes, %-decoded, NUL-terminated) and advances *cursor. Returns 1 for an
+ * option, 0 at the end, HS_EBADSPEC for a malformed one (no '=', a bad %-escape, a key or
+ * value that does not fit). */
+int hs_addr_option_next(const char **cursor, char *key, size_t kn, char *val, size_t vn);
+
+/* The length of url without its options (the address part that names the socket). */
+size_t hs_addr_base_len(const char *url);
 
 /* Resolves a parsed TCP/UDP address for binding, numeric hosts without any lookup. Writes
  * the first result into *ss and its length into *len. Returns 0, or a negative code: -EINVAL

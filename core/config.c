@@ -2,6 +2,7 @@
 #include "core/framing.h"
 #include "core/hs.h"
 #include "core/log.h"
+#include "core/tls.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -64,6 +65,12 @@ static const struct limit_setting limits[] = {
      (size_t)64 << 20, "SIZE", "bytes of one hotsock.publish message"},
     {"--publish-queue", "publish_queue", LIMIT_SIZE, offsetof(struct hs_config, publish_queue),
      (size_t)1 << 30, "SIZE", "bytes of messages waiting for one worker"},
+    {"--tls-handshake-timeout", "tls_handshake_timeout", LIMIT_SECONDS,
+     offsetof(struct hs_config, tls_handshake_timeout_ms), 0, "S",
+     "accept to a finished TLS handshake"},
+    {"--tls-max-handshakes", "tls_max_handshakes", LIMIT_COUNT,
+     offsetof(struct hs_config, tls_max_handshakes), 0, "N",
+     "TLS handshakes in progress per process"},
 };
 #define N_LIMITS (sizeof limits / sizeof limits[0])
 #define LIMIT_BIT(i) (1u << (8 + (i)))
@@ -86,6 +93,8 @@ void hs_config_init(struct hs_config *cfg)
     cfg->lua_time_ms = HS_DEFAULT_LUA_TIME_MS;
     cfg->max_publish = HS_DEFAULT_MAX_PUBLISH;
     cfg->publish_queue = HS_DEFAULT_PUBLISH_QUEUE;
+    cfg->tls_handshake_timeout_ms = HS_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+    cfg->tls_max_handshakes = HS_DEFAULT_TLS_MAX_HANDSHAKES;
 }
 
 void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l)
@@ -100,6 +109,11 @@ void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l
     l->frame_timeout_ms = cfg->frame_timeout_ms;
     l->send_timeout_ms = cfg->send_timeout_ms;
     l->min_rate = (unsigned)cfg->min_rate; /* at most 1 GiB: set_limit checks */
+    /* 0 would mean "no deadline" nowhere else: a handshake must always end. */
+    l->tls_handshake_timeout_ms = cfg->tls_handshake_timeout_ms
+                                      ? cfg->tls_handshake_timeout_ms
+                                      : HS_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+    l->tls_max_handshakes = cfg->tls_max_handshakes;
 }
 
 void hs_config_free(struct hs_config *cfg)
@@ -574,6 +588,64 @@ static int cfg_fail(char *err, size_t errlen, const char *path, const char *msg)
     return -1;
 }
 
+/* Appends "&key=VALUE" (or "?key=..." as the first option) to url, VALUE %-encoded. */
+static int url_add_option(char *url, size_t n, const char *key, const char *value)
+{
+    size_t used = strlen(url);
+    int w = snprintf(url + used, n - used, "%c%s=", strchr(url, '?') ? '&' : '?', key);
+    if (w < 0 || used + (size_t)w >= n)
+        return -1;
+    used += (size_t)w;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || strchr("/._~-+:,@", *p);
+        if (used + 4 >= n)
+            return -1;
+        used += (size_t)(plain ? snprintf(url + used, n - used, "%c", *p)
+                               : snprintf(url + used, n - used, "%%%02X", *p));
+    }
+    return 0;
+}
+
+/* A listen entry given as a table, {url = "tls://...", cert = PATH, key = PATH} (cert and
+ * key may be lists, paired in order, for certificates chosen by SNI), on top of the stack:
+ * written as the URL with options that --listen takes, paths resolved against the config
+ * file's directory. Returns 0, or -1 with err set. */
+static int listen_table_url(lua_State *L, const char *path, char *url, size_t n, char *err,
+                            size_t errlen)
+{
+    if (lua_getfield(L, -1, "url") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return cfg_fail(err, errlen, path, "a listen table needs url = \"tls://HOST:PORT\"");
+    }
+    snprintf(url, n, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    static const char *const keys[] = {"cert", "key"};
+    for (size_t k = 0; k < 2; k++) {
+        int t = lua_getfield(L, -1, keys[k]);
+        lua_Integer count = t == LUA_TTABLE ? luaL_len(L, -1) : t == LUA_TSTRING ? 1 : 0;
+        for (lua_Integer i = 1; i <= count; i++) {
+            if (t == LUA_TTABLE)
+                lua_rawgeti(L, -1, i);
+            else
+                lua_pushvalue(L, -1);
+            const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            char *full = v ? resolve(path, v) : NULL;
+            int bad = full == NULL || url_add_option(url, n, keys[k], full) != 0;
+            free(full);
+            lua_pop(L, 1);
+            if (bad) {
+                lua_pop(L, 1);
+                return cfg_fail(err, errlen, path,
+                                v ? "listen URL with its options too long"
+                                  : "cert and key must be paths or lists of paths");
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* Reads one services[i] table on top of the stack. */
 static int read_service(lua_State *L, struct hs_config *cfg, const char *path, char *err,
                         size_t errlen)
@@ -590,13 +662,25 @@ static int read_service(lua_State *L, struct hs_config *cfg, const char *path, c
     if (t == LUA_TSTRING) {
         if (apply_listen(s, lua_tostring(L, -1), err, errlen) != 0)
             return -1;
+    } else if (t == LUA_TTABLE && lua_getfield(L, -1, "url") != LUA_TNIL) {
+        lua_pop(L, 1); /* one {url = ...} table rather than a list of entries */
+        char url[HS_ADDR_MAX_URL];
+        if (listen_table_url(L, path, url, sizeof url, err, errlen) != 0 ||
+            apply_listen(s, url, err, errlen) != 0)
+            return -1;
     } else if (t == LUA_TTABLE) {
+        lua_pop(L, 1);
         lua_Integer n = luaL_len(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            const char *u = lua_tostring(L, -1);
+            char url[HS_ADDR_MAX_URL];
+            if (lua_istable(L, -1) && listen_table_url(L, path, url, sizeof url, err, errlen) != 0)
+                return -1;
+            const char *u = lua_istable(L, -1) ? url : lua_tostring(L, -1);
             if (u == NULL || apply_listen(s, u, err, errlen) != 0)
-                return u ? -1 : cfg_fail(err, errlen, path, "listen entries must be strings");
+                return u ? -1
+                         : cfg_fail(err, errlen, path,
+                                    "listen entries must be URL strings or {url = ...} tables");
             lua_pop(L, 1);
         }
     }

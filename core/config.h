@@ -44,6 +44,8 @@ struct hs_config {
     char *control_path;             /* --control PATH ("none" disables), or NULL for the default */
     char *metrics_url;              /* --metrics URL: Prometheus text over HTTP there, or NULL */
     int watch;                      /* --watch: reload scripts when their files change */
+    unsigned tls_handshake_timeout_ms; /* accept to a finished TLS handshake */
+    unsigned tls_max_handshakes;       /* TLS handshakes in progress per process; 0: no limit */
     struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;
     struct hs_shared_spec shared[HS_SHARED_MAX_DICTS]; /* --shared NAME=SIZE[:MAX_VALUE] */

@@ -28,8 +28,8 @@ static struct evbuffer *conn_out(struct hs_conn *c)
     if (c->out == NULL) {
         c->out = evbuffer_new();
         /* It drains to the socket: file segments (send_file) go out by sendfile(2) instead
-         * of mmap + write + munmap. */
-        if (c->out)
+         * of mmap + write + munmap. Not under TLS, where every byte must be encrypted. */
+        if (c->out && !c->tls)
             evbuffer_set_flags(c->out, EVBUFFER_FLAG_DRAINS_TO_FD);
     }
     return c->out;
@@ -45,6 +45,9 @@ static void conn_update_reading(struct hs_conn *c)
     if (want && !(c->flags & CONN_READING)) {
         event_add(c->rev, NULL);
         c->flags |= CONN_READING;
+        /* Input the TLS session decrypted before the pause: no readable event will come. */
+        if (c->tls && hs__conn_tls_has_pending(c))
+            event_active(c->rev, EV_READ, 0);
         /* The time reading was paused on our side is not the client's to make up. */
         if (c->rx_since)
             hs__conn_rx_start(c);
@@ -66,8 +69,12 @@ static const char *write_failure(int r)
  * pending, and applies the flow-control marks. */
 static int conn_flush(struct hs_conn *c)
 {
+    /* Output waits for the handshake, which drives the events meanwhile. */
+    if (c->flags & CONN_TLS_HANDSHAKE)
+        return 0;
     while (hs__conn_out_len(c) > 0) {
-        int n = evbuffer_write(c->out, c->fd); /* out exists: out_len > 0 */
+        /* out exists: out_len > 0 */
+        int n = c->tls ? hs__conn_tls_write(c) : evbuffer_write(c->out, c->fd);
         if (n > 0) {
             c->bytes_out += (uint64_t)n;
             c->zero_writes = 0;
@@ -85,23 +92,30 @@ static int conn_flush(struct hs_conn *c)
         return n < 0 ? -errno : -EPIPE;
     }
     size_t pending = hs__conn_out_len(c);
-    if (pending > 0 && !(c->flags & CONN_WRITING)) {
-        if (c->wev == NULL)
-            c->wev = event_new(c->set->base, c->fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
-        if (c->wev == NULL)
-            return -ENOMEM;
-        event_add(c->wev, NULL);
-        c->flags |= CONN_WRITING;
-    } else if (pending == 0 && (c->flags & CONN_WRITING)) {
-        event_del(c->wev);
-        c->flags &= ~CONN_WRITING;
-    }
+    if (hs__conn_want_write(c, pending > 0) != 0)
+        return -ENOMEM;
     if (pending > c->set->limits.out_high)
         c->flags |= CONN_FLOW_PAUSED;
     else if (pending <= c->set->limits.out_low)
         c->flags &= ~CONN_FLOW_PAUSED;
     hs__conn_tx_track(c, pending);
     conn_update_reading(c);
+    return 0;
+}
+
+int hs__conn_want_write(struct hs_conn *c, int on)
+{
+    if (on && !(c->flags & CONN_WRITING)) {
+        if (c->wev == NULL)
+            c->wev = event_new(c->set->base, c->fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+        if (c->wev == NULL)
+            return -ENOMEM;
+        event_add(c->wev, NULL);
+        c->flags |= CONN_WRITING;
+    } else if (!on && (c->flags & CONN_WRITING)) {
+        event_del(c->wev);
+        c->flags &= ~CONN_WRITING;
+    }
     return 0;
 }
 
@@ -131,6 +145,8 @@ static void conn_finish(struct hs_conn *c)
     if (c->wev)
         event_del(c->wev);
     event_del(c->timer);
+    if (c->tls)
+        hs__conn_tls_close(c);
     close(c->fd);
     c->fd = -1;
 
@@ -158,7 +174,8 @@ static void conn_finish(struct hs_conn *c)
         c->pipe.active = c->pipe.armed = 0;
         c->handler->on_pipe_done(c, HS_ECLOSED, c->pipe.total, c->arg);
     }
-    if (c->handler->on_close)
+    /* A connection the handler never saw (its TLS handshake failed) closes silently. */
+    if (c->handler->on_close && !(c->flags & CONN_NOT_OPEN))
         c->handler->on_close(c, c->close_reason ? c->close_reason : "closed", c->arg);
     c->refs--;
     if (set->count == 0 && set->on_empty)
@@ -172,6 +189,7 @@ void hs_conn_abort(struct hs_conn *c, const char *reason)
         return;
     if (!c->close_reason || !(c->flags & CONN_CLOSING))
         c->close_reason = reason;
+    c->flags |= CONN_ABORTING;
     /* SO_LINGER 0 turns the close into a reset, as the name promises. */
     struct linger lg = {1, 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -187,7 +205,8 @@ void hs_conn_close(struct hs_conn *c, const char *reason)
     c->flags |= CONN_CLOSING;
     c->close_reason = reason;
     conn_update_reading(c);
-    if (hs__conn_out_len(c) == 0) {
+    /* A handshake cut short has nothing to flush: the output waited for it. */
+    if (hs__conn_out_len(c) == 0 || (c->flags & CONN_TLS_HANDSHAKE)) {
         /* IMPORTANT: inside a callback the conn must survive until the callback returns;
          * conn_finish only unlinks and notifies, conn_release waits for refs == 0. */
         conn_finish(c);
@@ -239,7 +258,7 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
     if (hs__conn_out_len(c) + total > c->set->limits.out_hard)
         return HS_EFULL;
     size_t done = 0;
-    if (hs__conn_out_len(c) == 0 && total > 0 && n <= 64) {
+    if (hs__conn_out_len(c) == 0 && total > 0 && n <= 64 && !c->tls) {
         ssize_t w;
         do
             w = writev(c->fd, iov, n);
@@ -649,10 +668,18 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     struct hs_conn *c = arg;
     HS_UNUSED(what);
     HS_UNUSED(fd);
-    ssize_t n = conn_read_some(c);
+    if (c->flags & CONN_TLS_HANDSHAKE) {
+        hs__conn_tls_handshake(c);
+        return;
+    }
+    ssize_t n = c->tls ? hs__conn_tls_read(c) : conn_read_some(c);
     if (n > 0) {
         c->bytes_in += (uint64_t)n;
         hs__conn_touch(c);
+        /* More may wait decrypted in the session (a read takes at most HS_READ_SIZE): come
+         * back next loop turn. A pause or close in between removes this again. */
+        if (c->tls && hs__conn_tls_has_pending(c))
+            event_active(c->rev, EV_READ, 0);
         conn_process_input(c);
         return;
     }
@@ -679,6 +706,10 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     struct hs_conn *c = arg;
     HS_UNUSED(what);
     HS_UNUSED(fd);
+    if (c->flags & CONN_TLS_HANDSHAKE) {
+        hs__conn_tls_handshake(c);
+        return;
+    }
     int was_paused = (c->flags & CONN_FLOW_PAUSED) != 0;
     int r = conn_flush(c);
     if (r < 0) {
@@ -697,6 +728,21 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
                 const struct hs_conn_handler *handler, void *arg, struct hs_conn_tally *tally)
 {
+    return hs_conn_new_tls(set, fd, peer, framing, handler, arg, tally, NULL);
+}
+
+int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
+                    const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                    void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *tls)
+{
+    unsigned cap = set->limits.tls_max_handshakes;
+    if (tls && cap && set->tls_handshakes >= cap) {
+        /* Not logged per connection: a flood of half-open handshakes must not flood the log;
+         * the listener counts these as limited. */
+        hs_log(HS_LOG_DEBUG, "%s refused: %u TLS handshakes in progress", peer, cap);
+        close(fd);
+        return HS_ETOOBIG;
+    }
     struct hs_peer_key key;
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof ss;
@@ -757,17 +803,33 @@ int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_
         tally->open++;
         c->tally = tally;
     }
+    if (tls) {
+        c->flags |= CONN_NOT_OPEN;
+        if (hs__conn_tls_attach(c, tls, NULL) != 0) {
+            hs_log(HS_LOG_ERROR, "out of memory for a TLS session from %s", peer);
+            hs_conn_abort(c, "out of memory");
+            return -ENOMEM;
+        }
+        conn_update_reading(c);
+        return 0;
+    }
+    hs__conn_open(c);
+    return 0;
+}
+
+void hs__conn_open(struct hs_conn *c)
+{
+    c->flags &= ~CONN_NOT_OPEN;
     c->refs++;
-    if (handler->on_open)
-        handler->on_open(c, arg);
+    if (c->handler->on_open)
+        c->handler->on_open(c, c->arg);
     if (!(c->flags & CONN_CLOSED))
         conn_update_reading(c);
     c->refs--;
     if (c->flags & CONN_CLOSED) {
         hs__conn_release(c);
-        return 0;
+        return;
     }
     /* May finish and free c (a greeting followed by a close): c is not touched after. */
     hs__conn_after_output(c);
-    return 0;
 }

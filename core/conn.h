@@ -15,6 +15,7 @@ struct event_base;
 struct evbuffer;
 struct hs_conn;
 struct hs_conns;
+struct hs_tls_ctx;
 
 /* What a connection does with its events. Every callback may call any hs_conn_* function on
  * the connection, including hs_conn_close and hs_conn_abort: the free is deferred until the
@@ -63,19 +64,22 @@ struct hs_conn_handler {
  * A client that trickles a frame or reads one byte at a time is thus cut off however often it
  * shows signs of life, which a per-read timer alone would not do. */
 struct hs_conn_limits {
-    unsigned max_connections;       /* open connections; beyond it new ones are closed at once */
-    unsigned max_per_peer;          /* open connections from one address (IPv6: its /64) */
-    size_t out_high;                /* unsent bytes above which reading pauses */
-    size_t out_low;                 /* unsent bytes below which reading resumes */
-    size_t out_hard;                /* unsent bytes above which hs_conn_send refuses */
-    size_t max_line;                /* line framing's max when its spec gives none */
-    size_t max_frame;               /* length framing's max when its spec gives none */
-    unsigned idle_timeout_ms;       /* no traffic either way for this long closes the conn */
-    unsigned close_timeout_ms;      /* a close waiting for output to drain gives up after this */
-    unsigned first_byte_timeout_ms; /* accept to the first byte received */
-    unsigned frame_timeout_ms;      /* receive window while a frame is in progress */
-    unsigned send_timeout_ms;       /* send window while output waits */
-    unsigned min_rate;              /* bytes/s each window must carry; 0: any progress will do */
+    unsigned max_connections;          /* open connections; beyond it new ones are closed at once */
+    unsigned max_per_peer;             /* open connections from one address (IPv6: its /64) */
+    size_t out_high;                   /* unsent bytes above which reading pauses */
+    size_t out_low;                    /* unsent bytes below which reading resumes */
+    size_t out_hard;                   /* unsent bytes above which hs_conn_send refuses */
+    size_t max_line;                   /* line framing's max when its spec gives none */
+    size_t max_frame;                  /* length framing's max when its spec gives none */
+    unsigned idle_timeout_ms;          /* no traffic either way for this long closes the conn */
+    unsigned close_timeout_ms;         /* a close waiting for output to drain gives up after this */
+    unsigned first_byte_timeout_ms;    /* accept to the first byte received */
+    unsigned frame_timeout_ms;         /* receive window while a frame is in progress */
+    unsigned send_timeout_ms;          /* send window while output waits */
+    unsigned min_rate;                 /* bytes/s each window must carry; 0: any progress will do */
+    unsigned tls_handshake_timeout_ms; /* accept to a finished TLS handshake; 0: the default */
+    unsigned tls_max_handshakes;       /* TLS handshakes in progress; beyond it new ones are
+                                        * closed at once; 0: no limit */
 };
 
 /* Fills *l with the HS_DEFAULT_* values. */
@@ -121,8 +125,9 @@ int hs_conns_admit(struct hs_conns *set, const struct sockaddr *sa, socklen_t le
 struct hs_conn_tally {
     unsigned refs;
     unsigned long long open, messages, errors;
-    uint64_t bytes_in, bytes_out; /* of the connections closed so far */
-    uint64_t live_in, live_out;   /* of the open ones, as of hs_conns_tally_live */
+    unsigned long long tls_failures; /* handshakes that failed or timed out */
+    uint64_t bytes_in, bytes_out;    /* of the connections closed so far */
+    uint64_t live_in, live_out;      /* of the open ones, as of hs_conns_tally_live */
 };
 
 /* A tally with one reference (the creator's); NULL when memory runs out. */
@@ -146,6 +151,48 @@ void hs_conns_tally_live(struct hs_conns *set);
  * in tally (referenced until the connection is freed), unless tally is NULL. */
 int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
                 const struct hs_conn_handler *handler, void *arg, struct hs_conn_tally *tally);
+
+/* hs_conn_new for a TLS listener: the connection first completes a server handshake with
+ * ctx (a server context of core/tls.h, referenced by the connection); on_open runs only once
+ * it has, so a failed handshake costs the handler nothing: the connection closes without
+ * on_open or on_close, counted in tally->tls_failures and logged at debug. The handshake
+ * must finish within limits.tls_handshake_timeout_ms. Returns as hs_conn_new, and also
+ * HS_ETOOBIG when limits.tls_max_handshakes are in progress already (fd closed). */
+int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
+                    const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                    void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *ctx);
+
+/* Called when a client handshake started with hs_conn_tls_start ends: err is NULL on
+ * success, else a static-lifetime-for-the-call text ("certificate verify failed: REASON",
+ * "tls handshake failed: REASON"); after a failure the connection closes once cb returns
+ * (cb may close it itself). */
+typedef void (*hs_conn_tls_cb)(struct hs_conn *c, const char *err, void *arg);
+
+/* Starts TLS as a client on an open connection (an outbound one, or a STARTTLS upgrade):
+ * ctx is a client context (referenced by the connection); name (copied; may be NULL) is the
+ * server name sent as SNI and checked against its certificate. While the handshake runs, no
+ * input is framed and output queued meanwhile waits, to go out encrypted after it. Returns
+ * 0; HS_ECLOSED; -EBUSY when plaintext output is still waiting to be sent or TLS is already
+ * on; -EINVAL for a server context; -ENOMEM. */
+int hs_conn_tls_start(struct hs_conn *c, struct hs_tls_ctx *ctx, const char *name,
+                      hs_conn_tls_cb cb, void *arg);
+
+/* What a finished TLS handshake agreed on. The strings stay valid while the connection is
+ * open. */
+struct hs_conn_tls_info {
+    const char *version; /* "TLSv1.3", "TLSv1.2" */
+    const char *cipher;  /* OpenSSL's name of the suite */
+    const char *sni;     /* the server name the client asked for, or NULL */
+    char alpn[32];       /* the ALPN protocol agreed on, or "" */
+};
+
+/* Fills *out for an encrypted connection whose handshake is done. Returns 0, or -1 when the
+ * connection is plaintext, still handshaking or closed. */
+int hs_conn_tls_info(const struct hs_conn *c, struct hs_conn_tls_info *out);
+
+/* Ends our sending side once the output is written: a TLS close_notify, then shutdown(2)
+ * SHUT_WR. Reading goes on. Call it when nothing is pending (hs_conn_pending() == 0). */
+void hs_conn_shutdown(struct hs_conn *c);
 
 /* Queues len bytes (copied) for sending. Returns 0, HS_ECLOSED once the connection is
  * closing or closed, or HS_EFULL when the unsent output is over the hard limit. */

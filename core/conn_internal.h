@@ -22,7 +22,13 @@ enum {
     CONN_READING = 1 << 5,     /* the read event is added */
     CONN_WRITING = 1 << 6,     /* the write event is added */
     CONN_EXPECT = 1 << 7,      /* on_data conns: the protocol layer awaits the rest of a message */
+    CONN_TLS_HANDSHAKE = 1 << 8, /* a TLS handshake is in progress: it owns the events */
+    CONN_NOT_OPEN = 1 << 9,      /* on_open has not run (a server handshake comes first); a
+                                  * close then tells the handler nothing */
+    CONN_ABORTING = 1 << 10,     /* hs_conn_abort: no TLS close_notify, the peer gets a reset */
 };
+
+struct hs_conn_tls;
 
 struct hs_conn_pipe {
     struct hs_conn_sink sink; /* where payload goes; sink.write NULL discards */
@@ -44,6 +50,7 @@ struct hs_conn {
                                   * here, it fills what would be padding */
     uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
     struct hs_conn_tally *tally; /* the accepting listener's counters, or NULL */
+    struct hs_conn_tls *tls;     /* TLS session (conn_tls.c), or NULL for plaintext */
     struct event *rev;           /* readable */
     struct event *wev;           /* writable, added only while output is pending */
     struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
@@ -79,6 +86,7 @@ struct hs_conns {
     long long refusal_logged; /* when a refusal was last logged (ms), so floods log 1 line/s */
     unsigned long long refusals_quiet; /* refusals not logged since */
     unsigned count;                    /* open connections */
+    unsigned tls_handshakes;           /* server TLS handshakes in progress */
     uint64_t next_id;
     struct hs_conn *head;
     void (*on_empty)(struct hs_conns *set, void *arg);
@@ -120,6 +128,47 @@ void hs__conn_release(struct hs_conn *c);
 /* After a callback returned: finish a close that waits for nothing, or resume reading. May
  * free c. */
 void hs__conn_after_output(struct hs_conn *c);
+
+/* Runs on_open (deferred by a server TLS handshake until it is done) and starts reading.
+ * May free c. */
+void hs__conn_open(struct hs_conn *c);
+
+/* Adds (on != 0) or removes the write event, whatever output is pending (the TLS handshake
+ * uses it while it owns the events). Returns 0 or -ENOMEM. */
+int hs__conn_want_write(struct hs_conn *c, int on);
+
+/* ---- conn_tls.c ---- */
+
+/* Gives c a TLS session of ctx (accepting for a server context, connecting with SNI/name
+ * `name` for a client one) and starts the handshake clock. Returns 0 or -ENOMEM. */
+int hs__conn_tls_attach(struct hs_conn *c, struct hs_tls_ctx *ctx, const char *name);
+
+/* One step of the handshake, when the socket is readable or writable. May free c. */
+void hs__conn_tls_handshake(struct hs_conn *c);
+
+/* Like conn_read_some for an encrypted connection: decrypted bytes appended to c->in.
+ * Returns bytes (> 0), 0 at the end of the stream (close_notify, or the peer's FIN), or -1
+ * with errno (EAGAIN: nothing yet; EPROTO: a TLS error, logged at debug; others from the
+ * socket). */
+ssize_t hs__conn_tls_read(struct hs_conn *c);
+
+/* Like evbuffer_write for an encrypted connection: encrypts and writes from the front of
+ * c->out, draining what went. Returns plaintext bytes (> 0) or -1 with errno. */
+int hs__conn_tls_write(struct hs_conn *c);
+
+/* Whether decrypted input (or an error still to report) waits inside the session, which
+ * no readable event will announce. */
+int hs__conn_tls_has_pending(const struct hs_conn *c);
+
+/* When the handshake must be done (ms of hs__conns_now), or 0. */
+long long hs__conn_tls_deadline(const struct hs_conn *c);
+
+/* The handshake ran out of time: counted, logged at debug, closed. */
+void hs__conn_tls_timeout(struct hs_conn *c);
+
+/* Ends the session as the socket closes: a close_notify unless the connection is being
+ * aborted or the session failed; frees it. */
+void hs__conn_tls_close(struct hs_conn *c);
 
 /* ---- conn_set.c ---- */
 

@@ -2,6 +2,7 @@
  * refusals logged at most once a second), walking and closing them all, and the
  * per-listener tallies connections count into. */
 #include "core/conn_internal.h"
+#include "core/tls.h"
 #include "core/hs.h"
 #include "core/log.h"
 
@@ -22,6 +23,8 @@ void hs_conn_limits_default(struct hs_conn_limits *l)
     l->frame_timeout_ms = HS_DEFAULT_FRAME_TIMEOUT_MS;
     l->send_timeout_ms = HS_DEFAULT_SEND_TIMEOUT_MS;
     l->min_rate = HS_DEFAULT_MIN_RATE;
+    l->tls_handshake_timeout_ms = HS_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+    l->tls_max_handshakes = HS_DEFAULT_TLS_MAX_HANDSHAKES;
 }
 
 struct hs_conns *hs_conns_new(struct event_base *base, const struct hs_conn_limits *limits)

@@ -106,6 +106,14 @@ void hs__conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         }
         next = at;
     }
+    if (c->flags & CONN_TLS_HANDSHAKE) {
+        long long at = hs__conn_tls_deadline(c);
+        if (at && now + 1 >= at) {
+            hs__conn_tls_timeout(c);
+            return;
+        }
+        next = next && next < at ? next : at;
+    }
     if (l->frame_timeout_ms && c->rx_since && (c->flags & CONN_READING)) {
         long long at = c->rx_since + l->frame_timeout_ms;
         if (now + 1 >= at) {

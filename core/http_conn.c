@@ -788,7 +788,7 @@ static void http_timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case TM_LINGER:
         if (!h->shut && hs_conn_pending(h->c) == 0) {
-            shutdown(hs_conn_fd(h->c), SHUT_WR);
+            hs_conn_shutdown(h->c); /* a TLS close_notify first, then the FIN */
             h->shut = 1;
         }
         if (--h->linger_ticks == 0)

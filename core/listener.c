@@ -1,6 +1,7 @@
 #include "core/listener.h"
 #include "core/hs.h"
 #include "core/log.h"
+#include "core/tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -38,6 +39,7 @@ struct hs_listener {
     char name[64];                    /* label for log lines */
     unsigned long long accepted, refused, limited;
     struct hs_conn_tally *tally; /* its connections' counters (they hold references too) */
+    struct hs_tls_ctx *tls;      /* new connections handshake with this, or NULL (plaintext) */
 };
 
 static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
@@ -68,7 +70,7 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    int r = hs_conn_new(l->set, fd, peer, &l->framing, l->handler, l->arg, l->tally);
+    int r = hs_conn_new_tls(l->set, fd, peer, &l->framing, l->handler, l->arg, l->tally, l->tls);
     if (r == HS_ETOOBIG)
         l->limited++;
     else if (r == 0)
@@ -259,6 +261,7 @@ void hs_listener_free(struct hs_listener *l)
     hs_listener_close(l);
     event_free(l->backoff);
     hs_conn_tally_unref(l->tally);
+    hs_tls_ctx_unref(l->tls);
     free(l);
 }
 
@@ -276,6 +279,14 @@ void hs_listener_retarget(struct hs_listener *l, const struct hs_framing *framin
 {
     l->framing = *framing;
     l->arg = arg;
+}
+
+void hs_listener_set_tls(struct hs_listener *l, struct hs_tls_ctx *ctx)
+{
+    if (ctx)
+        hs_tls_ctx_ref(ctx);
+    hs_tls_ctx_unref(l->tls);
+    l->tls = ctx;
 }
 
 const struct hs_conn_tally *hs_listener_tally(const struct hs_listener *l)

@@ -65,6 +65,11 @@ int hs_listener_port(const struct hs_listener *l);
  * on (a reload). */
 void hs_listener_retarget(struct hs_listener *l, const struct hs_framing *framing, void *arg);
 
+/* Makes every connection accepted from now on start with a TLS server handshake on ctx (a
+ * server context of core/tls.h; the listener takes a reference and drops the one it held):
+ * a reload swaps certificates this way while live sessions keep theirs. NULL turns TLS off. */
+void hs_listener_set_tls(struct hs_listener *l, struct hs_tls_ctx *ctx);
+
 /* The counters of the connections this listener accepted (open, messages, errors, bytes). */
 const struct hs_conn_tally *hs_listener_tally(const struct hs_listener *l);
 

@@ -26,12 +26,12 @@ struct hs_script_option {
 
 /* What a script declares about itself, read from the table it returns. */
 struct hs_script_decl {
-    char name[64];             /* `name` field, or the file's base name */
-    char protocol[16];         /* "stream" (default) or "http" */
-    int has_framing;           /* `framing` field present */
-    struct hs_framing framing; /* its value */
-    unsigned n_listen;         /* `listen` entries */
-    char listen[HS_SCRIPT_MAX_LISTEN][HS_ADDR_TEXT + 16]; /* their URLs */
+    char name[64];                                      /* `name` field, or the file's base name */
+    char protocol[16];                                  /* "stream" (default) or "http" */
+    int has_framing;                                    /* `framing` field present */
+    struct hs_framing framing;                          /* its value */
+    unsigned n_listen;                                  /* `listen` entries */
+    char listen[HS_SCRIPT_MAX_LISTEN][HS_ADDR_MAX_URL]; /* their URLs, options included */
 };
 
 /* Loads path (text only) into a fresh environment whose __index is the global table, calls

@@ -10,6 +10,7 @@
 #include "core/shared.h"
 #include "core/stats.h"
 #include "core/stats_text.h"
+#include "core/tls.h"
 #include "core/udp.h"
 #include "core/watch.h"
 
@@ -30,9 +31,10 @@
 
 /* One address a service is bound to, under the URL it was asked for. */
 struct bound {
-    char url[HS_ADDR_TEXT + 16];  /* as requested (port 0 stays 0) */
+    char url[HS_ADDR_MAX_URL];    /* as requested (port 0 stays 0), options included */
     struct hs_listener *listener; /* TCP or Unix, or NULL */
     struct hs_udp *udp;           /* UDP, or NULL */
+    struct hs_tls_ctx *tls;       /* tls://: the certificates new handshakes use, or NULL */
 };
 
 struct service {
@@ -146,8 +148,28 @@ static void bound_free(struct bound *b)
 {
     hs_listener_free(b->listener);
     hs_udp_free(b->udp);
+    hs_tls_ctx_unref(b->tls);
     b->listener = NULL;
     b->udp = NULL;
+    b->tls = NULL;
+}
+
+/* Loads the certificates of a tls:// URL (every file read and checked now, so a bad one
+ * fails the start or the reload, never a handshake). HTTP scripts advertise ALPN http/1.1.
+ * Returns 0 with *out (NULL for other schemes), or -1 with err set. */
+static int load_tls(const struct hs_script_decl *d, const char *url, struct hs_tls_ctx **out,
+                    char *err, size_t errlen)
+{
+    struct hs_addr a;
+    *out = NULL;
+    if (hs_addr_parse(url, &a, NULL) != 0 || a.scheme != HS_ADDR_TLS)
+        return 0;
+    char e[HS_TLS_ERR + 64];
+    if (hs_tls_server_new(url, strcmp(d->protocol, "http") == 0, out, e, sizeof e) == 0)
+        return 0;
+    snprintf(err, errlen, "cannot load the certificates of %.*s: %s", (int)hs_addr_base_len(url),
+             url, e);
+    return -1;
 }
 
 /* The socket the master bound for url, or -1. */
@@ -155,7 +177,7 @@ static int inherited_fd(const struct hs_server *s, const char *url)
 {
     if (s->inherited == NULL)
         return -1;
-    size_t ul = strlen(url);
+    size_t ul = hs_addr_base_len(url); /* the map names sockets without their options */
     for (const char *p = s->inherited; *p;) {
         const char *eq = strchr(p, '=');
         const char *end = strchr(p, ';');
@@ -184,6 +206,8 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
     }
     int r;
     const char *bound;
+    if (load_tls(d, url, &b->tls, err, errlen) != 0)
+        return -1;
     int fd = inherited_fd(s, url);
     if (a.scheme == HS_ADDR_UDP) {
         r = fd >= 0 ? hs_udp_adopt_fd(s->base, fd, d->name, hs_lua_datagram, sv->script, &b->udp)
@@ -199,10 +223,13 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
         bound = r == 0 ? hs_listener_url(b->listener) : NULL;
     }
     if (r != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", url,
+        snprintf(err, errlen, "cannot listen on %.*s: %s", (int)hs_addr_base_len(url), url,
                  r == HS_EBADSPEC ? "host name does not resolve" : hs_strerror(r));
+        bound_free(b);
         return -1;
     }
+    if (b->tls)
+        hs_listener_set_tls(b->listener, b->tls);
     /* In a worker the master has announced every address already. */
     hs_log(s->worker ? HS_LOG_DEBUG : HS_LOG_INFO, "listening %s %s", bound, d->name);
     return 0;
@@ -252,9 +279,12 @@ int hs_server_start(struct hs_server *s, char *err, size_t errlen)
 
 static void service_discard(struct service *sv)
 {
-    for (size_t k = 0; k < sv->n_next; k++)
+    for (size_t k = 0; k < sv->n_next; k++) {
         if (sv->fresh[k])
             bound_free(&sv->next[k]);
+        else
+            hs_tls_ctx_unref(sv->next[k].tls); /* the certificates this reload loaded */
+    }
     sv->n_next = 0;
     if (sv->pending)
         hs_script_discard(sv->pending);
@@ -289,8 +319,18 @@ static int service_prepare(struct hs_server *s, struct service *sv, char *err, s
         while (j < sv->n_bound && (sv->kept[j] || strcmp(sv->bound[j].url, urls[i]) != 0))
             j++;
         if (j < sv->n_bound) {
+            /* Same socket; its certificate files are read again (they may have been
+             * renewed): a bad one fails the whole reload. */
+            struct bound *nb = &sv->next[sv->n_next];
+            *nb = sv->bound[j];
+            nb->tls = NULL;
             sv->kept[j] = 1;
-            sv->next[sv->n_next++] = sv->bound[j];
+            sv->n_next++;
+            if (load_tls(d, urls[i], &nb->tls, err, errlen) != 0) {
+                service_discard(sv);
+                note_reload(sv, err);
+                return -1;
+            }
             continue;
         }
         if (s->worker) {
@@ -319,18 +359,25 @@ static void service_commit(struct hs_server *s, struct service *sv)
     note_reload(sv, NULL);
     for (size_t j = 0; j < sv->n_bound; j++) {
         if (!sv->kept[j]) {
-            hs_log(HS_LOG_INFO, "no longer listening on %s (%s)", sv->bound[j].url,
+            hs_log(HS_LOG_INFO, "no longer listening on %.*s (%s)",
+                   (int)hs_addr_base_len(sv->bound[j].url), sv->bound[j].url,
                    hs_script_decl(sv->script)->name);
             bound_free(&sv->bound[j]);
+        } else {
+            hs_tls_ctx_unref(sv->bound[j].tls); /* replaced by next[]'s, loaded by prepare */
         }
     }
     memcpy(sv->bound, sv->next, sv->n_next * sizeof sv->next[0]);
     sv->n_bound = sv->n_next;
     sv->n_next = 0;
     sv->framing = sv->next_framing;
-    for (size_t j = 0; j < sv->n_bound; j++)
-        if (sv->bound[j].listener)
+    for (size_t j = 0; j < sv->n_bound; j++) {
+        if (sv->bound[j].listener) {
             hs_listener_retarget(sv->bound[j].listener, &sv->framing, sv->script);
+            /* New handshakes use the certificates just loaded; live sessions keep theirs. */
+            hs_listener_set_tls(sv->bound[j].listener, sv->bound[j].tls);
+        }
+    }
     unsigned moved = hs_lua_adopt(sv->script, s->set);
     hs_log(HS_LOG_INFO, "reloaded %s: generation %u%s", hs_script_path(sv->script),
            hs_script_generation(sv->script), moved ? " (live connections adopted)" : "");
@@ -546,7 +593,9 @@ size_t hs_server_sockets(struct hs_server *s, char *map, size_t n, int *fds, siz
         for (size_t j = 0; j < s->services[i].n_bound && nf < max_fds; j++) {
             struct bound *b = &s->services[i].bound[j];
             int fd = b->listener ? hs_listener_fd(b->listener) : hs_udp_fd(b->udp);
-            int w = snprintf(map + used, n - used, "%s%s=%d", used ? ";" : "", b->url, fd);
+            /* The address alone: options hold '=' and ';' (and paths the workers load). */
+            int w = snprintf(map + used, n - used, "%s%.*s=%d", used ? ";" : "",
+                             (int)hs_addr_base_len(b->url), b->url, fd);
             if (w > 0 && used + (size_t)w < n)
                 used += (size_t)w;
             fds[nf++] = fd;
@@ -656,10 +705,12 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
                 hs_stats_escape(hs_script_decl(sv->script)->name, b, sizeof b);
                 stats_put(out, n, &used,
                           "listener url=%s name=%s accepted=%llu refused=%llu limited=%llu "
-                          "open=%llu bytes_in=%llu bytes_out=%llu messages=%llu errors=%llu\n",
+                          "open=%llu bytes_in=%llu bytes_out=%llu messages=%llu errors=%llu "
+                          "tls_failures=%llu\n",
                           a, b, acc, ref, lim, t->open,
                           (unsigned long long)(t->bytes_in + t->live_in),
-                          (unsigned long long)(t->bytes_out + t->live_out), t->messages, t->errors);
+                          (unsigned long long)(t->bytes_out + t->live_out), t->messages, t->errors,
+                          t->tls_failures);
             }
         }
     }

@@ -264,8 +264,9 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         snap_free(&s);
         return 0;
     }
-    emit(&o, "%-32s %-16s %10s %8s %8s %6s %10s %10s %10s %7s\n", "LISTENER", "SCRIPT", "ACCEPTED",
-         "REFUSED", "LIMITED", "OPEN", "BYTES IN", "BYTES OUT", "MESSAGES", "ERRORS");
+    emit(&o, "%-32s %-16s %10s %8s %8s %6s %10s %10s %10s %7s %8s\n", "LISTENER", "SCRIPT",
+         "ACCEPTED", "REFUSED", "LIMITED", "OPEN", "BYTES IN", "BYTES OUT", "MESSAGES", "ERRORS",
+         "TLS FAIL");
     for (size_t i = 0; i < s.n; i++) {
         const struct rec *r = &s.recs[i];
         if (!is(r, "listener") || seen_before(&s, i, "url", NULL))
@@ -273,11 +274,11 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         char bin[32], bout[32];
         human_bytes(sum_of(&s, i, "url", NULL, "bytes_in"), bin, sizeof bin);
         human_bytes(sum_of(&s, i, "url", NULL, "bytes_out"), bout, sizeof bout);
-        emit(&o, "%-32s %-16s %10llu %8llu %8llu %6llu %10s %10s %10llu %7llu\n", get(r, "url"),
-             get(r, "name"), sum_of(&s, i, "url", NULL, "accepted"),
+        emit(&o, "%-32s %-16s %10llu %8llu %8llu %6llu %10s %10s %10llu %7llu %8llu\n",
+             get(r, "url"), get(r, "name"), sum_of(&s, i, "url", NULL, "accepted"),
              sum_of(&s, i, "url", NULL, "refused"), sum_of(&s, i, "url", NULL, "limited"),
              sum_of(&s, i, "url", NULL, "open"), bin, bout, sum_of(&s, i, "url", NULL, "messages"),
-             sum_of(&s, i, "url", NULL, "errors"));
+             sum_of(&s, i, "url", NULL, "errors"), sum_of(&s, i, "url", NULL, "tls_failures"));
     }
     emit(&o, "\n%-16s %4s %-8s %6s %8s %10s %10s %10s %7s %8s\n", "SCRIPT", "GEN", "STATE", "OPEN",
          "TOTAL", "BYTES IN", "BYTES OUT", "MESSAGES", "ERRORS", "HANDLER");
@@ -403,6 +404,8 @@ static const struct family families[] = {
      "Messages (frames, requests) from the listener's connections."},
     {"listener", "errors", "hotsock_listener_errors_total", "counter",
      "The listener's connections closed for a protocol error, a timeout or a limit."},
+    {"listener", "tls_failures", "hotsock_listener_tls_handshake_failures_total", "counter",
+     "TLS handshakes on the listener that failed or timed out."},
     {"process", "lua_memory", "hotsock_lua_memory_bytes", "gauge", "Lua memory in use."},
     {"process", "connections", "hotsock_worker_connections", "gauge",
      "Open connections of the process."},
