@@ -115,6 +115,37 @@ static int l_conn_peer(lua_State *L)
     return 1;
 }
 
+void hs__push_tls_info(lua_State *L, const struct hs_conn *c)
+{
+    struct hs_conn_tls_info ti;
+    if (c == NULL || hs_conn_tls_info(c, &ti) != 0) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, ti.version);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, ti.cipher);
+    lua_setfield(L, -2, "cipher");
+    if (ti.sni) {
+        lua_pushstring(L, ti.sni);
+        lua_setfield(L, -2, "sni");
+    }
+    if (ti.alpn[0]) {
+        lua_pushstring(L, ti.alpn);
+        lua_setfield(L, -2, "alpn");
+    }
+}
+
+/* conn:tls() — {version=, cipher=, sni=, alpn=} for an encrypted connection, nil for a
+ * plaintext or closed one. */
+static int l_conn_tls(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    hs__push_tls_info(L, box->c);
+    return 1;
+}
+
 static int l_conn_id(lua_State *L)
 {
     struct hs__conn_box *box = check_box(L);
@@ -232,6 +263,7 @@ static const luaL_Reg conn_methods[] = {
     {"close", l_conn_close},
     {"abort", l_conn_abort},
     {"peer", l_conn_peer},
+    {"tls", l_conn_tls},
     {"id", l_conn_id},
     {"is_closed", l_conn_is_closed},
     {"pending", l_conn_pending},

@@ -84,6 +84,10 @@ struct hs_lua *hs__lua_from_state(lua_State *L);
 /* Registers the conn and udp metatables (lua_conn.c). */
 void hs__lua_open_conn(lua_State *L);
 
+/* Pushes what the TLS handshake of c agreed on ({version=, cipher=, sni=, alpn=}), or nil
+ * for a plaintext, handshaking or closed (c NULL) connection. conn:tls() and req.tls. */
+void hs__push_tls_info(lua_State *L, const struct hs_conn *c);
+
 /* Pushes a new conn box for c bound to version v. */
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v);
 

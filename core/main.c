@@ -12,6 +12,7 @@
 #include "core/server.h"
 #include "core/shared.h"
 #include "core/stats_text.h"
+#include "core/tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@ static const char usage[] =
     "usage: hotsock serve SCRIPT [--listen URL]... [--set KEY=VALUE]... [--framing SPEC]\n"
     "                    [SCRIPT [...]]... [OPTIONS]\n"
     "       hotsock serve --config FILE [OPTIONS]\n"
-    "       hotsock check SCRIPT...\n"
+    "       hotsock check SCRIPT... [--listen URL]... (TLS: checks each cert/key pair)\n"
     "       hotsock reload [SCRIPT... | --config FILE | --control PATH]\n"
     "       hotsock stats [SCRIPT... | --config FILE | --control PATH] [--prometheus | --raw]\n"
     "       hotsock new NAME\n"
@@ -38,7 +39,9 @@ static const char usage[] =
     "before them (or the first, if given before any).\n"
     "\n"
     "  --listen URL          tcp://HOST:PORT, udp://HOST:PORT, unix:/path; HOST may be\n"
-    "                        empty or * (all addresses), [::1] for IPv6; PORT 0 picks one\n"
+    "                        empty or * (all addresses), [::1] for IPv6; PORT 0 picks one;\n"
+    "                        tls://HOST:PORT?cert=PEM&key=PEM encrypts (TLS 1.2/1.3; more\n"
+    "                        cert=&key= pairs are chosen by SNI; reloads re-read them)\n"
     "  --set KEY=VALUE       a script option (the script reads it from its options table)\n"
     "  --framing SPEC        raw | line[:max=N] | length:i32le[:max=N] | fixed:N ...\n"
     "  --config FILE         a Lua file returning {services = {{script=..., listen=...}}}\n"
@@ -108,8 +111,25 @@ static int cmd_check(struct hs_config *cfg)
         const char *first = sp->n_listen ? sp->listen[0] : d->listen[0];
         size_t n_listen = sp->n_listen ? sp->n_listen : d->n_listen;
         if (n_listen)
-            printf(", listens on %s%s", first, n_listen > 1 ? " ..." : "");
+            printf(", listens on %.*s%s", (int)hs_addr_base_len(first), first,
+                   n_listen > 1 ? " ..." : "");
         printf(")\n");
+        /* TLS listeners: every cert/key pair loaded and matched as serve would, and what
+         * each certificate says (subject, names, expiry). */
+        for (size_t j = 0; j < n_listen; j++) {
+            const char *url = sp->n_listen ? sp->listen[j] : d->listen[j];
+            struct hs_addr a;
+            if (hs_addr_parse(url, &a, NULL) != 0 || a.scheme != HS_ADDR_TLS)
+                continue;
+            static char info[8192];
+            if (hs_tls_describe(url, info, sizeof info) != 0) {
+                fprintf(stderr, "%s: %.*s: %s\n", sp->script, (int)hs_addr_base_len(url), url,
+                        info);
+                status = 1;
+                continue;
+            }
+            printf("  %.*s\n%s", (int)hs_addr_base_len(url), url, info);
+        }
         hs_script_free(script);
     }
     hs_conns_free(set);

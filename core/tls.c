@@ -33,7 +33,9 @@ char *hs_tls_last_error(char *buf, size_t n)
     /* The earliest error is the cause; later ones say which call it surfaced through. */
     unsigned long e = ERR_get_error();
     const char *reason = e ? ERR_reason_error_string(e) : NULL;
-    if (reason)
+    if (e && ERR_SYSTEM_ERROR(e))
+        snprintf(buf, n, "%s", strerror(ERR_GET_REASON(e)));
+    else if (reason)
         snprintf(buf, n, "%s", reason);
     else if (e)
         ERR_error_string_n(e, buf, n);
@@ -173,10 +175,22 @@ int hs_tls_server_new(const char *url, int alpn_http, struct hs_tls_ctx **out, c
             goto fail;
         }
         errno = 0;
-        /* This also checks that the key belongs to the certificate ("key values mismatch"). */
-        if (SSL_CTX_use_PrivateKey_file(ctx, keys[i], SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1) {
-            tls_fail(err, errlen, keys[i]);
+        if (SSL_CTX_use_PrivateKey_file(ctx, keys[i], SSL_FILETYPE_PEM) != 1) {
+            char why[256];
+            hs_tls_last_error(why, sizeof why);
+            if (strstr(why, "mismatch"))
+                snprintf(err, errlen, "%s: key does not match the certificate %s (%s)", keys[i],
+                         certs[i], why);
+            else
+                snprintf(err, errlen, "%s: %s", keys[i], why);
+            goto fail;
+        }
+        /* A key of another type (RSA for an EC certificate) is taken by the call above,
+         * which drops the certificate instead: say so plainly. */
+        if (SSL_CTX_get0_certificate(ctx) == NULL || SSL_CTX_check_private_key(ctx) != 1) {
+            ERR_clear_error();
+            snprintf(err, errlen, "%s: key does not match the certificate %s (key type mismatch)",
+                     keys[i], certs[i]);
             goto fail;
         }
         t->leaf[i] = SSL_CTX_get0_certificate(ctx);
@@ -321,10 +335,11 @@ int hs_tls_describe(const char *url, char *out, size_t n)
         if (ASN1_TIME_to_tm(na, &tm) == 1)
             strftime(expires, sizeof expires, "%Y-%m-%d %H:%M:%S UTC", &tm);
         ASN1_TIME_diff(&days, &secs, NULL, na);
-        int w =
-            snprintf(out + used, n - used,
-                     "  cert %s: subject %s; SANs %s; expires %s (%s%d days)\n", certs[i], subject,
-                     sans, expires, days < 0 || (days == 0 && secs < 0) ? "EXPIRED " : "in ", days);
+        int w = snprintf(out + used, n - used,
+                         "  cert %s: subject %s; SANs %s; expires %s (%s%d days%s)\n", certs[i],
+                         subject, sans, expires,
+                         days < 0 || (days == 0 && secs < 0) ? "EXPIRED, " : "in ",
+                         days < 0 ? -days : days, days < 0 ? " ago" : "");
         used = w > 0 && used + (size_t)w < n ? used + (size_t)w : n - 1;
     }
     hs_tls_ctx_unref(t);

@@ -93,6 +93,9 @@ static const struct good_case good_cases[] = {
     {"udp://[::]:0", HS_ADDR_UDP, "::", 0, ""},
     {"udp://[2001:db8::1]:5353", HS_ADDR_UDP, "2001:db8::1", 5353, ""},
     {"udp://[::ffff:10.0.0.1]:7", HS_ADDR_UDP, "::ffff:10.0.0.1", 7, ""},
+    {"tls://127.0.0.1:8443?cert=a.pem&key=a.key", HS_ADDR_TLS, "127.0.0.1", 8443, ""},
+    {"tls://[::1]:0?cert=a&key=b&cert=c&key=d", HS_ADDR_TLS, "::1", 0, ""},
+    {"tls://:443?key=%2Fk%26.pem&cert=c.pem", HS_ADDR_TLS, "", 443, ""},
 };
 
 /* why NULL: any non-empty reason will do. */
@@ -104,6 +107,7 @@ struct bad_case {
 
 static const char why_port[] = "port must be a number from 0 to 65535";
 static const char why_missing_port[] = "missing :PORT";
+static const char why_tls_pairs[] = "tls:// needs ?cert=PATH&key=PATH (one key per cert)";
 
 static const struct bad_case bad_cases[] = {
     {"tcp://127.0.0.1", why_missing_port, "missing port"},
@@ -121,7 +125,19 @@ static const struct bad_case bad_cases[] = {
     {"tcp://[]:80", NULL, "empty brackets"},
     {"tcp://[1.2.3.4]:80", NULL, "v4 in brackets"},
     {"tcp://[zz::1]:80", NULL, "bad v6 literal"},
-    {"http://127.0.0.1:80", "scheme must be tcp://, udp:// or unix:", "unknown scheme"},
+    {"http://127.0.0.1:80", "scheme must be tcp://, tls://, udp:// or unix:", "unknown scheme"},
+    {"tls://127.0.0.1:1", why_tls_pairs, "tls without certificate"},
+    {"tls://127.0.0.1:1?cert=a", why_tls_pairs, "cert without key"},
+    {"tls://127.0.0.1:1?cert=a&key=b&cert=c", why_tls_pairs, "odd pair"},
+    {"tcp://127.0.0.1:1?cert=a&key=b", "option not available on this scheme", "cert on tcp"},
+    {"tls://127.0.0.1:1?cert=a&key=b&color=red", NULL, "unknown option"},
+    {"tls://127.0.0.1:1?cert=a&key=%zz", NULL, "bad escape"},
+    {"tls://127.0.0.1:1?cert=a&key=%2", NULL, "short escape"},
+    {"tls://127.0.0.1:1?cert=a&key=%00", NULL, "escaped NUL"},
+    {"tls://127.0.0.1:1?cert=&key=b", "empty option value", "empty value"},
+    {"tls://127.0.0.1:1?cert", NULL, "option without ="},
+    {"tls://127.0.0.1:1?=a", NULL, "option without key"},
+    {"tls://127.0.0.1:?cert=a&key=b", why_port, "empty port before options"},
     {"TCP://127.0.0.1:80", NULL, "scheme is case-sensitive"},
     {"tcp:/127.0.0.1:80", NULL, "one slash"},
     {"unix:", "empty unix socket path", "empty unix path"},
@@ -176,6 +192,28 @@ static void test_parse_bad(void **state)
             fail_msg("%s \"%s\": why \"%s\", want \"%s\"", c->label, c->url, why, c->why);
         assert_int_equal(hs_addr_parse(c->url, &a, NULL), HS_EBADSPEC);
     }
+}
+
+/* Options come back decoded, in order; the base length names the socket alone. */
+static void test_options(void **state)
+{
+    (void)state;
+    const char *url = "tls://h:1?cert=a%26b.pem&&key=%2Fk%25";
+    assert_int_equal(hs_addr_base_len(url), strlen("tls://h:1"));
+    const char *cur = hs_addr_query(url);
+    char k[8], v[16];
+    assert_int_equal(hs_addr_option_next(&cur, k, sizeof k, v, sizeof v), 1);
+    assert_string_equal(k, "cert");
+    assert_string_equal(v, "a&b.pem");
+    assert_int_equal(hs_addr_option_next(&cur, k, sizeof k, v, sizeof v), 1);
+    assert_string_equal(k, "key");
+    assert_string_equal(v, "/k%");
+    assert_int_equal(hs_addr_option_next(&cur, k, sizeof k, v, sizeof v), 0);
+    /* A value that does not fit is refused, not cut. */
+    cur = hs_addr_query(url);
+    assert_int_equal(hs_addr_option_next(&cur, k, sizeof k, v, 4), HS_EBADSPEC);
+    assert_string_equal(hs_addr_query("tcp://h:1"), "");
+    assert_int_equal(hs_addr_base_len("tcp://h:1"), 9);
 }
 
 /* Every proper prefix of a good URL either parses or is refused with a reason; none reads
@@ -503,12 +541,19 @@ static void test_resolve(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_good),          cmocka_unit_test(test_parse_bad),
-        cmocka_unit_test(test_parse_prefixes),      cmocka_unit_test(test_parse_limits),
-        cmocka_unit_test(test_format_ip),           cmocka_unit_test(test_format_unix),
-        cmocka_unit_test(test_format_bound),        cmocka_unit_test(test_peer_round_trip),
-        cmocka_unit_test(test_peer_garbage),        cmocka_unit_test(test_peer_embedded_nul),
-        cmocka_unit_test(test_peer_unbracketed_v6), cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_parse_good),
+        cmocka_unit_test(test_parse_bad),
+        cmocka_unit_test(test_parse_prefixes),
+        cmocka_unit_test(test_parse_limits),
+        cmocka_unit_test(test_format_ip),
+        cmocka_unit_test(test_format_unix),
+        cmocka_unit_test(test_format_bound),
+        cmocka_unit_test(test_peer_round_trip),
+        cmocka_unit_test(test_peer_garbage),
+        cmocka_unit_test(test_peer_embedded_nul),
+        cmocka_unit_test(test_peer_unbracketed_v6),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_options),
     };
     return cmocka_run_group_tests(tests, guard_setup, guard_teardown);
 }
