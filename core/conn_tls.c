@@ -15,12 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #define TLS_WRITE_CHUNK (16 * 1024) /* plaintext per SSL_write_ex: one full record */
+#define TLS_TRIM_PEAK 256           /* handshakes at once after which memory is trimmed */
+
+/* The most server handshakes in progress at once since the last trim (one loop per
+ * process: no lock needed). */
+static unsigned tls_peak;
 
 struct hs_conn_tls {
     SSL *ssl;
@@ -37,10 +45,18 @@ struct hs_conn_tls {
 
 static void tls_uncount(struct hs_conn *c)
 {
-    if (c->tls->counted) {
-        c->tls->counted = 0;
-        c->set->tls_handshakes--;
-    }
+    if (!c->tls->counted)
+        return;
+    c->tls->counted = 0;
+    if (--c->set->tls_handshakes > 0 || tls_peak < TLS_TRIM_PEAK)
+        return;
+    /* A burst of handshakes (a flood of half-done ones, say) is over: give the allocator's
+     * free pages back, or the process keeps the burst's peak (~40 KiB a session) forever.
+     * Rare by construction: only after hundreds were in progress at once. */
+    tls_peak = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 int hs__conn_tls_attach(struct hs_conn *c, struct hs_tls_ctx *ctx, const char *name)
@@ -58,7 +74,8 @@ int hs__conn_tls_attach(struct hs_conn *c, struct hs_tls_ctx *ctx, const char *n
     c->flags |= CONN_TLS_HANDSHAKE;
     if (hs_tls_ctx_is_server(ctx)) {
         t->counted = 1;
-        c->set->tls_handshakes++;
+        if (++c->set->tls_handshakes > tls_peak)
+            tls_peak = c->set->tls_handshakes;
     }
     unsigned limit = c->set->limits.tls_handshake_timeout_ms;
     t->deadline =

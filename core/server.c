@@ -243,6 +243,19 @@ static void watch_service(struct hs_server *s, size_t idx)
     size_t n = 0;
     for (const char *f; n < 64 && (f = hs_script_file(s->services[idx].script, n)); n++)
         files[n] = f;
+    /* Certificates and keys too: a renewed certificate reloads like an edited script. */
+    static char paths[64][HS_ADDR_MAX_OPT];
+    const struct service *sv = &s->services[idx];
+    for (size_t j = 0, k = 0; j < sv->n_bound; j++) {
+        if (sv->bound[j].tls == NULL)
+            continue;
+        const char *cur = hs_addr_query(sv->bound[j].url);
+        char key[32];
+        while (n < 64 && k < 64 &&
+               hs_addr_option_next(&cur, key, sizeof key, paths[k], sizeof paths[k]) == 1)
+            if (strcmp(key, "cert") == 0 || strcmp(key, "key") == 0)
+                files[n++] = paths[k++];
+    }
     hs_watch_set(s->watch, idx, files, n);
 }
 
