@@ -14,7 +14,11 @@ return {
     { script = "hear_me.lua", listen = "tcp://127.0.0.1:7005" },
     { script = "chat_tcp.lua", listen = "tcp://127.0.0.1:7006" },
     { script = "chat/chat.lua", listen = "tcp://127.0.0.1:8081" },
-    { script = "../scripts/http.lua", listen = "tcp://127.0.0.1:8080",
+    -- HTTPS too, with the self-signed certificate demo.sh makes (examples/demo-cert.sh).
+    { script = "../scripts/http.lua",
+      listen = { "tcp://127.0.0.1:8080",
+                 { url = "tls://127.0.0.1:8443", cert = "/tmp/hotsock-demo-tls/cert.pem",
+                   key = "/tmp/hotsock-demo-tls/key.pem" } },
       options = { upload_dir = "/tmp/hotsock-files" } },
   },
 }

@@ -7,6 +7,7 @@ bash .ci/setup demo
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSOCK_BUILD_TESTS=OFF \
   -DHOTSOCK_BUILD_BENCH=OFF >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
+bash examples/demo-cert.sh
 cat <<'TXT'
 
 hotsock demo — every shipped behaviour, on 127.0.0.1:
@@ -28,8 +29,10 @@ hotsock demo — every shipped behaviour, on 127.0.0.1:
   webchat   tcp 8081: a browser chat over WebSocket, across every worker
               open http://127.0.0.1:8081/ in two browser windows, a name in each, then talk
   http      tcp 8080: the static site of examples/www, GET /hello, POST /echo, PUT /upload/NAME
+            and https 8443 (tls, a self-signed certificate made on first run)
               open http://127.0.0.1:8080/ in a browser
               curl http://127.0.0.1:8080/hello
+              curl --cacert /tmp/hotsock-demo-tls/cert.pem https://127.0.0.1:8443/hello
               curl -d hi http://127.0.0.1:8080/echo
               curl -T README.md http://127.0.0.1:8080/upload/README.md
 Reload after editing a script: build/hotsock reload --config examples/demo.lua

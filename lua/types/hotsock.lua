@@ -387,6 +387,11 @@ function Conn:abort() end
 ---@return string
 function Conn:peer() end
 
+---What the TLS handshake of a `tls://` connection agreed on (`on_connect` runs only once
+---it is done); nil for a plaintext or closed connection.
+---@return hotsock.TlsInfo|nil
+function Conn:tls() end
+
 ---A number unique within the process.
 ---@return integer
 function Conn:id() end
@@ -469,6 +474,13 @@ function UdpSocket:url() end
 -- ---------------------------------------------------------------------------------------
 
 ---One HTTP request: plain fields plus two methods.
+---The TLS parameters of an encrypted connection (`conn:tls()`, `req.tls`).
+---@class hotsock.TlsInfo
+---@field version "TLSv1.3"|"TLSv1.2"
+---@field cipher string OpenSSL's name of the suite, e.g. `"TLS_AES_256_GCM_SHA384"`
+---@field sni? string the server name the client asked for (absent without SNI)
+---@field alpn? string the ALPN protocol agreed on (`"http/1.1"` for HTTP scripts)
+
 ---@class hotsock.Request
 ---@field method string `"GET"`, as sent
 ---@field target string the request-target exactly as sent
@@ -479,6 +491,7 @@ function UdpSocket:url() end
 ---@field version "1.1"|"1.0"
 ---@field peer string `"127.0.0.1:50312"`
 ---@field ip string the client address without the port: `"127.0.0.1"`, `"::1"`
+---@field tls? hotsock.TlsInfo set when the request came over a `tls://` listener
 local Request = {}
 
 ---The first value of query parameter `name`, form-decoded; `""` for `?flag`; nil if absent.

@@ -11,8 +11,12 @@ end
 
 describe("the demo", function()
   it("config loads every script, on the ports the banner of demo.sh promises", function()
+    -- The HTTPS listener's certificate, as demo.sh makes it on its first run.
+    assert.equals(0, select(2, run("bash examples/demo-cert.sh")))
     local out, rc = run(hs.shquote(hs.bin) .. " check --config examples/demo.lua")
     assert.equals(0, rc, out)
+    assert.truthy(out:find("cert /tmp/hotsock-demo-tls/cert.pem: subject /CN=localhost", 1, true),
+      out)
     local ports = {}
     for name, port in out:gmatch("ok %(([%w_]+), listens on %a+://127%.0%.0%.1:(%d+)") do
       ports[#ports + 1] = name .. ":" .. port
@@ -21,7 +25,8 @@ describe("the demo", function()
       "hear_me:7005", "chat:7006", "webchat:8081", "http:8080" }, ports)
     local banner = read_file("examples/demo.sh")
     for _, want in ipairs { "tcp 7000", "udp 7000", "tcp 7001", "tcp 7002", "tcp 7003",
-      "udp 7004", "hear_me   tcp 7005", "chat      tcp 7006", "webchat   tcp 8081", "8080" } do
+      "udp 7004", "hear_me   tcp 7005", "chat      tcp 7006", "webchat   tcp 8081", "8080",
+      "https 8443" } do
       assert.truthy(banner:find(want, 1, true), "demo.sh banner lacks " .. want)
     end
   end)

@@ -95,8 +95,9 @@ describe("LuaCATS definitions", function()
       local extra = {}
       for name in pairs(names) do
         -- conn.ctx is served by __index; the handler's non-callback fields are read by the
-        -- loader, not registered.
+        -- loader, not registered; req.tls exists only on requests over TLS (tls_spec).
         local special = ((kind == "conn" or kind == "ws") and name == "ctx") or
+                        (kind == "req" and name == "tls") or
                         (kind == "handler" and not name:match("^on_"))
         if not special and not (reg[kind] and reg[kind][name]) then
           extra[#extra + 1] = name
