@@ -171,10 +171,10 @@ static void test_table(void **state)
     /* Summed over workers, one row per version and per listener. */
     assert_non_null(strstr(out, "\ntcp://127.0.0.1:7000             chat                      9"
                                 "        1        2      3       14 B       26 B         11"
-                                "       1\n"));
+                                "       1        0\n"));
     assert_non_null(strstr(out, "\nudp://127.0.0.1:7001             echo                      0"
                                 "        0        0      0        5 B        5 B          1"
-                                "       0\n"));
+                                "       0        0\n"));
     /* Versions by service then generation; two services of one name told apart. */
     const char *g1 = strstr(out, "\nchat                1 old           0        3       10 B"
                                  "       20 B          4       1        0\n");
