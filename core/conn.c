@@ -725,15 +725,12 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
         conn_process_input(c);
 }
 
-int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
-                const struct hs_conn_handler *handler, void *arg, struct hs_conn_tally *tally)
-{
-    return hs_conn_new_tls(set, fd, peer, framing, handler, arg, tally, NULL);
-}
-
-int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
-                    const struct hs_framing *framing, const struct hs_conn_handler *handler,
-                    void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *tls)
+/* hs_conn_new, hs_conn_new_tls and hs_conn_new_outbound: an outbound connection is not the
+ * peer's, so the admission caps and the first-byte rule (a client that never speaks) do not
+ * apply to it. */
+static int conn_create(struct hs_conns *set, int fd, const char *peer,
+                       const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                       void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *tls, int outbound)
 {
     unsigned cap = set->limits.tls_max_handshakes;
     if (tls && cap && set->tls_handshakes >= cap) {
@@ -746,11 +743,11 @@ int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
     struct hs_peer_key key;
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sslen) != 0)
+    if (outbound || getpeername(fd, (struct sockaddr *)&ss, &sslen) != 0)
         memset(&key, 0, sizeof key);
     else
         hs_peers_key((struct sockaddr *)&ss, sslen, &key);
-    if (hs__conns_refuse(set, &key, peer)) {
+    if (!outbound && hs__conns_refuse(set, &key, peer)) {
         close(fd);
         return HS_ETOOBIG;
     }
@@ -765,6 +762,7 @@ int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
     c->fd = fd;
     c->id = set->next_id++;
     c->framing = *framing;
+    c->flags = outbound ? CONN_OUTBOUND : 0;
     c->handler = handler;
     c->arg = arg;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
@@ -795,7 +793,7 @@ int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
     const struct hs_conn_limits *l = &set->limits;
     if (l->idle_timeout_ms)
         hs__conn_schedule(c, c->active + l->idle_timeout_ms);
-    if (l->first_byte_timeout_ms)
+    if (l->first_byte_timeout_ms && !outbound)
         hs__conn_schedule(c, c->opened + l->first_byte_timeout_ms);
 
     if (tally) {
@@ -832,4 +830,24 @@ void hs__conn_open(struct hs_conn *c)
     }
     /* May finish and free c (a greeting followed by a close): c is not touched after. */
     hs__conn_after_output(c);
+}
+
+int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
+                    const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                    void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *tls)
+{
+    return conn_create(set, fd, peer, framing, handler, arg, tally, tls, 0);
+}
+
+int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_framing *framing,
+                const struct hs_conn_handler *handler, void *arg, struct hs_conn_tally *tally)
+{
+    return conn_create(set, fd, peer, framing, handler, arg, tally, NULL, 0);
+}
+
+int hs_conn_new_outbound(struct hs_conns *set, int fd, const char *peer,
+                         const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                         void *arg)
+{
+    return conn_create(set, fd, peer, framing, handler, arg, NULL, NULL, 1);
 }

@@ -193,6 +193,15 @@ int hs_conn_tls_info(const struct hs_conn *c, struct hs_conn_tls_info *out);
 /* Ends our sending side once the output is written: a TLS close_notify, then shutdown(2)
  * SHUT_WR. Reading goes on. Call it when nothing is pending (hs_conn_pending() == 0). */
 void hs_conn_shutdown(struct hs_conn *c);
+/* Like hs_conn_new for a socket this process connected (hotsock.connect): the connection is
+ * not counted against max_connections or max_per_peer and the first-byte rule does not apply
+ * (the peer may well wait for us to speak); the other stall rules and limits do. It belongs to
+ * the set like any other (hs_conns_close_all closes it too). A transport (TLS) may be started
+ * on it once it exists, as on an accepted one. Same results as hs_conn_new, HS_ETOOBIG
+ * excepted. */
+int hs_conn_new_outbound(struct hs_conns *set, int fd, const char *peer,
+                         const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                         void *arg);
 
 /* Queues len bytes (copied) for sending. Returns 0, HS_ECLOSED once the connection is
  * closing or closed, or HS_EFULL when the unsent output is over the hard limit. */

@@ -26,6 +26,8 @@ enum {
     CONN_NOT_OPEN = 1 << 9,      /* on_open has not run (a server handshake comes first); a
                                   * close then tells the handler nothing */
     CONN_ABORTING = 1 << 10,     /* hs_conn_abort: no TLS close_notify, the peer gets a reset */
+    CONN_OUTBOUND = 1 << 11,     /* we connected (hs_conn_new_outbound): no admission caps, no
+                                  * first-byte rule */
 };
 
 struct hs_conn_tls;

@@ -19,6 +19,8 @@ const char *hs_strerror(int code)
         return "output buffer full";
     case HS_ESCRIPT:
         return "script error";
+    case HS_ENOHOST:
+        return "no such host";
     default:
         break;
     }

@@ -22,6 +22,7 @@
 #define HS_ECLOSED (-4003)  /* operation on a connection that is closed or closing */
 #define HS_EFULL (-4004)    /* output buffer over its hard limit */
 #define HS_ESCRIPT (-4005)  /* a Lua script failed to load or to run */
+#define HS_ENOHOST (-4006)  /* a host name that does not resolve (hotsock.connect/resolve) */
 
 /* Default limits. Each is overridable from the command line or config (see docs/limits.md). */
 #define HS_DEFAULT_MAX_LINE (64 * 1024)         /* bytes in one line, delimiter excluded */

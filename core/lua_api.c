@@ -202,9 +202,18 @@ static void lua_conn_open(struct hs_conn *c, void *arg)
 /* The conn is held for a waiting handler: input arrived or the stream ended. */
 static void lua_conn_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
 {
+    struct hs__conn_box *box = hs_conn_data(c);
     HS_UNUSED(in);
     HS_UNUSED(arg);
-    hs__conn_reader_input(hs_conn_data(c), eof);
+    hs__conn_reader_input(box, eof);
+    /* The client ended its side while its handler waits on something else for it (an
+     * upstream's reply): it has left, as nginx's stream proxy takes it; the wait ends with
+     * nil, "closed". An end already seen before the wait (a receive of "*a") does not count. */
+    if (eof && !box->eof_seen) {
+        box->eof_seen = 1;
+        if (box->task && box->task->rbox != box)
+            hs__task_cancel(box->task);
+    }
 }
 
 void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)
@@ -324,8 +333,10 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     box->has_handle = 0;
     if (box->task) {
         /* Its handler waits (or the reader just resumed it and it waits again): on_close
-         * comes after it, never beside it. */
+         * comes after it, never beside it. A wait on something else that can be given up (an
+         * upstream's reply) ends now with nil, "closed": nobody is left to answer. */
         box->close_reason = reason;
+        hs__task_cancel(box->task);
         return;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
@@ -664,6 +675,7 @@ static int luaopen_hotsock(lua_State *L)
     hs__lua_open_json(L);
     hs__lua_open_http_error(L);
     hs__lua_open_wait(L);
+    hs__lua_open_connect(L);
     return 1;
 }
 
@@ -745,6 +757,7 @@ void hs_lua_free(struct hs_lua *hl)
     /* Closing the state runs every __gc: timers free their events, files remove their
      * temporary files. */
     hs__lua_pool_free(hl);
+    hs__lua_connect_free(hl);
     lua_close(hl->L);
     free(hl);
 }

@@ -389,6 +389,7 @@ void hs__lua_open_conn(lua_State *L)
     luaL_newmetatable(L, HS_CONN_MT);
     luaL_newlib(L, conn_methods);
     hs__lua_conn_methods_wait(L);
+    hs__lua_conn_methods_connect(L);
     lua_pushcclosure(L, l_conn_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_conn_newindex);

@@ -21,6 +21,8 @@ struct hs_script;
 struct hs_version;
 struct lua_timer;
 struct hs__task;
+struct hs__out;
+struct evdns_base;
 
 #define HS_LUA_POOL_MAX 64 /* idle coroutines kept for the next calls */
 
@@ -49,6 +51,10 @@ struct hs_lua {
     struct hs__task *task;    /* the call running now (innermost), or NULL */
     struct hs__task *waiting; /* every suspended call (a list), so none is ever lost */
     unsigned nwaiting;        /* how many */
+    /* Outbound connections (lua_connect.c). */
+    struct evdns_base *dns; /* the resolver, made on first need */
+    struct hs__out *pool;   /* conns kept by conn:keepalive, most recently kept first */
+    unsigned npool;         /* how many */
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
@@ -63,10 +69,14 @@ struct hs__conn_box {
     struct hs__task *task;   /* its handler while one waits or runs after waiting, or NULL:
                               * no other callback of the conn runs meanwhile */
     struct hs__task *reader; /* the call waiting in conn:receive on it, or NULL */
-    const char *close_reason; /* the conn closed while task ran: on_close is still owed */
-    int timeout_ms;           /* conn:settimeout, for each later wait; -1: none */
-    unsigned char has_handle; /* the version gives handle(conn), not yet started */
-    unsigned char in_frame;   /* on_message runs with its frame still in the input buffer */
+    const char *close_reason;  /* the conn closed while task ran: on_close is still owed */
+    int timeout_ms;            /* conn:settimeout, for each later wait; -1: none */
+    unsigned char has_handle;  /* the version gives handle(conn), not yet started */
+    unsigned char in_frame;    /* on_message runs with its frame still in the input buffer */
+    unsigned char eof_seen;    /* the peer's end of stream has reached the box */
+    unsigned char read_anchor; /* self_ref was taken for a waiting receive (an outbound box,
+                                * which is otherwise held only by the script) */
+    struct hs__out *out;       /* an outbound conn's state (lua_connect.c); NULL: accepted */
     /* The peer text is the connection's while it is open; at close it is kept as user value
      * 2 (a Lua string), so an open connection does not carry a second copy. */
 };
@@ -186,7 +196,12 @@ struct hs__task {
     int rkind;                            /* its pattern (lua_wait.c) */
     size_t rn;                            /* its byte count */
     char label[160];                      /* names the call in the log once it waited */
-    char wait_at[96];             /* "hotsock.sleep at FILE:LINE": its last wait, for the log */
+    char wait_at[96]; /* "hotsock.sleep at FILE:LINE": its last wait, for the log */
+    /* A wait that can be given up (a connect, a receive on an outbound conn): releases what
+     * the waiting call armed and, when push != 0, pushes its results (nil, "closed") on T and
+     * returns how many. Cleared on every resume. */
+    int (*on_cancel)(struct hs__task *t, int push);
+    void *wait_data;              /* what the waiting call armed, for on_cancel */
     struct hs__task *prev, *next; /* hl->waiting while it waits, or hl->idle */
 };
 
@@ -250,6 +265,19 @@ void hs__conn_reader_closed(struct hs__conn_box *box);
 /* Adds sleep, spawn (to the table on top) and conn:receive, conn:settimeout (lua_wait.c). */
 void hs__lua_open_wait(lua_State *L);
 void hs__lua_conn_methods_wait(lua_State *L);
+
+/* The handler of t's connection is gone (its client left): a wait that can be given up
+ * (t->on_cancel) resumes at once with nil, "closed"; any other wait goes on. */
+void hs__task_cancel(struct hs__task *t);
+
+/* hotsock.connect and hotsock.resolve into the table on top (lua_connect.c); conn:keepalive
+ * and the outbound side of the conn metatable (its __gc) into the methods table on top and
+ * the metatable below it. */
+void hs__lua_open_connect(lua_State *L);
+void hs__lua_conn_methods_connect(lua_State *L);
+
+/* Closes the conns kept alive and frees the resolver (before the state closes). */
+void hs__lua_connect_free(struct hs_lua *hl);
 
 /* Lets go of the pooled coroutines (before the state closes). */
 void hs__lua_pool_free(struct hs_lua *hl);

@@ -67,6 +67,8 @@ void hs__lua_pool_free(struct hs_lua *hl)
     while (hl->waiting) {
         struct hs__task *t = hl->waiting;
         hl->waiting = t->next;
+        if (t->waiting && t->on_cancel)
+            t->on_cancel(t, 0); /* a connect in flight, a receive on an outbound conn */
         if (t->box) {
             t->box->task = NULL;
             t->box->close_reason = NULL;
@@ -267,9 +269,19 @@ int hs__task_timer(struct hs__task *t, long long ms, void (*on_timer)(struct hs_
     return event_add(t->timer, &tv) == 0 ? 0 : -ENOMEM;
 }
 
+void hs__task_cancel(struct hs__task *t)
+{
+    if (t->waiting == NULL || t->on_cancel == NULL)
+        return;
+    int n = t->on_cancel(t, 1);
+    hs__task_resume(t, n);
+}
+
 void hs__task_resume(struct hs__task *t, int nargs)
 {
     t->waiting = NULL;
+    t->on_cancel = NULL;
+    t->wait_data = NULL;
     if (t->timer)
         event_del(t->timer);
     int n = 0;

@@ -183,18 +183,31 @@ static int recv_try(lua_State *L, struct hs_conn *c, int kind, size_t n, int eof
 /* A waiting receive is over, with its n results pushed on t->T: t resumes with them. The conn
  * stays held while the resumed code runs (it may receive again); after, it goes back to its
  * handler, or to framing when no handler waits. */
+/* Pushes box onto the main thread's stack, where it stays alive across a resume (which may
+ * close the conn and let it go), and drops the anchor a receive on an outbound box took. */
+static void box_pin(lua_State *L, struct hs__conn_box *box)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+    if (box->read_anchor) {
+        luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
+        box->self_ref = LUA_NOREF;
+        box->read_anchor = 0;
+    }
+}
+
 static void reader_finish(struct hs__task *t, int n)
 {
     struct hs__conn_box *box = t->rbox;
     lua_State *L = t->hl->L;
     t->rbox = NULL;
     box->reader = NULL;
-    /* The box must outlive the resume, which may close the conn and let it go. */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
+    box_pin(L, box);
     if (box->c)
         hs_conn_hold(box->c, HS_READ_SIZE);
     hs__task_resume(t, n);
-    if (box->c && box->reader == NULL && box->task == NULL && hs_conn_is_held(box->c))
+    /* An outbound conn stays held: its input waits for the next receive. */
+    if (box->c && box->out == NULL && box->reader == NULL && box->task == NULL &&
+        hs_conn_is_held(box->c))
         hs_conn_hold(box->c, 0);
     lua_pop(L, 1);
 }
@@ -214,9 +227,32 @@ void hs__conn_reader_closed(struct hs__conn_box *box)
     struct hs__task *t = box->reader;
     /* A last unterminated line completes a line receive; anything else is partial. */
     int n = recv_try(t->T, box->c, t->rkind, t->rn, 1);
+    lua_State *L = t->hl->L;
     t->rbox = NULL;
     box->reader = NULL;
+    box_pin(L, box);
     hs__task_resume(t, n);
+    lua_pop(L, 1);
+}
+
+/* The handler waiting on an outbound conn's reply has lost its client (hs__task_cancel): the
+ * receive gives up, and the conn keeps what came for a later receive. */
+static int recv_cancel(struct hs__task *t, int push)
+{
+    struct hs__conn_box *box = t->rbox;
+    lua_State *L = t->hl->L;
+    t->rbox = NULL;
+    box->reader = NULL;
+    if (box->c)
+        hs_conn_hold(box->c, HS_READ_SIZE);
+    box_pin(L, box);
+    lua_pop(L, 1); /* the task's stack still holds the box (receive's self) */
+    if (!push)
+        return 0;
+    luaL_pushfail(t->T);
+    lua_pushliteral(t->T, "closed");
+    lua_pushliteral(t->T, "");
+    return 3;
 }
 
 static void recv_timeout(struct hs__task *t)
@@ -277,6 +313,15 @@ static int l_conn_receive(lua_State *L)
     t->rkind = kind;
     t->rn = n;
     box->reader = t;
+    if (box->out) {
+        /* An outbound box is the script's alone: C holds it while it waits for input. */
+        if (box->self_ref == LUA_NOREF) {
+            lua_pushvalue(L, 1);
+            box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            box->read_anchor = 1;
+        }
+        t->on_cancel = recv_cancel;
+    }
     hs_conn_hold(box->c, recv_bound(box->c, kind, n));
     return lua_yield(L, 0);
 }

@@ -1,0 +1,524 @@
+/* Outbound connections from scripts: hotsock.connect, hotsock.resolve and conn:keepalive.
+ * An outbound conn is an hs_conn like an accepted one (same methods, same box), with these
+ * differences: it is always held (its input waits in its buffer for conn:receive, read ahead
+ * only up to a bound, which is its flow control), it runs no callbacks of the script, and its
+ * box is the script's alone: when the script lets go of it, __gc closes it. conn:keepalive
+ * detaches the conn from its box into a per-state pool keyed by URL; the next connect to that
+ * URL takes it back with a new box. */
+#include "core/conn_connect.h"
+#include "core/hs.h"
+#include "core/log.h"
+#include "core/lua_api.h"
+#include "core/lua_internal.h"
+#include "core/reload.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#define HS_CONNECT_TIMEOUT_S 10.0   /* hotsock.connect's default for resolving and connecting */
+#define HS_RESOLVE_TIMEOUT_MS 10000 /* hotsock.resolve's bound */
+#define HS_KEEPALIVE_IDLE_S 60.0    /* conn:keepalive's default idle time in the pool */
+#define HS_KEEPALIVE_POOL 30        /* conn:keepalive's default conns kept per URL */
+#define HS_KEEPALIVE_POOL_MAX 10000 /* the largest pool_size a script may ask for */
+#define HS_MAX_WAIT_S 1e9           /* seconds a timeout may ask for */
+
+/* An outbound connection's state, owned by its hs_conn (freed when it closes). */
+struct hs__out {
+    struct hs_lua *hl;
+    struct hs_conn *c;           /* set in on_open; valid until out_close */
+    struct hs__conn_box *box;    /* the box bound now; NULL while pooled or once let go */
+    struct hs_version *v;        /* the version whose code uses it (referenced) */
+    struct event *ev;            /* pool expiry; made active to close a conn let go */
+    struct hs__out *prev, *next; /* hl->pool while pooled */
+    unsigned char pooled;        /* in hl->pool */
+    unsigned char orphan;        /* the script let go of it: close it from the loop */
+    char key[];                  /* the URL it was connected with: the pool's key */
+};
+
+/* A hotsock.connect or hotsock.resolve in flight. */
+struct connect_wait {
+    struct hs__task *t;
+    struct hs_connect *cn;
+    struct hs_framing framing;
+    char key[]; /* the URL (connect) */
+};
+
+static int push_fail(lua_State *L, const char *err)
+{
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+}
+
+/* The token a failed connect returns (the details went to the log). */
+static const char *connect_token(int err)
+{
+    switch (err) {
+    case -ETIMEDOUT:
+        return "timeout";
+    case -ECONNREFUSED:
+        return "connection refused";
+    case HS_ENOHOST:
+        return "no such host";
+    case -ENOENT:
+        return "no such file";
+    case -ECONNRESET:
+        return "connection reset";
+    case -ENETUNREACH:
+        return "network unreachable";
+    case -EHOSTUNREACH:
+        return "host unreachable";
+    case -EACCES:
+    case -EPERM:
+        return "permission denied";
+    case -EADDRNOTAVAIL:
+        return "address not available";
+    case -ENOMEM:
+        return "out of memory";
+    default:
+        return "connect failed";
+    }
+}
+
+/* ---- the pool ---- */
+
+static void pool_unlink(struct hs__out *out)
+{
+    struct hs_lua *hl = out->hl;
+    if (!out->pooled)
+        return;
+    if (out->prev)
+        out->prev->next = out->next;
+    else
+        hl->pool = out->next;
+    if (out->next)
+        out->next->prev = out->prev;
+    out->prev = out->next = NULL;
+    out->pooled = 0;
+    hl->npool--;
+    event_del(out->ev);
+}
+
+/* The most recently kept conn for key, taken out of the pool, or NULL. */
+static struct hs__out *pool_take(struct hs_lua *hl, const char *key)
+{
+    for (struct hs__out *o = hl->pool; o; o = o->next) {
+        if (strcmp(o->key, key) != 0 || hs_conn_is_closing(o->c))
+            continue;
+        pool_unlink(o);
+        return o;
+    }
+    return NULL;
+}
+
+/* Keeps out for idle_ms (0: until the peer or the core's idle timeout closes it); the oldest
+ * conn of its key goes when the key already has max. */
+static void pool_put(struct hs__out *out, long long idle_ms, unsigned max)
+{
+    struct hs_lua *hl = out->hl;
+    unsigned same = 0;
+    struct hs__out *oldest = NULL;
+    for (struct hs__out *o = hl->pool; o; o = o->next)
+        if (strcmp(o->key, out->key) == 0) {
+            same++;
+            oldest = o;
+        }
+    if (same >= max && oldest) {
+        pool_unlink(oldest);
+        hs_conn_close(oldest->c, "pool full"); /* frees oldest (out_close), at once or later */
+    }
+    out->prev = NULL;
+    out->next = hl->pool;
+    if (hl->pool)
+        hl->pool->prev = out;
+    hl->pool = out;
+    out->pooled = 1;
+    hl->npool++;
+    if (idle_ms > 0) {
+        struct timeval tv = {(time_t)(idle_ms / 1000), (suseconds_t)((idle_ms % 1000) * 1000)};
+        event_add(out->ev, &tv);
+    }
+}
+
+/* ---- the conn handler of outbound conns ---- */
+
+static void out_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs__out *out = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    if (out->orphan)
+        hs_conn_close(out->c, "closed"); /* after what the script sent is flushed */
+    else if (out->pooled)
+        hs_conn_close(out->c, "keepalive timeout");
+}
+
+static void out_open(struct hs_conn *c, void *arg)
+{
+    struct hs__out *out = arg;
+    out->c = c;
+    hs_conn_set_data(c, out);
+    /* Always held: input waits for conn:receive, read ahead up to this bound. */
+    hs_conn_hold(c, HS_READ_SIZE);
+}
+
+static void out_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f, void *arg)
+{
+    /* Never called: the conn is never released from its hold. */
+    HS_UNUSED(c);
+    HS_UNUSED(in);
+    HS_UNUSED(f);
+    HS_UNUSED(arg);
+}
+
+static void out_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
+{
+    struct hs__out *out = arg;
+    if (out->box) {
+        hs__conn_reader_input(out->box, eof);
+        return;
+    }
+    if (out->pooled) {
+        /* A kept conn the peer closed (or that speaks out of turn) is of no more use. */
+        hs_log(HS_LOG_DEBUG, "conn#%llu %s: kept-alive conn %s; dropping it",
+               (unsigned long long)hs_conn_id(c), hs_conn_peer(c),
+               eof ? "closed by the peer" : "sent data");
+        pool_unlink(out);
+        if (eof)
+            hs_conn_close(c, "peer closed");
+        else
+            hs_conn_abort(c, "unexpected data");
+        return;
+    }
+    HS_UNUSED(in);
+}
+
+static void out_close(struct hs_conn *c, const char *reason, void *arg)
+{
+    struct hs__out *out = arg;
+    hs_log(HS_LOG_DEBUG, "conn#%llu %s (outbound) closed: %s", (unsigned long long)hs_conn_id(c),
+           hs_conn_peer(c), reason);
+    /* A waiting receive learns of it with the bytes that came (it may run script code). */
+    if (out->box && out->box->reader)
+        hs__conn_reader_closed(out->box);
+    if (out->box) {
+        out->box->c = NULL;
+        out->box->out = NULL;
+        out->box->v = NULL;
+        out->box = NULL;
+    }
+    pool_unlink(out);
+    hs_version_unref(out->v);
+    event_free(out->ev);
+    free(out);
+}
+
+static const struct hs_conn_handler out_handler = {
+    .on_open = out_open,
+    .on_frame = out_frame,
+    .on_input = out_input,
+    .on_close = out_close,
+};
+
+static struct hs__out *out_new(struct hs_lua *hl, const char *key, size_t keylen)
+{
+    struct hs__out *out = calloc(1, sizeof *out + keylen + 1);
+    if (out == NULL)
+        return NULL;
+    out->hl = hl;
+    memcpy(out->key, key, keylen + 1);
+    out->ev = evtimer_new(hl->base, out_ev_cb, out);
+    if (out->ev == NULL) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Pushes a new box bound to out, for code of version v (which out now references). */
+static void out_box_push(lua_State *L, struct hs__out *out, struct hs_version *v)
+{
+    struct hs__conn_box *box = lua_newuserdatauv(L, sizeof *box, 2); /* ctx, peer */
+    memset(box, 0, sizeof *box);
+    if (v != out->v) {
+        hs_version_ref(v);
+        hs_version_unref(out->v);
+        out->v = v;
+    }
+    box->c = out->c;
+    box->id = hs_conn_id(out->c);
+    box->v = v;
+    box->self_ref = LUA_NOREF;
+    box->pipe_done_ref = LUA_NOREF;
+    box->pipe_file_ref = LUA_NOREF;
+    box->out = out;
+    luaL_setmetatable(L, HS_CONN_MT);
+    /* The peer text for when the conn is gone: the box has no registry slot to find it by
+     * at close, so it is kept from the start. */
+    lua_pushstring(L, hs_conn_peer(out->c));
+    lua_setiuservalue(L, -2, 2);
+    out->box = box;
+}
+
+/* __gc of conn boxes: an outbound conn the script let go of closes, from the loop (the
+ * collector may run inside any allocation, in the middle of another conn's callbacks). */
+static int l_conn_gc(lua_State *L)
+{
+    struct hs__conn_box *box = lua_touserdata(L, 1);
+    struct hs__out *out = box->out;
+    if (out == NULL)
+        return 0;
+    box->out = NULL;
+    box->c = NULL;
+    box->v = NULL;
+    out->box = NULL;
+    out->orphan = 1;
+    event_active(out->ev, EV_TIMEOUT, 1);
+    return 0;
+}
+
+/* ---- hotsock.connect ---- */
+
+static void connect_done(struct hs_connect *cn, int fd, const char *peer, int err, void *arg)
+{
+    struct connect_wait *w = arg;
+    struct hs__task *t = w->t;
+    struct hs_lua *hl = t->hl;
+    lua_State *T = t->T;
+    int n;
+    HS_UNUSED(cn);
+    if (fd < 0) {
+        hs_log(HS_LOG_DEBUG, "hotsock.connect %s: %s", w->key, hs_strerror(err));
+        n = push_fail(T, connect_token(err));
+    } else {
+        struct hs__out *out = out_new(hl, w->key, strlen(w->key));
+        int r =
+            out ? hs_conn_new_outbound(hl->set, fd, peer, &w->framing, &out_handler, out) : -ENOMEM;
+        if (out == NULL)
+            close(fd);
+        if (r != 0 || out->c == NULL) {
+            /* hs_conn_new_outbound closed fd; on_open never ran, so out is still ours. */
+            if (out) {
+                event_free(out->ev);
+                free(out);
+            }
+            n = push_fail(T, "out of memory");
+        } else {
+            out_box_push(T, out, t->v);
+            n = 1;
+        }
+    }
+    free(w);
+    hs__task_resume(t, n);
+}
+
+static int connect_cancel(struct hs__task *t, int push)
+{
+    struct connect_wait *w = t->wait_data;
+    hs_connect_cancel(w->cn);
+    free(w);
+    t->wait_data = NULL;
+    return push ? push_fail(t->T, "closed") : 0;
+}
+
+/* Reads hotsock.connect's options table at idx: timeout (seconds) and framing. */
+static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_framing *f)
+{
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (strcmp(k, "timeout") == 0) {
+            if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) <= 0 ||
+                lua_tonumber(L, -1) >= HS_MAX_WAIT_S)
+                luaL_argerror(L, idx, "timeout must be a positive number of seconds");
+            *timeout = lua_tonumber(L, -1);
+        } else if (strcmp(k, "framing") == 0) {
+            const char *why = "bad framing";
+            if (hs__lua_to_framing(L, -1, f, &why) != 0)
+                luaL_argerror(L, idx, lua_pushfstring(L, "framing: %s", why));
+        } else {
+            luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* hotsock.connect(url [, opts]) — tcp://HOST:PORT ([v6] literals, names resolved without
+ * blocking) or unix:/path. Returns a conn, or nil, err. */
+static int l_hotsock_connect(lua_State *L)
+{
+    struct hs_lua *hl = hs__lua_from_state(L);
+    size_t ulen;
+    const char *url = luaL_checklstring(L, 1, &ulen);
+    double timeout = HS_CONNECT_TIMEOUT_S;
+    struct hs_framing f;
+    const char *why = "bad url";
+    hs_framing_parse("raw", &f, &why);
+    connect_opts(L, 2, &timeout, &f);
+    struct hs_addr a;
+    if (hs_addr_parse(url, &a, &why) != 0)
+        return luaL_argerror(L, 1, why);
+    if (a.scheme == HS_ADDR_UDP)
+        return luaL_argerror(L, 1, "udp:// is for hotsock.udp");
+    if (a.scheme == HS_ADDR_TCP && (a.host[0] == '\0' || strcmp(a.host, "*") == 0 || a.port == 0))
+        return luaL_argerror(L, 1, "a connect needs a host and a port");
+    struct hs__out *out = pool_take(hl, url);
+    if (out != NULL) {
+        hs_conn_set_framing(out->c, &f);
+        out_box_push(L, out, hl->running);
+        return 1;
+    }
+    struct hs__task *t = hs__task_wait(L, "hotsock.connect");
+    struct connect_wait *w = malloc(sizeof *w + ulen + 1);
+    if (w == NULL) {
+        t->waiting = NULL;
+        return push_fail(L, "out of memory");
+    }
+    w->t = t;
+    w->framing = f;
+    memcpy(w->key, url, ulen + 1);
+    long long ms = (long long)(timeout * 1000.0 + 0.5);
+    if (hs_connect_start(hl->base, &hl->dns, &a, ms > 0 ? ms : 1, connect_done, w, &w->cn) != 0) {
+        free(w);
+        t->waiting = NULL;
+        return push_fail(L, "out of memory");
+    }
+    t->wait_data = w;
+    t->on_cancel = connect_cancel;
+    return lua_yield(L, 0);
+}
+
+/* ---- hotsock.resolve ---- */
+
+static void resolve_done(struct hs_connect *cn, int err, const struct hs_resolved *res, void *arg)
+{
+    struct connect_wait *w = arg;
+    struct hs__task *t = w->t;
+    lua_State *T = t->T;
+    int n = 1;
+    HS_UNUSED(cn);
+    if (err != 0) {
+        n = push_fail(T, err == -ETIMEDOUT ? "timeout" : "no such host");
+    } else {
+        lua_createtable(T, res->n, 0);
+        for (int i = 0; i < res->n; i++) {
+            char text[INET6_ADDRSTRLEN];
+            const struct sockaddr *sa = (const struct sockaddr *)&res->addr[i];
+            const void *ip = sa->sa_family == AF_INET
+                                 ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                                 : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+            if (inet_ntop(sa->sa_family, ip, text, sizeof text) == NULL)
+                continue;
+            lua_pushstring(T, text);
+            lua_rawseti(T, -2, (lua_Integer)lua_rawlen(T, -2) + 1);
+        }
+    }
+    free(w);
+    hs__task_resume(t, n);
+}
+
+/* hotsock.resolve(name [, family]) — family "inet" (or 4), "inet6" (or 6), or any. Returns a
+ * list of address texts, or nil, "no such host". */
+static int l_hotsock_resolve(lua_State *L)
+{
+    struct hs_lua *hl = hs__lua_from_state(L);
+    size_t nlen;
+    const char *name = luaL_checklstring(L, 1, &nlen);
+    luaL_argcheck(L, nlen > 0 && nlen < HS_ADDR_MAX_HOST, 1, "name length out of range");
+    int family = AF_UNSPEC;
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        lua_Integer k = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, k == 4 || k == 6, 2, "family must be 4 or 6");
+        family = k == 4 ? AF_INET : AF_INET6;
+    } else if (!lua_isnoneornil(L, 2)) {
+        static const char *const fams[] = {"any", "inet", "inet6", NULL};
+        static const int codes[] = {AF_UNSPEC, AF_INET, AF_INET6};
+        family = codes[luaL_checkoption(L, 2, NULL, fams)];
+    }
+    struct hs__task *t = hs__task_wait(L, "hotsock.resolve");
+    struct connect_wait *w = malloc(sizeof *w + 1);
+    if (w == NULL) {
+        t->waiting = NULL;
+        return push_fail(L, "out of memory");
+    }
+    w->t = t;
+    w->key[0] = '\0';
+    if (hs_resolve_start(hl->base, &hl->dns, name, family, HS_RESOLVE_TIMEOUT_MS, resolve_done, w,
+                         &w->cn) != 0) {
+        free(w);
+        t->waiting = NULL;
+        return push_fail(L, "out of memory");
+    }
+    t->wait_data = w;
+    t->on_cancel = connect_cancel;
+    return lua_yield(L, 0);
+}
+
+/* ---- conn:keepalive ---- */
+
+/* conn:keepalive([idle_s [, pool_size]]) — puts an outbound conn into the pool for its URL
+ * (this box then answers nil, "closed"); the next hotsock.connect to that URL takes it back.
+ * Returns true, or nil, err ("closed", "busy" while a receive waits, "unread data"). */
+static int l_conn_keepalive(lua_State *L)
+{
+    struct hs__conn_box *box = luaL_checkudata(L, 1, HS_CONN_MT);
+    double idle = luaL_optnumber(L, 2, HS_KEEPALIVE_IDLE_S);
+    luaL_argcheck(L, idle >= 0 && idle < HS_MAX_WAIT_S, 2, "seconds out of range");
+    lua_Integer size = luaL_optinteger(L, 3, HS_KEEPALIVE_POOL);
+    luaL_argcheck(L, size >= 1 && size <= HS_KEEPALIVE_POOL_MAX, 3, "pool size out of range");
+    if (box->c == NULL || hs_conn_is_closing(box->c))
+        return push_fail(L, "closed");
+    struct hs__out *out = box->out;
+    if (out == NULL)
+        return luaL_error(L, "conn:keepalive: only a conn from hotsock.connect can be kept");
+    if (box->reader)
+        return push_fail(L, "busy");
+    if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
+        return push_fail(L, "unread data");
+    box->c = NULL;
+    box->out = NULL;
+    box->v = NULL;
+    out->box = NULL;
+    pool_put(out, (long long)(idle * 1000.0 + 0.5), (unsigned)size);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void hs__lua_conn_methods_connect(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"keepalive", l_conn_keepalive},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, methods, 0);
+    lua_pushcfunction(L, l_conn_gc);
+    lua_setfield(L, -3, "__gc");
+}
+
+void hs__lua_open_connect(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"connect", l_hotsock_connect},
+        {"resolve", l_hotsock_resolve},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, funcs, 0);
+}
+
+void hs__lua_connect_free(struct hs_lua *hl)
+{
+    while (hl->pool)
+        hs_conn_abort(hl->pool->c, "shutdown"); /* out_close unlinks it */
+    hs_connect_dns_free(hl->dns);
+    hl->dns = NULL;
+}
