@@ -141,6 +141,34 @@ function hotsock.sleep(seconds) end
 ---@return true
 function hotsock.spawn(fn, ...) end
 
+---Options of `hotsock.connect`.
+---@class hotsock.ConnectOptions
+---@field timeout? number seconds for resolving and connecting together (default 10)
+---@field framing? string|table the framing `conn:receive()` without a pattern uses (default `"raw"`)
+
+---Opens an outbound connection: `tcp://HOST:PORT` (HOST a name, an IPv4 literal or a
+---bracketed IPv6 literal; names are resolved without blocking, /etc/hosts first, every
+---address tried in order) or `unix:/path`. Returns the same conn object as an accepted one
+---(read it with `conn:receive`; it runs no callbacks), or nil and `"timeout"`,
+---`"connection refused"`, `"no such host"`, `"no such file"`, `"network unreachable"`,
+---`"host unreachable"`, `"closed"` (the client of the handler left meanwhile), ... A conn kept
+---with `conn:keepalive` for the same URL is taken back without waiting. A conn the script
+---lets go of is closed when collected. Waits: only where a handler may wait.
+---@param url string
+---@param opts? hotsock.ConnectOptions
+---@return hotsock.Conn|nil conn
+---@return string? err
+function hotsock.connect(url, opts) end
+
+---Looks a host name up without blocking (/etc/hosts first; `localhost` is always the
+---loopback). family: `"inet"` or 4, `"inet6"` or 6, or any. Returns the address texts in
+---order, or nil, `"no such host"` (or `"timeout"`).
+---@param name string
+---@param family? "inet"|"inet6"|"any"|4|6
+---@return string[]|nil addresses
+---@return string? err
+function hotsock.resolve(name, family) end
+
 ---A shared dictionary: `hotsock.shared` or `hotsock.dict(name)`. Every function also works
 ---with a colon (`dict:get(k)`). Runtime failures return nil and a token: `"too large"`,
 ---`"no memory"`, `"exists"`, `"not found"`, `"changed"`, `"not a number"`, `"not a list"`,
@@ -447,6 +475,18 @@ function Conn:pipe_frame(file, done, max) end
 ---@return string? err
 ---@return string? partial
 function Conn:receive(pattern) end
+
+---Puts a conn from `hotsock.connect` into this state's pool for its URL, for idle_s seconds
+---(default 60; 0: until the peer closes it), at most pool_size per URL (default 30; the oldest
+---goes). This object then answers nil, "closed"; the next `hotsock.connect` to the same URL
+---takes the conn back. A kept conn that the peer closes leaves the pool. Returns true, or nil
+---and `"closed"`, `"busy"` (a receive waits on it) or `"unread data"`. Raises on an accepted
+---conn.
+---@param idle_s? number
+---@param pool_size? integer
+---@return true|nil ok
+---@return string? err
+function Conn:keepalive(idle_s, pool_size) end
 
 ---Timeout in seconds for each later wait on this conn (nil or negative: none).
 ---@param seconds number|nil
