@@ -202,18 +202,11 @@ static void lua_conn_open(struct hs_conn *c, void *arg)
 /* The conn is held for a waiting handler: input arrived or the stream ended. */
 static void lua_conn_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
 {
-    struct hs__conn_box *box = hs_conn_data(c);
     HS_UNUSED(in);
     HS_UNUSED(arg);
-    hs__conn_reader_input(box, eof);
-    /* The client ended its side while its handler waits on something else for it (an
-     * upstream's reply): it has left, as nginx's stream proxy takes it; the wait ends with
-     * nil, "closed". An end already seen before the wait (a receive of "*a") does not count. */
-    if (eof && !box->eof_seen) {
-        box->eof_seen = 1;
-        if (box->task && box->task->rbox != box)
-            hs__task_cancel(box->task);
-    }
+    /* An end of stream alone does not end a wait on an upstream: a client that half-closes
+     * (printf ... | nc) still reads the answer. A reset or a close does (lua_conn_close). */
+    hs__conn_reader_input(hs_conn_data(c), eof);
 }
 
 void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)

@@ -299,12 +299,15 @@ static void connect_done(struct hs_connect *cn, int fd, const char *peer, int er
         n = push_fail(T, connect_token(err));
     } else {
         struct hs__out *out = out_new(hl, w->key, strlen(w->key));
-        int r =
-            out ? hs_conn_new_outbound(hl->set, fd, peer, &w->framing, &out_handler, out) : -ENOMEM;
-        if (out == NULL)
+        if (out && hl->outbound == NULL)
+            hl->outbound = hs_conns_new(hl->base, hs_conns_limits(hl->set));
+        int r = -ENOMEM;
+        if (out && hl->outbound)
+            r = hs_conn_new_outbound(hl->outbound, fd, peer, &w->framing, &out_handler, out);
+        else
             close(fd);
-        if (r != 0 || out->c == NULL) {
-            /* hs_conn_new_outbound closed fd; on_open never ran, so out is still ours. */
+        if (r != 0) {
+            /* fd is closed; on_open never ran, so out is still ours. */
             if (out) {
                 event_free(out->ev);
                 free(out);
@@ -517,8 +520,10 @@ void hs__lua_open_connect(lua_State *L)
 
 void hs__lua_connect_free(struct hs_lua *hl)
 {
-    while (hl->pool)
-        hs_conn_abort(hl->pool->c, "shutdown"); /* out_close unlinks it */
+    /* Every outbound conn goes (out_close unlinks the kept ones); no receive waits on one any
+     * more (hs__lua_pool_free dropped the waiting calls first). */
+    hs_conns_free(hl->outbound);
+    hl->outbound = NULL;
     hs_connect_dns_free(hl->dns);
     hl->dns = NULL;
 }

@@ -52,9 +52,11 @@ struct hs_lua {
     struct hs__task *waiting; /* every suspended call (a list), so none is ever lost */
     unsigned nwaiting;        /* how many */
     /* Outbound connections (lua_connect.c). */
-    struct evdns_base *dns; /* the resolver, made on first need */
-    struct hs__out *pool;   /* conns kept by conn:keepalive, most recently kept first */
-    unsigned npool;         /* how many */
+    struct evdns_base *dns;    /* the resolver, made on first need */
+    struct hs_conns *outbound; /* outbound conns: a set of their own, made on first need, so a
+                                * graceful stop waits for clients, not for kept upstreams */
+    struct hs__out *pool;      /* conns kept by conn:keepalive, most recently kept first */
+    unsigned npool;            /* how many */
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
@@ -73,7 +75,6 @@ struct hs__conn_box {
     int timeout_ms;            /* conn:settimeout, for each later wait; -1: none */
     unsigned char has_handle;  /* the version gives handle(conn), not yet started */
     unsigned char in_frame;    /* on_message runs with its frame still in the input buffer */
-    unsigned char eof_seen;    /* the peer's end of stream has reached the box */
     unsigned char read_anchor; /* self_ref was taken for a waiting receive (an outbound box,
                                 * which is otherwise held only by the script) */
     struct hs__out *out;       /* an outbound conn's state (lua_connect.c); NULL: accepted */
