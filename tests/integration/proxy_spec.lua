@@ -1,0 +1,108 @@
+-- examples/proxy.lua in front of scripts/echo.lua: 50 clients x 1 MiB at once come back byte
+-- for byte, the proxy's peak RSS stays bounded, and a client that does not read makes the proxy
+-- stop reading from the upstream rather than buffer it.
+local kit = require "hotsock.testkit"
+local socket = require "socket"
+
+local function status_kib(pid, field)
+  return tonumber(kit.read_file("/proc/" .. pid .. "/status"):match(field .. ":%s*(%d+) kB"))
+end
+
+describe("examples/proxy.lua", function()
+  local echo, proxy
+
+  setup(function()
+    echo = kit.start("scripts/echo.lua")
+    proxy = kit.start("examples/proxy.lua",
+      { set = { upstream = echo:url("tcp") } })
+  end)
+  teardown(function()
+    assert.is_true(proxy:stop())
+    assert.is_true(echo:stop())
+  end)
+
+  it("carries 50 clients x 1 MiB both ways byte-exact, with bounded memory", function()
+    local N, SIZE, CHUNK = 50, 1024 * 1024, 16 * 1024
+    local host, port = "127.0.0.1", proxy:port("tcp")
+    local clients = {}
+    for i = 1, N do
+      local s = assert(socket.connect(host, port))
+      s:settimeout(0)
+      -- Each client's bytes differ (its number in every chunk), so a mix-up shows.
+      local chunk = (string.format("%02d", i % 100) .. string.rep(string.char(65 + i % 26), 62))
+        :rep(CHUNK // 64)
+      clients[i] = { s = s, chunk = chunk, sent = 0, got = 0, bad = nil }
+    end
+    local deadline = socket.gettime() + 60
+    local open = N
+    while open > 0 do
+      assert.truthy(socket.gettime() < deadline, "timed out")
+      local rs, ws = {}, {}
+      for _, c in ipairs(clients) do
+        if c.got < SIZE then rs[#rs + 1] = c.s end
+        if c.sent < SIZE then ws[#ws + 1] = c.s end
+      end
+      local r, w = socket.select(rs, ws, 1)
+      for _, s in ipairs(w) do
+        for _, c in ipairs(clients) do
+          if c.s == s and c.sent < SIZE then
+            local off = c.sent % CHUNK
+            local n, _, partial = s:send(c.chunk, off + 1)
+            c.sent = c.sent + ((n or partial or off) - off)
+          end
+        end
+      end
+      for _, s in ipairs(r) do
+        for _, c in ipairs(clients) do
+          if c.s == s then
+            local data, err, partial = s:receive(65536)
+            data = data or partial
+            if data and #data > 0 then
+              local off = c.got % CHUNK
+              -- Compare against the expected stream, across chunk boundaries.
+              local want = (c.chunk:sub(off + 1) .. c.chunk):sub(1, #data)
+              if #data > CHUNK then want = c.chunk:rep(#data // CHUNK + 2):sub(off + 1, off + #data) end
+              if data ~= want and not c.bad then c.bad = c.got end
+              c.got = c.got + #data
+              if c.got >= SIZE then open = open - 1 end
+            elseif err == "closed" then
+              error("proxy closed a client after " .. c.got .. " bytes")
+            end
+          end
+        end
+      end
+    end
+    for i, c in ipairs(clients) do
+      assert.is_nil(c.bad, "client " .. i .. " got wrong bytes at " .. tostring(c.bad))
+      assert.equals(SIZE, c.got)
+      c.s:close()
+    end
+    local hwm = status_kib(proxy.pid, "VmHWM")
+    print(("# proxy peak RSS after 50 x 1 MiB: %d KiB"):format(hwm))
+    assert.truthy(hwm < 48 * 1024, "peak RSS " .. hwm .. " KiB")
+  end)
+
+  it("a client that does not read: the proxy stops reading the upstream", function()
+    local before = status_kib(proxy.pid, "VmRSS")
+    local s = assert(socket.connect("127.0.0.1", proxy:port("tcp")))
+    s:settimeout(0)
+    -- Send until every buffer on the way is full (the echo's replies back up to us unread).
+    local block = string.rep("z", 64 * 1024)
+    local sent, stalls = 0, 0
+    while stalls < 20 and sent < 64 * 1024 * 1024 do
+      local n, _, partial = s:send(block)
+      local k = n or partial or 0
+      sent = sent + k
+      if k < #block then
+        stalls = stalls + 1
+        socket.sleep(0.02)
+      end
+    end
+    assert.truthy(sent < 64 * 1024 * 1024, "the proxy took everything: no flow control")
+    local after = status_kib(proxy.pid, "VmRSS")
+    print(("# a stalled client: %d KiB sent before the proxy pushed back, proxy RSS +%d KiB")
+      :format(sent // 1024, after - before))
+    assert.truthy(after - before < 8 * 1024, "proxy RSS grew by " .. (after - before) .. " KiB")
+    s:close()
+  end)
+end)
