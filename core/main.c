@@ -12,7 +12,9 @@
 #include "core/server.h"
 #include "core/shared.h"
 #include "core/stats_text.h"
+#include "core/supervisor.h"
 #include "core/tls.h"
+#include "core/worker_chan.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -159,7 +161,8 @@ static int find_control(const char *cmd, int argc, char **argv, char *path, size
     } else if (cfg.control_path) {
         snprintf(path, n, "%s", cfg.control_path);
     } else {
-        const char *key = cfg.config_path || cfg.n_services ? hs_server_instance_key(&cfg) : NULL;
+        const char *key =
+            cfg.config_path || cfg.n_services ? hs_supervisor_instance_key(&cfg) : NULL;
         char msg[8192];
         st = hs_control_find(key, path, n, msg, sizeof msg);
         if (st != 0)
@@ -322,14 +325,10 @@ int main(int argc, char **argv)
         return st;
     }
     /* A worker started by a master: same command line, plus its channel and sockets. */
-    const char *wenv = getenv("HOTSOCK_WORKER");
-    int worker = 0, chan = -1;
-    static char sockets[8192];
-    if (wenv && sscanf(wenv, "%d,%d", &worker, &chan) == 2 && worker > 0) {
-        const char *se = getenv("HOTSOCK_SOCKETS");
-        snprintf(sockets, sizeof sockets, "%s", se ? se : "");
-        unsetenv("HOTSOCK_WORKER");
-        unsetenv("HOTSOCK_SOCKETS");
+    int chan = -1;
+    static char sockets[HS_WORKER_CHAN_SOCKETS_MAX];
+    int worker = hs_worker_chan_import(&chan, sockets, sizeof sockets);
+    if (worker > 0) {
         const char *sfd = getenv("HOTSOCK_SHARED_FD");
         if (sfd == NULL || hs_shared_attach(atoi(sfd)) == NULL) {
             fprintf(stderr, "hotsock: worker %d cannot attach the shared dictionary\n", worker);

@@ -1,19 +1,15 @@
 #include "core/master.h"
 #include "core/addr.h"
-#include "core/control.h"
 #include "core/hs.h"
 #include "core/log.h"
-#include "core/metrics_http.h"
 #include "core/pubsub.h"
-#include "core/reload.h"
-#include "core/stats_text.h"
 #include "core/server.h"
 #include "core/shared.h"
-#include "core/watch.h"
+#include "core/supervisor.h"
+#include "core/worker_chan.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,11 +48,9 @@ struct hs_master {
     struct event_base *base; /* the master's own loop (signals, control, watch) */
     struct worker workers[MASTER_MAX_WORKERS];
     int n;
-    int stopping;
-    struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
-    struct hs_control *control;
-    struct hs_metrics *metrics; /* --metrics listener on the master's loop, or NULL */
-    struct hs_watch *watch;
+    int stopping;              /* a stop signal arrived: no restarts, no reloads */
+    struct hs_supervisor *sup; /* signals, control socket, --watch, --metrics */
+    struct event *sig_chld;
     char sockets[8192]; /* "URL=FD;..." handed to workers */
     int fds[MASTER_MAX_SOCKETS];
     size_t nfds;
@@ -67,36 +61,6 @@ static double mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Reads one line (without its newline) from fd within timeout_ms. Returns 0 or -1. */
-static int chan_read_line(int fd, char *buf, size_t n, int timeout_ms)
-{
-    size_t got = 0;
-    double deadline = mono() + timeout_ms / 1000.0;
-    while (got + 1 < n) {
-        int left = (int)((deadline - mono()) * 1000);
-        struct pollfd p = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
-            return -1;
-        ssize_t r = read(fd, buf + got, 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        if (buf[got] == '\n') {
-            buf[got] = '\0';
-            return 0;
-        }
-        got++;
-    }
-    return -1;
-}
-
-static int chan_send(int fd, const char *line)
-{
-    size_t len = strlen(line);
-    return write(fd, line, len) == (ssize_t)len ? 0 : -1;
 }
 
 static void worker_close_sockets(struct hs_master *m, struct worker *w)
@@ -125,13 +89,9 @@ static int worker_assign_sockets(struct hs_master *m, struct worker *w)
         return -1;
     size_t used = 0;
     w->sockets[0] = '\0';
-    const char *p = m->sockets;
-    while (*p) {
-        const char *eq = strchr(p, '=');
-        if (eq == NULL)
-            break;
-        int fd = atoi(eq + 1);
-        const char *end = strchr(eq, ';');
+    char url[HS_WORKER_CHAN_SOCKETS_MAX];
+    int fd;
+    for (const char *p = m->sockets; hs_worker_chan_socket_next(&p, url, sizeof url, &fd);) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         getsockname(fd, (struct sockaddr *)&ss, &sl);
@@ -139,18 +99,14 @@ static int worker_assign_sockets(struct hs_master *m, struct worker *w)
         if (w->index > 1 && hs__reuseport && ss.ss_family != AF_UNIX) {
             own = hs_addr_clone_socket(fd);
             if (own < 0) {
-                hs_log(HS_LOG_ERROR, "worker %d: cannot open its socket for %.*s: %s", w->index,
-                       (int)(eq - p), p, hs_strerror(own));
+                hs_log(HS_LOG_ERROR, "worker %d: cannot open its socket for %s: %s", w->index, url,
+                       hs_strerror(own));
                 return -1;
             }
         }
         if (w->nfds < MASTER_MAX_SOCKETS)
             w->fds[w->nfds++] = own;
-        int n = snprintf(w->sockets + used, cap - used, "%s%.*s=%d", used ? ";" : "", (int)(eq - p),
-                         p, own);
-        if (n > 0 && used + (size_t)n < cap)
-            used += (size_t)n;
-        p = end ? end + 1 : eq + strlen(eq);
+        hs_worker_chan_socket_put(w->sockets, cap, &used, url, 0, own);
     }
     return 0;
 }
@@ -159,47 +115,39 @@ static int worker_assign_sockets(struct hs_master *m, struct worker *w)
  * serves on the sockets the master bound. Returns 0, or -1 (logged). */
 static int worker_spawn(struct hs_master *m, struct worker *w, int wait_ready)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        hs_log(HS_LOG_ERROR, "worker %d: socketpair: %s", w->index, strerror(errno));
+    int mine, theirs;
+    int r = hs_worker_chan_pair(&mine, &theirs);
+    if (r != 0) {
+        hs_log(HS_LOG_ERROR, "worker %d: socketpair: %s", w->index, hs_strerror(r));
         return -1;
     }
     pid_t pid = fork();
     if (pid < 0) {
         hs_log(HS_LOG_ERROR, "worker %d: fork: %s", w->index, strerror(errno));
-        close(sv[0]);
-        close(sv[1]);
+        close(mine);
+        close(theirs);
         return -1;
     }
     if (pid == 0) {
-        /* The child keeps exactly its channel end and the listening sockets across exec. */
-        char env[64];
-        fcntl(sv[1], F_SETFD, 0);
-        for (size_t i = 0; i < w->nfds; i++)
-            fcntl(w->fds[i], F_SETFD, 0);
+        /* The child keeps exactly its channel end, the listening sockets and the shared
+         * regions across exec. */
         const char *sfd = getenv("HOTSOCK_SHARED_FD");
         if (sfd)
             fcntl(atoi(sfd), F_SETFD, 0);
         if (hs_pubsub_default())
             hs_pubsub_keep_across_exec(hs_pubsub_default());
-        snprintf(env, sizeof env, "%d,%d", w->index, sv[1]);
-        setenv("HOTSOCK_WORKER", env, 1);
-        setenv("HOTSOCK_SOCKETS", w->sockets, 1);
+        hs_worker_chan_export(w->index, theirs, w->sockets);
         signal(SIGPIPE, SIG_DFL);
         execv("/proc/self/exe", m->argv);
         _exit(127);
     }
-    close(sv[1]);
+    close(theirs);
     w->pid = pid;
-    w->chan = sv[0];
+    w->chan = mine;
     w->started = mono();
-    if (wait_ready) {
-        char line[64];
-        if (chan_read_line(w->chan, line, sizeof line, WORKER_START_TIMEOUT_MS) != 0 ||
-            strcmp(line, "ready") != 0) {
-            hs_log(HS_LOG_ERROR, "worker %d (pid %ld) did not start", w->index, (long)pid);
-            return -1;
-        }
+    if (wait_ready && hs_worker_chan_wait_ready(w->chan, WORKER_START_TIMEOUT_MS) != 0) {
+        hs_log(HS_LOG_ERROR, "worker %d (pid %ld) did not start", w->index, (long)pid);
+        return -1;
     }
     return 0;
 }
@@ -232,7 +180,7 @@ static void master_check_done(struct hs_master *m)
     for (int i = 0; i < m->n; i++)
         if (m->workers[i].pid != 0)
             return;
-    event_base_loopexit(m->base, NULL);
+    hs_supervisor_finished(m->sup);
 }
 
 static void master_chld_cb(evutil_socket_t sig, short what, void *arg)
@@ -289,31 +237,40 @@ static void master_chld_cb(evutil_socket_t sig, short what, void *arg)
     master_check_done(m);
 }
 
-static void master_stop_cb(evutil_socket_t sig, short what, void *arg)
+/* The first stop signal: the workers stop accepting and finish their connections. */
+static unsigned master_drain(void *arg, int sig)
 {
     struct hs_master *m = arg;
-    HS_UNUSED(what);
-    if (!m->stopping)
-        hs_log(HS_LOG_INFO, "%s: stopping %d worker(s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-               m->n);
-    else
-        hs_log(HS_LOG_WARN, "second stop signal: workers exit now");
-    if (!m->stopping) {
-        /* The master's copies of the listening sockets go first: a socket stops listening
-         * only when the last process holding it closes it, and the workers close theirs as
-         * they get the signal. */
-        for (int i = 0; i < m->n; i++)
-            worker_close_sockets(m, &m->workers[i]);
-        hs_server_stop_listening(m->s);
-        m->nfds = 0;
-    }
+    hs_log(HS_LOG_INFO, "%s: stopping %d worker(s)", sig == SIGINT ? "SIGINT" : "SIGTERM", m->n);
+    /* The master's copies of the listening sockets go first: a socket stops listening only
+     * when the last process holding it closes it, and the workers close theirs as they get
+     * the signal. */
+    for (int i = 0; i < m->n; i++)
+        worker_close_sockets(m, &m->workers[i]);
+    hs_server_stop_listening(m->s);
+    m->nfds = 0;
     m->stopping = 1;
+    unsigned running = 0;
     for (int i = 0; i < m->n; i++) {
         struct worker *w = &m->workers[i];
         event_del(w->respawn);
-        if (w->pid != 0)
+        if (w->pid != 0) {
             kill(w->pid, SIGTERM);
+            running++;
+        }
     }
+    return running;
+}
+
+/* A second stop signal: passed on, so the workers exit now. */
+static void master_abort(void *arg, int grace_over)
+{
+    struct hs_master *m = arg;
+    HS_UNUSED(grace_over); /* each worker keeps its own grace period */
+    hs_log(HS_LOG_WARN, "second stop signal: workers exit now");
+    for (int i = 0; i < m->n; i++)
+        if (m->workers[i].pid != 0)
+            kill(m->workers[i].pid, SIGTERM);
     master_check_done(m);
 }
 
@@ -339,9 +296,10 @@ static void master_replace_workers(struct hs_master *m)
     }
 }
 
-/* Sends cmd to every running worker and reads one reply line from each. Returns 0 when all
- * said ok; else -1 with the first error in err. */
-static int master_broadcast(struct hs_master *m, const char *cmd, char *err, size_t errlen)
+/* Sends cmd to every running worker and reads its reply. Returns 0 when all said ok; else
+ * -1 with the first error in err. */
+static int master_broadcast(struct hs_master *m, enum hs_worker_chan_cmd cmd, char *err,
+                            size_t errlen)
 {
     int result = 0;
     for (int i = 0; i < m->n; i++) {
@@ -349,31 +307,29 @@ static int master_broadcast(struct hs_master *m, const char *cmd, char *err, siz
         if (w->pid == 0)
             continue;
         char line[2048];
-        if (chan_send(w->chan, cmd) != 0 ||
-            chan_read_line(w->chan, line, sizeof line, WORKER_REPLY_TIMEOUT_MS) != 0) {
-            if (result == 0)
+        int r = hs_worker_chan_request(w->chan, cmd, line, sizeof line, WORKER_REPLY_TIMEOUT_MS);
+        if (r != 0 && result == 0) {
+            if (r < 0)
                 snprintf(err, errlen, "worker %d did not answer", w->index);
-            result = -1;
-        } else if (strncmp(line, "ok", 2) != 0) {
-            if (result == 0)
+            else
                 snprintf(err, errlen, "worker %d: %.1900s", w->index, line); /* fits 2 KiB */
-            result = -1;
         }
+        if (r != 0)
+            result = -1;
     }
     return result;
 }
 
 /* A reload across workers: validated once here, then every worker prepares; only when all
  * prepared does every worker (and the master's copy) commit. Otherwise none changes. */
-static int master_reload(struct hs_master *m, char *out, size_t n)
+static int master_reload(void *arg, int *which, char *out, size_t n)
 {
+    struct hs_master *m = arg;
     char err[2048];
     int changed;
     double t0 = mono();
-    if (m->stopping) {
-        snprintf(out, n, "error the server is stopping\n");
-        return -1;
-    }
+    for (size_t i = 0; i < HS_CONFIG_MAX_SERVICES; i++)
+        which[i] = 1; /* every script, so that all workers run the same versions */
     if (hs_server_prepare(m->s, err, sizeof err, &changed) != 0) {
         hs_log(HS_LOG_ERROR, "reload failed, nothing changed: %s", err);
         snprintf(out, n, "error %s\n", err);
@@ -385,17 +341,17 @@ static int master_reload(struct hs_master *m, char *out, size_t n)
         hs_server_report(m->s, (mono() - t0) * 1000, out, n);
         return 0;
     }
-    if (master_broadcast(m, "prepare\n", err, sizeof err) != 0) {
+    if (master_broadcast(m, HS_WORKER_CHAN_PREPARE, err, sizeof err) != 0) {
         char ignored[64];
         hs_server_discard(m->s);
         hs_server_note_reload_failed(m->s, err);
-        master_broadcast(m, "discard\n", ignored, sizeof ignored);
+        master_broadcast(m, HS_WORKER_CHAN_DISCARD, ignored, sizeof ignored);
         hs_log(HS_LOG_ERROR, "reload failed in a worker, nothing changed: %s", err);
         snprintf(out, n, "error %s\n", err);
         return -1;
     }
     hs_server_commit(m->s);
-    if (master_broadcast(m, "commit\n", err, sizeof err) != 0)
+    if (master_broadcast(m, HS_WORKER_CHAN_COMMIT, err, sizeof err) != 0)
         hs_log(HS_LOG_ERROR, "commit: %s", err);
     double ms = (mono() - t0) * 1000;
     hs_server_report(m->s, ms, out, n);
@@ -406,73 +362,36 @@ static int master_reload(struct hs_master *m, char *out, size_t n)
 /* The stats of every worker, gathered over the channels, after the scripts' own lines (the
  * master's copy of the scripts knows the generations and the reload outcomes). A worker that
  * does not answer in time is left out (logged). Returns the length written. */
-static size_t master_stats(struct hs_master *m, char *out, size_t n)
+static size_t master_stats(void *arg, char *out, size_t n)
 {
+    struct hs_master *m = arg;
     size_t used = hs_server_stats(m->s, HS_SERVER_STATS_SCRIPTS, out, n);
     for (int i = 0; i < m->n; i++) {
         struct worker *w = &m->workers[i];
-        if (w->pid == 0 || chan_send(w->chan, "stats\n") != 0)
+        if (w->pid == 0 || used + 1 >= n)
             continue;
-        char line[4096];
-        for (;;) {
-            if (chan_read_line(w->chan, line, sizeof line, WORKER_REPLY_TIMEOUT_MS) != 0) {
-                hs_log(HS_LOG_WARN, "worker %d did not answer the stats request", w->index);
-                break;
-            }
-            if (strcmp(line, "end") == 0)
-                break;
-            int wr = snprintf(out + used, n - used, "%s\n", line);
-            if (wr > 0 && used + (size_t)wr < n)
-                used += (size_t)wr;
-        }
+        if (hs_worker_chan_request(w->chan, HS_WORKER_CHAN_STATS, out + used, n - used,
+                                   WORKER_REPLY_TIMEOUT_MS) < 0)
+            hs_log(HS_LOG_WARN, "worker %d did not answer the stats request", w->index);
+        used += strlen(out + used);
     }
     return used;
 }
 
-static size_t master_metrics_cb(char *out, size_t n, void *arg)
-{
-    static char snap[HS_SERVER_STATS_MAX];
-    master_stats(arg, snap, sizeof snap);
-    return hs_stats_render_prometheus(snap, out, n);
-}
-
-static void master_control_cb(const char *cmd, char *out, size_t n, void *arg)
+static size_t master_files(void *arg, size_t service, const char **files, size_t max)
 {
     struct hs_master *m = arg;
-    if (strcmp(cmd, "reload") == 0)
-        master_reload(m, out, n);
-    else if (strcmp(cmd, "stats") == 0)
-        master_stats(m, out, n);
-    else
-        snprintf(out, n, "error unknown command '%s' (known: reload, stats, ping)\n", cmd);
+    return hs_server_script_files(m->s, service, files, max);
 }
 
-static void master_hup_cb(evutil_socket_t sig, short what, void *arg)
-{
-    char out[4096];
-    HS_UNUSED(sig);
-    HS_UNUSED(what);
-    hs_log(HS_LOG_INFO, "SIGHUP: reloading scripts in every worker");
-    master_reload(arg, out, sizeof out);
-}
-
-static void master_watch_cb(struct hs_watch *w, size_t tag, void *arg)
-{
-    struct hs_master *m = arg;
-    char out[4096];
-    HS_UNUSED(w);
-    HS_UNUSED(tag);
-    hs_log(HS_LOG_INFO, "a script changed on disk: reloading in every worker");
-    master_reload(m, out, sizeof out);
-    /* Module lists may have changed with the new version. */
-    for (size_t i = 0;; i++) {
-        const char *files[64];
-        size_t nf = hs_server_script_files(m->s, i, files, 64);
-        if (nf == 0)
-            break;
-        hs_watch_set(m->watch, i, files, nf);
-    }
-}
+static const struct hs_supervisor_ops master_ops = {
+    .reload = master_reload,
+    .stats = master_stats,
+    .files = master_files,
+    .drain = master_drain,
+    .abort = master_abort,
+    .grace = 0, /* each worker bounds its own stop */
+};
 
 int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
 {
@@ -511,7 +430,8 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
     setenv(HS_PUBSUB_ENV, ps_env, 1);
     m->s = hs_server_new(cfg);
     m->base = event_base_new();
-    if (m->s == NULL || m->base == NULL)
+    m->sup = m->base ? hs_supervisor_new(m->base, cfg, &master_ops, m) : NULL;
+    if (m->s == NULL || m->sup == NULL)
         goto out;
     /* Load, validate and bind once, here; the master's copy never serves. */
     if (hs_server_start(m->s, err, sizeof err) != 0) {
@@ -521,7 +441,7 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
     }
     hs_server_accepting(m->s, 0);
     m->nfds = hs_server_sockets(m->s, m->sockets, sizeof m->sockets, m->fds, MASTER_MAX_SOCKETS);
-    signal(SIGPIPE, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN); /* before any worker's channel can break */
     for (int i = 0; i < m->n; i++) {
         struct worker *w = &m->workers[i];
         w->index = i + 1;
@@ -542,59 +462,24 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
             goto out;
         }
     }
-    char path[HS_ADDR_MAX_PATH];
-    if (hs_control_start(m->base, cfg->control_path, hs_server_instance_key(cfg), master_control_cb,
-                         m, &m->control, path, sizeof path, err, sizeof err) != 0) {
+    if (hs_supervisor_start(m->sup, HS_SUPERVISOR_FULL, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         fprintf(stderr, "hotsock: %s\n", err);
-        master_stop_cb(SIGTERM, 0, m);
+        hs_supervisor_stop(m->sup, SIGTERM);
         event_base_dispatch(m->base);
         goto out;
-    }
-    if (cfg->watch) {
-        m->watch = hs_watch_new(m->base, 100, 150, master_watch_cb, m);
-        for (size_t i = 0;; i++) {
-            const char *files[64];
-            size_t nf = hs_server_script_files(m->s, i, files, 64);
-            if (nf == 0)
-                break;
-            hs_watch_set(m->watch, i, files, nf);
-        }
-    }
-    if (cfg->metrics_url) {
-        int r = hs_metrics_new(m->base, cfg->metrics_url, master_metrics_cb, m, &m->metrics);
-        if (r != 0) {
-            hs_log(HS_LOG_ERROR, "cannot serve metrics on %s: %s", cfg->metrics_url,
-                   r == HS_EBADSPEC ? "not a tcp:// or unix: address" : hs_strerror(r));
-            fprintf(stderr, "hotsock: cannot serve metrics on %s\n", cfg->metrics_url);
-            master_stop_cb(SIGTERM, 0, m);
-            event_base_dispatch(m->base);
-            goto out;
-        }
     }
     char extra[128];
     snprintf(extra, sizeof extra, ", %d workers", m->n);
     hs_server_banner(m->s, stdout, extra);
-    if (m->metrics)
-        printf("  metrics  http %s/metrics\n", hs_metrics_url(m->metrics));
-    if (m->control)
-        printf("  control  %s (hotsock stats, hotsock reload)\n", path);
-    fflush(stdout);
-    m->sig_term = evsignal_new(m->base, SIGTERM, master_stop_cb, m);
-    m->sig_int = evsignal_new(m->base, SIGINT, master_stop_cb, m);
-    m->sig_hup = evsignal_new(m->base, SIGHUP, master_hup_cb, m);
-    event_add(m->sig_term, NULL);
-    event_add(m->sig_int, NULL);
-    event_add(m->sig_hup, NULL);
+    hs_supervisor_banner(m->sup, stdout);
     hs_log(HS_LOG_INFO, "hotsock %s ready (pid %ld, %d workers)", HOTSOCK_VERSION, (long)getpid(),
            m->n);
     event_base_dispatch(m->base);
     hs_log(HS_LOG_INFO, "stopped");
     status = 0;
 out:
-    hs_watch_free(m->watch);
-    hs_control_free(m->control);
-    hs_metrics_free(m->metrics);
+    hs_supervisor_free(m->sup);
     for (int i = 0; i < m->n; i++) {
         if (m->workers[i].respawn)
             event_free(m->workers[i].respawn);
@@ -602,12 +487,6 @@ out:
             close(m->workers[i].chan);
         worker_close_sockets(m, &m->workers[i]);
     }
-    if (m->sig_term)
-        event_free(m->sig_term);
-    if (m->sig_int)
-        event_free(m->sig_int);
-    if (m->sig_hup)
-        event_free(m->sig_hup);
     if (m->sig_chld)
         event_free(m->sig_chld);
     hs_server_free(m->s);

@@ -1,6 +1,7 @@
 /* One hotsock process: an event loop, its connections, its Lua state, and the scripts with
- * their listeners, wired from a config. Also owns the process's signals: SIGTERM/SIGINT
- * drain and exit, SIGHUP reloads. */
+ * their listeners, wired from a config (core/services.c). Run as a single process it plugs
+ * into the supervisor (core/supervisor.h: control socket, signals, --watch, --metrics); as a
+ * worker it answers its master's channel (core/worker_chan.h). */
 #ifndef HS_SERVER_H
 #define HS_SERVER_H
 
@@ -8,7 +9,7 @@
 #include <stdio.h>
 
 #include "core/config.h"
-#include "core/metrics_http.h"
+#include "core/stats_text.h"
 
 struct hs_server;
 
@@ -59,8 +60,9 @@ struct event_base *hs_server_base(struct hs_server *s);
  * max_fds). Returns the number of sockets. */
 size_t hs_server_sockets(struct hs_server *s, char *map, size_t n, int *fds, size_t max_fds);
 
-/* The files (script, then project modules) of the service-th script into files; returns how
- * many, 0 past the last script. The strings belong to the server. */
+/* The files --watch follows for the service-th script into files: the script, its project
+ * modules, then the certificate and key files of its tls:// addresses. Returns how many, 0
+ * past the last script. The strings belong to the server (valid until the next call). */
 size_t hs_server_script_files(struct hs_server *s, size_t service, const char **files, size_t max);
 
 /* Graceful stop: closes every listening socket (connects are refused from now on) and stops
@@ -72,9 +74,9 @@ void hs_server_accepting(struct hs_server *s, int on);
 
 /* ---- stats (core/stats.h, core/stats_text.h) ---- */
 
-#define HS_SERVER_STATS_COUNTERS 1       /* the process line, version rows and listener counts */
-#define HS_SERVER_STATS_SCRIPTS 2        /* one "script" line per script: generation, last reload */
-#define HS_SERVER_STATS_MAX (256 * 1024) /* bytes of one snapshot */
+#define HS_SERVER_STATS_COUNTERS 1 /* the process line, version rows and listener counts */
+#define HS_SERVER_STATS_SCRIPTS 2  /* one "script" line per script: generation, last reload */
+#define HS_SERVER_STATS_MAX HS_STATS_SNAPSHOT_MAX /* bytes of one snapshot */
 
 /* Writes this process's stats snapshot (what: HS_SERVER_STATS_* bits) into out (n bytes,
  * NUL-terminated) in the line format of core/stats_text.h. Returns the length. */
@@ -83,18 +85,10 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n);
 /* Records a reload that failed outside this process (a worker refused it) for every script. */
 void hs_server_note_reload_failed(struct hs_server *s, const char *err);
 
-/* Starts the --metrics listener of the config, if any, on the server's loop: cb (NULL: this
- * process's own snapshot) renders the Prometheus text. Returns 0, or -1 with err set. */
-int hs_server_start_metrics(struct hs_server *s, hs_metrics_cb cb, void *arg, char *err,
-                            size_t errlen);
-
-/* Prints the start banner to f: version and pid (plus extra, e.g. ", 4 workers"), then one
- * line per bound address with its script name and path, the metrics and control addresses. */
+/* Prints the start of the banner to f: version and pid (plus extra, e.g. ", 4 workers"), then
+ * one line per bound address with its script name and path (hs_supervisor_banner adds the
+ * metrics and control addresses). */
 void hs_server_banner(struct hs_server *s, FILE *f, const char *extra);
-
-/* The file that names this instance (its control socket, hs_control_start): the config file,
- * else the first script. Owned by cfg. */
-const char *hs_server_instance_key(const struct hs_config *cfg);
 
 /* Frees everything; connections still open are aborted. */
 void hs_server_free(struct hs_server *s);

@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 
+#define HS_STATS_SNAPSHOT_MAX (256 * 1024) /* bytes of one snapshot */
+
 /* Renders snapshot as a human table into out (n bytes, NUL-terminated): listeners, then one
  * row per script version with the workers' counters summed (by service, then generation),
  * then scripts with their reload state, then one row per worker (pid, connections, Lua

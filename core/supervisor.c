@@ -1,0 +1,233 @@
+#include "core/supervisor.h"
+#include "core/addr.h"
+#include "core/control.h"
+#include "core/hs.h"
+#include "core/log.h"
+#include "core/metrics_http.h"
+#include "core/stats_text.h"
+#include "core/watch.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#define WATCH_POLL_MS 100     /* --watch: how often files are checked */
+#define WATCH_SETTLE_MS 150   /* --watch: quiet time before a change is reloaded */
+#define WATCH_MAX_FILES 64    /* files followed per script */
+#define RELOAD_REPLY_MAX 4096 /* what a reload from a signal or --watch reports (logged) */
+
+struct hs_supervisor {
+    struct event_base *base;
+    const struct hs_config *cfg;
+    const struct hs_supervisor_ops *ops;
+    void *arg;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *grace_timer;  /* ends a stop that takes longer than --grace */
+    int stopping;               /* a stop signal arrived */
+    struct hs_control *control; /* `hotsock reload`/`stats` socket, or NULL */
+    char control_path[HS_ADDR_MAX_PATH];
+    struct hs_watch *watch;     /* --watch, or NULL */
+    struct hs_metrics *metrics; /* --metrics listener, or NULL */
+};
+
+const char *hs_supervisor_instance_key(const struct hs_config *cfg)
+{
+    return cfg->config_path ? cfg->config_path : cfg->services[0].script;
+}
+
+/* Follows the current files of every script flagged in which (NULL: all). A reload may have
+ * changed a script's module list. */
+static void watch_scripts(struct hs_supervisor *sup, const int *which)
+{
+    if (sup->watch == NULL)
+        return;
+    for (size_t i = 0; i < HS_CONFIG_MAX_SERVICES; i++) {
+        const char *files[WATCH_MAX_FILES];
+        size_t n = sup->ops->files(sup->arg, i, files, WATCH_MAX_FILES);
+        if (n == 0)
+            break;
+        if (which == NULL || which[i])
+            hs_watch_set(sup->watch, i, files, n);
+    }
+}
+
+/* Every reload, whatever asked for it, goes through here: none during a stop (the listeners
+ * are closed: a reload could only bind new ones). */
+static int reload(struct hs_supervisor *sup, size_t only, char *out, size_t n)
+{
+    int which[HS_CONFIG_MAX_SERVICES];
+    for (size_t i = 0; i < HS_CONFIG_MAX_SERVICES; i++)
+        which[i] = only == (size_t)-1 || i == only;
+    if (sup->stopping) {
+        snprintf(out, n, "error the server is stopping\n");
+        return -1;
+    }
+    int r = sup->ops->reload(sup->arg, which, out, n);
+    watch_scripts(sup, which);
+    return r;
+}
+
+static void control_cb(const char *cmd, char *out, size_t n, void *arg)
+{
+    struct hs_supervisor *sup = arg;
+    if (strcmp(cmd, "reload") == 0) {
+        hs_log(HS_LOG_INFO, "reload requested on the control socket");
+        reload(sup, (size_t)-1, out, n);
+    } else if (strcmp(cmd, "stats") == 0) {
+        sup->ops->stats(sup->arg, out, n);
+    } else {
+        snprintf(out, n, "error unknown command '%s' (known: reload, stats, ping)\n", cmd);
+    }
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    char out[RELOAD_REPLY_MAX];
+    HS_UNUSED(sig);
+    HS_UNUSED(what);
+    hs_log(HS_LOG_INFO, "SIGHUP: reloading scripts");
+    reload(arg, (size_t)-1, out, sizeof out);
+}
+
+static void watch_cb(struct hs_watch *w, size_t tag, void *arg)
+{
+    struct hs_supervisor *sup = arg;
+    char out[RELOAD_REPLY_MAX];
+    const char *files[1];
+    HS_UNUSED(w);
+    if (sup->ops->files(sup->arg, tag, files, 1) == 0)
+        return;
+    hs_log(HS_LOG_INFO, "%s changed on disk: reloading", files[0]);
+    reload(sup, tag, out, sizeof out);
+}
+
+static size_t metrics_cb(char *out, size_t n, void *arg)
+{
+    struct hs_supervisor *sup = arg;
+    static char snap[HS_STATS_SNAPSHOT_MAX];
+    sup->ops->stats(sup->arg, snap, sizeof snap);
+    return hs_stats_render_prometheus(snap, out, n);
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_supervisor *sup = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    sup->ops->abort(sup->arg, 1);
+}
+
+void hs_supervisor_stop(struct hs_supervisor *sup, int sig)
+{
+    if (sup->stopping) {
+        sup->ops->abort(sup->arg, 0);
+        return;
+    }
+    sup->stopping = 1;
+    if (sup->ops->drain(sup->arg, sig) == 0) {
+        hs_supervisor_finished(sup);
+        return;
+    }
+    if (sup->ops->grace) {
+        unsigned ms = sup->cfg->grace_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        event_add(sup->grace_timer, &tv);
+    }
+}
+
+static void stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    HS_UNUSED(what);
+    hs_supervisor_stop(arg, (int)sig);
+}
+
+int hs_supervisor_stopping(const struct hs_supervisor *sup)
+{
+    return sup->stopping;
+}
+
+void hs_supervisor_finished(struct hs_supervisor *sup)
+{
+    event_base_loopexit(sup->base, NULL);
+}
+
+struct hs_supervisor *hs_supervisor_new(struct event_base *base, const struct hs_config *cfg,
+                                        const struct hs_supervisor_ops *ops, void *arg)
+{
+    struct hs_supervisor *sup = calloc(1, sizeof *sup);
+    if (sup == NULL)
+        return NULL;
+    sup->base = base;
+    sup->cfg = cfg;
+    sup->ops = ops;
+    sup->arg = arg;
+    sup->sig_term = evsignal_new(base, SIGTERM, stop_cb, sup);
+    sup->sig_int = evsignal_new(base, SIGINT, stop_cb, sup);
+    sup->sig_hup = evsignal_new(base, SIGHUP, hup_cb, sup);
+    sup->grace_timer = evtimer_new(base, grace_cb, sup);
+    if (!sup->sig_term || !sup->sig_int || !sup->sig_hup || !sup->grace_timer) {
+        hs_supervisor_free(sup);
+        return NULL;
+    }
+    return sup;
+}
+
+int hs_supervisor_start(struct hs_supervisor *sup, int what, char *err, size_t errlen)
+{
+    const struct hs_config *cfg = sup->cfg;
+    signal(SIGPIPE, SIG_IGN);
+    event_add(sup->sig_term, NULL);
+    event_add(sup->sig_int, NULL);
+    if (what == HS_SUPERVISOR_STOP_ONLY) {
+        signal(SIGHUP, SIG_IGN);
+        return 0;
+    }
+    if (hs_control_start(sup->base, cfg->control_path, hs_supervisor_instance_key(cfg), control_cb,
+                         sup, &sup->control, sup->control_path, sizeof sup->control_path, err,
+                         errlen) != 0)
+        return -1;
+    event_add(sup->sig_hup, NULL);
+    if (cfg->watch) {
+        sup->watch = hs_watch_new(sup->base, WATCH_POLL_MS, WATCH_SETTLE_MS, watch_cb, sup);
+        watch_scripts(sup, NULL);
+        hs_log(HS_LOG_INFO, "watching scripts for changes");
+    }
+    if (cfg->metrics_url) {
+        int r = hs_metrics_new(sup->base, cfg->metrics_url, metrics_cb, sup, &sup->metrics);
+        if (r != 0) {
+            snprintf(err, errlen, "cannot serve metrics on %s: %s", cfg->metrics_url,
+                     r == HS_EBADSPEC ? "not a tcp:// or unix: address" : hs_strerror(r));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void hs_supervisor_banner(struct hs_supervisor *sup, FILE *f)
+{
+    if (sup->metrics)
+        fprintf(f, "  metrics  http %s/metrics\n", hs_metrics_url(sup->metrics));
+    if (sup->control)
+        fprintf(f, "  control  %s (hotsock stats, hotsock reload)\n", sup->control_path);
+    fflush(f);
+}
+
+void hs_supervisor_free(struct hs_supervisor *sup)
+{
+    if (sup == NULL)
+        return;
+    hs_watch_free(sup->watch);
+    hs_control_free(sup->control);
+    hs_metrics_free(sup->metrics);
+    if (sup->sig_term)
+        event_free(sup->sig_term);
+    if (sup->sig_int)
+        event_free(sup->sig_int);
+    if (sup->sig_hup)
+        event_free(sup->sig_hup);
+    if (sup->grace_timer)
+        event_free(sup->grace_timer);
+    free(sup);
+}

@@ -1,0 +1,74 @@
+/* The outer layer of a hotsock process, the same in both process modes: the control socket
+ * and its commands (reload, stats; ping is the socket's own), SIGHUP, SIGTERM/SIGINT with
+ * their graceful stop (a second signal ends it at once; --grace bounds it), --watch and
+ * --metrics. What differs between a single process (core/server.c) and the master of several
+ * (core/master.c) -- how a reload is applied, where stats come from, what a stop waits for --
+ * is plugged in through hs_supervisor_ops. A worker uses only the stop signals. */
+#ifndef HS_SUPERVISOR_H
+#define HS_SUPERVISOR_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/config.h"
+
+struct event_base;
+struct hs_supervisor;
+
+struct hs_supervisor_ops {
+    /* Reloads scripts and writes what `hotsock reload` prints into out (n bytes): one line
+     * per script, "ok ..." or "error ...". which (HS_CONFIG_MAX_SERVICES flags) says which
+     * scripts, on the way in; on the way out, the ones the mode reloaded (a mode that reloads
+     * every script at once sets them all). Never called during a stop. Returns 0 when every
+     * script reloaded, else -1. */
+    int (*reload)(void *arg, int *which, char *out, size_t n);
+    /* Writes the stats snapshot (core/stats_text.h lines) into out (n bytes, NUL-terminated)
+     * and returns its length. */
+    size_t (*stats)(void *arg, char *out, size_t n);
+    /* The files of the service-th script that --watch follows (strings owned by the mode);
+     * returns how many, 0 past the last script. */
+    size_t (*files)(void *arg, size_t service, const char **files, size_t max);
+    /* A first stop signal (SIGTERM or SIGINT): stop taking new work and begin finishing what
+     * is open. Returns how much is left (connections, workers): 0 ends the loop now;
+     * otherwise the mode calls hs_supervisor_finished when the last one is done. */
+    unsigned (*drain)(void *arg, int sig);
+    /* A second stop signal (grace_over 0), or the grace period is over (grace_over 1; only
+     * with grace set): finish now, then call hs_supervisor_finished. */
+    void (*abort)(void *arg, int grace_over);
+    int grace; /* the supervisor bounds a stop by --grace (else the mode does, e.g. workers) */
+};
+
+#define HS_SUPERVISOR_FULL 0      /* control socket, SIGHUP, --watch, --metrics, stop signals */
+#define HS_SUPERVISOR_STOP_ONLY 1 /* a worker: the stop signals; SIGHUP is its master's */
+
+/* Makes the supervisor of a process serving cfg (which must outlive it) on base; ops (kept,
+ * usually static) and arg are the mode's. Returns NULL when memory runs out. */
+struct hs_supervisor *hs_supervisor_new(struct event_base *base, const struct hs_config *cfg,
+                                        const struct hs_supervisor_ops *ops, void *arg);
+
+/* Starts what `what` (HS_SUPERVISOR_*) names: the stop signals (and SIGPIPE ignored), then
+ * for FULL the control socket, SIGHUP, --watch and --metrics. Returns 0, or -1 with err set
+ * (a control socket or metrics address that cannot be had; the stop signals work anyway). */
+int hs_supervisor_start(struct hs_supervisor *sup, int what, char *err, size_t errlen);
+
+/* Begins a stop as if sig had arrived (e.g. a worker whose master is gone). */
+void hs_supervisor_stop(struct hs_supervisor *sup, int sig);
+
+/* Whether a stop has begun. */
+int hs_supervisor_stopping(const struct hs_supervisor *sup);
+
+/* The stop is complete: the loop ends. */
+void hs_supervisor_finished(struct hs_supervisor *sup);
+
+/* Prints the lines of the start banner the supervisor owns (the metrics address, the control
+ * socket) to f and flushes it. */
+void hs_supervisor_banner(struct hs_supervisor *sup, FILE *f);
+
+/* The file that names this instance (its control socket, hs_control_start): the config file,
+ * else the first script. Owned by cfg. */
+const char *hs_supervisor_instance_key(const struct hs_config *cfg);
+
+/* Stops everything started and frees sup (NULL is fine). */
+void hs_supervisor_free(struct hs_supervisor *sup);
+
+#endif
