@@ -290,16 +290,16 @@ int hs_control_find(const char *key, char *path, size_t pathlen, char *msg, size
     return 2;
 }
 
-int hs_control_new(struct event_base *base, const char *path, const char *who, hs_control_cmd_cb cb,
-                   void *arg, struct hs_control **out)
+/* Makes the control object around fd (-1: bind path now). */
+static int control_open(struct event_base *base, const char *path, int fd, const char *who,
+                        hs_control_cmd_cb cb, void *arg, struct hs_control **out)
 {
-    /* A server already answering there keeps its socket. */
-    char probe[8];
-    if (hs_control_request(path, "ping", probe, sizeof probe, 500) == 0)
-        return -EADDRINUSE;
     struct hs_control *ctl = calloc(1, sizeof *ctl);
-    if (ctl == NULL)
+    if (ctl == NULL) {
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
+    }
     ctl->cb = cb;
     ctl->arg = arg;
     snprintf(ctl->who, sizeof ctl->who, "%s", who ? who : "");
@@ -317,16 +317,72 @@ int hs_control_new(struct event_base *base, const char *path, const char *who, h
         struct hs_framing f;
         hs_framing_init(&f, HS_FRAMING_LINE);
         f.max = CONTROL_LINE_MAX;
-        r = hs_listener_new(base, ctl->set, &a, "control", &f, &control_handler, ctl, NULL,
-                            &ctl->listener);
+        if (fd >= 0) {
+            r = hs_listener_adopt_fd(base, ctl->set, fd, &a, "control", &f, &control_handler, ctl,
+                                     NULL, &ctl->listener);
+            fd = -1; /* the listener's now, or closed */
+            if (r == 0)
+                hs_listener_own_path(ctl->listener, 1);
+        } else {
+            r = hs_listener_new(base, ctl->set, &a, "control", &f, &control_handler, ctl, NULL,
+                                &ctl->listener);
+        }
     }
     if (r != 0) {
+        if (fd >= 0)
+            close(fd);
         hs_conns_free(ctl->set);
         free(ctl);
         return r;
     }
     *out = ctl;
     return 0;
+}
+
+int hs_control_new(struct event_base *base, const char *path, const char *who, hs_control_cmd_cb cb,
+                   void *arg, struct hs_control **out)
+{
+    /* A server already answering there keeps its socket. */
+    char probe[8];
+    if (hs_control_request(path, "ping", probe, sizeof probe, 500) == 0)
+        return -EADDRINUSE;
+    return control_open(base, path, -1, who, cb, arg, out);
+}
+
+int hs_control_adopt(struct event_base *base, int fd, const char *key, hs_control_cmd_cb cb,
+                     void *arg, struct hs_control **out, char *path, size_t pathlen)
+{
+    struct sockaddr_un su;
+    socklen_t len = sizeof su;
+    memset(&su, 0, sizeof su);
+    if (getsockname(fd, (struct sockaddr *)&su, &len) != 0 || su.sun_family != AF_UNIX ||
+        su.sun_path[0] == '\0') {
+        close(fd);
+        return -EINVAL;
+    }
+    char who[PATH_MAX];
+    instance_real_path(key, who, sizeof who);
+    snprintf(path, pathlen, "%s", su.sun_path);
+    int r = control_open(base, path, fd, who, cb, arg, out);
+    if (r == 0)
+        hs_log(HS_LOG_INFO, "control socket %s (taken over)", path);
+    return r;
+}
+
+int hs_control_fd(const struct hs_control *ctl)
+{
+    return hs_listener_fd(ctl->listener);
+}
+
+void hs_control_handover(struct hs_control *ctl)
+{
+    hs_listener_stop(ctl->listener);
+    hs_listener_own_path(ctl->listener, 0);
+}
+
+unsigned hs_control_busy(const struct hs_control *ctl)
+{
+    return hs_conns_count(ctl->set);
 }
 
 void hs_control_free(struct hs_control *ctl)

@@ -30,6 +30,24 @@ int hs_control_start(struct event_base *base, const char *configured, const char
                      hs_control_cmd_cb cb, void *arg, struct hs_control **out, char *path,
                      size_t pathlen, char *err, size_t errlen);
 
+/* Serves the control socket fd handed over by the process this one replaces (an upgrade):
+ * its path is read from the socket into path (pathlen bytes); key names the instance as for
+ * hs_control_start. fd is the result's (closed on failure). Returns 0 and *out, or a negative
+ * code. */
+int hs_control_adopt(struct event_base *base, int fd, const char *key, hs_control_cmd_cb cb,
+                     void *arg, struct hs_control **out, char *path, size_t pathlen);
+
+/* The listening socket (to hand over on an upgrade). */
+int hs_control_fd(const struct hs_control *ctl);
+
+/* The socket now belongs to the process that replaces this one: stop accepting on it and
+ * leave its file when freed. Open control connections (the `hotsock upgrade` waiting for its
+ * reply) go on. */
+void hs_control_handover(struct hs_control *ctl);
+
+/* How many control connections are open (a reply may still be on its way). */
+unsigned hs_control_busy(const struct hs_control *ctl);
+
 /* Closes the socket, removes its file and frees c (open control connections are aborted). */
 void hs_control_free(struct hs_control *c);
 

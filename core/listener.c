@@ -241,6 +241,11 @@ void hs_listener_stop(struct hs_listener *l)
         evconnlistener_disable(l->evl);
 }
 
+void hs_listener_own_path(struct hs_listener *l, int own)
+{
+    l->owns_path = l->unix_path[0] && own;
+}
+
 void hs_listener_close(struct hs_listener *l)
 {
     l->stopped = 1;

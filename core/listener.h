@@ -49,6 +49,11 @@ void hs_listener_free(struct hs_listener *l);
  * its workers serve on). */
 void hs_listener_stop(struct hs_listener *l);
 
+/* Whether closing l removes its Unix socket file (own 1; never for TCP). A listener made by
+ * hs_listener_new owns its file, an adopted one does not; an upgrade moves the ownership to
+ * the new process, so the old one leaves the file it handed over. */
+void hs_listener_own_path(struct hs_listener *l, int own);
+
 /* Graceful shutdown: closes the listening socket now (removing a Unix socket file we
  * created), so connects from here on are refused rather than left waiting in the backlog
  * (connections still in it are reset). l stays valid for its URL and counters until

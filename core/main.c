@@ -14,6 +14,7 @@
 #include "core/stats_text.h"
 #include "core/supervisor.h"
 #include "core/tls.h"
+#include "core/upgrade.h"
 #include "core/worker_chan.h"
 
 #include <errno.h>
@@ -32,6 +33,7 @@ static const char usage[] =
     "       hotsock check SCRIPT... [--listen URL]... (TLS: checks each cert/key pair)\n"
     "       hotsock reload [SCRIPT... | --config FILE | --control PATH]\n"
     "       hotsock stats [SCRIPT... | --config FILE | --control PATH] [--prometheus | --raw]\n"
+    "       hotsock upgrade [SCRIPT... | --config FILE | --control PATH]\n"
     "       hotsock new NAME\n"
     "       hotsock --help | --version\n"
     "\n"
@@ -67,7 +69,13 @@ static const char usage[] =
 /* After the limits, which hs_config_print_limits writes from the table that parses them. */
 static const char usage_tail[] =
     "\n"
-    "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script.\n"
+    "Signals: SIGTERM/SIGINT stop accepting and drain, SIGHUP reloads every script, SIGUSR2\n"
+    "upgrades (as hotsock upgrade).\n"
+    "hotsock upgrade starts the binary at the server's path again with the same arguments and\n"
+    "hands it every listening socket and the control socket; once the new process has loaded\n"
+    "every script (and started its workers) the old one stops accepting and drains its\n"
+    "connections with --grace. If the new one fails, the old keeps serving and upgrade prints\n"
+    "why and exits 1.\n"
     "hotsock reload asks the server on the control socket to reload, prints the outcome\n"
     "per script, and exits 0 when every script reloaded, 1 otherwise. reload and stats find\n"
     "the server by the same SCRIPT or --config FILE arguments as serve (other serve options\n"
@@ -209,6 +217,28 @@ static int cmd_reload(int argc, char **argv)
     return ok ? 0 : 1;
 }
 
+/* hotsock upgrade: the running server starts the binary again and hands over its sockets. */
+static int cmd_upgrade(int argc, char **argv)
+{
+    char path[HS_ADDR_MAX_PATH];
+    int st = find_control("upgrade", argc, argv, path, sizeof path);
+    if (st != 0)
+        return st;
+    char reply[4096];
+    /* The old server waits for the new one to be ready, at most HS_UPGRADE_READY_MS. */
+    int r = hs_control_request(path, "upgrade", reply, sizeof reply, HS_UPGRADE_READY_MS + 5000);
+    if (r != 0) {
+        control_failed("upgrade", path, r);
+        return 1;
+    }
+    if (strncmp(reply, "ok", 2) != 0) {
+        fprintf(stderr, "hotsock upgrade: %s", reply);
+        return 1;
+    }
+    fputs(reply, stdout);
+    return 0;
+}
+
 /* hotsock stats: a snapshot from a running server, as a table, Prometheus text or raw. */
 static int cmd_stats(int argc, char **argv)
 {
@@ -282,6 +312,8 @@ int main(int argc, char **argv)
         return cmd_reload(argc - 2, argv + 2);
     if (strcmp(argv[1], "stats") == 0)
         return cmd_stats(argc - 2, argv + 2);
+    if (strcmp(argv[1], "upgrade") == 0)
+        return cmd_upgrade(argc - 2, argv + 2);
     if (strcmp(argv[1], "new") == 0)
         return cmd_new(argc - 2, argv + 2);
     int serve = strcmp(argv[1], "serve") == 0;
@@ -324,6 +356,10 @@ int main(int argc, char **argv)
         hs_config_free(&cfg);
         return st;
     }
+    /* The process an upgrade started: the old one's sockets instead of binding. */
+    hs_upgrade_init(argv);
+    static char adopted[HS_WORKER_CHAN_SOCKETS_MAX];
+    int upgraded = hs_upgrade_import(adopted, sizeof adopted);
     /* A worker started by a master: same command line, plus its channel and sockets. */
     int chan = -1;
     static char sockets[HS_WORKER_CHAN_SOCKETS_MAX];
@@ -348,7 +384,7 @@ int main(int argc, char **argv)
         worker = 0;
         int n = cfg.workers > 0 ? cfg.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (n > 1) {
-            int st = hs_master_run(&cfg, n, argv);
+            int st = hs_master_run(&cfg, n, argv, upgraded ? adopted : NULL);
             hs_config_free(&cfg);
             return st;
         }
@@ -371,10 +407,13 @@ int main(int argc, char **argv)
     }
     if (worker)
         hs_server_set_worker(s, worker, sockets, chan);
+    else if (upgraded)
+        hs_server_adopt(s, adopted);
     int status;
     if (hs_server_start(s, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         fprintf(stderr, "hotsock: %s\n", err);
+        hs_upgrade_failed(err);
         status = 1;
     } else {
         status = hs_server_run(s);

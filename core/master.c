@@ -6,6 +6,7 @@
 #include "core/server.h"
 #include "core/shared.h"
 #include "core/supervisor.h"
+#include "core/upgrade.h"
 #include "core/worker_chan.h"
 
 #include <errno.h>
@@ -241,7 +242,11 @@ static void master_chld_cb(evutil_socket_t sig, short what, void *arg)
 static unsigned master_drain(void *arg, int sig)
 {
     struct hs_master *m = arg;
-    hs_log(HS_LOG_INFO, "%s: stopping %d worker(s)", sig == SIGINT ? "SIGINT" : "SIGTERM", m->n);
+    hs_log(HS_LOG_INFO, "%s: stopping %d worker(s)",
+           sig == SIGINT    ? "SIGINT"
+           : sig == SIGUSR2 ? "upgraded"
+                            : "SIGTERM",
+           m->n);
     /* The master's copies of the listening sockets go first: a socket stops listening only
      * when the last process holding it closes it, and the workers close theirs as they get
      * the signal. */
@@ -384,16 +389,31 @@ static size_t master_files(void *arg, size_t service, const char **files, size_t
     return hs_server_script_files(m->s, service, files, max);
 }
 
+static size_t master_sockets(void *arg, char *map, size_t n)
+{
+    struct hs_master *m = arg;
+    snprintf(map, n, "%s", m->sockets);
+    return strlen(map);
+}
+
+static void master_handover(void *arg)
+{
+    struct hs_master *m = arg;
+    hs_server_handover(m->s);
+}
+
 static const struct hs_supervisor_ops master_ops = {
     .reload = master_reload,
     .stats = master_stats,
     .files = master_files,
     .drain = master_drain,
     .abort = master_abort,
+    .sockets = master_sockets,
+    .handover = master_handover,
     .grace = 0, /* each worker bounds its own stop */
 };
 
-int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
+int hs_master_run(const struct hs_config *cfg, int workers, char **argv, const char *adopted)
 {
     struct hs_master *m = calloc(1, sizeof *m);
     char err[2048];
@@ -433,10 +453,13 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
     m->sup = m->base ? hs_supervisor_new(m->base, cfg, &master_ops, m) : NULL;
     if (m->s == NULL || m->sup == NULL)
         goto out;
-    /* Load, validate and bind once, here; the master's copy never serves. */
+    /* Load, validate and bind (or adopt) once, here; the master's copy never serves. */
+    hs_server_adopt(m->s, adopted);
+    hs_supervisor_adopt(m->sup, adopted);
     if (hs_server_start(m->s, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         fprintf(stderr, "hotsock: %s\n", err);
+        hs_upgrade_failed(err);
         goto out;
     }
     hs_server_accepting(m->s, 0);
@@ -455,6 +478,8 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
         if (worker_assign_sockets(m, &m->workers[i]) != 0 ||
             worker_spawn(m, &m->workers[i], 1) != 0) {
             fprintf(stderr, "hotsock: worker %d failed to start\n", i + 1);
+            snprintf(err, sizeof err, "worker %d failed to start", i + 1);
+            hs_upgrade_failed(err);
             m->stopping = 1;
             for (int j = 0; j <= i; j++)
                 if (m->workers[j].pid)
@@ -465,6 +490,7 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
     if (hs_supervisor_start(m->sup, HS_SUPERVISOR_FULL, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         fprintf(stderr, "hotsock: %s\n", err);
+        hs_upgrade_failed(err);
         hs_supervisor_stop(m->sup, SIGTERM);
         event_base_dispatch(m->base);
         goto out;
@@ -473,6 +499,7 @@ int hs_master_run(const struct hs_config *cfg, int workers, char **argv)
     snprintf(extra, sizeof extra, ", %d workers", m->n);
     hs_server_banner(m->s, stdout, extra);
     hs_supervisor_banner(m->sup, stdout);
+    hs_upgrade_ready();
     hs_log(HS_LOG_INFO, "hotsock %s ready (pid %ld, %d workers)", HOTSOCK_VERSION, (long)getpid(),
            m->n);
     event_base_dispatch(m->base);

@@ -9,8 +9,10 @@
 
 #include "core/config.h"
 
-/* Runs the master until SIGTERM/SIGINT has stopped every worker. argv is the command line
- * to start workers with (NULL-terminated, kept by the caller). Returns the exit status. */
-int hs_master_run(const struct hs_config *cfg, int workers, char **argv);
+/* Runs the master until SIGTERM/SIGINT (or an upgrade) has stopped every worker. argv is the
+ * command line to start workers with (NULL-terminated, kept by the caller); adopted (or NULL)
+ * the socket map an upgrade handed over (core/upgrade.h), kept by the caller. Returns the
+ * exit status. */
+int hs_master_run(const struct hs_config *cfg, int workers, char **argv, const char *adopted);
 
 #endif

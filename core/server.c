@@ -9,6 +9,7 @@
 #include "core/reload.h"
 #include "core/supervisor.h"
 #include "core/udp.h"
+#include "core/upgrade.h"
 #include "core/worker_chan.h"
 
 #include <signal.h>
@@ -51,6 +52,11 @@ void hs_server_set_worker(struct hs_server *s, int index, const char *inherited,
     hs_log_set_tag(tag);
 }
 
+void hs_server_adopt(struct hs_server *s, const char *map)
+{
+    s->inherited = map;
+}
+
 struct event_base *hs_server_base(struct hs_server *s)
 {
     return s->base;
@@ -90,6 +96,18 @@ static size_t server_files(void *arg, size_t service, const char **files, size_t
     return hs_server_script_files(arg, service, files, max);
 }
 
+static size_t server_sockets(void *arg, char *map, size_t n)
+{
+    int fds[HS_CONFIG_MAX_SERVICES * SERVER_MAX_BOUND];
+    hs_server_sockets(arg, map, n, fds, sizeof fds / sizeof fds[0]);
+    return strlen(map);
+}
+
+static void server_handover(void *arg)
+{
+    hs_server_handover(arg);
+}
+
 static void server_on_empty(struct hs_conns *set, void *arg)
 {
     struct hs_server *s = arg;
@@ -101,7 +119,10 @@ static unsigned server_drain(void *arg, int sig)
 {
     struct hs_server *s = arg;
     hs_log(HS_LOG_INFO, "%s: no longer accepting; %u connection(s) get %u ms to finish",
-           sig == SIGINT ? "SIGINT" : "SIGTERM", hs_conns_count(s->set), s->cfg->grace_ms);
+           sig == SIGINT    ? "SIGINT"
+           : sig == SIGUSR2 ? "upgraded"
+                            : "SIGTERM",
+           hs_conns_count(s->set), s->cfg->grace_ms);
     hs_server_stop_listening(s);
     /* Idle connections close now and busy ones after their message: the set may empty here. */
     hs_conns_on_empty(s->set, server_on_empty, s);
@@ -125,6 +146,8 @@ static const struct hs_supervisor_ops server_ops = {
     .files = server_files,
     .drain = server_drain,
     .abort = server_abort,
+    .sockets = server_sockets,
+    .handover = server_handover,
     .grace = 1,
 };
 
@@ -176,13 +199,16 @@ int hs_server_run(struct hs_server *s)
         hs_log(HS_LOG_INFO, "worker %d stopped", s->worker);
         return 0;
     }
+    hs_supervisor_adopt(s->sup, s->inherited);
     if (hs_supervisor_start(s->sup, HS_SUPERVISOR_FULL, err, sizeof err) != 0) {
         hs_log(HS_LOG_ERROR, "%s", err);
         fprintf(stderr, "hotsock: %s\n", err);
+        hs_upgrade_failed(err);
         return 1;
     }
     hs_server_banner(s, stdout, NULL);
     hs_supervisor_banner(s->sup, stdout);
+    hs_upgrade_ready();
     hs_log(HS_LOG_INFO, "hotsock %s ready (pid %ld)", HOTSOCK_VERSION, (long)getpid());
     event_base_dispatch(s->base);
     hs_log(HS_LOG_INFO, "stopped");

@@ -69,6 +69,14 @@ size_t hs_server_script_files(struct hs_server *s, size_t service, const char **
  * receiving on UDP sockets; open connections are not touched. */
 void hs_server_stop_listening(struct hs_server *s);
 
+/* In a process started by an upgrade, before hs_server_start: map ("URL=FD;...", kept by the
+ * caller) gives the sockets the old process handed over, used instead of binding. */
+void hs_server_adopt(struct hs_server *s, const char *map);
+
+/* After an upgrade: the sockets serve the new process. Stops accepting on them and leaves
+ * their Unix socket files in place when they are closed. */
+void hs_server_handover(struct hs_server *s);
+
 /* Stops (on = 0) or resumes accepting and receiving on every socket. */
 void hs_server_accepting(struct hs_server *s, int on);
 

@@ -120,6 +120,10 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
                     : hs_listener_new(s->base, s->set, &a, d->name, framing, h, sv->script,
                                       hs_lua_accept, &b->listener);
         bound = r == 0 ? hs_listener_url(b->listener) : NULL;
+        /* A Unix socket handed over by an upgrade is ours to remove now; a worker's is its
+         * master's. */
+        if (r == 0 && fd >= 0 && !s->worker)
+            hs_listener_own_path(b->listener, 1);
     }
     if (r != 0) {
         snprintf(err, errlen, "cannot listen on %.*s: %s", (int)hs_addr_base_len(url), url,
@@ -423,6 +427,15 @@ void hs_server_accepting(struct hs_server *s, int on)
                 on ? hs_udp_start(b->udp) : hs_udp_stop(b->udp);
         }
     }
+}
+
+void hs_server_handover(struct hs_server *s)
+{
+    hs_server_accepting(s, 0);
+    for (size_t i = 0; i < s->n_services; i++)
+        for (size_t j = 0; j < s->services[i].n_bound; j++)
+            if (s->services[i].bound[j].listener)
+                hs_listener_own_path(s->services[i].bound[j].listener, 0);
 }
 
 void hs_server_stop_listening(struct hs_server *s)

@@ -5,11 +5,15 @@
 #include "core/log.h"
 #include "core/metrics_http.h"
 #include "core/stats_text.h"
+#include "core/upgrade.h"
 #include "core/watch.h"
+#include "core/worker_chan.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -17,13 +21,17 @@
 #define WATCH_SETTLE_MS 150   /* --watch: quiet time before a change is reloaded */
 #define WATCH_MAX_FILES 64    /* files followed per script */
 #define RELOAD_REPLY_MAX 4096 /* what a reload from a signal or --watch reports (logged) */
+#define REPLY_WAIT_MS 10      /* after an upgrade: how often to look whether replies are out */
 
 struct hs_supervisor {
     struct event_base *base;
     const struct hs_config *cfg;
     const struct hs_supervisor_ops *ops;
     void *arg;
-    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *sig_term, *sig_int, *sig_hup, *sig_usr2;
+    struct event *exit_timer;   /* after an upgrade: ends the loop once replies are sent */
+    const char *adopted;        /* socket map handed over by an upgrade, or NULL */
+    int handed_over;            /* an upgrade succeeded: the sockets are the new process's */
     struct event *grace_timer;  /* ends a stop that takes longer than --grace */
     int stopping;               /* a stop signal arrived */
     struct hs_control *control; /* `hotsock reload`/`stats` socket, or NULL */
@@ -69,6 +77,54 @@ static int reload(struct hs_supervisor *sup, size_t only, char *out, size_t n)
     return r;
 }
 
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Starts the binary again with every socket; once it is ready, hands them over and drains.
+ * Writes "ok upgraded: ..." or "error upgrade failed: REASON" into out. */
+static int upgrade(struct hs_supervisor *sup, char *out, size_t n)
+{
+    if (sup->stopping) {
+        snprintf(out, n, "error the server is stopping\n");
+        return -1;
+    }
+    char map[HS_WORKER_CHAN_SOCKETS_MAX], why[2048];
+    size_t used = sup->ops->sockets(sup->arg, map, sizeof map);
+    if (sup->control)
+        hs_worker_chan_socket_put(map, sizeof map, &used, HS_UPGRADE_CONTROL, 0,
+                                  hs_control_fd(sup->control));
+    double t0 = mono_ms();
+    pid_t pid;
+    if (hs_upgrade_start(map, &pid, why, sizeof why) != 0) {
+        hs_log(HS_LOG_ERROR, "upgrade failed, still serving: %s", why);
+        snprintf(out, n, "error upgrade failed: %s\n", why);
+        return -1;
+    }
+    double ms = mono_ms() - t0;
+    hs_log(HS_LOG_INFO, "upgrade: pid %ld serves (ready in %.1f ms); draining", (long)pid, ms);
+    snprintf(out, n, "ok upgraded: pid %ld -> %ld (ready in %.1f ms)\n", (long)getpid(), (long)pid,
+             ms);
+    sup->handed_over = 1;
+    if (sup->control)
+        hs_control_handover(sup->control);
+    sup->ops->handover(sup->arg);
+    hs_supervisor_stop(sup, SIGUSR2);
+    return 0;
+}
+
+static void usr2_cb(evutil_socket_t sig, short what, void *arg)
+{
+    char out[RELOAD_REPLY_MAX];
+    HS_UNUSED(sig);
+    HS_UNUSED(what);
+    hs_log(HS_LOG_INFO, "SIGUSR2: upgrading");
+    upgrade(arg, out, sizeof out);
+}
+
 static void control_cb(const char *cmd, char *out, size_t n, void *arg)
 {
     struct hs_supervisor *sup = arg;
@@ -77,8 +133,11 @@ static void control_cb(const char *cmd, char *out, size_t n, void *arg)
         reload(sup, (size_t)-1, out, n);
     } else if (strcmp(cmd, "stats") == 0) {
         sup->ops->stats(sup->arg, out, n);
+    } else if (strcmp(cmd, "upgrade") == 0) {
+        hs_log(HS_LOG_INFO, "upgrade requested on the control socket");
+        upgrade(sup, out, n);
     } else {
-        snprintf(out, n, "error unknown command '%s' (known: reload, stats, ping)\n", cmd);
+        snprintf(out, n, "error unknown command '%s' (known: reload, stats, upgrade, ping)\n", cmd);
     }
 }
 
@@ -148,9 +207,29 @@ int hs_supervisor_stopping(const struct hs_supervisor *sup)
     return sup->stopping;
 }
 
+static void exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_supervisor *sup = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    hs_supervisor_finished(sup);
+}
+
 void hs_supervisor_finished(struct hs_supervisor *sup)
 {
+    /* After an upgrade the `hotsock upgrade` that asked for it still waits for its reply;
+     * control connections close by themselves (after their reply, or idle). */
+    if (sup->handed_over && sup->control && hs_control_busy(sup->control)) {
+        struct timeval tv = {0, REPLY_WAIT_MS * 1000};
+        event_add(sup->exit_timer, &tv);
+        return;
+    }
     event_base_loopexit(sup->base, NULL);
+}
+
+void hs_supervisor_adopt(struct hs_supervisor *sup, const char *map)
+{
+    sup->adopted = map;
 }
 
 struct hs_supervisor *hs_supervisor_new(struct event_base *base, const struct hs_config *cfg,
@@ -166,8 +245,11 @@ struct hs_supervisor *hs_supervisor_new(struct event_base *base, const struct hs
     sup->sig_term = evsignal_new(base, SIGTERM, stop_cb, sup);
     sup->sig_int = evsignal_new(base, SIGINT, stop_cb, sup);
     sup->sig_hup = evsignal_new(base, SIGHUP, hup_cb, sup);
+    sup->sig_usr2 = evsignal_new(base, SIGUSR2, usr2_cb, sup);
     sup->grace_timer = evtimer_new(base, grace_cb, sup);
-    if (!sup->sig_term || !sup->sig_int || !sup->sig_hup || !sup->grace_timer) {
+    sup->exit_timer = evtimer_new(base, exit_cb, sup);
+    if (!sup->sig_term || !sup->sig_int || !sup->sig_hup || !sup->sig_usr2 || !sup->grace_timer ||
+        !sup->exit_timer) {
         hs_supervisor_free(sup);
         return NULL;
     }
@@ -182,13 +264,25 @@ int hs_supervisor_start(struct hs_supervisor *sup, int what, char *err, size_t e
     event_add(sup->sig_int, NULL);
     if (what == HS_SUPERVISOR_STOP_ONLY) {
         signal(SIGHUP, SIG_IGN);
+        signal(SIGUSR2, SIG_IGN);
         return 0;
     }
-    if (hs_control_start(sup->base, cfg->control_path, hs_supervisor_instance_key(cfg), control_cb,
-                         sup, &sup->control, sup->control_path, sizeof sup->control_path, err,
-                         errlen) != 0)
+    int cfd = hs_worker_chan_socket_fd(sup->adopted, HS_UPGRADE_CONTROL, 0);
+    if (cfd >= 0) {
+        int r = hs_control_adopt(sup->base, cfd, hs_supervisor_instance_key(cfg), control_cb, sup,
+                                 &sup->control, sup->control_path, sizeof sup->control_path);
+        if (r != 0) {
+            snprintf(err, errlen, "cannot serve the control socket handed over: %s",
+                     hs_strerror(r));
+            return -1;
+        }
+    } else if (hs_control_start(sup->base, cfg->control_path, hs_supervisor_instance_key(cfg),
+                                control_cb, sup, &sup->control, sup->control_path,
+                                sizeof sup->control_path, err, errlen) != 0) {
         return -1;
+    }
     event_add(sup->sig_hup, NULL);
+    event_add(sup->sig_usr2, NULL);
     if (cfg->watch) {
         sup->watch = hs_watch_new(sup->base, WATCH_POLL_MS, WATCH_SETTLE_MS, watch_cb, sup);
         watch_scripts(sup, NULL);
@@ -227,7 +321,11 @@ void hs_supervisor_free(struct hs_supervisor *sup)
         event_free(sup->sig_int);
     if (sup->sig_hup)
         event_free(sup->sig_hup);
+    if (sup->sig_usr2)
+        event_free(sup->sig_usr2);
     if (sup->grace_timer)
         event_free(sup->grace_timer);
+    if (sup->exit_timer)
+        event_free(sup->exit_timer);
     free(sup);
 }

@@ -3,7 +3,11 @@
  * their graceful stop (a second signal ends it at once; --grace bounds it), --watch and
  * --metrics. What differs between a single process (core/server.c) and the master of several
  * (core/master.c) -- how a reload is applied, where stats come from, what a stop waits for --
- * is plugged in through hs_supervisor_ops. A worker uses only the stop signals. */
+ * is plugged in through hs_supervisor_ops. A worker uses only the stop signals.
+ *
+ * It also upgrades the binary (`hotsock upgrade` on the control socket, SIGUSR2; see
+ * core/upgrade.h): the new process gets every listening socket and the control socket, and
+ * once it reports ready this one hands them over and drains as on SIGTERM. */
 #ifndef HS_SUPERVISOR_H
 #define HS_SUPERVISOR_H
 
@@ -28,18 +32,25 @@ struct hs_supervisor_ops {
     /* The files of the service-th script that --watch follows (strings owned by the mode);
      * returns how many, 0 past the last script. */
     size_t (*files)(void *arg, size_t service, const char **files, size_t max);
-    /* A first stop signal (SIGTERM or SIGINT): stop taking new work and begin finishing what
-     * is open. Returns how much is left (connections, workers): 0 ends the loop now;
-     * otherwise the mode calls hs_supervisor_finished when the last one is done. */
+    /* A first stop signal (SIGTERM or SIGINT; SIGUSR2 after an upgrade): stop taking new work and
+     * begin finishing what is open. Returns how much is left (connections, workers): 0 ends the
+     * loop now; otherwise the mode calls hs_supervisor_finished when the last one is done. */
     unsigned (*drain)(void *arg, int sig);
     /* A second stop signal (grace_over 0), or the grace period is over (grace_over 1; only
      * with grace set): finish now, then call hs_supervisor_finished. */
     void (*abort)(void *arg, int grace_over);
+    /* The listening sockets as a socket map ("URL=FD;...", core/worker_chan.h) into map (n
+     * bytes, NUL-terminated), for the process an upgrade starts. Returns the length. */
+    size_t (*sockets)(void *arg, char *map, size_t n);
+    /* An upgrade succeeded: the sockets serve the new process now. Stop accepting on them and
+     * leave their Unix socket files in place; the stop (drain) follows. */
+    void (*handover)(void *arg);
     int grace; /* the supervisor bounds a stop by --grace (else the mode does, e.g. workers) */
 };
 
-#define HS_SUPERVISOR_FULL 0      /* control socket, SIGHUP, --watch, --metrics, stop signals */
-#define HS_SUPERVISOR_STOP_ONLY 1 /* a worker: the stop signals; SIGHUP is its master's */
+#define HS_SUPERVISOR_FULL 0      /* control socket, SIGHUP, SIGUSR2, --watch, --metrics, stops */
+#define HS_SUPERVISOR_STOP_ONLY 1 /* a worker: the stop signals; SIGHUP/SIGUSR2 are its master's   \
+                                   */
 
 /* Makes the supervisor of a process serving cfg (which must outlive it) on base; ops (kept,
  * usually static) and arg are the mode's. Returns NULL when memory runs out. */
@@ -50,6 +61,10 @@ struct hs_supervisor *hs_supervisor_new(struct event_base *base, const struct hs
  * for FULL the control socket, SIGHUP, --watch and --metrics. Returns 0, or -1 with err set
  * (a control socket or metrics address that cannot be had; the stop signals work anyway). */
 int hs_supervisor_start(struct hs_supervisor *sup, int what, char *err, size_t errlen);
+
+/* Before hs_supervisor_start in a process started by an upgrade: map (kept by the caller) is
+ * the socket map handed over, whose control socket is served instead of binding one. */
+void hs_supervisor_adopt(struct hs_supervisor *sup, const char *map);
 
 /* Begins a stop as if sig had arrived (e.g. a worker whose master is gone). */
 void hs_supervisor_stop(struct hs_supervisor *sup, int sig);
