@@ -48,9 +48,11 @@ struct hs_supervisor_ops {
     int grace; /* the supervisor bounds a stop by --grace (else the mode does, e.g. workers) */
 };
 
-#define HS_SUPERVISOR_FULL 0      /* control socket, SIGHUP, SIGUSR2, --watch, --metrics, stops */
-#define HS_SUPERVISOR_STOP_ONLY 1 /* a worker: the stop signals; SIGHUP/SIGUSR2 are its master's   \
-                                   */
+/* What hs_supervisor_start starts: FULL, the control socket, SIGHUP, SIGUSR2, --watch,
+ * --metrics and the stop signals; STOP_ONLY (a worker), the stop signals (SIGHUP and SIGUSR2
+ * are its master's). */
+#define HS_SUPERVISOR_FULL 0
+#define HS_SUPERVISOR_STOP_ONLY 1
 
 /* Makes the supervisor of a process serving cfg (which must outlive it) on base; ops (kept,
  * usually static) and arg are the mode's. Returns NULL when memory runs out. */
