@@ -92,10 +92,11 @@ static int l_ws_ping(lua_State *L)
     return push_result(L, hs_ws_ping(b->ws, data, len));
 }
 
-/* The codes a server may send (RFC 6455 §7.4): 1000-1003, 1007-1011, and 3000-4999. */
+/* The codes a server may send (RFC 6455 §7.4 and IANA's registry): 1000-1003, 1007-1014, and
+ * 3000-4999. */
 static int code_sendable(lua_Integer c)
 {
-    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1011) || (c >= 3000 && c <= 4999);
+    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
 /* ws:close([code [, reason]]) — starts the close handshake (default code 1000). */
@@ -106,7 +107,7 @@ static int l_ws_close(lua_State *L)
     size_t len;
     const char *reason = luaL_optlstring(L, 3, "", &len);
     luaL_argcheck(L, code_sendable(code), 2,
-                  "close code must be 1000-1003, 1007-1011 or 3000-4999");
+                  "close code must be 1000-1003, 1007-1014 or 3000-4999");
     luaL_argcheck(L, len <= HS_WS_MAX_REASON, 3, "a close reason has at most 123 bytes");
     luaL_argcheck(L, hs_ws_utf8_valid((const unsigned char *)reason, len), 3,
                   "a close reason must be UTF-8");

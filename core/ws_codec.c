@@ -162,6 +162,36 @@ static void codec_frame_chunk(wslay_event_context_ptr ctx,
     k->ctl_len = (uint8_t)(k->ctl_len + n);
 }
 
+/* The peer's close frame is valid: note its code and reason, and queue the echo unless our own
+ * close went first. */
+static void codec_peer_close(struct hs_ws_codec *k, int code, const uint8_t *reason, size_t len)
+{
+    k->peer_code = code ? code : HS_WS_NO_STATUS;
+    if (len > HS_WS_MAX_REASON)
+        len = HS_WS_MAX_REASON;
+    if (len)
+        memcpy(k->peer_reason, reason, len);
+    k->peer_reason[len] = '\0';
+    k->peer_reason_len = len;
+    if (k->cb->on_peer_close)
+        k->cb->on_peer_close(k->peer_code, (const uint8_t *)k->peer_reason, len, k->arg);
+}
+
+/* wslay 1.1 takes only 1000-1011 (not 1004-1006) and 3000-4999 from a peer and fails the
+ * connection with 1002 on 1012 (service restart), 1013 (try again later) and 1014 (bad
+ * gateway), which IANA's registry added after the RFC and Autobahn's 7.7 cases accept. For
+ * those the echo is queued here, before wslay looks: wslay then finds its own close refused
+ * (one is queued) and stops reading, which is all a received close asks for. */
+static void codec_registry_close(struct hs_ws_codec *k, int code, const uint8_t *reason,
+                                 size_t len)
+{
+    if (!k->close_queued &&
+        wslay_event_queue_close(k->ctx, (uint16_t)code, reason, len) == 0)
+        k->close_queued = 1;
+    codec_peer_close(k, code, reason, len);
+    wslay_event_shutdown_read(k->ctx);
+}
+
 /* Runs before wslay acts on a whole control frame, so a bad close frame can be failed before
  * wslay queues its echo. wslay checks a close reason's UTF-8 chunk by chunk, skipping the
  * first two bytes of every chunk, not only the code's: the whole payload is checked here. */
@@ -171,10 +201,13 @@ static void codec_frame_end(wslay_event_context_ptr ctx, void *user)
     HS_UNUSED(ctx);
     k->frames++;
     if (k->ctl_op == WSLAY_CONNECTION_CLOSE) {
+        int code = k->ctl_len >= 2 ? k->ctl[0] << 8 | k->ctl[1] : 0;
         if (k->ctl_len == 1)
             codec_fail(k, HS_WS_PROTOCOL_ERROR, "close frame with a 1-byte payload");
         else if (k->ctl_len > 2 && !hs_ws_utf8_valid(k->ctl + 2, k->ctl_len - 2u))
             codec_fail(k, HS_WS_INVALID_DATA, "close reason not UTF-8");
+        else if (code >= HS_WS_SERVICE_RESTART && code <= HS_WS_BAD_GATEWAY)
+            codec_registry_close(k, code, k->ctl + 2, k->ctl_len - 2u);
     }
     k->ctl_op = 0;
 }
@@ -188,16 +221,8 @@ static void codec_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         if (!hs_ws_codec_closing(k))
             k->cb->on_message(a->msg, a->msg_length, a->opcode == WSLAY_BINARY_FRAME, k->arg);
     } else if (a->opcode == WSLAY_CONNECTION_CLOSE && !k->fail_code) {
-        k->peer_code = a->status_code ? a->status_code : HS_WS_NO_STATUS;
         size_t n = a->msg_length > 2 ? a->msg_length - 2 : 0;
-        if (n > HS_WS_MAX_REASON)
-            n = HS_WS_MAX_REASON;
-        if (n)
-            memcpy(k->peer_reason, a->msg + 2, n);
-        k->peer_reason[n] = '\0';
-        k->peer_reason_len = n;
-        if (k->cb->on_peer_close)
-            k->cb->on_peer_close(k->peer_code, (const uint8_t *)k->peer_reason, n, k->arg);
+        codec_peer_close(k, a->status_code, n ? a->msg + 2 : NULL, n);
     }
 }
 
@@ -360,7 +385,8 @@ int hs_ws_codec_failed(const struct hs_ws_codec *k, const char **why)
         *why = k->fail_why;
         return k->fail_code;
     }
-    if (wslay_event_get_read_enabled(k->ctx) || wslay_event_get_close_received(k->ctx))
+    if (wslay_event_get_read_enabled(k->ctx) || wslay_event_get_close_received(k->ctx) ||
+        k->peer_code)
         return 0;
     /* wslay failed the connection itself (its close frame says how). */
     int code = wslay_event_get_close_sent(k->ctx) ? wslay_event_get_status_code_sent(k->ctx)

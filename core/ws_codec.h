@@ -28,6 +28,8 @@ struct hs_ws_codec;
 #define HS_WS_INVALID_DATA 1007
 #define HS_WS_TOO_BIG 1009
 #define HS_WS_INTERNAL_ERROR 1011
+#define HS_WS_SERVICE_RESTART 1012 /* 1012-1014: IANA registry, after RFC 6455 */
+#define HS_WS_BAD_GATEWAY 1014
 
 #define HS_WS_MAX_CONTROL 125 /* payload bytes of a control frame */
 #define HS_WS_MAX_REASON 123  /* bytes of a close reason */

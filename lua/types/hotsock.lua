@@ -585,7 +585,7 @@ function WebSocket:send_binary(data) end
 ---@return "closed"|nil err
 function WebSocket:ping(data) end
 
----Starts the close handshake: code 1000-1003, 1007-1011 or 3000-4999 (default 1000), and a
+---Starts the close handshake: code 1000-1003, 1007-1014 or 3000-4999 (default 1000), and a
 ---UTF-8 reason of at most 123 bytes.
 ---@param code? integer
 ---@param reason? string

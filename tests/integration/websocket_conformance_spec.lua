@@ -246,6 +246,12 @@ case("7.5.1", "close with a reason that is not UTF-8", { C(1000, kosme .. "\xed\
 for i, code in ipairs { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999 } do
   case("7.7." .. i, ("close with valid code %d"):format(code), { C(code) }, nil, {}, { peer = code })
 end
+-- 1012 (service restart), 1013 (try again later), 1014 (bad gateway): IANA's registry added
+-- them after RFC 6455 and newer Autobahn versions send them as valid; wslay alone refuses them.
+for _, code in ipairs { 1012, 1013, 1014 } do
+  case("7.7.x-" .. code, ("close with registered code %d"):format(code), { C(code, "later") }, nil, {},
+    { peer = code })
+end
 for i, code in ipairs { 0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999 } do
   case("7.9." .. i, ("close with invalid code %d"):format(code), { C(code) }, nil, {}, FAIL)
 end
