@@ -141,8 +141,20 @@ static void ws_conn_close(struct hs_conn *c, const char *reason, void *arg)
     ws_release(ws);
 }
 
+/* The server is stopping: a WebSocket has no idle point to close at, so it is asked to go with
+ * 1001; the connection closes once the peer answers (the process may exit as soon as the last
+ * one has), or after the close wait. */
+static void ws_drain(struct hs_conn *c, void *arg)
+{
+    static const char why[] = "server shutting down";
+    struct hs_ws *ws = arg;
+    HS_UNUSED(c);
+    hs_ws_close(ws, HS_WS_GOING_AWAY, why, sizeof why - 1);
+}
+
 const struct hs_conn_handler hs_ws_conn_handler = {
     .on_data = ws_data,
+    .on_drain = ws_drain,
     .on_close = ws_conn_close,
 };
 

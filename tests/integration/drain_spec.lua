@@ -2,9 +2,11 @@
 -- listener closes at once, so a connect is refused rather than left in the backlog; idle
 -- keep-alive connections close at once; requests in flight are answered with
 -- Connection: close; the process exits as soon as the last connection is done, not after
--- the whole --grace.
+-- the whole --grace. A WebSocket has no idle point: it is sent a close frame with 1001, and the
+-- process exits as soon as the last close handshake is over.
 local hs = require "hsserver"
 local socket = require "socket"
+local ws = require "wsclient"
 
 -- Reads one HTTP response (head and a Content-Length body) from c; returns head, body.
 local function response(c)
@@ -72,6 +74,34 @@ for _, workers in ipairs { 1, 2 } do
       assert.is_true(socket.gettime() - t0 < 15)
       assert.is_false(srv:log_has("grace period over"))
       idle:close(); late:close(); busy:close()
+    end)
+  end)
+end
+
+for _, workers in ipairs { 1, 2 } do
+  describe(("SIGTERM with WebSockets open, %d process(es)"):format(workers), function()
+    it("sends 1001, finishes each close handshake and exits at the last close", function()
+      local srv = hs.start("tests/fixtures/ws_echo.lua",
+        { workers = workers, args = { "--grace", "60", "--control", "none" } })
+      local a = ws.connect(srv:port(), "/ws")
+      local b = ws.connect(srv:port(), "/ws")
+      for _, c in ipairs { a, b } do
+        c:send(ws.frame(1, "up"))
+        assert.equals("up", c:read().payload)
+      end
+      srv:signal("TERM")
+      assert.are.same({ 1001, "server shutting down" }, { a:read_close() })
+      assert.are.same({ 1001, "server shutting down" }, { b:read_close() })
+      -- The first answer closes its connection; the other one keeps the process up.
+      a:send(ws.close_frame(1001))
+      assert.is_true(a:eof())
+      assert.is_true(srv:alive())
+      b:send(ws.close_frame(1001))
+      assert.is_true(b:eof())
+      assert.equals(0, srv:wait_exit(15))
+      assert.is_false(srv:log_has("grace period over"))
+      assert.equals(2, #srv:log_lines('ws closed .* 1001 ""'))
+      a:close(); b:close()
     end)
   end)
 end
