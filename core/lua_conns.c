@@ -1,11 +1,14 @@
-/* hotsock.conns and hotsock.broadcast: the open stream connections of this worker, by script.
- * The connection set (core/conn.c) is the registry; a connection belongs to the script whose
- * listener accepted it (its handler argument). HTTP connections are not conn objects and are
- * not listed. */
+/* hotsock.conns and hotsock.broadcast: the open stream connections and WebSockets of this
+ * worker, by script. The connection set (core/conn.c) is the registry; a stream connection
+ * belongs to the script whose listener accepted it (its handler argument), a WebSocket to the
+ * script whose on_request upgraded it (the version its ws object runs). HTTP connections are
+ * not conn objects and are not listed. */
 #include "core/hs.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
 #include "core/reload.h"
+#include "core/ws.h"
+#include "core/ws_handshake.h"
 
 #include <string.h>
 
@@ -16,21 +19,33 @@ struct walk {
     struct hs_conn *except;   /* broadcast: skip this one */
     const char *data;         /* broadcast: what to send */
     size_t len;
+    int binary;    /* broadcast: WebSockets get a binary message (data is not UTF-8) */
     lua_Integer n; /* listed, or reached */
 };
 
-/* The box of c if c is an open stream connection of the walk's script, else NULL. */
-static struct hs__conn_box *wanted(struct hs_conn *c, const struct walk *w)
+/* Whether script s is one the walk wants. */
+static int wanted_script(struct hs_script *s, const struct walk *w)
 {
-    if (hs_conn_handler_of(c) != &hs_lua_conn_handler || hs_conn_is_closing(c))
-        return NULL;
-    struct hs_script *s = hs_conn_arg(c);
     if (w->script && s != w->script)
-        return NULL;
-    if (w->name && strcmp(hs_script_decl(s)->name, w->name) != 0)
-        return NULL;
+        return 0;
+    return w->name == NULL || strcmp(hs_script_decl(s)->name, w->name) == 0;
+}
+
+/* The registry reference of c's Lua object if c is an open stream connection or WebSocket of
+ * the walk's script, else LUA_NOREF; *ws says which. */
+static int wanted(struct hs_conn *c, const struct walk *w, int *ws)
+{
+    int ref = LUA_NOREF;
+    *ws = 0;
+    if (hs_conn_handler_of(c) != &hs_lua_conn_handler) {
+        struct hs_version *v = hs__lua_ws_of(c, &ref);
+        *ws = 1;
+        return v && wanted_script(hs_version_script(v), w) ? ref : LUA_NOREF;
+    }
+    if (hs_conn_is_closing(c) || !wanted_script(hs_conn_arg(c), w))
+        return LUA_NOREF;
     struct hs__conn_box *box = hs_conn_data(c);
-    return box && box->c == c && box->self_ref != LUA_NOREF ? box : NULL;
+    return box && box->c == c ? box->self_ref : LUA_NOREF;
 }
 
 /* IMPORTANT: runs inside hs_conns_foreach, which pins every connection and unpins them after
@@ -39,20 +54,24 @@ static struct hs__conn_box *wanted(struct hs_conn *c, const struct walk *w)
 static void list_one(struct hs_conn *c, void *arg)
 {
     struct walk *w = arg;
-    struct hs__conn_box *box = wanted(c, w);
-    if (box == NULL)
+    int ws, ref = wanted(c, w, &ws);
+    if (ref == LUA_NOREF)
         return;
-    lua_rawgeti(w->L, LUA_REGISTRYINDEX, box->self_ref);
+    lua_rawgeti(w->L, LUA_REGISTRYINDEX, ref);
     lua_rawseti(w->L, -2, ++w->n);
 }
 
 static void send_one(struct hs_conn *c, void *arg)
 {
     struct walk *w = arg;
-    if (c == w->except || wanted(c, w) == NULL)
+    int ws;
+    if (c == w->except || wanted(c, w, &ws) == LUA_NOREF)
         return;
-    /* A full output buffer (HS_EFULL) skips this one; the others still get the data. */
-    if (hs_conn_send(c, w->data, w->len) == 0)
+    /* A full output buffer (HS_EFULL) skips this one; the others still get the data. A
+     * WebSocket gets one message, written straight from the script's string. */
+    int r = ws ? hs_ws_send(hs_conn_data(c), w->data, w->len, w->binary)
+               : hs_conn_send(c, w->data, w->len);
+    if (r == 0)
         w->n++;
 }
 
@@ -67,7 +86,7 @@ static struct hs_script *calling_script(struct hs_lua *hl)
 static int l_hotsock_conns(lua_State *L)
 {
     struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
-    struct walk w = {L, NULL, luaL_optstring(L, 1, NULL), NULL, NULL, 0, 0};
+    struct walk w = {L, NULL, luaL_optstring(L, 1, NULL), NULL, NULL, 0, 0, 0};
     if (w.name == NULL)
         w.script = calling_script(hl);
     lua_createtable(L, (int)hs_conns_count(hl->set), 0);
@@ -75,14 +94,19 @@ static int l_hotsock_conns(lua_State *L)
     return 1;
 }
 
-/* hotsock.broadcast(data [, except_conn]) -> how many connections it was queued for. */
+/* hotsock.broadcast(data [, except]) -> how many connections and WebSockets it was queued
+ * for. except is a conn or a ws. WebSockets get data as one text message, or as a binary
+ * message when it is not UTF-8. */
 static int l_hotsock_broadcast(lua_State *L)
 {
     struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
-    struct walk w = {L, NULL, NULL, NULL, NULL, 0, 0};
+    struct walk w = {L, NULL, NULL, NULL, NULL, 0, 0, 0};
     w.data = luaL_checklstring(L, 1, &w.len);
-    if (!lua_isnoneornil(L, 2))
-        w.except = ((struct hs__conn_box *)luaL_checkudata(L, 2, HS_CONN_MT))->c;
+    if (!lua_isnoneornil(L, 2)) {
+        struct hs__conn_box *box = luaL_testudata(L, 2, HS_CONN_MT);
+        w.except = box ? box->c : hs__lua_ws_check_conn(L, 2);
+    }
+    w.binary = !hs_ws_utf8_valid((const unsigned char *)w.data, w.len);
     w.script = calling_script(hl);
     if (w.script == NULL)
         return luaL_error(L, "hotsock.broadcast runs only in a script's callbacks");

@@ -16,6 +16,7 @@
 #define HS_UDP_MT "hotsock.udp"
 #define HS_TIMER_MT "hotsock.timer"
 #define HS_FILE_MT "hotsock.file"
+#define HS_WS_MT "hotsock.ws"
 
 struct hs_script;
 struct hs_version;
@@ -149,6 +150,13 @@ void hs__lua_open_json(lua_State *L);
 /* WebSocket (lua_ws.c): sets req:websocket in the request method table on top of the stack
  * and registers the hotsock.ws metatable. */
 void hs__lua_open_ws(lua_State *L);
+
+/* When c is an open WebSocket of a script (lua_ws.c): its version, and the registry reference
+ * of its ws box in *self_ref; else NULL. */
+struct hs_version *hs__lua_ws_of(struct hs_conn *c, int *self_ref);
+
+/* The connection of the ws box at idx, or NULL when it is closed; raises when idx is not a ws. */
+struct hs_conn *hs__lua_ws_check_conn(lua_State *L, int idx);
 
 /* After a reload of s to version `to`: offers every live WebSocket of s on an older version to
  * to's on_upgrade (lua_ws.c). Returns how many moved. */

@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define HS_WS_MT "hotsock.ws"
-
 /* User values of a ws box. */
 enum { UV_CTX = 1, UV_PEER, UV_PROTOCOL, UV_CALLBACKS, UV_COUNT = UV_CALLBACKS };
 
@@ -501,6 +499,25 @@ void hs__lua_open_ws(lua_State *L)
         lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
+}
+
+/* ---- the connection registry (lua_conns.c) ---- */
+
+struct hs_version *hs__lua_ws_of(struct hs_conn *c, int *self_ref)
+{
+    if (hs_conn_handler_of(c) != &hs_ws_conn_handler || hs_conn_is_closing(c))
+        return NULL;
+    struct ws_box *b = hs_ws_arg(hs_conn_data(c));
+    if (b == NULL || b->ws == NULL || b->self_ref == LUA_NOREF)
+        return NULL;
+    *self_ref = b->self_ref;
+    return b->v;
+}
+
+struct hs_conn *hs__lua_ws_check_conn(lua_State *L, int idx)
+{
+    struct ws_box *b = luaL_checkudata(L, idx, HS_WS_MT);
+    return b->ws ? hs_ws_conn(b->ws) : NULL;
 }
 
 /* ---- adoption after a reload ---- */

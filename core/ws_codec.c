@@ -182,11 +182,9 @@ static void codec_peer_close(struct hs_ws_codec *k, int code, const uint8_t *rea
  * gateway), which IANA's registry added after the RFC and Autobahn's 7.7 cases accept. For
  * those the echo is queued here, before wslay looks: wslay then finds its own close refused
  * (one is queued) and stops reading, which is all a received close asks for. */
-static void codec_registry_close(struct hs_ws_codec *k, int code, const uint8_t *reason,
-                                 size_t len)
+static void codec_registry_close(struct hs_ws_codec *k, int code, const uint8_t *reason, size_t len)
 {
-    if (!k->close_queued &&
-        wslay_event_queue_close(k->ctx, (uint16_t)code, reason, len) == 0)
+    if (!k->close_queued && wslay_event_queue_close(k->ctx, (uint16_t)code, reason, len) == 0)
         k->close_queued = 1;
     codec_peer_close(k, code, reason, len);
     wslay_event_shutdown_read(k->ctx);

@@ -2,7 +2,8 @@
 --   open http://127.0.0.1:8081/ in two browser windows, pick a name in each, and talk
 -- GET / serves index.html (next to this file); GET /ws?name=NAME upgrades to a WebSocket.
 -- Every line a browser sends is published on the "webchat" channel; every worker subscribes
--- and sends what it hears to its own browsers, so all of them see every line. Who is online
+-- and broadcasts what it hears to its own browsers (hotsock.broadcast), so all of them see
+-- every line. Who is online
 -- lives in the shared dictionary (one key per name), so every worker lists the same names.
 -- Messages to the browsers are JSON: {type = "msg", from, text}, {type = "who", names},
 -- {type = "hello", name, worker} and {type = "error", text}.
@@ -12,18 +13,6 @@ local opts = ... or {}
 local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 local root = opts.root or here
 local PREFIX = "webchat:user:"
-
--- This worker's WebSockets (the version's; on_upgrade hands them over after a reload).
-local sockets = {}
-
-local function send_all(text)
-  for ws in pairs(sockets) do
-    if not ws:send(text) then
-      -- A browser that stopped reading: its output is full, it is closed, the room goes on.
-      ws:close(1008, "too slow")
-    end
-  end
-end
 
 local function who()
   local names = {}
@@ -36,8 +25,10 @@ local function who()
 end
 
 -- Load-time subscriptions last as long as this version: each worker hears every line.
+-- Every worker gets every line and sends it to its own WebSockets: hotsock.broadcast reaches
+-- the open ones of this script (one whose output is full is skipped; the send timeout closes it).
 hotsock.subscribe("webchat", function(msg)
-  send_all(msg == "who" and who() or msg)
+  hotsock.broadcast(msg == "who" and who() or msg)
 end)
 
 local function on_message(ws, text)
@@ -48,7 +39,6 @@ local function on_message(ws, text)
 end
 
 local function on_close(ws)
-  sockets[ws] = nil
   if ws.ctx.name then
     hotsock.shared.delete(PREFIX .. ws.ctx.name)
     hotsock.publish("webchat", "who")
@@ -79,14 +69,12 @@ return {
       return ws:close(4001, "name taken")
     end
     ws.ctx.name = name
-    sockets[ws] = true
     ws:send(hotsock.json.encode { type = "hello", name = name, worker = hotsock.worker() })
     hotsock.publish("webchat", "who")
   end,
 
-  -- After a reload the live WebSockets join this version's list and callbacks.
-  on_upgrade = function(ws)
-    sockets[ws] = true
+  -- After a reload the live WebSockets take this version's callbacks (and its broadcasts).
+  on_upgrade = function()
     return { on_message = on_message, on_close = on_close }
   end,
 }

@@ -115,18 +115,19 @@ function hotsock.worker() end
 ---@return integer
 function hotsock.workers() end
 
----The open connections of this worker, as a fresh array: those of the calling script, or of
----every script called `script_name`. HTTP connections are not listed.
+---The open connections and WebSockets of this worker, as a fresh array: those of the calling
+---script, or of every script called `script_name`. HTTP connections are not listed.
 ---@param script_name? string
----@return hotsock.Conn[]
+---@return (hotsock.Conn|hotsock.WebSocket)[]
 function hotsock.conns(script_name) end
 
----Queues `data` on every open connection of the calling script in this worker, but
----`except_conn`. A connection whose output is full is skipped. Returns how many it reached.
+---Queues `data` on every open connection and WebSocket of the calling script in this worker,
+---but `except`: raw bytes on a connection, one message on a WebSocket (text when `data` is
+---UTF-8, else binary). One whose output is full is skipped. Returns how many it reached.
 ---@param data string
----@param except_conn? hotsock.Conn
+---@param except? hotsock.Conn|hotsock.WebSocket
 ---@return integer reached
-function hotsock.broadcast(data, except_conn) end
+function hotsock.broadcast(data, except) end
 
 ---Waits `seconds` (the handler's coroutine yields to the loop; other connections run
 ---meanwhile). Only where a handler may wait: not in `on_accept`, `stream_body`, `on_upgrade`,
