@@ -48,8 +48,9 @@
 #define HS_DEFAULT_LUA_TIME_MS 1000               /* one call into Lua may run this long */
 #define HS_DEFAULT_WS_MAX_MESSAGE (1024 * 1024)   /* bytes of one WebSocket message */
 #define HS_WS_MAX_MESSAGE_LIMIT 2147483647        /* the largest max_message a script may set */
-#define HS_READ_SIZE (64 * 1024)                  /* bytes asked of one read(2) */
-#define HS_MAX_DATAGRAM 65535                     /* largest UDP payload we receive */
+#define HS_WS_INBOX_MAX 64       /* messages ws:receive has not taken yet before reading pauses */
+#define HS_READ_SIZE (64 * 1024) /* bytes asked of one read(2) */
+#define HS_MAX_DATAGRAM 65535    /* largest UDP payload we receive */
 
 /* Publish/subscribe between workers (core/pubsub.h). */
 #define HS_DEFAULT_MAX_PUBLISH (64 * 1024) /* bytes of one message */

@@ -24,6 +24,7 @@ struct lua_timer;
 struct hs__task;
 struct hs__out;
 struct evdns_base;
+struct hs_ws;
 
 #define HS_LUA_POOL_MAX 64 /* idle coroutines kept for the next calls */
 
@@ -151,6 +152,50 @@ void hs__lua_open_json(lua_State *L);
  * and registers the hotsock.ws metatable. */
 void hs__lua_open_ws(lua_State *L);
 
+/* User values of a ws box (lua_ws.c). */
+enum {
+    HS__WS_UV_CTX = 1,   /* ws.ctx, made on first use */
+    HS__WS_UV_PEER,      /* the peer text */
+    HS__WS_UV_PROTOCOL,  /* the subprotocol agreed on, or nil */
+    HS__WS_UV_CALLBACKS, /* {on_message, on_close} */
+    HS__WS_UV_INBOX,     /* handle mode: messages waiting for ws:receive (data, kind pairs) */
+    HS__WS_UV_REASON,    /* once closed: the close reason on_close got */
+    HS__WS_UV_COUNT = HS__WS_UV_REASON
+};
+
+/* A WebSocket as Lua sees it. C owns the hs_ws; the box borrows it until on_close. */
+struct hs__ws_box {
+    struct hs_ws *ws;        /* NULL once closed */
+    struct hs_lua *hl;       /* the state's context */
+    struct hs_version *v;    /* the version it runs (referenced while open) */
+    uint64_t id;             /* the connection's id, kept for a closed box */
+    int self_ref;            /* registry: the box, while open */
+    int handle;              /* made with handle = fn: messages queue for ws:receive */
+    struct hs__task *reader; /* the call waiting in ws:receive, or NULL */
+    unsigned in_head;        /* the inbox holds pairs head..tail-1 (1-based pair numbers) */
+    unsigned in_tail;
+    size_t in_bytes; /* payload bytes in the inbox */
+    int in_paused;   /* reading is paused because the inbox is over its bound */
+    int close_code;  /* once closed: the code on_close got (0 while open) */
+    int timeout_ms;  /* ws:receive's default wait (ws:settimeout); -1: none */
+};
+
+/* handle mode (lua_ws_recv.c): a whole message for ws:receive. It goes to the call waiting
+ * in ws:receive (resumed now) or to the inbox; past HS_WS_INBOX_MAX messages or max_message
+ * bytes, reading pauses until ws:receive has taken some. */
+void hs__ws_inbox_push(struct hs__ws_box *b, const void *data, size_t len, int binary);
+
+/* handle mode: the WebSocket closed with code and reason (kept for ws:receive, which answers
+ * nil, "closed", code, reason once the inbox is empty); a waiting ws:receive is resumed. */
+void hs__ws_inbox_closed(struct hs__ws_box *b, int code, const char *reason, size_t len);
+
+/* Runs fn (at fn_idx of L) as handle(ws) with the box at box_idx, in a call that may wait; its
+ * end closes the WebSocket (1000; 1011 after an error, which is logged). */
+void hs__ws_handle_start(lua_State *L, struct hs__ws_box *b, int box_idx, int fn_idx);
+
+/* Adds ws:receive and ws:settimeout to the method table on top of the stack. */
+void hs__lua_ws_methods_recv(lua_State *L);
+
 /* When c is an open WebSocket of a script (lua_ws.c): its version, and the registry reference
  * of its ws box in *self_ref; else NULL. */
 struct hs_version *hs__lua_ws_of(struct hs_conn *c, int *self_ref);
@@ -202,6 +247,7 @@ struct hs__task {
     struct event *timer;      /* a sleep's end or a wait's timeout; made on first need */
     void (*on_timer)(struct hs__task *t); /* what the timer means for the wait */
     struct hs__conn_box *rbox;            /* conn:receive waits on this conn */
+    struct hs__ws_box *wbox;              /* ws:receive waits on this WebSocket */
     int rkind;                            /* its pattern (lua_wait.c) */
     size_t rn;                            /* its byte count */
     char label[160];                      /* names the call in the log once it waited */

@@ -18,18 +18,15 @@
 #include <string.h>
 
 /* User values of a ws box. */
-enum { UV_CTX = 1, UV_PEER, UV_PROTOCOL, UV_CALLBACKS, UV_COUNT = UV_CALLBACKS };
-
-/* A WebSocket as Lua sees it. C owns the hs_ws; the box borrows it until on_close. */
-struct ws_box {
-    struct hs_ws *ws;     /* NULL once closed */
-    struct hs_lua *hl;    /* the state's context */
-    struct hs_version *v; /* the version it runs (referenced while open) */
-    uint64_t id;          /* the connection's id, kept for a closed box */
-    int self_ref;         /* registry: the box, while open */
+enum {
+    UV_CTX = HS__WS_UV_CTX,
+    UV_PEER = HS__WS_UV_PEER,
+    UV_PROTOCOL = HS__WS_UV_PROTOCOL,
+    UV_CALLBACKS = HS__WS_UV_CALLBACKS,
+    UV_COUNT = HS__WS_UV_COUNT
 };
 
-static struct ws_box *check_ws(lua_State *L)
+static struct hs__ws_box *check_ws(lua_State *L)
 {
     return luaL_checkudata(L, 1, HS_WS_MT);
 }
@@ -56,7 +53,7 @@ static int push_result(lua_State *L, int r)
 
 static int ws_send(lua_State *L, int binary)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     if (!binary && !hs_ws_utf8_valid((const unsigned char *)data, len))
@@ -81,7 +78,7 @@ static int l_ws_send_binary(lua_State *L)
 /* ws:ping([data]) — a ping with up to 125 bytes; the browser answers with a pong. */
 static int l_ws_ping(lua_State *L)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     size_t len;
     const char *data = luaL_optlstring(L, 2, "", &len);
     luaL_argcheck(L, len <= HS_WS_MAX_CONTROL, 2, "a ping carries at most 125 bytes");
@@ -100,7 +97,7 @@ static int code_sendable(lua_Integer c)
 /* ws:close([code [, reason]]) — starts the close handshake (default code 1000). */
 static int l_ws_close(lua_State *L)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     lua_Integer code = luaL_optinteger(L, 2, HS_WS_NORMAL);
     size_t len;
     const char *reason = luaL_optlstring(L, 3, "", &len);
@@ -117,7 +114,7 @@ static int l_ws_close(lua_State *L)
 /* __close: `local ws <close> = ...` closes it normally. */
 static int l_ws_close_meta(lua_State *L)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     if (b->ws != NULL)
         hs_ws_close(b->ws, HS_WS_NORMAL, NULL, 0);
     return 0;
@@ -125,7 +122,7 @@ static int l_ws_close_meta(lua_State *L)
 
 static int l_ws_pending(lua_State *L)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     lua_pushinteger(L, b->ws ? (lua_Integer)hs_ws_pending(b->ws) : 0);
     return 1;
 }
@@ -139,14 +136,14 @@ static int l_ws_peer(lua_State *L)
 
 static int l_ws_id(lua_State *L)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     lua_pushinteger(L, (lua_Integer)b->id);
     return 1;
 }
 
 static int l_ws_is_closed(lua_State *L)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     lua_pushboolean(L, b->ws == NULL || hs_ws_conn(b->ws) == NULL ||
                            hs_conn_is_closing(hs_ws_conn(b->ws)));
     return 1;
@@ -162,7 +159,7 @@ static int l_ws_protocol(lua_State *L)
 
 static int l_ws_tostring(lua_State *L)
 {
-    struct ws_box *b = check_ws(L);
+    struct hs__ws_box *b = check_ws(L);
     lua_getiuservalue(L, 1, UV_PEER);
     if (b->ws == NULL)
         lua_pushfstring(L, "ws#%I (closed)", (lua_Integer)b->id);
@@ -204,7 +201,7 @@ static int l_ws_newindex(lua_State *L)
 
 /* Pushes callback name of the box (from its callbacks table) and the box; 0 when there is no
  * such callback (nothing pushed). */
-static int push_callback(lua_State *L, struct ws_box *b, const char *name)
+static int push_callback(lua_State *L, struct hs__ws_box *b, const char *name)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->self_ref);
     lua_getiuservalue(L, -1, UV_CALLBACKS);
@@ -221,7 +218,7 @@ static int push_callback(lua_State *L, struct ws_box *b, const char *name)
 /* Calls the function and arguments on the stack as the box's version. The callbacks of a
  * WebSocket cannot wait (hotsock.sleep raises there): messages are delivered in order, one
  * call each, and a waiting on_message would let the next one overtake it. */
-static int call(struct ws_box *b, int nargs, const char *what)
+static int call(struct hs__ws_box *b, int nargs, const char *what)
 {
     struct hs__invoke iv = {.v = b->v,
                             .what = what,
@@ -232,9 +229,13 @@ static int call(struct ws_box *b, int nargs, const char *what)
 
 static void app_message(struct hs_ws *ws, const void *data, size_t len, int binary, void *arg)
 {
-    struct ws_box *b = arg;
+    struct hs__ws_box *b = arg;
     lua_State *L = b->hl->L;
     hs_stats_message(hs_version_stats(b->v), 0);
+    if (b->handle) {
+        hs__ws_inbox_push(b, data, len, binary);
+        return;
+    }
     if (!push_callback(L, b, "on_message"))
         return;
     lua_pushlstring(L, data, len);
@@ -245,7 +246,7 @@ static void app_message(struct hs_ws *ws, const void *data, size_t len, int bina
 
 static void app_close(struct hs_ws *ws, int code, const char *reason, size_t len, void *arg)
 {
-    struct ws_box *b = arg;
+    struct hs__ws_box *b = arg;
     lua_State *L = b->hl->L;
     struct hs_conn *c = hs_ws_conn(ws);
     /* The statistics' error count wants a connection reason: a failed WebSocket is a protocol
@@ -268,6 +269,8 @@ static void app_close(struct hs_ws *ws, int code, const char *reason, size_t len
         call(b, 3, "websocket on_close");
     }
     b->ws = NULL;
+    if (b->handle)
+        hs__ws_inbox_closed(b, code, reason, len);
     luaL_unref(L, LUA_REGISTRYINDEX, b->self_ref);
     b->self_ref = LUA_NOREF;
     struct hs_version *v = b->v;
@@ -288,11 +291,12 @@ static int is_tchar(unsigned char c)
            (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-/* Checks the options table at 2 (misuse raises) and leaves a callbacks table on the stack.
- * Returns max_message. */
+/* Checks the options table at 2 (misuse raises) and leaves a callbacks table on the stack
+ * (with handle, when given). Returns max_message. */
 static uint64_t check_options(lua_State *L)
 {
-    static const char *const known[] = {"on_message", "on_close", "protocols", "max_message", NULL};
+    static const char *const known[] = {"on_message", "handle",      "on_close",
+                                        "protocols",  "max_message", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_pushnil(L);
@@ -306,8 +310,12 @@ static uint64_t check_options(lua_State *L)
             luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'", k));
     }
     lua_createtable(L, 0, 2);
-    if (lua_getfield(L, 2, "on_message") != LUA_TFUNCTION)
-        luaL_argerror(L, 2, "on_message must be a function");
+    int mt = lua_getfield(L, 2, "on_message");
+    int h = lua_getfield(L, 2, "handle");
+    if ((mt == LUA_TFUNCTION) == (h == LUA_TFUNCTION) || (mt != LUA_TNIL && mt != LUA_TFUNCTION) ||
+        (h != LUA_TNIL && h != LUA_TFUNCTION))
+        luaL_argerror(L, 2, "give one function: on_message, or handle (which may wait)");
+    lua_setfield(L, -3, "handle");
     lua_setfield(L, -2, "on_message");
     int t = lua_getfield(L, 2, "on_close");
     if (t != LUA_TNIL && t != LUA_TFUNCTION)
@@ -432,9 +440,10 @@ static int l_req_websocket(lua_State *L)
         return refuse(L, h, 500, "SHA-1 failed");
 
     /* The box exists, in a harmless state, before anything is handed over. */
-    struct ws_box *b = lua_newuserdatauv(L, sizeof *b, UV_COUNT);
+    struct hs__ws_box *b = lua_newuserdatauv(L, sizeof *b, UV_COUNT);
     memset(b, 0, sizeof *b);
     b->self_ref = LUA_NOREF;
+    b->timeout_ms = -1;
     b->hl = hs__lua_from_state(L);
     luaL_setmetatable(L, HS_WS_MT);
     int box = lua_gettop(L);
@@ -479,6 +488,11 @@ static int l_req_websocket(lua_State *L)
     lua_pushvalue(L, box);
     b->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     hs_log(HS_LOG_DEBUG, "conn#%llu %s websocket open", (unsigned long long)b->id, hs_conn_peer(c));
+    if (lua_getfield(L, 3, "handle") == LUA_TFUNCTION) {
+        /* handle(ws) starts now and may wait; messages queue for its ws:receive. */
+        b->handle = 1;
+        hs__ws_handle_start(L, b, box, lua_gettop(L));
+    }
     lua_pushvalue(L, box);
     return 1;
 }
@@ -489,6 +503,7 @@ void hs__lua_open_ws(lua_State *L)
     lua_setfield(L, -2, "websocket");
     if (luaL_newmetatable(L, HS_WS_MT)) {
         luaL_newlib(L, ws_methods);
+        hs__lua_ws_methods_recv(L);
         lua_pushcclosure(L, l_ws_index, 1);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, l_ws_newindex);
@@ -507,7 +522,7 @@ struct hs_version *hs__lua_ws_of(struct hs_conn *c, int *self_ref)
 {
     if (hs_conn_handler_of(c) != &hs_ws_conn_handler || hs_conn_is_closing(c))
         return NULL;
-    struct ws_box *b = hs_ws_arg(hs_conn_data(c));
+    struct hs__ws_box *b = hs_ws_arg(hs_conn_data(c));
     if (b == NULL || b->ws == NULL || b->self_ref == LUA_NOREF)
         return NULL;
     *self_ref = b->self_ref;
@@ -516,7 +531,7 @@ struct hs_version *hs__lua_ws_of(struct hs_conn *c, int *self_ref)
 
 struct hs_conn *hs__lua_ws_check_conn(lua_State *L, int idx)
 {
-    struct ws_box *b = luaL_checkudata(L, idx, HS_WS_MT);
+    struct hs__ws_box *b = luaL_checkudata(L, idx, HS_WS_MT);
     return b->ws ? hs_ws_conn(b->ws) : NULL;
 }
 
@@ -535,8 +550,9 @@ static void adopt_one(struct hs_conn *c, void *arg)
     struct adopt_walk *w = arg;
     if (hs_conn_handler_of(c) != &hs_ws_conn_handler)
         return;
-    struct ws_box *b = hs_ws_arg(hs_conn_data(c));
-    if (b == NULL || b->ws == NULL || b->v == w->to || hs_version_script(b->v) != w->s)
+    struct hs__ws_box *b = hs_ws_arg(hs_conn_data(c));
+    /* A handle(ws) is a running call: it keeps the code (and version) it started with. */
+    if (b == NULL || b->ws == NULL || b->handle || b->v == w->to || hs_version_script(b->v) != w->s)
         return;
     lua_State *L = b->hl->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->self_ref);

@@ -558,7 +558,8 @@ function Request:pipe_body(file, done, max) end
 function Request:websocket(opts) end
 
 ---@class hotsock.WebSocketOptions
----@field on_message fun(ws: hotsock.WebSocket, data: string, kind: "text"|"binary") one whole message
+---@field on_message? fun(ws: hotsock.WebSocket, data: string, kind: "text"|"binary") one whole message (cannot wait)
+---@field handle? fun(ws: hotsock.WebSocket) instead of on_message: runs at once and may wait; messages queue for ws:receive; its end closes the WebSocket (1000, or 1011 after an error)
 ---@field on_close? fun(ws: hotsock.WebSocket, code: integer, reason: string) once, when it is gone
 ---@field protocols? string[] subprotocols, in the script's order of preference
 ---@field max_message? integer bytes of one message, fragments together (default 1 MiB)
@@ -593,6 +594,22 @@ function WebSocket:ping(data) end
 ---@return true|nil ok
 ---@return "closed"|nil err
 function WebSocket:close(code, reason) end
+
+---The next message of a WebSocket made with `handle`, waiting for it: data and kind; nil and
+---"timeout" after `timeout` seconds (default: ws:settimeout's, else none); nil, "closed", the
+---close code and reason once it has closed and every message was taken. Raises on a WebSocket
+---made with on_message, or while another call receives on it.
+---@param timeout? number seconds
+---@return string|nil data
+---@return "text"|"binary"|"timeout"|"closed" kind_or_err
+---@return integer|nil code
+---@return string|nil reason
+function WebSocket:receive(timeout) end
+
+---The default timeout of later ws:receive calls; nil or negative: none.
+---@param seconds? number
+---@return true
+function WebSocket:settimeout(seconds) end
 
 ---Bytes queued and not yet sent.
 ---@return integer

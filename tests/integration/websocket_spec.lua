@@ -231,6 +231,43 @@ describe("WebSockets in the connection registry", function()
   end)
 end)
 
+describe("ws:receive in a handle(ws) that waits", function()
+  local srv
+  setup(function() srv = start() end)
+  teardown(function() srv:stop() end)
+
+  it("returns messages in order with their kind, queued while the handler waits", function()
+    local c = ws.connect(srv:port(), "/recv")
+    c:send(ws.frame(1, "sleep"))
+    c:send(ws.frame(1, "a"))
+    c:send(ws.frame(2, "b"))
+    -- More than the inbox holds: reading pauses, then resumes as they are taken.
+    for i = 1, 200 do c:send(ws.frame(1, "m" .. i)) end
+    assert.are.equal("text:a", c:read().payload)
+    assert.are.equal("binary:b", c:read().payload)
+    for i = 1, 200 do assert.are.equal("text:m" .. i, c:read().payload) end
+    c:send(ws.frame(1, "wait"))
+    assert.are.equal("nil timeout", c:read().payload)
+    c:send(ws.close_frame(4001, "bye"))
+    assert.are.same({ 4001, "bye" }, { c:read_close() })
+    assert.is_true(c:eof())
+    srv:wait_log('receive: closed 4001 "bye"')
+  end)
+
+  it("closes with 1000 when handle returns and 1011 when it fails", function()
+    local c = ws.connect(srv:port(), "/recv")
+    c:send(ws.frame(1, "done"))
+    assert.are.same({ 1000, "" }, { c:read_close() })
+    c:close()
+    c = ws.connect(srv:port(), "/recv")
+    c:send(ws.frame(1, "fail"))
+    assert.are.same({ 1011, "" }, { c:read_close() })
+    srv:wait_log("handler error in websocket handle .*handle failed on purpose")
+    c:close()
+    assert.is_true(srv:alive())
+  end)
+end)
+
 describe("WebSocket and reload", function()
   it("keeps live WebSockets on their version; on_upgrade may give them new callbacks", function()
     local dir = hs.tmpdir()
