@@ -1,10 +1,10 @@
 -- hotsock's side of bench/ws.sh: /ws echoes every message as it came; a text message starting
--- with "bcast:" goes to every WebSocket of this worker instead.
-local sockets = {}
+-- with "bcast:" goes to every WebSocket of this worker instead (hotsock.broadcast).
+local hotsock = require "hotsock"
 
 local function on_message(ws, data, kind)
   if kind == "text" and data:sub(1, 6) == "bcast:" then
-    for w in pairs(sockets) do w:send(data) end
+    hotsock.broadcast(data)
   elseif kind == "text" then
     ws:send(data)
   else
@@ -16,8 +16,6 @@ return {
   protocol = "http",
   on_request = function(req, res)
     if req.path ~= "/ws" then return res:send("ws bench\n") end
-    local ws = req:websocket { on_message = on_message, max_message = 1 << 20,
-                               on_close = function(w) sockets[w] = nil end }
-    if ws then sockets[ws] = true end
+    req:websocket { on_message = on_message, max_message = 1 << 20 }
   end,
 }
