@@ -177,7 +177,9 @@ void hs__ws_handle_start(lua_State *L, struct hs__ws_box *b, int box_idx, int fn
     lua_pushcfunction(M, handle_run);
     lua_insert(M, -3);
     struct hs__invoke iv = {.v = b->v, .what = "websocket handle"};
-    hs__lua_invoke(hl, &iv, 2, 0);
+    /* handle_run catches the script's errors: a failure here is no task at all (memory). */
+    if (hs__lua_invoke(hl, &iv, 2, 0) == HS_ESCRIPT && b->ws != NULL)
+        hs_ws_close(b->ws, HS_WS_INTERNAL_ERROR, NULL, 0);
 }
 
 /* ---- methods ---- */
