@@ -42,6 +42,8 @@ static void conn_update_reading(struct hs_conn *c)
     /* A held connection reads on only while little is queued: enough to see the peer leave. */
     if (c->hold && evbuffer_get_length(c->in) >= c->hold)
         want = 0;
+    if (c->flags & CONN_LINGERING)
+        want = 1; /* dropping what the peer still sends, until it closes */
     if (want && !(c->flags & CONN_READING)) {
         event_add(c->rev, NULL);
         c->flags |= CONN_READING;
@@ -136,9 +138,72 @@ void hs__conn_release(struct hs_conn *c)
 }
 
 /* The real close: socket gone, handler told, unlinked from the set. */
+/* The output is flushed and a lingering close was asked for: shut our side down and keep
+ * reading (to drop) until the peer closes too. Returns 1 when lingering started. */
+static int conn_linger_start(struct hs_conn *c)
+{
+    if ((c->flags & (CONN_LINGER | CONN_LINGERING | CONN_ABORTING | CONN_EOF)) != CONN_LINGER ||
+        c->tls != NULL || shutdown(c->fd, SHUT_WR) != 0)
+        return 0;
+    c->flags |= CONN_LINGERING;
+    c->rx_mark = c->bytes_in; /* the drop budget counts from here */
+    if (c->wev)
+        event_del(c->wev);
+    if (!(c->flags & CONN_READING)) {
+        event_add(c->rev, NULL);
+        c->flags |= CONN_READING;
+    }
+    struct timeval tv;
+    hs__timeval_ms(&tv, HS_LINGER_MS);
+    event_add(c->timer, &tv);
+    c->timer_at = 0;
+    return 1;
+}
+
+void hs__conn_linger_end(struct hs_conn *c)
+{
+    c->flags &= ~(CONN_LINGER | CONN_LINGERING);
+    conn_finish(c);
+}
+
+/* Reads and drops what a lingering peer still sends; ends the linger at its end of stream,
+ * an error, or past the byte budget. */
+static void conn_linger_read(struct hs_conn *c)
+{
+    char sink[4096];
+    for (;;) {
+        ssize_t n = read(c->fd, sink, sizeof sink);
+        if (n > 0) {
+            c->bytes_in += (uint64_t)n;
+            if (c->bytes_in - c->rx_mark > HS_LINGER_MAX)
+                break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        break;
+    }
+    hs__conn_linger_end(c);
+}
+
+void hs_conn_close_lingering(struct hs_conn *c, const char *reason)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return;
+    c->flags |= CONN_LINGER;
+    hs_conn_close(c, reason);
+}
+
 static void conn_finish(struct hs_conn *c)
 {
     if (c->flags & CONN_CLOSED)
+        return;
+    /* While lingering only its end (or an abort) closes the socket. */
+    if ((c->flags & (CONN_LINGERING | CONN_ABORTING)) == CONN_LINGERING)
+        return;
+    if (conn_linger_start(c))
         return;
     c->flags |= CONN_CLOSED | CONN_CLOSING;
     event_del(c->rev);
@@ -670,6 +735,10 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     HS_UNUSED(fd);
     if (c->flags & CONN_TLS_HANDSHAKE) {
         hs__conn_tls_handshake(c);
+        return;
+    }
+    if (c->flags & CONN_LINGERING) {
+        conn_linger_read(c);
         return;
     }
     ssize_t n = c->tls ? hs__conn_tls_read(c) : conn_read_some(c);

@@ -227,6 +227,14 @@ int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len);
  * Idempotent. */
 void hs_conn_close(struct hs_conn *c, const char *reason);
 
+/* hs_conn_close for a peer that may still be sending (a protocol error cut it off mid-stream):
+ * once the output is flushed, our side is shut down and the peer's further input is read and
+ * dropped until it closes, for at most HS_LINGER_MS or HS_LINGER_MAX bytes. Closing at once
+ * with unread input would make the kernel send a reset, and a reset can destroy the last
+ * thing we sent (the error reply, the close frame) before the peer reads it. on_close runs
+ * when the socket finally closes. Plain TCP and Unix only; TLS connections close at once. */
+void hs_conn_close_lingering(struct hs_conn *c, const char *reason);
+
 /* Closes at once, dropping unsent output; the peer sees a reset. on_close gets reason. */
 void hs_conn_abort(struct hs_conn *c, const char *reason);
 

@@ -28,7 +28,13 @@ enum {
     CONN_ABORTING = 1 << 10,     /* hs_conn_abort: no TLS close_notify, the peer gets a reset */
     CONN_OUTBOUND = 1 << 11,     /* we connected (hs_conn_new_outbound): no admission caps, no
                                   * first-byte rule */
+    CONN_LINGER = 1 << 12,       /* hs_conn_close_lingering: shut down, drain, then close */
+    CONN_LINGERING = 1 << 13,    /* our side is shut down; the peer's input is dropped until
+                                  * it closes, HS_LINGER_MS pass or HS_LINGER_MAX bytes came */
 };
+
+#define HS_LINGER_MS 2000          /* longest a lingering close waits for the peer's end */
+#define HS_LINGER_MAX (256 * 1024) /* bytes a lingering close drops before giving up */
 
 struct hs_conn_tls;
 
@@ -130,6 +136,9 @@ void hs__conn_release(struct hs_conn *c);
 /* After a callback returned: finish a close that waits for nothing, or resume reading. May
  * free c. */
 void hs__conn_after_output(struct hs_conn *c);
+
+/* A lingering close is over (the timer ran out): the socket closes now. May free c. */
+void hs__conn_linger_end(struct hs_conn *c);
 
 /* Runs on_open (deferred by a server TLS handshake until it is done) and starts reading.
  * May free c. */

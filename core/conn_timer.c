@@ -82,6 +82,10 @@ void hs__conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     HS_UNUSED(fd);
     HS_UNUSED(what);
     c->timer_at = 0;
+    if (c->flags & CONN_LINGERING) {
+        hs__conn_linger_end(c);
+        return;
+    }
     if (c->flags & CONN_CLOSING) {
         hs_log(HS_LOG_WARN, "conn#%llu %s close timeout with %zu bytes unsent; dropping them",
                (unsigned long long)c->id, c->peer, hs__conn_out_len(c));

@@ -50,7 +50,7 @@ static void ws_settle(struct hs_ws *ws)
     if (code) {
         hs_log(HS_LOG_WARN, "conn#%llu %s websocket protocol error: %s; closing with %d",
                (unsigned long long)hs_conn_id(ws->c), hs_conn_peer(ws->c), why, code);
-        hs_conn_close(ws->c, "protocol error");
+        hs_conn_close_lingering(ws->c, "protocol error");
         return;
     }
     int sent = hs_ws_codec_close_sent(ws->k), received = hs_ws_codec_close_received(ws->k);

@@ -159,6 +159,28 @@ describe("WebSocket bad input", function()
     assert.is_true(c:eof())
   end)
 
+  it("lingers after a protocol error: a client still sending is not reset", function()
+    -- The client sends a bad frame, reads the 1002 close frame, and goes on sending (as a
+    -- client that wrote ahead does). A server that closed its socket at once would answer
+    -- those bytes with a reset, and a reset can destroy a close frame not yet read; ours
+    -- shuts its side down and drops what still comes until the client closes.
+    local c = ws.connect(srv:port(), "/ws")
+    c:settimeout(5)
+    c:send(string.char(0x81, 0x03) .. "bad") -- unmasked
+    assert.are.equal(1002, (c:read_close()))
+    local chunk = ws.frame(2, ("y"):rep(16 * 1024))
+    for i = 1, 8 do
+      local ok, err = c.sock:send(chunk)
+      assert.truthy(ok, ("send %d after the close frame: %s"):format(i, tostring(err)))
+      -- Not a wait for the passing case (nothing answers these bytes): room for a reset,
+      -- were one coming, to arrive before the next send.
+      require("socket").sleep(0.005)
+    end
+    c.sock:shutdown("send")
+    assert.is_true(c:eof())
+    srv:wait_log("websocket protocol error")
+  end)
+
   it("closes a client that sends half a frame and stalls (frame timeout)", function()
     local c = ws.connect(srv:port(), "/ws")
     c:send(ws.frame(1, string.rep("x", 1000)):sub(1, 500))
