@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -132,6 +133,16 @@ static int check_options(const char *url, enum hs_addr_scheme scheme, const char
     return 0;
 }
 
+int hs_addr_clear_unix_path(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -EEXIST;
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
 int hs_addr_parse(const char *url, struct hs_addr *out, const char **why)
 {
     memset(out, 0, sizeof *out);
@@ -150,8 +161,9 @@ int hs_addr_parse(const char *url, struct hs_addr *out, const char **why)
 /* hs_addr_parse for a URL without options. */
 static int addr_parse_base(const char *url, struct hs_addr *out, const char **why)
 {
-    if (strncmp(url, "unix:", 5) == 0) {
-        const char *p = url + 5;
+    int gram = strncmp(url, "unixgram:", 9) == 0;
+    if (gram || strncmp(url, "unix:", 5) == 0) {
+        const char *p = url + (gram ? 9 : 5);
         /* Accept the unix:///path spelling too. */
         if (strncmp(p, "//", 2) == 0)
             p += 2;
@@ -159,7 +171,7 @@ static int addr_parse_base(const char *url, struct hs_addr *out, const char **wh
             return fail(why, "empty unix socket path");
         if (strlen(p) >= sizeof out->path)
             return fail(why, "unix socket path too long");
-        out->scheme = HS_ADDR_UNIX;
+        out->scheme = gram ? HS_ADDR_UNIXGRAM : HS_ADDR_UNIX;
         strcpy(out->path, p);
         return 0;
     }
@@ -174,7 +186,7 @@ static int addr_parse_base(const char *url, struct hs_addr *out, const char **wh
         out->scheme = HS_ADDR_TLS;
         rest = url + 6;
     } else {
-        return fail(why, "scheme must be tcp://, tls://, udp:// or unix:");
+        return fail(why, "scheme must be tcp://, tls://, udp://, unix: or unixgram:");
     }
     const char *colon;
     if (*rest == '[') {
@@ -211,7 +223,7 @@ static int addr_parse_base(const char *url, struct hs_addr *out, const char **wh
 
 int hs_addr_resolve(const struct hs_addr *a, struct sockaddr_storage *ss, socklen_t *len)
 {
-    if (a->scheme == HS_ADDR_UNIX)
+    if (a->scheme == HS_ADDR_UNIX || a->scheme == HS_ADDR_UNIXGRAM)
         return -EINVAL;
     memset(ss, 0, sizeof *ss);
     if (a->host[0] == '\0') {
@@ -258,8 +270,10 @@ char *hs_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t
     } else if (sa->sa_family == AF_UNIX) {
         const struct sockaddr_un *su = (const struct sockaddr_un *)sa;
         size_t off = offsetof(struct sockaddr_un, sun_path);
-        if (len <= off || su->sun_path[0] == '\0')
+        if (len <= off)
             snprintf(buf, n, "unix");
+        else if (su->sun_path[0] == '\0')
+            snprintf(buf, n, "@%.*s", (int)(len - off - 1), su->sun_path + 1);
         else
             snprintf(buf, n, "%.*s", (int)(len - off), su->sun_path);
     } else {
@@ -297,6 +311,21 @@ int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storag
     char *host = tmp, *colon;
     int port;
     memset(ss, 0, sizeof *ss);
+    if (tmp[0] == '/' || tmp[0] == '@') {
+        /* A Unix datagram peer: a path, or an abstract name (sent without a NUL). */
+        struct sockaddr_un *su = (struct sockaddr_un *)ss;
+        if (text_len >= sizeof su->sun_path || (tmp[0] == '@' && text_len < 2))
+            return HS_EBADSPEC;
+        su->sun_family = AF_UNIX;
+        memcpy(su->sun_path, tmp, text_len);
+        if (tmp[0] == '@') {
+            su->sun_path[0] = '\0';
+            *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + text_len);
+        } else {
+            *len = (socklen_t)sizeof *su;
+        }
+        return 0;
+    }
     if (*host == '[') {
         char *close = strchr(host, ']');
         if (close == NULL || close[1] != ':')
@@ -337,10 +366,11 @@ char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen
 {
     char text[HS_ADDR_TEXT];
     hs_addr_format(sa, len, text, sizeof text);
-    const char *prefix = scheme == HS_ADDR_TCP   ? "tcp://"
-                         : scheme == HS_ADDR_TLS ? "tls://"
-                         : scheme == HS_ADDR_UDP ? "udp://"
-                                                 : "unix:";
+    const char *prefix = scheme == HS_ADDR_TCP        ? "tcp://"
+                         : scheme == HS_ADDR_TLS      ? "tls://"
+                         : scheme == HS_ADDR_UDP      ? "udp://"
+                         : scheme == HS_ADDR_UNIXGRAM ? "unixgram:"
+                                                      : "unix:";
     snprintf(buf, n, "%s%s", prefix, text);
     return buf;
 }

@@ -1,13 +1,14 @@
-/* Listener URLs (tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, unix:/path, each with
- * optional ?key=value&... options) and socket address text. */
+/* Listener URLs (tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, unix:/path,
+ * unixgram:/path, each with optional ?key=value&... options) and socket address text. */
 #ifndef HS_ADDR_H
 #define HS_ADDR_H
 
 #include <stddef.h>
 #include <sys/socket.h>
 
-/* HS_ADDR_TLS is TCP with TLS on top: every socket-level rule of TCP applies to it. */
-enum hs_addr_scheme { HS_ADDR_TCP, HS_ADDR_UDP, HS_ADDR_UNIX, HS_ADDR_TLS };
+/* HS_ADDR_TLS is TCP with TLS on top: every socket-level rule of TCP applies to it.
+ * HS_ADDR_UNIXGRAM is a Unix datagram socket: UDP's rules on a path (path set, no host). */
+enum hs_addr_scheme { HS_ADDR_TCP, HS_ADDR_UDP, HS_ADDR_UNIX, HS_ADDR_TLS, HS_ADDR_UNIXGRAM };
 
 #define HS_ADDR_MAX_HOST 256 /* bytes of a host name or literal, NUL included */
 #define HS_ADDR_MAX_PATH 108 /* bytes of a Unix socket path, NUL included (sun_path) */
@@ -19,7 +20,7 @@ struct hs_addr {
     enum hs_addr_scheme scheme;
     char host[HS_ADDR_MAX_HOST]; /* "" means every address; IPv6 literals without brackets */
     int port;                    /* 0..65535; 0 lets the kernel pick */
-    char path[HS_ADDR_MAX_PATH]; /* unix: the socket's path */
+    char path[HS_ADDR_MAX_PATH]; /* unix: and unixgram: the socket's path */
 };
 
 /* Parses a listener URL. HOST may be empty or "*" (every address: IPv6 any with v4-mapped
@@ -48,7 +49,8 @@ size_t hs_addr_base_len(const char *url);
 int hs_addr_resolve(const struct hs_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Formats a socket address as "1.2.3.4:80", "[::1]:80" or the Unix path into buf (always
- * NUL-terminated). An unnamed Unix peer gives "unix". Returns buf. */
+ * NUL-terminated). An unnamed Unix peer gives "unix"; one bound in Linux's abstract namespace
+ * gives "@" and its name (what `ss` shows). Returns buf. */
 char *hs_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t n);
 
 /* The address part of a peer text from hs_addr_format: "1.2.3.4" for "1.2.3.4:80", "::1" for
@@ -56,14 +58,20 @@ char *hs_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t
  * NUL-terminated) and returns it. */
 char *hs_addr_peer_ip(const char *peer, char *buf, size_t n);
 
-/* Parses "1.2.3.4:80" or "[::1]:80" (what hs_addr_format writes for IP addresses) back into
- * *ss. Returns 0, or HS_EBADSPEC. Used by UDP send_to. */
+/* Parses "1.2.3.4:80", "[::1]:80", "/a/unix/path" or "@abstract" (what hs_addr_format writes)
+ * back into *ss. Returns 0, or HS_EBADSPEC (also for "unix", a peer that has no name to
+ * answer). Used by UDP send_to. */
 int hs_addr_parse_peer(const char *text, size_t text_len, struct sockaddr_storage *ss,
                        socklen_t *len);
 
 /* Formats a bound listener as a URL ("tcp://127.0.0.1:43121", "unix:/tmp/x.sock"). */
 char *hs_addr_url(enum hs_addr_scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
                   size_t n);
+
+/* Makes a Unix socket path free for a bind: a socket file left by a previous run is removed;
+ * anything else there is refused. Returns 0, -EEXIST (not a socket) or another negated
+ * errno. */
+int hs_addr_clear_unix_path(const char *path);
 
 /* Set by a master before binding: sockets get SO_REUSEPORT so that each worker can have its
  * own socket on the same address and the kernel spreads connections across them. */

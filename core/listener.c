@@ -114,17 +114,6 @@ static void listener_error_cb(struct evconnlistener *evl, void *arg)
     hs_log(HS_LOG_WARN, "%s accept failed: %s", l->url, strerror(err));
 }
 
-/* A Unix path may hold a socket left by a previous run: replace that, refuse anything else. */
-static int listener_clear_unix_path(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISSOCK(st.st_mode))
-        return -EEXIST;
-    return unlink(path) == 0 ? 0 : -errno;
-}
-
 int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct hs_addr *addr,
                     const char *name, const struct hs_framing *framing,
                     const struct hs_conn_handler *handler, void *arg,
@@ -134,14 +123,15 @@ int hs_listener_new(struct event_base *base, struct hs_conns *set, const struct 
     socklen_t sslen;
     int r;
     memset(&ss, 0, sizeof ss);
-    if (addr->scheme == HS_ADDR_UDP)
+    if (addr->scheme == HS_ADDR_UDP || addr->scheme == HS_ADDR_UNIXGRAM)
         return -EINVAL;
     if (addr->scheme == HS_ADDR_UNIX) {
         struct sockaddr_un *su = (struct sockaddr_un *)&ss;
         su->sun_family = AF_UNIX;
         snprintf(su->sun_path, sizeof su->sun_path, "%s", addr->path);
         sslen = sizeof *su;
-        if ((r = listener_clear_unix_path(addr->path)) < 0)
+        /* A socket file left by a previous run is replaced; anything else is refused. */
+        if ((r = hs_addr_clear_unix_path(addr->path)) < 0)
             return r;
     } else if ((r = hs_addr_resolve(addr, &ss, &sslen)) < 0) {
         return r;

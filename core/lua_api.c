@@ -669,6 +669,7 @@ static int luaopen_hotsock(lua_State *L)
     hs__lua_open_http_error(L);
     hs__lua_open_wait(L);
     hs__lua_open_connect(L);
+    hs__lua_open_udp(L);
     return 1;
 }
 

@@ -309,9 +309,15 @@ static int l_udp_send_to(lua_State *L)
     const char *data = luaL_checklstring(L, 3, &dlen);
     if (box->u == NULL)
         return push_closed(L);
+    /* A unixgram client that never bound a name cannot be answered: its doing, not misuse. */
+    if (plen == 4 && memcmp(peer, "unix", 4) == 0) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "no peer address");
+        return 2;
+    }
     int r = hs_udp_send_to(box->u, peer, plen, data, dlen);
     if (r == HS_EBADSPEC)
-        return luaL_argerror(L, 2, "not an address like 1.2.3.4:5 or [::1]:5");
+        return luaL_argerror(L, 2, "not an address like 1.2.3.4:5, [::1]:5, /path or @name");
     if (r == HS_ETOOBIG)
         return luaL_argerror(L, 3, "datagram over 65507 bytes");
     if (r == 0)

@@ -371,8 +371,8 @@ static int l_hotsock_connect(lua_State *L)
     struct hs_addr a;
     if (hs_addr_parse(url, &a, &why) != 0)
         return luaL_argerror(L, 1, why);
-    if (a.scheme == HS_ADDR_UDP)
-        return luaL_argerror(L, 1, "udp:// is for hotsock.udp");
+    if (a.scheme == HS_ADDR_UDP || a.scheme == HS_ADDR_UNIXGRAM)
+        return luaL_argerror(L, 1, "udp:// and unixgram: are for hotsock.udp");
     if (a.scheme == HS_ADDR_TCP && (a.host[0] == '\0' || strcmp(a.host, "*") == 0 || a.port == 0))
         return luaL_argerror(L, 1, "a connect needs a host and a port");
     struct hs__out *out = pool_take(hl, url);

@@ -331,6 +331,9 @@ void hs__task_cancel(struct hs__task *t);
 void hs__lua_open_connect(lua_State *L);
 void hs__lua_conn_methods_connect(lua_State *L);
 
+/* hotsock.udp into the table on top, and the metatable of its sockets (lua_udp.c). */
+void hs__lua_open_udp(lua_State *L);
+
 /* Closes the conns kept alive and frees the resolver (before the state closes). */
 void hs__lua_connect_free(struct hs_lua *hl);
 

@@ -117,7 +117,8 @@ int hs_metrics_new(struct event_base *base, const char *url, hs_metrics_cb cb, v
 {
     struct hs_addr a;
     const char *why;
-    if (hs_addr_parse(url, &a, &why) != 0 || a.scheme == HS_ADDR_UDP)
+    if (hs_addr_parse(url, &a, &why) != 0 || a.scheme == HS_ADDR_UDP ||
+        a.scheme == HS_ADDR_UNIXGRAM)
         return HS_EBADSPEC;
     struct hs_metrics *m = calloc(1, sizeof *m);
     if (m == NULL)

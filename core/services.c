@@ -108,7 +108,7 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
         return -1;
     /* The map names sockets without their options. */
     int fd = hs_worker_chan_socket_fd(s->inherited, url, hs_addr_base_len(url));
-    if (a.scheme == HS_ADDR_UDP) {
+    if (a.scheme == HS_ADDR_UDP || a.scheme == HS_ADDR_UNIXGRAM) {
         r = fd >= 0 ? hs_udp_adopt_fd(s->base, fd, d->name, hs_lua_datagram, sv->script, &b->udp)
                     : hs_udp_new(s->base, &a, d->name, hs_lua_datagram, sv->script, &b->udp);
         bound = r == 0 ? hs_udp_url(b->udp) : NULL;

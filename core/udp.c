@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -16,13 +18,19 @@
 
 struct hs_udp {
     int fd;
-    int family; /* of the bound socket */
-    struct event *ev;
-    hs_udp_datagram_cb cb;
+    int family;            /* of the bound socket */
+    struct event *ev;      /* a listener's persistent read event, or an outbound one-shot */
+    hs_udp_datagram_cb cb; /* a listener's: each datagram; NULL for an outbound socket */
     void *arg;
+    hs_udp_ready_cb ready_cb; /* an outbound socket's waiter (hs_udp_wait), or NULL */
+    void *ready_arg;
+    int in_cb;              /* inside cb: a free waits until it returns */
+    int freeing;            /* hs_udp_free was asked for inside cb */
+    int owns_path;          /* unixgram: we bound path and remove it at free */
     hs_udp_free_cb free_cb; /* told when u is freed (the Lua box), or NULL */
     void *free_arg;
-    char url[HS_ADDR_TEXT + 16]; /* bound address as a URL */
+    char url[HS_ADDR_TEXT + 16]; /* bound address as a URL (outbound: the address sent to) */
+    char path[HS_ADDR_MAX_PATH]; /* unixgram: the bound socket's file, or "" */
     char name[64];
     unsigned long long in, out;             /* datagrams received and sent */
     unsigned long long bytes_in, bytes_out; /* their payload bytes */
@@ -49,8 +57,39 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
         u->bytes_in += (unsigned long long)n;
         char peer[HS_ADDR_TEXT];
         hs_addr_format((struct sockaddr *)&ss, sl, peer, sizeof peer);
+        u->in_cb = 1;
         u->cb(u, u->buf, (size_t)n, peer, u->arg);
+        u->in_cb = 0;
+        if (u->freeing) {
+            hs_udp_free(u);
+            return;
+        }
     }
+}
+
+/* An outbound socket became readable: its one waiter hears of it (and may free u). */
+static void udp_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_udp *u = arg;
+    HS_UNUSED(fd);
+    HS_UNUSED(what);
+    hs_udp_ready_cb cb = u->ready_cb;
+    u->ready_cb = NULL;
+    if (cb)
+        cb(u, u->ready_arg);
+}
+
+/* Binds fd to a Unix path, replacing a stale socket file as unix: listeners do. */
+static int bind_unix_path(int fd, const char *path)
+{
+    struct sockaddr_un su;
+    memset(&su, 0, sizeof su);
+    su.sun_family = AF_UNIX;
+    snprintf(su.sun_path, sizeof su.sun_path, "%s", path);
+    int r = hs_addr_clear_unix_path(path);
+    if (r < 0)
+        return r;
+    return bind(fd, (struct sockaddr *)&su, sizeof su) == 0 ? 0 : -errno;
 }
 
 int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *name,
@@ -59,6 +98,21 @@ int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *
     struct sockaddr_storage ss;
     socklen_t sl;
     int r;
+    if (addr->scheme == HS_ADDR_UNIXGRAM) {
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+        if ((r = bind_unix_path(fd, addr->path)) < 0) {
+            close(fd);
+            return r;
+        }
+        r = hs_udp_adopt_fd(base, fd, name, cb, arg, out);
+        if (r == 0) {
+            (*out)->owns_path = 1;
+            snprintf((*out)->path, sizeof(*out)->path, "%s", addr->path);
+        }
+        return r;
+    }
     if (addr->scheme != HS_ADDR_UDP)
         return -EINVAL;
     if ((r = hs_addr_resolve(addr, &ss, &sl)) < 0)
@@ -110,10 +164,90 @@ int hs_udp_adopt_fd(struct event_base *base, int fd, const char *name, hs_udp_da
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     getsockname(fd, (struct sockaddr *)&bound, &blen);
-    hs_addr_url(HS_ADDR_UDP, (struct sockaddr *)&bound, blen, u->url, sizeof u->url);
+    hs_addr_url(ss.ss_family == AF_UNIX ? HS_ADDR_UNIXGRAM : HS_ADDR_UDP, (struct sockaddr *)&bound,
+                blen, u->url, sizeof u->url);
     event_add(u->ev, NULL);
     *out = u;
     return 0;
+}
+
+int hs_udp_open(struct event_base *base, const struct sockaddr *to, socklen_t tolen,
+                struct hs_udp **out)
+{
+    int fd = socket(to->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int r = 0;
+    if (to->sa_family == AF_UNIX) {
+        /* Autobind: the kernel gives the socket a unique abstract name ("@" and five hex
+         * digits), so a unixgram server can answer it, and no file is left behind. */
+        sa_family_t fam = AF_UNIX;
+        if (bind(fd, (struct sockaddr *)&fam, sizeof fam) != 0)
+            r = -errno;
+    }
+    if (r == 0 && connect(fd, to, tolen) != 0)
+        r = -errno;
+    struct hs_udp *u = r == 0 ? calloc(1, sizeof *u) : NULL;
+    if (r == 0 && u == NULL)
+        r = -ENOMEM;
+    if (r == 0 && (u->ev = event_new(base, fd, EV_READ, udp_ready_cb, u)) == NULL) {
+        free(u);
+        r = -ENOMEM;
+    }
+    if (r != 0) {
+        close(fd);
+        return r;
+    }
+    u->fd = fd;
+    u->family = to->sa_family;
+    hs_addr_url(to->sa_family == AF_UNIX ? HS_ADDR_UNIXGRAM : HS_ADDR_UDP, to, tolen, u->url,
+                sizeof u->url);
+    *out = u;
+    return 0;
+}
+
+int hs_udp_send(struct hs_udp *u, const void *data, size_t len)
+{
+    if (len > UDP_MAX_PAYLOAD)
+        return HS_ETOOBIG;
+    for (;;) {
+        ssize_t n = send(u->fd, data, len, 0);
+        if (n >= 0) {
+            u->out++;
+            u->bytes_out += (unsigned long long)n;
+            return 0;
+        }
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int hs_udp_recv(struct hs_udp *u, const char **data)
+{
+    for (;;) {
+        ssize_t n = recv(u->fd, u->buf, sizeof u->buf - 1, 0);
+        if (n >= 0) {
+            u->in++;
+            u->bytes_in += (unsigned long long)n;
+            *data = u->buf;
+            return (int)n;
+        }
+        if (errno != EINTR)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
+int hs_udp_wait(struct hs_udp *u, hs_udp_ready_cb cb, void *arg)
+{
+    u->ready_cb = cb;
+    u->ready_arg = arg;
+    return event_add(u->ev, NULL) == 0 ? 0 : -ENOMEM;
+}
+
+void hs_udp_unwait(struct hs_udp *u)
+{
+    u->ready_cb = NULL;
+    event_del(u->ev);
 }
 
 void hs_udp_stop(struct hs_udp *u)
@@ -138,8 +272,18 @@ void hs_udp_free(struct hs_udp *u)
     /* IMPORTANT: whoever borrows u hears of the free first, so nothing reaches it after. */
     if (u->free_cb)
         u->free_cb(u, u->free_arg);
+    u->free_cb = NULL;
+    if (u->in_cb) {
+        /* udp_read_cb is below us on the stack: it frees u when the callback returns. */
+        u->freeing = 1;
+        event_del(u->ev);
+        return;
+    }
     event_free(u->ev);
     close(u->fd);
+    /* The file goes with the socket, as for unix: stream listeners. */
+    if (u->owns_path)
+        unlink(u->path);
     free(u);
 }
 

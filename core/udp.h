@@ -18,7 +18,12 @@ typedef void (*hs_udp_datagram_cb)(struct hs_udp *u, const char *data, size_t le
 /* Called once when u is being freed, before its memory goes: the last moment to forget it. */
 typedef void (*hs_udp_free_cb)(struct hs_udp *u, void *arg);
 
-/* Binds a UDP socket to addr and starts receiving (up to 64 datagrams per wake-up).
+/* An outbound socket became readable (hs_udp_wait); u may be freed inside. */
+typedef void (*hs_udp_ready_cb)(struct hs_udp *u, void *arg);
+
+/* Binds a UDP socket to addr (udp://, or unixgram:/path, whose stale socket file is replaced
+ * as for unix: listeners, and removed at free) and starts receiving (up to 64 datagrams per
+ * wake-up).
  * `name` (copied) labels log lines; arg must outlive the socket. Returns 0 and *out, or a
  * negative code (-EADDRINUSE, HS_EBADSPEC, ...). */
 int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *name,
@@ -32,11 +37,35 @@ int hs_udp_adopt_fd(struct event_base *base, int fd, const char *name, hs_udp_da
 int hs_udp_fd(const struct hs_udp *u);
 void hs_udp_start(struct hs_udp *u);
 
-/* Stops receiving and closes the socket; frees u. */
+/* Stops receiving and closes the socket (removing a unixgram listener's file); frees u. Safe
+ * inside u's datagram callback: the memory goes when the callback returns. */
 void hs_udp_free(struct hs_udp *u);
 
 /* Stops receiving, keeping the socket bound (graceful shutdown). */
 void hs_udp_stop(struct hs_udp *u);
+
+/* Opens an outbound datagram socket connected to `to` (IPv4, IPv6, or a Unix path, in which
+ * case the socket autobinds an abstract name so that the server can answer it). It receives
+ * only from `to` and reads nothing until hs_udp_wait. Returns 0 and *out (free it with
+ * hs_udp_free), or a negated errno (-ENOENT: no socket at the path, -ECONNREFUSED). */
+int hs_udp_open(struct event_base *base, const struct sockaddr *to, socklen_t tolen,
+                struct hs_udp **out);
+
+/* Sends one datagram on an outbound socket. Returns 0; HS_ETOOBIG above 65,507 bytes;
+ * -EAGAIN when the socket buffer is full (dropped); -ECONNREFUSED when an earlier datagram
+ * found no one listening; another negated errno. */
+int hs_udp_send(struct hs_udp *u, const void *data, size_t len);
+
+/* Takes the next datagram of an outbound socket without waiting: returns its length with
+ * *data pointing into u (valid until the next call), -EAGAIN when none is queued,
+ * -ECONNREFUSED (no one listens at the address), or another negated errno. */
+int hs_udp_recv(struct hs_udp *u, const char **data);
+
+/* Calls cb once when an outbound socket becomes readable. Returns 0 or -ENOMEM. */
+int hs_udp_wait(struct hs_udp *u, hs_udp_ready_cb cb, void *arg);
+
+/* Gives up a hs_udp_wait: cb will not be called. */
+void hs_udp_unwait(struct hs_udp *u);
 
 /* Sends one datagram to peer (text as given to the callback). Returns 0; HS_EBADSPEC for
  * an address that does not parse; HS_ETOOBIG above 65,507 bytes; -EAGAIN when the socket
@@ -47,7 +76,8 @@ int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const vo
 /* Replaces the handler argument (a reload). */
 void hs_udp_retarget(struct hs_udp *u, void *arg);
 
-/* The bound address as a URL ("udp://127.0.0.1:40000"). Owned by u. */
+/* The bound address as a URL ("udp://127.0.0.1:40000", "unixgram:/run/x.sock"); for an
+ * outbound socket, the address it sends to. Owned by u. */
 const char *hs_udp_url(const struct hs_udp *u);
 
 /* The name given at creation (owned by u). */

@@ -381,7 +381,7 @@ function Server:url(scheme, n, name)
   scheme = scheme or "tcp"
   n = n or 1
   for _, l in ipairs(self.urls) do
-    if l.url:sub(1, #scheme) == scheme and (not name or l.name == name) then
+    if l.url:sub(1, #scheme + 1) == scheme .. ":" and (not name or l.name == name) then
       if n == 1 then return l.url end
       n = n - 1
     end

@@ -170,6 +170,15 @@ function hotsock.connect(url, opts) end
 ---@return string? err
 function hotsock.resolve(name, family) end
 
+---Opens an outbound datagram socket: `udp://HOST:PORT` (a name is resolved without
+---blocking, which waits) or `unixgram:/path` (the socket autobinds an abstract name, `@` and
+---five hex digits, so the server can answer). Returns the socket, or nil and `"no such host"`,
+---`"no such file"`, `"connection refused"`, `"timeout"`.
+---@param url string
+---@return hotsock.UdpClient|nil sock
+---@return string? err
+function hotsock.udp(url) end
+
 ---A shared dictionary: `hotsock.shared` or `hotsock.dict(name)`. Every function also works
 ---with a colon (`dict:get(k)`). Runtime failures return nil and a token: `"too large"`,
 ---`"no memory"`, `"exists"`, `"not found"`, `"changed"`, `"not a number"`, `"not a list"`,
@@ -498,7 +507,9 @@ function Conn:settimeout(seconds) end
 ---@class hotsock.UdpSocket
 local UdpSocket = {}
 
----Sends one datagram (at most 65,507 bytes) to `peer` (`"1.2.3.4:5"` or `"[::1]:5"`).
+---Sends one datagram (at most 65,507 bytes) to `peer` (`"1.2.3.4:5"`, `"[::1]:5"`, or for a
+---`unixgram:` listener the client's `"/path"` or `"@name"`; `"unix"`, a client that bound no
+---name, gives nil, `"no peer address"`).
 ---@param peer string
 ---@param data string
 ---@return true|nil ok
@@ -509,6 +520,33 @@ function UdpSocket:send_to(peer, data) end
 ---The bound address as a URL (still answers once the socket is closed).
 ---@return string
 function UdpSocket:url() end
+
+---An outbound datagram socket from `hotsock.udp`, connected to one address.
+---@class hotsock.UdpClient
+local UdpClient = {}
+
+---Sends one datagram (at most 65,507 bytes).
+---@param data string
+---@return true|nil ok
+---@return string? err `"closed"`, `"connection refused"` (an earlier datagram found no one),
+---`"buffer full"`
+function UdpClient:send(data) end
+
+---Waits for the next datagram, at most `timeout` seconds (or the `settimeout` value).
+---@param timeout? number
+---@return string|nil data
+---@return string? err `"timeout"`, `"closed"`, `"connection refused"`
+function UdpClient:receive(timeout) end
+
+---Each later receive gives up after `seconds`; nil or negative: no limit.
+---@param seconds? number
+---@return true
+function UdpClient:settimeout(seconds) end
+
+---Frees the socket; a receive waiting on it in another coroutine returns nil, `"closed"`.
+---@return true|nil ok
+---@return string? err `"closed"` when it was closed already
+function UdpClient:close() end
 
 -- ---------------------------------------------------------------------------------------
 -- HTTP (scripts with protocol = "http")

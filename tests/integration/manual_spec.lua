@@ -110,6 +110,16 @@ local POKE = {
     assert.are.equal("hello /a/b\n", all:match("\r\n\r\n(.*)$"))
     c:close()
   end,
+  -- The kit gives a served sample one TCP listener of its own; this one needs its unixgram: too.
+  ["unixgram-upper"] = function(_, path)
+    local srv = kit.start(path, { listen = { "tcp://127.0.0.1:0",
+                                             "unixgram:/tmp/hotsock-manual-upper.sock" } })
+    local c = srv:connect()
+    c:send_line("hello")
+    assert.are.equal("HELLO", c:line())
+    c:close()
+    assert.is_true(srv:stop())
+  end,
   ["health-check"] = function(srv)
     local c = srv:connect()
     c:send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -133,7 +143,7 @@ function CHECK.handler(s, dir)
   end
   local path = write_tmp(dir, s.name .. ".lua", zero_ports(s.code))
   local srv = kit.start(path)
-  if POKE[s.name] then POKE[s.name](srv) end
+  if POKE[s.name] then POKE[s.name](srv, path) end
   assert.is_true(srv:stop())
 end
 

@@ -8,6 +8,7 @@ local TYPES = "lua/types/hotsock.lua"
 local KIND = {
   ["hotsock"] = "module", ["hotsock.shared"] = "shared", ["hotsock.Timer"] = "timer",
   ["hotsock.File"] = "file", ["hotsock.Conn"] = "conn", ["hotsock.UdpSocket"] = "udp",
+  ["hotsock.UdpClient"] = "udp_client",
   ["hotsock.Request"] = "req", ["hotsock.WebSocket"] = "ws", ["hotsock.Response"] = "res", ["hotsock.Handler"] = "handler",
   ["hotsock.Subscription"] = "subscription",
   ["hotsock.json"] = "json", ["hotsock.ErrorResponse"] = "error_res",
@@ -110,7 +111,7 @@ describe("LuaCATS definitions", function()
 
   it("cover every kind of object, with the names a handler writer reaches first", function()
     assert.are.same({ "conn", "error_res", "file", "handler", "json", "module", "req", "res",
-                      "shared", "subscription", "timer", "udp", "ws" }, sorted(reg))
+                      "shared", "subscription", "timer", "udp", "udp_client", "ws" }, sorted(reg))
     for _, n in ipairs { "log", "after", "every", "now", "create_file", "check_filename",
                          "version", "shared", "subscribe", "publish", "worker", "workers",
                          "conns", "broadcast", "dict", "json" } do

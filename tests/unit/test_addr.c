@@ -88,6 +88,8 @@ static const struct good_case good_cases[] = {
     {"unix:/tmp/x.sock", HS_ADDR_UNIX, "", 0, "/tmp/x.sock"},
     {"unix:///tmp/x.sock", HS_ADDR_UNIX, "", 0, "/tmp/x.sock"},
     {"unix:rel.sock", HS_ADDR_UNIX, "", 0, "rel.sock"},
+    {"unixgram:/tmp/x.sock", HS_ADDR_UNIXGRAM, "", 0, "/tmp/x.sock"},
+    {"unixgram:///tmp/x.sock", HS_ADDR_UNIXGRAM, "", 0, "/tmp/x.sock"},
     {"tcp://0.0.0.0:65535", HS_ADDR_TCP, "0.0.0.0", 65535, ""},
     {"tcp://example.com:00080", HS_ADDR_TCP, "example.com", 80, ""},
     {"udp://[::]:0", HS_ADDR_UDP, "::", 0, ""},
@@ -125,7 +127,9 @@ static const struct bad_case bad_cases[] = {
     {"tcp://[]:80", NULL, "empty brackets"},
     {"tcp://[1.2.3.4]:80", NULL, "v4 in brackets"},
     {"tcp://[zz::1]:80", NULL, "bad v6 literal"},
-    {"http://127.0.0.1:80", "scheme must be tcp://, tls://, udp:// or unix:", "unknown scheme"},
+    {"http://127.0.0.1:80",
+     "scheme must be tcp://, tls://, udp://, unix: or unixgram:", "unknown scheme"},
+    {"unixgram:", "empty unix socket path", "empty unixgram path"},
     {"tls://127.0.0.1:1", why_tls_pairs, "tls without certificate"},
     {"tls://127.0.0.1:1?cert=a", why_tls_pairs, "cert without key"},
     {"tls://127.0.0.1:1?cert=a&key=b&cert=c", why_tls_pairs, "odd pair"},
@@ -339,6 +343,12 @@ static void test_format_unix(void **state)
     assert_string_equal(fmt(&ss, sizeof *su, buf, sizeof buf), "/tmp/x.sock");
     /* An unnamed socket: the family alone. */
     assert_string_equal(fmt(&ss, (socklen_t)off, buf, sizeof buf), "unix");
+    /* An abstract name (what autobind gives): "@" and the name, which has no NUL. */
+    memcpy(su->sun_path,
+           "\0"
+           "a1b2c",
+           6);
+    assert_string_equal(fmt(&ss, (socklen_t)(off + 6), buf, sizeof buf), "@a1b2c");
 
     /* A real unnamed peer: one end of a socketpair. */
     socklen_t len = sizeof ss;
@@ -411,6 +421,13 @@ static void test_peer_round_trip(void **state)
     socklen_t len;
 
     (void)state;
+    /* Unix datagram peers: a path, and an abstract name without its NUL. */
+    assert_int_equal(hs_addr_parse_peer("/tmp/x.sock", 11, &back, &len), 0);
+    assert_int_equal(back.ss_family, AF_UNIX);
+    assert_string_equal(((struct sockaddr_un *)&back)->sun_path, "/tmp/x.sock");
+    assert_int_equal(hs_addr_parse_peer("@a1b2c", 6, &back, &len), 0);
+    assert_int_equal(len, offsetof(struct sockaddr_un, sun_path) + 6);
+    assert_memory_equal(((struct sockaddr_un *)&back)->sun_path, "\0a1b2c", 6);
     len = sa_v4(&ss, "127.0.0.1", 8080);
     round_trip(&ss, len, "127.0.0.1:8080");
     len = sa_v4(&ss, "255.255.255.255", 65535);
@@ -438,10 +455,11 @@ static void test_peer_round_trip(void **state)
 static void test_peer_garbage(void **state)
 {
     static const char *const bad[] = {
-        "1.2.3.4",       "1.2.3.4:",    "1.2.3.4:x", "1.2.3.4:65536", "1.2.3.4:-1",
-        "1.2.3.4:80 ",   " 1.2.3.4:80", "1.2.3:80",  "1.2.3.256:80",  "localhost:80",
-        "[::1]",         "[::1]80",     "[::1",      "[::1]:",        "[::g]:80",
-        "[]:80",         ":80",         "unix",      "/tmp/x.sock",   "tcp://1.2.3.4:80",
+        "1.2.3.4",       "1.2.3.4:",     "1.2.3.4:x",   "1.2.3.4:65536",
+        "1.2.3.4:-1",    "1.2.3.4:80 ",  " 1.2.3.4:80", "1.2.3:80",
+        "1.2.3.256:80",  "localhost:80", "[::1]",       "[::1]80",
+        "[::1",          "[::1]:",       "[::g]:80",    "[]:80",
+        ":80",           "unix",         "@",           "tcp://1.2.3.4:80",
         "1.2.3.4:80:80", "[::1]:80:80",
     };
     struct sockaddr_storage ss;
