@@ -94,7 +94,10 @@ static int conn_flush(struct hs_conn *c)
         return n < 0 ? -errno : -EPIPE;
     }
     size_t pending = hs__conn_out_len(c);
-    if (hs__conn_want_write(c, pending > 0) != 0)
+    /* An owed on_output_low is told from the write event, never from inside a send (which runs
+     * script code): keep the event armed one more turn for it. */
+    int tell = (c->flags & CONN_WANT_LOW) && pending <= c->set->limits.out_low;
+    if (hs__conn_want_write(c, pending > 0 || tell) != 0)
         return -ENOMEM;
     if (pending > c->set->limits.out_high)
         c->flags |= CONN_FLOW_PAUSED;
@@ -789,9 +792,37 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
         conn_finish(c);
         return;
     }
+    if ((c->flags & CONN_WANT_LOW) && hs__conn_out_len(c) <= c->set->limits.out_low) {
+        c->flags &= ~CONN_WANT_LOW;
+        hs__conn_want_write(c, hs__conn_out_len(c) > 0);
+        c->refs++;
+        c->handler->on_output_low(c, c->arg);
+        c->refs--;
+        if (c->flags & CONN_CLOSED) {
+            hs__conn_release(c);
+            return;
+        }
+    }
     /* Flow control lifted: frames that waited in the input buffer can go now. */
     if (was_paused && !(c->flags & CONN_FLOW_PAUSED) && evbuffer_get_length(c->in) > 0)
         conn_process_input(c);
+}
+
+int hs_conn_want_output_low(struct hs_conn *c, int on)
+{
+    if (!on) {
+        c->flags &= ~CONN_WANT_LOW;
+        return 0;
+    }
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return HS_ECLOSED;
+    if (c->handler->on_output_low == NULL)
+        return -EINVAL;
+    if (hs__conn_out_len(c) <= c->set->limits.out_low)
+        return 1;
+    /* Output is pending, so the write event is armed (or a TLS handshake will arm it). */
+    c->flags |= CONN_WANT_LOW;
+    return 0;
 }
 
 /* hs_conn_new, hs_conn_new_tls and hs_conn_new_outbound: an outbound connection is not the

@@ -45,6 +45,9 @@ struct hs_conn_handler {
      * close, closing at once when idle between messages. Without it the connection runs on
      * until it closes or the grace period ends. */
     void (*on_drain)(struct hs_conn *c, void *arg);
+    /* Optional. Once after hs_conn_want_output_low: unsent output fell to limits.out_low or
+     * below. Always called from the write event, never from inside hs_conn_send. */
+    void (*on_output_low)(struct hs_conn *c, void *arg);
     /* Once, when the connection is gone. reason is a short static text ("peer closed",
      * "closed", "idle timeout", "frame too large", "reset", ...). */
     void (*on_close)(struct hs_conn *c, const char *reason, void *arg);
@@ -309,6 +312,12 @@ const char *hs_conn_peer(const struct hs_conn *c);
 int hs_conn_fd(const struct hs_conn *c);
 int hs_conn_is_closing(const struct hs_conn *c);
 size_t hs_conn_pending(const struct hs_conn *c); /* unsent output bytes */
+
+/* Asks for one on_output_low call when unsent output falls to limits.out_low or below (on = 0
+ * takes the request back). Returns 0 when the call is owed; 1 when output is at or under the
+ * mark already (no call comes); HS_ECLOSED for a closing connection; -EINVAL when the handler
+ * has no on_output_low. */
+int hs_conn_want_output_low(struct hs_conn *c, int on);
 uint64_t hs_conn_bytes_in(const struct hs_conn *c);
 uint64_t hs_conn_bytes_out(const struct hs_conn *c);
 

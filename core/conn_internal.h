@@ -31,6 +31,7 @@ enum {
     CONN_LINGER = 1 << 12,       /* hs_conn_close_lingering: shut down, drain, then close */
     CONN_LINGERING = 1 << 13,    /* our side is shut down; the peer's input is dropped until
                                   * it closes, HS_LINGER_MS pass or HS_LINGER_MAX bytes came */
+    CONN_WANT_LOW = 1 << 14,     /* hs_conn_want_output_low: on_output_low is owed */
 };
 
 #define HS_LINGER_MS 2000          /* longest a lingering close waits for the peer's end */

@@ -200,6 +200,13 @@ static void lua_conn_open(struct hs_conn *c, void *arg)
 }
 
 /* The conn is held for a waiting handler: input arrived or the stream ended. */
+/* A conn:flush waits on c: its output fell to the low-water mark. */
+static void lua_conn_output_low(struct hs_conn *c, void *arg)
+{
+    HS_UNUSED(arg);
+    hs__conn_flush_ready(hs_conn_data(c));
+}
+
 static void lua_conn_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
 {
     HS_UNUSED(in);
@@ -315,6 +322,7 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     /* A waiting receive learns of it with the bytes that came. */
     if (box->reader)
         hs__conn_reader_closed(box);
+    hs__conn_flush_closed(box);
     /* From here on the box outlives the connection: every method sees c == NULL, and
      * conn:peer() reads the copy kept here. */
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref) == LUA_TUSERDATA) {
@@ -345,6 +353,7 @@ const struct hs_conn_handler hs_lua_conn_handler = {
     .on_frame = lua_conn_frame,
     .on_pipe_done = lua_conn_pipe_done,
     .on_input = lua_conn_input,
+    .on_output_low = lua_conn_output_low,
     .on_close = lua_conn_close,
 };
 

@@ -208,6 +208,7 @@ static void out_close(struct hs_conn *c, const char *reason, void *arg)
     /* A waiting receive learns of it with the bytes that came (it may run script code). */
     if (out->box && out->box->reader)
         hs__conn_reader_closed(out->box);
+    hs__conn_flush_closed(out->box);
     if (out->box) {
         out->box->c = NULL;
         out->box->out = NULL;
@@ -220,10 +221,19 @@ static void out_close(struct hs_conn *c, const char *reason, void *arg)
     free(out);
 }
 
+/* A conn:flush waits on the conn: its output fell to the low-water mark. */
+static void out_output_low(struct hs_conn *c, void *arg)
+{
+    struct hs__out *out = arg;
+    HS_UNUSED(c);
+    hs__conn_flush_ready(out->box);
+}
+
 static const struct hs_conn_handler out_handler = {
     .on_open = out_open,
     .on_frame = out_frame,
     .on_input = out_input,
+    .on_output_low = out_output_low,
     .on_close = out_close,
 };
 
@@ -484,7 +494,7 @@ static int l_conn_keepalive(lua_State *L)
     struct hs__out *out = box->out;
     if (out == NULL)
         return luaL_error(L, "conn:keepalive: only a conn from hotsock.connect can be kept");
-    if (box->reader)
+    if (box->reader || box->flusher)
         return push_fail(L, "busy");
     if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
         return push_fail(L, "unread data");

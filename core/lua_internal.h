@@ -73,6 +73,7 @@ struct hs__conn_box {
     struct hs__task *task;   /* its handler while one waits or runs after waiting, or NULL:
                               * no other callback of the conn runs meanwhile */
     struct hs__task *reader; /* the call waiting in conn:receive on it, or NULL */
+    struct hs__task *flusher;  /* the call waiting in conn:flush on it, or NULL */
     const char *close_reason;  /* the conn closed while task ran: on_close is still owed */
     int timeout_ms;            /* conn:settimeout, for each later wait; -1: none */
     unsigned char has_handle;  /* the version gives handle(conn), not yet started */
@@ -317,7 +318,13 @@ void hs__conn_reader_input(struct hs__conn_box *box, int eof);
 /* The conn of box is closing: a waiting receive gets nil, "closed", partial. */
 void hs__conn_reader_closed(struct hs__conn_box *box);
 
-/* Adds sleep, spawn (to the table on top) and conn:receive, conn:settimeout (lua_wait.c). */
+/* conn:flush's side (lua_wait.c): the conn's output fell to its low-water mark
+ * (on_output_low), or the conn is closing; a waiting flush completes. */
+void hs__conn_flush_ready(struct hs__conn_box *box);
+void hs__conn_flush_closed(struct hs__conn_box *box);
+
+/* Adds sleep, spawn (to the table on top) and conn:receive, conn:settimeout, conn:flush
+ * (lua_wait.c). */
 void hs__lua_open_wait(lua_State *L);
 void hs__lua_conn_methods_wait(lua_State *L);
 

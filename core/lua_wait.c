@@ -326,6 +326,104 @@ static int l_conn_receive(lua_State *L)
     return lua_yield(L, 0);
 }
 
+/* ---- conn:flush ---- */
+
+/* A waiting flush is over with its n results pushed on its task's coroutine. box is not
+ * touched after the resume, which may let it go. */
+static void flush_finish(struct hs__conn_box *box, int n)
+{
+    struct hs__task *t = box->flusher;
+    box->flusher = NULL;
+    hs__task_resume(t, n);
+}
+
+void hs__conn_flush_ready(struct hs__conn_box *box)
+{
+    if (box == NULL || box->flusher == NULL)
+        return;
+    lua_pushboolean(box->flusher->T, 1);
+    flush_finish(box, 1);
+}
+
+void hs__conn_flush_closed(struct hs__conn_box *box)
+{
+    if (box == NULL || box->flusher == NULL)
+        return;
+    luaL_pushfail(box->flusher->T);
+    lua_pushliteral(box->flusher->T, "closed");
+    flush_finish(box, 2);
+}
+
+static void flush_timeout(struct hs__task *t)
+{
+    struct hs__conn_box *box = t->wait_data;
+    if (box->c)
+        hs_conn_want_output_low(box->c, 0);
+    luaL_pushfail(t->T);
+    lua_pushliteral(t->T, "timeout");
+    flush_finish(box, 2);
+}
+
+/* The handler waiting for an upstream's output to drain lost its client: stop waiting. */
+static int flush_cancel(struct hs__task *t, int push)
+{
+    struct hs__conn_box *box = t->wait_data;
+    if (box->c)
+        hs_conn_want_output_low(box->c, 0);
+    box->flusher = NULL;
+    if (!push)
+        return 0;
+    luaL_pushfail(t->T);
+    lua_pushliteral(t->T, "closed");
+    return 2;
+}
+
+/* conn:flush([timeout]) — waits until the conn's unsent output is at its low-water mark
+ * (256 KiB by default) or below; at once when it is. Returns true, or nil, err
+ * ("closed", "timeout" after timeout seconds or the conn:settimeout value). */
+static int l_conn_flush(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    int ms = box->timeout_ms;
+    if (!lua_isnoneornil(L, 2)) {
+        double s = luaL_checknumber(L, 2);
+        luaL_argcheck(L, s > 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
+        ms = seconds_ms(s) > 0 ? (int)seconds_ms(s) : 1;
+    }
+    if (box->c == NULL) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (box->flusher != NULL)
+        return luaL_error(L, "conn:flush: another call is already flushing conn#%I",
+                          (lua_Integer)box->id);
+    int r = hs_conn_want_output_low(box->c, 1);
+    if (r == 1) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (r == HS_ECLOSED) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (r != 0)
+        return luaL_error(L, "conn:flush: not available on this connection");
+    /* Should the wait be impossible here (this raises), the owed call finds no flusher. */
+    struct hs__task *t = hs__task_wait(L, "conn:flush");
+    if (ms > 0 && hs__task_timer(t, ms, flush_timeout) != 0) {
+        hs_conn_want_output_low(box->c, 0);
+        t->waiting = NULL;
+        return luaL_error(L, "conn:flush: out of memory for a timer");
+    }
+    /* The box stays alive meanwhile: it is on the waiting coroutine's stack. */
+    box->flusher = t;
+    t->wait_data = box;
+    t->on_cancel = flush_cancel;
+    return lua_yield(L, 0);
+}
+
 /* conn:settimeout(s) — each later wait on this conn gives up after s seconds ("timeout");
  * nil or a negative number: no timeout of its own. */
 static int l_conn_settimeout(lua_State *L)
@@ -347,6 +445,7 @@ void hs__lua_conn_methods_wait(lua_State *L)
     static const luaL_Reg methods[] = {
         {"receive", l_conn_receive},
         {"settimeout", l_conn_settimeout},
+        {"flush", l_conn_flush},
         {NULL, NULL},
     };
     luaL_setfuncs(L, methods, 0);

@@ -1,23 +1,20 @@
 -- A TCP proxy: each client gets its own upstream connection, and bytes flow both ways with
--- flow control. Each direction is a receive-driven loop: it reads from one side only while the
--- other side's unsent output is under HIGH, so a slow reader on either end makes the proxy
--- stop reading from the other (whose kernel buffers then fill and slow the sender down)
--- instead of buffering without bound. Memory per connection pair: at most HIGH plus one read.
+-- flow control. Each direction is a receive-driven loop that reads from one side only while
+-- the other side's unsent output is at its low-water mark (256 KiB by default) or under:
+-- conn:flush() waits for that. A slow reader on either end thus makes the proxy stop reading
+-- from the other (whose kernel buffers then fill and slow the sender down) instead of
+-- buffering without bound. Memory per connection pair: at most the mark plus one read.
 --   build/hotsock serve scripts/echo.lua --listen tcp://127.0.0.1:7000 &
 --   build/hotsock serve examples/proxy.lua --set upstream=tcp://127.0.0.1:7000
 --   echo hello | nc -q1 127.0.0.1 7011
 local hotsock = require "hotsock"
 local opts = ...
 local upstream = (opts or {}).upstream or "tcp://127.0.0.1:7000"
-local HIGH = 256 * 1024 -- unsent bytes on one side above which the other is not read
 
 -- Copies from src to dst until src ends or fails; then closes dst after its pending output.
 local function pump(src, dst)
   while true do
-    while dst:pending() > HIGH do
-      hotsock.sleep(0.001)
-      if dst:is_closed() then return src:close() end
-    end
+    if not dst:flush() then return src:close() end -- dst closed: nowhere to copy to
     local data = src:receive()
     if not data then break end
     if not dst:send(data) then break end

@@ -498,6 +498,13 @@ function Conn:receive(pattern) end
 ---@return string? err
 function Conn:keepalive(idle_s, pool_size) end
 
+---Waits until the conn's unsent output is at its low-water mark (256 KiB) or under; at
+---once when it is. Call it before each send of a write loop.
+---@param timeout? number seconds (default: the `settimeout` value, or none)
+---@return true|nil ok
+---@return string? err `"closed"`, `"timeout"`
+function Conn:flush(timeout) end
+
 ---Timeout in seconds for each later wait on this conn (nil or negative: none).
 ---@param seconds number|nil
 ---@return true

@@ -221,6 +221,22 @@ describe("outbound", function()
     up:close()
   end)
 
+  it("conn:flush waits for an upstream's output to drain to the low-water mark", function()
+    local up, url = upstream()
+    local c = srv:connect()
+    c:send_line("flood " .. url .. " 16384 0.2")
+    local u = accept(up)
+    assert.equals("pending true", c:line())
+    -- Nobody reads: the flush gives up after its timeout, naming it.
+    assert.equals("nil timeout", c:line())
+    -- The spec reads: the next flush returns once the output is down to the mark.
+    assert.equals(16384 * 1024, #assert(u:receive(16384 * 1024)))
+    assert.equals("true true", c:line())
+    u:close()
+    c:close()
+    up:close()
+  end)
+
   it("a client that leaves while its handler waits on an upstream: the wait ends, nothing leaks",
     function()
       local up, url = upstream()

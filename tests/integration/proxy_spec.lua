@@ -105,4 +105,41 @@ describe("examples/proxy.lua", function()
     assert.truthy(after - before < 8 * 1024, "proxy RSS grew by " .. (after - before) .. " KiB")
     s:close()
   end)
+
+  -- Here the upstream talks on its own (a firehose) to a client that never reads: only the
+  -- proxy's flow control (conn:flush) stops it from queueing the stream for the client up to
+  -- the 64 MiB output limit. Without it this proxy's RSS grows by about 64 MiB.
+  it("an upstream that streams to a client that never reads: the proxy's memory stays flat",
+    function()
+      local up = assert(socket.tcp())
+      assert(up:bind("127.0.0.1", 0))
+      assert(up:listen(4))
+      up:settimeout(kit.timeout)
+      local _, uport = up:getsockname()
+      local p2 = kit.start("examples/proxy.lua",
+        { set = { upstream = "tcp://127.0.0.1:" .. uport } })
+      local before = status_kib(p2.pid, "VmRSS")
+      local client = assert(socket.connect("127.0.0.1", p2:port("tcp")))
+      local u = assert(up:accept())
+      u:settimeout(0)
+      local block = string.rep("f", 64 * 1024)
+      local sent, stalls = 0, 0
+      while stalls < 20 and sent < 128 * 1024 * 1024 do
+        local n, _, partial = u:send(block)
+        local k = n or partial or 0
+        sent = sent + k
+        if k < #block then
+          stalls = stalls + 1
+          socket.sleep(0.02)
+        end
+      end
+      local after = status_kib(p2.pid, "VmRSS")
+      print(("# a firehose upstream, a client that never reads: %d KiB taken before the " ..
+        "proxy pushed back, proxy RSS +%d KiB"):format(sent // 1024, after - before))
+      assert.truthy(after - before < 8 * 1024, "proxy RSS grew by " .. (after - before) .. " KiB")
+      client:close()
+      u:close()
+      up:close()
+      assert.is_true(p2:stop())
+    end)
 end)
