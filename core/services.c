@@ -112,6 +112,9 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
         r = fd >= 0 ? hs_udp_adopt_fd(s->base, fd, d->name, hs_lua_datagram, sv->script, &b->udp)
                     : hs_udp_new(s->base, &a, d->name, hs_lua_datagram, sv->script, &b->udp);
         bound = r == 0 ? hs_udp_url(b->udp) : NULL;
+        /* As for unix: below. */
+        if (r == 0 && fd >= 0 && !s->worker)
+            hs_udp_own_path(b->udp, 1);
     } else {
         const struct hs_conn_handler *h =
             strcmp(d->protocol, "http") == 0 ? &hs_lua_http_handler : &hs_lua_conn_handler;
@@ -436,6 +439,8 @@ void hs_server_handover(struct hs_server *s)
         for (size_t j = 0; j < s->services[i].n_bound; j++)
             if (s->services[i].bound[j].listener)
                 hs_listener_own_path(s->services[i].bound[j].listener, 0);
+            else if (s->services[i].bound[j].udp)
+                hs_udp_own_path(s->services[i].bound[j].udp, 0);
 }
 
 void hs_server_stop_listening(struct hs_server *s)

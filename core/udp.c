@@ -107,10 +107,8 @@ int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *
             return r;
         }
         r = hs_udp_adopt_fd(base, fd, name, cb, arg, out);
-        if (r == 0) {
+        if (r == 0)
             (*out)->owns_path = 1;
-            snprintf((*out)->path, sizeof(*out)->path, "%s", addr->path);
-        }
         return r;
     }
     if (addr->scheme != HS_ADDR_UDP)
@@ -164,6 +162,12 @@ int hs_udp_adopt_fd(struct event_base *base, int fd, const char *name, hs_udp_da
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     getsockname(fd, (struct sockaddr *)&bound, &blen);
+    if (bound.ss_family == AF_UNIX) {
+        const struct sockaddr_un *su = (const struct sockaddr_un *)&bound;
+        if (blen > offsetof(struct sockaddr_un, sun_path) && su->sun_path[0] != '\0')
+            snprintf(u->path, sizeof u->path, "%.*s",
+                     (int)(blen - offsetof(struct sockaddr_un, sun_path)), su->sun_path);
+    }
     hs_addr_url(ss.ss_family == AF_UNIX ? HS_ADDR_UNIXGRAM : HS_ADDR_UDP, (struct sockaddr *)&bound,
                 blen, u->url, sizeof u->url);
     event_add(u->ev, NULL);
@@ -319,6 +323,11 @@ int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const vo
         if (errno != EINTR)
             return -errno;
     }
+}
+
+void hs_udp_own_path(struct hs_udp *u, int own)
+{
+    u->owns_path = u->path[0] != '\0' && own;
 }
 
 void hs_udp_retarget(struct hs_udp *u, void *arg)

@@ -73,6 +73,10 @@ void hs_udp_unwait(struct hs_udp *u);
 int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const void *data,
                    size_t len);
 
+/* Whether freeing a unixgram socket removes its file: yes for one hs_udp_new bound; set it
+ * for a socket an upgrade handed over, clear it before handing this one over. */
+void hs_udp_own_path(struct hs_udp *u, int own);
+
 /* Replaces the handler argument (a reload). */
 void hs_udp_retarget(struct hs_udp *u, void *arg);
 

@@ -93,8 +93,10 @@ describe("upgrade", function()
   it("keeps UDP and Unix sockets (the old process leaves the socket file) and the control socket", function()
     local dir = hs.tmpdir()
     local ctl, path = dir .. "/ctl.sock", dir .. "/echo.sock"
+    local gram = dir .. "/gram.sock"
     local srv = hs.start({ "scripts/echo.lua", "--listen", "tcp://127.0.0.1:0", "--listen",
-      "udp://127.0.0.1:0", "--listen", "unix:" .. path, "--control", ctl })
+      "udp://127.0.0.1:0", "--listen", "unix:" .. path, "--listen", "unixgram:" .. gram,
+      "--control", ctl })
     local text, rc = upgrade(ctl)
     assert.equals(0, rc, text)
     local new = tonumber(text:match("%-> (%d+)"))
@@ -108,6 +110,13 @@ describe("upgrade", function()
     u:send("datagram")
     assert.equals("datagram", u:receive())
     u:close()
+    -- The unixgram: socket too: the old process left its file.
+    local d = assert(unix.dgram())
+    assert(d:bind(dir .. "/client.sock"))
+    d:settimeout(hs.timeout)
+    assert(d:sendto("unix datagram", gram))
+    assert.equals("unix datagram", d:receive())
+    d:close()
     local t = srv:connect()
     t:send("via tcp\n")
     assert.equals("via tcp\n", t:receive(8))
@@ -116,6 +125,7 @@ describe("upgrade", function()
     -- The new process owns the socket file now: its stop removes it.
     stop_pid(new)
     assert.is_nil(io.open(path))
+    assert.is_nil(io.open(gram))
     os.execute("rm -rf " .. hs.shquote(dir))
   end)
 
