@@ -136,7 +136,10 @@ describe("examples/proxy.lua", function()
       local after = status_kib(p2.pid, "VmRSS")
       print(("# a firehose upstream, a client that never reads: %d KiB taken before the " ..
         "proxy pushed back, proxy RSS +%d KiB"):format(sent // 1024, after - before))
-      assert.truthy(after - before < 8 * 1024, "proxy RSS grew by " .. (after - before) .. " KiB")
+      -- With flow control: about 12 MiB taken (kernel buffers on both sides) and RSS +1 MiB
+      -- (+10 MiB under ASan, whose quarantine keeps freed reads); without: 78 MiB, +67 MiB.
+      assert.truthy(sent < 40 * 1024 * 1024, ("the proxy took %d KiB"):format(sent // 1024))
+      assert.truthy(after - before < 32 * 1024, "proxy RSS grew by " .. (after - before) .. " KiB")
       client:close()
       u:close()
       up:close()
