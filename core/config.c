@@ -129,6 +129,8 @@ void hs_config_free(struct hs_config *cfg)
             free((char *)(uintptr_t)s->opts[j].value);
         }
     }
+    for (size_t i = 0; i < cfg->n_allow_modules; i++)
+        free(cfg->allow_modules[i]);
     free(cfg->config_path);
     free(cfg->control_path);
     free(cfg->metrics_url);
@@ -397,6 +399,7 @@ struct pending {
     const char *set[HS_SCRIPT_MAX_OPTIONS];
     size_t n_set;
     const char *framing;
+    const char *sandbox;
 };
 
 static int apply_listen(struct hs_service_spec *s, const char *url, char *err, size_t errlen)
@@ -429,6 +432,31 @@ static int apply_set(struct hs_service_spec *s, const char *kv, char *err, size_
     return 0;
 }
 
+static int apply_sandbox(struct hs_service_spec *s, const char *name, char *err, size_t errlen)
+{
+    int p = hs_sandbox_parse(name);
+    if (p < 0) {
+        snprintf(err, errlen, "sandbox for %s must be standard, strict or trusted, got '%s'",
+                 s->script, name);
+        return -1;
+    }
+    s->sandbox = p;
+    return 0;
+}
+
+static int add_allowed_module(struct hs_config *cfg, const char *name, char *err, size_t errlen)
+{
+    if (name[0] == '\0' || cfg->n_allow_modules >= HS_SANDBOX_MAX_MODULES) {
+        snprintf(err, errlen, "%s", name[0] ? "too many allowed modules" : "empty module name");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_allow_modules; i++)
+        if (strcmp(cfg->allow_modules[i], name) == 0)
+            return 0;
+    cfg->allow_modules[cfg->n_allow_modules++] = strdup(name);
+    return 0;
+}
+
 static int apply_framing(struct hs_service_spec *s, const char *spec, char *err, size_t errlen)
 {
     struct hs_framing f;
@@ -455,7 +483,8 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                           strcmp(a, "--max-connections") == 0 || strcmp(a, "--idle-timeout") == 0 ||
                           strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0 ||
                           strcmp(a, "--workers") == 0 || strcmp(a, "--control") == 0 ||
-                          strcmp(a, "--metrics") == 0 || strcmp(a, "--shared") == 0;
+                          strcmp(a, "--metrics") == 0 || strcmp(a, "--shared") == 0 ||
+                          strcmp(a, "--sandbox") == 0 || strcmp(a, "--allow-module") == 0;
         size_t li = 0;
         while (li < N_LIMITS && strcmp(a, limits[li].flag) != 0)
             li++;
@@ -492,6 +521,19 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
             } else {
                 pend.framing = val;
             }
+        } else if (strcmp(a, "--sandbox") == 0) {
+            if (cur) {
+                if (apply_sandbox(cur, val, err, errlen) != 0)
+                    return -1;
+            } else if (hs_sandbox_parse(val) < 0) {
+                snprintf(err, errlen, "--sandbox must be standard, strict or trusted");
+                return -1;
+            } else {
+                pend.sandbox = val;
+            }
+        } else if (strcmp(a, "--allow-module") == 0) {
+            if (add_allowed_module(cfg, val, err, errlen) != 0)
+                return -1;
         } else if (strcmp(a, "--log-level") == 0) {
             int l = hs_log_level_parse(val);
             if (l < 0) {
@@ -559,11 +601,13 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                         return -1;
                 if (pend.framing && apply_framing(cur, pend.framing, err, errlen) != 0)
                     return -1;
+                if (pend.sandbox && apply_sandbox(cur, pend.sandbox, err, errlen) != 0)
+                    return -1;
             }
         }
     }
-    if (cfg->n_services == 0 && (pend.n_listen || pend.n_set || pend.framing)) {
-        snprintf(err, errlen, "--listen, --set and --framing need a SCRIPT");
+    if (cfg->n_services == 0 && (pend.n_listen || pend.n_set || pend.framing || pend.sandbox)) {
+        snprintf(err, errlen, "--listen, --set, --framing and --sandbox need a SCRIPT");
         return -1;
     }
     return 0;
@@ -689,6 +733,10 @@ static int read_service(lua_State *L, struct hs_config *cfg, const char *path, c
         apply_framing(s, lua_tostring(L, -1), err, errlen) != 0)
         return -1;
     lua_pop(L, 1);
+    t = lua_getfield(L, -1, "sandbox");
+    if (t != LUA_TNIL && (t != LUA_TSTRING || apply_sandbox(s, lua_tostring(L, -1), err, errlen) != 0))
+        return cfg_fail(err, errlen, path, "sandbox must be \"standard\", \"strict\" or \"trusted\"");
+    lua_pop(L, 1);
     if (lua_getfield(L, -1, "options") == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
@@ -789,6 +837,22 @@ static int read_config_table(lua_State *L, struct hs_config *cfg, const char *pa
         return cfg_fail(err, errlen, path, "shared must be a table of NAME = \"SIZE\"");
     }
     lua_pop(L, 1);
+    int am = lua_getfield(L, -1, "allow_modules");
+    if (am == LUA_TSTRING) {
+        if (add_allowed_module(cfg, lua_tostring(L, -1), err, errlen) != 0)
+            return cfg_fail(err, errlen, path, "bad allow_modules");
+    } else if (am == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_geti(L, -1, i) != LUA_TSTRING ||
+                add_allowed_module(cfg, lua_tostring(L, -1), err, errlen) != 0)
+                return cfg_fail(err, errlen, path, "allow_modules must be module names");
+            lua_pop(L, 1);
+        }
+    } else if (am != LUA_TNIL) {
+        return cfg_fail(err, errlen, path, "allow_modules must be a name or a list of names");
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, -1, "services") != LUA_TTABLE)
         return cfg_fail(err, errlen, path, "the config needs services = { {script = ...}, ... }");
     lua_Integer n = luaL_len(L, -1);
@@ -803,17 +867,45 @@ static int read_config_table(lua_State *L, struct hs_config *cfg, const char *pa
     return 0;
 }
 
+/* What read_protected works on. */
+struct config_job {
+    struct hs_config *cfg;
+    const char *path;
+    char *err;
+    size_t errlen;
+    int r; /* read_config_table's result */
+};
+
+/* Runs the file and reads the table it returns, in protected mode: the file is the
+ * operator's, but a metamethod in it (a raising __index, __len or __tostring) must be an
+ * error with file:line, not a Lua panic. */
+static int read_protected(lua_State *L)
+{
+    struct config_job *j = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (luaL_loadfilex(L, j->path, "t") != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, 1);
+    j->r = read_config_table(L, j->cfg, j->path, j->err, j->errlen);
+    return 0;
+}
+
 int hs_config_load_file(struct hs_config *cfg, const char *path, char *err, size_t errlen)
 {
     lua_State *L = luaL_newstate();
     if (L == NULL)
         return cfg_fail(err, errlen, path, "out of memory");
     luaL_openlibs(L);
-    int r = -1;
-    if (luaL_loadfilex(L, path, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
-    else
-        r = read_config_table(L, cfg, path, err, errlen);
+    struct config_job job = {cfg, path, err, errlen, -1};
+    lua_pushcfunction(L, read_protected);
+    lua_pushlightuserdata(L, &job);
+    int r = job.r;
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", msg ? msg : "error in the config file");
+    } else {
+        r = job.r;
+    }
     lua_close(L);
     return r;
 }

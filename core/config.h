@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "core/conn.h"
+#include "core/lua_sandbox.h"
 #include "core/reload.h"
 #include "core/shared.h"
 
@@ -20,6 +21,7 @@ struct hs_service_spec {
     char *framing;                                       /* spec string, or NULL for the script's */
     struct hs_script_option opts[HS_SCRIPT_MAX_OPTIONS]; /* --set key=value */
     size_t n_opts;
+    int sandbox; /* enum hs_sandbox: --sandbox, `sandbox` (default standard) */
 };
 
 struct hs_config {
@@ -50,6 +52,8 @@ struct hs_config {
     size_t n_services;
     struct hs_shared_spec shared[HS_SHARED_MAX_DICTS]; /* --shared NAME=SIZE[:MAX_VALUE] */
     size_t n_shared;
+    char *allow_modules[HS_SANDBOX_MAX_MODULES]; /* --allow-module NAME, `allow_modules` */
+    size_t n_allow_modules;
 };
 
 /* Fills cfg with defaults and no services. */

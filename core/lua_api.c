@@ -96,13 +96,25 @@ static int lua_limit_error(lua_State *L, lua_Debug *ar, const char *what, unsign
     return lua_error(L);
 }
 
+/* The deadline in force: the running call's, or, when Lua runs outside any call from C (a
+ * finalizer run by a collection step that C code set off, or by lua_close), one time limit
+ * for all of it until the next call. 0: none. */
+static long long lua_deadline(struct hs_lua *hl)
+{
+    if (hl->depth > 0)
+        return hl->deadline_ns;
+    if (hl->time_limit_ms == 0)
+        return 0;
+    if (hl->idle_deadline_ns == 0)
+        hl->idle_deadline_ns = mono_ns() + hl->time_limit_ms * 1000000LL;
+    return hl->idle_deadline_ns;
+}
+
 /* The count hook: every LUA_HOOK_COUNT instructions of any thread, look at the limits. */
 static void lua_watchdog(lua_State *L, lua_Debug *ar)
 {
     struct hs_lua *hl = lua_ctx(L);
-    if (hl->depth == 0)
-        return;
-    if (hl->mem_over) {
+    if (hl->depth > 0 && hl->mem_over) {
         /* Garbage counts until collected: only live data is over the limit. */
         hl->mem_over = 0;
         lua_gc(L, LUA_GCCOLLECT);
@@ -111,7 +123,8 @@ static void lua_watchdog(lua_State *L, lua_Debug *ar)
             lua_limit_error(L, ar, "memory limit exceeded", (unsigned)(hl->mem_limit >> 20), "MiB");
         }
     }
-    if (hl->deadline_ns == 0 || mono_ns() < hl->deadline_ns) {
+    long long deadline = lua_deadline(hl);
+    if (deadline == 0 || mono_ns() < deadline) {
         if (lua_gethookcount(L) != LUA_HOOK_COUNT)
             lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
         return;
@@ -120,6 +133,19 @@ static void lua_watchdog(lua_State *L, lua_Debug *ar)
      * pcall meets it again at its very next instruction, so it cannot loop on. */
     lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, 1);
     lua_limit_error(L, ar, "time limit exceeded", hl->time_limit_ms, "ms");
+}
+
+void hs__lua_check_time(lua_State *L)
+{
+    struct hs_lua *hl = lua_ctx(L);
+    long long deadline = lua_deadline(hl);
+    if (deadline == 0 || mono_ns() < deadline)
+        return;
+    lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, 1);
+    luaL_where(L, 1);
+    lua_pushfstring(L, "%stime limit exceeded (%d ms)", lua_tostring(L, -1),
+                    (int)hl->time_limit_ms);
+    lua_error(L);
 }
 
 void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_ms)
@@ -133,6 +159,11 @@ void hs__lua_sandbox_enter(struct hs_lua *hl)
     /* The outermost call sets the deadline; nested ones (on_close run by conn:abort) share
      * it. */
     if (hl->depth++ == 0) {
+        /* The watchdog cannot be switched off from Lua (debug.sethook refuses), but should
+         * anything have replaced it, it is back before any script runs. */
+        if (lua_gethook(L) != lua_watchdog)
+            lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+        hl->idle_deadline_ns = 0;
         hl->mem_refused = 0;
         hl->deadline_ns = hl->time_limit_ms ? mono_ns() + hl->time_limit_ms * 1000000LL : 0;
     }
@@ -142,6 +173,7 @@ void hs__lua_sandbox_leave(struct hs_lua *hl)
 {
     if (--hl->depth == 0) {
         hl->deadline_ns = 0;
+        hl->idle_deadline_ns = 0;
         /* A call stopped at the ceiling leaves its garbage behind (a memory bomb's table),
          * uncollected until the GC's next cycle: the next call, however small, would meet the
          * hard limit at once. Collect it now, outside any call, where nothing is refused. */
@@ -750,6 +782,7 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
     open_timer_meta(L);
     luaL_requiref(L, "hotsock", luaopen_hotsock, 1);
     lua_pop(L, 1);
+    hs__sandbox_open(L);
     return hl;
 }
 

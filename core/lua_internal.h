@@ -44,6 +44,7 @@ struct hs_lua {
     int mem_over;           /* mem_used passed mem_limit during a call: the hook checks */
     unsigned time_limit_ms; /* a call from C may run this long; 0: no limit */
     long long deadline_ns;  /* CLOCK_MONOTONIC deadline of the running call, 0 when none */
+    long long idle_deadline_ns; /* deadline of Lua run outside calls (finalizers), 0: unset */
     int depth;              /* nested hs__lua_pcall calls on the C stack */
     char warn[512];         /* a warning being assembled from lua_warning pieces */
     size_t warn_len;
@@ -356,5 +357,24 @@ void hs__lua_sandbox_leave(struct hs_lua *hl);
 /* pcall with traceback; on error copies the message (with traceback) into err and pops it.
  * Returns 0 or HS_ESCRIPT. */
 int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen);
+
+/* Raises "FILE:LINE: time limit exceeded (N ms)" (FILE:LINE of the calling Lua code) when
+ * the running call is past its deadline; otherwise returns. For C functions that loop on
+ * script-sized input (lua_pattern.c, lua_sandbox.c), which the count hook cannot stop. */
+void hs__lua_check_time(lua_State *L);
+
+/* Replaces find, match, gmatch and gsub in the string table at index idx by the bounded
+ * implementations of lua_pattern.c. */
+void hs__lua_open_patterns(lua_State *L, int idx);
+
+/* Prepares the sandbox of a new state (lua_sandbox.c): bounded string and table functions,
+ * debug.sethook refused, the views of the restricted profiles. Call once, after the standard
+ * libraries and the hotsock module are open. */
+void hs__sandbox_open(lua_State *L);
+
+/* Pushes a fresh environment for a version of the script at script_path running under
+ * profile (enum hs_sandbox), then the table in which its require records name -> file of
+ * each Lua module it loads (nil for trusted, whose modules go to package.loaded). */
+void hs__sandbox_env(lua_State *L, int profile, const char *script_path);
 
 #endif

@@ -5,6 +5,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
+#include "core/lua_sandbox.h"
 #include "core/master.h"
 #include "core/pubsub.h"
 #include "core/reload.h"
@@ -28,7 +29,7 @@
 
 static const char usage[] =
     "usage: hotsock serve SCRIPT [--listen URL]... [--set KEY=VALUE]... [--framing SPEC]\n"
-    "                    [SCRIPT [...]]... [OPTIONS]\n"
+    "                    [--sandbox PROFILE] [SCRIPT [...]]... [OPTIONS]\n"
     "       hotsock serve --config FILE [OPTIONS]\n"
     "       hotsock check SCRIPT... [--listen URL]... (TLS: checks each cert/key pair)\n"
     "       hotsock reload [SCRIPT... | --config FILE | --control PATH]\n"
@@ -39,8 +40,8 @@ static const char usage[] =
     "\n"
     "Runs Lua handler scripts on a libevent loop. Each SCRIPT returns a table of callbacks\n"
     "(on_accept, on_connect, on_message, on_close, on_datagram, on_request, on_upgrade,\n"
-    "on_reload, on_http_error). --listen, --set and --framing apply to the SCRIPT named\n"
-    "before them (or the first, if given before any).\n"
+    "on_reload, on_http_error). --listen, --set, --framing and --sandbox apply to the\n"
+    "SCRIPT named before them (or the first, if given before any).\n"
     "\n"
     "  --listen URL          tcp://HOST:PORT, udp://HOST:PORT, unix:/path, unixgram:/path\n"
     "                        (Unix datagrams, to on_datagram); HOST may be\n"
@@ -49,6 +50,11 @@ static const char usage[] =
     "                        cert=&key= pairs are chosen by SNI; reloads re-read them)\n"
     "  --set KEY=VALUE       a script option (the script reads it from its options table)\n"
     "  --framing SPEC        raw | line[:max=N] | length:i32le[:max=N] | fixed:N ...\n"
+    "  --sandbox PROFILE     standard (default): no os.exit, debug, bytecode, C modules\n"
+    "                        but allowed ones; strict: also no io, os.execute/getenv...;\n"
+    "                        trusted: the full standard library (see docs/sandbox.md)\n"
+    "  --allow-module NAME   a C module standard scripts may require (repeatable; cjson is\n"
+    "                        always allowed)\n"
     "  --config FILE         a Lua file returning {services = {{script=..., listen=...}}}\n"
     "  --log-level LEVEL     debug | info | warn | error (default info)\n"
     "  --max-connections N   open connections at once (default 10000)\n"
@@ -107,11 +113,15 @@ static int cmd_check(struct hs_config *cfg)
     struct hs_conns *set = hs_conns_new(base, &limits);
     struct hs_lua *hl = hs_lua_new(base, set);
     int status = 0;
+    for (size_t i = 0; i < cfg->n_allow_modules; i++)
+        hs_lua_allow_module(hl, cfg->allow_modules[i]);
+    hs_lua_set_limits(hl, cfg->lua_memory, cfg->lua_time_ms);
     for (size_t i = 0; i < cfg->n_services; i++) {
         struct hs_script *script;
         char err[2048];
         const struct hs_service_spec *sp = &cfg->services[i];
-        if (hs_script_load(hl, sp->script, sp->opts, sp->n_opts, &script, err, sizeof err) != 0) {
+        if (hs_script_load(hl, sp->script, sp->opts, sp->n_opts, sp->sandbox, &script, err,
+                           sizeof err) != 0) {
             fprintf(stderr, "%s\n", err);
             status = 1;
             continue;
@@ -124,7 +134,7 @@ static int cmd_check(struct hs_config *cfg)
         if (n_listen)
             printf(", listens on %.*s%s", (int)hs_addr_base_len(first), first,
                    n_listen > 1 ? " ..." : "");
-        printf(")\n");
+        printf(", sandbox %s)\n", hs_sandbox_name(hs_script_sandbox(script)));
         /* TLS listeners: every cert/key pair loaded and matched as serve would, and what
          * each certificate says (subject, names, expiry). */
         for (size_t j = 0; j < n_listen; j++) {

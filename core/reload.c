@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
+#include "core/lua_sandbox.h"
 #include "core/stats.h"
 
 #include <stdio.h>
@@ -13,7 +14,8 @@
 struct hs_version {
     unsigned refs;            /* the script's "current" slot plus one per connection */
     unsigned generation;      /* 1, 2, ... per script */
-    int table_ref;            /* registry reference of the handler table */
+    int table_ref;            /* registry reference of the callback snapshot (see check_table) */
+    int script_ref;           /* registry reference of the table the script returned */
     struct hs_script *script; /* NULL once the script is freed */
     struct hs_lua *hl;
     struct hs_stats_row *stats; /* its counters (core/stats.h), made on first use */
@@ -28,6 +30,7 @@ struct hs_script {
     struct hs_version *current;
     unsigned generation;
     struct hs_script_decl decl;
+    int sandbox;                   /* enum hs_sandbox of every version */
     size_t n_opts;
     char **opt_keys, **opt_values; /* copies of the options in force */
     char *files[SCRIPT_MAX_FILES]; /* the script, then project modules it required */
@@ -96,7 +99,37 @@ static int decl_error(const char *path, const char *field, char *err, size_t err
     return HS_ESCRIPT;
 }
 
-/* Checks the handler table on top of the stack and fills *decl. */
+/* Copies the script's `http` table (field of the table at t), when it has one, into a plain
+ * table set as field "http" of the snapshot at snap: connections read it later, outside any
+ * protected call, so they must find no metamethod there. */
+static void snapshot_http(lua_State *L, int t, int snap)
+{
+    static const char *const keys[] = {"max_body", "header_timeout", "body_timeout",
+                                       "keepalive_timeout", NULL};
+    if (lua_getfield(L, t, "http") == LUA_TTABLE) {
+        lua_createtable(L, 0, 4);
+        for (int i = 0; keys[i]; i++) {
+            int type = lua_getfield(L, -2, keys[i]);
+            if (type == LUA_TNUMBER || type == LUA_TSTRING)
+                lua_setfield(L, -2, keys[i]);
+            else if (type == LUA_TNIL)
+                lua_pop(L, 1);
+            else {
+                lua_pop(L, 1);
+                lua_pushboolean(L, 0); /* a bad value: logged (and defaulted) per connection */
+                lua_setfield(L, -2, keys[i]);
+            }
+        }
+        lua_setfield(L, snap, "http");
+    }
+    lua_pop(L, 1);
+}
+
+/* Checks the handler table on top of the stack and fills *decl; on success pushes the
+ * callback snapshot: a plain table of the known callbacks and the `http` settings, which is
+ * what dispatch reads (raw, without metamethods, never reachable by the script). The table is
+ * read through its metamethods, so a raising __index or __len is an error; the caller runs
+ * this in protected mode. Returns 0, or HS_ESCRIPT with err set (nothing pushed). */
 static int check_table(lua_State *L, const char *path, struct hs_script_decl *decl, char *err,
                        size_t errlen)
 {
@@ -106,10 +139,13 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
                  luaL_typename(L, t));
         return HS_ESCRIPT;
     }
-    int callbacks = 0;
+    /* Typos first: an on_* key we do not know. */
+    unsigned long seen = 0;
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
         lua_pop(L, 1);
+        if (++seen % 4096 == 0)
+            hs__lua_check_time(L);
         if (lua_type(L, -1) != LUA_TSTRING)
             continue;
         const char *k = lua_tostring(L, -1);
@@ -122,26 +158,38 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
             known |= strcmp(k, known_callbacks[i]) == 0;
         known |= handle;
         if (!known) {
+            char what[64];
+            snprintf(what, sizeof what, "%s", k);
             lua_pop(L, 1);
-            return decl_error(path, k, err, errlen, k,
+            return decl_error(path, what, err, errlen, what,
                               "unknown callback (known: on_accept, on_connect, on_message, "
                               "on_close, on_datagram, on_request, on_upgrade, on_reload, "
                               "on_http_error)");
         }
-        lua_pushvalue(L, -1);
-        if (lua_gettable(L, t) != LUA_TFUNCTION) {
-            char what[64];
-            snprintf(what, sizeof what, "%s", k);
-            lua_pop(L, 2);
-            return decl_error(path, what, err, errlen, what, "must be a function");
+    }
+    lua_createtable(L, 0, 8);
+    int snap = lua_gettop(L);
+    int callbacks = 0;
+    for (int i = 0; known_callbacks[i]; i++) {
+        int type = lua_getfield(L, t, known_callbacks[i]);
+        if (type == LUA_TNIL) {
+            lua_pop(L, 1);
+            continue;
         }
-        lua_pop(L, 1);
+        if (type != LUA_TFUNCTION) {
+            lua_settop(L, t);
+            return decl_error(path, known_callbacks[i], err, errlen, known_callbacks[i],
+                              "must be a function");
+        }
+        lua_setfield(L, snap, known_callbacks[i]);
         callbacks++;
     }
     if (callbacks == 0) {
+        lua_settop(L, t);
         snprintf(err, errlen, "%s: the returned table has no on_* callback (nor handle)", path);
         return HS_ESCRIPT;
     }
+    snapshot_http(L, t, snap);
 
     memset(decl, 0, sizeof *decl);
     const char *base = strrchr(path, '/');
@@ -158,7 +206,7 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
     if (pt != LUA_TNIL) {
         const char *p = lua_tostring(L, -1);
         if (pt != LUA_TSTRING || (strcmp(p, "stream") != 0 && strcmp(p, "http") != 0)) {
-            lua_pop(L, 1);
+            lua_settop(L, t);
             return decl_error(path, "protocol", err, errlen, "bad protocol",
                               "must be \"stream\" or \"http\"");
         }
@@ -169,7 +217,7 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
     if (lua_getfield(L, t, "framing") != LUA_TNIL) {
         const char *why = "bad framing";
         if (hs__lua_to_framing(L, -1, &decl->framing, &why) != 0) {
-            lua_pop(L, 1);
+            lua_settop(L, t);
             return decl_error(path, "framing", err, errlen, "bad framing", why);
         }
         decl->has_framing = 1;
@@ -182,15 +230,15 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
         lua_insert(L, -2);
         lua_rawseti(L, -2, 1);
     } else if (lt != LUA_TNIL && lt != LUA_TTABLE) {
-        lua_pop(L, 1);
+        lua_settop(L, t);
         return decl_error(path, "listen", err, errlen, "bad listen",
                           "must be a URL string or a list of them");
     }
     if (lua_istable(L, -1)) {
         lua_Integer n = luaL_len(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
-            const char *url = lua_tostring(L, -1);
+            lua_geti(L, -1, i);
+            const char *url = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
             struct hs_addr a;
             const char *why = "not a string";
             if (url == NULL || hs_addr_parse(url, &a, &why) != 0 ||
@@ -199,7 +247,7 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
                     why = "too many listen addresses";
                 char what[128];
                 snprintf(what, sizeof what, "bad listen address '%s'", url ? url : "?");
-                lua_pop(L, 2);
+                lua_settop(L, t);
                 return decl_error(path, "listen", err, errlen, what, why);
             }
             snprintf(decl->listen[decl->n_listen++], sizeof decl->listen[0], "%s", url);
@@ -312,76 +360,110 @@ static void pending_free(struct hs_script_pending *p)
     free(p);
 }
 
-/* Loads a version of s with options (keys, values, n) into a pending record. */
-static int load_version(struct hs_script *s, char **keys, char **values, size_t n_opts,
-                        struct hs_script_pending *p, char *err, size_t errlen)
+/* Records the Lua modules a restricted version's require loaded (the files table its
+ * environment came with, at index files): name -> path. */
+static void record_files(lua_State *L, int files, struct hs_script_pending *p)
 {
-    lua_State *L = hs_lua_state(s->hl);
-    int top = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, files) != 0) {
+        const char *name = lua_tostring(L, -2), *file = lua_tostring(L, -1);
+        if (name && file && strncmp(file, "/usr/", 5) != 0 && p->n_files < SCRIPT_MAX_FILES &&
+            p->n_modules < SCRIPT_MAX_FILES) {
+            p->files[p->n_files++] = strdup(file);
+            p->modules[p->n_modules++] = strdup(name);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* What load_protected works on. */
+struct load_job {
+    struct hs_script *s;
+    char **keys, **values; /* the options */
+    size_t n_opts;
+    struct hs_script_pending *p;
+    char *err; /* a refusal found by the checks (not an error raised on the way) */
+    size_t errlen;
+    int refused;
+};
+
+/* Everything a load does with values the script controls, as one C function run in
+ * protected mode (under the time and memory limits): compile, run the chunk in its fresh
+ * environment, check what it returned and keep references. Any error a metamethod or the
+ * chunk raises ends here as a load error; nothing reaches lua_atpanic. */
+static int load_protected(lua_State *L)
+{
+    struct load_job *j = lua_touserdata(L, 1);
+    struct hs_script *s = j->s;
+    struct hs_version *v = j->p->v;
+    lua_settop(L, 0);
     add_script_dir_to_path(L, s->path);
     if (luaL_loadfilex(L, s->path, "t") != LUA_OK) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
-        lua_settop(L, top);
-        return HS_ESCRIPT;
+        snprintf(j->err, j->errlen, "%s", lua_tostring(L, -1)); /* file:line: why */
+        j->refused = 1;
+        return 0;
     }
-    /* A fresh environment per version: globals a script sets never leak into another
-     * script or into its own next version; reads fall through to the shared globals. */
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushglobaltable(L);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
-    if (lua_setupvalue(L, -2, 1) == NULL)
+    hs__sandbox_env(L, s->sandbox, s->path); /* 2: the environment, 3: its module files */
+    lua_pushvalue(L, 2);
+    if (lua_setupvalue(L, 1, 1) == NULL)
         lua_pop(L, 1);
-
-    struct hs_version *v = calloc(1, sizeof *v);
-    if (v == NULL) {
-        snprintf(err, errlen, "%s: out of memory", s->path);
-        lua_settop(L, top);
-        return HS_ESCRIPT;
-    }
-    v->script = s;
-    v->hl = s->hl;
-    v->refs = 1;
-    v->table_ref = LUA_NOREF;
-    v->generation = s->generation + 1;
-    versions_alive++;
-    p->v = v;
-
     forget_modules(L, s);
-    push_loaded_names(L);
-    int before = lua_gettop(L);
-    lua_pushvalue(L, before - 1); /* the chunk */
-    lua_createtable(L, 0, (int)n_opts);
-    for (size_t i = 0; i < n_opts; i++) {
-        lua_pushstring(L, values[i]);
-        lua_setfield(L, -2, keys[i]);
+    push_loaded_names(L); /* 4 */
+    lua_pushvalue(L, 1);
+    lua_createtable(L, 0, (int)j->n_opts);
+    for (size_t i = 0; i < j->n_opts; i++) {
+        lua_pushstring(L, j->values[i]);
+        lua_setfield(L, -2, j->keys[i]);
     }
     lua_createtable(L, 0, 2);
     lua_pushinteger(L, v->generation);
     lua_setfield(L, -2, "generation");
     lua_pushstring(L, s->path);
     lua_setfield(L, -2, "path");
-    /* Timers the chunk starts belong to this version's load (cancelled when it retires). A
-     * version is all there or not at all: its load cannot wait. */
-    struct hs__invoke iv = {.v = v,
-                            .what = "the script's top level",
-                            .flags = HS__INVOKE_AT_LOAD | HS__INVOKE_NO_WAIT,
-                            .err = err,
-                            .errlen = errlen};
-    int r = hs__lua_invoke(s->hl, &iv, 2, 1);
-    if (r != 0) {
-        lua_settop(L, top);
-        return HS_ESCRIPT;
+    lua_call(L, 2, 1); /* 5: what the script returned */
+    if (check_table(L, s->path, &j->p->decl, j->err, j->errlen) != 0) {
+        j->refused = 1;
+        return 0;
     }
-    if (check_table(L, s->path, &p->decl, err, errlen) != 0) {
-        lua_settop(L, top);
-        return HS_ESCRIPT;
-    }
-    record_modules(L, before, p);
-    lua_pushvalue(L, -1);
+    /* 6: the callback snapshot. */
+    if (lua_istable(L, 3))
+        record_files(L, 3, j->p);
+    else
+        record_modules(L, 4, j->p);
     v->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    v->script_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Loads a version of s with options (keys, values, n) into a pending record. */
+static int load_version(struct hs_script *s, char **keys, char **values, size_t n_opts,
+                        struct hs_script_pending *p, char *err, size_t errlen)
+{
+    lua_State *L = hs_lua_state(s->hl);
+    struct hs_version *v = calloc(1, sizeof *v);
+    if (v == NULL) {
+        snprintf(err, errlen, "%s: out of memory", s->path);
+        return HS_ESCRIPT;
+    }
+    v->script = s;
+    v->hl = s->hl;
+    v->refs = 1;
+    v->table_ref = v->script_ref = LUA_NOREF;
+    v->generation = s->generation + 1;
+    versions_alive++;
+    p->v = v;
+
+    struct load_job job = {s, keys, values, n_opts, p, err, errlen, 0};
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, load_protected);
+    lua_pushlightuserdata(L, &job);
+    /* Timers the chunk starts belong to this version's load (cancelled when it retires). */
+    struct hs_version *was = hs__lua_set_running(s->hl, v, 1);
+    int r = hs__lua_pcall(L, 1, 0, err, errlen);
+    hs__lua_set_running(s->hl, was, 0);
     lua_settop(L, top);
+    if (r != 0 || job.refused)
+        return HS_ESCRIPT;
     return 0;
 }
 
@@ -465,7 +547,7 @@ static int run_on_reload(struct hs_script_pending *p, char *err, size_t errlen)
     if (s->current == NULL)
         return 0;
     lua_State *L = hs_lua_state(s->hl);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->current->table_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->current->script_ref);
     struct hs__invoke iv = {.v = p->v,
                             .name = "on_reload",
                             .flags = HS__INVOKE_AT_LOAD | HS__INVOKE_NO_WAIT,
@@ -523,7 +605,7 @@ int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, s
 }
 
 int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
-                   size_t n, struct hs_script **out, char *err, size_t errlen)
+                   size_t n, int sandbox, struct hs_script **out, char *err, size_t errlen)
 {
     struct hs_script *s = calloc(1, sizeof *s);
     if (s == NULL || (s->path = strdup(path)) == NULL ||
@@ -537,6 +619,7 @@ int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_o
         return HS_ESCRIPT;
     }
     s->hl = hl;
+    s->sandbox = sandbox;
     struct hs_script_pending *p;
     if (hs_script_prepare(s, NULL, 0, &p, err, errlen) != 0) {
         free_options(s->opt_keys, s->opt_values, s->n_opts);
@@ -595,6 +678,11 @@ const struct hs_script_decl *hs_script_decl(const struct hs_script *s)
     return &s->decl;
 }
 
+int hs_script_sandbox(const struct hs_script *s)
+{
+    return s->sandbox;
+}
+
 const char *hs_script_path(const struct hs_script *s)
 {
     return s->path;
@@ -627,6 +715,7 @@ void hs_version_unref(struct hs_version *v)
     hs__lua_version_freed(v->hl, v);
     hs_stats_row_release(v->stats);
     luaL_unref(hs_lua_state(v->hl), LUA_REGISTRYINDEX, v->table_ref);
+    luaL_unref(hs_lua_state(v->hl), LUA_REGISTRYINDEX, v->script_ref);
     versions_alive--;
     free(v);
 }

@@ -34,13 +34,19 @@ struct hs_script_decl {
     char listen[HS_SCRIPT_MAX_LISTEN][HS_ADDR_MAX_URL]; /* their URLs, options included */
 };
 
-/* Loads path (text only) into a fresh environment whose __index is the global table, calls
- * the chunk with one argument, a table of the options, and checks what it returned: a table
- * whose on_* fields are functions, a valid `framing` and `listen`. Returns 0 and *out (the
+/* Loads path (text only) into a fresh environment of sandbox profile `sandbox` (enum
+ * hs_sandbox, core/lua_sandbox.h; every version of the script gets the same), calls the
+ * chunk with a table of the options and a table {generation, path}, and checks what it
+ * returned: a table whose on_* fields are functions, a valid `framing` and `listen`. All of
+ * it runs in protected mode under the Lua limits: an error anywhere, a raising metamethod
+ * included, is a load error. The callbacks are read once, here. Returns 0 and *out (the
  * script, with version 1 current), or HS_ESCRIPT with err (size errlen) set to the reason
  * with file:line. opts (n of them) are copied. */
 int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
-                   size_t n, struct hs_script **out, char *err, size_t errlen);
+                   size_t n, int sandbox, struct hs_script **out, char *err, size_t errlen);
+
+/* The sandbox profile the script runs under (enum hs_sandbox). */
+int hs_script_sandbox(const struct hs_script *s);
 
 /* A version loaded and validated but not yet current (see hs_script_prepare). */
 struct hs_script_pending;
@@ -103,7 +109,8 @@ struct hs_lua *hs_script_lua(const struct hs_script *s);
 void hs_version_ref(struct hs_version *v);
 void hs_version_unref(struct hs_version *v);
 
-/* The registry reference of the version's handler table. */
+/* The registry reference of the version's callbacks: a plain table (no metatable, out of the
+ * script's reach) of the on_* functions and the `http` settings it returned at load. */
 int hs_version_table_ref(const struct hs_version *v);
 
 /* The version's generation. */

@@ -6,6 +6,7 @@
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/lua_api.h"
+#include "core/lua_sandbox.h"
 #include "core/reload.h"
 #include "core/supervisor.h"
 #include "core/udp.h"
@@ -35,6 +36,8 @@ struct hs_server *hs_server_new(const struct hs_config *cfg)
     s->hl = s->set ? hs_lua_new(s->base, s->set) : NULL;
     if (s->hl)
         hs_lua_set_limits(s->hl, cfg->lua_memory, cfg->lua_time_ms);
+    for (size_t i = 0; s->hl && i < cfg->n_allow_modules; i++)
+        hs_lua_allow_module(s->hl, cfg->allow_modules[i]);
     if (s->hl == NULL) {
         hs_server_free(s);
         return NULL;

@@ -182,10 +182,15 @@ static void test_memory_bomb_garbage_freed(void **state)
 static void test_memory_single_huge(void **state)
 {
     struct fx *fx = *state;
-    hs_lua_set_limits(fx->hl, 32 * MIB, 0);
-    assert_int_equal(run(fx, "local s = ('x'):rep(1024 * 1024 * 1024)"), HS_ESCRIPT);
-    assert_err_contains(fx, "not enough memory (the Lua memory limit is 32 MiB)");
+    /* Under the string cap (HS_LUA_MAX_STRING) but past twice the limit. */
+    hs_lua_set_limits(fx->hl, 16 * MIB, 0);
+    assert_int_equal(run(fx, "local s = ('x'):rep(60 * 1024 * 1024)"), HS_ESCRIPT);
+    assert_err_contains(fx, "not enough memory (the Lua memory limit is 16 MiB)");
     assert_int_equal(run(fx, "local s = ('x'):rep(1024)"), 0);
+    /* Past the cap, string.rep refuses before allocating, limit or not. */
+    hs_lua_set_limits(fx->hl, 0, 0);
+    assert_int_equal(run(fx, "local s = ('x'):rep(1024 * 1024 * 1024)"), HS_ESCRIPT);
+    assert_err_contains(fx, "probe:1: resulting string too large (over 64 MiB)");
 }
 
 /* Garbage is not usage: 256 MiB of short-lived strings pass a 32 MiB limit. */
