@@ -139,15 +139,27 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
                  luaL_typename(L, t));
         return HS_ESCRIPT;
     }
-    /* Typos first: an on_* key we do not know. */
+    /* Typos first: an on_* key we do not know. Every function field goes into the snapshot
+     * (stream_body of HTTP scripts, for one); the known callbacks are then read again through
+     * the metamethods, so one inherited through __index counts too. */
+    lua_createtable(L, 0, 8);
+    int snap = lua_gettop(L);
     unsigned long seen = 0;
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-        lua_pop(L, 1);
         if (++seen % 4096 == 0)
             hs__lua_check_time(L);
-        if (lua_type(L, -1) != LUA_TSTRING)
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 1);
             continue;
+        }
+        if (lua_type(L, -1) == LUA_TFUNCTION) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, snap);
+        } else {
+            lua_pop(L, 1);
+        }
         const char *k = lua_tostring(L, -1);
         /* handle(conn) is the one callback without the prefix: a whole connection's code. */
         int handle = strcmp(k, "handle") == 0;
@@ -160,15 +172,13 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
         if (!known) {
             char what[64];
             snprintf(what, sizeof what, "%s", k);
-            lua_pop(L, 1);
+            lua_settop(L, t);
             return decl_error(path, what, err, errlen, what,
                               "unknown callback (known: on_accept, on_connect, on_message, "
                               "on_close, on_datagram, on_request, on_upgrade, on_reload, "
                               "on_http_error)");
         }
     }
-    lua_createtable(L, 0, 8);
-    int snap = lua_gettop(L);
     int callbacks = 0;
     for (int i = 0; known_callbacks[i]; i++) {
         int type = lua_getfield(L, t, known_callbacks[i]);

@@ -44,8 +44,9 @@ end
 
 -- Names per kind, from the running server.
 local function registered()
+  -- Trusted: the dump reads the registry through the debug library.
   local srv = hs.start { "tests/fixtures/api_dump.lua", "--listen", "tcp://127.0.0.1:0",
-                         "--control", "none" }
+                         "--control", "none", "--sandbox", "trusted" }
   local c = srv:tcp()
   c:send("GET /x?a=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
   local all = hs.recv_all(c)
