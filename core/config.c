@@ -734,8 +734,10 @@ static int read_service(lua_State *L, struct hs_config *cfg, const char *path, c
         return -1;
     lua_pop(L, 1);
     t = lua_getfield(L, -1, "sandbox");
-    if (t != LUA_TNIL && (t != LUA_TSTRING || apply_sandbox(s, lua_tostring(L, -1), err, errlen) != 0))
-        return cfg_fail(err, errlen, path, "sandbox must be \"standard\", \"strict\" or \"trusted\"");
+    if (t != LUA_TNIL &&
+        (t != LUA_TSTRING || apply_sandbox(s, lua_tostring(L, -1), err, errlen) != 0))
+        return cfg_fail(err, errlen, path,
+                        "sandbox must be \"standard\", \"strict\" or \"trusted\"");
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "options") == LUA_TTABLE) {
         lua_pushnil(L);

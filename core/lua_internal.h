@@ -38,15 +38,15 @@ struct hs_lua {
     int running_at_load;          /* it is the script's top level that runs */
     int udp_boxes_ref;            /* registry table: lightuserdata(hs_udp) -> box */
     /* Sandbox limits (hs_lua_set_limits), enforced while a call from C into Lua runs. */
-    size_t mem_used;        /* bytes the allocator has handed out */
-    size_t mem_limit;       /* bytes; 0: no limit */
-    int mem_refused;        /* the allocator refused a block during the current call */
-    int mem_over;           /* mem_used passed mem_limit during a call: the hook checks */
-    unsigned time_limit_ms; /* a call from C may run this long; 0: no limit */
-    long long deadline_ns;  /* CLOCK_MONOTONIC deadline of the running call, 0 when none */
+    size_t mem_used;            /* bytes the allocator has handed out */
+    size_t mem_limit;           /* bytes; 0: no limit */
+    int mem_refused;            /* the allocator refused a block during the current call */
+    int mem_over;               /* mem_used passed mem_limit during a call: the hook checks */
+    unsigned time_limit_ms;     /* a call from C may run this long; 0: no limit */
+    long long deadline_ns;      /* CLOCK_MONOTONIC deadline of the running call, 0 when none */
     long long idle_deadline_ns; /* deadline of Lua run outside calls (finalizers), 0: unset */
-    int depth;              /* nested hs__lua_pcall calls on the C stack */
-    char warn[512];         /* a warning being assembled from lua_warning pieces */
+    int depth;                  /* nested hs__lua_pcall calls on the C stack */
+    char warn[512];             /* a warning being assembled from lua_warning pieces */
     size_t warn_len;
     /* Calls into scripts (lua_task.c). */
     struct hs__task *idle;    /* idle coroutines (a free list), reused by the next calls */

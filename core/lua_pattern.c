@@ -101,6 +101,9 @@ static int in_class(int c, int cl)
     case 'x':
         yes = isxdigit(c);
         break;
+    case 'z': /* deprecated, still in Lua 5.4: the zero byte */
+        yes = c == 0;
+        break;
     default:
         return cl == c;
     }
@@ -413,8 +416,7 @@ static int has_specials(const char *p, size_t lp)
 }
 
 /* Plain substring search, counted against the budget like the matcher. */
-static const char *find_plain(struct matcher *m, const char *s, size_t ls, const char *p,
-                              size_t lp)
+static const char *find_plain(struct matcher *m, const char *s, size_t ls, const char *p, size_t lp)
 {
     if (lp == 0)
         return s;
@@ -517,11 +519,9 @@ static int l_string_gmatch(lua_State *L)
     luaL_checklstring(L, 1, &ls);
     luaL_checkstring(L, 2);
     size_t init = start_index(luaL_optinteger(L, 3, 1), ls);
-    if (init > ls + 1)
-        init = ls + 1;
     lua_settop(L, 2);
     struct gmatch_state *st = lua_newuserdatauv(L, sizeof *st, 0);
-    st->pos = init - 1;
+    st->pos = init > ls + 1 ? ls + 1 : init - 1; /* past the end: nothing matches */
     st->last_e = -1;
     lua_pushcclosure(L, gmatch_next, 3);
     return 1;

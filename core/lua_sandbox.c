@@ -32,10 +32,9 @@ static const char KEY_REAL = 0;        /* the real require, load, searchpath, co
 
 /* Globals every restricted profile copies from the real global table as they are. */
 static const char *const plain_globals[] = {
-    "assert", "error",  "getmetatable", "ipairs",   "next",     "pairs",
-    "pcall",  "print",  "rawequal",     "rawget",   "rawlen",   "select",
-    "setmetatable", "tonumber", "tostring", "type", "warn", "xpcall",
-    "_VERSION", NULL,
+    "assert",   "error",    "getmetatable", "ipairs", "next",     "pairs",        "pcall",
+    "print",    "rawequal", "rawget",       "rawlen", "select",   "setmetatable", "tonumber",
+    "tostring", "type",     "warn",         "xpcall", "_VERSION", NULL,
 };
 
 /* Libraries every restricted profile sees read-only and whole. */
@@ -47,9 +46,8 @@ static const char *const os_removed_strict[] = {"exit",    "execute", "remove", 
                                                 "tmpname", "getenv",  NULL};
 
 /* Names `require` answers from the view rather than from a file. */
-static const char *const builtin_modules[] = {"coroutine", "debug",  "io",   "math",
-                                              "os",        "string", "table", "utf8",
-                                              "hotsock",   NULL};
+static const char *const builtin_modules[] = {"coroutine", "debug", "io",   "math",    "os",
+                                              "string",    "table", "utf8", "hotsock", NULL};
 
 int hs_sandbox_parse(const char *name)
 {
@@ -165,8 +163,9 @@ static int l_sandbox_collectgarbage(lua_State *L)
 {
     const char *opt = luaL_optstring(L, 1, "collect");
     if (strcmp(opt, "count") != 0 && strcmp(opt, "step") != 0)
-        return luaL_error(L, "collectgarbage('%s') is not allowed in this sandbox (only "
-                             "'count' and 'step')",
+        return luaL_error(L,
+                          "collectgarbage('%s') is not allowed in this sandbox (only "
+                          "'count' and 'step')",
                           opt);
     int n = lua_gettop(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY_REAL);
@@ -448,6 +447,8 @@ static int sort_less(lua_State *L, int a, int b)
 {
     if (lua_isnil(L, 2))
         return lua_compare(L, a, b, LUA_OPLT);
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, a);
     lua_pushvalue(L, b);
@@ -525,8 +526,7 @@ static void build_view(lua_State *L, int profile)
         push_lib_view(L, *lib, NULL);
         lua_setfield(L, v, *lib);
     }
-    push_lib_view(L, "os",
-                  profile == HS_SANDBOX_STRICT ? os_removed_strict : os_removed_standard);
+    push_lib_view(L, "os", profile == HS_SANDBOX_STRICT ? os_removed_strict : os_removed_standard);
     lua_setfield(L, v, "os");
     lua_createtable(L, 0, 1);
     lua_getglobal(L, "debug");
@@ -676,8 +676,8 @@ void hs__sandbox_env(lua_State *L, int profile, const char *script_path)
         const char *slash = strrchr(script_path, '/');
         int dl = slash ? (int)(slash - script_path) : 1;
         const char *dir = slash ? script_path : ".";
-        lua_pushfstring(L, "%.*s/?.lua;%.*s/?/init.lua;%.*s/lua/?.lua;%.*s/lua/?/init.lua", dl,
-                        dir, dl, dir, dl, dir, dl, dir);
+        lua_pushfstring(L, "%.*s/?.lua;%.*s/?/init.lua;%.*s/lua/?.lua;%.*s/lua/?/init.lua", dl, dir,
+                        dl, dir, dl, dir, dl, dir);
     }
     lua_pushvalue(L, env);
     lua_pushvalue(L, loaded);

@@ -14,9 +14,10 @@ enum hs_sandbox {
     HS_SANDBOX_TRUSTED = 2,  /* the full standard library (the watchdog stays on) */
 };
 
-#define HS_SANDBOX_MAX_MODULES 32            /* --allow-module names per process */
-#define HS_LUA_MAX_STRING (64 * 1024 * 1024) /* bytes of a string built by string.rep,   \
-                                                table.concat or string.gsub */
+#define HS_SANDBOX_MAX_MODULES 32 /* --allow-module names per process */
+#define HS_LUA_MAX_STRING                                                                          \
+    (64 * 1024 * 1024) /* bytes of a string built by string.rep,                                   \
+                          table.concat or string.gsub */
 
 /* The C modules a standard script may require when no --allow-module is given: what the
  * shipped scripts use. NULL-terminated. */

@@ -30,7 +30,7 @@ struct hs_script {
     struct hs_version *current;
     unsigned generation;
     struct hs_script_decl decl;
-    int sandbox;                   /* enum hs_sandbox of every version */
+    int sandbox; /* enum hs_sandbox of every version */
     size_t n_opts;
     char **opt_keys, **opt_values; /* copies of the options in force */
     char *files[SCRIPT_MAX_FILES]; /* the script, then project modules it required */
