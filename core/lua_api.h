@@ -26,8 +26,8 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set);
  *   garbage goes. Outside calls (C pushing arguments) nothing is refused.
  * - time_limit_ms: a call running longer is interrupted by an error
  *   "FILE:LINE: time limit exceeded (N ms)" naming where the script was, which a pcall in the
- *   script cannot swallow for long. A C function that runs long (a pathological string.find)
- *   is only interrupted once it returns to Lua code. */
+ *   script cannot swallow for long. The library functions that loop in C on script-sized
+ *   input (patterns, sort, move, concat) look at the same deadline (core/lua_sandbox.c). */
 void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_ms);
 
 /* Cancels every timer and closes the Lua state. Connections must be gone already. */

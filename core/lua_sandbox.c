@@ -299,7 +299,7 @@ static int l_sandbox_require(lua_State *L)
     lua_pushstring(L, path);
     lua_call(L, 2, 2);
     if (lua_isnil(L, -2)) {
-        return luaL_error(L, "module '%s' not found in sandbox '%s':%s%s", name,
+        return luaL_error(L, "module '%s' not found in sandbox '%s':\n\t%s%s", name,
                           profile_names[profile], lua_tostring(L, -1),
                           profile == HS_SANDBOX_STANDARD
                               ? "\n\t(a C module needs --allow-module NAME)"
@@ -673,11 +673,19 @@ void hs__sandbox_env(lua_State *L, int profile, const char *script_path)
         lua_pushvalue(L, -1);
         lua_setfield(L, env, "package");
     } else {
+        /* Lua modules next to the script and in its lua/ directory, nowhere else. */
         const char *slash = strrchr(script_path, '/');
-        int dl = slash ? (int)(slash - script_path) : 1;
+        size_t dl = slash ? (size_t)(slash - script_path) : 1;
         const char *dir = slash ? script_path : ".";
-        lua_pushfstring(L, "%.*s/?.lua;%.*s/?/init.lua;%.*s/lua/?.lua;%.*s/lua/?/init.lua", dl, dir,
-                        dl, dir, dl, dir, dl, dir);
+        static const char *const tails[] = {"/?.lua;", "/?/init.lua;", "/lua/?.lua;",
+                                            "/lua/?/init.lua"};
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (int i = 0; i < 4; i++) {
+            luaL_addlstring(&b, dir, dl);
+            luaL_addstring(&b, tails[i]);
+        }
+        luaL_pushresult(&b);
     }
     lua_pushvalue(L, env);
     lua_pushvalue(L, loaded);
