@@ -744,8 +744,17 @@ function ErrorResponse:send(body) end
 -- The handler table a script returns
 -- ---------------------------------------------------------------------------------------
 
+---The sandbox profile a script runs under, chosen with `--sandbox` or a service's `sandbox`
+---(docs/sandbox.md): `"standard"` (default: no `os.exit`, bytecode, `debug` but
+---`debug.traceback`, C modules outside `--allow-module`), `"strict"` (also no `io`,
+---`os.execute`/`remove`/`rename`/`tmpname`/`getenv`, `loadfile`, `dofile`, `package`) or
+---`"trusted"` (the whole library). In the first two a script's `_G` is its own environment and
+---the libraries are read-only; the watchdog is on in all three.
+---@alias hotsock.SandboxProfile "standard"|"strict"|"trusted"
+
 ---What a handler script returns. At least one callback must be present; an unknown `on_*`
----field is a load error.
+---field is a load error. The table is read once, at load (through its metamethods, in
+---protected mode): changing it later changes nothing; reload instead.
 ---@class hotsock.Handler
 ---@field name? string label for logs (default: the file's base name)
 ---@field listen? string|string[] URLs used when the command line gives none
