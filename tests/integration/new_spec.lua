@@ -30,7 +30,7 @@ describe("hotsock new", function()
 
     out, rc = in_dir(dir, kit.shquote(BIN) .. " check chat.lua")
     assert.are.equal(0, rc, out)
-    assert.truthy(out:find("chat.lua: ok (chat, listens on tcp://127.0.0.1:7100)", 1, true), out)
+    assert.truthy(out:find("chat.lua: ok (chat, listens on tcp://127.0.0.1:7100, sandbox standard)", 1, true), out)
 
     -- What the user runs, from another directory to prove the spec finds its handler.
     out, rc = kit.run(("cd / && HOTSOCK_BIN=%s LUA_PATH=%s lua5.4 /usr/bin/busted -o TAP %s 2>&1")
