@@ -32,9 +32,9 @@ static const char KEY_REAL = 0;        /* the real require, load, searchpath, co
 
 /* Globals every restricted profile copies from the real global table as they are. */
 static const char *const plain_globals[] = {
-    "assert",   "error",    "getmetatable", "ipairs", "next",     "pairs",        "pcall",
-    "print",    "rawequal", "rawget",       "rawlen", "select",   "setmetatable", "tonumber",
-    "tostring", "type",     "warn",         "xpcall", "_VERSION", NULL,
+    "assert", "error",    "getmetatable", "ipairs",   "next",   "pairs",    "pcall",
+    "print",  "rawequal", "rawget",       "rawlen",   "select", "tonumber", "tostring",
+    "type",   "warn",     "xpcall",       "_VERSION", NULL,
 };
 
 /* Libraries every restricted profile sees read-only and whole. */
@@ -156,6 +156,29 @@ static int l_sandbox_rawset(lua_State *L)
         return luaL_error(L, "rawset: the table is read-only (sandbox)");
     lua_settop(L, 3);
     lua_rawset(L, 1);
+    return 1;
+}
+
+/* setmetatable without __gc: Lua runs finalizers with hooks off, so the watchdog could not
+ * stop one that loops, and a finalizer runs whenever a collection step happens to come. A
+ * table is only ever finalized when its metatable had __gc when it was set, so refusing it
+ * here closes the door for good. */
+static int l_sandbox_setmetatable(lua_State *L)
+{
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc is not allowed in this sandbox (a finalizer "
+                                 "runs where the watchdog cannot stop it)");
+        lua_pop(L, 1);
+    }
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
     return 1;
 }
 
@@ -522,6 +545,8 @@ static void build_view(lua_State *L, int profile)
     lua_setfield(L, v, "rawset");
     lua_pushcfunction(L, l_sandbox_collectgarbage);
     lua_setfield(L, v, "collectgarbage");
+    lua_pushcfunction(L, l_sandbox_setmetatable);
+    lua_setfield(L, v, "setmetatable");
     for (const char *const *lib = whole_libs; *lib; lib++) {
         push_lib_view(L, *lib, NULL);
         lua_setfield(L, v, *lib);

@@ -70,6 +70,10 @@ local REFUSED = {
   { "a framing table that contains itself",
     "local t = {} t[1] = t\nreturn { on_message = " .. F .. ", framing = t }\n",
     "framing table needs a kind string" },
+  { "a finalizer (__gc runs with Lua's hooks off: no watchdog could stop it)",
+    "return setmetatable({ on_message = " .. F .. " },\n"
+      .. "  {__gc = function() while true do end end})\n",
+    ":1: setmetatable: __gc is not allowed in this sandbox" },
   { "a listen list a quintillion long",
     "return { on_message = " .. F .. ",\n"
       .. "  listen = setmetatable({}, {__len = function() return math.maxinteger end}) }\n",
@@ -88,15 +92,19 @@ describe("hostile handler tables", function()
     end)
   end
 
-  it("load when huge (200,000 fields), and an error in their __gc is only a warning", function()
-    local path, dir = script("local t = setmetatable({ on_message = " .. F .. " },\n"
-      .. "  {__gc = function() error('gc boom') end})\n"
-      .. "for i = 1, 200000 do t['k' .. i] = i end\nreturn t\n")
-    local out, rc = check(path)
-    os.execute("rm -rf " .. kit.shquote(dir))
-    assert.equals(0, rc, out)
-    assert.truthy(out:find("Lua warning: error in __gc", 1, true), out)
-  end)
+  it("load when huge (200,000 fields); trusted, an error in their __gc is only a warning",
+    function()
+      local path, dir = script("local t = { on_message = " .. F .. " }\n"
+        .. "for i = 1, 200000 do t['k' .. i] = i end\nreturn t\n")
+      local out, rc = check(path)
+      assert.equals(0, rc, out)
+      kit.write(path, "return setmetatable({ on_message = " .. F .. " },\n"
+        .. "  {__gc = function() error('gc boom') end})\n")
+      out, rc = check(path, " --sandbox trusted")
+      os.execute("rm -rf " .. kit.shquote(dir))
+      assert.equals(0, rc, out)
+      assert.truthy(out:find("Lua warning: error in __gc", 1, true), out)
+    end)
 
   it("take only the reload down: the running version keeps serving, with two workers too",
     function()
@@ -218,11 +226,16 @@ describe("the watchdog", function()
     assert.equals("after bomb", ask(other, "after bomb"))
   end)
 
-  it("turns an error in __gc into a logged warning", function()
+  it("refuses a finalizer; trusted, an error in one is a logged warning", function()
     local c = srv:connect()
-    assert.equals("gcerror done", ask(c, "gcerror"))
-    srv:wait_log("Lua warning: error in __gc %(tests/fixtures/sandbox%.lua:%d+: error in a finalizer%)")
+    assert.matches("^gcerror false .*__gc is not allowed in this sandbox", ask(c, "gcerror"))
     c:close()
+    local trusted = start { "--sandbox", "trusted" }
+    c = trusted:connect()
+    assert.equals("gcerror true", ask(c, "gcerror"))
+    trusted:wait_log("Lua warning: error in __gc %(tests/fixtures/sandbox%.lua:%d+: error in a finalizer%)")
+    c:close()
+    assert.is_true(trusted:stop())
   end)
 end)
 
