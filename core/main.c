@@ -120,8 +120,8 @@ static int cmd_check(struct hs_config *cfg)
         struct hs_script *script;
         char err[2048];
         const struct hs_service_spec *sp = &cfg->services[i];
-        if (hs_script_load(hl, sp->script, sp->opts, sp->n_opts, sp->sandbox, &script, err,
-                           sizeof err) != 0) {
+        if (hs_script_load_sandboxed(hl, sp->script, sp->opts, sp->n_opts, sp->sandbox, &script,
+                                     err, sizeof err) != 0) {
             fprintf(stderr, "%s\n", err);
             status = 1;
             continue;

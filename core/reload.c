@@ -615,7 +615,14 @@ int hs_script_reload(struct hs_script *s, const struct hs_script_option *opts, s
 }
 
 int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
-                   size_t n, int sandbox, struct hs_script **out, char *err, size_t errlen)
+                   size_t n, struct hs_script **out, char *err, size_t errlen)
+{
+    return hs_script_load_sandboxed(hl, path, opts, n, HS_SANDBOX_STANDARD, out, err, errlen);
+}
+
+int hs_script_load_sandboxed(struct hs_lua *hl, const char *path,
+                             const struct hs_script_option *opts, size_t n, int sandbox,
+                             struct hs_script **out, char *err, size_t errlen)
 {
     struct hs_script *s = calloc(1, sizeof *s);
     if (s == NULL || (s->path = strdup(path)) == NULL ||

@@ -42,8 +42,13 @@ struct hs_script_decl {
  * included, is a load error. The callbacks are read once, here. Returns 0 and *out (the
  * script, with version 1 current), or HS_ESCRIPT with err (size errlen) set to the reason
  * with file:line. opts (n of them) are copied. */
+int hs_script_load_sandboxed(struct hs_lua *hl, const char *path,
+                             const struct hs_script_option *opts, size_t n, int sandbox,
+                             struct hs_script **out, char *err, size_t errlen);
+
+/* hs_script_load_sandboxed with the standard profile. */
 int hs_script_load(struct hs_lua *hl, const char *path, const struct hs_script_option *opts,
-                   size_t n, int sandbox, struct hs_script **out, char *err, size_t errlen);
+                   size_t n, struct hs_script **out, char *err, size_t errlen);
 
 /* The sandbox profile the script runs under (enum hs_sandbox). */
 int hs_script_sandbox(const struct hs_script *s);

@@ -147,8 +147,8 @@ int hs_server_start(struct hs_server *s, char *err, size_t errlen)
         struct service *sv = &s->services[s->n_services];
         memset(sv, 0, sizeof *sv);
         sv->spec = &s->cfg->services[i];
-        if (hs_script_load(s->hl, sv->spec->script, sv->spec->opts, sv->spec->n_opts,
-                           sv->spec->sandbox, &sv->script, err, errlen) != 0)
+        if (hs_script_load_sandboxed(s->hl, sv->spec->script, sv->spec->opts, sv->spec->n_opts,
+                                     sv->spec->sandbox, &sv->script, err, errlen) != 0)
             return -1;
         hs_script_set_service(sv->script, (unsigned)s->n_services + 1);
         s->n_services++;
