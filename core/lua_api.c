@@ -159,10 +159,11 @@ void hs__lua_sandbox_enter(struct hs_lua *hl)
     /* The outermost call sets the deadline; nested ones (on_close run by conn:abort) share
      * it. */
     if (hl->depth++ == 0) {
-        /* The watchdog cannot be switched off from Lua (debug.sethook refuses), but should
-         * anything have replaced it, it is back before any script runs. */
-        if (lua_gethook(L) != lua_watchdog)
-            lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+        /* The watchdog cannot be switched off from Lua (debug.sethook is replaced before any
+         * script runs), but should anything have replaced it on the main thread, whose hook
+         * every new coroutine copies, it is back before any script runs. */
+        if (lua_gethook(hl->L) != lua_watchdog)
+            lua_sethook(hl->L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
         hl->idle_deadline_ns = 0;
         hl->mem_refused = 0;
         hl->deadline_ns = hl->time_limit_ms ? mono_ns() + hl->time_limit_ms * 1000000LL : 0;

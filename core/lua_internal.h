@@ -377,4 +377,8 @@ void hs__sandbox_open(lua_State *L);
  * each Lua module it loads (nil for trusted, whose modules go to package.loaded). */
 void hs__sandbox_env(lua_State *L, int profile, const char *script_path);
 
+/* Pushes the table of modules the scripts of profile share in this state: package.loaded for
+ * trusted, one of the sandbox's own for each restricted profile. */
+void hs__sandbox_push_loaded(lua_State *L, int profile);
+
 #endif

@@ -28,6 +28,7 @@ static const char KEY_VIEW[2] = {0};   /* view table of standard, strict */
 static const char KEY_ENV_MT[3] = {0}; /* environment metatable of each profile */
 static const char KEY_READONLY = 0;    /* weak set of the read-only proxies */
 static const char KEY_ALLOWED = 0;     /* set of allowed C module names */
+static const char KEY_LOADED[2] = {0}; /* modules loaded by standard, strict scripts */
 static const char KEY_REAL = 0;        /* the real require, load, searchpath, collectgarbage */
 
 /* Globals every restricted profile copies from the real global table as they are. */
@@ -272,17 +273,18 @@ static int module_allowed(lua_State *L, const char *name)
     return ok;
 }
 
-/* require(name) of a restricted version. Upvalues: 1 environment, 2 its loaded table,
- * 3 its files table (name -> path, for --watch), 4 its package table (standard) or the
- * search path (strict), 5 the profile (integer). */
+/* require(name) of a restricted version. Upvalues: 1 environment, 2 the loaded table of its
+ * profile (modules are shared by the profile's scripts, as package.loaded is by trusted
+ * ones: docs/state.md; a module runs in the environment of the version that loaded it
+ * first), 3 its files table (name -> path: what it loaded, to watch and to forget on its
+ * next reload), 4 its package table (standard) or the search path (strict), 5 the profile.
+ * Names of the standard library and hotsock come from the view before any cache, so no
+ * script can plant a `string` for another. */
 static int l_sandbox_require(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     int profile = (int)lua_tointeger(L, lua_upvalueindex(5));
     lua_settop(L, 1);
-    if (lua_getfield(L, lua_upvalueindex(2), name) != LUA_TNIL)
-        return 1;
-    lua_pop(L, 1);
     if (strcmp(name, "_G") == 0) {
         lua_pushvalue(L, lua_upvalueindex(1));
         return 1;
@@ -298,6 +300,9 @@ static int l_sandbox_require(lua_State *L)
                               profile_names[profile]);
         return 1;
     }
+    if (lua_getfield(L, lua_upvalueindex(2), name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
     if (profile == HS_SANDBOX_STANDARD && module_allowed(L, name)) {
         push_real(L, "require");
         lua_pushvalue(L, 1);
@@ -638,12 +643,23 @@ void hs__sandbox_open(lua_State *L)
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_ALLOWED);
 
-    build_view(L, HS_SANDBOX_STANDARD);
-    build_view(L, HS_SANDBOX_STRICT);
+    for (int p = HS_SANDBOX_STANDARD; p <= HS_SANDBOX_STRICT; p++) {
+        lua_newtable(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_LOADED[p]);
+        build_view(L, p);
+    }
     lua_createtable(L, 0, 1);
     lua_pushglobaltable(L);
     lua_setfield(L, -2, "__index");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_ENV_MT[HS_SANDBOX_TRUSTED]);
+}
+
+void hs__sandbox_push_loaded(lua_State *L, int profile)
+{
+    if (profile == HS_SANDBOX_TRUSTED)
+        luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    else
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY_LOADED[profile]);
 }
 
 int hs_lua_allow_module(struct hs_lua *hl, const char *name)
@@ -678,7 +694,7 @@ void hs__sandbox_env(lua_State *L, int profile, const char *script_path)
     }
     lua_pushvalue(L, env);
     lua_setfield(L, env, "_G");
-    lua_newtable(L); /* loaded */
+    hs__sandbox_push_loaded(L, profile); /* shared by the profile's scripts (docs/state.md) */
     int loaded = lua_gettop(L);
     lua_newtable(L); /* files */
     int files = lua_gettop(L);

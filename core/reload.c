@@ -99,26 +99,48 @@ static int decl_error(const char *path, const char *field, char *err, size_t err
     return HS_ESCRIPT;
 }
 
+/* The value on top, a setting read from the script's `http` table, made plain: numbers,
+ * strings and booleans stay; anything else becomes false (logged and defaulted per
+ * connection by lua_http.c, as before). */
+static void plain_setting(lua_State *L)
+{
+    int type = lua_type(L, -1);
+    if (type != LUA_TNUMBER && type != LUA_TSTRING && type != LUA_TBOOLEAN) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 0);
+    }
+}
+
 /* Copies the script's `http` table (field of the table at t), when it has one, into a plain
  * table set as field "http" of the snapshot at snap: connections read it later, outside any
- * protected call, so they must find no metamethod there. */
+ * protected call, so they must find no metamethod there. Every field is copied; the settings
+ * hotsock knows are read once more through the metamethods (an inherited one counts, a
+ * raising __index is a load error). */
 static void snapshot_http(lua_State *L, int t, int snap)
 {
-    static const char *const keys[] = {"max_body", "header_timeout", "body_timeout",
-                                       "keepalive_timeout", NULL};
+    static const char *const keys[] = {"max_body",          "header_timeout", "body_timeout",
+                                       "keepalive_timeout", "allow_get_body", NULL};
     if (lua_getfield(L, t, "http") == LUA_TTABLE) {
-        lua_createtable(L, 0, 4);
-        for (int i = 0; keys[i]; i++) {
-            int type = lua_getfield(L, -2, keys[i]);
-            if (type == LUA_TNUMBER || type == LUA_TSTRING)
-                lua_setfield(L, -2, keys[i]);
-            else if (type == LUA_TNIL)
+        int http = lua_gettop(L);
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, http) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                plain_setting(L);
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_rawset(L, http + 1);
+            } else {
                 lua_pop(L, 1);
-            else {
-                lua_pop(L, 1);
-                lua_pushboolean(L, 0); /* a bad value: logged (and defaulted) per connection */
-                lua_setfield(L, -2, keys[i]);
             }
+        }
+        for (int i = 0; keys[i]; i++) {
+            if (lua_getfield(L, http, keys[i]) == LUA_TNIL) {
+                lua_pop(L, 1);
+                continue;
+            }
+            plain_setting(L);
+            lua_setfield(L, http + 1, keys[i]);
         }
         lua_setfield(L, snap, "http");
     }
@@ -180,18 +202,18 @@ static int check_table(lua_State *L, const char *path, struct hs_script_decl *de
         }
     }
     int callbacks = 0;
-    for (int i = 0; known_callbacks[i]; i++) {
-        int type = lua_getfield(L, t, known_callbacks[i]);
+    for (int i = 0; i == 0 || known_callbacks[i - 1]; i++) {
+        const char *name = known_callbacks[i] ? known_callbacks[i] : "handle";
+        int type = lua_getfield(L, t, name);
         if (type == LUA_TNIL) {
             lua_pop(L, 1);
             continue;
         }
         if (type != LUA_TFUNCTION) {
             lua_settop(L, t);
-            return decl_error(path, known_callbacks[i], err, errlen, known_callbacks[i],
-                              "must be a function");
+            return decl_error(path, name, err, errlen, name, "must be a function");
         }
-        lua_setfield(L, snap, known_callbacks[i]);
+        lua_setfield(L, snap, name);
         callbacks++;
     }
     if (callbacks == 0) {
@@ -347,7 +369,7 @@ static void record_modules(lua_State *L, int before, struct hs_script_pending *p
  * already running keep the module tables they hold. */
 static void forget_modules(lua_State *L, const struct hs_script *s)
 {
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    hs__sandbox_push_loaded(L, s->sandbox);
     for (size_t i = 0; i < s->n_modules; i++) {
         lua_pushnil(L);
         lua_setfield(L, -2, s->modules[i]);
