@@ -9,8 +9,11 @@
 -- {type = "hello", name, worker} and {type = "error", text}.
 local hotsock = require "hotsock"
 
-local opts = ... or {}
-local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
+local opts, info = ...
+opts = opts or {}
+-- The directory of this file (the second argument says where it was loaded from; the
+-- debug library is not in the default sandbox, docs/sandbox.md).
+local here = (info and info.path or ""):match("^(.*)/[^/]*$") or "."
 local root = opts.root or here
 local PREFIX = "webchat:user:"
 
