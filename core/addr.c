@@ -72,13 +72,15 @@ int hs_addr_option_next(const char **cursor, char *key, size_t kn, char *val, si
     const char *end = strchr(p, '&');
     if (end == NULL)
         end = p + strlen(p);
+    /* A key without '=' is a flag (?proxy): its value is "". */
     const char *eq = memchr(p, '=', (size_t)(end - p));
-    if (eq == NULL || eq == p || (size_t)(eq - p) >= kn)
+    const char *key_end = eq ? eq : end;
+    if (key_end == p || (size_t)(key_end - p) >= kn || vn == 0)
         return HS_EBADSPEC;
-    memcpy(key, p, (size_t)(eq - p));
-    key[eq - p] = '\0';
+    memcpy(key, p, (size_t)(key_end - p));
+    key[key_end - p] = '\0';
     size_t n = 0;
-    for (const char *v = eq + 1; v < end; v++) {
+    for (const char *v = eq ? eq + 1 : end; v < end; v++) {
         char ch = *v;
         if (ch == '%') {
             if (end - v < 3)
@@ -98,17 +100,20 @@ int hs_addr_option_next(const char **cursor, char *key, size_t kn, char *val, si
     return 1;
 }
 
-/* The options each scheme takes. The PROXY protocol's `proxy` will join this table. */
+/* The options each scheme takes. */
 static const struct {
     const char *key;
     unsigned schemes; /* bit (1 << enum hs_addr_scheme) per scheme that takes it */
+    int flag;         /* written without a value (?proxy) */
 } addr_options[] = {
-    {"cert", 1u << HS_ADDR_TLS},
-    {"key", 1u << HS_ADDR_TLS},
+    {"cert", 1u << HS_ADDR_TLS, 0},
+    {"key", 1u << HS_ADDR_TLS, 0},
+    {"proxy", (1u << HS_ADDR_TCP) | (1u << HS_ADDR_TLS) | (1u << HS_ADDR_UNIX), 1},
 };
 
-/* Checks the options of url against the table above and the pairing rules of tls://. */
-static int check_options(const char *url, enum hs_addr_scheme scheme, const char **why)
+/* Checks the options of url against the table above and the pairing rules of tls://, and
+ * notes the flags in *out. */
+static int check_options(const char *url, struct hs_addr *out, const char **why)
 {
     const char *cur = hs_addr_query(url);
     char key[32], val[HS_ADDR_MAX_OPT];
@@ -118,17 +123,20 @@ static int check_options(const char *url, enum hs_addr_scheme scheme, const char
         while (i < n && strcmp(addr_options[i].key, key) != 0)
             i++;
         if (i == n)
-            return fail(why, "unknown option (known: cert, key on tls://)");
-        if (!(addr_options[i].schemes & (1u << scheme)))
+            return fail(why, "unknown option (known: cert, key on tls://; proxy)");
+        if (!(addr_options[i].schemes & (1u << out->scheme)))
             return fail(why, "option not available on this scheme");
-        if (val[0] == '\0')
+        if (addr_options[i].flag && val[0] != '\0')
+            return fail(why, "proxy takes no value (write ?proxy)");
+        if (!addr_options[i].flag && val[0] == '\0')
             return fail(why, "empty option value");
+        out->proxy |= strcmp(key, "proxy") == 0;
         certs += strcmp(key, "cert") == 0;
         keys += strcmp(key, "key") == 0;
     }
     if (r != 0)
         return fail(why, "malformed option (want key=value, values %-encoded)");
-    if (scheme == HS_ADDR_TLS && (certs == 0 || certs != keys))
+    if (out->scheme == HS_ADDR_TLS && (certs == 0 || certs != keys))
         return fail(why, "tls:// needs ?cert=PATH&key=PATH (one key per cert)");
     return 0;
 }
@@ -154,7 +162,7 @@ int hs_addr_parse(const char *url, struct hs_addr *out, const char **why)
     base[base_len] = '\0';
     int r = addr_parse_base(base, out, why);
     if (r == 0)
-        r = check_options(url, out->scheme, why);
+        r = check_options(url, out, why);
     return r;
 }
 

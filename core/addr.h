@@ -21,23 +21,25 @@ struct hs_addr {
     char host[HS_ADDR_MAX_HOST]; /* "" means every address; IPv6 literals without brackets */
     int port;                    /* 0..65535; 0 lets the kernel pick */
     char path[HS_ADDR_MAX_PATH]; /* unix: and unixgram: the socket's path */
+    int proxy;                   /* ?proxy: each connection starts with a PROXY header */
 };
 
 /* Parses a listener URL. HOST may be empty or "*" (every address: IPv6 any with v4-mapped
  * accepted, falling back to IPv4 any), a name, an IPv4 literal or a bracketed IPv6 literal.
  * Options follow a '?' as key=value pairs joined by '&' (values %-encoded where they hold
  * '&', '%' or '#'); each key must be one the scheme knows (tls: cert, key, which must come
- * in pairs). Returns 0, or HS_EBADSPEC with *why (if why != NULL) set to a static reason.
- * Pure: no resolution and no file access happen here. */
+ * in pairs; tcp, tls, unix: the flag proxy, written without a value). Returns 0, or HS_EBADSPEC
+ * with *why (if why != NULL) set to a static reason. Pure: no resolution and no file access happen
+ * here. */
 int hs_addr_parse(const char *url, struct hs_addr *out, const char **why);
 
 /* The options of url: what follows its '?', or "" when it has none. Points into url. */
 const char *hs_addr_query(const char *url);
 
 /* Reads the next option at *cursor (start with hs_addr_query's result) into key (kn bytes)
- * and val (vn bytes, %-decoded, NUL-terminated) and advances *cursor. Returns 1 for an
- * option, 0 at the end, HS_EBADSPEC for a malformed one (no '=', a bad %-escape, a key or
- * value that does not fit). */
+ * and val (vn bytes, %-decoded, NUL-terminated; "" for a flag written without '=') and
+ * advances *cursor. Returns 1 for an option, 0 at the end, HS_EBADSPEC for a malformed one
+ * (an empty key, a bad %-escape, a key or value that does not fit). */
 int hs_addr_option_next(const char **cursor, char *key, size_t kn, char *val, size_t vn);
 
 /* The length of url without its options (the address part that names the socket). */

@@ -71,6 +71,9 @@ static const struct limit_setting limits[] = {
     {"--tls-max-handshakes", "tls_max_handshakes", LIMIT_COUNT,
      offsetof(struct hs_config, tls_max_handshakes), 0, "N",
      "TLS handshakes in progress per process"},
+    {"--proxy-timeout", "proxy_timeout", LIMIT_SECONDS,
+     offsetof(struct hs_config, proxy_timeout_ms), 0, "S",
+     "accept to a complete PROXY header (?proxy listeners)"},
 };
 #define N_LIMITS (sizeof limits / sizeof limits[0])
 #define LIMIT_BIT(i) (1u << (8 + (i)))
@@ -95,6 +98,7 @@ void hs_config_init(struct hs_config *cfg)
     cfg->publish_queue = HS_DEFAULT_PUBLISH_QUEUE;
     cfg->tls_handshake_timeout_ms = HS_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
     cfg->tls_max_handshakes = HS_DEFAULT_TLS_MAX_HANDSHAKES;
+    cfg->proxy_timeout_ms = HS_DEFAULT_PROXY_TIMEOUT_MS;
 }
 
 void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l)
@@ -114,6 +118,9 @@ void hs_config_conn_limits(const struct hs_config *cfg, struct hs_conn_limits *l
                                       ? cfg->tls_handshake_timeout_ms
                                       : HS_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
     l->tls_max_handshakes = cfg->tls_max_handshakes;
+    /* 0 would leave a silent client holding a slot forever: it means the default here. */
+    l->proxy_timeout_ms =
+        cfg->proxy_timeout_ms ? cfg->proxy_timeout_ms : HS_DEFAULT_PROXY_TIMEOUT_MS;
 }
 
 void hs_config_free(struct hs_config *cfg)

@@ -48,6 +48,7 @@ struct hs_config {
     int watch;                      /* --watch: reload scripts when their files change */
     unsigned tls_handshake_timeout_ms; /* accept to a finished TLS handshake */
     unsigned tls_max_handshakes;       /* TLS handshakes in progress per process; 0: no limit */
+    unsigned proxy_timeout_ms;         /* accept to a complete PROXY header (?proxy listeners) */
     struct hs_service_spec services[HS_CONFIG_MAX_SERVICES];
     size_t n_services;
     struct hs_shared_spec shared[HS_SHARED_MAX_DICTS]; /* --shared NAME=SIZE[:MAX_VALUE] */

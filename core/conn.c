@@ -137,6 +137,8 @@ void hs__conn_release(struct hs_conn *c)
     if (c->out)
         evbuffer_free(c->out);
     hs_conn_tally_unref(c->tally);
+    if (c->proxy)
+        hs__conn_proxy_free(c);
     free(c);
 }
 
@@ -736,8 +738,11 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     struct hs_conn *c = arg;
     HS_UNUSED(what);
     HS_UNUSED(fd);
-    if (c->flags & CONN_TLS_HANDSHAKE) {
-        hs__conn_tls_handshake(c);
+    if (c->flags & (CONN_TLS_HANDSHAKE | CONN_PROXY_WAIT)) {
+        if (c->flags & CONN_PROXY_WAIT)
+            hs__conn_proxy_read(c);
+        else
+            hs__conn_tls_handshake(c);
         return;
     }
     if (c->flags & CONN_LINGERING) {
@@ -851,13 +856,35 @@ static int conn_create(struct hs_conns *set, int fd, const char *peer,
         close(fd);
         return HS_ETOOBIG;
     }
+    struct hs_conn *c = hs__conn_create(set, fd, peer, &key, framing, handler, arg, tally);
+    if (c == NULL)
+        return -ENOMEM;
+    if (tls) {
+        c->flags |= CONN_NOT_OPEN;
+        if (hs__conn_tls_attach(c, tls, NULL) != 0) {
+            hs_log(HS_LOG_ERROR, "out of memory for a TLS session from %s", peer);
+            hs_conn_abort(c, "out of memory");
+            return -ENOMEM;
+        }
+        conn_update_reading(c);
+        return 0;
+    }
+    hs__conn_open(c);
+    return 0;
+}
+
+struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
+                                const struct hs_peer_key *key, const struct hs_framing *framing,
+                                const struct hs_conn_handler *handler, void *arg,
+                                struct hs_conn_tally *tally)
+{
     struct hs_conn *c = calloc(1, sizeof *c);
-    if (c == NULL || hs_peers_add(set->peers, &key) != 0) {
+    if (c == NULL || hs_peers_add(set->peers, key) != 0) {
         free(c);
         close(fd);
-        return -ENOMEM;
+        return NULL;
     }
-    c->peer_key = key;
+    c->peer_key = *key;
     c->set = set;
     c->fd = fd;
     c->id = set->next_id++;
@@ -871,7 +898,7 @@ static int conn_create(struct hs_conns *set, int fd, const char *peer,
     c->timer = evtimer_new(set->base, hs__conn_timer_cb, c);
     if (!c->in || !c->rev || !c->timer) {
         hs_log(HS_LOG_ERROR, "out of memory for connection from %s", peer);
-        hs_peers_remove(set->peers, &key);
+        hs_peers_remove(set->peers, key);
         c->flags |= CONN_CLOSED;
         close(fd);
         if (c->rev)
@@ -881,7 +908,7 @@ static int conn_create(struct hs_conns *set, int fd, const char *peer,
         if (c->in)
             evbuffer_free(c->in);
         free(c);
-        return -ENOMEM;
+        return NULL;
     }
     c->next = set->head;
     if (set->head)
@@ -901,18 +928,22 @@ static int conn_create(struct hs_conns *set, int fd, const char *peer,
         tally->open++;
         c->tally = tally;
     }
-    if (tls) {
-        c->flags |= CONN_NOT_OPEN;
-        if (hs__conn_tls_attach(c, tls, NULL) != 0) {
-            hs_log(HS_LOG_ERROR, "out of memory for a TLS session from %s", peer);
-            hs_conn_abort(c, "out of memory");
-            return -ENOMEM;
-        }
-        conn_update_reading(c);
-        return 0;
-    }
-    hs__conn_open(c);
-    return 0;
+    return c;
+}
+
+void hs__conn_update_reading(struct hs_conn *c)
+{
+    conn_update_reading(c);
+}
+
+ssize_t hs__conn_read_some(struct hs_conn *c)
+{
+    return conn_read_some(c);
+}
+
+void hs__conn_process_input(struct hs_conn *c)
+{
+    conn_process_input(c);
 }
 
 void hs__conn_open(struct hs_conn *c)

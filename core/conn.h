@@ -16,6 +16,7 @@ struct evbuffer;
 struct hs_conn;
 struct hs_conns;
 struct hs_tls_ctx;
+struct hs_proxy_header;
 
 /* What a connection does with its events. Every callback may call any hs_conn_* function on
  * the connection, including hs_conn_close and hs_conn_abort: the free is deferred until the
@@ -83,6 +84,7 @@ struct hs_conn_limits {
     unsigned tls_handshake_timeout_ms; /* accept to a finished TLS handshake; 0: the default */
     unsigned tls_max_handshakes;       /* TLS handshakes in progress; beyond it new ones are
                                         * closed at once; 0: no limit */
+    unsigned proxy_timeout_ms;         /* accept to a complete PROXY header; 0: the default */
 };
 
 /* Fills *l with the HS_DEFAULT_* values. */
@@ -128,9 +130,10 @@ int hs_conns_admit(struct hs_conns *set, const struct sockaddr *sa, socklen_t le
 struct hs_conn_tally {
     unsigned refs;
     unsigned long long open, messages, errors;
-    unsigned long long tls_failures; /* handshakes that failed or timed out */
-    uint64_t bytes_in, bytes_out;    /* of the connections closed so far */
-    uint64_t live_in, live_out;      /* of the open ones, as of hs_conns_tally_live */
+    unsigned long long tls_failures;   /* handshakes that failed or timed out */
+    unsigned long long proxy_failures; /* PROXY headers missing, malformed or late */
+    uint64_t bytes_in, bytes_out;      /* of the connections closed so far */
+    uint64_t live_in, live_out;        /* of the open ones, as of hs_conns_tally_live */
 };
 
 /* A tally with one reference (the creator's); NULL when memory runs out. */
@@ -164,6 +167,40 @@ int hs_conn_new(struct hs_conns *set, int fd, const char *peer, const struct hs_
 int hs_conn_new_tls(struct hs_conns *set, int fd, const char *peer,
                     const struct hs_framing *framing, const struct hs_conn_handler *handler,
                     void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *ctx);
+
+/* Called on a PROXY listener once a connection's header has named its client: sa (len
+ * bytes) is the client's address from the header, or the socket's own after a LOCAL header
+ * (a balancer's health check), and hs_conn_peer(c) already gives its text. The callee
+ * decides admission (hs_conn_admit_peer, then any filter) and returns nonzero to refuse:
+ * the connection then closes without on_open or on_close. */
+typedef int (*hs_conn_admit_cb)(struct hs_conn *c, const struct sockaddr *sa, socklen_t len,
+                                void *arg);
+
+/* hs_conn_new_tls for a PROXY listener (core/proxy.h): the connection first reads a PROXY
+ * header, v1 or v2, within limits.proxy_timeout_ms of accept. A missing, malformed or late
+ * header closes it without on_open or on_close, counted in tally->proxy_failures and logged
+ * at debug. Once the header is read, the peer text becomes the client's, `admit` runs (with
+ * admit_arg), and then the TLS handshake (tls non-NULL; its bytes follow the header) or
+ * on_open. The per-address limit is not applied at accept (the socket's peer is the
+ * balancer): admit applies it to the client. Returns as hs_conn_new_tls (HS_ETOOBIG only for
+ * max_connections here). */
+int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
+                      const struct hs_framing *framing, const struct hs_conn_handler *handler,
+                      void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *tls,
+                      hs_conn_admit_cb admit, void *admit_arg);
+
+/* For an admit callback: counts c against the per-address limit as a connection from sa
+ * (the client named by its PROXY header) rather than from its socket's peer. Returns 0, or
+ * HS_ETOOBIG (logged as hs_conns_admit does) when that address is at max_per_peer. */
+int hs_conn_admit_peer(struct hs_conn *c, const struct sockaddr *sa, socklen_t len);
+
+/* The PROXY header c began with, or NULL (not a PROXY listener, or the header is not read
+ * yet). Owned by c and valid while c is; its tlvs point into c's own copy. */
+const struct hs_proxy_header *hs_conn_proxy(const struct hs_conn *c);
+
+/* Aborts every connection of the set still waiting for its PROXY header whose admit_arg is
+ * arg (a listener going away: nobody would admit them). */
+void hs_conns_abort_admitting(struct hs_conns *set, void *arg);
 
 /* Called when a client handshake started with hs_conn_tls_start ends: err is NULL on
  * success, else a static-lifetime-for-the-call text ("certificate verify failed: REASON",

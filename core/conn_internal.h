@@ -32,12 +32,14 @@ enum {
     CONN_LINGERING = 1 << 13,    /* our side is shut down; the peer's input is dropped until
                                   * it closes, HS_LINGER_MS pass or HS_LINGER_MAX bytes came */
     CONN_WANT_LOW = 1 << 14,     /* hs_conn_want_output_low: on_output_low is owed */
+    CONN_PROXY_WAIT = 1 << 15,   /* reading the PROXY header (conn_proxy.c): it owns reads */
 };
 
 #define HS_LINGER_MS 2000          /* longest a lingering close waits for the peer's end */
 #define HS_LINGER_MAX (256 * 1024) /* bytes a lingering close drops before giving up */
 
 struct hs_conn_tls;
+struct hs_conn_proxy;
 
 struct hs_conn_pipe {
     struct hs_conn_sink sink; /* where payload goes; sink.write NULL discards */
@@ -60,6 +62,7 @@ struct hs_conn {
     uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
     struct hs_conn_tally *tally; /* the accepting listener's counters, or NULL */
     struct hs_conn_tls *tls;     /* TLS session (conn_tls.c), or NULL for plaintext */
+    struct hs_conn_proxy *proxy; /* PROXY listener state and header (conn_proxy.c), or NULL */
     struct event *rev;           /* readable */
     struct event *wev;           /* writable, added only while output is pending */
     struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
@@ -145,6 +148,24 @@ void hs__conn_linger_end(struct hs_conn *c);
  * May free c. */
 void hs__conn_open(struct hs_conn *c);
 
+/* Allocates a connection for fd, links it into the set, starts its clocks and counts it in
+ * tally (may be NULL) and in the peer table under key. Does not start reading or run
+ * on_open. Returns c, or NULL with fd closed (out of memory, logged). */
+struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
+                                const struct hs_peer_key *key, const struct hs_framing *framing,
+                                const struct hs_conn_handler *handler, void *arg,
+                                struct hs_conn_tally *tally);
+
+/* Adds or removes the read event as the flags want it. */
+void hs__conn_update_reading(struct hs_conn *c);
+
+/* One read(2) of up to HS_READ_SIZE into c->in. Returns what readv returned, errno set on
+ * -1. */
+ssize_t hs__conn_read_some(struct hs_conn *c);
+
+/* Frames and dispatches everything buffered (as after a read). May free c. */
+void hs__conn_process_input(struct hs_conn *c);
+
 /* Adds (on != 0) or removes the write event, whatever output is pending (the TLS handshake
  * uses it while it owns the events). Returns 0 or -ENOMEM. */
 int hs__conn_want_write(struct hs_conn *c, int on);
@@ -182,11 +203,29 @@ void hs__conn_tls_timeout(struct hs_conn *c);
  * aborted or the session failed; frees it. */
 void hs__conn_tls_close(struct hs_conn *c);
 
+/* ---- conn_proxy.c ---- */
+
+/* Reads what is there of the PROXY header; once it is complete, admits the connection and
+ * goes on to the TLS handshake or on_open. May free c. */
+void hs__conn_proxy_read(struct hs_conn *c);
+
+/* When the header must be read by (ms of hs__conns_now), or 0. */
+long long hs__conn_proxy_deadline(const struct hs_conn *c);
+
+/* The header did not come in time: counted, logged at debug, closed. */
+void hs__conn_proxy_timeout(struct hs_conn *c);
+
+/* Frees the PROXY state as the connection goes. */
+void hs__conn_proxy_free(struct hs_conn *c);
+
 /* ---- conn_set.c ---- */
 
 /* The admission rule behind hs_conns_admit and hs_conn_new: 1 to refuse (logged), 0 to
  * admit. */
 int hs__conns_refuse(struct hs_conns *set, const struct hs_peer_key *key, const char *peer);
+
+/* The per-address half of that rule alone: 1 to refuse (logged), 0 to admit. */
+int hs__conns_refuse_peer(struct hs_conns *set, const struct hs_peer_key *key, const char *peer);
 
 /* ---- conn_timer.c ---- */
 

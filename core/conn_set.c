@@ -25,6 +25,7 @@ void hs_conn_limits_default(struct hs_conn_limits *l)
     l->min_rate = HS_DEFAULT_MIN_RATE;
     l->tls_handshake_timeout_ms = HS_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
     l->tls_max_handshakes = HS_DEFAULT_TLS_MAX_HANDSHAKES;
+    l->proxy_timeout_ms = HS_DEFAULT_PROXY_TIMEOUT_MS;
 }
 
 struct hs_conns *hs_conns_new(struct event_base *base, const struct hs_conn_limits *limits)
@@ -142,6 +143,12 @@ int hs__conns_refuse(struct hs_conns *set, const struct hs_peer_key *key, const 
         conns_log_refusal(set, "connection limit", l->max_connections, peer);
         return 1;
     }
+    return hs__conns_refuse_peer(set, key, peer);
+}
+
+int hs__conns_refuse_peer(struct hs_conns *set, const struct hs_peer_key *key, const char *peer)
+{
+    const struct hs_conn_limits *l = &set->limits;
     if (l->max_per_peer && hs_peers_count(set->peers, key) >= l->max_per_peer) {
         conns_log_refusal(set, "per-address limit", l->max_per_peer, peer);
         return 1;

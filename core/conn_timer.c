@@ -99,8 +99,16 @@ void hs__conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     long long now = hs__conns_now(c->set), next = 0;
     /* Only while neither side has spoken: once the server has sent something (a greeting,
      * a pushed stream) the client may well just listen, and the idle timeout governs. */
-    if (l->first_byte_timeout_ms && !(c->flags & CONN_OUTBOUND) && c->bytes_in == 0 &&
-        c->bytes_out == 0 && hs__conn_out_len(c) == 0 && (c->flags & CONN_READING)) {
+    if (c->flags & CONN_PROXY_WAIT) {
+        /* The header's own deadline governs until it is read. */
+        long long at = hs__conn_proxy_deadline(c);
+        if (now + 1 >= at) {
+            hs__conn_proxy_timeout(c);
+            return;
+        }
+        next = at;
+    } else if (l->first_byte_timeout_ms && !(c->flags & CONN_OUTBOUND) && c->bytes_in == 0 &&
+               c->bytes_out == 0 && hs__conn_out_len(c) == 0 && (c->flags & CONN_READING)) {
         long long at = c->opened + l->first_byte_timeout_ms;
         if (now + 1 >= at) {
             hs_log(HS_LOG_INFO, "conn#%llu %s sent nothing in %lld ms; closing", id, c->peer,

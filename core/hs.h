@@ -37,6 +37,7 @@
 #define HS_DEFAULT_GRACE_MS (10 * 1000)         /* SIGTERM: how long open conns may finish */
 #define HS_DEFAULT_MAX_PER_PEER 256             /* open conns from one address (IPv6: /64) */
 #define HS_DEFAULT_FIRST_BYTE_TIMEOUT_MS (60 * 1000) /* accept to the client's first byte */
+#define HS_DEFAULT_PROXY_TIMEOUT_MS (5 * 1000)       /* accept to a complete PROXY header */
 #define HS_DEFAULT_FRAME_TIMEOUT_MS                                                                \
     (30 * 1000) /* window in which a frame in progress must                                        \
                  * complete or bring min_rate bytes/s */

@@ -40,7 +40,26 @@ struct hs_listener {
     unsigned long long accepted, refused, limited;
     struct hs_conn_tally *tally; /* its connections' counters (they hold references too) */
     struct hs_tls_ctx *tls;      /* new connections handshake with this, or NULL (plaintext) */
+    int proxy;                   /* connections start with a PROXY header (?proxy) */
 };
+
+/* A PROXY listener's admission, once a header has named the client: what an ordinary
+ * listener decides at accept. */
+static int listener_admit_cb(struct hs_conn *c, const struct sockaddr *sa, socklen_t len, void *arg)
+{
+    struct hs_listener *l = arg;
+    if (hs_conn_admit_peer(c, sa, len) != 0) {
+        l->limited++;
+        return 1;
+    }
+    if (l->accept_cb && l->accept_cb(l, hs_conn_peer(c), l->arg) != 0) {
+        l->refused++;
+        hs_log(HS_LOG_INFO, "%s refused %s (on_accept)", l->url, hs_conn_peer(c));
+        return 1;
+    }
+    l->accepted++;
+    return 0;
+}
 
 static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                                int salen, void *arg)
@@ -54,6 +73,17 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
     }
     char peer[HS_ADDR_TEXT];
     hs_addr_format(sa, (socklen_t)salen, peer, sizeof peer);
+    if (l->proxy) {
+        /* The peer is the balancer: admission waits for the header (listener_admit_cb). */
+        if (sa->sa_family != AF_UNIX) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        if (hs_conn_new_proxy(l->set, fd, peer, &l->framing, l->handler, l->arg, l->tally, l->tls,
+                              listener_admit_cb, l) == HS_ETOOBIG)
+            l->limited++;
+        return;
+    }
     /* Limits first: a flood must not cost a script call per connection. */
     if (hs_conns_admit(l->set, sa, (socklen_t)salen, peer) != 0) {
         l->limited++;
@@ -177,6 +207,7 @@ int hs_listener_adopt_fd(struct event_base *base, struct hs_conns *set, int fd,
     l->handler = handler;
     l->arg = arg;
     l->accept_cb = accept_cb;
+    l->proxy = addr->proxy;
     snprintf(l->name, sizeof l->name, "%s", name ? name : "");
     l->backoff = evtimer_new(base, listener_backoff_cb, l);
     l->tally = hs_conn_tally_new();
@@ -254,6 +285,9 @@ void hs_listener_free(struct hs_listener *l)
     if (l == NULL)
         return;
     hs_listener_close(l);
+    /* Connections still reading their header would call back into l. */
+    if (l->proxy)
+        hs_conns_abort_admitting(l->set, l);
     event_free(l->backoff);
     hs_conn_tally_unref(l->tally);
     hs_tls_ctx_unref(l->tls);

@@ -17,6 +17,8 @@ typedef int (*hs_listener_accept_cb)(struct hs_listener *l, const char *peer, vo
 
 /* Binds and starts accepting on a TCP or Unix address (SO_REUSEADDR on TCP; a stale Unix
  * socket file is replaced, any other file at that path is left alone and is an error).
+ * With addr->proxy, each connection must start with a PROXY header (hs_conn_new_proxy): the
+ * limits and accept_cb then see the client it names, once it is read.
  * Accepted connections join `set` with a copy of `framing`, `handler` and `arg` (which must
  * outlive the listener); `accept_cb` may be NULL. `name` (copied) labels log lines.
  * When accept fails for lack of descriptors or memory, accepting pauses for 100 ms instead
@@ -42,7 +44,8 @@ int hs_listener_fd(const struct hs_listener *l);
 void hs_listener_start(struct hs_listener *l);
 
 /* Stops accepting and closes the socket (removing a Unix socket file we created); open
- * connections are not touched. Frees l. */
+ * connections are not touched, but ones still reading their PROXY header are aborted. Frees
+ * l. */
 void hs_listener_free(struct hs_listener *l);
 
 /* Stops accepting new connections, keeping the socket bound (a master's copy of the sockets

@@ -146,6 +146,15 @@ static int l_conn_tls(lua_State *L)
     return 1;
 }
 
+/* conn:proxy() — the PROXY header the connection began with (hs__push_proxy_info), nil on
+ * other listeners and once closed. */
+static int l_conn_proxy(lua_State *L)
+{
+    struct hs__conn_box *box = check_box(L);
+    hs__push_proxy_info(L, box->c);
+    return 1;
+}
+
 static int l_conn_id(lua_State *L)
 {
     struct hs__conn_box *box = check_box(L);
@@ -264,6 +273,7 @@ static const luaL_Reg conn_methods[] = {
     {"abort", l_conn_abort},
     {"peer", l_conn_peer},
     {"tls", l_conn_tls},
+    {"proxy", l_conn_proxy},
     {"id", l_conn_id},
     {"is_closed", l_conn_is_closed},
     {"pending", l_conn_pending},

@@ -652,6 +652,8 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
     lua_setfield(L, -2, "ip");
     hs__push_tls_info(L, c); /* nil on plaintext: no field */
     lua_setfield(L, -2, "tls");
+    hs__push_proxy_info(L, c); /* nil unless a PROXY listener: no field */
+    lua_setfield(L, -2, "proxy");
     push_headers(L, req);
     lua_setfield(L, -2, "headers");
     luaL_setmetatable(L, HS_REQ_MT);

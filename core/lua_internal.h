@@ -103,6 +103,12 @@ void hs__lua_open_conn(lua_State *L);
  * for a plaintext, handshaking or closed (c NULL) connection. conn:tls() and req.tls. */
 void hs__push_tls_info(lua_State *L, const struct hs_conn *c);
 
+/* Pushes the PROXY header c began with as a table ({version, command = "proxy" | "local",
+ * source, destination, transport, tlvs = {{type, value}...}, alpn, authority, unique_id,
+ * netns, ssl = {ssl, client_cert, verified, version, cn, cipher, sig_alg, key_alg}}), or nil
+ * when there is none (c may be NULL). core/lua_proxy.c. */
+void hs__push_proxy_info(lua_State *L, const struct hs_conn *c);
+
 /* Pushes a new conn box for c bound to version v. */
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v);
 

@@ -48,6 +48,8 @@ static const char usage[] =
     "                        empty or * (all addresses), [::1] for IPv6; PORT 0 picks one;\n"
     "                        tls://HOST:PORT?cert=PEM&key=PEM encrypts (TLS 1.2/1.3; more\n"
     "                        cert=&key= pairs are chosen by SNI; reloads re-read them)\n"
+    "                        ?proxy (tcp, tls, unix): each connection starts with a PROXY\n"
+    "                        v1/v2 header (HAProxy send-proxy) naming the client\n"
     "  --set KEY=VALUE       a script option (the script reads it from its options table)\n"
     "  --framing SPEC        raw | line[:max=N] | length:i32le[:max=N] | fixed:N ...\n"
     "  --sandbox PROFILE     standard (default): no os.exit, debug, bytecode, C modules\n"

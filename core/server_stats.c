@@ -73,11 +73,11 @@ size_t hs_server_stats(struct hs_server *s, int what, char *out, size_t n)
                 stats_put(out, n, &used,
                           "listener url=%s name=%s accepted=%llu refused=%llu limited=%llu "
                           "open=%llu bytes_in=%llu bytes_out=%llu messages=%llu errors=%llu "
-                          "tls_failures=%llu\n",
+                          "tls_failures=%llu proxy_failures=%llu\n",
                           a, b, acc, ref, lim, t->open,
                           (unsigned long long)(t->bytes_in + t->live_in),
                           (unsigned long long)(t->bytes_out + t->live_out), t->messages, t->errors,
-                          t->tls_failures);
+                          t->tls_failures, t->proxy_failures);
             }
         }
     }

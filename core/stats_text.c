@@ -264,9 +264,9 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         snap_free(&s);
         return 0;
     }
-    emit(&o, "%-32s %-16s %10s %8s %8s %6s %10s %10s %10s %7s %8s\n", "LISTENER", "SCRIPT",
+    emit(&o, "%-32s %-16s %10s %8s %8s %6s %10s %10s %10s %7s %8s %10s\n", "LISTENER", "SCRIPT",
          "ACCEPTED", "REFUSED", "LIMITED", "OPEN", "BYTES IN", "BYTES OUT", "MESSAGES", "ERRORS",
-         "TLS FAIL");
+         "TLS FAIL", "PROXY FAIL");
     for (size_t i = 0; i < s.n; i++) {
         const struct rec *r = &s.recs[i];
         if (!is(r, "listener") || seen_before(&s, i, "url", NULL))
@@ -274,11 +274,12 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         char bin[32], bout[32];
         human_bytes(sum_of(&s, i, "url", NULL, "bytes_in"), bin, sizeof bin);
         human_bytes(sum_of(&s, i, "url", NULL, "bytes_out"), bout, sizeof bout);
-        emit(&o, "%-32s %-16s %10llu %8llu %8llu %6llu %10s %10s %10llu %7llu %8llu\n",
+        emit(&o, "%-32s %-16s %10llu %8llu %8llu %6llu %10s %10s %10llu %7llu %8llu %10llu\n",
              get(r, "url"), get(r, "name"), sum_of(&s, i, "url", NULL, "accepted"),
              sum_of(&s, i, "url", NULL, "refused"), sum_of(&s, i, "url", NULL, "limited"),
              sum_of(&s, i, "url", NULL, "open"), bin, bout, sum_of(&s, i, "url", NULL, "messages"),
-             sum_of(&s, i, "url", NULL, "errors"), sum_of(&s, i, "url", NULL, "tls_failures"));
+             sum_of(&s, i, "url", NULL, "errors"), sum_of(&s, i, "url", NULL, "tls_failures"),
+             sum_of(&s, i, "url", NULL, "proxy_failures"));
     }
     emit(&o, "\n%-16s %4s %-8s %6s %8s %10s %10s %10s %7s %8s\n", "SCRIPT", "GEN", "STATE", "OPEN",
          "TOTAL", "BYTES IN", "BYTES OUT", "MESSAGES", "ERRORS", "HANDLER");
@@ -406,6 +407,8 @@ static const struct family families[] = {
      "The listener's connections closed for a protocol error, a timeout or a limit."},
     {"listener", "tls_failures", "hotsock_listener_tls_handshake_failures_total", "counter",
      "TLS handshakes on the listener that failed or timed out."},
+    {"listener", "proxy_failures", "hotsock_listener_proxy_header_failures_total", "counter",
+     "Connections to a PROXY listener closed for a missing, malformed or late header."},
     {"process", "lua_memory", "hotsock_lua_memory_bytes", "gauge", "Lua memory in use."},
     {"process", "connections", "hotsock_worker_connections", "gauge",
      "Open connections of the process."},

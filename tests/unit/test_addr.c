@@ -139,7 +139,9 @@ static const struct bad_case bad_cases[] = {
     {"tls://127.0.0.1:1?cert=a&key=%2", NULL, "short escape"},
     {"tls://127.0.0.1:1?cert=a&key=%00", NULL, "escaped NUL"},
     {"tls://127.0.0.1:1?cert=&key=b", "empty option value", "empty value"},
-    {"tls://127.0.0.1:1?cert", NULL, "option without ="},
+    {"tls://127.0.0.1:1?cert", "empty option value", "option without ="},
+    {"udp://127.0.0.1:1?proxy", "option not available on this scheme", "proxy on udp"},
+    {"tcp://127.0.0.1:1?proxy=1", "proxy takes no value (write ?proxy)", "proxy with a value"},
     {"tls://127.0.0.1:1?=a", NULL, "option without key"},
     {"tls://127.0.0.1:?cert=a&key=b", why_port, "empty port before options"},
     {"TCP://127.0.0.1:80", NULL, "scheme is case-sensitive"},
@@ -218,6 +220,30 @@ static void test_options(void **state)
     assert_int_equal(hs_addr_option_next(&cur, k, sizeof k, v, 4), HS_EBADSPEC);
     assert_string_equal(hs_addr_query("tcp://h:1"), "");
     assert_int_equal(hs_addr_base_len("tcp://h:1"), 9);
+}
+
+/* ?proxy is a flag on every stream scheme, alone or among other options. */
+static void test_proxy_option(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        int proxy;
+    } cases[] = {
+        {"tcp://127.0.0.1:80", 0},           {"tcp://127.0.0.1:80?proxy", 1},
+        {"tcp://[::1]:80?&proxy&", 1},       {"unix:/tmp/x.sock?proxy", 1},
+        {"tls://h:1?proxy&cert=a&key=b", 1}, {"tls://h:1?cert=a&key=b", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct hs_addr a;
+        const char *why = NULL;
+        if (hs_addr_parse(cases[i].url, &a, &why) != 0)
+            fail_msg("\"%s\": %s", cases[i].url, why ? why : "refused");
+        assert_int_equal(a.proxy, cases[i].proxy);
+    }
+    struct hs_addr a;
+    assert_int_equal(hs_addr_parse("unix:/tmp/x.sock?proxy", &a, NULL), 0);
+    assert_string_equal(a.path, "/tmp/x.sock");
 }
 
 /* Every proper prefix of a good URL either parses or is refused with a reason; none reads
@@ -572,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_peer_unbracketed_v6),
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_proxy_option),
     };
     return cmocka_run_group_tests(tests, guard_setup, guard_teardown);
 }
