@@ -856,7 +856,8 @@ static int conn_create(struct hs_conns *set, int fd, const char *peer,
         close(fd);
         return HS_ETOOBIG;
     }
-    struct hs_conn *c = hs__conn_create(set, fd, peer, &key, framing, handler, arg, tally);
+    struct hs_conn *c = hs__conn_create(set, fd, peer, &key, framing, handler, arg, tally,
+                                        outbound ? CONN_OUTBOUND : 0);
     if (c == NULL)
         return -ENOMEM;
     if (tls) {
@@ -876,7 +877,7 @@ static int conn_create(struct hs_conns *set, int fd, const char *peer,
 struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
                                 const struct hs_peer_key *key, const struct hs_framing *framing,
                                 const struct hs_conn_handler *handler, void *arg,
-                                struct hs_conn_tally *tally)
+                                struct hs_conn_tally *tally, unsigned flags)
 {
     struct hs_conn *c = calloc(1, sizeof *c);
     if (c == NULL || hs_peers_add(set->peers, key) != 0) {
@@ -889,7 +890,7 @@ struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
     c->fd = fd;
     c->id = set->next_id++;
     c->framing = *framing;
-    c->flags = outbound ? CONN_OUTBOUND : 0;
+    c->flags = flags;
     c->handler = handler;
     c->arg = arg;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
@@ -920,7 +921,7 @@ struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
     const struct hs_conn_limits *l = &set->limits;
     if (l->idle_timeout_ms)
         hs__conn_schedule(c, c->active + l->idle_timeout_ms);
-    if (l->first_byte_timeout_ms && !outbound)
+    if (l->first_byte_timeout_ms && !(flags & CONN_OUTBOUND))
         hs__conn_schedule(c, c->opened + l->first_byte_timeout_ms);
 
     if (tally) {

@@ -148,13 +148,13 @@ void hs__conn_linger_end(struct hs_conn *c);
  * May free c. */
 void hs__conn_open(struct hs_conn *c);
 
-/* Allocates a connection for fd, links it into the set, starts its clocks and counts it in
- * tally (may be NULL) and in the peer table under key. Does not start reading or run
- * on_open. Returns c, or NULL with fd closed (out of memory, logged). */
+/* Allocates a connection for fd with the CONN_* flags given, links it into the set, starts
+ * its clocks and counts it in tally (may be NULL) and in the peer table under key. Does not
+ * start reading or run on_open. Returns c, or NULL with fd closed (out of memory, logged). */
 struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
                                 const struct hs_peer_key *key, const struct hs_framing *framing,
                                 const struct hs_conn_handler *handler, void *arg,
-                                struct hs_conn_tally *tally);
+                                struct hs_conn_tally *tally, unsigned flags);
 
 /* Adds or removes the read event as the flags want it. */
 void hs__conn_update_reading(struct hs_conn *c);

@@ -52,7 +52,8 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
         close(fd);
         return -ENOMEM;
     }
-    struct hs_conn *c = hs__conn_create(set, fd, peer, &none, framing, handler, arg, tally);
+    struct hs_conn *c = hs__conn_create(set, fd, peer, &none, framing, handler, arg, tally,
+                                        CONN_NOT_OPEN | CONN_PROXY_WAIT);
     if (c == NULL) {
         free(p);
         return -ENOMEM;
@@ -63,7 +64,6 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
     unsigned limit = set->limits.proxy_timeout_ms;
     p->deadline = c->opened + (limit ? limit : (unsigned)HS_DEFAULT_PROXY_TIMEOUT_MS);
     c->proxy = p;
-    c->flags |= CONN_NOT_OPEN | CONN_PROXY_WAIT;
     hs__conn_schedule(c, p->deadline);
     hs__conn_update_reading(c);
     return 0;
