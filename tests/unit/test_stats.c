@@ -152,7 +152,7 @@ static const char snapshot[] =
     "version service=1 name=chat path=chat.lua generation=1 open=0 total=3 bytes_in=10 "
     "bytes_out=20 messages=4 errors=1 handler_errors=0\n"
     "listener url=tcp://127.0.0.1:7000 name=chat accepted=4 refused=0 limited=0 open=1 "
-    "bytes_in=11 bytes_out=22 messages=5 errors=1\n"
+    "bytes_in=11 bytes_out=22 messages=5 errors=1 proxy_failures=2\n"
     "listener url=udp://127.0.0.1:7001 name=echo accepted=0 refused=0 limited=0 open=0 "
     "bytes_in=5 bytes_out=5 messages=1 errors=0\n"
     "process worker=2 pid=12 lua_memory=4096 connections=2 timers=1\n"
@@ -161,7 +161,7 @@ static const char snapshot[] =
     "version service=1 name=chat path=chat.lua generation=2 open=2 total=5 bytes_in=3 "
     "bytes_out=4 messages=6 errors=0 handler_errors=2\n"
     "listener url=tcp://127.0.0.1:7000 name=chat accepted=5 refused=1 limited=2 open=2 "
-    "bytes_in=3 bytes_out=4 messages=6 errors=0\n";
+    "bytes_in=3 bytes_out=4 messages=6 errors=0 proxy_failures=1\n";
 
 static void test_table(void **state)
 {
@@ -171,10 +171,10 @@ static void test_table(void **state)
     /* Summed over workers, one row per version and per listener. */
     assert_non_null(strstr(out, "\ntcp://127.0.0.1:7000             chat                      9"
                                 "        1        2      3       14 B       26 B         11"
-                                "       1        0\n"));
+                                "       1        0          3\n"));
     assert_non_null(strstr(out, "\nudp://127.0.0.1:7001             echo                      0"
                                 "        0        0      0        5 B        5 B          1"
-                                "       0        0\n"));
+                                "       0        0          0\n"));
     /* Versions by service then generation; two services of one name told apart. */
     const char *g1 = strstr(out, "\nchat                1 old           0        3       10 B"
                                  "       20 B          4       1        0\n");
@@ -207,6 +207,8 @@ static void test_prometheus(void **state)
                                 "path=\"echo.lua\",generation=\"1\",worker=\"1\"} 7\n"));
     assert_non_null(strstr(out, "hotsock_listener_limited_total{listener=\"tcp://127.0.0.1:7000\","
                                 "script=\"chat\",worker=\"2\"} 2\n"));
+    assert_non_null(strstr(out, "hotsock_listener_proxy_header_failures_total{listener=\"tcp://"
+                                "127.0.0.1:7000\",script=\"chat\",worker=\"1\"} 2\n"));
     assert_non_null(strstr(out, "hotsock_lua_memory_bytes{worker=\"2\"} 4096\n"));
     assert_non_null(
         strstr(out, "hotsock_script_generation{script=\"chat\",service=\"1\",path=\"chat.lua\"} "
