@@ -33,6 +33,10 @@ return {
     hotsock.log("info", "on_accept " .. peer)
     return not peer:match("^6%.6%.6%.6:")
   end,
+  on_connect = function(conn)
+    local p = conn:proxy()
+    if p and p.command == "local" then hotsock.log("info", "local header from " .. conn:peer()) end
+  end,
   on_message = function(conn, line)
     if line == "who" then conn:send(describe(conn) .. "\n") else conn:send(line .. "\n") end
   end,
@@ -66,7 +70,7 @@ local function raw(srv, scheme)
 end
 
 local function stats_listener(srv)
-  for _, r in ipairs(srv:stats("listener")) do return r end
+  return srv:stats("listener")[1]
 end
 
 describe("?proxy listeners (raw clients)", function()
@@ -261,5 +265,104 @@ print(s.makefile().readline().strip())
     assert.are.equal(0, prc, out)
     assert.matches("^peer=192%.0%.2%.99:9 cmd=proxy v=1 src=192%.0%.2%.99:9", out)
     srv:stop()
+  end)
+end)
+
+-- A free loopback port: bound by the kernel, then released for HAProxy to take.
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+describe("behind real HAProxy", function()
+  local srv, hap, hdir
+  local f1, f2
+
+  setup(function()
+    srv = hs.start(WHO, { listen = "tcp://127.0.0.1:0?proxy" })
+    hdir = hs.tmpdir()
+    f1, f2 = free_port(), free_port()
+    local port = srv:port("tcp")
+    hs.write(hdir .. "/haproxy.cfg", ([[
+global
+  stats socket %s/admin.sock mode 600 level admin
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+frontend v1
+  bind 127.0.0.1:%d
+  default_backend v1
+backend v1
+  server s1 127.0.0.1:%d send-proxy check inter 200ms
+frontend v2
+  bind 127.0.0.1:%d
+  unique-id-format %%{+X}o%%ci:%%cp
+  default_backend v2
+backend v2
+  server s2 127.0.0.1:%d send-proxy-v2 proxy-v2-options unique-id check inter 200ms
+]]):format(hdir, f1, port, f2, port))
+    os.execute(("sh -c %s"):format(sh(("haproxy -f %s/haproxy.cfg -db >%s/haproxy.log 2>&1 & " ..
+      "echo $! >%s/haproxy.pid"):format(hdir, hdir, hdir))))
+    hap = tonumber(hs.read_file(hdir .. "/haproxy.pid"))
+    -- Ready when both frontends accept.
+    hs.wait_until(function()
+      for _, p in ipairs({ f1, f2 }) do
+        local c = socket.tcp()
+        c:settimeout(0.2)
+        local ok = c:connect("127.0.0.1", p)
+        c:close()
+        if not ok then return false end
+      end
+      return true
+    end, 10, "haproxy to listen")
+  end)
+  teardown(function()
+    if hap then os.execute("kill " .. hap .. " 2>/dev/null") end
+    srv:stop()
+    os.execute("rm -rf " .. sh(hdir))
+  end)
+
+  -- A client on 127.0.0.2, so the client's address differs from HAProxy's (127.0.0.1).
+  local function via(port)
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert(c:bind("127.0.0.2", 0))
+    assert(c:connect("127.0.0.1", port))
+    local _, cport = c:getsockname()
+    return c, cport
+  end
+
+  it("send-proxy (v1): the handler sees the client's address, not HAProxy's", function()
+    local c, cport = via(f1)
+    assert(c:send("who\n"))
+    assert.are.equal(("peer=127.0.0.2:%s cmd=proxy v=1 src=127.0.0.2:%s dst=127.0.0.1:%d uid=nil " ..
+      "authority=nil ssl=nil tlvs="):format(cport, cport, f1), c:receive("*l"))
+    c:close()
+    assert.truthy(srv:log_has("on_accept 127.0.0.2:" .. cport))
+  end)
+
+  it("send-proxy-v2 with the unique-id TLV", function()
+    local c, cport = via(f2)
+    assert(c:send("who\n"))
+    local line = c:receive("*l")
+    assert.matches(("^peer=127%%.0%%.0%%.2:%s cmd=proxy v=2 src=127%%.0%%.0%%.2:%s "):format(cport,
+      cport), line)
+    assert.matches((" uid=7F000002:%04X "):format(tonumber(cport)), line)
+    c:close()
+  end)
+
+  it("health checks get through (v1 with HAProxy's own addresses, v2 as LOCAL)", function()
+    srv:wait_log("local header from 127%.0%.0%.1:%d+")
+    -- Several rounds of both checks and no header failure among them.
+    hs.wait_until(function()
+      return #srv:log_lines("on_accept 127%.0%.0%.1:") >= 6
+    end, 10, "health checks")
+    assert.are.equal("0", stats_listener(srv).proxy_failures)
+    local h = hs.read_file(hdir .. "/haproxy.log")
+    assert.falsy(h:find("is DOWN", 1, true), h)
   end)
 end)
