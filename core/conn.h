@@ -198,6 +198,12 @@ int hs_conn_admit_peer(struct hs_conn *c, const struct sockaddr *sa, socklen_t l
  * yet). Owned by c and valid while c is; its tlvs point into c's own copy. */
 const struct hs_proxy_header *hs_conn_proxy(const struct hs_conn *c);
 
+/* Writes into out (cap bytes; HS_PROXY_V2_HEADER_MAX suffices) a PROXY v2 header that passes
+ * c's client on: the addresses of c's own PROXY header when it had one naming a client, else
+ * c's socket's peer and local addresses. Returns the length, HS_ECLOSED, HS_EPROTO when the
+ * two addresses are of different families, or a negated errno from getpeername. */
+int hs_conn_proxy_build(const struct hs_conn *c, unsigned char *out, size_t cap);
+
 /* Aborts every connection of the set still waiting for its PROXY header whose admit_arg is
  * arg (a listener going away: nobody would admit them). */
 void hs_conns_abort_admitting(struct hs_conns *set, void *arg);

@@ -88,6 +88,23 @@ const struct hs_proxy_header *hs_conn_proxy(const struct hs_conn *c)
     return c->proxy && !(c->flags & CONN_PROXY_WAIT) ? &c->proxy->h : NULL;
 }
 
+int hs_conn_proxy_build(const struct hs_conn *c, unsigned char *out, size_t cap)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return HS_ECLOSED;
+    const struct hs_proxy_header *h = hs_conn_proxy(c);
+    if (h && !h->local)
+        return hs_proxy_build_v2((const struct sockaddr *)&h->src, h->src_len,
+                                 (const struct sockaddr *)&h->dst, h->dst_len, out, cap);
+    struct sockaddr_storage src, dst;
+    socklen_t sl = sizeof src, dl = sizeof dst;
+    if (getpeername(c->fd, (struct sockaddr *)&src, &sl) != 0 ||
+        getsockname(c->fd, (struct sockaddr *)&dst, &dl) != 0)
+        return -errno;
+    return hs_proxy_build_v2((const struct sockaddr *)&src, sl, (const struct sockaddr *)&dst, dl,
+                             out, cap);
+}
+
 void hs_conns_abort_admitting(struct hs_conns *set, void *arg)
 {
     struct hs_conn *c = set->head, *next;

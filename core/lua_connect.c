@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
+#include "core/proxy.h"
 #include "core/reload.h"
 
 #include <arpa/inet.h>
@@ -47,7 +48,9 @@ struct connect_wait {
     struct hs__task *t;
     struct hs_connect *cn;
     struct hs_framing framing;
-    char key[]; /* the URL (connect) */
+    size_t proxy_len;                                /* bytes of proxy_hdr; 0: none */
+    unsigned char proxy_hdr[HS_PROXY_V2_HEADER_MAX]; /* sent first ({proxy = conn}) */
+    char key[];                                      /* the URL (connect) */
 };
 
 static int push_fail(lua_State *L, const char *err)
@@ -316,7 +319,11 @@ static void connect_done(struct hs_connect *cn, int fd, const char *peer, int er
             r = hs_conn_new_outbound(hl->outbound, fd, peer, &w->framing, &out_handler, out);
         else
             close(fd);
-        if (r != 0) {
+        /* The PROXY header goes first, before anything the script sends. */
+        if (r == 0 && w->proxy_len && hs_conn_send(out->c, w->proxy_hdr, w->proxy_len) != 0) {
+            hs_conn_abort(out->c, "out of memory");
+            n = push_fail(T, "out of memory");
+        } else if (r != 0) {
             /* fd is closed; on_open never ran, so out is still ours. */
             if (out) {
                 event_free(out->ev);
@@ -341,8 +348,10 @@ static int connect_cancel(struct hs__task *t, int push)
     return push ? push_fail(t->T, "closed") : 0;
 }
 
-/* Reads hotsock.connect's options table at idx: timeout (seconds) and framing. */
-static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_framing *f)
+/* Reads hotsock.connect's options table at idx: timeout (seconds), framing, and proxy (an
+ * inbound conn whose client a PROXY v2 header passes on; *proxy is its box, or NULL). */
+static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_framing *f,
+                         struct hs__conn_box **proxy)
 {
     if (lua_isnoneornil(L, idx))
         return;
@@ -359,6 +368,10 @@ static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_frami
             const char *why = "bad framing";
             if (hs__lua_to_framing(L, -1, f, &why) != 0)
                 luaL_argerror(L, idx, lua_pushfstring(L, "framing: %s", why));
+        } else if (strcmp(k, "proxy") == 0) {
+            *proxy = luaL_testudata(L, -1, HS_CONN_MT);
+            if (*proxy == NULL)
+                luaL_argerror(L, idx, "proxy must be a conn");
         } else {
             luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
         }
@@ -377,7 +390,8 @@ static int l_hotsock_connect(lua_State *L)
     struct hs_framing f;
     const char *why = "bad url";
     hs_framing_parse("raw", &f, &why);
-    connect_opts(L, 2, &timeout, &f);
+    struct hs__conn_box *proxy = NULL;
+    connect_opts(L, 2, &timeout, &f, &proxy);
     struct hs_addr a;
     if (hs_addr_parse(url, &a, &why) != 0)
         return luaL_argerror(L, 1, why);
@@ -385,7 +399,19 @@ static int l_hotsock_connect(lua_State *L)
         return luaL_argerror(L, 1, "udp:// and unixgram: are for hotsock.udp");
     if (a.scheme == HS_ADDR_TCP && (a.host[0] == '\0' || strcmp(a.host, "*") == 0 || a.port == 0))
         return luaL_argerror(L, 1, "a connect needs a host and a port");
-    struct hs__out *out = pool_take(hl, url);
+    unsigned char hdr[HS_PROXY_V2_HEADER_MAX];
+    int hlen = 0;
+    if (proxy) {
+        hlen = proxy->c ? hs_conn_proxy_build(proxy->c, hdr, sizeof hdr) : HS_ECLOSED;
+        if (hlen < 0) {
+            hs_log(HS_LOG_DEBUG, "hotsock.connect %s: no PROXY header for conn#%llu: %s", url,
+                   (unsigned long long)proxy->id, hs_strerror(hlen));
+            return push_fail(L, hlen == HS_ECLOSED ? "closed" : "proxy: no client address");
+        }
+    }
+    /* A pooled conn has spoken for some other client already: a proxied one is always new
+     * (and, pooled by conn:keepalive, is kept under a key no connect asks for). */
+    struct hs__out *out = proxy ? NULL : pool_take(hl, url);
     if (out != NULL) {
         hs_conn_set_framing(out->c, &f);
         out_box_push(L, out, hl->running);
@@ -399,7 +425,11 @@ static int l_hotsock_connect(lua_State *L)
     }
     w->t = t;
     w->framing = f;
+    w->proxy_len = (size_t)hlen;
+    memcpy(w->proxy_hdr, hdr, (size_t)hlen);
     memcpy(w->key, url, ulen + 1);
+    if (proxy)
+        w->key[0] = '\0';
     long long ms = (long long)(timeout * 1000.0 + 0.5);
     if (hs_connect_start(hl->base, &hl->dns, &a, ms > 0 ? ms : 1, connect_done, w, &w->cn) != 0) {
         free(w);

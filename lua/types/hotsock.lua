@@ -146,6 +146,8 @@ function hotsock.spawn(fn, ...) end
 ---@class hotsock.ConnectOptions
 ---@field timeout? number seconds for resolving and connecting together (default 10)
 ---@field framing? string|table the framing `conn:receive()` without a pattern uses (default `"raw"`)
+---@field proxy? hotsock.Conn an inbound conn whose client is passed on: a PROXY v2 header with
+---its addresses (its own PROXY header's, or its socket's) goes first; never a pooled conn
 
 ---Opens an outbound connection: `tcp://HOST:PORT` (HOST a name, an IPv4 literal or a
 ---bracketed IPv6 literal; names are resolved without blocking, /etc/hosts first, every
@@ -421,9 +423,15 @@ function Conn:close() end
 ---@return "closed"|nil err
 function Conn:abort() end
 
----`"127.0.0.1:50312"`, `"[::1]:50312"`, or the Unix path / `"unix"`.
+---`"127.0.0.1:50312"`, `"[::1]:50312"`, or the Unix path / `"unix"`. On a `?proxy`
+---listener, the client the PROXY header names (the socket's peer after a LOCAL header).
 ---@return string
 function Conn:peer() end
+
+---The PROXY header the connection began with (`?proxy` listeners); nil on other listeners
+---and once closed.
+---@return hotsock.ProxyInfo|nil
+function Conn:proxy() end
 
 ---What the TLS handshake of a `tls://` connection agreed on (`on_connect` runs only once
 ---it is done); nil for a plaintext or closed connection.
@@ -567,6 +575,32 @@ function UdpClient:close() end
 ---@field sni? string the server name the client asked for (absent without SNI)
 ---@field alpn? string the ALPN protocol agreed on (`"http/1.1"` for HTTP scripts)
 
+---The PROXY header a connection of a `?proxy` listener began with (`conn:proxy()`,
+---`req.proxy`).
+---@class hotsock.ProxyInfo
+---@field version 1|2
+---@field command "proxy"|"local" `"local"`: a balancer's own connection (health check)
+---@field source? string the client, `"203.0.113.7:40001"` (absent for `"local"`)
+---@field destination? string the address the client connected to (absent for `"local"`)
+---@field transport? "tcp"|"udp"
+---@field tlvs {type: integer, value: string}[] every v2 TLV in order (empty for v1)
+---@field alpn? string the ALPN TLV
+---@field authority? string the authority TLV (the TLS server name the client sent)
+---@field unique_id? string the unique-id TLV (HAProxy `proxy-v2-options unique-id`)
+---@field netns? string the network namespace TLV
+---@field ssl? hotsock.ProxySsl the SSL TLV (HAProxy `send-proxy-v2-ssl`)
+
+---The SSL TLV of a PROXY v2 header: how the client reached the balancer.
+---@class hotsock.ProxySsl
+---@field ssl boolean the client connected over TLS
+---@field client_cert boolean it presented a certificate
+---@field verified boolean its certificate verified (or none was asked)
+---@field version? string `"TLSv1.3"`
+---@field cn? string the client certificate's common name
+---@field cipher? string
+---@field sig_alg? string
+---@field key_alg? string
+
 ---@class hotsock.Request
 ---@field method string `"GET"`, as sent
 ---@field target string the request-target exactly as sent
@@ -578,6 +612,7 @@ function UdpClient:close() end
 ---@field peer string `"127.0.0.1:50312"`
 ---@field ip string the client address without the port: `"127.0.0.1"`, `"::1"`
 ---@field tls? hotsock.TlsInfo set when the request came over a `tls://` listener
+---@field proxy? hotsock.ProxyInfo set on a `?proxy` listener (then peer and ip are its client's)
 local Request = {}
 
 ---The first value of query parameter `name`, form-decoded; `""` for `?flag`; nil if absent.

@@ -366,3 +366,44 @@ backend v2
     assert.falsy(h:find("is DOWN", 1, true), h)
   end)
 end)
+
+describe("hotsock.connect(url, {proxy = conn})", function()
+  it("passes the client on in a v2 header: direct clients and clients behind a PROXY header", function()
+    local back = hs.start(WHO, { listen = "tcp://127.0.0.1:0?proxy" })
+    local front = script("front", [[
+local hotsock = require "hotsock"
+local opts = ...
+return {
+  framing = "line",
+  on_message = function(conn, line)
+    local up, err = hotsock.connect(opts.upstream, { proxy = conn, framing = "line" })
+    if not up then return conn:send("error " .. err .. "\n") end
+    up:send(line .. "\n")
+    conn:send((up:receive() or "nothing") .. "\n")
+    up:close()
+  end,
+}
+]])
+    local upstream = back:url("tcp")
+    local fr = hs.start(front, { listen = { "tcp://127.0.0.1:0", "tcp://127.0.0.1:0?proxy" },
+                                 set = { upstream = upstream } })
+    -- A direct client on 127.0.0.2: the header names it and the front's own address.
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert(c:bind("127.0.0.2", 0))
+    assert(c:connect("127.0.0.1", fr:port("tcp", 1)))
+    local _, cport = c:getsockname()
+    assert(c:send("who\n"))
+    assert.are.equal(("peer=127.0.0.2:%s cmd=proxy v=2 src=127.0.0.2:%s dst=127.0.0.1:%d uid=nil " ..
+      "authority=nil ssl=nil tlvs="):format(cport, cport, fr:port("tcp", 1)), c:receive("*l"))
+    c:close()
+    -- A client that came through a balancer: its header's addresses are passed on as they are.
+    local p = fr:connect("tcp", 2)
+    p:send("PROXY TCP6 2001:db8::5 2001:db8::80 4242 443\r\nwho\n")
+    assert.are.equal("peer=[2001:db8::5]:4242 cmd=proxy v=2 src=[2001:db8::5]:4242 " ..
+      "dst=[2001:db8::80]:443 uid=nil authority=nil ssl=nil tlvs=", p:line())
+    p:close()
+    fr:stop()
+    back:stop()
+  end)
+end)

@@ -97,9 +97,10 @@ describe("LuaCATS definitions", function()
       local extra = {}
       for name in pairs(names) do
         -- conn.ctx is served by __index; the handler's non-callback fields are read by the
-        -- loader, not registered; req.tls exists only on requests over TLS (tls_spec).
+        -- loader, not registered; req.tls exists only on requests over TLS (tls_spec), and
+        -- req.proxy only on ?proxy listeners (proxy_protocol_spec).
         local special = ((kind == "conn" or kind == "ws") and name == "ctx") or
-                        (kind == "req" and name == "tls") or
+                        (kind == "req" and (name == "tls" or name == "proxy")) or
                         (kind == "handler" and not name:match("^on_"))
         if not special and not (reg[kind] and reg[kind][name]) then
           extra[#extra + 1] = name
