@@ -18,6 +18,7 @@
 #include "core/tls.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -43,7 +44,7 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
      * the per-address limit waits for the client's address (hs_conn_admit_peer). */
     struct hs_peer_key none;
     memset(&none, 0, sizeof none);
-    if (hs__conns_refuse(set, &none, peer)) {
+    if (hs__conns_refuse(set, &none, peer ? peer : "a PROXY client")) {
         close(fd);
         return HS_ETOOBIG;
     }
@@ -52,8 +53,8 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
         close(fd);
         return -ENOMEM;
     }
-    struct hs_conn *c = hs__conn_create(set, fd, peer, &none, framing, handler, arg, tally,
-                                        CONN_NOT_OPEN | CONN_PROXY_WAIT);
+    struct hs_conn *c = hs__conn_create(set, fd, peer ? peer : "", &none, framing, handler, arg,
+                                        tally, CONN_NOT_OPEN | CONN_PROXY_WAIT);
     if (c == NULL) {
         free(p);
         return -ENOMEM;
@@ -127,12 +128,29 @@ void hs__conn_proxy_free(struct hs_conn *c)
     c->proxy = NULL;
 }
 
+/* The socket's peer (the balancer) as the peer text, which a PROXY connection leaves empty
+ * until its header names the client: formatting an address costs as much as reading the
+ * header, so it is done only when a log line or a LOCAL header needs it. */
+static void proxy_socket_peer(struct hs_conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (c->peer[0] != '\0')
+        return;
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        hs_addr_format((struct sockaddr *)&ss, len, c->peer, sizeof c->peer);
+    else
+        snprintf(c->peer, sizeof c->peer, "?");
+}
+
 /* No usable header: counted and closed. Logged at debug only, since a scanner probing the
  * port would otherwise write a line per connection. May free c. */
 static void proxy_fail(struct hs_conn *c, const char *why)
 {
     if (c->tally)
         c->tally->proxy_failures++;
+    if (hs__log_level <= HS_LOG_DEBUG)
+        proxy_socket_peer(c);
     hs_log(HS_LOG_DEBUG, "conn#%llu %s no PROXY header: %s; closing", (unsigned long long)c->id,
            c->peer, why);
     /* CONN_NOT_OPEN: the handler never hears of it. */
@@ -160,6 +178,7 @@ static void proxy_admit(struct hs_conn *c)
         if (getpeername(c->fd, (struct sockaddr *)&local, &len) != 0)
             len = 0;
         sa = (const struct sockaddr *)&local;
+        proxy_socket_peer(c);
     } else {
         hs_addr_format(sa, len, c->peer, sizeof c->peer);
     }
@@ -209,10 +228,13 @@ static void proxy_admit(struct hs_conn *c)
  * 0 or -ENOMEM. */
 static int proxy_keep(struct hs_conn *c, const struct hs_proxy_header *h)
 {
-    struct hs_conn_proxy *p = realloc(c->proxy, sizeof *p + h->tlvs_len);
-    if (p == NULL)
-        return -ENOMEM;
-    c->proxy = p;
+    struct hs_conn_proxy *p = c->proxy;
+    if (h->tlvs_len > 0) {
+        p = realloc(c->proxy, sizeof *p + h->tlvs_len);
+        if (p == NULL)
+            return -ENOMEM;
+        c->proxy = p;
+    }
     p->h = *h;
     p->h.why = NULL;
     if (h->tlvs_len) {

@@ -71,19 +71,20 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
                l->url, l->shortage);
         l->shortage = 0;
     }
-    char peer[HS_ADDR_TEXT];
-    hs_addr_format(sa, (socklen_t)salen, peer, sizeof peer);
     if (l->proxy) {
-        /* The peer is the balancer: admission waits for the header (listener_admit_cb). */
+        /* The peer is the balancer: admission waits for the header (listener_admit_cb), and
+         * its address is not even formatted unless something needs it. */
         if (sa->sa_family != AF_UNIX) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        if (hs_conn_new_proxy(l->set, fd, peer, &l->framing, l->handler, l->arg, l->tally, l->tls,
+        if (hs_conn_new_proxy(l->set, fd, NULL, &l->framing, l->handler, l->arg, l->tally, l->tls,
                               listener_admit_cb, l) == HS_ETOOBIG)
             l->limited++;
         return;
     }
+    char peer[HS_ADDR_TEXT];
+    hs_addr_format(sa, (socklen_t)salen, peer, sizeof peer);
     /* Limits first: a flood must not cost a script call per connection. */
     if (hs_conns_admit(l->set, sa, (socklen_t)salen, peer) != 0) {
         l->limited++;
