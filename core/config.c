@@ -658,8 +658,9 @@ static int url_add_option(char *url, size_t n, const char *key, const char *valu
     return 0;
 }
 
-/* A listen entry given as a table, {url = "tls://...", cert = PATH, key = PATH} (cert and
- * key may be lists, paired in order, for certificates chosen by SNI), on top of the stack:
+/* A listen entry given as a table, {url = "tls://...", cert = PATH, key = PATH, proxy = true}
+ * (cert and key may be lists, paired in order, for certificates chosen by SNI; proxy is the
+ * ?proxy flag), on top of the stack:
  * written as the URL with options that --listen takes, paths resolved against the config
  * file's directory. Returns 0, or -1 with err set. */
 static int listen_table_url(lua_State *L, const char *path, char *url, size_t n, char *err,
@@ -694,6 +695,13 @@ static int listen_table_url(lua_State *L, const char *path, char *url, size_t n,
         }
         lua_pop(L, 1);
     }
+    /* proxy = true: the ?proxy flag. */
+    int proxy = lua_getfield(L, -1, "proxy") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    size_t used = strlen(url);
+    if (proxy &&
+        snprintf(url + used, n - used, "%cproxy", strchr(url, '?') ? '&' : '?') >= (int)(n - used))
+        return cfg_fail(err, errlen, path, "listen URL with its options too long");
     return 0;
 }
 

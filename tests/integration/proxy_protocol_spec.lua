@@ -226,6 +226,19 @@ return {
     srv:stop()
   end)
 
+  it("a config file's listen table takes proxy = true", function()
+    local cfg = dir .. "/hotsock.lua"
+    hs.write(cfg, ([[
+return { services = { { script = %q, listen = { { url = "tcp://127.0.0.1:0", proxy = true } } } } }
+]]):format(WHO))
+    local srv = hs.start({ "--config", cfg, "--control", dir .. "/cfg.ctl" })
+    local c = raw(srv)
+    c:send("PROXY TCP4 192.0.2.88 10.0.0.1 88 80\r\nwho\n")
+    assert.matches("^peer=192%.0%.2%.88:88 cmd=proxy v=1 ", c:line())
+    c:close()
+    srv:stop()
+  end)
+
   it("unix:/path?proxy", function()
     local path = dir .. "/p.sock"
     local srv = hs.start(WHO, { listen = "unix:" .. path .. "?proxy" })
