@@ -400,7 +400,7 @@ return { name = "dgram", on_datagram = function(s, d, p) s:send_to(p, d .. "!") 
       { ul[1].name, ul[1].accepted, ul[1].open, ul[1].bytes_in, ul[1].bytes_out, ul[1].messages,
         ul[1].errors })
     local table_out = hotsock("stats --control " .. hs.shquote(ctl))
-    assert.truthy(table_out:find("\n" .. srv:url("udp") .. "%s+dgram%s+0%s+0%s+0%s+0%s+8 B%s+10 B%s+2%s+0%s+0\n"),
+    assert.truthy(table_out:find("\n" .. srv:url("udp") .. "%s+dgram%s+0%s+0%s+0%s+0%s+8 B%s+10 B%s+2%s+0%s+0%s+0\n"),
       table_out)
   end)
 
