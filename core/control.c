@@ -95,10 +95,15 @@ static void instance_real_path(const char *key, char *out, size_t n)
         return;
     }
     char cwd[PATH_MAX];
+    int w;
     if (key[0] != '/' && getcwd(cwd, sizeof cwd) != NULL)
-        snprintf(out, n, "%s/%s", cwd, key);
+        w = snprintf(out, n, "%s/%s", cwd, key);
     else
-        snprintf(out, n, "%s", key);
+        w = snprintf(out, n, "%s", key);
+    /* A path longer than out is cut (snprintf still ends it): the name and hash made from it
+     * stay stable, which is all an instance key needs. */
+    if (w < 0 && n > 0)
+        out[0] = '\0';
 }
 
 /* "NAME-HASH": the key's base name without ".lua" (bytes other than [A-Za-z0-9._-] become

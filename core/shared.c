@@ -125,7 +125,10 @@ static int dict_init(struct hs_shared_dict *d, const struct hs_shared_spec *sp, 
     pthread_mutexattr_destroy(&a);
     if (r != 0)
         return -r;
-    snprintf(d->name, sizeof d->name, "%s", sp->name);
+    /* Names are checked against the limit when parsed; copy at most what fits. */
+    size_t name_len = strnlen(sp->name, sizeof d->name - 1);
+    memcpy(d->name, sp->name, name_len);
+    d->name[name_len] = '\0';
     d->size = size;
     /* About one bucket per 256 bytes: chains stay short for entries of typical size. */
     uint32_t nb = 64;
@@ -211,7 +214,9 @@ struct hs_shared *hs_shared_create(const struct hs_shared_spec *specs, size_t n,
             errno = -e;
             return NULL;
         }
-        snprintf(r->dir[i].name, sizeof r->dir[i].name, "%s", all[i].name);
+        size_t name_len = strnlen(all[i].name, sizeof r->dir[i].name - 1);
+        memcpy(r->dir[i].name, all[i].name, name_len);
+        r->dir[i].name[name_len] = '\0';
         r->dir[i].offset = off;
         off += sz;
     }

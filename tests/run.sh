@@ -22,6 +22,13 @@ for type in Debug Asan; do
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 600)
 done
 
+# The optimised build users get (the demo's): gcc's -O2 warns of things -O0/-O1 do not see
+# (format truncation), and warnings stay at zero there too. The server alone, no tests.
+echo "== RelWithDebInfo build (warnings as errors) in build-rel"
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSOCK_WERROR=ON \
+  -DHOTSOCK_BUILD_TESTS=OFF -DHOTSOCK_BUILD_BENCH=OFF >/dev/null
+cmake --build build-rel -j"$jobs" --target hotsock
+
 # libFuzzer targets (tests/fuzz/): a clang build of them alone, each fuzzed for a bounded time
 # over its committed corpus. Their corpus replays already ran in both builds above.
 echo "== fuzz (clang, HOTSOCK_FUZZ_SECONDS each) in build-fuzz"
