@@ -16,6 +16,12 @@ struct hs_http_file {
     time_t mtime;           /* modification time, seconds */
     char etag[72];          /* strong entity-tag, quotes included: "size-mtime-nsec" in hex */
     char last_modified[30]; /* mtime as an IMF-fixdate */
+    /* Identity and change marks, to tell whether a path still names the same, unchanged file
+     * (core/file_cache.c). */
+    uint64_t dev;     /* device */
+    uint64_t ino;     /* inode */
+    int64_t mtime_ns; /* modification time, nanoseconds since the epoch */
+    int64_t ctime_ns; /* status change time (any write, rename, chmod), nanoseconds */
 };
 
 /* The request fields that conditionals and ranges depend on: views into the caller's

@@ -4,6 +4,7 @@
  * send_file. The HTTP work itself is core/http_conn.c; static files are core/http_file.c. */
 #include "core/hs.h"
 #include "core/http_conn.h"
+#include "core/file_cache.h"
 #include "core/http_file.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -13,6 +14,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -33,6 +35,7 @@ struct lua_http {
     int res_ref;          /* registry: the current response box, or LUA_NOREF */
     int done_ref;         /* registry: the pending pipe_body callback, or LUA_NOREF */
     int file_ref;         /* registry: the file being piped into (kept alive), or LUA_NOREF */
+    struct hs_file_cache *files; /* the process's file cache once send_file used it */
 };
 
 /* A response as Lua sees it. User value 1: the header lines set so far ("Name: value\r\n"
@@ -339,8 +342,42 @@ static void req_field(lua_State *L, const char *name, const char **s, size_t *n)
     lua_pop(L, 1);
 }
 
-/* res:send_file(path [, opts]) — a file by the kernel, with Last-Modified, ETag, conditional
- * requests (304) and a single Range (206, 416). opts.root: the file must resolve inside it.
+/* The process's file cache (core/file_cache.h), made on first use and kept in the registry
+ * as a userdata whose __gc frees it when the state closes. NULL when memory ran out. */
+static const char FILE_CACHE_KEY = 'f'; /* address: the registry key */
+
+static int l_file_cache_gc(lua_State *L)
+{
+    struct hs_file_cache **p = lua_touserdata(L, 1);
+    hs_file_cache_free(*p);
+    *p = NULL;
+    return 0;
+}
+
+static struct hs_file_cache *file_cache(lua_State *L, struct lua_http *lh)
+{
+    if (lh->files != NULL)
+        return lh->files;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FILE_CACHE_KEY) == LUA_TUSERDATA) {
+        lh->files = *(struct hs_file_cache **)lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return lh->files;
+    }
+    lua_pop(L, 1);
+    struct hs_file_cache **p = lua_newuserdatauv(L, sizeof *p, 0);
+    *p = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_file_cache_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    *p = hs_file_cache_new(lh->hl->base, NULL);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &FILE_CACHE_KEY);
+    return lh->files = *p;
+}
+
+/* res:send_file(path [, opts]) — a file from the file cache (small ones from memory with the
+ * head in one write, others by sendfile), with Last-Modified, ETag, conditional requests (304)
+ * and a single Range (206, 416). opts.root: the file must resolve inside it.
  * Returns true once the response is finished, or nil, "not found" | "forbidden" | "is a
  * directory" | ... without starting it, so the script can answer otherwise. */
 static int l_res_send_file(lua_State *L)
@@ -356,10 +393,9 @@ static int l_res_send_file(lua_State *L)
     check_unstarted(L, b);
     if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
-    struct hs_http_file f;
-    int r = hs_http_file_open(path, root, &f);
-    if (r != 0)
-        return push_fail(L, r);
+    struct hs_file_cache *fc = file_cache(L, hs_http_conn_app(b->h));
+    if (fc == NULL)
+        return push_fail(L, -ENOMEM);
 
     struct hs_http_file_cond cond;
     memset(&cond, 0, sizeof cond);
@@ -374,34 +410,65 @@ static int l_res_send_file(lua_State *L)
         req_field(L, "range", &cond.range, &cond.range_len);
         req_field(L, "if-range", &cond.if_range, &cond.if_range_len);
     }
-    uint64_t first = 0, last = 0;
-    int status = b->status == 200 ? hs_http_file_evaluate(&f, &cond, &first, &last) : b->status;
     lua_pop(L, 2);
+    /* The script's header lines, joined while Lua may still raise: from the cache lookup on,
+     * nothing below may, or the entry's reference would leak. */
+    luaL_Buffer lb;
+    lua_getiuservalue(L, 1, 1);
+    luaL_buffinit(L, &lb);
+    lua_Integer nh = luaL_len(L, -2);
+    for (lua_Integer i = 1; i <= nh; i++) {
+        lua_rawgeti(L, -2, i);
+        luaL_addvalue(&lb);
+    }
+    luaL_pushresult(&lb);
+    size_t ulen;
+    const char *user = lua_tolstring(L, -1, &ulen); /* kept on the stack */
 
-    char extra[256];
-    int n =
-        snprintf(extra, sizeof extra, "Last-Modified: %s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n",
-                 f.last_modified, f.etag);
-    if (status == 206)
-        snprintf(extra + n, sizeof extra - (size_t)n, "Content-Range: bytes %llu-%llu/%llu\r\n",
-                 (unsigned long long)first, (unsigned long long)last, (unsigned long long)f.size);
-    else if (status == 416)
-        snprintf(extra + n, sizeof extra - (size_t)n, "Content-Range: bytes */%llu\r\n",
-                 (unsigned long long)f.size);
-    uint64_t len = (status == 200 || status == 206) && f.size > 0 ? last - first + 1 : 0;
-    if (status != 200 && status != 206) {
-        close(f.fd);
-        f.fd = -1;
-    }
-    r = res_start(L, b, status, extra, (int64_t)len);
-    if (r != 0) {
-        if (f.fd >= 0)
-            close(f.fd);
+    struct hs_file_entry *e;
+    int r = hs_file_cache_get(fc, path, root, hs_file_cache_now(), &e);
+    if (r != 0)
         return push_fail(L, r);
+    const struct hs_http_file *f = &e->f;
+    uint64_t first = 0, last = 0;
+    int status = b->status == 200 ? hs_http_file_evaluate(f, &cond, &first, &last) : b->status;
+    uint64_t len = (status == 200 || status == 206) && f->size > 0 ? last - first + 1 : 0;
+
+    /* The head's lines in one buffer: the script's, then the file's, then Content-Range. */
+    char stack[1024], *hdrs = stack;
+    size_t cap = ulen + e->headers_len + 64;
+    if (cap > sizeof stack && (hdrs = malloc(cap)) == NULL) {
+        hs_file_entry_unref(e);
+        return push_fail(L, -ENOMEM);
     }
-    if (f.fd >= 0 && b->h == NULL)
-        close(f.fd);
-    else if (f.fd >= 0 && (r = hs_http_conn_write_file(b->h, f.fd, first, len)) != 0)
+    memcpy(hdrs, user, ulen);
+    memcpy(hdrs + ulen, e->headers, e->headers_len);
+    size_t n = ulen + e->headers_len;
+    if (status == 206)
+        n += (size_t)snprintf(hdrs + n, cap - n, "Content-Range: bytes %llu-%llu/%llu\r\n",
+                              (unsigned long long)first, (unsigned long long)last,
+                              (unsigned long long)f->size);
+    else if (status == 416)
+        n += (size_t)snprintf(hdrs + n, cap - n, "Content-Range: bytes */%llu\r\n",
+                              (unsigned long long)f->size);
+    /* IMPORTANT: a write may find the connection broken and close it at once; on_close then
+     * clears b->h, so it is checked after each call. */
+    r = hs_http_conn_start(b->h, status, hdrs, n, (int64_t)len, b->close);
+    if (hdrs != stack)
+        free(hdrs);
+    if (r == 0 && len > 0 && b->h != NULL) {
+        if (e->data != NULL || hs_http_conn_is_head(b->h)) {
+            /* HEAD: counted as sent, never read. */
+            r = hs_http_conn_write(b->h, e->data ? e->data + first : NULL, (size_t)len);
+        } else {
+            int fd = hs_file_entry_fd(e);
+            r = fd < 0 ? fd : hs_http_conn_write_file(b->h, fd, first, len);
+        }
+        if (r == HS_EFULL && b->h != NULL)
+            hs_http_conn_fail(b->h, 500, "output buffer full");
+    }
+    hs_file_entry_unref(e);
+    if (r != 0)
         return push_fail(L, r);
     return push_result(L, res_finish(L, b));
 }
