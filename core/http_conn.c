@@ -918,6 +918,28 @@ static int has_field(const char *hdrs, size_t len, const char *name)
     return 0;
 }
 
+/* Appends n bytes at p; returns the end. */
+static char *put_mem(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define put_lit(p, lit) put_mem((p), (lit), sizeof(lit) - 1)
+
+/* Appends the decimal digits of v (at most 20) at p; returns the end. */
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
 int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
                        int64_t length, int close)
 {
@@ -941,22 +963,38 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
         else
             h->close_after = 1; /* HTTP/1.0: the end of the body is the end of the connection */
     }
-    evbuffer_add_printf(h->pend, "HTTP/1.1 %d %s\r\n", status, hs_http_reason(status));
-    if (headers == NULL || !has_field(headers, len, "date:"))
-        evbuffer_add_printf(h->pend, "Date: %s\r\n", http_now(h));
+    /* The head is assembled with memcpy in two small pieces around the caller's lines, not by
+     * printf: on a small static file it was a tenth of the request's instructions. */
+    char line[128], *p = put_lit(line, "HTTP/1.1 ");
+    const char *reason = hs_http_reason(status);
+    p = put_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put_mem(p, reason, strlen(reason));
+    p = put_lit(p, "\r\n");
+    if (headers == NULL || !has_field(headers, len, "date:")) {
+        p = put_lit(p, "Date: ");
+        p = put_mem(p, http_now(h), 29);
+        p = put_lit(p, "\r\n");
+    }
+    evbuffer_add(h->pend, line, (size_t)(p - line));
     if (len > 0)
         evbuffer_add(h->pend, headers, len);
+    p = line;
     if (status != 204 && status != 304) {
-        if (length >= 0)
-            evbuffer_add_printf(h->pend, "Content-Length: %lld\r\n", (long long)length);
-        else if (h->chunked_out)
-            evbuffer_add_printf(h->pend, "Transfer-Encoding: chunked\r\n");
+        if (length >= 0) {
+            p = put_lit(p, "Content-Length: ");
+            p = put_u64(p, (uint64_t)length);
+            p = put_lit(p, "\r\n");
+        } else if (h->chunked_out) {
+            p = put_lit(p, "Transfer-Encoding: chunked\r\n");
+        }
     }
     if (h->close_after)
-        evbuffer_add_printf(h->pend, "Connection: close\r\n");
+        p = put_lit(p, "Connection: close\r\n");
     else if (h->minor == 0)
-        evbuffer_add_printf(h->pend, "Connection: keep-alive\r\n");
-    evbuffer_add(h->pend, "\r\n", 2);
+        p = put_lit(p, "Connection: keep-alive\r\n");
+    p = put_lit(p, "\r\n");
+    evbuffer_add(h->pend, line, (size_t)(p - line));
     h->resp = RESP_STARTED;
     return 0;
 }
