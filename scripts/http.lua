@@ -36,8 +36,8 @@ local mime = {
 }
 
 local function content_type(path)
-  local ext = path:match("%.([%w]+)$")
-  return ext and mime[ext:lower()] or "application/octet-stream"
+  local ext = path:match("%.(%w+)$")
+  return ext and (mime[ext] or mime[ext:lower()]) or "application/octet-stream"
 end
 
 -- A short plain-text answer.
@@ -47,6 +47,9 @@ local function text(res, status, body, headers)
   for k, v in pairs(headers or {}) do res:header(k, v) end
   res:send(body)
 end
+
+-- send_file's options, made once rather than per request.
+local file_opts = { root = root }
 
 -- GET and HEAD of files under root. req.path is already percent-decoded and normalized by the
 -- core (a path climbing out of the root never gets here: it is a 400); the root option of
@@ -58,7 +61,7 @@ local function static(req, res)
   local path = req.path
   if path:sub(-1) == "/" then path = path .. "index.html" end
   res:header("Content-Type", content_type(path))
-  local ok, err = res:send_file(root .. path, { root = root })
+  local ok, err = res:send_file(root .. path, file_opts)
   if ok or err == "closed" then return end
   if err == "is a directory" then
     -- /dir → /dir/, so that relative links inside its index.html work.
