@@ -179,8 +179,9 @@ static void sweep_arm(struct hs_file_cache *fc)
 {
     if (fc->sweep == NULL || fc->sweeping)
         return;
-    struct timeval tv = {(time_t)(fc->lim.idle_ms / 1000),
-                         (suseconds_t)(fc->lim.idle_ms % 1000) * 1000};
+    /* A quarter of idle_ms: an unused entry goes between idle_ms and 1.25 times that. */
+    long long ms = fc->lim.idle_ms / 4 > 0 ? fc->lim.idle_ms / 4 : 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     fc->sweeping = event_add(fc->sweep, &tv) == 0;
 }
 

@@ -173,6 +173,21 @@ describe("http file cache", function()
     assert.not_matches("SECRET", r.body)
   end)
 
+  it("closes the descriptor of a file unused for 10 s, so a deleted file's space is freed", function()
+    write_file(root .. "/big.bin", fill("z", 50000))
+    assert.equals(50000, #get(srv, "/big.bin").body)
+    assert(os.remove(root .. "/big.bin"))
+    local deleted = function()
+      return hs.run("ls -l /proc/" .. srv.pid .. "/fd 2>/dev/null"):find("big.bin", 1, true)
+    end
+    assert.truthy(deleted())
+    -- HS_FILE_CACHE_IDLE_MS (10 s), swept every quarter of it.
+    hs.wait_until(function()
+      socket.sleep(0.2) -- a look costs a process: not more than five a second
+      return not deleted()
+    end, 15, "the deleted file's descriptor to close")
+  end)
+
   it("holds a bounded number of descriptors for a directory of many files", function()
     local large, small = 300, 300
     for i = 1, large do write_file(("%s/l%03d.bin"):format(root, i), fill(string.char(65 + i % 26), 20000)) end
