@@ -35,9 +35,18 @@ local mime = {
   tar = "application/x-tar",
 }
 
+-- Content-Type by extension, remembered per path: finding the extension with a pattern costs
+-- more than the rest of a static request's Lua. The memo is emptied at 1,000 paths, so
+-- requests for endless distinct paths cannot grow it.
+local types, ntypes = {}, 0
 local function content_type(path)
+  local t = types[path]
+  if t then return t end
   local ext = path:match("%.(%w+)$")
-  return ext and (mime[ext] or mime[ext:lower()]) or "application/octet-stream"
+  t = ext and (mime[ext] or mime[ext:lower()]) or "application/octet-stream"
+  if ntypes >= 1000 then types, ntypes = {}, 0 end
+  types[path], ntypes = t, ntypes + 1
+  return t
 end
 
 -- A short plain-text answer.
