@@ -413,15 +413,23 @@ static int l_res_send_file(lua_State *L)
     lua_pop(L, 2);
     /* The script's header lines, joined while Lua may still raise: from the cache lookup on,
      * nothing below may, or the entry's reference would leak. */
-    luaL_Buffer lb;
     lua_getiuservalue(L, 1, 1);
-    luaL_buffinit(L, &lb);
-    lua_Integer nh = luaL_len(L, -2);
-    for (lua_Integer i = 1; i <= nh; i++) {
-        lua_rawgeti(L, -2, i);
-        luaL_addvalue(&lb);
+    lua_Integer nh = luaL_len(L, -1);
+    if (nh <= 1) { /* the common case (a Content-Type): no joining */
+        lua_rawgeti(L, -1, 1);
+        if (nh == 0) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "");
+        }
+    } else {
+        luaL_Buffer lb;
+        luaL_buffinit(L, &lb);
+        for (lua_Integer i = 1; i <= nh; i++) {
+            lua_rawgeti(L, -2, i);
+            luaL_addvalue(&lb);
+        }
+        luaL_pushresult(&lb);
     }
-    luaL_pushresult(&lb);
     size_t ulen;
     const char *user = lua_tolstring(L, -1, &ulen); /* kept on the stack */
 

@@ -214,4 +214,35 @@ describe("http file cache", function()
     assert.is_true(srv:fd_count() - before <= held)
     c:close()
   end)
+
+  it("puts the script's header lines, none, one or several, before the file's", function()
+    write_file(root .. "/h.txt", "hello\n")
+    local script = root .. "/../headers.lua"
+    write_file(script, [[
+      local root = (...).root
+      local opts = { root = root }
+      return {
+        protocol = "http", listen = "tcp://127.0.0.1:0",
+        on_request = function(req, res)
+          local n = tonumber(req.path:match("^/(%d)/"))
+          if n >= 1 then res:header("Content-Type", "text/plain") end
+          if n >= 2 then res:header("Cache-Control", "max-age=60") res:header("X-Two", "2") end
+          res:send_file(root .. req.path:sub(3), opts)
+        end,
+      }]])
+    local hsrv = hs.start(script, { set = { root = root } })
+    for n = 0, 2 do
+      local r = get(hsrv, ("/%d/h.txt"):format(n))
+      assert.equals(200, r.status)
+      assert.equals("hello\n", r.body)
+      assert.equals(n >= 1 and "text/plain" or nil, r.headers["content-type"])
+      assert.equals(n >= 2 and "max-age=60" or nil, r.headers["cache-control"])
+      assert.equals(n >= 2 and "2" or nil, r.headers["x-two"])
+      assert.truthy(r.headers.etag)
+      assert.truthy(r.headers["last-modified"])
+      assert.equals("6", r.headers["content-length"])
+    end
+    assert.is_true(hsrv:stop())
+    os.remove(script)
+  end)
 end)
