@@ -745,7 +745,9 @@ function Response:write(chunk) end
 ---@return "closed"|nil err
 function Response:finish() end
 
----Sends a file by the kernel (conditional requests and ranges handled) and finishes.
+---Sends a file (conditional requests and ranges handled) and finishes. Files are cached for
+---1 s per path (small ones in memory, others as an open descriptor): a change shows within a
+---second (docs/http.md, "Static files: the file cache").
 ---@param path string
 ---@param opts? { root: string }
 ---@return true|nil ok
