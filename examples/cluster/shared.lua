@@ -1,0 +1,51 @@
+-- What both services of the cluster example share: the true client address, the shared
+-- counter and the per-client rate limit, all kept in Redis through lua/hotsock/redis.lua so
+-- that every worker of every instance sees the same numbers.
+local redis = require "hotsock.redis"
+
+local M = {}
+
+-- opts: the script's --set options (redis=tcp://HOST:PORT, limit=N, window=SECONDS, name=ID).
+function M.new(opts)
+  opts = opts or {}
+  local url = opts.redis or "tcp://127.0.0.1:6379"
+  local limit = math.tointeger(tonumber(opts.limit or "")) or 100
+  local window = math.tointeger(tonumber(opts.window or "")) or 1
+  local self = { name = opts.name or "hotsock" }
+
+  -- "IP:PORT" or "[IPv6]:PORT" (conn:peer(), with ?proxy the client from the header) -> IP.
+  function self.ip(peer)
+    return peer:match("^%[(.*)%]:%d+$") or peer:match("^(.*):%d+$") or peer
+  end
+
+  -- Runs f(r) on a pooled Redis connection; a transport failure closes it instead.
+  local function with_redis(f)
+    local r, err = redis.connect(url)
+    if not r then return nil, err end
+    local res, ferr = f(r)
+    if res == nil and ferr ~= nil and not ferr:match("^ERR") then r:close() else r:keepalive() end
+    return res, ferr
+  end
+
+  -- Counts one hit for ip in the current window; true while within limit per window.
+  function self.allow(ip)
+    return with_redis(function(r)
+      local key = "cluster:rate:" .. ip
+      -- SET NX starts a window only when none runs; INCR counts in the running one.
+      local res, err = r:pipeline({ { "SET", key, 0, "EX", window, "NX" }, { "INCR", key } })
+      if not res then return nil, err end
+      local n = res[2]
+      if type(n) ~= "number" then return nil, "protocol error" end
+      return n <= limit
+    end)
+  end
+
+  -- The shared counter's new value.
+  function self.incr()
+    return with_redis(function(r) return r:incr("cluster:counter") end)
+  end
+
+  return self
+end
+
+return M

@@ -1,0 +1,242 @@
+-- examples/cluster/ for real: run.sh starts redis-server, three hotsock instances (2 workers
+-- each, ?proxy listeners) and HAProxy (send-proxy-v2, health checks on /healthz); this spec
+-- drives it through HAProxy from clients bound to 127.0.0.2 and up. The handlers see the true
+-- client address; the Redis counter is exact after 3 x 1,000 increments spread over the
+-- instances, and the rate limit is per client address; roll.sh (upgrade, then restart) under
+-- continuous connect/echo/close load refuses nothing; kill -9 of one instance loses only the
+-- connections it held and HAProxy takes it out within its check interval.
+local hs = require "hotsock.testkit"
+local socket = require "socket"
+
+local sh = hs.shquote
+local CHECK_MS = 300
+
+local dir, run_pid, env
+
+local function cluster_env(path)
+  local t = {}
+  for k, v in hs.read_file(path):gmatch("([%w_]+)='?([^'\n]*)'?\n") do t[k] = tonumber(v) or v end
+  return t
+end
+
+-- A client bound to ip, through HAProxy's TCP (or HTTP) frontend.
+local function client(ip, port)
+  local c = socket.tcp()
+  c:settimeout(10)
+  assert(c:bind(ip, 0))
+  assert(c:connect("127.0.0.1", port or env.TCP_PORT))
+  return c
+end
+
+local function who(c)
+  assert(c:send("who\n"))
+  local line = assert(c:receive("*l"))
+  local instance = line:match(" on (i%d)$")
+  assert(instance, line)
+  return instance, line
+end
+
+local function hap(cmd)
+  return hs.run(("printf '%%s\\n' %s | nc -U -N %s"):format(sh(cmd), sh(dir .. "/haproxy.sock")))
+end
+
+-- HAProxy's status of server name in the TCP backend: "UP", "DOWN", ...
+local function status(name)
+  for line in hap("show stat"):gmatch("[^\n]+") do
+    local f = {}
+    for v in (line .. ","):gmatch("([^,]*),") do f[#f + 1] = v end
+    if f[1] == "tcp_back" and f[2] == name then return f[18] end
+  end
+end
+
+-- The pids of an instance: its supervisor (the last "ready (pid N" of its log: an upgrade
+-- replaces it) and its workers (from its control socket).
+local function pids(i)
+  local log = hs.read_file(dir .. "/i" .. i .. ".log")
+  local master
+  for p in log:gmatch(" ready %(pid (%d+)") do master = tonumber(p) end
+  local list = { (assert(master, "no ready line in i" .. i .. ".log")) }
+  local raw = hs.run(("%s stats --control %s --raw"):format(sh(env.HOTSOCK), sh(dir .. "/i" .. i .. ".sock")))
+  for p in raw:gmatch("process worker=%d+ pid=(%d+)") do list[#list + 1] = tonumber(p) end
+  return list
+end
+
+-- Background load: N Lua processes each connecting through HAProxy in a loop (connect, one
+-- echo, close) until the stop file appears; each writes "ok failed" when done.
+local LOADER = [[
+local socket = require "socket"
+local port, stop, out, ip = tonumber(arg[1]), arg[2], arg[3], arg[4]
+local ok, failed, n = 0, 0, 0
+local deadline = socket.gettime() + 90
+while socket.gettime() < deadline do
+  local f = io.open(stop)
+  if f then f:close() break end
+  n = n + 1
+  local c = socket.tcp()
+  c:settimeout(10)
+  c:bind(ip, 0)
+  local good = c:connect("127.0.0.1", port) and c:send("ping " .. n .. "\n")
+    and c:receive("*l") == "ping " .. n
+  c:close()
+  if good then ok = ok + 1 else failed = failed + 1 end
+end
+local f = io.open(out, "w")
+f:write(ok, " ", failed, "\n")
+f:close()
+]]
+
+local function start_load(n)
+  local path = dir .. "/loader.lua"
+  hs.write(path, LOADER)
+  os.remove(dir .. "/stop")
+  for i = 1, n do
+    os.remove(dir .. "/load" .. i)
+    os.execute(("lua5.4 %s %d %s %s 127.0.0.%d >/dev/null 2>&1 &"):format(sh(path), env.TCP_PORT,
+      sh(dir .. "/stop"), sh(dir .. "/load" .. i), 20 + i))
+  end
+  return function()
+    hs.write(dir .. "/stop", "")
+    local ok, failed = 0, 0
+    for i = 1, n do
+      hs.wait_until(function()
+        local f = io.open(dir .. "/load" .. i)
+        if f then f:close() end
+        return f ~= nil
+      end, 20, "loader " .. i .. " to finish")
+      local a, b = hs.read_file(dir .. "/load" .. i):match("(%d+) (%d+)")
+      ok, failed = ok + tonumber(a), failed + tonumber(b)
+    end
+    return ok, failed
+  end
+end
+
+describe("examples/cluster: HAProxy + 3 hotsock + Redis", function()
+  setup(function()
+    dir = hs.tmpdir()
+    run_pid = tonumber(hs.run(("HOTSOCK=%s WORKERS=2 LIMIT=1000 WINDOW=60 CHECK_MS=%d GRACE=3 " ..
+      "examples/cluster/run.sh --dir %s --for 240 >%s 2>&1 & echo $!"):format(sh(hs.bin), CHECK_MS,
+      sh(dir), sh(dir .. "/run.out"))):match("%d+"))
+    hs.wait_until(function()
+      local f = io.open(dir .. "/cluster.env")
+      if f then f:close() end
+      return f ~= nil
+    end, 30, "run.sh to bring the cluster up")
+    env = cluster_env(dir .. "/cluster.env")
+  end)
+
+  teardown(function()
+    if run_pid then
+      os.execute("kill " .. run_pid)
+      hs.wait_until(function() return not hs.run("kill -0 " .. run_pid .. " 2>&1; echo $?"):match("^0") end,
+        20, "run.sh to clean up")
+    end
+  end)
+
+  it("prints how to try it", function()
+    local out = hs.read_file(dir .. "/run.out")
+    assert.matches("hotsock cluster up: 3 instances x 2 workers behind HAProxy", out, 1, true)
+    assert.matches("nc -q1 127.0.0.1 " .. env.TCP_PORT, out, 1, true)
+  end)
+
+  it("handlers see the true client address (TCP and HTTP)", function()
+    local seen = {}
+    for i = 1, 6 do
+      local ip = "127.0.0." .. (1 + i)
+      local c = client(ip)
+      local _, port = c:getsockname()
+      local instance, line = who(c)
+      assert.are.equal(("you are %s:%d on %s"):format(ip, port, instance), line)
+      seen[instance] = true
+      c:close()
+      local h = client(ip, env.HTTP_PORT)
+      h:send("GET /who HTTP/1.0\r\n\r\n")
+      local resp = h:receive("*a")
+      h:close()
+      assert.matches("^HTTP/1%.1 200 ", resp)
+      assert.matches("\r\n\r\nyou are " .. ip:gsub("%.", "%%.") .. " on i%d\n$", resp)
+    end
+    assert.are.same({ i1 = true, i2 = true, i3 = true }, seen)
+  end)
+
+  it("keeps one exact counter in Redis across the instances; rate limits per client address", function()
+    -- 3 client addresses x 10 connections x 100 pipelined increments = 3,000.
+    local got, per_instance = {}, {}
+    for a = 2, 4 do
+      for _ = 1, 10 do
+        local c = client("127.0.0." .. a)
+        local instance = who(c)
+        per_instance[instance] = (per_instance[instance] or 0) + 100
+        assert(c:send(string.rep("incr\n", 100)))
+        for _ = 1, 100 do
+          local n = assert(math.tointeger(tonumber(assert(c:receive("*l")))))
+          assert.is_nil(got[n], "count " .. n .. " answered twice")
+          got[n] = true
+        end
+        c:close()
+      end
+    end
+    for n = 1, 3000 do assert.is_true(got[n], "count " .. n .. " missing") end
+    assert.are.equal(1000, per_instance.i1)
+    assert.are.equal(1000, per_instance.i2)
+    assert.are.equal(1000, per_instance.i3)
+    -- 127.0.0.2 spent its 1,000 of this window; 127.0.0.5 has its own.
+    local c = client("127.0.0.2")
+    c:send("incr\n")
+    assert.are.equal("ERR rate limited", c:receive("*l"))
+    c:close()
+    c = client("127.0.0.5")
+    c:send("incr\n")
+    assert.are.equal("3001", c:receive("*l"))
+    c:close()
+  end)
+
+  it("rolls every instance (upgrade, then drain and restart) under load, refusing nothing", function()
+    local stop = start_load(3)
+    local before = {}
+    for i = 1, 3 do before[i] = pids(i)[1] end
+    local out = hs.run(("examples/cluster/roll.sh %s upgrade 2>&1; echo rc=$?"):format(sh(dir)))
+    assert.matches("rc=0\n$", out)
+    out = hs.run(("examples/cluster/roll.sh %s restart 2>&1; echo rc=$?"):format(sh(dir)))
+    assert.matches("rc=0\n$", out)
+    local ok, failed = stop()
+    assert.are.equal(0, failed)
+    assert.is_true(ok > 100, "only " .. ok .. " echoes during the roll")
+    for i = 1, 3 do
+      assert.are_not.equal(before[i], pids(i)[1])
+      assert.are.equal("UP", status("i" .. i))
+    end
+  end)
+
+  it("kill -9 of one instance loses only its connections; HAProxy routes around it", function()
+    local held, mine = {}, 0
+    for k = 1, 12 do
+      local c = client("127.0.0." .. (30 + k))
+      held[k] = { c = c, instance = who(c) }
+      if held[k].instance == "i1" then mine = mine + 1 end
+    end
+    assert.is_true(mine > 0 and mine < 12)
+    local t0 = socket.gettime()
+    local victims = table.concat(pids(1), " ")
+    os.execute("kill -9 " .. victims)
+    for _, h in ipairs(held) do
+      h.c:send("still there\n")
+      local line, err = h.c:receive("*l")
+      if h.instance == "i1" then
+        assert.is_nil(line, "i1 after kill -9 " .. victims .. "\n" .. hs.run("ps -eo pid,ppid,args | grep '[h]otsock serve' | cut -c1-100"))
+        assert.is_truthy(err == "closed" or err:match("reset"), err)
+      else
+        assert.are.equal("still there", line, h.instance .. " after kill -9 " .. victims)
+      end
+      h.c:close()
+    end
+    hs.wait_until(function() return status("i1") == "DOWN" end, 5, "HAProxy to mark i1 down")
+    local took = socket.gettime() - t0
+    -- One check interval, plus the check's own timeout on a loaded machine.
+    assert.is_true(took < (CHECK_MS / 1000) * 2 + 1, ("i1 marked down after %.2f s"):format(took))
+    for k = 1, 30 do
+      local c = client("127.0.0." .. (50 + k))
+      assert.are_not.equal("i1", (who(c)))
+      c:close()
+    end
+  end)
+end)
