@@ -776,10 +776,12 @@ static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg
         evbuffer_drain(body, n);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->res_ref);
-    int r = call(lh, "on_request", 2, 0, NULL, hs_http_conn_conn(h), 0);
+    /* A handler that waits (HS_AGAIN) answers later; if it fails after the wait, nothing can
+     * answer 500 any more and the connection closes. */
+    int r = call(lh, "on_request", 2, 0, NULL, hs_http_conn_conn(h), HS__INVOKE_CLOSE_LATE);
     if (r == 1)
         hs_log(HS_LOG_ERROR, "http script has no on_request");
-    if (r != 0)
+    if (r != 0 && r != HS_AGAIN)
         handler_failed(h, lh);
 }
 

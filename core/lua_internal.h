@@ -272,6 +272,7 @@ struct hs__task {
 #define HS__INVOKE_AT_LOAD 0x2 /* a script's top level or on_reload: its timers are load timers */
 #define HS__INVOKE_CLOSE 0x4   /* an error closes `conn` with reason "handler error" */
 #define HS__INVOKE_HANDLE 0x8  /* handle(conn): its end, however it ends, closes the conn */
+#define HS__INVOKE_CLOSE_LATE 0x10 /* an error after a wait closes `conn` ("handler error") */
 
 /* One call into a script. */
 struct hs__invoke {
@@ -347,6 +348,9 @@ void hs__lua_conn_methods_connect(lua_State *L);
 
 /* hotsock.udp into the table on top, and the metatable of its sockets (lua_udp.c). */
 void hs__lua_open_udp(lua_State *L);
+
+/* Adds hotsock.parse_response (core/http_response.c for Lua) to the table on top. */
+void hs__lua_open_http_client(lua_State *L);
 
 /* Closes the conns kept alive and frees the resolver (before the state closes). */
 void hs__lua_connect_free(struct hs_lua *hl);

@@ -154,7 +154,9 @@ static int task_fail(struct hs__task *t, int st, char *out, size_t outlen)
             hs_log(HS_LOG_ERROR, "handler error in %s: %s", t->what, err);
     }
     struct hs_conn *c = t->box ? t->box->c : t->conn;
-    if ((t->flags & HS__INVOKE_CLOSE) && c && !hs_conn_is_closing(c))
+    /* t->label is set once the call has waited: its caller can no longer handle the error. */
+    int late = (t->flags & HS__INVOKE_CLOSE_LATE) && t->label[0];
+    if (((t->flags & HS__INVOKE_CLOSE) || late) && c && !hs_conn_is_closing(c))
         hs_conn_close(c, "handler error");
     /* Closes the coroutine's pending to-be-closed variables (a yield left them open). */
     lua_resetthread(t->T);

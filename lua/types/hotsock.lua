@@ -172,6 +172,28 @@ function hotsock.connect(url, opts) end
 ---@return string? err
 function hotsock.resolve(name, family) end
 
+---The response head at the front of `buf`, by the core's parser (core/http_response.c), for
+---HTTP clients written in Lua such as `hotsock.http_client`. `last_len`: `#buf` of the previous
+---call that returned 0 for the same grown buffer (so only new bytes are scanned); `head`: the
+---request was HEAD. Returns the head's length and the response (the body starts at
+---`buf:sub(n + 1)`), or 0 when the head is incomplete, or nil and a reason when it is malformed
+---(`"bare LF"`, `"bad status line"`, `"conflicting content-length"`, ...).
+---@param buf string
+---@param last_len? integer
+---@param head? boolean
+---@return integer|nil n
+---@return hotsock.ParsedResponse|string|nil res_or_err
+function hotsock.parse_response(buf, last_len, head) end
+
+---@class hotsock.ParsedResponse
+---@field status integer 100..999
+---@field reason string the reason phrase, possibly empty
+---@field version string "1.0", "1.1"
+---@field headers table<string, string> lowercase names; repeated fields joined with ", "
+---@field body "none"|"length"|"chunked"|"close" how the body after the head is delimited
+---@field length? integer Content-Length, when there is one
+---@field keep_alive boolean the connection may carry another request after the body
+
 ---Opens an outbound datagram socket: `udp://HOST:PORT` (a name is resolved without
 ---blocking, which waits) or `unixgram:/path` (the socket autobinds an abstract name, `@` and
 ---five hex digits, so the server can answer). Returns the socket, or nil and `"no such host"`,
