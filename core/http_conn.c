@@ -1,5 +1,5 @@
 #include "core/http_conn.h"
-#include "core/http_file.h"
+#include "core/http_conn_internal.h"
 #include "core/hs.h"
 #include "core/log.h"
 
@@ -14,79 +14,11 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-/* Where the body of the current request stands. */
-enum body_state {
-    BODY_NONE,    /* no body, or all of it read */
-    BODY_BUFFER,  /* being read into h->body before on_request */
-    BODY_WAIT,    /* unread: stream mode before pipe_body, or after a pipe gave up */
-    BODY_PIPE,    /* being streamed to the sink */
-    BODY_DISCARD, /* being read and dropped (the response is done, the body was small) */
-};
-
-enum resp_state { RESP_NONE, RESP_STARTED, RESP_DONE };
-
-enum timer_kind { TM_NONE, TM_HEAD, TM_BODY, TM_KEEPALIVE, TM_LINGER };
-
-struct hs_http_conn {
-    struct hs_conn *c; /* NULL once closed */
-    struct event_base *base;
-    struct evbuffer *in;   /* the connection's input buffer (stable; known from on_data) */
-    struct evbuffer *body; /* a body read whole */
-    struct evbuffer *pend; /* response bytes assembled for one send */
-    struct event *timer;   /* the deadline of timer_kind */
-    struct event *kick;    /* runs the input loop again from the event loop */
-    const struct hs_http_app *app;
-    void *app_data;
-    struct hs_http_settings set;
-    unsigned refs;    /* calls into this module on the stack; the free waits for 0 */
-    unsigned running; /* http_run frames on the stack */
-    int closed;       /* on_close ran */
-    int eof;          /* the peer shut down its side */
-    int paused;       /* we asked the connection to stop reading */
-    int lingering;    /* an early error response is out; input is dropped until close */
-    int head_seen;    /* the app's on_head saw the current request */
-    int in_error;     /* the app's on_error runs: an error inside it gets the default */
-    int shut;         /* lingering: our write side is shut down */
-    int expecting;    /* the connection's receive rule is on (a body is being read) */
-    int draining;     /* the server is stopping: the current exchange is the last */
-    size_t last_len;  /* parser resumption offset for the head being received */
-    enum timer_kind timer_kind;
-    struct timeval body_last; /* last body progress (loop's cached clock) */
-    struct timespec t_start;  /* when the current head was complete, for the log */
-    unsigned linger_ticks;    /* lingering polls left */
-
-    /* The current exchange. */
-    int active;          /* a request is being handled */
-    int minor;           /* HTTP/1.minor of the request */
-    int head_req;        /* HEAD: no body in the response */
-    int keep;            /* the request allows the connection to persist */
-    int expect;          /* the client waits for 100 Continue */
-    int sent_continue;   /* 100 Continue went out */
-    int chunked;         /* the request body is chunked */
-    int stream;          /* stream mode: the app reads the body with pipe_body */
-    int piped;           /* pipe_body was used for this body */
-    uint64_t body_left;  /* Content-Length bytes still unread */
-    uint64_t body_total; /* body bytes read so far */
-    struct hs_http_chunked ch;
-    enum body_state bstate;
-    struct hs_conn_sink sink; /* pipe destination; write NULL discards */
-    uint64_t pipe_max;        /* bytes the pipe accepts */
-    enum resp_state resp;
-    int status;       /* response status */
-    int no_body;      /* HEAD, 1xx, 204 or 304: no body bytes go out */
-    int chunked_out;  /* the response is chunked */
-    int close_after;  /* close once the response is out */
-    int64_t length;   /* announced response length, or -1 */
-    uint64_t written; /* body bytes given to write/write_file */
-    char method[16];  /* for the log */
-    char target[HS_HTTP_MAX_LOG_TARGET + 4];
-};
-
 static void http_run(struct hs_http_conn *h, int from_kick);
 
 /* ---- small helpers ---- */
 
-static void http_release(struct hs_http_conn *h)
+void hs__http_release(struct hs_http_conn *h)
 {
     if (--h->refs > 0 || !h->closed)
         return;
@@ -98,17 +30,6 @@ static void http_release(struct hs_http_conn *h)
     free(h);
 }
 
-static int http_gone(const struct hs_http_conn *h)
-{
-    return h->closed || h->c == NULL || hs_conn_is_closing(h->c);
-}
-
-/* The app may no longer act on the exchange: the connection is going, or the layer answered. */
-static int http_dead(const struct hs_http_conn *h)
-{
-    return http_gone(h) || h->lingering;
-}
-
 static void http_arm(struct hs_http_conn *h, enum timer_kind kind, unsigned ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -117,12 +38,6 @@ static void http_arm(struct hs_http_conn *h, enum timer_kind kind, unsigned ms)
         event_del(h->timer);
     else
         event_add(h->timer, &tv);
-}
-
-static void http_kick(struct hs_http_conn *h)
-{
-    if (!h->closed)
-        event_active(h->kick, EV_TIMEOUT, 1);
 }
 
 static long long ms_since(struct hs_http_conn *h, const struct timeval *t)
@@ -142,32 +57,6 @@ static void log_copy(char *dst, size_t cap, const char *s, size_t n)
     dst[m] = '\0';
     if (m < n && cap > 4)
         memcpy(dst + cap - 4, "...", 4);
-}
-
-static void http_access_log(struct hs_http_conn *h, int status, uint64_t bytes, const char *why)
-{
-    if (HS_LOG_INFO < hs__log_level)
-        return; /* the access log is off: skip the clock and the formatting too */
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double ms = (double)(now.tv_sec - h->t_start.tv_sec) * 1e3 +
-                (double)(now.tv_nsec - h->t_start.tv_nsec) / 1e6;
-    if (!h->active)
-        ms = 0;
-    char line[sizeof h->method + sizeof h->target + 16] = "-";
-    if (strcmp(h->method, "-") != 0)
-        snprintf(line, sizeof line, "%s %s HTTP/1.%d", h->method, h->target, h->minor);
-    hs_log(HS_LOG_INFO, "conn#%llu %s \"%s\" %d %llu %.1fms%s%s%s",
-           h->c ? (unsigned long long)hs_conn_id(h->c) : 0ULL, h->c ? hs_conn_peer(h->c) : "-",
-           line, status, (unsigned long long)bytes, ms, why ? " (" : "", why ? why : "",
-           why ? ")" : "");
-}
-
-static int http_send_pend(struct hs_http_conn *h)
-{
-    if (evbuffer_get_length(h->pend) == 0)
-        return 0;
-    return hs_conn_send_buffer(h->c, h->pend);
 }
 
 /* Reading is wanted while a head or a body is being received, and while lingering. */
@@ -194,71 +83,6 @@ static void http_update_reading(struct hs_http_conn *h)
     hs_conn_pause(h->c, !want);
 }
 
-static const struct {
-    int status;
-    const char *text;
-} reasons[] = {
-    {100, "Continue"},
-    {200, "OK"},
-    {201, "Created"},
-    {202, "Accepted"},
-    {204, "No Content"},
-    {206, "Partial Content"},
-    {301, "Moved Permanently"},
-    {302, "Found"},
-    {303, "See Other"},
-    {304, "Not Modified"},
-    {307, "Temporary Redirect"},
-    {308, "Permanent Redirect"},
-    {400, "Bad Request"},
-    {401, "Unauthorized"},
-    {403, "Forbidden"},
-    {404, "Not Found"},
-    {405, "Method Not Allowed"},
-    {408, "Request Timeout"},
-    {409, "Conflict"},
-    {410, "Gone"},
-    {411, "Length Required"},
-    {412, "Precondition Failed"},
-    {413, "Content Too Large"},
-    {414, "URI Too Long"},
-    {415, "Unsupported Media Type"},
-    {416, "Range Not Satisfiable"},
-    {417, "Expectation Failed"},
-    {422, "Unprocessable Content"},
-    {429, "Too Many Requests"},
-    {431, "Request Header Fields Too Large"},
-    {500, "Internal Server Error"},
-    {501, "Not Implemented"},
-    {502, "Bad Gateway"},
-    {503, "Service Unavailable"},
-    {504, "Gateway Timeout"},
-    {505, "HTTP Version Not Supported"},
-    {507, "Insufficient Storage"},
-};
-
-const char *hs_http_reason(int status)
-{
-    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-        if (reasons[i].status == status)
-            return reasons[i].text;
-    return "Unknown";
-}
-
-/* The Date field value, formatted once per second. One loop per process, so a static cache. */
-static const char *http_now(struct hs_http_conn *h)
-{
-    static char buf[30];
-    static time_t at = -1;
-    struct timeval tv;
-    event_base_gettimeofday_cached(h->base, &tv);
-    if (tv.tv_sec != at) {
-        at = tv.tv_sec;
-        hs_http_date_format(at, buf);
-    }
-    return buf;
-}
-
 /* ---- closing ---- */
 
 /* After an early error response the client may still be sending (a body we refused): closing
@@ -275,7 +99,7 @@ static void http_linger(struct hs_http_conn *h)
 
 /* Ends the connection after the current response: at once when the request was read whole,
  * by lingering when some of its body may still be on its way. */
-static void http_close_after(struct hs_http_conn *h, const char *reason)
+void hs__http_close_after(struct hs_http_conn *h, const char *reason)
 {
     int unread = h->active && h->bstate != BODY_NONE && !h->eof;
     h->active = 0;
@@ -311,14 +135,14 @@ static int http_app_error(struct hs_http_conn *h, int status, const char *why)
     if (mine && !http_gone(h)) {
         size_t blen = evbuffer_get_length(bd);
         evbuffer_add_printf(h->pend, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
-                            hs_http_reason(status), http_now(h));
+                            hs_http_reason(status), hs__http_now(h));
         evbuffer_add_buffer(h->pend, hd);
         evbuffer_add_printf(h->pend, "Content-Length: %zu\r\nConnection: close\r\n\r\n", blen);
         if (!h->head_req)
             evbuffer_add_buffer(h->pend, bd);
-        http_access_log(h, status, h->head_req ? 0 : blen, why);
+        hs__http_access_log(h, status, h->head_req ? 0 : blen, why);
         h->resp = RESP_DONE;
-        http_send_pend(h);
+        hs__http_send_pend(h);
     }
     if (hd)
         evbuffer_free(hd);
@@ -343,12 +167,12 @@ static void http_error(struct hs_http_conn *h, int status, const char *why)
         evbuffer_add_printf(h->pend,
                             "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; "
                             "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                            status, reason, http_now(h), strlen(reason) + 1);
+                            status, reason, hs__http_now(h), strlen(reason) + 1);
         if (!h->head_req)
             evbuffer_add_printf(h->pend, "%s\n", reason);
-        http_access_log(h, status, h->head_req ? 0 : strlen(reason) + 1, why);
+        hs__http_access_log(h, status, h->head_req ? 0 : strlen(reason) + 1, why);
         h->resp = RESP_DONE;
-        http_send_pend(h);
+        hs__http_send_pend(h);
     } else if (h->resp == RESP_STARTED) {
         hs_log(HS_LOG_INFO, "conn#%llu %s response cut short: %s",
                (unsigned long long)hs_conn_id(h->c), hs_conn_peer(h->c), why);
@@ -367,7 +191,7 @@ void hs_http_conn_fail(struct hs_http_conn *h, int status, const char *why)
 {
     h->refs++;
     http_error(h, status, why);
-    http_release(h);
+    hs__http_release(h);
 }
 
 /* ---- requests ---- */
@@ -634,7 +458,7 @@ static int http_unread_body(struct hs_http_conn *h)
         body_timer_start(h);
         return 1;
     }
-    http_close_after(h, "closed");
+    hs__http_close_after(h, "closed");
     return 0;
 }
 
@@ -725,7 +549,7 @@ void hs_http_conn_drain(struct hs_http_conn *h)
         h->close_after = 1; /* its head may be out already: close after it all the same */
     if (!h->active && !h->lingering && (h->in == NULL || evbuffer_get_length(h->in) == 0))
         hs_conn_close(h->c, "shutdown");
-    http_release(h);
+    hs__http_release(h);
 }
 
 void hs_http_conn_input(struct hs_http_conn *h, struct evbuffer *in, int eof)
@@ -734,7 +558,7 @@ void hs_http_conn_input(struct hs_http_conn *h, struct evbuffer *in, int eof)
     h->in = in;
     h->eof |= eof;
     http_run(h, 0);
-    http_release(h);
+    hs__http_release(h);
 }
 
 static void http_kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -745,7 +569,7 @@ static void http_kick_cb(evutil_socket_t fd, short what, void *arg)
     h->refs++;
     if (h->in != NULL)
         http_run(h, 1);
-    http_release(h);
+    hs__http_release(h);
 }
 
 static void http_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -799,7 +623,7 @@ static void http_timer_cb(evutil_socket_t fd, short what, void *arg)
     case TM_NONE:
         break;
     }
-    http_release(h);
+    hs__http_release(h);
 }
 
 /* ---- setup and teardown ---- */
@@ -875,7 +699,7 @@ void hs_http_conn_closed(struct hs_http_conn *h, const char *reason)
     }
     h->app->on_close(h, reason, h->app_data);
     h->c = NULL;
-    http_release(h);
+    hs__http_release(h);
 }
 
 /* ---- responses ---- */
@@ -899,230 +723,6 @@ int hs_http_conn_pipe_body(struct hs_http_conn *h, const struct hs_conn_sink *si
         body_timer_start(h);
         http_kick(h);
     }
-    http_release(h);
+    hs__http_release(h);
     return 0;
-}
-
-/* 1 when the caller's header block has a field called name (lowercase, with the colon). */
-static int has_field(const char *hdrs, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i + n <= len;) {
-        if (strncasecmp(hdrs + i, name, n) == 0)
-            return 1;
-        const char *nl = memchr(hdrs + i, '\n', len - i);
-        if (nl == NULL)
-            break;
-        i = (size_t)(nl - hdrs) + 1;
-    }
-    return 0;
-}
-
-/* Appends n bytes at p; returns the end. */
-static char *put_mem(char *p, const char *s, size_t n)
-{
-    memcpy(p, s, n);
-    return p + n;
-}
-
-#define put_lit(p, lit) put_mem((p), (lit), sizeof(lit) - 1)
-
-/* Appends the decimal digits of v (at most 20) at p; returns the end. */
-static char *put_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
-}
-
-int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
-                       int64_t length, int close)
-{
-    if (http_dead(h))
-        return HS_ECLOSED;
-    if (!h->active || h->resp != RESP_NONE || status < 200 || status > 599)
-        return -EINVAL;
-    h->status = status;
-    h->length = length;
-    h->no_body = h->head_req || status == 204 || status == 304;
-    h->chunked_out = 0;
-    if (close || !h->keep)
-        h->close_after = 1;
-    /* A body left unread may not be skippable: then the connection must end with this. */
-    if (h->bstate == BODY_WAIT || h->bstate == BODY_PIPE)
-        if (h->chunked || h->body_left > h->set.max_body || (h->expect && !h->sent_continue))
-            h->close_after = 1;
-    if (length < 0 && status != 204 && status != 304) {
-        if (h->minor >= 1)
-            h->chunked_out = 1;
-        else
-            h->close_after = 1; /* HTTP/1.0: the end of the body is the end of the connection */
-    }
-    /* The head is assembled with memcpy in two small pieces around the caller's lines, not by
-     * printf: on a small static file it was a tenth of the request's instructions. */
-    char line[128], *p = put_lit(line, "HTTP/1.1 ");
-    const char *reason = hs_http_reason(status);
-    p = put_u64(p, (uint64_t)status);
-    *p++ = ' ';
-    p = put_mem(p, reason, strlen(reason));
-    p = put_lit(p, "\r\n");
-    if (headers == NULL || !has_field(headers, len, "date:")) {
-        p = put_lit(p, "Date: ");
-        p = put_mem(p, http_now(h), 29);
-        p = put_lit(p, "\r\n");
-    }
-    evbuffer_add(h->pend, line, (size_t)(p - line));
-    if (len > 0)
-        evbuffer_add(h->pend, headers, len);
-    p = line;
-    if (status != 204 && status != 304) {
-        if (length >= 0) {
-            p = put_lit(p, "Content-Length: ");
-            p = put_u64(p, (uint64_t)length);
-            p = put_lit(p, "\r\n");
-        } else if (h->chunked_out) {
-            p = put_lit(p, "Transfer-Encoding: chunked\r\n");
-        }
-    }
-    if (h->close_after)
-        p = put_lit(p, "Connection: close\r\n");
-    else if (h->minor == 0)
-        p = put_lit(p, "Connection: keep-alive\r\n");
-    p = put_lit(p, "\r\n");
-    evbuffer_add(h->pend, line, (size_t)(p - line));
-    h->resp = RESP_STARTED;
-    return 0;
-}
-
-static int check_write(struct hs_http_conn *h, uint64_t len)
-{
-    if (http_dead(h))
-        return HS_ECLOSED;
-    if (!h->active || h->resp != RESP_STARTED)
-        return -EINVAL;
-    if (h->length >= 0 && h->written + len > (uint64_t)h->length)
-        return -EINVAL;
-    return 0;
-}
-
-int hs_http_conn_write(struct hs_http_conn *h, const void *data, size_t len)
-{
-    int r = check_write(h, len);
-    if (r != 0)
-        return r;
-    h->written += len;
-    if (h->no_body || len == 0) /* a zero-size chunk would end a chunked body */
-        return 0;
-    if (hs_conn_pending(h->c) + evbuffer_get_length(h->pend) + len > HS_DEFAULT_OUT_HARD) {
-        h->written -= len;
-        return HS_EFULL;
-    }
-    if (h->chunked_out)
-        evbuffer_add_printf(h->pend, "%zx\r\n", len);
-    evbuffer_add(h->pend, data, len);
-    if (h->chunked_out)
-        evbuffer_add(h->pend, "\r\n", 2);
-    h->refs++;
-    r = http_send_pend(h);
-    http_release(h);
-    return r;
-}
-
-int hs_http_conn_write_file(struct hs_http_conn *h, int fd, uint64_t offset, uint64_t len)
-{
-    int r = check_write(h, len);
-    if (r == 0 && h->length < 0)
-        r = -EINVAL;
-    if (r != 0 || h->no_body || len == 0) {
-        close(fd);
-        if (r == 0)
-            h->written += len;
-        return r;
-    }
-    h->refs++;
-    r = http_send_pend(h);
-    if (r == 0 && !http_gone(h)) {
-        h->written += len;
-        r = hs_conn_send_file(h->c, fd, offset, len);
-    } else {
-        close(fd);
-        r = r ? r : HS_ECLOSED;
-    }
-    http_release(h);
-    return r;
-}
-
-int hs_http_conn_finish(struct hs_http_conn *h)
-{
-    if (http_dead(h))
-        return HS_ECLOSED;
-    if (!h->active || h->resp != RESP_STARTED)
-        return -EINVAL;
-    h->refs++;
-    if (h->chunked_out && !h->no_body)
-        evbuffer_add(h->pend, "0\r\n\r\n", 5);
-    int r = http_send_pend(h);
-    int short_body = h->length >= 0 && h->written < (uint64_t)h->length;
-    h->resp = RESP_DONE;
-    http_access_log(h, h->status, h->no_body ? 0 : h->written, short_body ? "short body" : NULL);
-    if (http_gone(h)) {
-        r = HS_ECLOSED;
-    } else if (r != 0 || short_body) {
-        h->active = 0;
-        hs_conn_close(h->c, short_body ? "short response" : "output buffer full");
-    } else if (h->close_after) {
-        http_close_after(h, "closed");
-    } else if (h->running == 0) {
-        http_kick(h); /* the next request may be waiting already */
-    }
-    http_release(h);
-    return r;
-}
-
-int hs_http_conn_is_open(const struct hs_http_conn *h)
-{
-    return !http_dead(h);
-}
-
-struct hs_conn *hs_http_conn_upgrade(struct hs_http_conn *h, const char *headers, size_t len)
-{
-    if (http_dead(h) || !h->active || h->resp != RESP_NONE || h->bstate != BODY_NONE)
-        return NULL;
-    struct hs_conn *c = h->c;
-    h->refs++;
-    evbuffer_add_printf(h->pend, "HTTP/1.1 101 Switching Protocols\r\n");
-    if (len > 0)
-        evbuffer_add(h->pend, headers, len);
-    evbuffer_add(h->pend, "\r\n", 2);
-    h->resp = RESP_DONE;
-    http_access_log(h, 101, 0, NULL);
-    if (http_send_pend(h) != 0 || http_gone(h)) {
-        http_release(h);
-        return NULL;
-    }
-    /* From here the connection is not HTTP's: no timer, no reading state, no data. */
-    h->active = 0;
-    h->closed = 1;
-    event_del(h->timer);
-    event_del(h->kick);
-    h->app->on_close(h, "upgraded", h->app_data);
-    h->c = NULL;
-    hs_conn_set_data(c, NULL);
-    http_release(h);
-    return c;
-}
-
-int hs_http_conn_is_head(const struct hs_http_conn *h)
-{
-    return h->head_req;
-}
-
-int hs_http_conn_started(const struct hs_http_conn *h)
-{
-    return h->resp != RESP_NONE;
 }
