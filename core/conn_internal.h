@@ -166,6 +166,10 @@ ssize_t hs__conn_read_some(struct hs_conn *c);
 /* Frames and dispatches everything buffered (as after a read). May free c. */
 void hs__conn_process_input(struct hs_conn *c);
 
+/* The peer shut down its side (core/conn_input.c): delivers what is left, then closes after
+ * the flush. The caller holds a reference (refs) and releases it after. */
+void hs__conn_on_eof(struct hs_conn *c);
+
 /* Adds (on != 0) or removes the write event, whatever output is pending (the TLS handshake
  * uses it while it owns the events). Returns 0 or -ENOMEM. */
 int hs__conn_want_write(struct hs_conn *c, int on);
