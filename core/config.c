@@ -1,4 +1,5 @@
 #include "core/config.h"
+#include "core/config_internal.h"
 #include "core/framing.h"
 #include "core/hs.h"
 #include "core/log.h"
@@ -14,33 +15,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-enum {
-    SET_LOG_LEVEL = 1 << 0,
-    SET_MAX_CONNECTIONS = 1 << 1,
-    SET_IDLE_TIMEOUT = 1 << 2,
-    SET_GRACE = 1 << 3,
-    SET_WORKERS = 1 << 4,
-    SET_SHARED = 1 << 5,
-    /* Bits from 1 << 8 on belong to the entries of `limits` below, in order. */
-};
-
-/* The limits settings: one flag, one config key, one field each. */
-enum limit_kind {
-    LIMIT_SECONDS, /* unsigned ms; seconds with decimals on input */
-    LIMIT_COUNT,   /* unsigned */
-    LIMIT_SIZE,    /* size_t bytes; k, m, g suffixes on input */
-};
-
-struct limit_setting {
-    const char *flag;
-    const char *key;
-    enum limit_kind kind;
-    size_t offset;          /* of the field in struct hs_config */
-    size_t max;             /* sizes: largest value accepted, or 0 for no bound */
-    const char *arg, *help; /* for --help */
-};
-
-static const struct limit_setting limits[] = {
+const struct limit_setting hs__config_limits[] = {
     {"--max-per-peer", "max_per_peer", LIMIT_COUNT, offsetof(struct hs_config, max_per_peer), 0,
      "N", "open connections from one client address"},
     {"--first-byte-timeout", "first_byte_timeout", LIMIT_SECONDS,
@@ -75,8 +50,7 @@ static const struct limit_setting limits[] = {
      offsetof(struct hs_config, proxy_timeout_ms), 0, "S",
      "accept to a complete PROXY header (?proxy listeners)"},
 };
-#define N_LIMITS (sizeof limits / sizeof limits[0])
-#define LIMIT_BIT(i) (1u << (8 + (i)))
+const size_t hs__config_n_limits = sizeof hs__config_limits / sizeof hs__config_limits[0];
 
 void hs_config_init(struct hs_config *cfg)
 {
@@ -165,7 +139,7 @@ static int parse_uint(const char *s, unsigned *out)
 }
 
 /* A size: digits with an optional k, m or g suffix (powers of 1024). */
-static int parse_size(const char *s, size_t *out)
+int hs__config_parse_size(const char *s, size_t *out)
 {
     char *end;
     if (*s < '0' || *s > '9')
@@ -188,8 +162,9 @@ static int parse_size(const char *s, size_t *out)
 
 /* Sets dictionary name to size bytes (and max_value, 0: the default), replacing an earlier
  * setting of the same name unless that came from the command line and this does not. */
-static int add_shared(struct hs_config *cfg, const char *name, size_t nl, size_t size,
-                      size_t max_value, int from_cli, const char *what, char *err, size_t errlen)
+int hs__config_add_shared(struct hs_config *cfg, const char *name, size_t nl, size_t size,
+                          size_t max_value, int from_cli, const char *what, char *err,
+                          size_t errlen)
 {
     char n[HS_SHARED_MAX_NAME + 1];
     if (nl == 0 || nl > HS_SHARED_MAX_NAME) {
@@ -248,20 +223,22 @@ static int parse_shared(struct hs_config *cfg, const char *val, char *err, size_
     char *colon = strchr(sz, ':');
     if (colon)
         *colon = '\0';
-    if (parse_size(sz, &size) != 0 || (colon && parse_size(colon + 1, &max_value) != 0)) {
+    if (hs__config_parse_size(sz, &size) != 0 ||
+        (colon && hs__config_parse_size(colon + 1, &max_value) != 0)) {
         snprintf(err, errlen, "--shared wants NAME=SIZE[:MAX_VALUE] (like cache=64m), got '%s'",
                  val);
         return -1;
     }
-    return add_shared(cfg, val, (size_t)(eq - val), size, max_value, 1, "--shared", err, errlen);
+    return hs__config_add_shared(cfg, val, (size_t)(eq - val), size, max_value, 1, "--shared", err,
+                                 errlen);
 }
 
-/* Stores text (a flag's value, or a config value turned into text) into limits[i]'s field.
- * Returns 0, or -1 with err set. */
-static int set_limit(struct hs_config *cfg, size_t i, const char *text, const char *name, char *err,
-                     size_t errlen)
+/* Stores text (a flag's value, or a config value turned into text) into hs__config_limits[i]'s
+ * field. Returns 0, or -1 with err set. */
+int hs__config_set_limit(struct hs_config *cfg, size_t i, const char *text, const char *name,
+                         char *err, size_t errlen)
 {
-    const struct limit_setting *ls = &limits[i];
+    const struct limit_setting *ls = &hs__config_limits[i];
     char *field = (char *)cfg + ls->offset;
     unsigned u;
     size_t z;
@@ -281,7 +258,7 @@ static int set_limit(struct hs_config *cfg, size_t i, const char *text, const ch
         memcpy(field, &u, sizeof u);
         break;
     case LIMIT_SIZE:
-        if (parse_size(text, &z) != 0 || (ls->max && z > ls->max)) {
+        if (hs__config_parse_size(text, &z) != 0 || (ls->max && z > ls->max)) {
             snprintf(err, errlen, "%s wants a size like 512, 64k or 16m, got '%s'", name, text);
             return -1;
         }
@@ -296,7 +273,7 @@ void hs_config_print_limits(FILE *out)
     struct hs_config def;
     hs_config_init(&def);
     for (size_t i = 0; i < N_LIMITS; i++) {
-        const struct limit_setting *ls = &limits[i];
+        const struct limit_setting *ls = &hs__config_limits[i];
         const char *field = (const char *)&def + ls->offset;
         char flag[64], val[32];
         unsigned u;
@@ -372,7 +349,7 @@ static char *path_clean(const char *in)
     return out;
 }
 
-static struct hs_service_spec *add_service(struct hs_config *cfg, const char *script)
+struct hs_service_spec *hs__config_add_service(struct hs_config *cfg, const char *script)
 {
     if (cfg->n_services >= HS_CONFIG_MAX_SERVICES)
         return NULL;
@@ -382,7 +359,7 @@ static struct hs_service_spec *add_service(struct hs_config *cfg, const char *sc
     return s;
 }
 
-static int add_option(struct hs_service_spec *s, const char *key, size_t kl, const char *value)
+int hs__config_add_option(struct hs_service_spec *s, const char *key, size_t kl, const char *value)
 {
     for (size_t i = 0; i < s->n_opts; i++) {
         if (strlen(s->opts[i].key) == kl && memcmp(s->opts[i].key, key, kl) == 0) {
@@ -409,7 +386,7 @@ struct pending {
     const char *sandbox;
 };
 
-static int apply_listen(struct hs_service_spec *s, const char *url, char *err, size_t errlen)
+int hs__config_apply_listen(struct hs_service_spec *s, const char *url, char *err, size_t errlen)
 {
     struct hs_addr a;
     const char *why;
@@ -432,14 +409,14 @@ static int apply_set(struct hs_service_spec *s, const char *kv, char *err, size_
         snprintf(err, errlen, "--set wants key=value, got '%s'", kv);
         return -1;
     }
-    if (add_option(s, kv, (size_t)(eq - kv), eq + 1) != 0) {
+    if (hs__config_add_option(s, kv, (size_t)(eq - kv), eq + 1) != 0) {
         snprintf(err, errlen, "too many --set options for %s", s->script);
         return -1;
     }
     return 0;
 }
 
-static int apply_sandbox(struct hs_service_spec *s, const char *name, char *err, size_t errlen)
+int hs__config_apply_sandbox(struct hs_service_spec *s, const char *name, char *err, size_t errlen)
 {
     int p = hs_sandbox_parse(name);
     if (p < 0) {
@@ -451,7 +428,7 @@ static int apply_sandbox(struct hs_service_spec *s, const char *name, char *err,
     return 0;
 }
 
-static int add_allowed_module(struct hs_config *cfg, const char *name, char *err, size_t errlen)
+int hs__config_add_allowed_module(struct hs_config *cfg, const char *name, char *err, size_t errlen)
 {
     if (name[0] == '\0' || cfg->n_allow_modules >= HS_SANDBOX_MAX_MODULES) {
         snprintf(err, errlen, "%s", name[0] ? "too many allowed modules" : "empty module name");
@@ -464,7 +441,7 @@ static int add_allowed_module(struct hs_config *cfg, const char *name, char *err
     return 0;
 }
 
-static int apply_framing(struct hs_service_spec *s, const char *spec, char *err, size_t errlen)
+int hs__config_apply_framing(struct hs_service_spec *s, const char *spec, char *err, size_t errlen)
 {
     struct hs_framing f;
     const char *why = "bad framing";
@@ -493,7 +470,7 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                           strcmp(a, "--metrics") == 0 || strcmp(a, "--shared") == 0 ||
                           strcmp(a, "--sandbox") == 0 || strcmp(a, "--allow-module") == 0;
         size_t li = 0;
-        while (li < N_LIMITS && strcmp(a, limits[li].flag) != 0)
+        while (li < N_LIMITS && strcmp(a, hs__config_limits[li].flag) != 0)
             li++;
         takes_value = takes_value || li < N_LIMITS;
         if (takes_value) {
@@ -504,12 +481,12 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
             val = argv[++i];
         }
         if (li < N_LIMITS) {
-            if (set_limit(cfg, li, val, a, err, errlen) != 0)
+            if (hs__config_set_limit(cfg, li, val, a, err, errlen) != 0)
                 return -1;
             cfg->cli_set |= LIMIT_BIT(li);
         } else if (strcmp(a, "--listen") == 0) {
             if (cur) {
-                if (apply_listen(cur, val, err, errlen) != 0)
+                if (hs__config_apply_listen(cur, val, err, errlen) != 0)
                     return -1;
             } else if (pend.n_listen < HS_SCRIPT_MAX_LISTEN) {
                 pend.listen[pend.n_listen++] = val;
@@ -523,14 +500,14 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
             }
         } else if (strcmp(a, "--framing") == 0) {
             if (cur) {
-                if (apply_framing(cur, val, err, errlen) != 0)
+                if (hs__config_apply_framing(cur, val, err, errlen) != 0)
                     return -1;
             } else {
                 pend.framing = val;
             }
         } else if (strcmp(a, "--sandbox") == 0) {
             if (cur) {
-                if (apply_sandbox(cur, val, err, errlen) != 0)
+                if (hs__config_apply_sandbox(cur, val, err, errlen) != 0)
                     return -1;
             } else if (hs_sandbox_parse(val) < 0) {
                 snprintf(err, errlen, "--sandbox must be standard, strict or trusted");
@@ -539,7 +516,7 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                 pend.sandbox = val;
             }
         } else if (strcmp(a, "--allow-module") == 0) {
-            if (add_allowed_module(cfg, val, err, errlen) != 0)
+            if (hs__config_add_allowed_module(cfg, val, err, errlen) != 0)
                 return -1;
         } else if (strcmp(a, "--log-level") == 0) {
             int l = hs_log_level_parse(val);
@@ -594,21 +571,21 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
             snprintf(err, errlen, "unknown option %s (see hotsock --help)", a);
             return -1;
         } else {
-            cur = add_service(cfg, a);
+            cur = hs__config_add_service(cfg, a);
             if (cur == NULL) {
                 snprintf(err, errlen, "at most %d scripts", HS_CONFIG_MAX_SERVICES);
                 return -1;
             }
             if (cfg->n_services == 1) {
                 for (size_t j = 0; j < pend.n_listen; j++)
-                    if (apply_listen(cur, pend.listen[j], err, errlen) != 0)
+                    if (hs__config_apply_listen(cur, pend.listen[j], err, errlen) != 0)
                         return -1;
                 for (size_t j = 0; j < pend.n_set; j++)
                     if (apply_set(cur, pend.set[j], err, errlen) != 0)
                         return -1;
-                if (pend.framing && apply_framing(cur, pend.framing, err, errlen) != 0)
+                if (pend.framing && hs__config_apply_framing(cur, pend.framing, err, errlen) != 0)
                     return -1;
-                if (pend.sandbox && apply_sandbox(cur, pend.sandbox, err, errlen) != 0)
+                if (pend.sandbox && hs__config_apply_sandbox(cur, pend.sandbox, err, errlen) != 0)
                     return -1;
             }
         }
@@ -618,311 +595,4 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
         return -1;
     }
     return 0;
-}
-
-/* Resolves a path from the config file against the file's directory. */
-static char *resolve(const char *cfg_path, const char *p)
-{
-    const char *slash = strrchr(cfg_path, '/');
-    if (p[0] == '/' || slash == NULL)
-        return strdup(p);
-    size_t dl = (size_t)(slash - cfg_path);
-    char *out = malloc(dl + strlen(p) + 2);
-    if (out)
-        sprintf(out, "%.*s/%s", (int)dl, cfg_path, p);
-    return out;
-}
-
-static int cfg_fail(char *err, size_t errlen, const char *path, const char *msg)
-{
-    snprintf(err, errlen, "%s: %s", path, msg);
-    return -1;
-}
-
-/* Appends "&key=VALUE" (or "?key=..." as the first option) to url, VALUE %-encoded. */
-static int url_add_option(char *url, size_t n, const char *key, const char *value)
-{
-    size_t used = strlen(url);
-    int w = snprintf(url + used, n - used, "%c%s=", strchr(url, '?') ? '&' : '?', key);
-    if (w < 0 || used + (size_t)w >= n)
-        return -1;
-    used += (size_t)w;
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || strchr("/._~-+:,@", *p);
-        if (used + 4 >= n)
-            return -1;
-        used += (size_t)(plain ? snprintf(url + used, n - used, "%c", *p)
-                               : snprintf(url + used, n - used, "%%%02X", *p));
-    }
-    return 0;
-}
-
-/* A listen entry given as a table, {url = "tls://...", cert = PATH, key = PATH, proxy = true}
- * (cert and key may be lists, paired in order, for certificates chosen by SNI; proxy is the
- * ?proxy flag), on top of the stack:
- * written as the URL with options that --listen takes, paths resolved against the config
- * file's directory. Returns 0, or -1 with err set. */
-static int listen_table_url(lua_State *L, const char *path, char *url, size_t n, char *err,
-                            size_t errlen)
-{
-    if (lua_getfield(L, -1, "url") != LUA_TSTRING) {
-        lua_pop(L, 1);
-        return cfg_fail(err, errlen, path, "a listen table needs url = \"tls://HOST:PORT\"");
-    }
-    snprintf(url, n, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    static const char *const keys[] = {"cert", "key"};
-    for (size_t k = 0; k < 2; k++) {
-        int t = lua_getfield(L, -1, keys[k]);
-        lua_Integer count = t == LUA_TTABLE ? luaL_len(L, -1) : t == LUA_TSTRING ? 1 : 0;
-        for (lua_Integer i = 1; i <= count; i++) {
-            if (t == LUA_TTABLE)
-                lua_rawgeti(L, -1, i);
-            else
-                lua_pushvalue(L, -1);
-            const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-            char *full = v ? resolve(path, v) : NULL;
-            int bad = full == NULL || url_add_option(url, n, keys[k], full) != 0;
-            free(full);
-            lua_pop(L, 1);
-            if (bad) {
-                lua_pop(L, 1);
-                return cfg_fail(err, errlen, path,
-                                v ? "listen URL with its options too long"
-                                  : "cert and key must be paths or lists of paths");
-            }
-        }
-        lua_pop(L, 1);
-    }
-    /* proxy = true: the ?proxy flag. */
-    int proxy = lua_getfield(L, -1, "proxy") == LUA_TBOOLEAN && lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    size_t used = strlen(url);
-    if (proxy &&
-        snprintf(url + used, n - used, "%cproxy", strchr(url, '?') ? '&' : '?') >= (int)(n - used))
-        return cfg_fail(err, errlen, path, "listen URL with its options too long");
-    return 0;
-}
-
-/* Reads one services[i] table on top of the stack. */
-static int read_service(lua_State *L, struct hs_config *cfg, const char *path, char *err,
-                        size_t errlen)
-{
-    if (lua_getfield(L, -1, "script") != LUA_TSTRING)
-        return cfg_fail(err, errlen, path, "each service needs script = \"path.lua\"");
-    char *script = resolve(path, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    struct hs_service_spec *s = add_service(cfg, script);
-    free(script);
-    if (s == NULL)
-        return cfg_fail(err, errlen, path, "too many services");
-    int t = lua_getfield(L, -1, "listen");
-    if (t == LUA_TSTRING) {
-        if (apply_listen(s, lua_tostring(L, -1), err, errlen) != 0)
-            return -1;
-    } else if (t == LUA_TTABLE && lua_getfield(L, -1, "url") != LUA_TNIL) {
-        lua_pop(L, 1); /* one {url = ...} table rather than a list of entries */
-        char url[HS_ADDR_MAX_URL];
-        if (listen_table_url(L, path, url, sizeof url, err, errlen) != 0 ||
-            apply_listen(s, url, err, errlen) != 0)
-            return -1;
-    } else if (t == LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_Integer n = luaL_len(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
-            char url[HS_ADDR_MAX_URL];
-            if (lua_istable(L, -1) && listen_table_url(L, path, url, sizeof url, err, errlen) != 0)
-                return -1;
-            const char *u = lua_istable(L, -1) ? url : lua_tostring(L, -1);
-            if (u == NULL || apply_listen(s, u, err, errlen) != 0)
-                return u ? -1
-                         : cfg_fail(err, errlen, path,
-                                    "listen entries must be URL strings or {url = ...} tables");
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "framing") == LUA_TSTRING &&
-        apply_framing(s, lua_tostring(L, -1), err, errlen) != 0)
-        return -1;
-    lua_pop(L, 1);
-    t = lua_getfield(L, -1, "sandbox");
-    if (t != LUA_TNIL &&
-        (t != LUA_TSTRING || apply_sandbox(s, lua_tostring(L, -1), err, errlen) != 0))
-        return cfg_fail(err, errlen, path,
-                        "sandbox must be \"standard\", \"strict\" or \"trusted\"");
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "options") == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-            if (lua_type(L, -2) != LUA_TSTRING)
-                return cfg_fail(err, errlen, path, "option names must be strings");
-            size_t kl;
-            const char *k = lua_tolstring(L, -2, &kl);
-            const char *v = luaL_tolstring(L, -1, NULL);
-            if (add_option(s, k, kl, v) != 0)
-                return cfg_fail(err, errlen, path, "too many options");
-            lua_pop(L, 2);
-        }
-    }
-    lua_pop(L, 1);
-    return 0;
-}
-
-/* shared = { NAME = "64m", OTHER = { size = "1g", max_value = "1m" } } */
-static int read_shared(lua_State *L, struct hs_config *cfg, const char *path, char *err,
-                       size_t errlen)
-{
-    char what[300];
-    lua_pushnil(L);
-    while (lua_next(L, -2) != 0) {
-        if (lua_type(L, -2) != LUA_TSTRING)
-            return cfg_fail(err, errlen, path, "shared: names must be strings");
-        size_t nl;
-        const char *name = lua_tolstring(L, -2, &nl);
-        int top = lua_gettop(L); /* the value; the name is under it */
-        snprintf(what, sizeof what, "%s: shared.%s", path, name);
-        const char *size_s = NULL, *max_s = NULL;
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            lua_getfield(L, -1, "size");
-            lua_getfield(L, -2, "max_value");
-            size_s = lua_tostring(L, -2);
-            max_s = lua_tostring(L, -1);
-        } else {
-            size_s = lua_tostring(L, -1);
-        }
-        size_t size = 0, max_value = 0;
-        if (size_s == NULL || parse_size(size_s, &size) != 0 ||
-            (max_s && parse_size(max_s, &max_value) != 0)) {
-            snprintf(err, errlen,
-                     "%s: wants a size like \"64m\" or {size = \"64m\", max_value = \"1m\"}", what);
-            return -1;
-        }
-        if (add_shared(cfg, name, nl, size, max_value, 0, what, err, errlen) != 0)
-            return -1;
-        lua_settop(L, top - 1);
-    }
-    return 0;
-}
-
-static int read_config_table(lua_State *L, struct hs_config *cfg, const char *path, char *err,
-                             size_t errlen)
-{
-    if (!lua_istable(L, -1))
-        return cfg_fail(err, errlen, path, "the config file must return a table");
-    if (lua_getfield(L, -1, "log_level") == LUA_TSTRING && !(cfg->cli_set & SET_LOG_LEVEL)) {
-        int l = hs_log_level_parse(lua_tostring(L, -1));
-        if (l < 0)
-            return cfg_fail(err, errlen, path, "log_level must be debug, info, warn or error");
-        cfg->log_level = l;
-    }
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "max_connections") == LUA_TNUMBER &&
-        !(cfg->cli_set & SET_MAX_CONNECTIONS))
-        cfg->max_connections = (unsigned)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "idle_timeout") == LUA_TNUMBER && !(cfg->cli_set & SET_IDLE_TIMEOUT))
-        cfg->idle_timeout_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "metrics") == LUA_TSTRING && cfg->metrics_url == NULL)
-        cfg->metrics_url = strdup(lua_tostring(L, -1));
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "workers") == LUA_TNUMBER && !(cfg->cli_set & SET_WORKERS))
-        cfg->workers = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "grace") == LUA_TNUMBER && !(cfg->cli_set & SET_GRACE))
-        cfg->grace_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
-    lua_pop(L, 1);
-    for (size_t i = 0; i < N_LIMITS; i++) {
-        int t = lua_getfield(L, -1, limits[i].key);
-        if (t != LUA_TNIL && !(cfg->cli_set & LIMIT_BIT(i))) {
-            const char *v = t == LUA_TNUMBER || t == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-            char name[64];
-            snprintf(name, sizeof name, "%s: %s", path, limits[i].key);
-            if (set_limit(cfg, i, v, name, err, errlen) != 0)
-                return -1;
-        }
-        lua_pop(L, 1);
-    }
-    int st = lua_getfield(L, -1, "shared");
-    if (st == LUA_TTABLE) {
-        if (read_shared(L, cfg, path, err, errlen) != 0)
-            return -1;
-    } else if (st != LUA_TNIL) {
-        return cfg_fail(err, errlen, path, "shared must be a table of NAME = \"SIZE\"");
-    }
-    lua_pop(L, 1);
-    int am = lua_getfield(L, -1, "allow_modules");
-    if (am == LUA_TSTRING) {
-        if (add_allowed_module(cfg, lua_tostring(L, -1), err, errlen) != 0)
-            return cfg_fail(err, errlen, path, "bad allow_modules");
-    } else if (am == LUA_TTABLE) {
-        lua_Integer n = luaL_len(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            if (lua_geti(L, -1, i) != LUA_TSTRING ||
-                add_allowed_module(cfg, lua_tostring(L, -1), err, errlen) != 0)
-                return cfg_fail(err, errlen, path, "allow_modules must be module names");
-            lua_pop(L, 1);
-        }
-    } else if (am != LUA_TNIL) {
-        return cfg_fail(err, errlen, path, "allow_modules must be a name or a list of names");
-    }
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "services") != LUA_TTABLE)
-        return cfg_fail(err, errlen, path, "the config needs services = { {script = ...}, ... }");
-    lua_Integer n = luaL_len(L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
-        if (lua_rawgeti(L, -1, i) != LUA_TTABLE)
-            return cfg_fail(err, errlen, path, "each service must be a table");
-        if (read_service(L, cfg, path, err, errlen) != 0)
-            return -1;
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    return 0;
-}
-
-/* What read_protected works on. */
-struct config_job {
-    struct hs_config *cfg;
-    const char *path;
-    char *err;
-    size_t errlen;
-    int r; /* read_config_table's result */
-};
-
-/* Runs the file and reads the table it returns, in protected mode: the file is the
- * operator's, but a metamethod in it (a raising __index, __len or __tostring) must be an
- * error with file:line, not a Lua panic. */
-static int read_protected(lua_State *L)
-{
-    struct config_job *j = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    if (luaL_loadfilex(L, j->path, "t") != LUA_OK)
-        return lua_error(L);
-    lua_call(L, 0, 1);
-    j->r = read_config_table(L, j->cfg, j->path, j->err, j->errlen);
-    return 0;
-}
-
-int hs_config_load_file(struct hs_config *cfg, const char *path, char *err, size_t errlen)
-{
-    lua_State *L = luaL_newstate();
-    if (L == NULL)
-        return cfg_fail(err, errlen, path, "out of memory");
-    luaL_openlibs(L);
-    struct config_job job = {cfg, path, err, errlen, -1};
-    lua_pushcfunction(L, read_protected);
-    lua_pushlightuserdata(L, &job);
-    int r = job.r;
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        const char *msg = lua_tostring(L, -1);
-        snprintf(err, errlen, "%s", msg ? msg : "error in the config file");
-    } else {
-        r = job.r;
-    }
-    lua_close(L);
-    return r;
 }
