@@ -1,0 +1,95 @@
+/* What the HTTP binding's files share: core/lua_http.c (req, the app callbacks, the handler)
+ * and core/lua_http_res.c (the res object). Nothing else includes this. */
+#ifndef HS_LUA_HTTP_INTERNAL_H
+#define HS_LUA_HTTP_INTERNAL_H
+
+#include <errno.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "core/hs.h"
+#include "core/http_conn.h"
+
+struct hs_file_cache;
+struct hs_lua;
+struct hs_script;
+struct hs_version;
+
+#define HS_RES_MT "hotsock.http.response"
+#define HS_REQ_MT "hotsock.http.request"
+
+/* Per-connection data of the binding: the app data of its hs_http_conn. */
+struct lua_http {
+    struct hs_lua *hl;
+    struct hs_script *s;  /* the listener's script */
+    struct hs_version *v; /* the version the current request runs (referenced) */
+    int req_ref;          /* registry: the current request table, or LUA_NOREF */
+    int res_ref;          /* registry: the current response box, or LUA_NOREF */
+    int done_ref;         /* registry: the pending pipe_body callback, or LUA_NOREF */
+    int file_ref;         /* registry: the file being piped into (kept alive), or LUA_NOREF */
+    struct hs_file_cache *files; /* the process's file cache once send_file used it */
+};
+
+/* A response as Lua sees it. User value 1: the header lines set so far ("Name: value\r\n"
+ * strings, in order); user value 2: the request table. */
+struct res_box {
+    struct hs_http_conn *h; /* NULL once finished or once the connection is gone */
+    int status;             /* 200 unless res:status said otherwise */
+    int started;            /* res:write began a streamed body */
+    int finished;           /* a res method finished it */
+    int close;              /* Connection: close was asked for */
+};
+
+static inline void unref(lua_State *L, int *ref)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+}
+
+static inline const char *token(int code)
+{
+    switch (code) {
+    case HS_ECLOSED:
+        return "closed";
+    case HS_EFULL:
+        return "output buffer full";
+    case HS_ETOOBIG:
+        return "body too large";
+    case HS_EPROTO:
+        return "bad request body";
+    case -ECANCELED:
+        return "canceled";
+    case -ENOENT:
+        return "not found";
+    case -EACCES:
+        return "forbidden";
+    case -EISDIR:
+        return "is a directory";
+    default:
+        return hs_strerror(code);
+    }
+}
+
+static inline int push_fail(lua_State *L, int code)
+{
+    luaL_pushfail(L);
+    lua_pushstring(L, token(code));
+    return 2;
+}
+
+/* Whether the box still reaches a connection that can take the response: on_close clears
+ * b->h, but a connection closing (flushing its last bytes) refuses already. */
+static inline int res_gone(const struct res_box *b)
+{
+    return b->h == NULL || !hs_http_conn_is_open(b->h);
+}
+
+/* The request is over for the script: the res box no longer reaches the connection, and the
+ * registry references of lh's req and res are dropped (core/lua_http.c). */
+void hs__lua_http_detach(lua_State *L, struct lua_http *lh);
+
+/* Creates the res metatable the first time (core/lua_http_res.c); leaves the stack as it was. */
+void hs__lua_http_open_res(lua_State *L);
+
+#endif
