@@ -474,58 +474,17 @@ unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set)
     return w.moved + hs__lua_ws_adopt(s, set, w.to);
 }
 
-/* ---- timers ---- */
-
-struct lua_timer {
-    struct event *ev;
-    struct hs_lua *hl;
-    int fn_ref;   /* the callback; LUA_NOREF once done or cancelled */
-    int self_ref; /* keeps the userdata alive while pending */
-    int repeat;   /* every() rather than after() */
-    double interval;
-    struct hs_version *owner;      /* version whose code created it (not referenced) */
-    int at_load;                   /* created by the script's top level */
-    struct lua_timer *prev, *next; /* hl->timer_list while pending */
-};
-
-static void timer_release(lua_State *L, struct lua_timer *t)
-{
-    if (t->fn_ref == LUA_NOREF)
-        return;
-    event_del(t->ev);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
-    t->fn_ref = t->self_ref = LUA_NOREF;
-    t->hl->timers--;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        t->hl->timer_list = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
-}
-
-/* Cancels the pending timers owned by v (only load-time ones when load_only). */
-static void cancel_version_timers(struct hs_lua *hl, struct hs_version *v, int load_only)
-{
-    struct lua_timer *t = hl->timer_list, *next;
-    for (; t; t = next) {
-        next = t->next;
-        if (t->owner == v && (t->at_load || !load_only))
-            timer_release(hl->L, t);
-    }
-}
+/* ---- versions: what runs, and what a retired one leaves (lua_timer.c, lua_pubsub.c) ---- */
 
 void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v)
 {
-    cancel_version_timers(hl, v, 1);
+    hs__lua_timer_version_gone(hl, v, 1);
     hs__lua_pubsub_version_gone(hl, v, 1);
 }
 
 void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v)
 {
-    cancel_version_timers(hl, v, 0);
+    hs__lua_timer_version_gone(hl, v, 0);
     hs__lua_pubsub_version_gone(hl, v, 0);
 }
 
@@ -535,105 +494,6 @@ struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, 
     hl->running = v;
     hl->running_at_load = at_load;
     return was;
-}
-
-static void timeval_from(double s, struct timeval *tv)
-{
-    if (s < 0)
-        s = 0;
-    tv->tv_sec = (time_t)s;
-    tv->tv_usec = (suseconds_t)((s - (double)tv->tv_sec) * 1e6);
-}
-
-static void timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct lua_timer *t = arg;
-    lua_State *L = t->hl->L;
-    HS_UNUSED(fd);
-    HS_UNUSED(what);
-    /* Hold the userdata across the call: the callback may cancel its own timer. */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
-    lua_pushvalue(L, -2);
-    struct hs__invoke iv = {.v = t->owner, .what = "timer"};
-    if (!t->repeat)
-        timer_release(L, t);
-    hs__lua_invoke(t->hl, &iv, 1, 0);
-    if (t->repeat && t->fn_ref != LUA_NOREF) {
-        struct timeval tv;
-        timeval_from(t->interval, &tv);
-        event_add(t->ev, &tv);
-    }
-    lua_pop(L, 1);
-}
-
-static int l_timer_cancel(lua_State *L)
-{
-    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
-    int was_pending = t->fn_ref != LUA_NOREF;
-    timer_release(L, t);
-    lua_pushboolean(L, was_pending);
-    return 1;
-}
-
-static int l_timer_gc(lua_State *L)
-{
-    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
-    if (t->ev)
-        event_free(t->ev);
-    t->ev = NULL;
-    return 0;
-}
-
-static int l_timer_tostring(lua_State *L)
-{
-    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
-    lua_pushfstring(L, "timer (%s)", t->fn_ref == LUA_NOREF ? "done" : "pending");
-    return 1;
-}
-
-static int new_timer(lua_State *L, int repeat)
-{
-    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
-    double secs = luaL_checknumber(L, 1);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "delay out of range");
-    luaL_argcheck(L, !repeat || secs > 0, 1, "interval must be positive");
-    struct lua_timer *t = lua_newuserdatauv(L, sizeof *t, 0);
-    memset(t, 0, sizeof *t);
-    t->fn_ref = t->self_ref = LUA_NOREF;
-    luaL_setmetatable(L, HS_TIMER_MT);
-    t->ev = evtimer_new(hl->base, timer_cb, t);
-    if (t->ev == NULL)
-        return luaL_error(L, "out of memory for a timer");
-    t->hl = hl;
-    t->repeat = repeat;
-    t->interval = secs;
-    lua_pushvalue(L, 2);
-    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushvalue(L, -1);
-    t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    hl->timers++;
-    t->owner = hl->running;
-    t->at_load = hl->running_at_load;
-    t->next = hl->timer_list;
-    if (hl->timer_list)
-        hl->timer_list->prev = t;
-    hl->timer_list = t;
-    struct timeval tv;
-    timeval_from(secs, &tv);
-    event_add(t->ev, &tv);
-    return 1;
-}
-
-static int l_hotsock_after(lua_State *L)
-{
-    return new_timer(L, 0);
-}
-
-static int l_hotsock_every(lua_State *L)
-{
-    return new_timer(L, 1);
 }
 
 /* ---- module functions ---- */
@@ -689,8 +549,6 @@ static const luaL_Reg hotsock_funcs[] = {
     {"log", l_hotsock_log},
     {"now", l_hotsock_now},
     {"monotonic", l_hotsock_monotonic},
-    {"after", l_hotsock_after},
-    {"every", l_hotsock_every},
     {"connections", l_hotsock_connections},
     {NULL, NULL},
 };
@@ -701,6 +559,7 @@ static int luaopen_hotsock(lua_State *L)
     luaL_newlibtable(L, hotsock_funcs);
     lua_pushlightuserdata(L, hl);
     luaL_setfuncs(L, hotsock_funcs, 1);
+    hs__lua_open_timers(L, hl);
     lua_pushliteral(L, HOTSOCK_VERSION);
     lua_setfield(L, -2, "version");
     hs__lua_open_file(L);
@@ -714,19 +573,6 @@ static int luaopen_hotsock(lua_State *L)
     hs__lua_open_udp(L);
     hs__lua_open_http_client(L);
     return 1;
-}
-
-static void open_timer_meta(lua_State *L)
-{
-    static const luaL_Reg methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
-    luaL_newmetatable(L, HS_TIMER_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_timer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_timer_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
 }
 
 /* An error outside any protected call: nothing sane is left to do. */
@@ -781,7 +627,7 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
     lua_newtable(L);
     hl->udp_boxes_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     hs__lua_open_conn(L);
-    open_timer_meta(L);
+    hs__lua_open_timer_meta(L);
     luaL_requiref(L, "hotsock", luaopen_hotsock, 1);
     lua_pop(L, 1);
     hs__sandbox_open(L);

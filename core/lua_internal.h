@@ -238,6 +238,17 @@ void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v);
 /* A version is being freed: every timer and subscription it still owns is cancelled. */
 void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v);
 
+/* ---- timers (lua_timer.c) ---- */
+
+/* Cancels the pending timers owned by v (only those its top level started when load_only). */
+void hs__lua_timer_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only);
+
+/* Adds after and every to the hotsock table on top of the stack (hl is their upvalue). */
+void hs__lua_open_timers(lua_State *L, struct hs_lua *hl);
+
+/* Creates the timer metatable (HS_TIMER_MT) in the registry; leaves the stack as it was. */
+void hs__lua_open_timer_meta(lua_State *L);
+
 /* ---- calls into scripts (lua_task.c) ---- */
 
 /* A call into a script, from its first run until it returns or fails: a coroutine of the
