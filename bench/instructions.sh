@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Instructions per message (or request) of one server under one workload, counted by
+# callgrind: deterministic on a loaded shared machine, unlike time. The server serves N1 and
+# then N2 messages per connection in two runs; (I(N2) - I(N1)) / ((N2 - N1) * conns) is the
+# cost of one message with start, connect and stop cancelled out. Method and results:
+# bench/results/instructions.md.
+#
+#   bench/instructions.sh WORKLOAD [SERVER] [BUILD_DIR]
+#
+# WORKLOAD: tcp64_1 | tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 | http_hello
+# SERVER:   hotsock (default; sandbox limits at their defaults) | raw (bench/echo_raw.c,
+#           echo workloads) | nginx (http_hello, nginx + lua-nginx-module)
+# BUILD_DIR defaults to build-rel (RelWithDebInfo). N1/N2 override the message counts;
+# KEEP=prefix keeps the callgrind output of the N2 run (for callgrind_annotate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:?usage: bench/instructions.sh WORKLOAD [SERVER] [BUILD_DIR]}
+server=${2:-hotsock}
+B=${3:-build-rel}
+tmp=$(mktemp -d /tmp/hsinstr.XXXXXX)
+chmod 755 "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+
+conns=10
+case $work in
+tcp64_1) conns=1 load=(--mode pingpong --size 64) n1=200 n2=4200 ;;
+tcp64_50) conns=50 load=(--mode pingpong --size 64) n1=20 n2=220 ;;
+tcp64_500) conns=500 load=(--mode pingpong --size 64) n1=4 n2=24 ;;
+tcp4k_pipe) load=(--mode pipeline --size 4096 --depth 16) n1=32 n2=432 ;;
+udp64) load=(--mode pingpong --size 64 --udp-timeout 10) n1=20 n2=420 ;;
+http_hello) conns=1 n1=200 n2=2200 ;;
+*)
+    echo "bench/instructions.sh: unknown workload $work" >&2
+    exit 2
+    ;;
+esac
+n1=${N1:-$n1}
+n2=${N2:-$n2}
+
+# A keep-alive client sending a fixed number of GET /hello one after another on one
+# connection, reading each response whole (Content-Length) before the next.
+cat >"$tmp/http.py" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+req = b"GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n"
+buf = b""
+for _ in range(n):
+    s.sendall(req)
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head = buf[:end].lower()
+            i = head.find(b"content-length:")
+            length = int(head[i + 15:].split(b"\r\n")[0])
+            if len(buf) >= end + 4 + length:
+                buf = buf[end + 4 + length:]
+                break
+        data = s.recv(65536)
+        if not data:
+            sys.exit("connection closed")
+        buf += data
+s.close()
+PY
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Total instructions of one server run serving n messages per connection.
+run() {
+    local n=$1 port pid
+    port=$(free_port)
+    local vg=(valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out")
+    case $server:$work in
+    hotsock:http_hello)
+        "${vg[@]}" "$B/hotsock" serve scripts/http.lua --listen "tcp://127.0.0.1:$port" \
+            --workers 1 --control none --log-level warn >/dev/null 2>"$tmp/vg.log" &
+        ;;
+    hotsock:*)
+        "${vg[@]}" "$B/hotsock" serve scripts/echo.lua --listen "tcp://127.0.0.1:$port" \
+            --listen "udp://127.0.0.1:$port" --workers 1 --control none --log-level warn \
+            --max-per-peer 0 --max-connections 12000 >/dev/null 2>"$tmp/vg.log" &
+        ;;
+    raw:http_hello | nginx:tcp* | nginx:udp*)
+        echo "bench/instructions.sh: server $server does not run $work" >&2
+        exit 2
+        ;;
+    raw:*)
+        "${vg[@]}" "$B/bench/hs_echo_raw" --listen "127.0.0.1:$port" --udp "127.0.0.1:$port" \
+            >/dev/null 2>"$tmp/vg.log" &
+        ;;
+    nginx:http_hello)
+        mkdir -p "$tmp/www"
+        sed -e "s|@DIR@|$tmp|g; s|@ROOT@|$tmp/www|g; s|@LISTEN@|127.0.0.1:$port|g" \
+            -e "s|@BODY@|hello from nginx|g" -e "s|^worker_processes 1;|master_process off;|" \
+            bench/peers/nginx.conf.in >"$tmp/nginx.conf"
+        "${vg[@]}" nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/error.log" \
+            >/dev/null 2>"$tmp/vg.log" &
+        ;;
+    esac
+    pid=$!
+    for _ in $(seq 300); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port)).close()" \
+            2>/dev/null && break
+        sleep 0.1
+    done
+    if [[ $work == http_hello ]]; then
+        timeout 300 python3 "$tmp/http.py" "$port" "$n"
+    else
+        local scheme=tcp
+        [[ $work == udp64 ]] && scheme=udp
+        timeout 300 "$B/bench/hs_loadgen" --target "$scheme://127.0.0.1:$port" "${load[@]}" \
+            --conns "$conns" --messages "$n" --warmup 0 --duration 600 --strict >"$tmp/load.out"
+        grep -q "errors=0 mismatches=0" "$tmp/load.out" || {
+            cat "$tmp/load.out" >&2
+            exit 1
+        }
+    fi
+    kill -TERM $pid
+    wait $pid || true
+    if [[ -n ${KEEP:-} ]]; then cp "$tmp/cg.out" "$KEEP"; fi
+    grep -o "Collected : [0-9]*" "$tmp/vg.log" | grep -o "[0-9]*$" || {
+        cat "$tmp/vg.log" >&2
+        exit 1
+    }
+}
+
+a=$(KEEP= run "$n1")
+b=$(run "$n2")
+msgs=$(((n2 - n1) * conns))
+echo "$work $server instructions/message: $(((b - a) / msgs)) ($a at $n1, $b at $n2 per conn, $conns conns)"
