@@ -323,20 +323,23 @@ void hs__task_resume(struct hs__task *t, int nargs)
 int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres)
 {
     lua_State *L = hl->L;
+    struct hs__task *t = task_take(hl);
+    if (t == NULL) {
+        lua_pop(L, nargs + (iv->name == NULL));
+        hs_log(HS_LOG_ERROR, "out of memory for a call to %s", iv->what ? iv->what : iv->name);
+        return HS_ESCRIPT;
+    }
+    /* A callback by name goes straight onto the coroutine, under the arguments that follow
+     * it there: no rotation of L's stack to put it below them. */
     if (iv->name != NULL) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(iv->v));
         if (lua_getfield(L, -1, iv->name) != LUA_TFUNCTION) {
             lua_pop(L, 2 + nargs);
+            task_give(t);
             return 1;
         }
-        lua_remove(L, -2);
-        lua_insert(L, -1 - nargs);
-    }
-    struct hs__task *t = task_take(hl);
-    if (t == NULL) {
-        lua_pop(L, nargs + 1);
-        hs_log(HS_LOG_ERROR, "out of memory for a call to %s", iv->what ? iv->what : iv->name);
-        return HS_ESCRIPT;
+        lua_xmove(L, t->T, 1);
+        lua_pop(L, 1);
     }
     t->v = iv->v;
     t->what = iv->what ? iv->what : iv->name;
@@ -345,7 +348,7 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
     t->box = iv->box && iv->box->task == NULL ? iv->box : NULL;
     t->flags = iv->flags | (nres > 0 ? HS__INVOKE_NO_WAIT : 0);
     t->label[0] = '\0';
-    lua_xmove(L, t->T, nargs + 1);
+    lua_xmove(L, t->T, nargs + (iv->name == NULL));
     int n = 0;
     int st = task_step(t, nargs, &n);
     if (st == LUA_YIELD && t->waiting) {
