@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,18 @@
 
 #define UDP_BATCH 64          /* datagrams read per readiness event, for fairness */
 #define UDP_MAX_PAYLOAD 65507 /* largest IPv4 UDP payload */
+#define UDP_PEERS 32          /* entries of each peer cache (a power of two) */
+
+/* A peer address in both forms. Formatting a source address (inet_ntop, snprintf) and parsing
+ * the text back for the reply cost more than the rest of a datagram's trip through Lua, and a
+ * socket mostly talks to the same few peers: each socket keeps the last ones it saw, found by
+ * the binary address on receive and by the text on send. */
+struct udp_peer {
+    struct sockaddr_storage ss;
+    socklen_t sl;            /* 0: an empty entry */
+    size_t text_len;         /* strlen(text) */
+    char text[HS_ADDR_TEXT]; /* hs_addr_format of ss */
+};
 
 struct hs_udp {
     int fd;
@@ -34,8 +47,58 @@ struct hs_udp {
     char name[64];
     unsigned long long in, out;             /* datagrams received and sent */
     unsigned long long bytes_in, bytes_out; /* their payload bytes */
+    struct udp_peer by_addr[UDP_PEERS];     /* peers seen, by a hash of the sockaddr */
+    struct udp_peer by_text[UDP_PEERS];     /* peers seen or sent to, by a hash of the text */
     char buf[HS_MAX_DATAGRAM + 1];          /* receive buffer; +1 detects truncation */
 };
+
+/* FNV-1a, folded to a cache index. */
+static unsigned peer_hash(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return (h ^ (h >> 16)) & (UDP_PEERS - 1);
+}
+
+/* The bytes of a sockaddr that name an IP peer (family, port, address); 0 for a Unix peer,
+ * which is not cached (its text is its path, no formatting to save). */
+static size_t peer_key_len(const struct sockaddr_storage *ss, socklen_t sl)
+{
+    if (ss->ss_family == AF_INET && sl >= sizeof(struct sockaddr_in))
+        return offsetof(struct sockaddr_in, sin_zero);
+    if (ss->ss_family == AF_INET6 && sl >= sizeof(struct sockaddr_in6))
+        return sizeof(struct sockaddr_in6);
+    return 0;
+}
+
+static void peer_store(struct udp_peer *e, const struct sockaddr_storage *ss, socklen_t sl,
+                       const char *text, size_t text_len)
+{
+    memcpy(&e->ss, ss, sl);
+    e->sl = sl;
+    memcpy(e->text, text, text_len + 1);
+    e->text_len = text_len;
+}
+
+/* The text of the source address ss; from the cache when it was seen lately. */
+static const char *peer_text(struct hs_udp *u, const struct sockaddr_storage *ss, socklen_t sl,
+                             char *buf)
+{
+    size_t key = peer_key_len(ss, sl);
+    if (key == 0)
+        return hs_addr_format((const struct sockaddr *)ss, sl, buf, HS_ADDR_TEXT);
+    struct udp_peer *e = &u->by_addr[peer_hash(ss, key)];
+    if (e->sl == sl && memcmp(&e->ss, ss, key) == 0)
+        return e->text;
+    hs_addr_format((const struct sockaddr *)ss, sl, buf, HS_ADDR_TEXT);
+    size_t n = strlen(buf);
+    peer_store(e, ss, sl, buf, n);
+    /* The reply most likely goes to this peer: its text finds the address without a parse. */
+    peer_store(&u->by_text[peer_hash(buf, n)], ss, sl, buf, n);
+    return e->text;
+}
 
 static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -55,8 +118,8 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
         }
         u->in++;
         u->bytes_in += (unsigned long long)n;
-        char peer[HS_ADDR_TEXT];
-        hs_addr_format((struct sockaddr *)&ss, sl, peer, sizeof peer);
+        char buf[HS_ADDR_TEXT];
+        const char *peer = peer_text(u, &ss, sl, buf);
         u->in_cb = 1;
         u->cb(u, u->buf, (size_t)n, peer, u->arg);
         u->in_cb = 0;
@@ -298,8 +361,25 @@ int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const vo
     socklen_t sl;
     if (len > UDP_MAX_PAYLOAD)
         return HS_ETOOBIG;
-    if (hs_addr_parse_peer(peer, peer_len, &ss, &sl) != 0)
-        return HS_EBADSPEC;
+    struct udp_peer *e = NULL;
+    if (peer_len < HS_ADDR_TEXT)
+        e = &u->by_text[peer_hash(peer, peer_len)];
+    if (e && e->sl != 0 && e->text_len == peer_len && memcmp(e->text, peer, peer_len) == 0) {
+        memcpy(&ss, &e->ss, e->sl);
+        sl = e->sl;
+    } else {
+        if (hs_addr_parse_peer(peer, peer_len, &ss, &sl) != 0)
+            return HS_EBADSPEC;
+        /* Only a peer whose text is exactly what hs_addr_format writes is cached, so an entry
+         * found by text always holds the address that text names. */
+        char text[HS_ADDR_TEXT];
+        size_t key = peer_key_len(&ss, sl);
+        if (e && key != 0) {
+            hs_addr_format((const struct sockaddr *)&ss, sl, text, sizeof text);
+            if (strlen(text) == peer_len && memcmp(text, peer, peer_len) == 0)
+                peer_store(e, &ss, sl, text, peer_len);
+        }
+    }
     if (u->family == AF_INET6 && ss.ss_family == AF_INET) {
         /* A dual-stack socket reaches IPv4 peers through v4-mapped addresses. */
         struct sockaddr_in v4;
