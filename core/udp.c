@@ -16,17 +16,18 @@
 
 #define UDP_BATCH 64          /* datagrams read per readiness event, for fairness */
 #define UDP_MAX_PAYLOAD 65507 /* largest IPv4 UDP payload */
-#define UDP_PEERS 32          /* entries of each peer cache (a power of two) */
+#define UDP_PEERS 128         /* entries of each peer cache (a power of two): 13 KiB */
+#define UDP_PEER_TEXT 64      /* longest cached text: any IPv4 or IPv6 peer, NUL included */
 
 /* A peer address in both forms. Formatting a source address (inet_ntop, snprintf) and parsing
  * the text back for the reply cost more than the rest of a datagram's trip through Lua, and a
  * socket mostly talks to the same few peers: each socket keeps the last ones it saw, found by
  * the binary address on receive and by the text on send. */
 struct udp_peer {
-    struct sockaddr_storage ss;
-    socklen_t sl;            /* 0: an empty entry */
-    size_t text_len;         /* strlen(text) */
-    char text[HS_ADDR_TEXT]; /* hs_addr_format of ss */
+    struct sockaddr_in6 ss;   /* an IPv4 or IPv6 peer (Unix peers are not cached) */
+    socklen_t sl;             /* 0: an empty entry */
+    size_t text_len;          /* strlen(text) */
+    char text[UDP_PEER_TEXT]; /* hs_addr_format of ss */
 };
 
 struct hs_udp {
@@ -76,6 +77,8 @@ static size_t peer_key_len(const struct sockaddr_storage *ss, socklen_t sl)
 static void peer_store(struct udp_peer *e, const struct sockaddr_storage *ss, socklen_t sl,
                        const char *text, size_t text_len)
 {
+    if (sl > sizeof e->ss || text_len >= sizeof e->text)
+        return;
     memcpy(&e->ss, ss, sl);
     e->sl = sl;
     memcpy(e->text, text, text_len + 1);
@@ -97,7 +100,7 @@ static const char *peer_text(struct hs_udp *u, const struct sockaddr_storage *ss
     peer_store(e, ss, sl, buf, n);
     /* The reply most likely goes to this peer: its text finds the address without a parse. */
     peer_store(&u->by_text[peer_hash(buf, n)], ss, sl, buf, n);
-    return e->text;
+    return buf; /* not e->text: a text too long for the cache is not stored */
 }
 
 static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -362,7 +365,7 @@ int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const vo
     if (len > UDP_MAX_PAYLOAD)
         return HS_ETOOBIG;
     struct udp_peer *e = NULL;
-    if (peer_len < HS_ADDR_TEXT)
+    if (peer_len < UDP_PEER_TEXT)
         e = &u->by_text[peer_hash(peer, peer_len)];
     if (e && e->sl != 0 && e->text_len == peer_len && memcmp(e->text, peer, peer_len) == 0) {
         memcpy(&ss, &e->ss, e->sl);
