@@ -1,0 +1,121 @@
+# Shared by bench/proxy.sh and bench/redis_rr.sh (sourced, not run): the shape every row takes
+# there is start a server pinned to core 0, a warm-up client run, a measured client run pinned
+# to core 1 with the server's CPU time read from /proc before and after, stop the server.
+# The caller sets TMP (a scratch directory) after bench_bounded.
+
+# The whole script is bounded: run it again under timeout(1) unless that is done already.
+#   bench_bounded LIMIT "$0" "$@"
+bench_bounded() {
+  local limit=$1
+  shift
+  if [ -z "${HS_BENCH_BOUNDED:-}" ]; then
+    HS_BENCH_BOUNDED=1 exec timeout -k 10 "$limit" bash "$@"
+  fi
+}
+
+# Packages a peer needs, installed only when missing (as bench/run.sh does).
+#   bench_need PATH_OR_COMMAND PACKAGE ...
+bench_need() {
+  local missing=() what
+  while [ $# -ge 2 ]; do
+    what=$1
+    if [[ $what == /* ]]; then
+      [ -e "$what" ] || missing+=("$2")
+    else
+      command -v "$what" >/dev/null 2>&1 || missing+=("$2")
+    fi
+    shift 2
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+# Builds the binaries into BUILD when one is missing (RelWithDebInfo, as bench/run.sh).
+bench_build() {
+  local build=$1
+  shift
+  local t
+  for t in "$@"; do
+    if [ ! -x "$build/$t" ] && [ ! -x "$build/bench/$t" ]; then
+      cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+      cmake --build "$build" -j2 --target hotsock hs_loadgen hs_echo_raw >"$build/build.log" 2>&1 || {
+        tail -30 "$build/build.log" >&2
+        exit 1
+      }
+      return
+    fi
+  done
+}
+
+PIN_S="" PIN_C=""
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  PIN_S="taskset -c 0" PIN_C="taskset -c 1"
+fi
+HZ=$(getconf CLK_TCK)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT PID: until something accepts on PORT (10 s), or PID has exited.
+wait_port() {
+  for _ in $(seq 1 200); do
+    kill -0 "$2" 2>/dev/null || {
+      echo "bench: server $2 exited before listening on $1" >&2
+      return 1
+    }
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing listening on port $1" >&2
+  return 1
+}
+
+# User + system ticks of PID and all its live descendants (nginx's worker, hotsock's workers).
+cpu_ticks() {
+  local total=0 p t
+  for p in $(tree_pids "$1"); do
+    t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+tree_pids() {
+  local c
+  echo "$1"
+  for c in $(pgrep -P "$1" || true); do tree_pids "$c"; done
+}
+
+# per_op TICKS OPS: µs of CPU per operation.
+per_op() {
+  awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }'
+}
+# ratio A B: A / B, two decimals.
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+# Servers started with start_bg are stopped by stop_bg and at exit.
+BG_PIDS=()
+start_bg() { # LOG CMD...: runs CMD in the background, its pid in BG_PID
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 &
+  BG_PID=$!
+  BG_PIDS+=("$BG_PID")
+}
+stop_bg() {
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+bench_cleanup() {
+  local p
+  for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap bench_cleanup EXIT
