@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (variables here are read by the scripts that source it)
 # Shared by bench/proxy.sh and bench/redis_rr.sh (sourced, not run): the shape every row takes
 # there is start a server pinned to core 0, a warm-up client run, a measured client run pinned
 # to core 1 with the server's CPU time read from /proc before and after, stop the server.
@@ -51,9 +52,10 @@ bench_build() {
   done
 }
 
-PIN_S="" PIN_C=""
+# Prefixes pinning servers to core 0 and clients to core 1 (empty on one core).
+PIN_S=() PIN_C=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  PIN_S="taskset -c 0" PIN_C="taskset -c 1"
+  PIN_S=(taskset -c 0) PIN_C=(taskset -c 1)
 fi
 HZ=$(getconf CLK_TCK)
 

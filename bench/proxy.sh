@@ -35,7 +35,7 @@ ulimit -n 8192 2>/dev/null || true
 
 # The upstream, for the whole run.
 up_port=$(free_port)
-start_bg "$TMP/upstream.log" $PIN_C "$echo_raw" --listen "127.0.0.1:$up_port"
+start_bg "$TMP/upstream.log" "${PIN_C[@]}" "$echo_raw" --listen "127.0.0.1:$up_port"
 up_pid=$BG_PID
 wait_port "$up_port" "$up_pid"
 
@@ -45,19 +45,19 @@ start_proxy() {
   mkdir -p "$dir"
   case $name in
   hotsock)
-    start_bg "$dir/log" $PIN_S "$bin" serve examples/proxy.lua --listen "tcp://127.0.0.1:$port" \
+    start_bg "$dir/log" "${PIN_S[@]}" "$bin" serve examples/proxy.lua --listen "tcp://127.0.0.1:$port" \
       --set "upstream=tcp://127.0.0.1:$up_port" --workers 1 --control none --log-level warn \
       --max-per-peer 0
     ;;
   haproxy)
     sed -e "s|@LISTEN@|127.0.0.1:$port|" -e "s|@UPSTREAM@|127.0.0.1:$up_port|" \
       bench/peers/haproxy_tcp.cfg.in >"$dir/haproxy.cfg"
-    start_bg "$dir/log" $PIN_S haproxy -db -f "$dir/haproxy.cfg"
+    start_bg "$dir/log" "${PIN_S[@]}" haproxy -db -f "$dir/haproxy.cfg"
     ;;
   nginx)
     sed -e "s|@DIR@|$dir|g" -e "s|@LISTEN@|127.0.0.1:$port|" -e "s|@UPSTREAM@|127.0.0.1:$up_port|" \
       bench/peers/nginx_stream.conf.in >"$dir/nginx.conf"
-    start_bg "$dir/log" $PIN_S nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log"
+    start_bg "$dir/log" "${PIN_S[@]}" nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log"
     ;;
   esac
   wait_port "$port" "$BG_PID" || { cat "$dir/log" >&2; return 1; }
@@ -67,7 +67,7 @@ start_proxy() {
 load() {
   local args=(--conns "$conns" --size 64)
   [ "$1" = pipe_4k ] && args=(--conns "$conns" --mode pipeline --size 4096 --depth 16)
-  $PIN_C timeout 60 "$loadgen" --target "tcp://127.0.0.1:$2" "${args[@]}" --duration "$3" \
+  "${PIN_C[@]}" timeout 60 "$loadgen" --target "tcp://127.0.0.1:$2" "${args[@]}" --duration "$3" \
     2>>"$TMP/loadgen.err" | tail -n 1
 }
 field() { grep -o "$1=[0-9.]*" | head -n 1 | cut -d= -f2; }

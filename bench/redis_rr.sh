@@ -32,7 +32,7 @@ bench_build "$build" hotsock
 bin=$(cd "$build" && pwd)/hotsock
 
 rport=$(free_port)
-start_bg "$TMP/redis.log" $PIN_S redis-server --port "$rport" --bind 127.0.0.1 --save '' \
+start_bg "$TMP/redis.log" "${PIN_S[@]}" redis-server --port "$rport" --bind 127.0.0.1 --save '' \
   --appendonly no --maxclients 10000
 rpid=$BG_PID
 wait_port "$rport" "$rpid"
@@ -46,7 +46,7 @@ grep -q 'r:close()$' "$TMP/counter_connect.lua" || {
 
 # rb: redis-benchmark's INCR/s over N requests (its own count and clock).
 rb() {
-  $PIN_C timeout 120 redis-benchmark -h 127.0.0.1 -p "$rport" -t incr -c "$conns" -n "$1" -q \
+  "${PIN_C[@]}" timeout 120 redis-benchmark -h 127.0.0.1 -p "$rport" -t incr -c "$conns" -n "$1" -q \
     2>&1 | tr '\r' '\n' | awk '/^INCR: .* requests per second/ { print $2 }' | tail -n 1
 }
 
@@ -54,14 +54,14 @@ rb() {
 counter() {
   local port pid out n rate h0 h1 r0 r1
   port=$(free_port)
-  LUA_PATH="lua/?.lua;;" start_bg "$TMP/counter.log" $PIN_S "$bin" serve "$1" \
+  LUA_PATH="lua/?.lua;;" start_bg "$TMP/counter.log" "${PIN_S[@]}" "$bin" serve "$1" \
     --listen "tcp://127.0.0.1:$port" --set "redis=tcp://127.0.0.1:$rport" --workers 1 \
     --control none --log-level warn --max-per-peer 0
   pid=$BG_PID
   wait_port "$port" "$pid"
-  $PIN_C timeout 60 python3 bench/peers/line_rr.py "$port" "$conns" "$warm" >/dev/null
+  "${PIN_C[@]}" timeout 60 python3 bench/peers/line_rr.py "$port" "$conns" "$warm" >/dev/null
   h0=$(cpu_ticks "$pid") r0=$(cpu_ticks "$rpid")
-  out=$($PIN_C timeout 60 python3 bench/peers/line_rr.py "$port" "$conns" "$secs")
+  out=$("${PIN_C[@]}" timeout 60 python3 bench/peers/line_rr.py "$port" "$conns" "$secs")
   h1=$(cpu_ticks "$pid") r1=$(cpu_ticks "$rpid")
   stop_bg "$pid"
   n=$(echo "$out" | grep -o 'requests=[0-9]*' | cut -d= -f2)
