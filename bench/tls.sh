@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-bin=build-bench/hotsock
+bin=${HOTSOCK_BIN:-build-bench/hotsock}
 [ -x "$bin" ] || bin=build/hotsock
 [ -x "$bin" ] || bin=build-debug/hotsock
 tmp=$(mktemp -d)

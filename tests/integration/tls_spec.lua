@@ -195,6 +195,18 @@ describe("https: scripts/http.lua over TLS", function()
     assert.equals("hello from hotsock\n1\nhello from hotsock\n0\n", out)
   end)
 
+  it("new connections in a row: each handshake (resumed by ticket) and close waits on nothing", function()
+    -- 50 cycles of handshake, GET with Connection: close and the server's close take ~0.1 s;
+    -- one that waits on a timer (an event not re-armed after the handshake, the 10 s
+    -- handshake timeout, the 2 s linger) or a server that stops resuming sessions fails.
+    for _, v in ipairs { "1.3", "1.2" } do
+      local out = run_ok(("%s cycles %d %s 50 %s"):format(PEER, srv:port("tls"), cert_r, v))
+      local ms, resumed = out:match("slowest ([%d.]+) ms, (%d+) resumed")
+      assert(ms and tonumber(ms) < 1500, out)
+      assert.equals("49", resumed, out)
+    end
+  end)
+
   it("headless Chromium loads the page and its picture over HTTPS", function()
     local chromium = io.open("/usr/bin/chromium", "rb")
     if not chromium then
