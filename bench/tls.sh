@@ -4,10 +4,14 @@
 # Rows:
 #   https_hello_{rsa,ec}   HTTPS GET /hello, keep-alive, 50 conns (wrk): hotsock vs nginx
 #   https_new_{rsa,ec}     new handshakes/s: every request on a new connection (wrk with
-#                          Connection: close), 50 conns: hotsock vs nginx
+#                          Connection: close), 50 conns: hotsock vs nginx. wrk keeps its
+#                          session across reconnects, so after the first these handshakes are
+#                          resumed by ticket (no certificate, no signature): both servers alike
 #   tls_echo_4k            TLS echo 4 KiB pipelined (depth 16, 10 conns) vs plaintext, same
 #                          Python client for both (client-bound: read the ratio, not the rate)
 #   tls_idle_mem           memory per idle TLS connection (1,000 held) vs plaintext
+#   https_idle_mem         memory per idle HTTPS keep-alive connection after one GET /hello
+#                          (1,000 held): hotsock vs nginx vs HAProxy (the anchors)
 # Both servers run pinned to core 0 and the clients to core 1 (taskset). Certificates (RSA
 # 2048 and ECDSA P-256) are made for the run. nginx rows are skipped when nginx is missing.
 set -euo pipefail
@@ -93,6 +97,34 @@ for scheme in tls tcp; do
   wait_port "$p"
   $pin_cli python3 bench/peers/tls_load.py "$scheme" "$p" "$tmp/ec.pem" "$secs" "$pid" |
     while read -r name value unit; do row "$name" hotsock "$scheme" "$value" "$unit"; done
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+done
+
+# Idle HTTPS keep-alive connections after one request each: hotsock, nginx and HAProxy.
+for srv in hotsock nginx haproxy; do
+  command -v "$srv" >/dev/null || [ $srv = hotsock ] || {
+    row https_idle_mem $srv ec - "skipped: $srv not installed"
+    continue
+  }
+  p=$(port)
+  case $srv in
+  hotsock) start_hotsock scripts/http.lua "tls://127.0.0.1:$p?cert=$tmp/ec.pem&key=$tmp/ec.key" ;;
+  nginx) start_nginx ec "$p" ;;
+  haproxy)
+    cat "$tmp/ec.pem" "$tmp/ec.key" >"$tmp/ec.both"
+    sed -e "s|@LISTEN@|127.0.0.1:$p|" -e "s|@PEM@|$tmp/ec.both|" bench/peers/haproxy_tls.cfg.in \
+      >"$tmp/haproxy.cfg"
+    $pin_srv haproxy -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+    pid=$!
+    ;;
+  esac
+  pids+=("$pid")
+  wait_port "$p"
+  held=$pid
+  [ $srv = nginx ] && held=$(pgrep -d, -P "$pid") # the worker holds the connections
+  read -r kib unit < <($pin_cli python3 bench/peers/tls_idle.py "$p" "$tmp/ec.pem" "$held")
+  row https_idle_mem $srv ec "$kib" "$unit"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 done
