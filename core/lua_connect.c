@@ -12,6 +12,7 @@
 #include "core/lua_internal.h"
 #include "core/proxy.h"
 #include "core/reload.h"
+#include "core/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,9 +49,18 @@ struct connect_wait {
     struct hs__task *t;
     struct hs_connect *cn;
     struct hs_framing framing;
-    size_t proxy_len;                                /* bytes of proxy_hdr; 0: none */
+    struct hs_tls_ctx *tls;      /* tls:// connects: the client context (referenced), else NULL */
+    char name[HS_ADDR_MAX_HOST]; /* tls://: the name sent as SNI and checked, "" for none */
+    size_t proxy_len;            /* bytes of proxy_hdr; 0: none */
     unsigned char proxy_hdr[HS_PROXY_V2_HEADER_MAX]; /* sent first ({proxy = conn}) */
     char key[];                                      /* the URL (connect) */
+};
+
+/* A client TLS handshake in flight (tls:// connects and conn:tls_handshake). */
+struct tls_wait {
+    struct hs__task *t;
+    struct hs__out *out;
+    int upgrade; /* conn:tls_handshake: resumes with true, not a new box */
 };
 
 static int push_fail(lua_State *L, const char *err)
@@ -297,6 +307,103 @@ static int l_conn_gc(lua_State *L)
     return 0;
 }
 
+/* ---- client TLS ---- */
+
+static void tls_done(struct hs_conn *c, const char *err, void *arg)
+{
+    struct tls_wait *tw = arg;
+    struct hs__task *t = tw->t;
+    int n;
+    HS_UNUSED(c);
+    t->wait_data = NULL;
+    t->on_cancel = NULL;
+    if (err) {
+        /* The conn closes once this returns (out_close frees out). */
+        n = push_fail(t->T, err);
+    } else if (tw->upgrade) {
+        lua_pushboolean(t->T, 1);
+        n = 1;
+    } else {
+        out_box_push(t->T, tw->out, t->v);
+        n = 1;
+    }
+    free(tw);
+    hs__task_resume(t, n);
+}
+
+/* The task waiting on a handshake is given up: the conn goes (no done callback follows). */
+static int tls_cancel(struct hs__task *t, int push)
+{
+    struct tls_wait *tw = t->wait_data;
+    struct hs_conn *c = tw->out->c;
+    t->wait_data = NULL;
+    free(tw);
+    hs_conn_abort(c, "closed");
+    return push ? push_fail(t->T, "closed") : 0;
+}
+
+/* Starts a client handshake on out's conn for the waiting task t. Returns 0, or a negative
+ * code with the conn closed (connects) or left as it was (upgrades). */
+static int tls_start(struct hs__task *t, struct hs__out *out, struct hs_tls_ctx *ctx,
+                     const char *name, int upgrade)
+{
+    struct tls_wait *tw = malloc(sizeof *tw);
+    int r = tw ? hs_conn_tls_start(out->c, ctx, name[0] ? name : NULL, tls_done, tw) : -ENOMEM;
+    if (r != 0) {
+        free(tw);
+        if (!upgrade)
+            hs_conn_abort(out->c, "out of memory");
+        return r;
+    }
+    tw->t = t;
+    tw->out = out;
+    tw->upgrade = upgrade;
+    t->wait_data = tw;
+    t->on_cancel = tls_cancel;
+    return 0;
+}
+
+/* The TLS options of a connect or an upgrade, read from the table at idx by the caller. */
+struct tls_opts {
+    int verify;      /* check the chain and the name (default on) */
+    const char *ca;  /* PEM file of trusted certificates, NULL: the system store */
+    const char *sni; /* the name to send and check, NULL: the URL's host */
+};
+
+/* Reads one TLS option (key k, value on top); returns 0 when k is none of them. */
+static int tls_opt(lua_State *L, int idx, const char *k, struct tls_opts *o)
+{
+    if (strcmp(k, "verify") == 0) {
+        if (!lua_isboolean(L, -1))
+            luaL_argerror(L, idx, "verify must be a boolean");
+        o->verify = lua_toboolean(L, -1);
+    } else if (strcmp(k, "ca") == 0 || strcmp(k, "sni") == 0) {
+        size_t len;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a string", k));
+        const char *v = lua_tolstring(L, -1, &len);
+        if (len == 0 || len >= (k[0] == 'c' ? (size_t)HS_ADDR_MAX_PATH : (size_t)HS_ADDR_MAX_HOST))
+            luaL_argerror(L, idx, lua_pushfstring(L, "%s length out of range", k));
+        /* The string stays in the options table, which the caller's stack holds. */
+        *(k[0] == 'c' ? &o->ca : &o->sni) = v;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* A client context for o, or NULL with the reason logged (an unreadable ca file). */
+static struct hs_tls_ctx *tls_ctx_for(const struct tls_opts *o)
+{
+    struct hs_tls_ctx *ctx;
+    char err[HS_TLS_ERR];
+    if (hs_tls_client_new(o->verify, o->ca, &ctx, err, sizeof err) != 0) {
+        hs_log(HS_LOG_WARN, "tls client context: %s", err);
+        return NULL;
+    }
+    return ctx;
+}
+
 /* ---- hotsock.connect ---- */
 
 static void connect_done(struct hs_connect *cn, int fd, const char *peer, int err, void *arg)
@@ -330,11 +437,21 @@ static void connect_done(struct hs_connect *cn, int fd, const char *peer, int er
                 free(out);
             }
             n = push_fail(T, "out of memory");
+        } else if (w->tls) {
+            /* tls://: the task waits on for the handshake (tls_done resumes it). */
+            r = tls_start(t, out, w->tls, w->name, 0);
+            hs_tls_ctx_unref(w->tls);
+            free(w);
+            /* -EBUSY: the PROXY header has not left yet (a socket that takes not even that). */
+            if (r != 0)
+                hs__task_resume(t, push_fail(T, r == -EBUSY ? "busy" : "out of memory"));
+            return;
         } else {
             out_box_push(T, out, t->v);
             n = 1;
         }
     }
+    hs_tls_ctx_unref(w->tls);
     free(w);
     hs__task_resume(t, n);
 }
@@ -343,15 +460,17 @@ static int connect_cancel(struct hs__task *t, int push)
 {
     struct connect_wait *w = t->wait_data;
     hs_connect_cancel(w->cn);
+    hs_tls_ctx_unref(w->tls);
     free(w);
     t->wait_data = NULL;
     return push ? push_fail(t->T, "closed") : 0;
 }
 
-/* Reads hotsock.connect's options table at idx: timeout (seconds), framing, and proxy (an
- * inbound conn whose client a PROXY v2 header passes on; *proxy is its box, or NULL). */
+/* Reads hotsock.connect's options table at idx: timeout (seconds), framing, proxy (an
+ * inbound conn whose client a PROXY v2 header passes on; *proxy is its box, or NULL), and for
+ * tls:// verify, ca and sni. */
 static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_framing *f,
-                         struct hs__conn_box **proxy)
+                         struct hs__conn_box **proxy, struct tls_opts *tls)
 {
     if (lua_isnoneornil(L, idx))
         return;
@@ -372,6 +491,8 @@ static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_frami
             *proxy = luaL_testudata(L, -1, HS_CONN_MT);
             if (*proxy == NULL)
                 luaL_argerror(L, idx, "proxy must be a conn");
+        } else if (tls_opt(L, idx, k, tls)) {
+            /* read */
         } else {
             luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
         }
@@ -380,7 +501,8 @@ static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_frami
 }
 
 /* hotsock.connect(url [, opts]) — tcp://HOST:PORT ([v6] literals, names resolved without
- * blocking) or unix:/path. Returns a conn, or nil, err. */
+ * blocking), tls://HOST:PORT (the same, then a client handshake) or unix:/path. Returns a
+ * conn, or nil, err. */
 static int l_hotsock_connect(lua_State *L)
 {
     struct hs_lua *hl = hs__lua_from_state(L);
@@ -391,10 +513,23 @@ static int l_hotsock_connect(lua_State *L)
     const char *why = "bad url";
     hs_framing_parse("raw", &f, &why);
     struct hs__conn_box *proxy = NULL;
-    connect_opts(L, 2, &timeout, &f, &proxy);
+    struct tls_opts tls = {1, NULL, NULL};
+    connect_opts(L, 2, &timeout, &f, &proxy, &tls);
     struct hs_addr a;
-    if (hs_addr_parse(url, &a, &why) != 0)
+    /* tls:// is tcp:// with a handshake after the connect; its listener options (cert, key)
+     * mean nothing here, so it is parsed as tcp://. */
+    int is_tls = strncmp(url, "tls://", 6) == 0;
+    if (is_tls) {
+        lua_pushfstring(L, "tcp://%s", url + 6);
+        int bad = hs_addr_parse(lua_tostring(L, -1), &a, &why) != 0;
+        lua_pop(L, 1);
+        if (bad)
+            return luaL_argerror(L, 1, why);
+    } else if (hs_addr_parse(url, &a, &why) != 0) {
         return luaL_argerror(L, 1, why);
+    } else if (!lua_isnoneornil(L, 2) && (tls.ca || tls.sni || !tls.verify)) {
+        return luaL_argerror(L, 2, "verify, ca and sni are for tls:// URLs");
+    }
     if (a.scheme == HS_ADDR_UDP || a.scheme == HS_ADDR_UNIXGRAM)
         return luaL_argerror(L, 1, "udp:// and unixgram: are for hotsock.udp");
     if (a.scheme == HS_ADDR_TCP && (a.host[0] == '\0' || strcmp(a.host, "*") == 0 || a.port == 0))
@@ -418,8 +553,14 @@ static int l_hotsock_connect(lua_State *L)
         return 1;
     }
     struct hs__task *t = hs__task_wait(L, "hotsock.connect");
+    struct hs_tls_ctx *ctx = NULL;
+    if (is_tls && (ctx = tls_ctx_for(&tls)) == NULL) {
+        t->waiting = NULL;
+        return push_fail(L, "tls context failed");
+    }
     struct connect_wait *w = malloc(sizeof *w + ulen + 1);
     if (w == NULL) {
+        hs_tls_ctx_unref(ctx);
         t->waiting = NULL;
         return push_fail(L, "out of memory");
     }
@@ -427,11 +568,14 @@ static int l_hotsock_connect(lua_State *L)
     w->framing = f;
     w->proxy_len = (size_t)hlen;
     memcpy(w->proxy_hdr, hdr, (size_t)hlen);
+    w->tls = ctx;
+    snprintf(w->name, sizeof w->name, "%s", tls.sni ? tls.sni : a.host);
     memcpy(w->key, url, ulen + 1);
     if (proxy)
         w->key[0] = '\0';
     long long ms = (long long)(timeout * 1000.0 + 0.5);
     if (hs_connect_start(hl->base, &hl->dns, &a, ms > 0 ? ms : 1, connect_done, w, &w->cn) != 0) {
+        hs_tls_ctx_unref(w->tls);
         free(w);
         t->waiting = NULL;
         return push_fail(L, "out of memory");
@@ -495,6 +639,7 @@ static int l_hotsock_resolve(lua_State *L)
         return push_fail(L, "out of memory");
     }
     w->t = t;
+    w->tls = NULL;
     w->key[0] = '\0';
     if (hs_resolve_start(hl->base, &hl->dns, name, family, HS_RESOLVE_TIMEOUT_MS, resolve_done, w,
                          &w->cn) != 0) {
@@ -537,10 +682,61 @@ static int l_conn_keepalive(lua_State *L)
     return 1;
 }
 
+/* ---- conn:tls_handshake ---- */
+
+/* conn:tls_handshake([opts]) — STARTTLS: starts TLS as a client on an outbound conn whose
+ * plaintext exchange is over (opts: verify, ca, sni; the name defaults to the URL's host).
+ * Waits for the handshake. Returns true, or nil, err ("closed", "busy" while a receive waits,
+ * "unread data", "certificate verify failed: REASON", "tls handshake failed: REASON"); after
+ * a failed handshake the conn is closed. */
+static int l_conn_tls_handshake(lua_State *L)
+{
+    struct hs__conn_box *box = luaL_checkudata(L, 1, HS_CONN_MT);
+    struct tls_opts o = {1, NULL, NULL};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 2) != 0) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+            if (!tls_opt(L, 2, k, &o))
+                luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'", k));
+            lua_pop(L, 1);
+        }
+    }
+    if (box->c == NULL || hs_conn_is_closing(box->c))
+        return push_fail(L, "closed");
+    struct hs__out *out = box->out;
+    if (out == NULL)
+        return luaL_error(L, "conn:tls_handshake: only a conn from hotsock.connect can start TLS");
+    if (box->reader)
+        return push_fail(L, "busy");
+    if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
+        return push_fail(L, "unread data");
+    char name[HS_ADDR_MAX_HOST] = "";
+    struct hs_addr a;
+    if (o.sni)
+        snprintf(name, sizeof name, "%s", o.sni);
+    else if (strncmp(out->key, "tcp://", 6) == 0 && hs_addr_parse(out->key, &a, NULL) == 0)
+        snprintf(name, sizeof name, "%s", a.host);
+    struct hs__task *t = hs__task_wait(L, "conn:tls_handshake");
+    struct hs_tls_ctx *ctx = tls_ctx_for(&o);
+    int r = ctx ? tls_start(t, out, ctx, name, 1) : -EINVAL;
+    hs_tls_ctx_unref(ctx);
+    if (r != 0) {
+        t->waiting = NULL;
+        return push_fail(L, r == -EBUSY       ? "busy"
+                            : r == -EINVAL    ? "tls context failed"
+                            : r == HS_ECLOSED ? "closed"
+                                              : "out of memory");
+    }
+    return lua_yield(L, 0);
+}
+
 void hs__lua_conn_methods_connect(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"keepalive", l_conn_keepalive},
+        {"tls_handshake", l_conn_tls_handshake},
         {NULL, NULL},
     };
     luaL_setfuncs(L, methods, 0);

@@ -15,6 +15,9 @@ Each command prints "ok ..." lines and exits 0, or prints what went wrong and ex
   alert PORT WRONG_CA                  a client that rejects the certificate (sends an alert)
   halfdone PORT N CA                   N connections that send a ClientHello and stop; while
                                        they hang, one full client is served; then all close
+  starttls CERT KEY                    a plaintext server (prints "PORT N" first) for one
+                                       client: answers "STARTTLS" with "OK", takes a TLS
+                                       handshake and echoes one line over it
   cycles PORT CA N VERSION             N sequential new connections, each a handshake (resumed
                                        from the previous session's ticket after the first),
                                        GET /hello with Connection: close, and the server's
@@ -269,6 +272,29 @@ def cmd_cycles(port, ca, n, version):
         slowest = max(slowest, time.monotonic() - t)
     print("ok %s cycles in %.3f s, slowest %.1f ms, %d resumed (TLSv%s)"
           % (n, time.monotonic() - t0, slowest * 1000, resumed, version))
+    return 0
+
+
+def cmd_starttls(cert, key):
+    ls = socket.socket()
+    ls.bind((HOST, 0))
+    ls.listen(1)
+    ls.settimeout(30)
+    print("PORT %d" % ls.getsockname()[1], flush=True)
+    c, _ = ls.accept()
+    c.settimeout(10)
+    if c.recv(64) != b"STARTTLS\r\n":
+        return 1
+    c.sendall(b"OK\r\n")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    s = ctx.wrap_socket(c, server_side=True)
+    line = b""
+    while not line.endswith(b"\n"):
+        line += s.recv(64)
+    s.sendall(b"echo " + line)
+    s.close()
+    print("ok", flush=True)
     return 0
 
 
