@@ -148,10 +148,15 @@ function hotsock.spawn(fn, ...) end
 ---@field framing? string|table the framing `conn:receive()` without a pattern uses (default `"raw"`)
 ---@field proxy? hotsock.Conn an inbound conn whose client is passed on: a PROXY v2 header with
 ---its addresses (its own PROXY header's, or its socket's) goes first; never a pooled conn
+---@field verify? boolean tls:// only: check the server's certificate chain and name (default true)
+---@field ca? string tls:// only: PEM file of trusted certificates (default: the system store)
+---@field sni? string tls:// only: the server name sent and checked (default: the URL's host)
 
 ---Opens an outbound connection: `tcp://HOST:PORT` (HOST a name, an IPv4 literal or a
 ---bracketed IPv6 literal; names are resolved without blocking, /etc/hosts first, every
----address tried in order) or `unix:/path`. Returns the same conn object as an accepted one
+---address tried in order), `tls://HOST:PORT` (the same, then a TLS handshake, verified by
+---default: a failure returns nil, `"certificate verify failed: REASON"` or
+---`"tls handshake failed: REASON"`) or `unix:/path`. Returns the same conn object as an accepted one
 ---(read it with `conn:receive`; it runs no callbacks), or nil and `"timeout"`,
 ---`"connection refused"`, `"no such host"`, `"no such file"`, `"network unreachable"`,
 ---`"host unreachable"`, `"closed"` (the client of the handler left meanwhile), ... A conn kept
@@ -534,6 +539,21 @@ function Conn:keepalive(idle_s, pool_size) end
 ---@return true|nil ok
 ---@return string? err `"closed"`, `"timeout"`
 function Conn:flush(timeout) end
+
+---Options of `conn:tls_handshake`: those of `hotsock.connect` for tls://.
+---@class hotsock.TlsOptions
+---@field verify? boolean check the server's certificate chain and name (default true)
+---@field ca? string PEM file of trusted certificates (default: the system store)
+---@field sni? string the server name sent and checked (default: the URL's host)
+
+---STARTTLS: starts TLS as a client on a conn from `hotsock.connect` once its plaintext
+---exchange is done, and waits for the handshake. Returns true, or nil and `"closed"`,
+---`"busy"` (a receive waits on it), `"unread data"`, `"certificate verify failed: REASON"`,
+---`"tls handshake failed: REASON"` (the conn is then closed). Raises on an accepted conn.
+---@param opts? hotsock.TlsOptions
+---@return true|nil ok
+---@return string? err
+function Conn:tls_handshake(opts) end
 
 ---Timeout in seconds for each later wait on this conn (nil or negative: none).
 ---@param seconds number|nil
