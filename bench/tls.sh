@@ -12,6 +12,10 @@
 #   tls_idle_mem           memory per idle TLS connection (1,000 held) vs plaintext
 #   https_idle_mem         memory per idle HTTPS keep-alive connection after one GET /hello
 #                          (1,000 held): hotsock vs nginx vs HAProxy (the anchors)
+# The HTTPS rows also give the server's CPU time per request, which a shared machine's noise
+# disturbs far less than the rates.
+# nginx answers /hello with a fixed `return 200` (bench/peers/nginx_tls.conf.in), hotsock
+# with its Lua HTTP script: the keep-alive row carries the plaintext /hello gap too.
 # Both servers run pinned to core 0 and the clients to core 1 (taskset). Certificates (RSA
 # 2048 and ECDSA P-256) are made for the run. nginx rows are skipped when nginx is missing.
 set -euo pipefail
@@ -58,14 +62,26 @@ start_nginx() { # KIND PORT
   pid=$!
 }
 
-wrk_rate() { # URL [HEADER] -> requests/s
-  local h=()
-  [ $# -gt 1 ] && h=(-H "$2")
-  $pin_cli wrk -t1 -c50 -d"${secs}s" "${h[@]}" "$1" | awk '/Requests\/sec/ {print $2}'
+cpu_ticks() { # PIDS (comma-separated) -> their user + system CPU time in clock ticks
+  local t=0 p
+  for p in ${1//,/ }; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo $t
 }
 
-row() { printf '%-16s %-10s %-6s %12s %s\n' "$@"; }
-row ROW SERVER CERT RATE UNIT
+# wrk's rate, and the server's CPU per request (µs): the figure a busy shared machine
+# disturbs least (the rate follows whatever CPU share the server gets).
+wrk_rate() { # URL SERVER_PIDS [HEADER] -> "requests/s cpu_us_per_request"
+  local h=() before out
+  [ $# -gt 2 ] && h=(-H "$3")
+  before=$(cpu_ticks "$2")
+  out=$($pin_cli wrk -t1 -c50 -d"${secs}s" "${h[@]}" "$1")
+  awk -v t=$(($(cpu_ticks "$2") - before)) -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {n = $1} /Requests\/sec/ {r = $2} END {printf "%s %.0f\n", r, n ? t * 1e6 / hz / n : 0}' \
+    <<<"$out"
+}
+
+row() { printf '%-16s %-10s %-6s %12s %-14s %s\n' "$@"; }
+row ROW SERVER CERT RATE UNIT "CPU µs/req"
 for kind in rsa ec; do
   for srv in hotsock nginx; do
     p=$(port)
@@ -79,9 +95,12 @@ for kind in rsa ec; do
     fi
     pids+=("$pid")
     wait_port "$p"
-    row "https_hello_$kind" $srv $kind "$(wrk_rate "https://127.0.0.1:$p/hello")" req/s
-    row "https_new_$kind" $srv $kind "$(wrk_rate "https://127.0.0.1:$p/hello" "Connection: close")" \
-      handshakes/s
+    held=$pid
+    [ $srv = nginx ] && held=$(pgrep -d, -P "$pid") # the worker serves
+    read -r rate cpu < <(wrk_rate "https://127.0.0.1:$p/hello" "$held")
+    row "https_hello_$kind" $srv $kind "$rate" req/s "$cpu"
+    read -r rate cpu < <(wrk_rate "https://127.0.0.1:$p/hello" "$held" "Connection: close")
+    row "https_new_$kind" $srv $kind "$rate" handshakes/s "$cpu"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
   done
