@@ -41,6 +41,7 @@ struct hs__out {
     struct hs__out *prev, *next; /* hl->pool while pooled */
     unsigned char pooled;        /* in hl->pool */
     unsigned char orphan;        /* the script let go of it: close it from the loop */
+    unsigned char upgraded;      /* conn:tls_handshake made it TLS: no longer what key says */
     char key[];                  /* the URL it was connected with: the pool's key */
 };
 
@@ -321,6 +322,7 @@ static void tls_done(struct hs_conn *c, const char *err, void *arg)
         /* The conn closes once this returns (out_close frees out). */
         n = push_fail(t->T, err);
     } else if (tw->upgrade) {
+        tw->out->upgraded = 1;
         lua_pushboolean(t->T, 1);
         n = 1;
     } else {
@@ -544,6 +546,13 @@ static int l_hotsock_connect(lua_State *L)
             return push_fail(L, hlen == HS_ECLOSED ? "closed" : "proxy: no client address");
         }
     }
+    /* A tls:// conn is only reusable by a connect that would have checked it the same way:
+     * its options are part of the pool's key. */
+    if (is_tls) {
+        lua_pushfstring(L, "%s#verify=%d&ca=%s&sni=%s", url, tls.verify, tls.ca ? tls.ca : "",
+                        tls.sni ? tls.sni : "");
+        url = lua_tolstring(L, -1, &ulen); /* stays on the stack until this call returns */
+    }
     /* A pooled conn has spoken for some other client already: a proxied one is always new
      * (and, pooled by conn:keepalive, is kept under a key no connect asks for). */
     struct hs__out *out = proxy ? NULL : pool_take(hl, url);
@@ -656,7 +665,8 @@ static int l_hotsock_resolve(lua_State *L)
 
 /* conn:keepalive([idle_s [, pool_size]]) — puts an outbound conn into the pool for its URL
  * (this box then answers nil, "closed"); the next hotsock.connect to that URL takes it back.
- * Returns true, or nil, err ("closed", "busy" while a receive waits, "unread data"). */
+ * Returns true, or nil, err ("closed", "busy" while a receive waits, "unread data", "tls upgraded"
+ * for a conn conn:tls_handshake upgraded). */
 static int l_conn_keepalive(lua_State *L)
 {
     struct hs__conn_box *box = luaL_checkudata(L, 1, HS_CONN_MT);
@@ -673,6 +683,9 @@ static int l_conn_keepalive(lua_State *L)
         return push_fail(L, "busy");
     if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
         return push_fail(L, "unread data");
+    /* A plain connect to its URL must not get a TLS session back. */
+    if (out->upgraded)
+        return push_fail(L, "tls upgraded");
     box->c = NULL;
     box->out = NULL;
     box->v = NULL;
@@ -708,7 +721,7 @@ static int l_conn_tls_handshake(lua_State *L)
     struct hs__out *out = box->out;
     if (out == NULL)
         return luaL_error(L, "conn:tls_handshake: only a conn from hotsock.connect can start TLS");
-    if (box->reader)
+    if (box->reader || box->flusher)
         return push_fail(L, "busy");
     if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
         return push_fail(L, "unread data");

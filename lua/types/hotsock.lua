@@ -525,8 +525,9 @@ function Conn:receive(pattern) end
 ---(default 60; 0: until the peer closes it), at most pool_size per URL (default 30; the oldest
 ---goes). This object then answers nil, "closed"; the next `hotsock.connect` to the same URL
 ---takes the conn back. A kept conn that the peer closes leaves the pool. Returns true, or nil
----and `"closed"`, `"busy"` (a receive waits on it) or `"unread data"`. Raises on an accepted
----conn.
+---and `"closed"`, `"busy"` (a receive waits on it), `"unread data"` or `"tls upgraded"` (a conn
+---`conn:tls_handshake` upgraded: a plain connect must not get it). A `tls://` conn is taken
+---back only by a connect with the same `verify`, `ca` and `sni`. Raises on an accepted conn.
 ---@param idle_s? number
 ---@param pool_size? integer
 ---@return true|nil ok

@@ -93,6 +93,28 @@ describe("outbound tls", function()
     end
   end)
 
+  it("a kept tls:// conn goes back only to a connect with the same options", function()
+    -- Two connections at once: the kept one, and the one verify = true must make.
+    local h = io.popen(("exec timeout 60 python3 tests/integration/helpers/tls_peer.py serve " ..
+      "%s/self.pem %s/self.key 2 2>&1"):format(dir, dir))
+    local url = "tls://localhost:" .. assert(h:read("l"):match("^PORT (%d+)"))
+    local kept = ask("kept " .. url .. " verify=false")
+    local id = assert(kept:match("^kept (%d+)$"), kept)
+    -- Verification on: the unchecked conn must not be handed back.
+    assert.equals("nil certificate verify failed: self-signed certificate", ask("reuse " .. url))
+    assert.equals("ok " .. id, ask("reuse " .. url .. " verify=false"))
+    h:close()
+  end)
+
+  it("a conn upgraded by conn:tls_handshake cannot be kept", function()
+    local h = io.popen(("exec timeout 60 python3 tests/integration/helpers/tls_peer.py starttls " ..
+      "%s/srv.pem %s/srv.key 2>&1"):format(dir, dir))
+    local port = assert(h:read("l"):match("^PORT (%d+)"))
+    assert.equals("nil tls upgraded",
+      ask(("upgrade_keep tcp://127.0.0.1:%s ca=%s/ca.pem"):format(port, dir)))
+    h:close()
+  end)
+
   it("TLS options on a plain URL raise; an unreadable ca file fails", function()
     assert.matches("verify, ca and sni are for tls:// URLs",
       ask("raises tcp://127.0.0.1:1 verify=false"), 1, true)

@@ -18,6 +18,9 @@ Each command prints "ok ..." lines and exits 0, or prints what went wrong and ex
   starttls CERT KEY                    a plaintext server (prints "PORT N" first) for one
                                        client: answers "STARTTLS" with "OK", takes a TLS
                                        handshake and echoes one line over it
+  serve CERT KEY N                     a TLS server (prints "PORT N" first) for N connections
+                                       at once: each is taken through its handshake and held
+                                       until the client closes; exits when all are over
   cycles PORT CA N VERSION             N sequential new connections, each a handshake (resumed
                                        from the previous session's ticket after the first),
                                        GET /hello with Connection: close, and the server's
@@ -291,10 +294,43 @@ def cmd_starttls(cert, key):
     s = ctx.wrap_socket(c, server_side=True)
     line = b""
     while not line.endswith(b"\n"):
-        line += s.recv(64)
+        b = s.recv(64)
+        if not b:
+            return 0  # the client left without a line (a conn it upgraded, then closed)
+        line += b
     s.sendall(b"echo " + line)
     s.close()
     print("ok", flush=True)
+    return 0
+
+
+def cmd_serve(cert, key, n):
+    import threading
+    ls = socket.socket()
+    ls.bind((HOST, 0))
+    ls.listen(int(n))
+    ls.settimeout(30)
+    print("PORT %d" % ls.getsockname()[1], flush=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    def hold(c):
+        try:
+            s = ctx.wrap_socket(c, server_side=True)
+            while s.recv(4096):
+                pass
+        except (OSError, ssl.SSLError):
+            pass  # a client that rejects the certificate, or leaves
+        c.close()
+
+    threads = []
+    for _ in range(int(n)):
+        c, _ = ls.accept()
+        c.settimeout(30)
+        threads.append(threading.Thread(target=hold, args=(c,)))
+        threads[-1].start()
+    for t in threads:
+        t.join()
     return 0
 
 
