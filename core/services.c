@@ -89,6 +89,20 @@ static int load_tls(const struct hs_script_decl *d, const char *url, struct hs_t
     return -1;
 }
 
+/* How many sockets for url (its address part) this process bound before: the map names a
+ * URL once per service that declared it, in binding order, so two services on
+ * tcp://127.0.0.1:0 each take their own. */
+static size_t bound_before(const struct hs_server *s, const char *url)
+{
+    size_t len = hs_addr_base_len(url), n = 0;
+    for (size_t i = 0; i < s->n_services; i++)
+        for (size_t j = 0; j < s->services[i].n_bound; j++) {
+            const char *u = s->services[i].bound[j].url;
+            n += hs_addr_base_len(u) == len && memcmp(u, url, len) == 0;
+        }
+    return n;
+}
+
 static int bind_url(struct hs_server *s, struct service *sv, const struct hs_script_decl *d,
                     const struct hs_framing *framing, const char *url, struct bound *b, char *err,
                     size_t errlen)
@@ -107,7 +121,8 @@ static int bind_url(struct hs_server *s, struct service *sv, const struct hs_scr
     if (load_tls(d, url, &b->tls, err, errlen) != 0)
         return -1;
     /* The map names sockets without their options. */
-    int fd = hs_worker_chan_socket_fd(s->inherited, url, hs_addr_base_len(url));
+    int fd =
+        hs_worker_chan_socket_fd(s->inherited, url, hs_addr_base_len(url), bound_before(s, url));
     if (a.scheme == HS_ADDR_UDP || a.scheme == HS_ADDR_UNIXGRAM) {
         r = fd >= 0 ? hs_udp_adopt_fd(s->base, fd, d->name, hs_lua_datagram, sv->script, &b->udp)
                     : hs_udp_new(s->base, &a, d->name, hs_lua_datagram, sv->script, &b->udp);

@@ -267,7 +267,7 @@ int hs_supervisor_start(struct hs_supervisor *sup, int what, char *err, size_t e
         signal(SIGUSR2, SIG_IGN);
         return 0;
     }
-    int cfd = hs_worker_chan_socket_fd(sup->adopted, HS_UPGRADE_CONTROL, 0);
+    int cfd = hs_worker_chan_socket_fd(sup->adopted, HS_UPGRADE_CONTROL, 0, 0);
     if (cfd >= 0) {
         int r = hs_control_adopt(sup->base, cfd, hs_supervisor_instance_key(cfg), control_cb, sup,
                                  &sup->control, sup->control_path, sizeof sup->control_path);

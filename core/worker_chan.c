@@ -20,7 +20,7 @@
 
 static const char *const cmd_names[] = {"prepare", "commit", "discard", "stats"};
 
-int hs_worker_chan_socket_fd(const char *map, const char *url, size_t len)
+int hs_worker_chan_socket_fd(const char *map, const char *url, size_t len, size_t skip)
 {
     if (map == NULL)
         return -1;
@@ -32,7 +32,7 @@ int hs_worker_chan_socket_fd(const char *map, const char *url, size_t len)
             break;
         if (end == NULL)
             end = p + strlen(p);
-        if ((size_t)(eq - p) == ul && memcmp(p, url, ul) == 0)
+        if ((size_t)(eq - p) == ul && memcmp(p, url, ul) == 0 && skip-- == 0)
             return atoi(eq + 1);
         p = *end ? end + 1 : end;
     }

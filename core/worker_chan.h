@@ -32,8 +32,10 @@ enum hs_worker_chan_cmd {
 /* ---- the socket map: "URL=FD;URL=FD..." ---- */
 
 /* Finds url in map (the whole URL, or its first len bytes when len is not 0: the part the
- * map names). Returns its descriptor, or -1 when the map (NULL is fine) does not name it. */
-int hs_worker_chan_socket_fd(const char *map, const char *url, size_t len);
+ * map names), skipping its first `skip` entries: two services may declare the same URL (two
+ * on port 0), and the map lists their sockets in the order they were bound. Returns the
+ * descriptor, or -1 when the map (NULL is fine) does not name it that often. */
+int hs_worker_chan_socket_fd(const char *map, const char *url, size_t len, size_t skip);
 
 /* Walks a map: at *p (start at the map), copies the next URL into url (n bytes, cut if
  * longer) and its descriptor into *fd, and moves *p past it. Returns 1, or 0 at the end. */

@@ -167,6 +167,25 @@ return { on_message = function(c, m) c:send(m) end }
     os.execute("rm -rf " .. hs.shquote(dir))
   end)
 
+  it("give each of two services on port 0 its own socket in every worker", function()
+    -- Both declare tcp://127.0.0.1:0: the workers must adopt the master's two sockets in
+    -- order, not the first one twice (the second service would then never be served).
+    local srv = hs.start { "scripts/echo.lua", "--listen", "tcp://127.0.0.1:0",
+      "examples/hear_me.lua", "--listen", "tcp://127.0.0.1:0", "--workers", "2",
+      "--control", "none" }
+    for _ = 1, 6 do
+      local e = srv:tcp(1)
+      assert(e:send("ping\n"))
+      assert.are.equal("ping", hs.recv_line(e))
+      e:close()
+      local h = srv:tcp(2)
+      assert(h:send("can you hear me?"))
+      assert.are.equal("Yes", (h:receive("*a"))) -- then it closes
+      h:close()
+    end
+    srv:stop()
+  end)
+
   it("SIGTERM drains every worker and exits 0", function()
     local srv = hs.start { "tests/fixtures/probe.lua", "--listen", "tcp://127.0.0.1:0",
       "--workers", "2", "--grace", "5", "--control", "none" }
