@@ -35,5 +35,5 @@ echo "== fuzz (clang, HOTSOCK_FUZZ_SECONDS each) in build-fuzz"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DHOTSOCK_WERROR=ON \
   -DHOTSOCK_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j"$jobs" --target fuzz_http fuzz_http_response fuzz_framing fuzz_addr fuzz_upload fuzz_proxy fuzz_json \
-  fuzz_ws
+  fuzz_ws fuzz_resp
 (cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz --timeout 300)
