@@ -3,6 +3,7 @@
 #include "core/framing.h"
 #include "core/hs.h"
 #include "core/log.h"
+#include "core/pubsub_redis.h"
 #include "core/tls.h"
 
 #include <stddef.h>
@@ -115,6 +116,7 @@ void hs_config_free(struct hs_config *cfg)
     free(cfg->config_path);
     free(cfg->control_path);
     free(cfg->metrics_url);
+    free(cfg->pubsub_url);
     hs_config_init(cfg);
 }
 
@@ -467,8 +469,9 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
                           strcmp(a, "--max-connections") == 0 || strcmp(a, "--idle-timeout") == 0 ||
                           strcmp(a, "--grace") == 0 || strcmp(a, "--config") == 0 ||
                           strcmp(a, "--workers") == 0 || strcmp(a, "--control") == 0 ||
-                          strcmp(a, "--metrics") == 0 || strcmp(a, "--shared") == 0 ||
-                          strcmp(a, "--sandbox") == 0 || strcmp(a, "--allow-module") == 0;
+                          strcmp(a, "--metrics") == 0 || strcmp(a, "--pubsub") == 0 ||
+                          strcmp(a, "--shared") == 0 || strcmp(a, "--sandbox") == 0 ||
+                          strcmp(a, "--allow-module") == 0;
         size_t li = 0;
         while (li < N_LIMITS && strcmp(a, hs__config_limits[li].flag) != 0)
             li++;
@@ -555,6 +558,14 @@ int hs_config_parse_args(struct hs_config *cfg, int argc, char **argv, char *err
         } else if (strcmp(a, "--control") == 0) {
             free(cfg->control_path);
             cfg->control_path = strdup(val);
+        } else if (strcmp(a, "--pubsub") == 0) {
+            const char *why;
+            if (hs_pubsub_redis_parse(val, NULL, NULL, 0, &why) != 0) {
+                snprintf(err, errlen, "--pubsub %s: %s", val, why);
+                return -1;
+            }
+            free(cfg->pubsub_url);
+            cfg->pubsub_url = strdup(val);
         } else if (strcmp(a, "--metrics") == 0) {
             free(cfg->metrics_url);
             cfg->metrics_url = strdup(val);

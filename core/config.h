@@ -44,8 +44,9 @@ struct hs_config {
     char *config_path;              /* --config FILE, or NULL */
     unsigned cli_set;               /* bit per setting given on the command line */
     char *control_path;             /* --control PATH ("none" disables), or NULL for the default */
-    char *metrics_url;              /* --metrics URL: Prometheus text over HTTP there, or NULL */
-    int watch;                      /* --watch: reload scripts when their files change */
+    char *pubsub_url;  /* --pubsub redis://HOST:PORT: pub/sub across servers, or NULL */
+    char *metrics_url; /* --metrics URL: Prometheus text over HTTP there, or NULL */
+    int watch;         /* --watch: reload scripts when their files change */
     unsigned tls_handshake_timeout_ms; /* accept to a finished TLS handshake */
     unsigned tls_max_handshakes;       /* TLS handshakes in progress per process; 0: no limit */
     unsigned proxy_timeout_ms;         /* accept to a complete PROXY header (?proxy listeners) */

@@ -6,6 +6,7 @@
 #include "core/config_internal.h"
 #include "core/hs.h"
 #include "core/log.h"
+#include "core/pubsub_redis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,13 @@ static int read_config_table(lua_State *L, struct hs_config *cfg, const char *pa
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "idle_timeout") == LUA_TNUMBER && !(cfg->cli_set & SET_IDLE_TIMEOUT))
         cfg->idle_timeout_ms = (unsigned)(lua_tonumber(L, -1) * 1000);
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "pubsub") == LUA_TSTRING && cfg->pubsub_url == NULL) {
+        const char *why;
+        if (hs_pubsub_redis_parse(lua_tostring(L, -1), NULL, NULL, 0, &why) != 0)
+            return cfg_fail(err, errlen, path, why);
+        cfg->pubsub_url = strdup(lua_tostring(L, -1));
+    }
     lua_pop(L, 1);
     if (lua_getfield(L, -1, "metrics") == LUA_TSTRING && cfg->metrics_url == NULL)
         cfg->metrics_url = strdup(lua_tostring(L, -1));

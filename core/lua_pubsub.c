@@ -15,6 +15,7 @@
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
 #include "core/pubsub.h"
+#include "core/pubsub_redis.h"
 #include "core/reload.h"
 
 #include <stdio.h>
@@ -222,6 +223,10 @@ static int l_hotsock_publish(lua_State *L)
     luaL_argcheck(L, chlen >= 1 && chlen <= HS_PUBSUB_MAX_CHANNEL, 1,
                   "channel must be 1 to 255 bytes");
     int r = ctx->ps ? hs_pubsub_publish(ctx->ps, ch, chlen, msg, len) : 0;
+    /* Other servers get theirs after this one's workers have theirs queued; a full local
+     * queue (one worker behind) does not hold back the rest of the cluster. */
+    if (r != HS_ETOOBIG)
+        hs_pubsub_redis_publish(hs_pubsub_redis_default(), ch, chlen, msg, len);
     if (r >= 0) {
         lua_pushboolean(L, 1);
         return 1;
@@ -367,10 +372,16 @@ size_t hs_lua_pubsub_stats(struct hs_lua *hl, char *out, size_t n)
         return 0;
     struct hs_pubsub_counts c;
     hs_pubsub_counts(ctx->ps, &c);
+    /* Across servers (--pubsub): what went to Redis, came from it, and was lost on the way. */
+    struct hs_pubsub_redis_counts rc = {0};
+    if (hs_pubsub_redis_default())
+        hs_pubsub_redis_counts(hs_pubsub_redis_default(), &rc);
     int w = snprintf(out, n,
                      "pubsub subscriptions=%u published=%llu delivered=%llu dropped=%llu "
-                     "queued=%llu capacity=%zu\n",
-                     ctx->live, c.published, c.delivered, c.dropped, c.queued, c.capacity);
+                     "queued=%llu capacity=%zu remote_sent=%llu remote_received=%llu "
+                     "remote_dropped=%llu\n",
+                     ctx->live, c.published, c.delivered, c.dropped, c.queued, c.capacity, rc.sent,
+                     rc.received, rc.dropped);
     return w > 0 && (size_t)w < n ? (size_t)w : 0;
 }
 

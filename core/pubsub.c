@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PUBSUB_MAGIC 0x68737031u /* "hsp1" */
@@ -43,11 +45,12 @@ struct queue {
 struct region {
     uint32_t magic;
     uint32_t workers;
-    uint64_t size;    /* of the mapping */
-    uint64_t cap;     /* bytes of each ring, a power of two */
-    uint64_t max_msg; /* bytes of one payload */
-    uint64_t stride;  /* bytes from one queue to the next */
-    uint64_t first;   /* offset of queue 1 */
+    uint64_t size;     /* of the mapping */
+    uint64_t cap;      /* bytes of each ring, a power of two */
+    uint64_t max_msg;  /* bytes of one payload */
+    uint64_t stride;   /* bytes from one queue to the next */
+    uint64_t first;    /* offset of queue 1 */
+    uint64_t instance; /* random: names this server (all its workers) to other instances */
 };
 
 /* A process's handle on the region. */
@@ -134,6 +137,19 @@ static int init_queue(struct queue *q)
     return -r;
 }
 
+/* 64 random bits; a clock and the pid when the kernel has no randomness to give, which still
+ * tells apart instances started at different moments or with different pids. */
+static uint64_t new_instance_id(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v || v == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+    return v;
+}
+
 int hs_pubsub_create(unsigned workers, size_t queue_size, size_t max_message,
                      struct hs_pubsub **out)
 {
@@ -180,6 +196,7 @@ int hs_pubsub_create(unsigned workers, size_t queue_size, size_t max_message,
     ps->r->size = size;
     ps->r->cap = cap;
     ps->r->max_msg = max_message;
+    ps->r->instance = new_instance_id();
     ps->r->stride = stride;
     ps->r->first = first;
     for (unsigned i = 1; i <= workers && err == 0; i++) {
@@ -335,6 +352,11 @@ unsigned hs_pubsub_self(const struct hs_pubsub *ps)
 unsigned hs_pubsub_workers(const struct hs_pubsub *ps)
 {
     return ps->r->workers;
+}
+
+uint64_t hs_pubsub_instance(const struct hs_pubsub *ps)
+{
+    return ps->r->instance;
 }
 
 size_t hs_pubsub_max_message(const struct hs_pubsub *ps)

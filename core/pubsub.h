@@ -82,6 +82,10 @@ unsigned hs_pubsub_self(const struct hs_pubsub *ps);
 /* The number of queues (workers). */
 unsigned hs_pubsub_workers(const struct hs_pubsub *ps);
 
+/* A random number made with the region: the same in every worker of this server, different
+ * on other servers (core/pubsub_redis.c tags what it sends to Redis with it). */
+uint64_t hs_pubsub_instance(const struct hs_pubsub *ps);
+
 /* The largest message accepted, in bytes. */
 size_t hs_pubsub_max_message(const struct hs_pubsub *ps);
 

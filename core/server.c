@@ -7,6 +7,8 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_sandbox.h"
+#include "core/pubsub.h"
+#include "core/pubsub_redis.h"
 #include "core/reload.h"
 #include "core/supervisor.h"
 #include "core/udp.h"
@@ -190,6 +192,15 @@ int hs_server_run(struct hs_server *s)
     s->sup = hs_supervisor_new(s->base, s->cfg, &server_ops, s);
     if (s->sup == NULL)
         return 1;
+    if (s->cfg->pubsub_url && hs_pubsub_default()) {
+        s->redis = hs_pubsub_redis_start(s->base, s->cfg->pubsub_url, hs_pubsub_default(), err,
+                                         sizeof err);
+        if (s->redis == NULL) {
+            hs_log(HS_LOG_ERROR, "%s", err);
+            fprintf(stderr, "hotsock: %s\n", err);
+            return 1;
+        }
+    }
     if (s->worker) {
         /* Reloads come from the master over the channel; SIGHUP is the master's. */
         hs_supervisor_start(s->sup, HS_SUPERVISOR_STOP_ONLY, err, sizeof err);
@@ -229,6 +240,7 @@ void hs_server_free(struct hs_server *s)
     hs_conns_free(s->set);
     hs__server_unload(s);
     hs_lua_free(s->hl);
+    hs_pubsub_redis_free(s->redis);
     if (s->base)
         event_base_free(s->base);
     free(s);

@@ -50,6 +50,7 @@ struct hs_server {
     const char *inherited;           /* "URL=FD;..." sockets bound by the master, or NULL */
     int chan;                        /* worker: its end of the master's channel, else -1 */
     struct hs_worker_chan *chan_end; /* serving chan while running */
+    struct hs_pubsub_redis *redis;   /* --pubsub link while running, or NULL */
 };
 
 /* Reloads the services flagged in which (all when NULL) in one step each (prepare, then

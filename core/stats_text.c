@@ -343,12 +343,13 @@ size_t hs_stats_render_table(const char *snapshot, char *out, size_t n)
         if (!is(r, "pubsub"))
             continue;
         if (!pubsub_header++)
-            emit(&o, "\n%-8s %13s %10s %10s %8s %10s\n", "PUBSUB", "SUBSCRIPTIONS", "PUBLISHED",
-                 "DELIVERED", "DROPPED", "QUEUED");
+            emit(&o, "\n%-8s %13s %10s %10s %8s %10s %10s %9s\n", "PUBSUB", "SUBSCRIPTIONS",
+                 "PUBLISHED", "DELIVERED", "DROPPED", "QUEUED", "REMOTE", "RDROPPED");
         char queued[32];
         human_bytes(num(r, "queued"), queued, sizeof queued);
-        emit(&o, "%-8s %13s %10s %10s %8s %10s\n", r->worker, get(r, "subscriptions"),
-             get(r, "published"), get(r, "delivered"), get(r, "dropped"), queued);
+        emit(&o, "%-8s %13s %10s %10s %8s %10s %10s %9s\n", r->worker, get(r, "subscriptions"),
+             get(r, "published"), get(r, "delivered"), get(r, "dropped"), queued,
+             get(r, "remote_sent"), get(r, "remote_dropped"));
     }
     render_dicts(&o, &s);
     snap_free(&s);
@@ -421,6 +422,12 @@ static const struct family families[] = {
      "Messages taken from the worker's queue."},
     {"pubsub", "dropped", "hotsock_pubsub_dropped_total", "counter",
      "Messages dropped because the worker's queue was full."},
+    {"pubsub", "remote_sent", "hotsock_pubsub_remote_sent_total", "counter",
+     "Messages the worker sent to Redis for other servers (--pubsub)."},
+    {"pubsub", "remote_received", "hotsock_pubsub_remote_received_total", "counter",
+     "Messages of other servers the worker took from Redis and queued here (--pubsub)."},
+    {"pubsub", "remote_dropped", "hotsock_pubsub_remote_dropped_total", "counter",
+     "Copies for other servers lost: Redis down or its output over the limit (--pubsub)."},
     {"pubsub", "queued", "hotsock_pubsub_queued_bytes", "gauge",
      "Bytes waiting in the worker's queue."},
     {"script", "generation", "hotsock_script_generation", "gauge",
