@@ -97,11 +97,12 @@ int hs_pubsub_redis_parse(const char *url, struct hs_addr *a, char *prefix, size
             w = "the only pub/sub URL option is prefix=NAME";
             goto bad;
         }
-        if (val[0] == '\0' || strlen(val) > HS_PUBSUB_REDIS_MAX_PREFIX) {
+        size_t vl = strlen(val);
+        if (vl == 0 || vl > HS_PUBSUB_REDIS_MAX_PREFIX) {
             w = "the pub/sub prefix must be 1 to 64 bytes";
             goto bad;
         }
-        snprintf(pfx, sizeof pfx, "%s", val);
+        memcpy(pfx, val, vl + 1);
     }
     if (r != 0) {
         w = "malformed option in the pub/sub URL";
