@@ -102,7 +102,9 @@ describe("examples/proxy.lua", function()
     local after = status_kib(proxy.pid, "VmRSS")
     print(("# a stalled client: %d KiB sent before the proxy pushed back, proxy RSS +%d KiB")
       :format(sent // 1024, after - before))
-    assert.truthy(after - before < 8 * 1024, "proxy RSS grew by " .. (after - before) .. " KiB")
+    -- About +1 MiB in a Debug build; the ASan build's quarantine (8 MiB, tests/CMakeLists.txt)
+    -- adds its freed blocks on top. Without flow control it would be the 64 MiB sent.
+    assert.truthy(after - before < 16 * 1024, "proxy RSS grew by " .. (after - before) .. " KiB")
     s:close()
   end)
 
