@@ -279,6 +279,47 @@ static void test_build_v2(void **state)
                      HS_EPROTO);
 }
 
+/* The v1 parser reads IPv4 addresses itself: it must accept exactly what inet_pton accepts,
+ * with the same result, over octets at every edge (leading zeros, 255/256, empty, signs). */
+static void test_v1_ipv4_matches_inet_pton(void **state)
+{
+    (void)state;
+    static const char *const octets[] = {"0",   "00",   "1",   "01",  "9",   "10",  "99",
+                                         "100", "199",  "200", "249", "250", "255", "256",
+                                         "999", "1000", "",    "+1",  "-1",  "1a",  " 1"};
+    size_t n = sizeof octets / sizeof octets[0], checked = 0;
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = 0; b < n; b += 3)
+            for (size_t c = 0; c < n; c += 5)
+                for (size_t d = 0; d < n; d++) {
+                    char addr[64], line[128];
+                    snprintf(addr, sizeof addr, "%s.%s.%s.%s", octets[a], octets[b], octets[c],
+                             octets[d]);
+                    snprintf(line, sizeof line, "PROXY TCP4 %s 10.0.0.1 1 2\r\n", addr);
+                    struct in_addr want;
+                    int ok = inet_pton(AF_INET, addr, &want) == 1;
+                    struct hs_proxy_header h;
+                    int r = hs_proxy_parse((const unsigned char *)line, strlen(line), &h);
+                    if (ok != (r > 0))
+                        fail_msg("%s: inet_pton %s, the parser %d (%s)", addr,
+                                 ok ? "accepts" : "refuses", r, h.why ? h.why : "");
+                    if (ok && ((struct sockaddr_in *)&h.src)->sin_addr.s_addr != want.s_addr)
+                        fail_msg("%s: a different address", addr);
+                    checked++;
+                }
+    static const char *const shapes[] = {"1.2.3",  "1.2.3.4.5", "1..2.3",    ".1.2.3",
+                                         "1.2.3.", "1.2.3.4 ",  "0x1.2.3.4", "1.2.3.04"};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        char line[128];
+        struct in_addr want;
+        struct hs_proxy_header h;
+        snprintf(line, sizeof line, "PROXY TCP4 %s 10.0.0.1 1 2\r\n", shapes[i]);
+        int ok = inet_pton(AF_INET, shapes[i], &want) == 1;
+        assert_int_equal(ok, hs_proxy_parse((const unsigned char *)line, strlen(line), &h) > 0);
+    }
+    assert_true(checked > 10000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -286,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_tlvs),
         cmocka_unit_test(test_build_v2),
+        cmocka_unit_test(test_v1_ipv4_matches_inet_pton),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
