@@ -22,40 +22,7 @@
 #define GUARD_DATA (128 * 1024) /* bytes readable before the guard page */
 #define BIG (64 * 1024)         /* scratch for generated heads and bodies */
 
-static char *guard_map;
-static size_t guard_map_len;
-
-static int guard_setup(void **state)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    int fd = open("/dev/zero", O_RDWR);
-    void *m;
-
-    (void)state;
-    if (fd < 0)
-        return -1;
-    guard_map_len = GUARD_DATA + page;
-    m = mmap(NULL, guard_map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED)
-        return -1;
-    guard_map = m;
-    return mprotect(guard_map + GUARD_DATA, page, PROT_NONE);
-}
-
-static int guard_teardown(void **state)
-{
-    (void)state;
-    return munmap(guard_map, guard_map_len);
-}
-
-/* Copies s[0..n) so that it ends exactly at the guard page; returns where it starts. */
-static const char *guard_put(const char *s, size_t n)
-{
-    assert_true(n <= GUARD_DATA);
-    memmove(guard_map + GUARD_DATA - n, s, n);
-    return guard_map + GUARD_DATA - n;
-}
+#include "tests/unit/guard_page.h"
 
 static struct hs_http_header hdrs[HS_HTTP_MAX_HEADERS];
 
