@@ -667,6 +667,24 @@ static int l_hotsock_resolve(lua_State *L)
  * (this box then answers nil, "closed"); the next hotsock.connect to that URL takes it back.
  * Returns true, or nil, err ("closed", "busy" while a receive waits, "unread data", "tls upgraded"
  * for a conn conn:tls_handshake upgraded). */
+/* An outbound conn that can change hands (be pooled) or transport (start TLS): open, ours
+ * (hotsock.connect's; misuse raises `misuse`), with no receive or flush waiting on it and
+ * nothing unread. Returns 0 with *out set, or the count of results pushed (nil, err). */
+static int outbound_at_rest(lua_State *L, struct hs__conn_box *box, const char *misuse,
+                            struct hs__out **out)
+{
+    if (box->c == NULL || hs_conn_is_closing(box->c))
+        return push_fail(L, "closed");
+    *out = box->out;
+    if (*out == NULL)
+        return luaL_error(L, "%s", misuse);
+    if (box->reader || box->flusher)
+        return push_fail(L, "busy");
+    if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
+        return push_fail(L, "unread data");
+    return 0;
+}
+
 static int l_conn_keepalive(lua_State *L)
 {
     struct hs__conn_box *box = luaL_checkudata(L, 1, HS_CONN_MT);
@@ -674,15 +692,11 @@ static int l_conn_keepalive(lua_State *L)
     luaL_argcheck(L, idle >= 0 && idle < HS_MAX_WAIT_S, 2, "seconds out of range");
     lua_Integer size = luaL_optinteger(L, 3, HS_KEEPALIVE_POOL);
     luaL_argcheck(L, size >= 1 && size <= HS_KEEPALIVE_POOL_MAX, 3, "pool size out of range");
-    if (box->c == NULL || hs_conn_is_closing(box->c))
-        return push_fail(L, "closed");
-    struct hs__out *out = box->out;
-    if (out == NULL)
-        return luaL_error(L, "conn:keepalive: only a conn from hotsock.connect can be kept");
-    if (box->reader || box->flusher)
-        return push_fail(L, "busy");
-    if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
-        return push_fail(L, "unread data");
+    struct hs__out *out;
+    int n = outbound_at_rest(L, box, "conn:keepalive: only a conn from hotsock.connect can be kept",
+                             &out);
+    if (n)
+        return n;
     /* A plain connect to its URL must not get a TLS session back. */
     if (out->upgraded)
         return push_fail(L, "tls upgraded");
@@ -716,15 +730,11 @@ static int l_conn_tls_handshake(lua_State *L)
             lua_pop(L, 1);
         }
     }
-    if (box->c == NULL || hs_conn_is_closing(box->c))
-        return push_fail(L, "closed");
-    struct hs__out *out = box->out;
-    if (out == NULL)
-        return luaL_error(L, "conn:tls_handshake: only a conn from hotsock.connect can start TLS");
-    if (box->reader || box->flusher)
-        return push_fail(L, "busy");
-    if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
-        return push_fail(L, "unread data");
+    struct hs__out *out;
+    int n = outbound_at_rest(
+        L, box, "conn:tls_handshake: only a conn from hotsock.connect can start TLS", &out);
+    if (n)
+        return n;
     char name[HS_ADDR_MAX_HOST] = "";
     struct hs_addr a;
     if (o.sni)
