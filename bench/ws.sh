@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # WebSocket rows, hotsock beside Node's `ws` server (npm ws, no compression), one server
-# running at a time, each pinned to core 0 and the client (bench/ws_client.js, Node + ws, the
-# same for both) to core 1:
+# running at a time, each pinned to core 0 and the client (the same for both) to core 1. The
+# client of the echo and broadcast rows is bench/ws_load.c (hs_ws_load, C, epoll), light
+# enough that the server's core saturates first; WS_CLIENT=node uses bench/ws_client.js
+# (Node + ws) instead, which runs out of its own core first on echo_16k and bcast_1000. The
+# idle row always uses ws_client.js.
 #   echo_64     64 B ping-pong over 50 WebSockets        messages/s, server CPU µs per message
 #   echo_16k    16 KiB ping-pong over 50 WebSockets       the same
 #   bcast_1000  one 64 B message to 1,000 WebSockets, the next once all have it: deliveries/s
@@ -14,10 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${WS_BENCH_SECONDS:-5}
 bin=${HOTSOCK_BIN:-build-bench/hotsock}
-if [ ! -x "$bin" ]; then
+load=build-bench/bench/hs_ws_load
+if [ ! -x "$bin" ] || [ ! -x "$load" ]; then
   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOTSOCK_BUILD_TESTS=OFF >/dev/null
-  cmake --build build-bench -j"$(nproc)" --target hotsock >/dev/null
+  cmake --build build-bench -j"$(nproc)" --target hotsock hs_ws_load >/dev/null
 fi
+client=(node bench/ws_client.js)
+[ "${WS_CLIENT:-c}" = node ] || client=("$load")
 command -v node >/dev/null || { echo "bench/ws.sh needs node and npm (apt-get install nodejs npm)" >&2; exit 1; }
 nodedir=build-bench/node
 if [ ! -d "$nodedir/node_modules/ws" ]; then
@@ -69,9 +75,9 @@ for row in echo_64 echo_16k bcast_1000 idle; do
     url="ws://127.0.0.1:$port/ws"
     t0=$(cpu_ticks "$pid")
     case $row in
-      echo_64) out=$($pin_c timeout 120 node bench/ws_client.js echo "$url" 50 64 "$secs") ;;
-      echo_16k) out=$($pin_c timeout 120 node bench/ws_client.js echo "$url" 50 16384 "$secs") ;;
-      bcast_1000) out=$($pin_c timeout 120 node bench/ws_client.js bcast "$url" 1000 "$secs") ;;
+      echo_64) out=$($pin_c timeout 120 "${client[@]}" echo "$url" 50 64 "$secs") ;;
+      echo_16k) out=$($pin_c timeout 120 "${client[@]}" echo "$url" 50 16384 "$secs") ;;
+      bcast_1000) out=$($pin_c timeout 120 "${client[@]}" bcast "$url" 1000 "$secs") ;;
       idle)
         r0=$(rss_kib "$pid")
         $pin_c timeout 120 node bench/ws_client.js idle "$url" 1000 "$((secs + 2))" > /tmp/hs-ws-idle.$$ &
