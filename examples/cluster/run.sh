@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Starts the cluster example on loopback: redis-server, three hotsock instances (tcp.lua and
-# http.lua on ?proxy listeners, counter and rate limit in Redis) and HAProxy in front of them,
-# each on a free port; prints how to try it; stops everything on exit (Ctrl-C, SIGTERM, or
-# after --for SECONDS, 600 by default).
+# http.lua on ?proxy listeners, counter and rate limit in Redis, publish/subscribe across the
+# instances with --pubsub redis://) and HAProxy in front of them, each on a free port; prints
+# how to try it; stops everything on exit (Ctrl-C, SIGTERM, or after --for SECONDS, 600 by
+# default).
 #   examples/cluster/run.sh [--dir DIR] [--for SECONDS]
 # Environment: HOTSOCK (the binary; default build/hotsock), WORKERS per instance (2), LIMIT
 # and WINDOW (the rate limit: LIMIT incr per client address per WINDOW seconds; 100 per 1),
 # CHECK_MS (HAProxy's health-check interval; 500), GRACE (--grace of each instance; 5),
 # HOST (HAProxy's bind address; 127.0.0.1).
-# Once everything is up (every instance passes HAProxy's health check), DIR/cluster.env
-# holds the ports and paths for roll.sh and scripts; DIR keeps the logs.
+# Once everything is up (every instance subscribed at Redis and passing HAProxy's health
+# check), DIR/cluster.env holds the ports and paths for roll.sh and scripts; DIR keeps the
+# logs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -93,7 +95,8 @@ for i in 1 2 3; do
 export LUA_PATH='$here/?.lua;$root/lua/?.lua;;'
 exec setsid '$HOTSOCK' serve '$here/tcp.lua' --listen 'tcp://127.0.0.1:$tp?proxy' $opts \\
   '$here/http.lua' --listen 'tcp://127.0.0.1:$hp?proxy' $opts \\
-  --workers $WORKERS --grace $GRACE --control '$dir/i$i.sock' ${EXTRA_ARGS:-} \\
+  --pubsub redis://127.0.0.1:$REDIS_PORT --workers $WORKERS --grace $GRACE \\
+  --control '$dir/i$i.sock' ${EXTRA_ARGS:-} \\
   >>'$dir/i$i.log' 2>&1 </dev/null
 CMD
   bash "$dir/i$i.cmd" &
@@ -105,6 +108,14 @@ for i in 1 2 3; do
     sleep 0.1
   done
   grep -q ' ready (pid' "$dir/i$i.log" || { echo "instance i$i did not start:" >&2; cat "$dir/i$i.log" >&2; exit 1; }
+  # Its worker 1 holds the pub/sub connection to Redis: from this line on, what any instance
+  # publishes reaches this one.
+  for _ in $(seq 100); do
+    grep -q ' pubsub: subscribed to ' "$dir/i$i.log" && break
+    sleep 0.1
+  done
+  grep -q ' pubsub: subscribed to ' "$dir/i$i.log" ||
+    { echo "instance i$i did not subscribe at Redis:" >&2; cat "$dir/i$i.log" >&2; exit 1; }
 done
 
 sed -e "s|@DIR@|$dir|g" -e "s|@HOST@|$HOST|g" -e "s|@TCP_PORT@|$TCP_PORT|g" \
@@ -142,9 +153,12 @@ ENV
 cat <<MSG
 hotsock cluster up: 3 instances x $WORKERS workers behind HAProxy, Redis on port $REDIS_PORT
   TCP  (line protocol):  printf 'who\nincr\nhello\n' | nc -q1 $HOST $TCP_PORT
-  HTTP:                  curl http://$HOST:$HTTP_PORT/who ; curl http://$HOST:$HTTP_PORT/hello
+  publish/subscribe:     nc $HOST $TCP_PORT, type "sub news"; from another terminal
+                         (another instance): printf 'pub news hi\n' | nc -q1 $HOST $TCP_PORT
+  HTTP:                  curl http://$HOST:$HTTP_PORT/who ; curl -X POST http://$HOST:$HTTP_PORT/incr
   from another address:  curl --interface 127.0.0.2 http://$HOST:$HTTP_PORT/who
-  rate limit:            $LIMIT incr per client address per $WINDOW s (TCP "incr": "ERR rate limited")
+  rate limit:            $LIMIT incr per client address per $WINDOW s, TCP and HTTP together
+                         (TCP "incr": "ERR rate limited"; HTTP: 429)
   HAProxy runtime API:   echo 'show stat' | nc -U -N $dir/haproxy.sock
   roll the instances:    $here/roll.sh $dir [upgrade|restart]
   logs and state:        $dir

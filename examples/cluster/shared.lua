@@ -1,6 +1,6 @@
 -- What both services of the cluster example share: the true client address, the shared
 -- counter and the per-client rate limit, all kept in Redis through lua/hotsock/redis.lua so
--- that every worker of every instance sees the same numbers.
+-- that every worker of every instance, TCP or HTTP, sees the same numbers.
 local redis = require "hotsock.redis"
 
 local M = {}
@@ -43,6 +43,24 @@ function M.new(opts)
   -- The shared counter's new value.
   function self.incr()
     return with_redis(function(r) return r:incr("cluster:counter") end)
+  end
+
+  -- The shared counter's value (0 before the first incr).
+  function self.count()
+    return with_redis(function(r)
+      local v, err = r:get("cluster:counter")
+      if v == nil then return nil, err end
+      return v == redis.null and 0 or math.tointeger(tonumber(v))
+    end)
+  end
+
+  -- Counts one increment for ip: the counter's new value; or nil, "rate limited" past the
+  -- limit; or nil and Redis's error.
+  function self.limited_incr(ip)
+    local ok, err = self.allow(ip)
+    if ok == nil then return nil, err end
+    if not ok then return nil, "rate limited" end
+    return self.incr()
   end
 
   return self

@@ -1,10 +1,12 @@
 -- examples/cluster/ for real: run.sh starts redis-server, three hotsock instances (2 workers
--- each, ?proxy listeners) and HAProxy (send-proxy-v2, health checks on /healthz); this spec
--- drives it through HAProxy from clients bound to 127.0.0.2 and up. The handlers see the true
--- client address; the Redis counter is exact after 3 x 1,000 increments spread over the
--- instances, and the rate limit is per client address; roll.sh (upgrade, then restart) under
--- continuous connect/echo/close load refuses nothing; kill -9 of one instance loses only the
--- connections it held and HAProxy takes it out within its check interval.
+-- each, ?proxy listeners, --pubsub redis://) and HAProxy (send-proxy-v2, health checks on
+-- /healthz); this spec drives it through HAProxy from clients bound to 127.0.0.2 and up. The
+-- handlers see the true client address; the Redis counter is exact after 3 x 1,000
+-- increments spread over the instances, and the rate limit is per client address, over TCP
+-- and over HTTP alike; a message published on any instance reaches subscribers on all three;
+-- roll.sh (upgrade, then restart) under continuous connect/echo/close load refuses nothing;
+-- kill -9 of one instance loses only the connections it held and HAProxy takes it out within
+-- its check interval.
 local hs = require "hotsock.testkit"
 local socket = require "socket"
 
@@ -34,6 +36,47 @@ local function who(c)
   local instance = line:match(" on (i%d)$")
   assert(instance, line)
   return instance, line
+end
+
+-- One connection on each instance: clients through HAProxy (from 127.0.0.(base + k)), each
+-- kept if it landed on an instance that has none yet. { i1 = conn, i2 = conn, i3 = conn }.
+local function one_per_instance(base)
+  local on, k = {}, 0
+  while not (on.i1 and on.i2 and on.i3) do
+    k = k + 1
+    assert(k <= 30, "30 connections and not every instance reached")
+    local c = client("127.0.0." .. (base + k))
+    local instance = who(c)
+    if on[instance] then c:close() else on[instance] = c end
+  end
+  return on
+end
+
+-- Sends reqs ({"POST /incr", ...}) pipelined on the keep-alive connection c; reads the
+-- responses: a list of { status = 200, body = "...", instance = "i2" (X-Instance) }.
+local function http(c, reqs)
+  local out = {}
+  for i, r in ipairs(reqs) do
+    out[i] = r .. " HTTP/1.1\r\nHost: cluster\r\nContent-Length: 0\r\n\r\n"
+  end
+  assert(c:send(table.concat(out)))
+  local res = {}
+  for i = 1, #reqs do
+    local status = assert(c:receive("*l"))
+    local r = { status = tonumber(status:match("^HTTP/1%.1 (%d%d%d) ")) }
+    assert(r.status, status)
+    local len = 0
+    while true do
+      local h = assert(c:receive("*l"))
+      if h == "" then break end
+      local k, v = h:match("^([^:]+):%s*(.-)%s*$")
+      k = k:lower()
+      if k == "content-length" then len = tonumber(v) elseif k == "x-instance" then r.instance = v end
+    end
+    r.body = len > 0 and assert(c:receive(len)) or ""
+    res[i] = r
+  end
+  return res
 end
 
 local function hap(cmd)
@@ -188,6 +231,88 @@ describe("examples/cluster: HAProxy + 3 hotsock + Redis", function()
     c:send("incr\n")
     assert.are.equal("3001", c:receive("*l"))
     c:close()
+  end)
+
+  it("counts exactly through the HTTP frontend, with the same counter and limit as TCP", function()
+    local a, b = client("127.0.0.6", env.HTTP_PORT), client("127.0.0.7", env.HTTP_PORT)
+    finally(function()
+      a:close()
+      b:close()
+    end)
+    local first = http(a, { "GET /counter" })[1]
+    assert.are.equal(200, first.status, first.body)
+    local c0 = assert(math.tointeger(tonumber(first.body)))
+    -- 127.0.0.6 spends its 1,000 of the window, 127.0.0.7 500 of its own: 100 pipelined
+    -- POST /incr a batch on one keep-alive connection each, which HAProxy spreads (round
+    -- robin per request) over the instances.
+    local got, served = {}, {}
+    local function incr(c, n)
+      local reqs = {}
+      for i = 1, n do reqs[i] = "POST /incr" end
+      for _, r in ipairs(http(c, reqs)) do
+        assert.are.equal(200, r.status, r.body)
+        local v = assert(math.tointeger(tonumber(r.body)), r.body)
+        assert.is_nil(got[v], "count " .. v .. " answered twice")
+        got[v] = true
+        served[r.instance] = (served[r.instance] or 0) + 1
+      end
+    end
+    for _ = 1, 10 do incr(a, 100) end
+    for _ = 1, 5 do incr(b, 100) end
+    for n = c0 + 1, c0 + 1500 do assert.is_true(got[n], "count " .. n .. " missing") end
+    assert.are.equal(1500, (served.i1 or 0) + (served.i2 or 0) + (served.i3 or 0))
+    for _, i in ipairs({ "i1", "i2", "i3" }) do
+      assert.is_true((served[i] or 0) > 0, i .. " served no /incr")
+    end
+    -- The 1,001st from 127.0.0.6 is refused, on HTTP and on TCP (one limit per address);
+    -- 127.0.0.7 still counts.
+    local r = http(a, { "POST /incr" })[1]
+    assert.are.equal(429, r.status)
+    assert.are.equal("rate limited\n", r.body)
+    local t = client("127.0.0.6")
+    t:send("incr\n")
+    assert.are.equal("ERR rate limited", t:receive("*l"))
+    t:close()
+    r = http(b, { "POST /incr", "GET /counter" })
+    assert.are.equal(tostring(c0 + 1501) .. "\n", r[1].body)
+    assert.are.equal(tostring(c0 + 1501) .. "\n", r[2].body)
+  end)
+
+  it("delivers a message published on any instance to the subscribers on all three", function()
+    -- run.sh is ready once every instance is subscribed at Redis, so the subscriptions below
+    -- are in place everywhere as soon as each answers "subscribed".
+    local subs, pubs = one_per_instance(60), {}
+    finally(function()
+      for _, c in pairs(subs) do c:close() end
+      for _, c in pairs(pubs) do c:close() end
+    end)
+    for _, c in pairs(subs) do
+      assert(c:send("sub news\n"))
+      assert.are.equal("subscribed news", c:receive("*l"))
+    end
+    -- A publisher on each instance: a message, then an end marker behind it (one publisher's
+    -- messages keep their order everywhere).
+    pubs = one_per_instance(100)
+    for name, c in pairs(pubs) do
+      assert(c:send("pub news hello from " .. name .. "\npub news end " .. name .. "\n"))
+      assert.are.equal("published", c:receive("*l"))
+      assert.are.equal("published", c:receive("*l"))
+    end
+    for name, c in pairs(subs) do
+      local from, ends = {}, 0
+      while ends < 3 do
+        local line = assert(c:receive("*l"))
+        if line:match("^news: end i%d$") then
+          ends = ends + 1
+        else
+          local p = line:match("^news: hello from (i%d)$")
+          assert(p, name .. " got " .. line)
+          assert.is_nil(from[p], name .. " got " .. p .. "'s message twice")
+          from[p] = true
+        end
+      end
+      assert.are.same({ i1 = true, i2 = true, i3 = true }, from, "subscriber on " .. name)
+    end
   end)
 
   it("rolls every instance (upgrade, then drain and restart) under load, refusing nothing", function()
