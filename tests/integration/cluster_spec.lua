@@ -83,6 +83,20 @@ local function hap(cmd)
   return hs.run(("printf '%%s\\n' %s | nc -U -N %s"):format(sh(cmd), sh(dir .. "/haproxy.sock")))
 end
 
+-- The connections HAProxy has opened to the instances of its HTTP backend so far.
+local function http_connects()
+  local col
+  for line in hap("show stat"):gmatch("[^\n]+") do
+    local f = {}
+    for v in (line .. ","):gmatch("([^,]*),") do f[#f + 1] = v end
+    if not col then
+      for i, name in ipairs(f) do if name == "connect" then col = i end end
+    elseif f[1] == "http_back" and f[2] == "BACKEND" then
+      return tonumber(f[col])
+    end
+  end
+end
+
 -- HAProxy's status of server name in the TCP backend: "UP", "DOWN", ...
 local function status(name)
   for line in hap("show stat"):gmatch("[^\n]+") do
@@ -276,6 +290,29 @@ describe("examples/cluster: HAProxy + 3 hotsock + Redis", function()
     r = http(b, { "POST /incr", "GET /counter" })
     assert.are.equal(tostring(c0 + 1501) .. "\n", r[1].body)
     assert.are.equal(tostring(c0 + 1501) .. "\n", r[2].body)
+  end)
+
+  it("HAProxy opens one server connection per HTTP client and instance, not per request", function()
+    -- Two rounds of 10 keep-alive clients x 30 pipelined requests (round robin: 10 on each
+    -- instance). Each server connection starts with its client's PROXY header, so it can
+    -- serve only that client: each round must open its own 30 and then reuse them, whatever
+    -- earlier clients left behind (haproxy.cfg's "http-reuse never"; with HAProxy's default
+    -- "safe", earlier clients' connections filled the idle pool, where no one else can use
+    -- them, and HAProxy opened one per request: 300).
+    for round = 1, 2 do
+      local before = http_connects()
+      local cs = {}
+      for k = 1, 10 do
+        cs[k] = client("127.0.0." .. (140 + 10 * round + k), env.HTTP_PORT)
+        local reqs = {}
+        for i = 1, 30 do reqs[i] = "GET /hello" end
+        for _, r in ipairs(http(cs[k], reqs)) do assert.are.equal("hello\n", r.body) end
+      end
+      for _, c in ipairs(cs) do c:close() end
+      local opened = http_connects() - before
+      assert.is_true(opened <= 30, ("round %d: 300 requests opened %d server connections")
+        :format(round, opened))
+    end
   end)
 
   it("delivers a message published on any instance to the subscribers on all three", function()
