@@ -167,6 +167,46 @@ local function start_load(n)
   end
 end
 
+-- Subscribers and publishers on channel ch, one of each on every instance (clients from
+-- 127.0.0.(base + 1) up): each publisher's message reaches every subscriber exactly once. No
+-- waiting for subscriptions to spread: a subscription is in place once it is answered, and
+-- every instance's link to Redis was up before (run.sh and roll.sh wait for it).
+local function check_pubsub(ch, base)
+  local subs, pubs = one_per_instance(base), {}
+  finally(function()
+    for _, c in pairs(subs) do c:close() end
+    for _, c in pairs(pubs) do c:close() end
+  end)
+  for _, c in pairs(subs) do
+    assert(c:send("sub " .. ch .. "\n"))
+    assert.are.equal("subscribed " .. ch, c:receive("*l"))
+  end
+  -- A message, then an end marker behind it: one publisher's messages keep their order
+  -- everywhere, so a subscriber that has the three end markers has everything.
+  pubs = one_per_instance(base + 30)
+  for name, c in pairs(pubs) do
+    assert(c:send(("pub %s hello from %s\npub %s end %s\n"):format(ch, name, ch, name)))
+    assert.are.equal("published", c:receive("*l"))
+    assert.are.equal("published", c:receive("*l"))
+  end
+  for name, c in pairs(subs) do
+    local from, ends = {}, 0
+    while ends < 3 do
+      local line = assert(c:receive("*l"))
+      local what, p = line:sub(#ch + 3):match("^(.*) (i%d)$")
+      assert(line:sub(1, #ch + 2) == ch .. ": " and what, name .. " got " .. line)
+      if what == "end" then
+        ends = ends + 1
+      else
+        assert.are.equal("hello from", what, line)
+        assert.is_nil(from[p], name .. " got " .. p .. "'s message twice")
+        from[p] = true
+      end
+    end
+    assert.are.same({ i1 = true, i2 = true, i3 = true }, from, "subscriber on " .. name)
+  end
+end
+
 describe("examples/cluster: HAProxy + 3 hotsock + Redis", function()
   setup(function()
     dir = hs.tmpdir()
@@ -316,40 +356,7 @@ describe("examples/cluster: HAProxy + 3 hotsock + Redis", function()
   end)
 
   it("delivers a message published on any instance to the subscribers on all three", function()
-    -- run.sh is ready once every instance is subscribed at Redis, so the subscriptions below
-    -- are in place everywhere as soon as each answers "subscribed".
-    local subs, pubs = one_per_instance(60), {}
-    finally(function()
-      for _, c in pairs(subs) do c:close() end
-      for _, c in pairs(pubs) do c:close() end
-    end)
-    for _, c in pairs(subs) do
-      assert(c:send("sub news\n"))
-      assert.are.equal("subscribed news", c:receive("*l"))
-    end
-    -- A publisher on each instance: a message, then an end marker behind it (one publisher's
-    -- messages keep their order everywhere).
-    pubs = one_per_instance(100)
-    for name, c in pairs(pubs) do
-      assert(c:send("pub news hello from " .. name .. "\npub news end " .. name .. "\n"))
-      assert.are.equal("published", c:receive("*l"))
-      assert.are.equal("published", c:receive("*l"))
-    end
-    for name, c in pairs(subs) do
-      local from, ends = {}, 0
-      while ends < 3 do
-        local line = assert(c:receive("*l"))
-        if line:match("^news: end i%d$") then
-          ends = ends + 1
-        else
-          local p = line:match("^news: hello from (i%d)$")
-          assert(p, name .. " got " .. line)
-          assert.is_nil(from[p], name .. " got " .. p .. "'s message twice")
-          from[p] = true
-        end
-      end
-      assert.are.same({ i1 = true, i2 = true, i3 = true }, from, "subscriber on " .. name)
-    end
+    check_pubsub("news", 60)
   end)
 
   it("rolls every instance (upgrade, then drain and restart) under load, refusing nothing", function()
@@ -367,6 +374,8 @@ describe("examples/cluster: HAProxy + 3 hotsock + Redis", function()
       assert.are_not.equal(before[i], pids(i)[1])
       assert.are.equal("UP", status("i" .. i))
     end
+    -- The new processes are subscribed at Redis (roll.sh waits for it).
+    check_pubsub("after-roll", 180)
   end)
 
   it("kill -9 of one instance loses only its connections; HAProxy routes around it", function()
