@@ -2,6 +2,7 @@
  * out (at most 8 bytes) and a line delimiter is searched for in place, starting where the
  * previous call stopped, so a line arriving a byte at a time costs O(n) in total. */
 #include "core/framing.h"
+#include "core/errtok.h"
 #include "core/hs.h"
 
 #include <event2/buffer.h>
@@ -409,9 +410,9 @@ int hs_framing_next(const struct hs_framing *f, struct evbuffer *in, size_t *res
         return rc;
     memset(out, 0, sizeof(*out));
     if (why != NULL)
-        *why = rc == HS_EBADSPEC            ? "bad framing"
-               : rc == HS_EPROTO            ? "negative length"
-               : f->kind == HS_FRAMING_LINE ? "line too long"
-                                            : "frame too large";
+        *why = hs_errtok(rc == HS_EBADSPEC            ? HS_EBADSPEC
+                         : rc == HS_EPROTO            ? HS_ENEGLEN
+                         : f->kind == HS_FRAMING_LINE ? HS_ELINE
+                                                      : HS_EFRAME);
     return rc;
 }

@@ -23,6 +23,20 @@
 #define HS_EFULL (-4004)    /* output buffer over its hard limit */
 #define HS_ESCRIPT (-4005)  /* a Lua script failed to load or to run */
 #define HS_ENOHOST (-4006)  /* a host name that does not resolve (hotsock.connect/resolve) */
+/* Codes that exist to name one error token each (core/errtok.h): runtime failures a script
+ * sees that have no errno of their own. */
+#define HS_ENOPEER (-4007)    /* an outbound conn without a peer address */
+#define HS_EUNREAD (-4008)    /* bytes arrived that nobody has read (keepalive, tls_handshake) */
+#define HS_EUPGRADED (-4009)  /* conn:tls_handshake on a conn that is TLS already */
+#define HS_ETLSCTX (-4010)    /* a TLS client context could not be made */
+#define HS_EQUEUE (-4011)     /* a worker's pub/sub queue was full: its copy was dropped */
+#define HS_EHANDSHAKE (-4012) /* a WebSocket upgrade request that is not one */
+#define HS_EWSVERSION (-4013) /* a WebSocket upgrade for a version other than 13 */
+#define HS_ELINE (-4014)      /* a line over its framing max */
+#define HS_EFRAME (-4015)     /* a length frame over its framing max */
+#define HS_ENEGLEN (-4016)    /* a signed length header below zero */
+#define HS_EMALFORMED (-4017) /* a frame the framer refused for another reason */
+#define HS_EPROXYADDR (-4018) /* a PROXY header asked for on a conn without a client address */
 
 /* Default limits. Each is overridable from the command line or config (see docs/limits.md). */
 #define HS_DEFAULT_MAX_LINE (64 * 1024)         /* bytes in one line, delimiter excluded */

@@ -1,4 +1,5 @@
 #include "core/lua_api.h"
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_internal.h"
@@ -325,14 +326,12 @@ static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, vo
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-    if (status == 0)
+    if (status == 0) {
         lua_pushinteger(L, (lua_Integer)bytes);
-    else
-        luaL_pushfail(L);
-    if (status == 0)
         lua_pushnil(L);
-    else
-        lua_pushstring(L, status == HS_ECLOSED ? "closed" : hs_strerror(status));
+    } else {
+        hs__lua_fail(L, status);
+    }
     luaL_unref(L, LUA_REGISTRYINDEX, fn);
     luaL_unref(L, LUA_REGISTRYINDEX, file);
     struct hs__invoke iv = {.v = box->v,

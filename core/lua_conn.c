@@ -1,6 +1,7 @@
 /* The conn and udp objects seen from Lua. Every conn method follows one template: check
  * arguments (misuse raises), then if the connection is gone return nil, "closed", else act
  * and return true or nil, token. */
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -29,9 +30,7 @@ static struct hs__conn_box *check_box(lua_State *L)
 
 static int push_closed(lua_State *L)
 {
-    luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
-    return 2;
+    return hs__lua_fail(L, HS_ECLOSED);
 }
 
 static int push_result(lua_State *L, int r)
@@ -40,9 +39,7 @@ static int push_result(lua_State *L, int r)
         lua_pushboolean(L, 1);
         return 1;
     }
-    luaL_pushfail(L);
-    lua_pushstring(L, r == HS_ECLOSED ? "closed" : hs_strerror(r));
-    return 2;
+    return hs__lua_fail(L, r);
 }
 
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v)
@@ -330,11 +327,8 @@ static int l_udp_send_to(lua_State *L)
     if (box->u == NULL)
         return push_closed(L);
     /* A unixgram client that never bound a name cannot be answered: its doing, not misuse. */
-    if (plen == 4 && memcmp(peer, "unix", 4) == 0) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "no peer address");
-        return 2;
-    }
+    if (plen == 4 && memcmp(peer, "unix", 4) == 0)
+        return hs__lua_fail(L, HS_ENOPEER);
     int r = hs_udp_send_to(box->u, peer, plen, data, dlen);
     if (r == HS_EBADSPEC)
         return luaL_argerror(L, 2, "not an address like 1.2.3.4:5, [::1]:5, /path or @name");

@@ -6,6 +6,7 @@
  * detaches the conn from its box into a per-state pool keyed by URL; the next connect to that
  * URL takes it back with a new box. */
 #include "core/conn_connect.h"
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -63,43 +64,6 @@ struct tls_wait {
     struct hs__out *out;
     int upgrade; /* conn:tls_handshake: resumes with true, not a new box */
 };
-
-static int push_fail(lua_State *L, const char *err)
-{
-    luaL_pushfail(L);
-    lua_pushstring(L, err);
-    return 2;
-}
-
-/* The token a failed connect returns (the details went to the log). */
-static const char *connect_token(int err)
-{
-    switch (err) {
-    case -ETIMEDOUT:
-        return "timeout";
-    case -ECONNREFUSED:
-        return "connection refused";
-    case HS_ENOHOST:
-        return "no such host";
-    case -ENOENT:
-        return "no such file";
-    case -ECONNRESET:
-        return "connection reset";
-    case -ENETUNREACH:
-        return "network unreachable";
-    case -EHOSTUNREACH:
-        return "host unreachable";
-    case -EACCES:
-    case -EPERM:
-        return "permission denied";
-    case -EADDRNOTAVAIL:
-        return "address not available";
-    case -ENOMEM:
-        return "out of memory";
-    default:
-        return "connect failed";
-    }
-}
 
 /* ---- the pool ---- */
 
@@ -320,7 +284,11 @@ static void tls_done(struct hs_conn *c, const char *err, void *arg)
     t->on_cancel = NULL;
     if (err) {
         /* The conn closes once this returns (out_close frees out). */
-        n = push_fail(t->T, err);
+        /* Not a table token: "certificate verify failed: REASON" or "tls handshake failed:
+         * REASON", a fixed prefix and OpenSSL's words (docs/lua-api.md#error-tokens). */
+        luaL_pushfail(t->T);
+        lua_pushstring(t->T, err);
+        n = 2;
     } else if (tw->upgrade) {
         tw->out->upgraded = 1;
         lua_pushboolean(t->T, 1);
@@ -341,7 +309,7 @@ static int tls_cancel(struct hs__task *t, int push)
     t->wait_data = NULL;
     free(tw);
     hs_conn_abort(c, "closed");
-    return push ? push_fail(t->T, "closed") : 0;
+    return push ? hs__lua_fail(t->T, HS_ECLOSED) : 0;
 }
 
 /* Starts a client handshake on out's conn for the waiting task t. Returns 0, or a negative
@@ -418,7 +386,7 @@ static void connect_done(struct hs_connect *cn, int fd, const char *peer, int er
     HS_UNUSED(cn);
     if (fd < 0) {
         hs_log(HS_LOG_DEBUG, "hotsock.connect %s: %s", w->key, hs_strerror(err));
-        n = push_fail(T, connect_token(err));
+        n = hs__lua_fail(T, err);
     } else {
         struct hs__out *out = out_new(hl, w->key, strlen(w->key));
         if (out && hl->outbound == NULL)
@@ -431,14 +399,14 @@ static void connect_done(struct hs_connect *cn, int fd, const char *peer, int er
         /* The PROXY header goes first, before anything the script sends. */
         if (r == 0 && w->proxy_len && hs_conn_send(out->c, w->proxy_hdr, w->proxy_len) != 0) {
             hs_conn_abort(out->c, "out of memory");
-            n = push_fail(T, "out of memory");
+            n = hs__lua_fail(T, -ENOMEM);
         } else if (r != 0) {
             /* fd is closed; on_open never ran, so out is still ours. */
             if (out) {
                 event_free(out->ev);
                 free(out);
             }
-            n = push_fail(T, "out of memory");
+            n = hs__lua_fail(T, -ENOMEM);
         } else if (w->tls) {
             /* tls://: the task waits on for the handshake (tls_done resumes it). */
             r = tls_start(t, out, w->tls, w->name, 0);
@@ -446,7 +414,7 @@ static void connect_done(struct hs_connect *cn, int fd, const char *peer, int er
             free(w);
             /* -EBUSY: the PROXY header has not left yet (a socket that takes not even that). */
             if (r != 0)
-                hs__task_resume(t, push_fail(T, r == -EBUSY ? "busy" : "out of memory"));
+                hs__task_resume(t, hs__lua_fail(T, r == -EBUSY ? r : -ENOMEM));
             return;
         } else {
             out_box_push(T, out, t->v);
@@ -465,7 +433,7 @@ static int connect_cancel(struct hs__task *t, int push)
     hs_tls_ctx_unref(w->tls);
     free(w);
     t->wait_data = NULL;
-    return push ? push_fail(t->T, "closed") : 0;
+    return push ? hs__lua_fail(t->T, HS_ECLOSED) : 0;
 }
 
 /* Reads hotsock.connect's options table at idx: timeout (seconds), framing, proxy (an
@@ -543,7 +511,7 @@ static int l_hotsock_connect(lua_State *L)
         if (hlen < 0) {
             hs_log(HS_LOG_DEBUG, "hotsock.connect %s: no PROXY header for conn#%llu: %s", url,
                    (unsigned long long)proxy->id, hs_strerror(hlen));
-            return push_fail(L, hlen == HS_ECLOSED ? "closed" : "proxy: no client address");
+            return hs__lua_fail(L, hlen == HS_ECLOSED ? hlen : HS_EPROXYADDR);
         }
     }
     /* A tls:// conn is only reusable by a connect that would have checked it the same way:
@@ -565,13 +533,13 @@ static int l_hotsock_connect(lua_State *L)
     struct hs_tls_ctx *ctx = NULL;
     if (is_tls && (ctx = tls_ctx_for(&tls)) == NULL) {
         t->waiting = NULL;
-        return push_fail(L, "tls context failed");
+        return hs__lua_fail(L, HS_ETLSCTX);
     }
     struct connect_wait *w = malloc(sizeof *w + ulen + 1);
     if (w == NULL) {
         hs_tls_ctx_unref(ctx);
         t->waiting = NULL;
-        return push_fail(L, "out of memory");
+        return hs__lua_fail(L, -ENOMEM);
     }
     w->t = t;
     w->framing = f;
@@ -587,7 +555,7 @@ static int l_hotsock_connect(lua_State *L)
         hs_tls_ctx_unref(w->tls);
         free(w);
         t->waiting = NULL;
-        return push_fail(L, "out of memory");
+        return hs__lua_fail(L, -ENOMEM);
     }
     t->wait_data = w;
     t->on_cancel = connect_cancel;
@@ -604,7 +572,7 @@ static void resolve_done(struct hs_connect *cn, int err, const struct hs_resolve
     int n = 1;
     HS_UNUSED(cn);
     if (err != 0) {
-        n = push_fail(T, err == -ETIMEDOUT ? "timeout" : "no such host");
+        n = hs__lua_fail(T, err == -ETIMEDOUT ? err : HS_ENOHOST);
     } else {
         lua_createtable(T, res->n, 0);
         for (int i = 0; i < res->n; i++) {
@@ -645,7 +613,7 @@ static int l_hotsock_resolve(lua_State *L)
     struct connect_wait *w = malloc(sizeof *w + 1);
     if (w == NULL) {
         t->waiting = NULL;
-        return push_fail(L, "out of memory");
+        return hs__lua_fail(L, -ENOMEM);
     }
     w->t = t;
     w->tls = NULL;
@@ -654,7 +622,7 @@ static int l_hotsock_resolve(lua_State *L)
                          &w->cn) != 0) {
         free(w);
         t->waiting = NULL;
-        return push_fail(L, "out of memory");
+        return hs__lua_fail(L, -ENOMEM);
     }
     t->wait_data = w;
     t->on_cancel = connect_cancel;
@@ -674,14 +642,14 @@ static int outbound_at_rest(lua_State *L, struct hs__conn_box *box, const char *
                             struct hs__out **out)
 {
     if (box->c == NULL || hs_conn_is_closing(box->c))
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     *out = box->out;
     if (*out == NULL)
         return luaL_error(L, "%s", misuse);
     if (box->reader || box->flusher)
-        return push_fail(L, "busy");
+        return hs__lua_fail(L, -EBUSY);
     if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
-        return push_fail(L, "unread data");
+        return hs__lua_fail(L, HS_EUNREAD);
     return 0;
 }
 
@@ -699,7 +667,7 @@ static int l_conn_keepalive(lua_State *L)
         return n;
     /* A plain connect to its URL must not get a TLS session back. */
     if (out->upgraded)
-        return push_fail(L, "tls upgraded");
+        return hs__lua_fail(L, HS_EUPGRADED);
     box->c = NULL;
     box->out = NULL;
     box->v = NULL;
@@ -747,10 +715,9 @@ static int l_conn_tls_handshake(lua_State *L)
     hs_tls_ctx_unref(ctx);
     if (r != 0) {
         t->waiting = NULL;
-        return push_fail(L, r == -EBUSY       ? "busy"
-                            : r == -EINVAL    ? "tls context failed"
-                            : r == HS_ECLOSED ? "closed"
-                                              : "out of memory");
+        return hs__lua_fail(L, r == -EINVAL                     ? HS_ETLSCTX
+                               : r == -EBUSY || r == HS_ECLOSED ? r
+                                                                : -ENOMEM);
     }
     return lua_yield(L, 0);
 }

@@ -1,5 +1,6 @@
 /* hotsock.create_file(dir, name): the Lua face of filesink (safe, atomic uploads). */
 #include "core/filesink.h"
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/lua_internal.h"
 
@@ -32,8 +33,13 @@ static int l_hotsock_create_file(lua_State *L)
     box->f = NULL;
     luaL_setmetatable(L, HS_FILE_MT);
     const char *why = "error";
-    if (hs_filesink_open(dir, name, nl, &box->f, &why) != 0)
+    int r = hs_filesink_open(dir, name, nl, &box->f, &why);
+    /* A bad name gets its reason (a message for people, like check_filename's); a failure of
+     * the system, its token: strerror's words vary with the C library. */
+    if (r == HS_EPROTO)
         return push_fail(L, why);
+    if (r != 0)
+        return hs__lua_fail(L, r);
     return 1;
 }
 
@@ -55,10 +61,10 @@ static int l_file_write(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     if (box->f == NULL || hs_filesink_state(box->f) != 0)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     int r = hs_filesink_write(box->f, data, len);
     if (r != 0)
-        return push_fail(L, hs_strerror(r));
+        return hs__lua_fail(L, r);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -68,12 +74,12 @@ static int l_file_commit(lua_State *L)
 {
     struct file_box *box = check_file(L);
     if (box->f == NULL || hs_filesink_state(box->f) != 0)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     uint64_t bytes;
     char hex[65];
     int r = hs_filesink_commit(box->f, &bytes, hex);
     if (r != 0)
-        return push_fail(L, hs_strerror(r));
+        return hs__lua_fail(L, r);
     lua_pushinteger(L, (lua_Integer)bytes);
     lua_pushstring(L, hex);
     return 2;
@@ -92,7 +98,7 @@ static int l_file_path(lua_State *L)
 {
     struct file_box *box = check_file(L);
     if (box->f == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     lua_pushstring(L, hs_filesink_path(box->f));
     return 1;
 }

@@ -343,8 +343,7 @@ static void app_body_done(struct hs_http_conn *h, int status, uint64_t bytes, vo
         lua_pushinteger(L, (lua_Integer)bytes);
         lua_pushnil(L);
     } else {
-        luaL_pushfail(L);
-        lua_pushstring(L, token(status));
+        push_fail(L, status);
     }
     if (call(lh, NULL, 2, 0, "pipe_body callback", hs_http_conn_conn(h), 0) != 0)
         handler_failed(h, lh);

@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/http_conn.h"
 
@@ -47,35 +48,10 @@ static inline void unref(lua_State *L, int *ref)
     *ref = LUA_NOREF;
 }
 
-static inline const char *token(int code)
-{
-    switch (code) {
-    case HS_ECLOSED:
-        return "closed";
-    case HS_EFULL:
-        return "output buffer full";
-    case HS_ETOOBIG:
-        return "body too large";
-    case HS_EPROTO:
-        return "bad request body";
-    case -ECANCELED:
-        return "canceled";
-    case -ENOENT:
-        return "not found";
-    case -EACCES:
-        return "forbidden";
-    case -EISDIR:
-        return "is a directory";
-    default:
-        return hs_strerror(code);
-    }
-}
-
+/* nil and the error token of code (core/errtok.h). */
 static inline int push_fail(lua_State *L, int code)
 {
-    luaL_pushfail(L);
-    lua_pushstring(L, token(code));
-    return 2;
+    return hs__lua_fail(L, code);
 }
 
 /* Whether the box still reaches a connection that can take the response: on_close clears

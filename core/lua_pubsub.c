@@ -10,6 +10,7 @@
  * still serves) and is cancelled when the version retires, so a reload swaps the old version's
  * subscriptions for the new one's. Others (made in callbacks) live until cancelled or until
  * their version is freed. */
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -18,6 +19,7 @@
 #include "core/pubsub_redis.h"
 #include "core/reload.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -225,15 +227,13 @@ static int l_hotsock_publish(lua_State *L)
     int r = ctx->ps ? hs_pubsub_publish(ctx->ps, ch, chlen, msg, len) : 0;
     /* Other servers get theirs after this one's workers have theirs queued; a full local
      * queue (one worker behind) does not hold back the rest of the cluster. */
-    if (r != HS_ETOOBIG)
+    if (r != -E2BIG)
         hs_pubsub_redis_publish(hs_pubsub_redis_default(), ch, chlen, msg, len);
     if (r >= 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
-    luaL_pushfail(L);
-    lua_pushstring(L, r == HS_ETOOBIG ? "too large" : "queue full");
-    return 2;
+    return hs__lua_fail(L, r);
 }
 
 /* hotsock.worker() -> this worker's number: 1..N, 1 in a single process, 0 in the master. */

@@ -3,6 +3,7 @@
  * itself, so both dict.get(k) and dict:get(k) work. Values are numbers, strings and booleans;
  * lists hold strings and numbers. Runtime failures return nil and a token ("no memory",
  * "exists", "not found", "not a number", "not a list", "too large", "changed", "is a list"). */
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/lua_internal.h"
 #include "core/shared.h"
@@ -22,16 +23,7 @@ static struct hs_shared_dict *dict_arg(lua_State *L)
 
 static int push_err(lua_State *L, int r)
 {
-    luaL_pushfail(L);
-    lua_pushstring(L, r == -E2BIG               ? "too large"
-                      : r == -ENOMEM            ? "no memory"
-                      : r == -EINVAL            ? "not a number"
-                      : r == -EEXIST            ? "exists"
-                      : r == -ENOENT            ? "not found"
-                      : r == HS_SHARED_ENOTLIST ? "not a list"
-                      : r == HS_SHARED_ECHANGED ? "changed"
-                                                : hs_strerror(r));
-    return 2;
+    return hs__lua_fail(L, r);
 }
 
 static int push_ok(lua_State *L, int r)
@@ -153,9 +145,7 @@ static int l_dict_get(lua_State *L)
         return 1;
     }
     if (v.type == HS_SHARED_LIST) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "is a list");
-        return 2;
+        return hs__lua_fail(L, HS_SHARED_EISLIST);
     }
     return 1;
 }

@@ -5,6 +5,7 @@
  * script's alone, like an outbound conn's: nothing in C keeps it alive but a waiting receive
  * (whose coroutine's stack holds it). */
 #include "core/conn_connect.h"
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -36,38 +37,6 @@ struct udp_resolve {
     int port;
 };
 
-static int push_fail(lua_State *L, const char *err)
-{
-    luaL_pushfail(L);
-    lua_pushstring(L, err);
-    return 2;
-}
-
-/* The token a failed socket call returns. */
-static const char *udp_token(int err)
-{
-    switch (err) {
-    case -ECONNREFUSED:
-        return "connection refused";
-    case -ENOENT:
-        return "no such file";
-    case -EACCES:
-    case -EPERM:
-        return "permission denied";
-    case -EAGAIN:
-    case -ENOBUFS:
-        return "buffer full";
-    case -ENETUNREACH:
-        return "network unreachable";
-    case -EHOSTUNREACH:
-        return "host unreachable";
-    case -ENOMEM:
-        return "out of memory";
-    default:
-        return "socket error";
-    }
-}
-
 static struct udp_out_box *check_sock(lua_State *L)
 {
     return luaL_checkudata(L, 1, HS_UDP_OUT_MT);
@@ -86,7 +55,7 @@ static int push_sock(lua_State *L, struct hs_lua *hl, const struct sockaddr *to,
         hs_log(HS_LOG_INFO, "hotsock.udp to %s: %s", hs_addr_format(to, tolen, text, sizeof text),
                hs_strerror(r));
         lua_pop(L, 1);
-        return push_fail(L, udp_token(r));
+        return hs__lua_fail(L, r);
     }
     snprintf(box->url, sizeof box->url, "%s", hs_udp_url(box->u));
     return 1;
@@ -99,7 +68,7 @@ static void resolve_done(struct hs_connect *cn, int err, const struct hs_resolve
     HS_UNUSED(cn);
     int n;
     if (err != 0 || res->n == 0) {
-        n = push_fail(t->T, err == -ETIMEDOUT ? "timeout" : "no such host");
+        n = hs__lua_fail(t->T, err == -ETIMEDOUT ? err : HS_ENOHOST);
     } else {
         struct sockaddr_storage ss = res->addr[0];
         if (ss.ss_family == AF_INET)
@@ -118,7 +87,7 @@ static int resolve_cancel(struct hs__task *t, int push)
     hs_connect_cancel(w->cn);
     free(w);
     t->wait_data = NULL;
-    return push ? push_fail(t->T, "closed") : 0;
+    return push ? hs__lua_fail(t->T, HS_ECLOSED) : 0;
 }
 
 /* hotsock.udp(url) — udp://HOST:PORT (a name is resolved without blocking, the first address
@@ -161,7 +130,7 @@ static int l_hotsock_udp(lua_State *L)
     struct udp_resolve *w = malloc(sizeof *w);
     if (w == NULL) {
         t->waiting = NULL;
-        return push_fail(L, "out of memory");
+        return hs__lua_fail(L, -ENOMEM);
     }
     w->t = t;
     w->port = a.port;
@@ -169,7 +138,7 @@ static int l_hotsock_udp(lua_State *L)
                          resolve_done, w, &w->cn) != 0) {
         free(w);
         t->waiting = NULL;
-        return push_fail(L, "out of memory");
+        return hs__lua_fail(L, -ENOMEM);
     }
     t->wait_data = w;
     t->on_cancel = resolve_cancel;
@@ -184,12 +153,12 @@ static int l_udp_out_send(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     if (box->u == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     int r = hs_udp_send(box->u, data, len);
     if (r == HS_ETOOBIG)
         return luaL_argerror(L, 2, "datagram over 65507 bytes");
     if (r != 0)
-        return push_fail(L, udp_token(r));
+        return hs__lua_fail(L, r);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -202,7 +171,7 @@ static int recv_try(lua_State *L, struct udp_out_box *box)
     if (n == -EAGAIN)
         return 0;
     if (n < 0)
-        return push_fail(L, udp_token(n));
+        return hs__lua_fail(L, n);
     lua_pushlstring(L, data, (size_t)n);
     return 1;
 }
@@ -216,7 +185,7 @@ static void recv_ready(struct hs_udp *u, void *arg)
         /* Readable yet nothing there (a datagram with a bad checksum): wait on. */
         if (hs_udp_wait(u, recv_ready, box) == 0)
             return;
-        n = push_fail(t->T, "out of memory");
+        n = hs__lua_fail(t->T, -ENOMEM);
     }
     box->recv = NULL;
     hs__task_resume(t, n);
@@ -227,7 +196,7 @@ static void recv_timeout(struct hs__task *t)
     struct udp_out_box *box = t->wait_data;
     hs_udp_unwait(box->u);
     box->recv = NULL;
-    hs__task_resume(t, push_fail(t->T, "timeout"));
+    hs__task_resume(t, hs__lua_fail(t->T, -ETIMEDOUT));
 }
 
 /* The waiting handler lost its client (or the state is going): stop waiting. */
@@ -237,7 +206,7 @@ static int recv_cancel(struct hs__task *t, int push)
     if (box->u)
         hs_udp_unwait(box->u);
     box->recv = NULL;
-    return push ? push_fail(t->T, "closed") : 0;
+    return push ? hs__lua_fail(t->T, HS_ECLOSED) : 0;
 }
 
 /* sock:receive([timeout]) — the next datagram, waiting for it (at most timeout seconds, or the
@@ -254,7 +223,7 @@ static int l_udp_out_receive(lua_State *L)
         ms = ms > 0 ? ms : 1;
     }
     if (box->u == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     if (box->recv != NULL)
         return luaL_error(L, "sock:receive: another call is already receiving on %s", box->url);
     int n = recv_try(L, box);
@@ -294,7 +263,7 @@ static int l_udp_out_close(lua_State *L)
 {
     struct udp_out_box *box = check_sock(L);
     if (box->u == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     struct hs__task *t = box->recv;
     if (t)
         hs_udp_unwait(box->u);
@@ -302,7 +271,7 @@ static int l_udp_out_close(lua_State *L)
     box->u = NULL;
     if (t) {
         box->recv = NULL;
-        hs__task_resume(t, push_fail(t->T, "closed"));
+        hs__task_resume(t, hs__lua_fail(t->T, HS_ECLOSED));
     }
     lua_pushboolean(L, 1);
     return 1;

@@ -2,12 +2,14 @@
  * waiting call checks its arguments, asks lua_task.c for the running task (which raises where
  * waiting is impossible), arms what will resume it (a timer, a reader on a held conn) and
  * yields; the values it is resumed with are its results. */
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
 #include "core/reload.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -155,7 +157,7 @@ static int recv_try(lua_State *L, struct hs_conn *c, int kind, size_t n, int eof
             f.max = lim->max_frame;
         struct hs_frame fr = {0, 0, 0};
         size_t resume = 0;
-        const char *why = "malformed frame";
+        const char *why = hs_errtok(HS_EMALFORMED);
         int r = hs_framing_next(&f, in, &resume, &fr, &why);
         if (r == 1) {
             take(L, in, fr.skip, (size_t)fr.len, fr.skip + (size_t)fr.len + fr.trail);
@@ -173,8 +175,12 @@ static int recv_try(lua_State *L, struct hs_conn *c, int kind, size_t n, int eof
     }
     if (err == NULL && !eof)
         return 0;
-    luaL_pushfail(L);
-    lua_pushstring(L, err ? err : "closed");
+    if (err != NULL) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err); /* the framer's token, from the table too */
+    } else {
+        hs__lua_fail(L, HS_ECLOSED);
+    }
     len = evbuffer_get_length(in);
     take(L, in, 0, len, len);
     return 3;
@@ -249,8 +255,7 @@ static int recv_cancel(struct hs__task *t, int push)
     lua_pop(L, 1); /* the task's stack still holds the box (receive's self) */
     if (!push)
         return 0;
-    luaL_pushfail(t->T);
-    lua_pushliteral(t->T, "closed");
+    hs__lua_fail(t->T, HS_ECLOSED);
     lua_pushliteral(t->T, "");
     return 3;
 }
@@ -258,8 +263,7 @@ static int recv_cancel(struct hs__task *t, int push)
 static void recv_timeout(struct hs__task *t)
 {
     struct hs__conn_box *box = t->rbox;
-    luaL_pushfail(t->T);
-    lua_pushliteral(t->T, "timeout");
+    hs__lua_fail(t->T, -ETIMEDOUT);
     if (box->c && t->rkind != RECV_FRAME) {
         struct evbuffer *in = hs_conn_input(box->c);
         size_t len = evbuffer_get_length(in);
@@ -289,8 +293,7 @@ static int l_conn_receive(lua_State *L)
         kind = i < 2 ? RECV_LINE : RECV_ALL;
     }
     if (box->c == NULL) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "closed");
+        hs__lua_fail(L, HS_ECLOSED);
         lua_pushliteral(L, "");
         return 3;
     }
@@ -349,8 +352,7 @@ void hs__conn_flush_closed(struct hs__conn_box *box)
 {
     if (box == NULL || box->flusher == NULL)
         return;
-    luaL_pushfail(box->flusher->T);
-    lua_pushliteral(box->flusher->T, "closed");
+    hs__lua_fail(box->flusher->T, HS_ECLOSED);
     flush_finish(box, 2);
 }
 
@@ -359,8 +361,7 @@ static void flush_timeout(struct hs__task *t)
     struct hs__conn_box *box = t->wait_data;
     if (box->c)
         hs_conn_want_output_low(box->c, 0);
-    luaL_pushfail(t->T);
-    lua_pushliteral(t->T, "timeout");
+    hs__lua_fail(t->T, -ETIMEDOUT);
     flush_finish(box, 2);
 }
 
@@ -373,8 +374,7 @@ static int flush_cancel(struct hs__task *t, int push)
     box->flusher = NULL;
     if (!push)
         return 0;
-    luaL_pushfail(t->T);
-    lua_pushliteral(t->T, "closed");
+    hs__lua_fail(t->T, HS_ECLOSED);
     return 2;
 }
 
@@ -390,11 +390,8 @@ static int l_conn_flush(lua_State *L)
         luaL_argcheck(L, s > 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
         ms = seconds_ms(s) > 0 ? (int)seconds_ms(s) : 1;
     }
-    if (box->c == NULL) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
+    if (box->c == NULL)
+        return hs__lua_fail(L, HS_ECLOSED);
     if (box->flusher != NULL)
         return luaL_error(L, "conn:flush: another call is already flushing conn#%I",
                           (lua_Integer)box->id);
@@ -403,11 +400,8 @@ static int l_conn_flush(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (r == HS_ECLOSED) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
+    if (r == HS_ECLOSED)
+        return hs__lua_fail(L, HS_ECLOSED);
     if (r != 0)
         return luaL_error(L, "conn:flush: not available on this connection");
     /* Should the wait be impossible here (this raises), the owed call finds no flusher. */

@@ -2,6 +2,7 @@
  * answers 101 and returns a ws object (send, send_binary, ping, close, pending, peer, id,
  * is_closed, protocol, ctx) whose on_message and on_close run the script. The protocol is
  * core/ws.c and core/ws_codec.c; the handshake's rules are core/ws_handshake.c. */
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/http_conn.h"
 #include "core/log.h"
@@ -31,22 +32,13 @@ static struct hs__ws_box *check_ws(lua_State *L)
     return luaL_checkudata(L, 1, HS_WS_MT);
 }
 
-static int push_fail(lua_State *L, const char *token)
-{
-    luaL_pushfail(L);
-    lua_pushstring(L, token);
-    return 2;
-}
-
 static int push_result(lua_State *L, int r)
 {
     if (r == 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
-    return push_fail(L, r == HS_ECLOSED ? "closed"
-                        : r == HS_EFULL ? "output buffer full"
-                                        : hs_strerror(r));
+    return hs__lua_fail(L, r);
 }
 
 /* ---- methods ---- */
@@ -59,7 +51,7 @@ static int ws_send(lua_State *L, int binary)
     if (!binary && !hs_ws_utf8_valid((const unsigned char *)data, len))
         return luaL_argerror(L, 2, "not UTF-8 (binary data goes with ws:send_binary)");
     if (b->ws == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     return push_result(L, hs_ws_send(b->ws, data, len, binary));
 }
 
@@ -83,7 +75,7 @@ static int l_ws_ping(lua_State *L)
     const char *data = luaL_optlstring(L, 2, "", &len);
     luaL_argcheck(L, len <= HS_WS_MAX_CONTROL, 2, "a ping carries at most 125 bytes");
     if (b->ws == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     return push_result(L, hs_ws_ping(b->ws, data, len));
 }
 
@@ -107,7 +99,7 @@ static int l_ws_close(lua_State *L)
     luaL_argcheck(L, hs_ws_utf8_valid((const unsigned char *)reason, len), 3,
                   "a close reason must be UTF-8");
     if (b->ws == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     return push_result(L, hs_ws_close(b->ws, (int)code, reason, len));
 }
 
@@ -403,7 +395,7 @@ static int refuse(lua_State *L, struct hs_http_conn *h, int status, const char *
     if (hs_http_conn_start(h, status, hdrs, (size_t)n, blen, 0) == 0 &&
         hs_http_conn_write(h, body, (size_t)blen) == 0)
         hs_http_conn_finish(h);
-    return push_fail(L, status == 426 ? "unsupported version" : "bad handshake");
+    return hs__lua_fail(L, status == 426 ? HS_EWSVERSION : HS_EHANDSHAKE);
 }
 
 /* req:websocket{on_message = f, on_close = f, protocols = {...}, max_message = n} */
@@ -413,7 +405,7 @@ static int l_req_websocket(lua_State *L)
     struct hs_version *v = NULL;
     struct hs_http_conn *h = hs__lua_http_exchange(L, 1, &v); /* header lines at 4 */
     if (h == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     struct hs_ws_request r;
     memset(&r, 0, sizeof r);
     lua_getfield(L, 1, "method");
@@ -473,13 +465,13 @@ static int l_req_websocket(lua_State *L)
     hs__lua_http_done(L, 1);
     struct hs_conn *c = hs_http_conn_upgrade(h, hdrs, hlen);
     if (c == NULL)
-        return push_fail(L, "closed");
+        return hs__lua_fail(L, HS_ECLOSED);
     struct hs_ws *ws = hs_ws_new(c, b->hl->base, max, &lua_ws_app, b);
     if (ws == NULL) {
         hs_log(HS_LOG_ERROR, "conn#%llu %s: out of memory for a websocket",
                (unsigned long long)hs_conn_id(c), hs_conn_peer(c));
         hs_conn_abort(c, "out of memory");
-        return push_fail(L, "out of memory");
+        return hs__lua_fail(L, -ENOMEM);
     }
     b->ws = ws;
     b->id = hs_conn_id(c);

@@ -2,6 +2,7 @@
  * that may wait, and its messages queue in the box's inbox (a Lua table, in order) until
  * ws:receive takes them. Reading pauses while the inbox is over its bound, as a held conn stops
  * reading (core/lua_wait.c is the stream connections' side of the same idea). */
+#include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -11,6 +12,7 @@
 #include "core/ws.h"
 #include "core/ws_codec.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define HS_WS_MAX_WAIT_S 1e9 /* seconds a timeout may ask for */
@@ -62,8 +64,7 @@ static void inbox_take(lua_State *L, struct hs__ws_box *b, int idx)
 /* The values a receive on a closed WebSocket returns: nil, "closed", code, reason. */
 static int push_closed(lua_State *L, struct hs__ws_box *b, int idx)
 {
-    luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
+    hs__lua_fail(L, HS_ECLOSED);
     lua_pushinteger(L, b->close_code ? b->close_code : HS_WS_ABNORMAL);
     if (lua_getiuservalue(L, idx, HS__WS_UV_REASON) != LUA_TSTRING) {
         lua_pop(L, 1);
@@ -193,8 +194,7 @@ static void recv_timeout(struct hs__task *t)
 {
     struct hs__ws_box *b = t->wbox;
     lua_State *L = t->hl->L;
-    luaL_pushfail(t->T);
-    lua_pushliteral(t->T, "timeout");
+    hs__lua_fail(t->T, -ETIMEDOUT);
     /* The box must outlive the resume, which may close the WebSocket and let it go. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->self_ref);
     reader_resume(b, 2);
@@ -229,11 +229,8 @@ static int l_ws_receive(lua_State *L)
     }
     if (b->ws == NULL)
         return push_closed(L, b, 1);
-    if (ms == 0) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "timeout");
-        return 2;
-    }
+    if (ms == 0)
+        return hs__lua_fail(L, -ETIMEDOUT);
     struct hs__task *t = hs__task_wait(L, "ws:receive");
     if (ms > 0 && hs__task_timer(t, ms, recv_timeout) != 0) {
         t->waiting = NULL;

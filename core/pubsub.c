@@ -397,7 +397,7 @@ int hs_pubsub_publish(struct hs_pubsub *ps, const char *channel, size_t chlen, c
                       size_t len)
 {
     if (len > ps->r->max_msg || chlen < 1 || chlen > HS_PUBSUB_MAX_CHANNEL)
-        return HS_ETOOBIG;
+        return -E2BIG;
     if (ps->self == 0)
         return 0;
     struct record rec = {(uint32_t)(sizeof rec + chlen + len), (uint16_t)chlen, (uint16_t)ps->self,
@@ -426,7 +426,7 @@ int hs_pubsub_publish(struct hs_pubsub *ps, const char *channel, size_t chlen, c
     }
     if (queued)
         ps->published++;
-    return full ? -ENOBUFS : queued;
+    return full ? HS_EQUEUE : queued;
 }
 
 int hs_pubsub_wake_fd(const struct hs_pubsub *ps)

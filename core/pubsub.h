@@ -92,9 +92,10 @@ size_t hs_pubsub_max_message(const struct hs_pubsub *ps);
 /* Queues a copy of msg (len bytes) on channel (chlen bytes, 1..HS_PUBSUB_MAX_CHANNEL) for
  * every worker with a subscriber to the channel, this one included, and wakes them. Never
  * blocks on a consumer. A process without a queue of its own (the master) publishes nothing.
- * Returns the number of workers it was queued for (0 when nobody subscribes), HS_ETOOBIG when
- * len is over the maximum or chlen out of range, or -ENOBUFS when at least one worker's queue
- * was full: that worker's copy is dropped and counted there, the others got theirs. */
+ * Returns the number of workers it was queued for (0 when nobody subscribes), -E2BIG when
+ * len is over the maximum or chlen out of range, or HS_EQUEUE when at least one worker's queue
+ * was full: that worker's copy is dropped and counted there, the others got theirs. (Codes of
+ * their own, not HS_ETOOBIG/-ENOBUFS, so that each reaches Lua as its documented token.) */
 int hs_pubsub_publish(struct hs_pubsub *ps, const char *channel, size_t chlen, const void *msg,
                       size_t len);
 

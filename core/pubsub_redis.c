@@ -5,6 +5,7 @@
 #include "core/pubsub.h"
 #include "core/resp.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,7 +179,7 @@ static void on_pmessage(struct hs_pubsub_redis *r, const struct hs_resp_reply *r
     const char *name = ch->str + r->prefix_len;
     size_t nlen = ch->len - r->prefix_len;
     int st = hs_pubsub_publish(r->ps, name, nlen, data->str + TAG_LEN, data->len - TAG_LEN);
-    if (st == HS_ETOOBIG)
+    if (st == -E2BIG)
         hs_log(HS_LOG_WARN,
                "pubsub: a %zu-byte message from Redis on '%.*s' is over "
                "--max-publish; not delivered",

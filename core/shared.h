@@ -28,9 +28,11 @@
 #define HS_SHARED_KEYS_DEFAULT 1024              /* keys() without a max lists this many */
 
 /* Failures (besides -ENOENT "not found", -EEXIST "exists", -ENOMEM "no memory", -E2BIG
- * "too large", -EINVAL "not a number", -ENOBUFS "the caller's buffer is too small"). */
-#define HS_SHARED_ENOTLIST (-4101) /* a list operation on a value that is not a list */
-#define HS_SHARED_ECHANGED (-4102) /* cas: the value was not the expected one */
+ * "too large", -ENOBUFS "the caller's buffer is too small"). */
+#define HS_SHARED_ENOTLIST (-4201) /* a list operation on a value that is not a list */
+#define HS_SHARED_ECHANGED (-4202) /* cas: the value was not the expected one */
+#define HS_SHARED_EISLIST (-4203)  /* a value operation (get) on a list */
+#define HS_SHARED_ENOTNUM (-4204)  /* incr on a value that is not a number */
 
 struct hs_shared;      /* a region: every dictionary of a server */
 struct hs_shared_dict; /* one dictionary, inside a region */
@@ -131,7 +133,7 @@ int hs_shared_cas(struct hs_shared_dict *d, const char *key, size_t klen,
                   double ttl);
 
 /* Adds n to the number at key, keeping its expiry; an absent key is created as init + n
- * expiring after ttl (0: never). Returns 0 with the new value in *result; -EINVAL (not a
+ * expiring after ttl (0: never). Returns 0 with the new value in *result; HS_SHARED_ENOTNUM (not a
  * number); -E2BIG; -ENOMEM. */
 int hs_shared_incr(struct hs_shared_dict *d, const char *key, size_t klen, double n, double init,
                    double ttl, double *result);

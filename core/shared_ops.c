@@ -344,7 +344,7 @@ int hs_shared_incr(struct hs_shared_dict *d, const char *key, size_t klen, doubl
     if (cur) {
         struct item *it = item_at(d, cur);
         if (it->type != HS_SHARED_NUMBER) {
-            r = -EINVAL;
+            r = HS_SHARED_ENOTNUM;
         } else {
             it->u.num += n;
             *result = it->u.num;

@@ -118,11 +118,11 @@ static void test_limits(void **state)
     assert_int_equal(hs_pubsub_claim(ps, 1), 0);
     hs_pubsub_interest(ps, "c", 1, +1);
     assert_int_equal(publish(ps, "c", "0123456789"), 1);
-    assert_int_equal(publish(ps, "c", "0123456789x"), HS_ETOOBIG);
-    assert_int_equal(hs_pubsub_publish(ps, "", 0, "x", 1), HS_ETOOBIG);
+    assert_int_equal(publish(ps, "c", "0123456789x"), -E2BIG);
+    assert_int_equal(hs_pubsub_publish(ps, "", 0, "x", 1), -E2BIG);
     char ch[HS_PUBSUB_MAX_CHANNEL + 1];
     memset(ch, 'c', sizeof ch);
-    assert_int_equal(hs_pubsub_publish(ps, ch, sizeof ch, "x", 1), HS_ETOOBIG);
+    assert_int_equal(hs_pubsub_publish(ps, ch, sizeof ch, "x", 1), -E2BIG);
     hs_pubsub_interest(ps, ch, HS_PUBSUB_MAX_CHANNEL, +1);
     assert_int_equal(hs_pubsub_publish(ps, ch, HS_PUBSUB_MAX_CHANNEL, "x", 1), 1);
     expect_msg(ps, "c", "0123456789", 1);
@@ -146,8 +146,8 @@ static void test_full_and_wrap(void **state)
     int queued = 0, r;
     while ((r = hs_pubsub_publish(ps, "w", 1, msg, 100)) == 1)
         queued++;
-    assert_int_equal(r, -ENOBUFS);
-    assert_int_equal(hs_pubsub_publish(ps, "w", 1, msg, 100), -ENOBUFS);
+    assert_int_equal(r, HS_EQUEUE);
+    assert_int_equal(hs_pubsub_publish(ps, "w", 1, msg, 100), HS_EQUEUE);
     struct hs_pubsub_counts c;
     hs_pubsub_counts(ps, &c);
     assert_int_equal(c.dropped, 2);
@@ -186,7 +186,7 @@ static void child_publisher(struct hs_pubsub *ps, unsigned as, int n)
     for (int i = 0; i < n; i++) {
         int len = snprintf(buf, sizeof buf, "%d", i);
         int r;
-        while ((r = hs_pubsub_publish(ps, "o", 1, buf, (size_t)len)) == -ENOBUFS)
+        while ((r = hs_pubsub_publish(ps, "o", 1, buf, (size_t)len)) == HS_EQUEUE)
             pause_us(100);
         if (r != 1)
             _exit(3);

@@ -269,7 +269,7 @@ static void test_ttl_rules(void **state)
     assert_int_equal(hs_shared_incr(dflt, "n", 1, 5, 100, 0, &r), 0);
     assert_true(r == 105);
     assert_int_equal(set(dflt, "s", "x", 0, HS_SHARED_SET), 0);
-    assert_int_equal(hs_shared_incr(dflt, "s", 1, 1, 0, 0, &r), -EINVAL);
+    assert_int_equal(hs_shared_incr(dflt, "s", 1, 1, 0, 0, &r), HS_SHARED_ENOTNUM);
     hs_shared_flush_all(dflt);
 }
 
