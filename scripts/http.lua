@@ -77,7 +77,7 @@ local function static(req, res)
     local query = req.query ~= "" and "?" .. req.query or ""
     return text(res, 301, "moved\n", { Location = req.path .. "/" .. query })
   end
-  if err == "forbidden" then return text(res, 403, "forbidden\n") end
+  if err == "permission denied" then return text(res, 403, "forbidden\n") end
   text(res, 404, "not found\n")
 end
 

@@ -18,6 +18,48 @@
 ---@field max? integer|string largest message (bytes; `k`, `m`, `g` suffixes in strings)
 ---@field delim? string line delimiter, 1 to 8 bytes (line framing)
 
+---Every token a runtime failure returns (`nil, token`): the list of docs/lua-api.md#error-tokens
+---and of core/errtok.c. A failure outside the list reads `"system error (errno N)"`.
+---@alias hotsock.ErrorToken
+---| "closed" # the conn, socket, WebSocket, response or file is closed or closing; or the handler's client left while the call waited
+---| "output buffer full" # unsent output is over the hard limit (64 MiB by default)
+---| "timeout" # the call's timeout passed
+---| "connection refused" # nothing listens at the address (UDP: an earlier datagram found no one)
+---| "connection reset" # the peer reset the connection while it was being set up
+---| "no such host" # the name does not resolve
+---| "network unreachable" # no route to the network
+---| "host unreachable" # no route to the host
+---| "address not available" # no local address or port is free for the connect
+---| "permission denied" # the system refused access (a Unix socket or file the process may not use), or a path outside `opts.root`
+---| "not found" # no such file, Unix socket or key
+---| "buffer full" # the socket's send buffer is full: the datagram was dropped, as UDP may
+---| "no memory" # memory ran out (for a shared dictionary: it is full and the call may not evict)
+---| "busy" # another coroutine waits on this conn (a receive or a flush)
+---| "unread data" # bytes arrived that nobody read
+---| "no peer address" # the peer has no address to answer (a unixgram client that bound no name)
+---| "proxy: no client address" # `opts.proxy` names a conn whose client address cannot be put in a PROXY header
+---| "tls context failed" # the TLS client context could not be made (a CA file that does not load)
+---| "tls upgraded" # the conn was upgraded by `conn:tls_handshake`: it cannot go back to a plain pool
+---| "protocol error" # the peer broke the protocol (a malformed chunked request body)
+---| "line too long" # a line over its framing `max`
+---| "frame too large" # a length frame over its framing `max`
+---| "negative length" # a signed length header below zero
+---| "malformed frame" # the framer refused the input for another reason
+---| "bad framing" # the conn's framing is not valid
+---| "body too large" # a body over its limit (`max`, `--max-body`, or the file's)
+---| "canceled" # the response finished before the body was read
+---| "is a directory" # the path is a directory
+---| "bad handshake" # the request is not a WebSocket upgrade
+---| "unsupported version" # a WebSocket version other than 13
+---| "too large" # a key, value or published message over its limit
+---| "exists" # the key is present
+---| "not a number" # `incr` of a value that is not a number
+---| "not a list" # a list call on a value that is not a list
+---| "is a list" # `get` of a list
+---| "changed" # the value was not the expected one
+---| "queue full" # a worker that fell behind dropped its copy (the others got theirs)
+---| string # "system error (errno N)"
+
 ---Close reasons given to `on_close`.
 ---@alias hotsock.CloseReason "peer closed"|"closed"|"idle timeout"|"reset"|"frame too large"|"negative length"|"line too long"|"handler error"|"shutdown"|string
 
@@ -158,7 +200,7 @@ function hotsock.spawn(fn, ...) end
 ---default: a failure returns nil, `"certificate verify failed: REASON"` or
 ---`"tls handshake failed: REASON"`) or `unix:/path`. Returns the same conn object as an accepted one
 ---(read it with `conn:receive`; it runs no callbacks), or nil and `"timeout"`,
----`"connection refused"`, `"no such host"`, `"no such file"`, `"network unreachable"`,
+---`"connection refused"`, `"no such host"`, `"not found"`, `"network unreachable"`,
 ---`"host unreachable"`, `"closed"` (the client of the handler left meanwhile), ... A conn kept
 ---with `conn:keepalive` for the same URL is taken back without waiting. A conn the script
 ---lets go of is closed when collected. Waits: only where a handler may wait.
@@ -202,7 +244,7 @@ function hotsock.parse_response(buf, last_len, head) end
 ---Opens an outbound datagram socket: `udp://HOST:PORT` (a name is resolved without
 ---blocking, which waits) or `unixgram:/path` (the socket autobinds an abstract name, `@` and
 ---five hex digits, so the server can answer). Returns the socket, or nil and `"no such host"`,
----`"no such file"`, `"connection refused"`, `"timeout"`.
+---`"not found"`, `"connection refused"`, `"timeout"`.
 ---@param url string
 ---@return hotsock.UdpClient|nil sock
 ---@return string? err
@@ -794,7 +836,7 @@ function Response:finish() end
 ---@param path string
 ---@param opts? { root: string }
 ---@return true|nil ok
----@return "not found"|"is a directory"|"forbidden"|nil err
+---@return "not found"|"is a directory"|"permission denied"|nil err
 function Response:send_file(path, opts) end
 
 ---Core HTTP settings of a script, each in its unit.
