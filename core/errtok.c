@@ -1,16 +1,15 @@
 /* The error-token table (see errtok.h). Kept as one flat array, one entry per line, so that
  * tests/integration/errtok_spec.lua can read it from this file and hold it against the manual
  * and the LuaCATS types. A code appears at most once (the unit test checks); two codes may
- * share a token (EACCES and EPERM both mean "permission denied" to a script). */
+ * share a token (EACCES and EPERM both mean "permission denied" to a script). Plain C, no Lua,
+ * so the pure modules (framing) take their reasons from here too; the Lua side of it is
+ * core/lua_errtok.c. */
 #include "core/errtok.h"
 #include "core/hs.h"
 #include "core/shared.h"
 
 #include <errno.h>
 #include <stdio.h>
-
-#include <lauxlib.h>
-#include <lua.h>
 
 struct errtok {
     int code;          /* negative: HS_E*, a module's own code, or a negated errno */
@@ -51,6 +50,9 @@ static const struct errtok table[] = {
     /* HTTP and WebSocket. */
     {HS_ETOOBIG, "body too large"},
     {-ECANCELED, "canceled"},
+    {-ENOSPC, "disk full"},
+    {-EDQUOT, "disk full"},
+    {-EFBIG, "file too large"},
     {-EISDIR, "is a directory"},
     {HS_EHANDSHAKE, "bad handshake"},
     {HS_EWSVERSION, "unsupported version"},
@@ -96,12 +98,4 @@ const char *hs_errtok_at(size_t i, int *code)
         return NULL;
     *code = table[i].code;
     return table[i].token;
-}
-
-int hs__lua_fail(lua_State *L, int code)
-{
-    char buf[HS_ERRTOK_MAX];
-    luaL_pushfail(L);
-    lua_pushstring(L, hs_errtok_text(code, buf, sizeof buf));
-    return 2;
 }

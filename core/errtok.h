@@ -28,7 +28,8 @@ const char *hs_errtok_text(int code, char *buf, size_t len);
 const char *hs_errtok_at(size_t i, int *code);
 
 /* Pushes fail (nil) and the token of code (hs_errtok_text) on L. Returns 2, the count of
- * values pushed, so an l_ function can end with `return hs__lua_fail(L, code);`. */
+ * values pushed, so an l_ function can end with `return hs__lua_fail(L, code);`. Defined in
+ * core/lua_errtok.c, which keeps errtok.c free of Lua. */
 int hs__lua_fail(struct lua_State *L, int code);
 
 #endif

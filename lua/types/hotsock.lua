@@ -48,6 +48,8 @@
 ---| "bad framing" # the conn's framing is not valid
 ---| "body too large" # a body over its limit (`max`, `--max-body`, or the file's)
 ---| "canceled" # the response finished before the body was read
+---| "disk full" # the file system is full, or the user's disk quota is used up
+---| "file too large" # the file passed the process's file size limit (`ulimit -f`)
 ---| "is a directory" # the path is a directory
 ---| "bad handshake" # the request is not a WebSocket upgrade
 ---| "unsupported version" # a WebSocket version other than 13

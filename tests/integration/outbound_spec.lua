@@ -67,7 +67,7 @@ describe("outbound", function()
     c:send_line("connect tcp://no-such-host.invalid:80")
     assert.equals("nil no such host", c:line())
     c:send_line("connect unix:/nonexistent/hotsock.sock")
-    assert.equals("nil no such file", c:line())
+    assert.equals("nil not found", c:line())
     c:close()
   end)
 

@@ -100,7 +100,7 @@ describe("udp", function()
       c:send_line("ask unixgram:" .. gram .. " hi 5")
       assert.matches("^got echo:hi@@%x%x%x%x%x$", c:line())
       c:send_line("ask unixgram:" .. dir .. "/nobody.sock x 1")
-      assert.equals("nil no such file", c:line())
+      assert.equals("nil not found", c:line())
       c:close()
     end)
 
