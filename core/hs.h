@@ -25,7 +25,7 @@
 #define HS_ENOHOST (-4006)  /* a host name that does not resolve (hotsock.connect/resolve) */
 /* Codes that exist to name one error token each (core/errtok.h): runtime failures a script
  * sees that have no errno of their own. */
-#define HS_ENOPEER (-4007)    /* an outbound conn without a peer address */
+#define HS_ENOPEER (-4007)    /* a datagram peer with no address to answer */
 #define HS_EUNREAD (-4008)    /* bytes arrived that nobody has read (keepalive, tls_handshake) */
 #define HS_EUPGRADED (-4009)  /* conn:tls_handshake on a conn that is TLS already */
 #define HS_ETLSCTX (-4010)    /* a TLS client context could not be made */
