@@ -74,7 +74,8 @@
 #define HS_UNUSED(x) ((void)(x))
 
 /* Returns a static description of any code above or of a negated errno ("unknown error" for
- * a code in neither space). Never NULL. */
+ * a code in neither space), for logs and the command line. Never NULL. Scripts never see it:
+ * they get the fixed tokens of core/errtok.h. */
 const char *hs_strerror(int code);
 
 #endif
