@@ -80,9 +80,17 @@ describe("error tokens", function()
     local known = {}
     for _, t in ipairs((c_table())) do known[t] = true end
     known["system error"] = true -- err:match("^system error")
-    local bad = {}
+    local paths = {}
     local files = io.popen("ls scripts/*.lua lua/hotsock/*.lua examples/*.lua examples/*/*.lua 2>/dev/null")
-    for path in files:lines() do
+    for path in files:lines() do paths[#paths + 1] = path end
+    files:close()
+    -- A token a shipped Lua file returns itself (`return nil, "rate limited"`) is that
+    -- module's own, documented with it; comparing it is the module's business.
+    for _, path in ipairs(paths) do
+      for tok in read(path):gmatch("return nil, \"([^\"]+)\"") do known[tok] = true end
+    end
+    local bad = {}
+    for _, path in ipairs(paths) do
       local n = 0
       for line in io.lines(path) do
         n = n + 1
@@ -95,7 +103,6 @@ describe("error tokens", function()
         end
       end
     end
-    files:close()
     assert.are.same({}, bad)
   end)
 
