@@ -11,13 +11,16 @@
 -- answer's status, Content-Type and body come back. When the upstream cannot be reached, does
 -- not answer within `timeout` seconds or answers something malformed, the client gets a 502
 -- and the reason goes to the log. Other paths get 404. Options (--set KEY=VALUE): upstream
--- (default http://127.0.0.1:8080), timeout (seconds, default 5).
+-- (default http://127.0.0.1:8080; https://HOST:PORT fetches over TLS, checked against the
+-- system's CAs or against `ca`), timeout (seconds, default 5), ca (a PEM file of CAs for an
+-- https:// upstream).
 local hotsock = require "hotsock"
 local http = require "hotsock.http_client"
 
 local opts = ... or {}
 local upstream = (opts.upstream or "http://127.0.0.1:8080"):gsub("/+$", "")
 local timeout = tonumber(opts.timeout) or 5
+local ca = opts.ca
 
 -- Request fields passed on to the upstream, and answer fields passed back.
 local PASS_UP = { "content-type", "accept", "range" }
@@ -45,7 +48,7 @@ return {
     for _, name in ipairs(PASS_UP) do headers[name] = req.headers[name] end
     local url = upstream .. rest .. (req.query ~= "" and "?" .. req.query or "")
     local up, err, detail = http.request(url, {
-      method = req.method, headers = headers, timeout = timeout,
+      method = req.method, headers = headers, timeout = timeout, ca = ca,
       body = req.method == "POST" and req.body or nil,
     })
     if not up then

@@ -6,7 +6,11 @@
 ---   local res, err = http.request("http://127.0.0.1:8080/hello", { timeout = 2 })
 ---   if res then print(res.status, res.headers["content-type"], res.body) end
 ---   local res2 = http.request("http://127.0.0.1:8080/echo", { method = "POST", body = "hi" })
+---   local res3 = http.request("https://localhost:8443/hello", { ca = "ca.pem" })
 ---
+--- https:// URLs go over hotsock.connect("tls://...") with the options verify (default
+--- true: the certificate is checked against the system store, or against ca), ca and sni
+--- (default: the URL's host name); a failed check is err "certificate verify failed: REASON".
 --- Results: a table { status, reason, version, headers (lowercase names; repeated fields
 --- joined with ", "), body } or nil, err, detail. err is a short token: hotsock.connect's
 --- ("connection refused", "timeout", "no such host", ...), "timeout" (no answer in time),
@@ -26,24 +30,26 @@ local MAX_TRAILER = 4096              -- bytes of trailer fields
 -- Methods that may be sent again when a kept connection turns out closed before any answer.
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
---- Splits "http://host[:port][/path]" into the upstream's tcp:// URL, the Host field and the
---- request target. Returns nil for anything else.
+--- Splits "http://host[:port][/path]" (or https://) into the upstream's tcp:// (tls://) URL,
+--- the Host field and the request target. Returns nil for anything else.
 function M.parse_url(url)
-  local authority, target = url:match("^[hH][tT][tT][pP]://([^/?#]+)([^#]*)")
+  local scheme, authority, target = url:match("^([hH][tT][tT][pP][sS]?)://([^/?#]+)([^#]*)")
   if not authority then return nil end
+  local tls = #scheme == 5
+  local default_port = tls and "443" or "80"
   local host, port = authority:match("^(%[[%x:.]+%])(.*)$")
   if not host then host, port = authority:match("^([^:%[%]]+)(.*)$") end
   if not host then return nil end
   if port == "" then
-    port = "80"
+    port = default_port
   else
     port = port:match("^:(%d+)$")
     if not port or tonumber(port) < 1 or tonumber(port) > 65535 then return nil end
   end
   if target == "" then target = "/" end
   if target:sub(1, 1) == "?" then target = "/" .. target end
-  local host_field = port == "80" and host or host .. ":" .. port
-  return "tcp://" .. host .. ":" .. port, host_field, target
+  local host_field = port == default_port and host or host .. ":" .. port
+  return (tls and "tls://" or "tcp://") .. host .. ":" .. port, host_field, target
 end
 
 -- Buffered reads over conn: bytes already received wait in self.buf.
@@ -192,7 +198,11 @@ end
 -- turned out closed before any byte of an answer (a kept connection the server had dropped).
 local function exchange(upstream, host, target, method, opts)
   local timeout = opts.timeout or DEFAULT_TIMEOUT
-  local conn, err = hotsock.connect(upstream, { timeout = timeout })
+  local copts = { timeout = timeout }
+  if upstream:sub(1, 6) == "tls://" then
+    copts.verify, copts.ca, copts.sni = opts.verify, opts.ca, opts.sni
+  end
+  local conn, err = hotsock.connect(upstream, copts)
   if not conn then return nil, err end
   conn:settimeout(timeout)
   local ok, serr = conn:send(encode(method, host, target, opts))
@@ -223,11 +233,12 @@ local function exchange(upstream, host, target, method, opts)
   return res
 end
 
---- Sends one request and reads its response. url: "http://host[:port][/path][?query]".
+--- Sends one request and reads its response. url: "http[s]://host[:port][/path][?query]".
 --- opts: method (default "GET", or "POST" when there is a body), headers (name -> value),
 --- body (string), timeout (seconds for the connect and for each wait; default 10),
 --- max_body (bytes; default 8 MiB), keepalive (false: close after the response),
---- keepalive_idle and pool_size (as for conn:keepalive).
+--- keepalive_idle and pool_size (as for conn:keepalive); for https://, verify, ca and sni (as
+--- for hotsock.connect).
 --- Returns the response table, or nil, err, detail (see the top of this file).
 function M.request(url, opts)
   if type(url) ~= "string" then error("bad argument #1 to 'request' (string expected)", 2) end

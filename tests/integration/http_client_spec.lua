@@ -30,9 +30,9 @@ local function fetch(srv, method, target, body)
   return status, headers, rest
 end
 
-local function front(upstream, timeout)
+local function front(upstream, timeout, ca)
   return kit.start("examples/http_proxy.lua", {
-    set = { upstream = upstream, timeout = timeout or 5 }, prefix = LUA_PATH })
+    set = { upstream = upstream, timeout = timeout or 5, ca = ca }, prefix = LUA_PATH })
 end
 
 describe("examples/http_proxy.lua in front of scripts/http.lua", function()
@@ -160,5 +160,45 @@ describe("on_request that waits", function()
     c:close()
     assert.truthy(srv:wait_log("handler error in on_request %(conn#%d+ [^)]*%), after waiting "
       .. "in hotsock%.sleep at [^\n]*http_wait%.lua:8: [^\n]*failed after a wait"))
+  end)
+end)
+
+describe("hotsock.http_client over https://", function()
+  local dir = kit.tmpdir()
+  local up, fr
+  setup(function()
+    local out, rc = kit.run(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 " ..
+      "-nodes -keyout %s/up.key -out %s/up.pem -days 2 -subj /CN=localhost " ..
+      "-addext subjectAltName=DNS:localhost 2>&1"):format(dir, dir))
+    assert(rc == 0, out)
+    up = kit.start("scripts/http.lua", {
+      listen = ("tls://127.0.0.1:0?cert=%s/up.pem&key=%s/up.key"):format(dir, dir) })
+  end)
+  teardown(function()
+    if fr then assert.is_true(fr:stop()) end
+    if up then assert.is_true(up:stop()) end
+  end)
+
+  it("fetches through TLS, the certificate checked against ca, byte for byte", function()
+    fr = front("https://localhost:" .. up:port("tls"), 5, dir .. "/up.pem")
+    local status, headers, body = fetch(fr, "GET", "/proxy/hello")
+    assert.equals(200, status)
+    assert.equals("hello from hotsock\n", body)
+    assert.equals("text/plain; charset=utf-8", headers["content-type"])
+    -- A second request takes the kept TLS connection back from the pool.
+    local status2, _, body2 = fetch(fr, "GET", "/proxy/hello")
+    assert.equals(200, status2)
+    assert.equals("hello from hotsock\n", body2)
+    assert.is_true(fr:stop())
+    fr = nil
+  end)
+
+  it("without the CA the upstream's certificate is refused: 502 with OpenSSL's reason", function()
+    fr = front("https://localhost:" .. up:port("tls"), 5)
+    local status, _, body = fetch(fr, "GET", "/proxy/hello")
+    assert.equals(502, status)
+    assert.equals("bad gateway: certificate verify failed: self-signed certificate\n", body)
+    assert.is_true(fr:stop())
+    fr = nil
   end)
 end)
