@@ -15,18 +15,8 @@
 #include <event2/event.h>
 #include <lualib.h>
 
-static const char HS_LUA_KEY = 'k'; /* address used as the registry key of the context */
-
 #define LUA_HOOK_COUNT 1000      /* VM instructions between two looks at the sandbox limits */
 #define LUA_HARD_MEMORY_FACTOR 2 /* the allocator refuses past this many times the limit */
-
-struct hs_lua *hs__lua_from_state(lua_State *L)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &HS_LUA_KEY);
-    struct hs_lua *hl = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return hl;
-}
 
 /* Message handler: turn any error value into text and append a traceback, like lua.c. */
 static int lua_msghandler(lua_State *L)
@@ -42,13 +32,6 @@ static int lua_msghandler(lua_State *L)
 }
 
 /* ---- sandbox: memory and time limits ---- */
-
-/* Every thread of the state carries the context in its extra space (new threads copy the
- * main thread's), so the allocator's and the hook's lookups cost nothing. */
-static struct hs_lua *lua_ctx(lua_State *L)
-{
-    return *(struct hs_lua **)lua_getextraspace(L);
-}
 
 static long long mono_ns(void)
 {
@@ -114,7 +97,7 @@ static long long lua_deadline(struct hs_lua *hl)
 /* The count hook: every LUA_HOOK_COUNT instructions of any thread, look at the limits. */
 static void lua_watchdog(lua_State *L, lua_Debug *ar)
 {
-    struct hs_lua *hl = lua_ctx(L);
+    struct hs_lua *hl = hs__lua_from_state(L);
     if (hl->depth > 0 && hl->mem_over) {
         /* Garbage counts until collected: only live data is over the limit. */
         hl->mem_over = 0;
@@ -138,7 +121,7 @@ static void lua_watchdog(lua_State *L, lua_Debug *ar)
 
 void hs__lua_check_time(lua_State *L)
 {
-    struct hs_lua *hl = lua_ctx(L);
+    struct hs_lua *hl = hs__lua_from_state(L);
     long long deadline = lua_deadline(hl);
     if (deadline == 0 || mono_ns() < deadline)
         return;
@@ -188,7 +171,7 @@ void hs__lua_sandbox_leave(struct hs_lua *hl)
 
 int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
 {
-    struct hs_lua *hl = lua_ctx(L);
+    struct hs_lua *hl = hs__lua_from_state(L);
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, lua_msghandler);
     lua_insert(L, base);
@@ -362,7 +345,7 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
         lua_setiuservalue(L, -2, 2);
     }
     lua_pop(L, 1);
-    box->c = NULL;
+    hs__box_invalidate(&box->box);
     box->has_handle = 0;
     if (box->task) {
         /* Its handler waits (or the reader just resumed it and it waits again): on_close
@@ -522,7 +505,7 @@ static int l_hotsock_log(lua_State *L)
 
 static int l_hotsock_now(lua_State *L)
 {
-    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct hs_lua *hl = hs__lua_from_state(L);
     struct timeval tv;
     event_base_gettimeofday_cached(hl->base, &tv);
     lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
@@ -539,7 +522,7 @@ static int l_hotsock_monotonic(lua_State *L)
 
 static int l_hotsock_connections(lua_State *L)
 {
-    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct hs_lua *hl = hs__lua_from_state(L);
     lua_pushinteger(L, (lua_Integer)hs_conns_count(hl->set));
     return 1;
 }
@@ -554,17 +537,14 @@ static const luaL_Reg hotsock_funcs[] = {
 
 static int luaopen_hotsock(lua_State *L)
 {
-    struct hs_lua *hl = hs__lua_from_state(L);
-    luaL_newlibtable(L, hotsock_funcs);
-    lua_pushlightuserdata(L, hl);
-    luaL_setfuncs(L, hotsock_funcs, 1);
-    hs__lua_open_timers(L, hl);
+    luaL_newlib(L, hotsock_funcs);
+    hs__lua_open_timers(L);
     lua_pushliteral(L, HOTSOCK_VERSION);
     lua_setfield(L, -2, "version");
     hs__lua_open_file(L);
     hs__lua_open_shared(L);
     hs__lua_open_pubsub(L);
-    hs__lua_open_conns(L, hl);
+    hs__lua_open_conns(L);
     hs__lua_open_json(L);
     hs__lua_open_http_error(L);
     hs__lua_open_wait(L);
@@ -613,6 +593,8 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
     hl->base = base;
     hl->set = set;
     lua_State *L = hl->L;
+    /* The one place the context is stored (see hs__lua_from_state): before any thread or
+     * function exists, so every thread made later copies it. */
     *(struct hs_lua **)lua_getextraspace(L) = hl;
     lua_atpanic(L, lua_panic);
     lua_setwarnf(L, lua_warn, hl);
@@ -621,8 +603,6 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
      * otherwise run unwatched. Every LUA_HOOK_COUNT instructions it costs a test of depth. */
     lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
     luaL_openlibs(L);
-    lua_pushlightuserdata(L, hl);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &HS_LUA_KEY);
     lua_newtable(L);
     hl->udp_boxes_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     hs__lua_open_conn(L);

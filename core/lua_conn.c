@@ -13,26 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Every function of this file that takes a conn has the conn metatable as upvalue 1: comparing
- * with it costs a few instructions, where luaL_checkudata looks the metatable up in the
- * registry by name (interning the name first) on every call, twice per message of an echo
- * (conn.send, then conn:send). Anything else takes luaL_checkudata's path for its message. */
-static struct hs__conn_box *check_box(lua_State *L)
-{
-    if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (same)
-            return lua_touserdata(L, 1);
-    }
-    return luaL_checkudata(L, 1, HS_CONN_MT);
-}
-
-static int push_closed(lua_State *L)
-{
-    return hs__lua_fail(L, HS_ECLOSED);
-}
-
 static int push_result(lua_State *L, int r)
 {
     if (r == 0) {
@@ -44,15 +24,13 @@ static int push_result(lua_State *L, int r)
 
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v)
 {
-    struct hs__conn_box *box = lua_newuserdatauv(L, sizeof *box, 2); /* ctx, closed peer */
-    memset(box, 0, sizeof *box);
+    struct hs__conn_box *box = hs__box_new(L, HS__BOX_CONN, sizeof *box, 2); /* ctx, closed peer */
     box->c = c;
     box->id = hs_conn_id(c);
     box->v = v;
     box->pipe_done_ref = LUA_NOREF;
     box->pipe_file_ref = LUA_NOREF;
     hs_version_ref(v);
-    luaL_setmetatable(L, HS_CONN_MT);
     /* conn.ctx is created on first use (l_conn_index): many connections never touch it. */
     lua_pushvalue(L, -1);
     box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -62,12 +40,12 @@ struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct h
 /* conn:send(data, ...) — every argument is a string (or number), queued in order. */
 static int l_conn_send(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:send");
     int n = lua_gettop(L);
     for (int i = 2; i <= n; i++)
         luaL_checklstring(L, i, NULL);
-    if (box->c == NULL)
-        return push_closed(L);
+    if (hs__box_gone(&box->box))
+        return hs__box_closed(L);
     struct iovec iov[16];
     int r = 0;
     for (int i = 2; i <= n && r == 0; i += 16) {
@@ -84,9 +62,9 @@ static int l_conn_send(lua_State *L)
 
 static int l_conn_close(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
-    if (box->c == NULL || hs_conn_is_closing(box->c))
-        return push_closed(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:close");
+    if (hs__box_gone(&box->box) || hs_conn_is_closing(box->c))
+        return hs__box_closed(L);
     hs_conn_close(box->c, "closed");
     lua_pushboolean(L, 1);
     return 1;
@@ -94,9 +72,9 @@ static int l_conn_close(lua_State *L)
 
 static int l_conn_abort(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
-    if (box->c == NULL)
-        return push_closed(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:abort");
+    if (hs__box_gone(&box->box))
+        return hs__box_closed(L);
     hs_conn_abort(box->c, "aborted");
     lua_pushboolean(L, 1);
     return 1;
@@ -106,7 +84,7 @@ static int l_conn_abort(lua_State *L)
  * while the connection is open (the registry holds the box). */
 static int l_conn_close_meta(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:__close");
     if (box->c != NULL && !hs_conn_is_closing(box->c))
         hs_conn_close(box->c, "closed");
     return 0;
@@ -114,7 +92,7 @@ static int l_conn_close_meta(lua_State *L)
 
 static int l_conn_peer(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:peer");
     if (box->c)
         lua_pushstring(L, hs_conn_peer(box->c));
     else
@@ -148,7 +126,7 @@ void hs__push_tls_info(lua_State *L, const struct hs_conn *c)
  * plaintext or closed one. */
 static int l_conn_tls(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:tls");
     hs__push_tls_info(L, box->c);
     return 1;
 }
@@ -157,50 +135,50 @@ static int l_conn_tls(lua_State *L)
  * other listeners and once closed. */
 static int l_conn_proxy(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:proxy");
     hs__push_proxy_info(L, box->c);
     return 1;
 }
 
 static int l_conn_id(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:id");
     lua_pushinteger(L, (lua_Integer)box->id);
     return 1;
 }
 
 static int l_conn_is_closed(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:is_closed");
     lua_pushboolean(L, box->c == NULL || hs_conn_is_closing(box->c));
     return 1;
 }
 
 static int l_conn_pending(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:pending");
     lua_pushinteger(L, box->c ? (lua_Integer)hs_conn_pending(box->c) : 0);
     return 1;
 }
 
 static int l_conn_generation(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:generation");
     if (box->v == NULL)
-        return push_closed(L);
+        return hs__box_closed(L);
     lua_pushinteger(L, hs_version_generation(box->v));
     return 1;
 }
 
 static int l_conn_set_framing(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:set_framing");
     struct hs_framing f;
     const char *why = "bad framing";
     if (hs__lua_to_framing(L, 2, &f, &why) != 0)
         return luaL_argerror(L, 2, why);
-    if (box->c == NULL)
-        return push_closed(L);
+    if (hs__box_gone(&box->box))
+        return hs__box_closed(L);
     hs_conn_set_framing(box->c, &f);
     lua_pushboolean(L, 1);
     return 1;
@@ -208,9 +186,9 @@ static int l_conn_set_framing(lua_State *L)
 
 static int l_conn_framing(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
-    if (box->c == NULL)
-        return push_closed(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:framing");
+    if (hs__box_gone(&box->box))
+        return hs__box_closed(L);
     char buf[96];
     hs_framing_format(hs_conn_framing(box->c), buf, sizeof buf);
     lua_pushstring(L, buf);
@@ -219,9 +197,10 @@ static int l_conn_framing(lua_State *L)
 
 static int pause_resume(lua_State *L, int paused)
 {
-    struct hs__conn_box *box = check_box(L);
-    if (box->c == NULL)
-        return push_closed(L);
+    struct hs__conn_box *box =
+        hs__box_check(L, 1, HS__BOX_CONN, paused ? "conn:pause" : "conn:resume");
+    if (hs__box_gone(&box->box))
+        return hs__box_closed(L);
     hs_conn_pause(box->c, paused);
     lua_pushboolean(L, 1);
     return 1;
@@ -242,15 +221,15 @@ static int l_conn_resume(lua_State *L)
  * done(conn, nil, err) runs at the end. */
 static int l_conn_pipe_frame(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:pipe_frame");
     struct hs_conn_sink sink = {NULL, NULL};
     if (!lua_isnil(L, 2) && hs__file_sink(L, 2, &sink) != 0)
         return luaL_typeerror(L, 2, "hotsock file or nil");
     luaL_checktype(L, 3, LUA_TFUNCTION);
     lua_Integer max = luaL_optinteger(L, 4, 0);
     luaL_argcheck(L, max >= 0, 4, "max must not be negative");
-    if (box->c == NULL)
-        return push_closed(L);
+    if (hs__box_gone(&box->box))
+        return hs__box_closed(L);
     int r = hs_conn_pipe_next(box->c, lua_isnil(L, 2) ? NULL : &sink, (uint64_t)max);
     if (r == -EINVAL)
         return luaL_error(L, "pipe_frame needs length or fixed framing and no pipe pending");
@@ -266,7 +245,7 @@ static int l_conn_pipe_frame(lua_State *L)
 
 static int l_conn_tostring(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:__tostring");
     if (box->c == NULL)
         lua_pushfstring(L, "conn#%I (closed)", (lua_Integer)box->id);
     else
@@ -297,9 +276,9 @@ static const luaL_Reg conn_methods[] = {
  * first: conn:send runs per message, ctx far less often. */
 static int l_conn_index(lua_State *L)
 {
-    check_box(L);
+    hs__box_check(L, 1, HS__BOX_CONN, "conn:__index");
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
         return 1;
     const char *key = lua_tostring(L, 2);
     if (key && strcmp(key, "ctx") == 0 && lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
@@ -320,12 +299,12 @@ static int l_conn_newindex(lua_State *L)
 
 static int l_udp_send_to(lua_State *L)
 {
-    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
+    struct hs__udp_box *box = hs__box_check(L, 1, HS__BOX_UDP, "sock:send_to");
     size_t plen, dlen;
     const char *peer = luaL_checklstring(L, 2, &plen);
     const char *data = luaL_checklstring(L, 3, &dlen);
-    if (box->u == NULL)
-        return push_closed(L);
+    if (hs__box_gone(&box->box))
+        return hs__box_closed(L);
     /* A unixgram client that never bound a name cannot be answered: its doing, not misuse. */
     if (plen == 4 && memcmp(peer, "unix", 4) == 0)
         return hs__lua_fail(L, HS_ENOPEER);
@@ -342,15 +321,15 @@ static int l_udp_send_to(lua_State *L)
 /* A query: answers from the box's copy, so it works after the socket is gone too. */
 static int l_udp_url(lua_State *L)
 {
-    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
+    struct hs__udp_box *box = hs__box_check(L, 1, HS__BOX_UDP, "sock:url");
     lua_pushstring(L, box->url);
     return 1;
 }
 
 static int l_udp_tostring(lua_State *L)
 {
-    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
-    lua_pushfstring(L, "udp %s%s", box->url, box->u ? "" : " (closed)");
+    struct hs__udp_box *box = hs__box_check(L, 1, HS__BOX_UDP, "sock:__tostring");
+    lua_pushfstring(L, "udp %s%s", box->url, hs__box_gone(&box->box) ? " (closed)" : "");
     return 1;
 }
 
@@ -364,7 +343,7 @@ static void udp_box_gone(struct hs_udp *u, void *arg)
     lua_rawgeti(L, LUA_REGISTRYINDEX, hl->udp_boxes_ref);
     if (lua_rawgetp(L, -1, u) == LUA_TUSERDATA) {
         struct hs__udp_box *box = lua_touserdata(L, -1);
-        box->u = NULL;
+        hs__box_invalidate(&box->box);
     }
     lua_pop(L, 1);
     lua_pushnil(L);
@@ -376,10 +355,12 @@ static void udp_box_gone(struct hs_udp *u, void *arg)
  * not call into a state that is gone. */
 static int l_udp_gc(lua_State *L)
 {
-    struct hs__udp_box *box = luaL_checkudata(L, 1, HS_UDP_MT);
-    if (box->u != NULL)
+    struct hs__udp_box *box = hs__box_test(L, 1, HS__BOX_UDP);
+    if (box == NULL)
+        return 0;
+    if (!hs__box_gone(&box->box))
         hs_udp_on_free(box->u, NULL, NULL);
-    box->u = NULL;
+    hs__box_invalidate(&box->box);
     return 0;
 }
 
@@ -392,10 +373,8 @@ void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
         return;
     }
     lua_pop(L, 1);
-    struct hs__udp_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    box->u = NULL;
+    struct hs__udp_box *box = hs__box_new(L, HS__BOX_UDP, sizeof *box, 0);
     snprintf(box->url, sizeof box->url, "%s", hs_udp_url(u));
-    luaL_setmetatable(L, HS_UDP_MT);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, u);
     lua_remove(L, -2);
@@ -406,27 +385,18 @@ void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
 
 void hs__lua_open_conn(lua_State *L)
 {
-    luaL_newmetatable(L, HS_CONN_MT);
-    /* The metatable is upvalue 1 of every function here that takes a conn (check_box). */
-    luaL_newlibtable(L, conn_methods);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, conn_methods, 1);
+    static const luaL_Reg conn_meta[] = {
+        {"__newindex", l_conn_newindex},
+        {"__tostring", l_conn_tostring},
+        {"__close", l_conn_close_meta},
+        {NULL, NULL},
+    };
+    hs__box_meta(L, HS__BOX_CONN, NULL, conn_meta);
+    luaL_newlib(L, conn_methods);
     hs__lua_conn_methods_wait(L);
     hs__lua_conn_methods_connect(L);
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_pushcclosure(L, l_conn_index, 2); /* the metatable, the methods */
+    lua_pushcclosure(L, l_conn_index, 1); /* the methods */
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_conn_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, l_conn_tostring, 1);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, l_conn_close_meta, 1);
-    lua_setfield(L, -2, "__close");
-    lua_pushliteral(L, "hotsock.conn");
-    lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
 
     static const luaL_Reg udp_methods[] = {
@@ -434,13 +404,12 @@ void hs__lua_open_conn(lua_State *L)
         {"url", l_udp_url},
         {NULL, NULL},
     };
-    luaL_newmetatable(L, HS_UDP_MT);
-    luaL_newlib(L, udp_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_udp_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, l_udp_gc);
-    lua_setfield(L, -2, "__gc");
+    static const luaL_Reg udp_meta[] = {
+        {"__tostring", l_udp_tostring},
+        {"__gc", l_udp_gc},
+        {NULL, NULL},
+    };
+    hs__box_meta(L, HS__BOX_UDP, udp_methods, udp_meta);
     lua_pop(L, 1);
 }
 

@@ -188,7 +188,7 @@ static void out_close(struct hs_conn *c, const char *reason, void *arg)
         hs__conn_reader_closed(out->box);
     hs__conn_flush_closed(out->box);
     if (out->box) {
-        out->box->c = NULL;
+        hs__box_invalidate(&out->box->box);
         out->box->out = NULL;
         out->box->v = NULL;
         out->box = NULL;
@@ -233,8 +233,7 @@ static struct hs__out *out_new(struct hs_lua *hl, const char *key, size_t keylen
 /* Pushes a new box bound to out, for code of version v (which out now references). */
 static void out_box_push(lua_State *L, struct hs__out *out, struct hs_version *v)
 {
-    struct hs__conn_box *box = lua_newuserdatauv(L, sizeof *box, 2); /* ctx, peer */
-    memset(box, 0, sizeof *box);
+    struct hs__conn_box *box = hs__box_new(L, HS__BOX_CONN, sizeof *box, 2); /* ctx, peer */
     if (v != out->v) {
         hs_version_ref(v);
         hs_version_unref(out->v);
@@ -247,7 +246,6 @@ static void out_box_push(lua_State *L, struct hs__out *out, struct hs_version *v
     box->pipe_done_ref = LUA_NOREF;
     box->pipe_file_ref = LUA_NOREF;
     box->out = out;
-    luaL_setmetatable(L, HS_CONN_MT);
     /* The peer text for when the conn is gone: the box has no registry slot to find it by
      * at close, so it is kept from the start. */
     lua_pushstring(L, hs_conn_peer(out->c));
@@ -259,12 +257,12 @@ static void out_box_push(lua_State *L, struct hs__out *out, struct hs_version *v
  * collector may run inside any allocation, in the middle of another conn's callbacks). */
 static int l_conn_gc(lua_State *L)
 {
-    struct hs__conn_box *box = lua_touserdata(L, 1);
-    struct hs__out *out = box->out;
+    struct hs__conn_box *box = hs__box_test(L, 1, HS__BOX_CONN);
+    struct hs__out *out = box ? box->out : NULL;
     if (out == NULL)
         return 0;
     box->out = NULL;
-    box->c = NULL;
+    hs__box_invalidate(&box->box);
     box->v = NULL;
     out->box = NULL;
     out->orphan = 1;
@@ -458,7 +456,7 @@ static void connect_opts(lua_State *L, int idx, double *timeout, struct hs_frami
             if (hs__lua_to_framing(L, -1, f, &why) != 0)
                 luaL_argerror(L, idx, lua_pushfstring(L, "framing: %s", why));
         } else if (strcmp(k, "proxy") == 0) {
-            *proxy = luaL_testudata(L, -1, HS_CONN_MT);
+            *proxy = hs__box_test(L, -1, HS__BOX_CONN);
             if (*proxy == NULL)
                 luaL_argerror(L, idx, "proxy must be a conn");
         } else if (tls_opt(L, idx, k, tls)) {
@@ -655,7 +653,7 @@ static int outbound_at_rest(lua_State *L, struct hs__conn_box *box, const char *
 
 static int l_conn_keepalive(lua_State *L)
 {
-    struct hs__conn_box *box = luaL_checkudata(L, 1, HS_CONN_MT);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:keepalive");
     double idle = luaL_optnumber(L, 2, HS_KEEPALIVE_IDLE_S);
     luaL_argcheck(L, idle >= 0 && idle < HS_MAX_WAIT_S, 2, "seconds out of range");
     lua_Integer size = luaL_optinteger(L, 3, HS_KEEPALIVE_POOL);
@@ -668,7 +666,7 @@ static int l_conn_keepalive(lua_State *L)
     /* A plain connect to its URL must not get a TLS session back. */
     if (out->upgraded)
         return hs__lua_fail(L, HS_EUPGRADED);
-    box->c = NULL;
+    hs__box_invalidate(&box->box);
     box->out = NULL;
     box->v = NULL;
     out->box = NULL;
@@ -686,7 +684,7 @@ static int l_conn_keepalive(lua_State *L)
  * a failed handshake the conn is closed. */
 static int l_conn_tls_handshake(lua_State *L)
 {
-    struct hs__conn_box *box = luaL_checkudata(L, 1, HS_CONN_MT);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:tls_handshake");
     struct tls_opts o = {1, NULL, NULL};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);

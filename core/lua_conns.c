@@ -85,7 +85,7 @@ static struct hs_script *calling_script(struct hs_lua *hl)
  * of the scripts named script_name) on this worker. */
 static int l_hotsock_conns(lua_State *L)
 {
-    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct hs_lua *hl = hs__lua_from_state(L);
     struct walk w = {L, NULL, luaL_optstring(L, 1, NULL), NULL, NULL, 0, 0, 0};
     if (w.name == NULL)
         w.script = calling_script(hl);
@@ -99,11 +99,11 @@ static int l_hotsock_conns(lua_State *L)
  * message when it is not UTF-8. */
 static int l_hotsock_broadcast(lua_State *L)
 {
-    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct hs_lua *hl = hs__lua_from_state(L);
     struct walk w = {L, NULL, NULL, NULL, NULL, 0, 0, 0};
     w.data = luaL_checklstring(L, 1, &w.len);
     if (!lua_isnoneornil(L, 2)) {
-        struct hs__conn_box *box = luaL_testudata(L, 2, HS_CONN_MT);
+        struct hs__conn_box *box = hs__box_test(L, 2, HS__BOX_CONN);
         w.except = box ? box->c : hs__lua_ws_check_conn(L, 2);
     }
     w.binary = !hs_ws_utf8_valid((const unsigned char *)w.data, w.len);
@@ -115,13 +115,12 @@ static int l_hotsock_broadcast(lua_State *L)
     return 1;
 }
 
-void hs__lua_open_conns(lua_State *L, struct hs_lua *hl)
+void hs__lua_open_conns(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"conns", l_hotsock_conns},
         {"broadcast", l_hotsock_broadcast},
         {NULL, NULL},
     };
-    lua_pushlightuserdata(L, hl);
-    luaL_setfuncs(L, funcs, 1);
+    luaL_setfuncs(L, funcs, 0);
 }

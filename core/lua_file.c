@@ -6,14 +6,10 @@
 
 #include <string.h>
 
+/* The box owns its sink: __gc frees it (an uncommitted file leaves nothing behind). */
 struct file_box {
-    struct hs_filesink *f; /* NULL once freed */
+    HS__BOX_HEAD(struct hs_filesink, f); /* NULL until opened and once freed */
 };
-
-static struct file_box *check_file(lua_State *L)
-{
-    return luaL_checkudata(L, 1, HS_FILE_MT);
-}
 
 static int push_fail(lua_State *L, const char *why)
 {
@@ -29,9 +25,7 @@ static int l_hotsock_create_file(lua_State *L)
     size_t nl;
     const char *name = luaL_checklstring(L, 2, &nl);
     /* The box exists before the file, so an error below can never leak it. */
-    struct file_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    box->f = NULL;
-    luaL_setmetatable(L, HS_FILE_MT);
+    struct file_box *box = hs__box_new(L, HS__BOX_FILE, sizeof *box, 0);
     const char *why = "error";
     int r = hs_filesink_open(dir, name, nl, &box->f, &why);
     /* A bad name gets its reason (a message for people, like check_filename's); a failure of
@@ -57,10 +51,10 @@ static int l_hotsock_check_filename(lua_State *L)
 
 static int l_file_write(lua_State *L)
 {
-    struct file_box *box = check_file(L);
+    struct file_box *box = hs__box_check(L, 1, HS__BOX_FILE, "file:write");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    if (box->f == NULL || hs_filesink_state(box->f) != 0)
+    if (hs__box_gone(&box->box) || hs_filesink_state(box->f) != 0)
         return hs__lua_fail(L, HS_ECLOSED);
     int r = hs_filesink_write(box->f, data, len);
     if (r != 0)
@@ -72,8 +66,8 @@ static int l_file_write(lua_State *L)
 /* file:commit() -> bytes, sha256_hex | nil, err */
 static int l_file_commit(lua_State *L)
 {
-    struct file_box *box = check_file(L);
-    if (box->f == NULL || hs_filesink_state(box->f) != 0)
+    struct file_box *box = hs__box_check(L, 1, HS__BOX_FILE, "file:commit");
+    if (hs__box_gone(&box->box) || hs_filesink_state(box->f) != 0)
         return hs__lua_fail(L, HS_ECLOSED);
     uint64_t bytes;
     char hex[65];
@@ -87,8 +81,8 @@ static int l_file_commit(lua_State *L)
 
 static int l_file_abort(lua_State *L)
 {
-    struct file_box *box = check_file(L);
-    if (box->f)
+    struct file_box *box = hs__box_check(L, 1, HS__BOX_FILE, "file:abort");
+    if (!hs__box_gone(&box->box))
         hs_filesink_abort(box->f);
     lua_pushboolean(L, 1);
     return 1;
@@ -96,8 +90,8 @@ static int l_file_abort(lua_State *L)
 
 static int l_file_path(lua_State *L)
 {
-    struct file_box *box = check_file(L);
-    if (box->f == NULL)
+    struct file_box *box = hs__box_check(L, 1, HS__BOX_FILE, "file:path");
+    if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
     lua_pushstring(L, hs_filesink_path(box->f));
     return 1;
@@ -105,33 +99,35 @@ static int l_file_path(lua_State *L)
 
 static int l_file_size(lua_State *L)
 {
-    struct file_box *box = check_file(L);
-    lua_pushinteger(L, box->f ? (lua_Integer)hs_filesink_size(box->f) : 0);
+    struct file_box *box = hs__box_check(L, 1, HS__BOX_FILE, "file:size");
+    lua_pushinteger(L, hs__box_gone(&box->box) ? 0 : (lua_Integer)hs_filesink_size(box->f));
     return 1;
 }
 
 /* __gc: an uncommitted file leaves nothing behind. */
 static int l_file_gc(lua_State *L)
 {
-    struct file_box *box = check_file(L);
+    struct file_box *box = hs__box_test(L, 1, HS__BOX_FILE);
+    if (box == NULL)
+        return 0;
     hs_filesink_free(box->f);
-    box->f = NULL;
+    hs__box_invalidate(&box->box);
     return 0;
 }
 
 /* __close only aborts: a pipe_frame in progress may still hold the sink. */
 static int l_file_close(lua_State *L)
 {
-    struct file_box *box = check_file(L);
-    if (box->f)
+    struct file_box *box = hs__box_check(L, 1, HS__BOX_FILE, "file:__close");
+    if (!hs__box_gone(&box->box))
         hs_filesink_abort(box->f);
     return 0;
 }
 
 static int l_file_tostring(lua_State *L)
 {
-    struct file_box *box = check_file(L);
-    if (box->f == NULL)
+    struct file_box *box = hs__box_check(L, 1, HS__BOX_FILE, "file:__tostring");
+    if (hs__box_gone(&box->box))
         lua_pushliteral(L, "file (closed)");
     else
         lua_pushfstring(L, "file %s (%s)", hs_filesink_path(box->f),
@@ -148,8 +144,8 @@ static int sink_write(void *sink, const void *data, size_t len)
 
 int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink)
 {
-    struct file_box *box = luaL_testudata(L, idx, HS_FILE_MT);
-    if (box == NULL || box->f == NULL)
+    struct file_box *box = hs__box_test(L, idx, HS__BOX_FILE);
+    if (box == NULL || hs__box_gone(&box->box))
         return -1;
     sink->write = sink_write;
     sink->sink = box->f;
@@ -162,15 +158,13 @@ void hs__lua_open_file(lua_State *L)
         {"write", l_file_write}, {"commit", l_file_commit}, {"abort", l_file_abort},
         {"path", l_file_path},   {"size", l_file_size},     {NULL, NULL},
     };
-    luaL_newmetatable(L, HS_FILE_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_file_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_file_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_file_tostring);
-    lua_setfield(L, -2, "__tostring");
+    static const luaL_Reg meta[] = {
+        {"__gc", l_file_gc},
+        {"__close", l_file_close},
+        {"__tostring", l_file_tostring},
+        {NULL, NULL},
+    };
+    hs__box_meta(L, HS__BOX_FILE, methods, meta);
     lua_pop(L, 1);
     lua_pushcfunction(L, l_hotsock_create_file);
     lua_setfield(L, -2, "create_file");

@@ -30,7 +30,7 @@ void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
         lua_rawgeti(L, LUA_REGISTRYINDEX, lh->res_ref);
         struct res_box *b = lua_touserdata(L, -1);
         if (b)
-            b->h = NULL;
+            hs__box_invalidate(&b->box);
         lua_pop(L, 1);
     }
     unref(L, &lh->res_ref);
@@ -124,7 +124,7 @@ static int l_req_pipe_body(lua_State *L)
     lua_Integer max = luaL_optinteger(L, 4, 0);
     luaL_argcheck(L, max >= 0, 4, "max must not be negative");
     lua_rawgetp(L, 1, &REQ_RES_KEY);
-    struct res_box *b = luaL_testudata(L, -1, HS_RES_MT);
+    struct res_box *b = hs__box_test(L, -1, HS__BOX_RES);
     if (b == NULL)
         return luaL_argerror(L, 1, "not a request");
     if (res_gone(b))
@@ -146,12 +146,12 @@ static int l_req_pipe_body(lua_State *L)
 struct hs_http_conn *hs__lua_http_exchange(lua_State *L, int idx, struct hs_version **v)
 {
     lua_rawgetp(L, idx, &REQ_RES_KEY);
-    struct res_box *b = luaL_testudata(L, -1, HS_RES_MT);
+    struct res_box *b = hs__box_test(L, -1, HS__BOX_RES);
     if (b == NULL)
         luaL_argerror(L, idx, "not a request");
     if (b->finished || b->started)
         luaL_error(L, "response already started");
-    if (b->h == NULL) {
+    if (hs__box_gone(&b->box)) {
         lua_pop(L, 1);
         return NULL;
     }
@@ -171,9 +171,9 @@ struct hs_http_conn *hs__lua_http_exchange(lua_State *L, int idx, struct hs_vers
 void hs__lua_http_done(lua_State *L, int idx)
 {
     lua_rawgetp(L, idx, &REQ_RES_KEY);
-    struct res_box *b = luaL_checkudata(L, -1, HS_RES_MT);
+    struct res_box *b = hs__box_check(L, -1, HS__BOX_RES, "req:websocket");
     b->finished = 1;
-    if (b->h)
+    if (!hs__box_gone(&b->box))
         hs__lua_http_detach(L, hs_http_conn_app(b->h));
     lua_pop(L, 1);
 }
@@ -276,11 +276,9 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
     lua_setfield(L, -2, "headers");
     luaL_setmetatable(L, HS_REQ_MT);
 
-    struct res_box *b = lua_newuserdatauv(L, sizeof *b, 2);
-    memset(b, 0, sizeof *b);
+    struct res_box *b = hs__box_new(L, HS__BOX_RES, sizeof *b, 2);
     b->h = h;
     b->status = 200;
-    luaL_setmetatable(L, HS_RES_MT);
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -2);

@@ -15,12 +15,12 @@
 
 #include <event2/buffer.h>
 
-#define HS_ERR_RES_MT "hotsock.http.error_response"
-
-/* The capture. User value 1: header lines ("Name: value\r\n"); user value 2: the body. */
+/* The capture. User value 1: header lines ("Name: value\r\n"); user value 2: the body. It
+ * stands for no C object (the box head stays unused): only its kind is checked. */
 struct err_res {
-    int sent;     /* res:send was called */
-    int has_type; /* a Content-Type line is among the headers */
+    struct hs__box box; /* unused */
+    int sent;           /* res:send was called */
+    int has_type;       /* a Content-Type line is among the headers */
 };
 
 static int is_tchar(unsigned char c)
@@ -32,7 +32,7 @@ static int is_tchar(unsigned char c)
 /* res:header(name, value): adds one header line to the error answer. */
 static int l_err_res_header(lua_State *L)
 {
-    struct err_res *r = luaL_checkudata(L, 1, HS_ERR_RES_MT);
+    struct err_res *r = hs__box_check(L, 1, HS__BOX_ERR_RES, "res:header");
     size_t nl, vl;
     const char *name = luaL_checklstring(L, 2, &nl);
     luaL_argcheck(L, nl > 0 && nl < 256, 2, "bad header name");
@@ -62,7 +62,7 @@ static int l_err_res_header(lua_State *L)
 /* res:send(body): the body of the error answer. */
 static int l_err_res_send(lua_State *L)
 {
-    struct err_res *r = luaL_checkudata(L, 1, HS_ERR_RES_MT);
+    struct err_res *r = hs__box_check(L, 1, HS__BOX_ERR_RES, "res:send");
     luaL_checkstring(L, 2);
     luaL_argcheck(L, !r->sent, 1, "error answer already sent");
     r->sent = 1;
@@ -79,10 +79,7 @@ void hs__lua_open_http_error(lua_State *L)
         {"send", l_err_res_send},
         {NULL, NULL},
     };
-    if (luaL_newmetatable(L, HS_ERR_RES_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-    }
+    hs__box_meta(L, HS__BOX_ERR_RES, methods, NULL);
     lua_pop(L, 1);
 }
 
@@ -103,9 +100,7 @@ int hs__lua_http_on_error(struct hs_lua *hl, struct hs_version *v, int req_ref, 
         return 0;
     }
     lua_pop(L, 1);
-    struct err_res *r = lua_newuserdatauv(L, sizeof *r, 2); /* top + 2, kept for after */
-    memset(r, 0, sizeof *r);
-    luaL_setmetatable(L, HS_ERR_RES_MT);
+    struct err_res *r = hs__box_new(L, HS__BOX_ERR_RES, sizeof *r, 2); /* top + 2, kept for after */
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
     lua_getfield(L, top + 1, "on_http_error");

@@ -11,13 +11,13 @@
 #include "core/errtok.h"
 #include "core/hs.h"
 #include "core/http_conn.h"
+#include "core/lua_box.h"
 
 struct hs_file_cache;
 struct hs_lua;
 struct hs_script;
 struct hs_version;
 
-#define HS_RES_MT "hotsock.http.response"
 #define HS_REQ_MT "hotsock.http.request"
 
 /* Per-connection data of the binding: the app data of its hs_http_conn. */
@@ -35,11 +35,11 @@ struct lua_http {
 /* A response as Lua sees it. User value 1: the header lines set so far ("Name: value\r\n"
  * strings, in order); user value 2: the request table. */
 struct res_box {
-    struct hs_http_conn *h; /* NULL once finished or once the connection is gone */
-    int status;             /* 200 unless res:status said otherwise */
-    int started;            /* res:write began a streamed body */
-    int finished;           /* a res method finished it */
-    int close;              /* Connection: close was asked for */
+    HS__BOX_HEAD(struct hs_http_conn, h); /* NULL once finished or once the connection is gone */
+    int status;                           /* 200 unless res:status said otherwise */
+    int started;                          /* res:write began a streamed body */
+    int finished;                         /* a res method finished it */
+    int close;                            /* Connection: close was asked for */
 };
 
 static inline void unref(lua_State *L, int *ref)
@@ -58,7 +58,7 @@ static inline int push_fail(lua_State *L, int code)
  * b->h, but a connection closing (flushing its last bytes) refuses already. */
 static inline int res_gone(const struct res_box *b)
 {
-    return b->h == NULL || !hs_http_conn_is_open(b->h);
+    return hs__box_gone(&b->box) || !hs_http_conn_is_open(b->h);
 }
 
 /* The request is over for the script: the res box no longer reaches the connection, and the

@@ -17,9 +17,10 @@
 #include <strings.h>
 #include <unistd.h>
 
-static struct res_box *check_res(lua_State *L)
+/* The res at index 1 (misuse raises, naming method); a finished one raises too. */
+static struct res_box *check_res(lua_State *L, const char *method)
 {
-    struct res_box *b = luaL_checkudata(L, 1, HS_RES_MT);
+    struct res_box *b = hs__box_check(L, 1, HS__BOX_RES, method);
     if (b->finished)
         luaL_error(L, "response already finished");
     return b;
@@ -34,7 +35,7 @@ static void check_unstarted(lua_State *L, struct res_box *b)
 /* res:status(code) */
 static int l_res_status(lua_State *L)
 {
-    struct res_box *b = check_res(L);
+    struct res_box *b = check_res(L, "res:status");
     lua_Integer code = luaL_checkinteger(L, 2);
     luaL_argcheck(L, code >= 200 && code <= 599, 2, "status must be 200..599");
     check_unstarted(L, b);
@@ -71,7 +72,7 @@ static const char *check_value(lua_State *L, int idx, int arg)
  * Connection may only be "close". */
 static int l_res_header(lua_State *L)
 {
-    struct res_box *b = check_res(L);
+    struct res_box *b = check_res(L, "res:header");
     size_t nl;
     const char *name = luaL_checklstring(L, 2, &nl);
     luaL_argcheck(L, nl > 0 && nl < 256, 2, "bad header name");
@@ -180,7 +181,7 @@ static int push_result(lua_State *L, int r)
 /* res:send([body]) — the whole response with Content-Length; finishes it. */
 static int l_res_send(lua_State *L)
 {
-    struct res_box *b = check_res(L);
+    struct res_box *b = check_res(L, "res:send");
     size_t len = 0;
     const char *body = luaL_optlstring(L, 2, "", &len);
     check_unstarted(L, b);
@@ -201,7 +202,7 @@ static int l_res_send(lua_State *L)
 /* res:write(chunk) — streams the body (chunked on HTTP/1.1, until close on 1.0). */
 static int l_res_write(lua_State *L)
 {
-    struct res_box *b = check_res(L);
+    struct res_box *b = check_res(L, "res:write");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     if (res_gone(b))
@@ -219,7 +220,7 @@ static int l_res_write(lua_State *L)
 /* res:finish() — ends a streamed body; without one it is res:send(""). */
 static int l_res_finish(lua_State *L)
 {
-    struct res_box *b = check_res(L);
+    struct res_box *b = check_res(L, "res:finish");
     if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
     if (!b->started) {
@@ -279,7 +280,7 @@ static struct hs_file_cache *file_cache(lua_State *L, struct lua_http *lh)
  * directory" | ... without starting it, so the script can answer otherwise. */
 static int l_res_send_file(lua_State *L)
 {
-    struct res_box *b = check_res(L);
+    struct res_box *b = check_res(L, "res:send_file");
     const char *path = luaL_checkstring(L, 2);
     const char *root = NULL;
     if (!lua_isnoneornil(L, 3)) {
@@ -380,7 +381,7 @@ static int l_res_send_file(lua_State *L)
 
 static int l_res_tostring(lua_State *L)
 {
-    struct res_box *b = luaL_checkudata(L, 1, HS_RES_MT);
+    struct res_box *b = hs__box_check(L, 1, HS__BOX_RES, "res:__tostring");
     lua_pushfstring(L, "http response %d (%s)", b->status,
                     b->finished    ? "finished"
                     : !res_gone(b) ? (b->started ? "streaming" : "open")
@@ -390,20 +391,16 @@ static int l_res_tostring(lua_State *L)
 
 void hs__lua_http_open_res(lua_State *L)
 {
-    if (luaL_newmetatable(L, HS_RES_MT)) {
-        static const luaL_Reg methods[] = {
-            {"status", l_res_status},
-            {"header", l_res_header},
-            {"send", l_res_send},
-            {"write", l_res_write},
-            {"finish", l_res_finish},
-            {"send_file", l_res_send_file},
-            {NULL, NULL},
-        };
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_res_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg methods[] = {
+        {"status", l_res_status},
+        {"header", l_res_header},
+        {"send", l_res_send},
+        {"write", l_res_write},
+        {"finish", l_res_finish},
+        {"send_file", l_res_send_file},
+        {NULL, NULL},
+    };
+    static const luaL_Reg meta[] = {{"__tostring", l_res_tostring}, {NULL, NULL}};
+    hs__box_meta(L, HS__BOX_RES, methods, meta);
     lua_pop(L, 1);
 }

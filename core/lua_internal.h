@@ -1,5 +1,5 @@
-/* Shared by the Lua binding files (lua_api.c, lua_conn.c, lua_file.c, reload.c) only: the
- * layout of the per-loop Lua context and the userdata boxes. Includes lua.h. */
+/* Shared by the Lua binding files (core/lua_*.c) only: the layout of the per-loop Lua context
+ * and of the userdata boxes (core/lua_box.h). Includes lua.h. */
 #ifndef HS_LUA_INTERNAL_H
 #define HS_LUA_INTERNAL_H
 
@@ -10,13 +10,8 @@
 
 #include "core/conn.h"
 #include "core/framing.h"
+#include "core/lua_box.h"
 #include "core/udp.h"
-
-#define HS_CONN_MT "hotsock.conn"
-#define HS_UDP_MT "hotsock.udp"
-#define HS_TIMER_MT "hotsock.timer"
-#define HS_FILE_MT "hotsock.file"
-#define HS_WS_MT "hotsock.ws"
 
 struct hs_script;
 struct hs_version;
@@ -25,6 +20,7 @@ struct hs__task;
 struct hs__out;
 struct evdns_base;
 struct hs_ws;
+struct hs__pubsub;
 
 #define HS_LUA_POOL_MAX 64 /* idle coroutines kept for the next calls */
 
@@ -32,11 +28,12 @@ struct hs_lua {
     lua_State *L;
     struct event_base *base;
     struct hs_conns *set;
-    unsigned timers;              /* live timers */
-    struct lua_timer *timer_list; /* every live timer, to cancel a version's */
-    struct hs_version *running;   /* the version whose code runs now, or NULL */
-    int running_at_load;          /* it is the script's top level that runs */
-    int udp_boxes_ref;            /* registry table: lightuserdata(hs_udp) -> box */
+    unsigned timers;                   /* live timers */
+    struct lua_timer *timer_list;      /* every live timer, to cancel a version's */
+    struct hs_version *running;        /* the version whose code runs now, or NULL */
+    int running_at_load;               /* it is the script's top level that runs */
+    int udp_boxes_ref;                 /* registry table: lightuserdata(hs_udp) -> box */
+    const void *box_mt[HS__BOX_KINDS]; /* each box kind's metatable, for hs__box_check */
     /* Sandbox limits (hs_lua_set_limits), enforced while a call from C into Lua runs. */
     size_t mem_used;            /* bytes the allocator has handed out */
     size_t mem_limit;           /* bytes; 0: no limit */
@@ -60,15 +57,16 @@ struct hs_lua {
                                 * graceful stop waits for clients, not for kept upstreams */
     struct hs__out *pool;      /* conns kept by conn:keepalive, most recently kept first */
     unsigned npool;            /* how many */
+    struct hs__pubsub *pubsub; /* hotsock.subscribe's state (lua_pubsub.c), NULL once freed */
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
  * the hs_conn; the box borrows it and is told when it is gone (c = NULL). */
 struct hs__conn_box {
-    struct hs_conn *c;       /* NULL once closed */
-    uint64_t id;             /* kept for a closed box's queries */
-    struct hs_version *v;    /* the script version this connection runs */
-    int self_ref;            /* registry reference holding the box while the conn is open */
+    HS__BOX_HEAD(struct hs_conn, c); /* NULL once closed */
+    uint64_t id;                     /* kept for a closed box's queries */
+    struct hs_version *v;            /* the script version this connection runs */
+    int self_ref;                    /* registry reference holding the box while the conn is open */
     int pipe_done_ref;       /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
     int pipe_file_ref;       /* registry reference of the file being written, or LUA_NOREF */
     struct hs__task *task;   /* its handler while one waits or runs after waiting, or NULL:
@@ -89,12 +87,21 @@ struct hs__conn_box {
 /* A UDP socket as Lua sees it. C owns the hs_udp; the box borrows it and is told when it is
  * freed (hs_udp_on_free), after which send_to answers nil, "closed". */
 struct hs__udp_box {
-    struct hs_udp *u;            /* NULL once freed (a reload dropped its address) */
-    char url[HS_ADDR_TEXT + 16]; /* kept for a freed box's url() and tostring */
+    HS__BOX_HEAD(struct hs_udp, u); /* NULL once freed (a reload dropped its address) */
+    char url[HS_ADDR_TEXT + 16];    /* kept for a freed box's url() and tostring */
 };
 
-/* The context is stored as upvalue 1 of module functions and in the registry. */
-struct hs_lua *hs__lua_from_state(lua_State *L);
+/* The context of the state L belongs to (any of its threads). It is kept in one place only,
+ * the extra space before every lua_State (LUA_EXTRASPACE, one pointer), set once by hs_lua_new
+ * before any thread exists; Lua copies the main thread's extra space into each new thread.
+ * Chosen over the two other ways Lua offers: a registry lookup costs a table access per call,
+ * and an upvalue exists only in functions registered with it (not in __gc, the allocator, the
+ * count hook or a metamethod another file registers), so some code would need a second way.
+ * Reading it is one load. */
+static inline struct hs_lua *hs__lua_from_state(lua_State *L)
+{
+    return *(struct hs_lua **)lua_getextraspace(L);
+}
 
 /* Registers the conn and udp metatables (lua_conn.c). */
 void hs__lua_open_conn(lua_State *L);
@@ -138,7 +145,7 @@ void hs__lua_open_pubsub(lua_State *L);
 void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only);
 
 /* Sets hotsock.conns and hotsock.broadcast (lua_conns.c) in the table on top of the stack. */
-void hs__lua_open_conns(lua_State *L, struct hs_lua *hl);
+void hs__lua_open_conns(lua_State *L);
 
 /* Pushes the client address of a peer text without its port ("::1" for "[::1]:5000"). */
 void hs__lua_push_ip(lua_State *L, const char *peer);
@@ -173,14 +180,14 @@ enum {
 
 /* A WebSocket as Lua sees it. C owns the hs_ws; the box borrows it until on_close. */
 struct hs__ws_box {
-    struct hs_ws *ws;        /* NULL once closed */
-    struct hs_lua *hl;       /* the state's context */
-    struct hs_version *v;    /* the version it runs (referenced while open) */
-    uint64_t id;             /* the connection's id, kept for a closed box */
-    int self_ref;            /* registry: the box, while open */
-    int handle;              /* made with handle = fn: messages queue for ws:receive */
-    struct hs__task *reader; /* the call waiting in ws:receive, or NULL */
-    unsigned in_head;        /* the inbox holds pairs head..tail-1 (1-based pair numbers) */
+    HS__BOX_HEAD(struct hs_ws, ws); /* NULL once closed */
+    struct hs_lua *hl;              /* the state's context */
+    struct hs_version *v;           /* the version it runs (referenced while open) */
+    uint64_t id;                    /* the connection's id, kept for a closed box */
+    int self_ref;                   /* registry: the box, while open */
+    int handle;                     /* made with handle = fn: messages queue for ws:receive */
+    struct hs__task *reader;        /* the call waiting in ws:receive, or NULL */
+    unsigned in_head;               /* the inbox holds pairs head..tail-1 (1-based pair numbers) */
     unsigned in_tail;
     size_t in_bytes; /* payload bytes in the inbox */
     int in_paused;   /* reading is paused because the inbox is over its bound */
@@ -243,10 +250,10 @@ void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v);
 /* Cancels the pending timers owned by v (only those its top level started when load_only). */
 void hs__lua_timer_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only);
 
-/* Adds after and every to the hotsock table on top of the stack (hl is their upvalue). */
-void hs__lua_open_timers(lua_State *L, struct hs_lua *hl);
+/* Adds after and every to the hotsock table on top of the stack. */
+void hs__lua_open_timers(lua_State *L);
 
-/* Creates the timer metatable (HS_TIMER_MT) in the registry; leaves the stack as it was. */
+/* Creates the timer metatable in the registry; leaves the stack as it was. */
 void hs__lua_open_timer_meta(lua_State *L);
 
 /* ---- calls into scripts (lua_task.c) ---- */

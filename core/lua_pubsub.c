@@ -26,16 +26,16 @@
 
 #include <event2/event.h>
 
-#define HS_SUB_MT "hotsock.subscription"
 #define PUBSUB_BATCH 256         /* messages dispatched per loop turn before yielding */
 #define PUBSUB_DROP_LOG_SECS 1.0 /* at most one "fell behind" line this often */
 
-static const char PUBSUB_KEY = 'p'; /* registry key of the context */
+static const char PUBSUB_KEY = 'p'; /* registry key anchoring the context (found by hl->pubsub) */
 
 struct sub;
 
-/* One per Lua state, a userdata in the registry (its __gc frees the event). */
-struct pubsub_ctx {
+/* One per Lua state, a userdata in the registry (its __gc frees the event), found through the
+ * state's context (hs_lua.pubsub). */
+struct hs__pubsub {
     struct hs_lua *hl;
     struct hs_pubsub *ps;          /* the process's region, or NULL (hotsock check, unit tests) */
     struct event *ev;              /* the wake-up eventfd on the loop, or NULL */
@@ -47,16 +47,16 @@ struct pubsub_ctx {
 };
 
 struct sub {
-    struct pubsub_ctx *ctx;
-    int fn_ref;               /* the callback; LUA_NOREF once cancelled */
-    struct hs_version *owner; /* version whose code subscribed (not referenced) */
-    int at_load;              /* made by the script's top level (or on_reload) */
-    struct sub *prev, *next;  /* ctx->all while live */
+    HS__BOX_HEAD(struct hs__pubsub, ctx); /* NULL until live and once cancelled */
+    int fn_ref;                           /* the callback while live */
+    struct hs_version *owner;             /* version whose code subscribed (not referenced) */
+    int at_load;                          /* made by the script's top level (or on_reload) */
+    struct sub *prev, *next;              /* ctx->all while live */
 };
 
 /* The context that drains this process's queue: one Lua state per process does (the first
  * one made after the process claimed its queue). */
-static struct pubsub_ctx *consumer;
+static struct hs__pubsub *consumer;
 
 static double mono(void)
 {
@@ -65,15 +65,15 @@ static double mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static struct pubsub_ctx *ctx_of(lua_State *L)
+static struct hs__pubsub *ctx_of(lua_State *L)
 {
-    return lua_touserdata(L, lua_upvalueindex(1));
+    return hs__lua_from_state(L)->pubsub;
 }
 
 /* Whether s may receive now: a load-time subscription only once its version is current. */
 static int sub_active(const struct sub *s)
 {
-    if (s->fn_ref == LUA_NOREF)
+    if (hs__box_gone(&s->box))
         return 0;
     if (!s->at_load || s->owner == NULL)
         return 1;
@@ -84,7 +84,7 @@ static int sub_active(const struct sub *s)
 /* Removes s from its channel's array (the userdata at idx) and releases its callback. */
 static void sub_release(lua_State *L, struct sub *s, int idx)
 {
-    struct pubsub_ctx *ctx = s->ctx;
+    struct hs__pubsub *ctx = s->ctx;
     idx = lua_absindex(L, idx);
     lua_getiuservalue(L, idx, 1); /* channel */
     lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->bychan_ref);
@@ -126,6 +126,7 @@ static void sub_release(lua_State *L, struct sub *s, int idx)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
     ctx->live--;
+    hs__box_invalidate(&s->box);
 }
 
 /* Pushes the userdata of s: it is in its channel's array while live. */
@@ -142,7 +143,7 @@ static int push_sub(lua_State *L, struct sub *s)
 
 static void sub_cancel(lua_State *L, struct sub *s)
 {
-    if (s->fn_ref == LUA_NOREF || !push_sub(L, s))
+    if (hs__box_gone(&s->box) || !push_sub(L, s))
         return;
     sub_release(L, s, -1);
     lua_pop(L, 1);
@@ -153,8 +154,8 @@ static void sub_cancel(lua_State *L, struct sub *s)
 /* sub:cancel() -> true if it was live, false if cancelled already. */
 static int l_subscription_cancel(lua_State *L)
 {
-    struct sub *s = luaL_checkudata(L, 1, HS_SUB_MT);
-    int live = s->fn_ref != LUA_NOREF;
+    struct sub *s = hs__box_check(L, 1, HS__BOX_SUB, "sub:cancel");
+    int live = !hs__box_gone(&s->box);
     sub_cancel(L, s);
     lua_pushboolean(L, live);
     return 1;
@@ -162,26 +163,24 @@ static int l_subscription_cancel(lua_State *L)
 
 static int l_subscription_tostring(lua_State *L)
 {
-    struct sub *s = luaL_checkudata(L, 1, HS_SUB_MT);
+    struct sub *s = hs__box_check(L, 1, HS__BOX_SUB, "sub:__tostring");
     lua_getiuservalue(L, 1, 1);
     lua_pushfstring(L, "subscription (%s, %s)", lua_tostring(L, -1),
-                    s->fn_ref == LUA_NOREF ? "cancelled" : "live");
+                    hs__box_gone(&s->box) ? "cancelled" : "live");
     return 1;
 }
 
 /* hotsock.subscribe(channel, fn) -> subscription */
 static int l_hotsock_subscribe(lua_State *L)
 {
-    struct pubsub_ctx *ctx = ctx_of(L);
+    struct hs__pubsub *ctx = ctx_of(L);
     size_t chlen;
     const char *ch = luaL_checklstring(L, 1, &chlen);
     luaL_argcheck(L, chlen >= 1 && chlen <= HS_PUBSUB_MAX_CHANNEL, 1,
                   "channel must be 1 to 255 bytes");
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    struct sub *s = lua_newuserdatauv(L, sizeof *s, 1);
-    memset(s, 0, sizeof *s);
+    struct sub *s = hs__box_new(L, HS__BOX_SUB, sizeof *s, 1);
     s->fn_ref = LUA_NOREF;
-    luaL_setmetatable(L, HS_SUB_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     /* Everything that may fail (allocate) happens before the subscription goes live. */
@@ -218,7 +217,7 @@ static int l_hotsock_subscribe(lua_State *L)
 /* hotsock.publish(channel, msg) -> true | nil, "too large" | nil, "queue full" */
 static int l_hotsock_publish(lua_State *L)
 {
-    struct pubsub_ctx *ctx = ctx_of(L);
+    struct hs__pubsub *ctx = ctx_of(L);
     size_t chlen, len;
     const char *ch = luaL_checklstring(L, 1, &chlen);
     const char *msg = luaL_checklstring(L, 2, &len);
@@ -239,7 +238,7 @@ static int l_hotsock_publish(lua_State *L)
 /* hotsock.worker() -> this worker's number: 1..N, 1 in a single process, 0 in the master. */
 static int l_hotsock_worker(lua_State *L)
 {
-    struct pubsub_ctx *ctx = ctx_of(L);
+    struct hs__pubsub *ctx = ctx_of(L);
     lua_pushinteger(L, ctx->ps ? (lua_Integer)hs_pubsub_self(ctx->ps) : 1);
     return 1;
 }
@@ -247,13 +246,13 @@ static int l_hotsock_worker(lua_State *L)
 /* hotsock.workers() -> how many workers the server runs. */
 static int l_hotsock_workers(lua_State *L)
 {
-    struct pubsub_ctx *ctx = ctx_of(L);
+    struct hs__pubsub *ctx = ctx_of(L);
     lua_pushinteger(L, ctx->ps ? (lua_Integer)hs_pubsub_workers(ctx->ps) : 1);
     return 1;
 }
 
 /* Runs every active subscriber of m's channel with (msg, channel). */
-static void dispatch(struct pubsub_ctx *ctx, const struct hs_pubsub_msg *m)
+static void dispatch(struct hs__pubsub *ctx, const struct hs_pubsub_msg *m)
 {
     lua_State *L = ctx->hl->L;
     int top = lua_gettop(L);
@@ -294,7 +293,7 @@ static void dispatch(struct pubsub_ctx *ctx, const struct hs_pubsub_msg *m)
     lua_settop(L, top);
 }
 
-static void note_drops(struct pubsub_ctx *ctx)
+static void note_drops(struct hs__pubsub *ctx)
 {
     struct hs_pubsub_counts c;
     hs_pubsub_counts(ctx->ps, &c);
@@ -315,7 +314,7 @@ static void note_drops(struct pubsub_ctx *ctx)
 
 static void pubsub_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct pubsub_ctx *ctx = arg;
+    struct hs__pubsub *ctx = arg;
     HS_UNUSED(fd);
     HS_UNUSED(what);
     hs_pubsub_wake_reset(ctx->ps);
@@ -333,7 +332,8 @@ static void pubsub_wake_cb(evutil_socket_t fd, short what, void *arg)
 
 static int l_pubsub_ctx_gc(lua_State *L)
 {
-    struct pubsub_ctx *ctx = lua_touserdata(L, 1);
+    struct hs__pubsub *ctx = lua_touserdata(L, 1);
+    ctx->hl->pubsub = NULL;
     if (ctx->ev)
         event_free(ctx->ev);
     ctx->ev = NULL;
@@ -342,17 +342,9 @@ static int l_pubsub_ctx_gc(lua_State *L)
     return 0;
 }
 
-static struct pubsub_ctx *ctx_get(struct hs_lua *hl)
-{
-    lua_rawgetp(hl->L, LUA_REGISTRYINDEX, &PUBSUB_KEY);
-    struct pubsub_ctx *ctx = lua_touserdata(hl->L, -1);
-    lua_pop(hl->L, 1);
-    return ctx;
-}
-
 void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only)
 {
-    struct pubsub_ctx *ctx = ctx_get(hl);
+    struct hs__pubsub *ctx = hl->pubsub;
     if (ctx == NULL)
         return;
     struct sub *s = ctx->all, *next;
@@ -365,7 +357,7 @@ void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int lo
 
 size_t hs_lua_pubsub_stats(struct hs_lua *hl, char *out, size_t n)
 {
-    struct pubsub_ctx *ctx = ctx_get(hl);
+    struct hs__pubsub *ctx = hl->pubsub;
     if (n)
         out[0] = '\0';
     if (ctx == NULL || ctx->ps == NULL || hs_pubsub_self(ctx->ps) == 0)
@@ -395,15 +387,12 @@ void hs__lua_open_pubsub(lua_State *L)
         {NULL, NULL},
     };
     static const luaL_Reg methods[] = {{"cancel", l_subscription_cancel}, {NULL, NULL}};
-    luaL_newmetatable(L, HS_SUB_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_subscription_tostring);
-    lua_setfield(L, -2, "__tostring");
+    static const luaL_Reg meta[] = {{"__tostring", l_subscription_tostring}, {NULL, NULL}};
+    hs__box_meta(L, HS__BOX_SUB, methods, meta);
     lua_pop(L, 1);
 
     struct hs_lua *hl = hs__lua_from_state(L);
-    struct pubsub_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
+    struct hs__pubsub *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
     memset(ctx, 0, sizeof *ctx);
     ctx->hl = hl;
     ctx->ps = hs_pubsub_default();
@@ -413,10 +402,9 @@ void hs__lua_open_pubsub(lua_State *L)
     lua_setmetatable(L, -2);
     lua_newtable(L);
     ctx->bychan_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PUBSUB_KEY);
-    /* Module table below the context: the functions get it as their upvalue. */
-    luaL_setfuncs(L, funcs, 1);
+    hl->pubsub = ctx;
+    luaL_setfuncs(L, funcs, 0);
     int fd = ctx->ps ? hs_pubsub_wake_fd(ctx->ps) : -1;
     if (fd >= 0 && consumer == NULL) {
         ctx->ev = event_new(hl->base, fd, EV_READ | EV_PERSIST, pubsub_wake_cb, ctx);

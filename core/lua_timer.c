@@ -11,9 +11,10 @@
 #include <event2/event.h>
 
 struct lua_timer {
-    struct event *ev;
+    HS__BOX_HEAD(struct event, pending); /* ev while pending; NULL once done or cancelled */
+    struct event *ev;                    /* owned: freed by __gc */
     struct hs_lua *hl;
-    int fn_ref;   /* the callback; LUA_NOREF once done or cancelled */
+    int fn_ref;   /* the callback while pending; LUA_NOREF once done or cancelled */
     int self_ref; /* keeps the userdata alive while pending */
     int repeat;   /* every() rather than after() */
     double interval;
@@ -24,8 +25,9 @@ struct lua_timer {
 
 static void timer_release(lua_State *L, struct lua_timer *t)
 {
-    if (t->fn_ref == LUA_NOREF)
+    if (hs__box_gone(&t->box))
         return;
+    hs__box_invalidate(&t->box);
     event_del(t->ev);
     luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
@@ -72,7 +74,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (!t->repeat)
         timer_release(L, t);
     hs__lua_invoke(t->hl, &iv, 1, 0);
-    if (t->repeat && t->fn_ref != LUA_NOREF) {
+    if (t->repeat && !hs__box_gone(&t->box)) {
         struct timeval tv;
         timeval_from(t->interval, &tv);
         event_add(t->ev, &tv);
@@ -82,8 +84,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static int l_timer_cancel(lua_State *L)
 {
-    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
-    int was_pending = t->fn_ref != LUA_NOREF;
+    struct lua_timer *t = hs__box_check(L, 1, HS__BOX_TIMER, "timer:cancel");
+    int was_pending = !hs__box_gone(&t->box);
     timer_release(L, t);
     lua_pushboolean(L, was_pending);
     return 1;
@@ -91,7 +93,9 @@ static int l_timer_cancel(lua_State *L)
 
 static int l_timer_gc(lua_State *L)
 {
-    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
+    struct lua_timer *t = hs__box_test(L, 1, HS__BOX_TIMER);
+    if (t == NULL)
+        return 0;
     if (t->ev)
         event_free(t->ev);
     t->ev = NULL;
@@ -100,22 +104,20 @@ static int l_timer_gc(lua_State *L)
 
 static int l_timer_tostring(lua_State *L)
 {
-    struct lua_timer *t = luaL_checkudata(L, 1, HS_TIMER_MT);
-    lua_pushfstring(L, "timer (%s)", t->fn_ref == LUA_NOREF ? "done" : "pending");
+    struct lua_timer *t = hs__box_check(L, 1, HS__BOX_TIMER, "timer:__tostring");
+    lua_pushfstring(L, "timer (%s)", hs__box_gone(&t->box) ? "done" : "pending");
     return 1;
 }
 
 static int new_timer(lua_State *L, int repeat)
 {
-    struct hs_lua *hl = lua_touserdata(L, lua_upvalueindex(1));
+    struct hs_lua *hl = hs__lua_from_state(L);
     double secs = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "delay out of range");
     luaL_argcheck(L, !repeat || secs > 0, 1, "interval must be positive");
-    struct lua_timer *t = lua_newuserdatauv(L, sizeof *t, 0);
-    memset(t, 0, sizeof *t);
+    struct lua_timer *t = hs__box_new(L, HS__BOX_TIMER, sizeof *t, 0);
     t->fn_ref = t->self_ref = LUA_NOREF;
-    luaL_setmetatable(L, HS_TIMER_MT);
     t->ev = evtimer_new(hl->base, timer_cb, t);
     if (t->ev == NULL)
         return luaL_error(L, "out of memory for a timer");
@@ -133,6 +135,7 @@ static int new_timer(lua_State *L, int repeat)
     if (hl->timer_list)
         hl->timer_list->prev = t;
     hl->timer_list = t;
+    t->pending = t->ev;
     struct timeval tv;
     timeval_from(secs, &tv);
     event_add(t->ev, &tv);
@@ -149,27 +152,22 @@ static int l_hotsock_every(lua_State *L)
     return new_timer(L, 1);
 }
 
-/* Adds after and every to the hotsock table on top of the stack, with hl as upvalue. */
-void hs__lua_open_timers(lua_State *L, struct hs_lua *hl)
+/* Adds after and every to the hotsock table on top of the stack. */
+void hs__lua_open_timers(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"after", l_hotsock_after},
         {"every", l_hotsock_every},
         {NULL, NULL},
     };
-    lua_pushlightuserdata(L, hl);
-    luaL_setfuncs(L, funcs, 1);
+    luaL_setfuncs(L, funcs, 0);
 }
 
 void hs__lua_open_timer_meta(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
-    luaL_newmetatable(L, HS_TIMER_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_timer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_timer_tostring);
-    lua_setfield(L, -2, "__tostring");
+    static const luaL_Reg meta[] = {
+        {"__gc", l_timer_gc}, {"__tostring", l_timer_tostring}, {NULL, NULL}};
+    hs__box_meta(L, HS__BOX_TIMER, methods, meta);
     lua_pop(L, 1);
 }

@@ -18,15 +18,14 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define HS_UDP_OUT_MT "hotsock.udp_client"
 #define HS_UDP_RESOLVE_TIMEOUT_MS 10000 /* a udp:// host name's lookup */
 #define HS_MAX_WAIT_S 1e9               /* seconds a timeout may ask for */
 
 /* An outbound datagram socket as Lua sees it. */
 struct udp_out_box {
-    struct hs_udp *u;      /* NULL once closed */
-    struct hs__task *recv; /* the call waiting in sock:receive, or NULL */
-    int timeout_ms;        /* sock:settimeout, for each later receive; -1: none */
+    HS__BOX_HEAD(struct hs_udp, u); /* owned; NULL once closed */
+    struct hs__task *recv;          /* the call waiting in sock:receive, or NULL */
+    int timeout_ms;                 /* sock:settimeout, for each later receive; -1: none */
     char url[HS_ADDR_TEXT + 16];
 };
 
@@ -37,18 +36,11 @@ struct udp_resolve {
     int port;
 };
 
-static struct udp_out_box *check_sock(lua_State *L)
-{
-    return luaL_checkudata(L, 1, HS_UDP_OUT_MT);
-}
-
 /* Opens the socket to `to` and pushes its box on L, or nil, err. */
 static int push_sock(lua_State *L, struct hs_lua *hl, const struct sockaddr *to, socklen_t tolen)
 {
-    struct udp_out_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    memset(box, 0, sizeof *box);
+    struct udp_out_box *box = hs__box_new(L, HS__BOX_UDP_OUT, sizeof *box, 0);
     box->timeout_ms = -1;
-    luaL_setmetatable(L, HS_UDP_OUT_MT);
     int r = hs_udp_open(hl->base, to, tolen, &box->u);
     if (r != 0) {
         char text[HS_ADDR_TEXT];
@@ -149,10 +141,10 @@ static int l_hotsock_udp(lua_State *L)
  * ("closed", "connection refused" when an earlier datagram found no one, "buffer full"). */
 static int l_udp_out_send(lua_State *L)
 {
-    struct udp_out_box *box = check_sock(L);
+    struct udp_out_box *box = hs__box_check(L, 1, HS__BOX_UDP_OUT, "sock:send");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    if (box->u == NULL)
+    if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
     int r = hs_udp_send(box->u, data, len);
     if (r == HS_ETOOBIG)
@@ -203,7 +195,7 @@ static void recv_timeout(struct hs__task *t)
 static int recv_cancel(struct hs__task *t, int push)
 {
     struct udp_out_box *box = t->wait_data;
-    if (box->u)
+    if (!hs__box_gone(&box->box))
         hs_udp_unwait(box->u);
     box->recv = NULL;
     return push ? hs__lua_fail(t->T, HS_ECLOSED) : 0;
@@ -214,7 +206,7 @@ static int recv_cancel(struct hs__task *t, int push)
  * refused" when no one listens at the address). */
 static int l_udp_out_receive(lua_State *L)
 {
-    struct udp_out_box *box = check_sock(L);
+    struct udp_out_box *box = hs__box_check(L, 1, HS__BOX_UDP_OUT, "sock:receive");
     int ms = box->timeout_ms;
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
@@ -222,7 +214,7 @@ static int l_udp_out_receive(lua_State *L)
         ms = (int)(s * 1000.0 + 0.5);
         ms = ms > 0 ? ms : 1;
     }
-    if (box->u == NULL)
+    if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
     if (box->recv != NULL)
         return luaL_error(L, "sock:receive: another call is already receiving on %s", box->url);
@@ -244,7 +236,7 @@ static int l_udp_out_receive(lua_State *L)
 /* sock:settimeout(s) — each later receive gives up after s seconds; nil or negative: none. */
 static int l_udp_out_settimeout(lua_State *L)
 {
-    struct udp_out_box *box = check_sock(L);
+    struct udp_out_box *box = hs__box_check(L, 1, HS__BOX_UDP_OUT, "sock:settimeout");
     if (lua_isnoneornil(L, 2)) {
         box->timeout_ms = -1;
     } else {
@@ -261,14 +253,14 @@ static int l_udp_out_settimeout(lua_State *L)
  * nil, "closed". Returns true, or nil, "closed" when it was closed already. */
 static int l_udp_out_close(lua_State *L)
 {
-    struct udp_out_box *box = check_sock(L);
-    if (box->u == NULL)
+    struct udp_out_box *box = hs__box_check(L, 1, HS__BOX_UDP_OUT, "sock:close");
+    if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
     struct hs__task *t = box->recv;
     if (t)
         hs_udp_unwait(box->u);
     hs_udp_free(box->u);
-    box->u = NULL;
+    hs__box_invalidate(&box->box);
     if (t) {
         box->recv = NULL;
         hs__task_resume(t, hs__lua_fail(t->T, HS_ECLOSED));
@@ -280,18 +272,18 @@ static int l_udp_out_close(lua_State *L)
 /* __gc: a waiting receive holds the box, so none waits here. */
 static int l_udp_out_gc(lua_State *L)
 {
-    struct udp_out_box *box = check_sock(L);
-    if (box->u && box->recv == NULL) {
+    struct udp_out_box *box = hs__box_test(L, 1, HS__BOX_UDP_OUT);
+    if (box && !hs__box_gone(&box->box) && box->recv == NULL) {
         hs_udp_free(box->u);
-        box->u = NULL;
+        hs__box_invalidate(&box->box);
     }
     return 0;
 }
 
 static int l_udp_out_tostring(lua_State *L)
 {
-    struct udp_out_box *box = check_sock(L);
-    lua_pushfstring(L, "udp client %s%s", box->url, box->u ? "" : " (closed)");
+    struct udp_out_box *box = hs__box_check(L, 1, HS__BOX_UDP_OUT, "sock:__tostring");
+    lua_pushfstring(L, "udp client %s%s", box->url, hs__box_gone(&box->box) ? " (closed)" : "");
     return 1;
 }
 
@@ -309,14 +301,12 @@ void hs__lua_open_udp(lua_State *L)
         {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0);
-    luaL_newmetatable(L, HS_UDP_OUT_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_udp_out_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, l_udp_out_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_udp_out_close);
-    lua_setfield(L, -2, "__close");
+    static const luaL_Reg meta[] = {
+        {"__tostring", l_udp_out_tostring},
+        {"__gc", l_udp_out_gc},
+        {"__close", l_udp_out_close},
+        {NULL, NULL},
+    };
+    hs__box_meta(L, HS__BOX_UDP_OUT, methods, meta);
     lua_pop(L, 1);
 }

@@ -70,11 +70,6 @@ static int l_hotsock_spawn(lua_State *L)
 
 /* ---- conn:receive ---- */
 
-static struct hs__conn_box *check_box(lua_State *L)
-{
-    return luaL_checkudata(L, 1, HS_CONN_MT);
-}
-
 /* The most a pattern may need buffered, which is how far a held conn reads ahead. */
 static size_t recv_bound(struct hs_conn *c, int kind, size_t n)
 {
@@ -279,7 +274,7 @@ static void recv_timeout(struct hs__task *t)
  * nil, err, partial. */
 static int l_conn_receive(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:receive");
     int kind = RECV_FRAME;
     size_t n = 0;
     if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -292,7 +287,7 @@ static int l_conn_receive(lua_State *L)
         int i = luaL_checkoption(L, 2, NULL, pats);
         kind = i < 2 ? RECV_LINE : RECV_ALL;
     }
-    if (box->c == NULL) {
+    if (hs__box_gone(&box->box)) {
         hs__lua_fail(L, HS_ECLOSED);
         lua_pushliteral(L, "");
         return 3;
@@ -383,14 +378,14 @@ static int flush_cancel(struct hs__task *t, int push)
  * ("closed", "timeout" after timeout seconds or the conn:settimeout value). */
 static int l_conn_flush(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:flush");
     int ms = box->timeout_ms;
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
         luaL_argcheck(L, s > 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
         ms = seconds_ms(s) > 0 ? (int)seconds_ms(s) : 1;
     }
-    if (box->c == NULL)
+    if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
     if (box->flusher != NULL)
         return luaL_error(L, "conn:flush: another call is already flushing conn#%I",
@@ -422,7 +417,7 @@ static int l_conn_flush(lua_State *L)
  * nil or a negative number: no timeout of its own. */
 static int l_conn_settimeout(lua_State *L)
 {
-    struct hs__conn_box *box = check_box(L);
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:settimeout");
     if (lua_isnoneornil(L, 2)) {
         box->timeout_ms = -1;
     } else {

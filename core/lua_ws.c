@@ -27,11 +27,6 @@ enum {
     UV_COUNT = HS__WS_UV_COUNT
 };
 
-static struct hs__ws_box *check_ws(lua_State *L)
-{
-    return luaL_checkudata(L, 1, HS_WS_MT);
-}
-
 static int push_result(lua_State *L, int r)
 {
     if (r == 0) {
@@ -45,12 +40,12 @@ static int push_result(lua_State *L, int r)
 
 static int ws_send(lua_State *L, int binary)
 {
-    struct hs__ws_box *b = check_ws(L);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:send");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     if (!binary && !hs_ws_utf8_valid((const unsigned char *)data, len))
         return luaL_argerror(L, 2, "not UTF-8 (binary data goes with ws:send_binary)");
-    if (b->ws == NULL)
+    if (hs__box_gone(&b->box))
         return hs__lua_fail(L, HS_ECLOSED);
     return push_result(L, hs_ws_send(b->ws, data, len, binary));
 }
@@ -70,11 +65,11 @@ static int l_ws_send_binary(lua_State *L)
 /* ws:ping([data]) — a ping with up to 125 bytes; the browser answers with a pong. */
 static int l_ws_ping(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:ping");
     size_t len;
     const char *data = luaL_optlstring(L, 2, "", &len);
     luaL_argcheck(L, len <= HS_WS_MAX_CONTROL, 2, "a ping carries at most 125 bytes");
-    if (b->ws == NULL)
+    if (hs__box_gone(&b->box))
         return hs__lua_fail(L, HS_ECLOSED);
     return push_result(L, hs_ws_ping(b->ws, data, len));
 }
@@ -89,7 +84,7 @@ static int code_sendable(lua_Integer c)
 /* ws:close([code [, reason]]) — starts the close handshake (default code 1000). */
 static int l_ws_close(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:close");
     lua_Integer code = luaL_optinteger(L, 2, HS_WS_NORMAL);
     size_t len;
     const char *reason = luaL_optlstring(L, 3, "", &len);
@@ -98,7 +93,7 @@ static int l_ws_close(lua_State *L)
     luaL_argcheck(L, len <= HS_WS_MAX_REASON, 3, "a close reason has at most 123 bytes");
     luaL_argcheck(L, hs_ws_utf8_valid((const unsigned char *)reason, len), 3,
                   "a close reason must be UTF-8");
-    if (b->ws == NULL)
+    if (hs__box_gone(&b->box))
         return hs__lua_fail(L, HS_ECLOSED);
     return push_result(L, hs_ws_close(b->ws, (int)code, reason, len));
 }
@@ -106,37 +101,37 @@ static int l_ws_close(lua_State *L)
 /* __close: `local ws <close> = ...` closes it normally. */
 static int l_ws_close_meta(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
-    if (b->ws != NULL)
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:__close");
+    if (!hs__box_gone(&b->box))
         hs_ws_close(b->ws, HS_WS_NORMAL, NULL, 0);
     return 0;
 }
 
 static int l_ws_pending(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
-    lua_pushinteger(L, b->ws ? (lua_Integer)hs_ws_pending(b->ws) : 0);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:pending");
+    lua_pushinteger(L, hs__box_gone(&b->box) ? 0 : (lua_Integer)hs_ws_pending(b->ws));
     return 1;
 }
 
 static int l_ws_peer(lua_State *L)
 {
-    check_ws(L);
+    hs__box_check(L, 1, HS__BOX_WS, "ws:peer");
     lua_getiuservalue(L, 1, UV_PEER);
     return 1;
 }
 
 static int l_ws_id(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:id");
     lua_pushinteger(L, (lua_Integer)b->id);
     return 1;
 }
 
 static int l_ws_is_closed(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
-    lua_pushboolean(L, b->ws == NULL || hs_ws_conn(b->ws) == NULL ||
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:is_closed");
+    lua_pushboolean(L, hs__box_gone(&b->box) || hs_ws_conn(b->ws) == NULL ||
                            hs_conn_is_closing(hs_ws_conn(b->ws)));
     return 1;
 }
@@ -144,16 +139,16 @@ static int l_ws_is_closed(lua_State *L)
 /* ws:protocol() — the subprotocol agreed on, or nil. */
 static int l_ws_protocol(lua_State *L)
 {
-    check_ws(L);
+    hs__box_check(L, 1, HS__BOX_WS, "ws:protocol");
     lua_getiuservalue(L, 1, UV_PROTOCOL);
     return 1;
 }
 
 static int l_ws_tostring(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:__tostring");
     lua_getiuservalue(L, 1, UV_PEER);
-    if (b->ws == NULL)
+    if (hs__box_gone(&b->box))
         lua_pushfstring(L, "ws#%I (closed)", (lua_Integer)b->id);
     else
         lua_pushfstring(L, "ws#%I %s", (lua_Integer)b->id, lua_tostring(L, -1));
@@ -170,7 +165,7 @@ static const luaL_Reg ws_methods[] = {
 /* ws.ctx is the per-WebSocket table; anything else is a method. */
 static int l_ws_index(lua_State *L)
 {
-    check_ws(L);
+    hs__box_check(L, 1, HS__BOX_WS, "ws:__index");
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
         return 1;
@@ -260,7 +255,7 @@ static void app_close(struct hs_ws *ws, int code, const char *reason, size_t len
         lua_pushlstring(L, reason, len);
         call(b, 3, "websocket on_close");
     }
-    b->ws = NULL;
+    hs__box_invalidate(&b->box);
     if (b->handle)
         hs__ws_inbox_closed(b, code, reason, len);
     luaL_unref(L, LUA_REGISTRYINDEX, b->self_ref);
@@ -432,12 +427,10 @@ static int l_req_websocket(lua_State *L)
         return refuse(L, h, 500, "SHA-1 failed");
 
     /* The box exists, in a harmless state, before anything is handed over. */
-    struct hs__ws_box *b = lua_newuserdatauv(L, sizeof *b, UV_COUNT);
-    memset(b, 0, sizeof *b);
+    struct hs__ws_box *b = hs__box_new(L, HS__BOX_WS, sizeof *b, UV_COUNT);
     b->self_ref = LUA_NOREF;
     b->timeout_ms = -1;
     b->hl = hs__lua_from_state(L);
-    luaL_setmetatable(L, HS_WS_MT);
     int box = lua_gettop(L);
     lua_pushvalue(L, 3);
     lua_setiuservalue(L, box, UV_CALLBACKS);
@@ -493,17 +486,17 @@ void hs__lua_open_ws(lua_State *L)
 {
     lua_pushcfunction(L, l_req_websocket);
     lua_setfield(L, -2, "websocket");
-    if (luaL_newmetatable(L, HS_WS_MT)) {
+    static const luaL_Reg meta[] = {
+        {"__newindex", l_ws_newindex},
+        {"__tostring", l_ws_tostring},
+        {"__close", l_ws_close_meta},
+        {NULL, NULL},
+    };
+    if (hs__box_meta(L, HS__BOX_WS, NULL, meta)) {
         luaL_newlib(L, ws_methods);
         hs__lua_ws_methods_recv(L);
         lua_pushcclosure(L, l_ws_index, 1);
         lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_ws_newindex);
-        lua_setfield(L, -2, "__newindex");
-        lua_pushcfunction(L, l_ws_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushcfunction(L, l_ws_close_meta);
-        lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
 }
@@ -523,8 +516,8 @@ struct hs_version *hs__lua_ws_of(struct hs_conn *c, int *self_ref)
 
 struct hs_conn *hs__lua_ws_check_conn(lua_State *L, int idx)
 {
-    struct hs__ws_box *b = luaL_checkudata(L, idx, HS_WS_MT);
-    return b->ws ? hs_ws_conn(b->ws) : NULL;
+    struct hs__ws_box *b = hs__box_check(L, idx, HS__BOX_WS, "hotsock.broadcast");
+    return hs__box_gone(&b->box) ? NULL : hs_ws_conn(b->ws);
 }
 
 /* ---- adoption after a reload ---- */

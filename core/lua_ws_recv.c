@@ -185,11 +185,6 @@ void hs__ws_handle_start(lua_State *L, struct hs__ws_box *b, int box_idx, int fn
 
 /* ---- methods ---- */
 
-static struct hs__ws_box *check_ws(lua_State *L)
-{
-    return luaL_checkudata(L, 1, HS_WS_MT);
-}
-
 static void recv_timeout(struct hs__task *t)
 {
     struct hs__ws_box *b = t->wbox;
@@ -205,7 +200,7 @@ static void recv_timeout(struct hs__task *t)
  * or nil, "closed", code, reason once the WebSocket has closed and every message was taken. */
 static int l_ws_receive(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:receive");
     int ms = b->timeout_ms;
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
@@ -227,7 +222,7 @@ static int l_ws_receive(lua_State *L)
         inbox_take(L, b, 1);
         return 2;
     }
-    if (b->ws == NULL)
+    if (hs__box_gone(&b->box))
         return push_closed(L, b, 1);
     if (ms == 0)
         return hs__lua_fail(L, -ETIMEDOUT);
@@ -244,7 +239,7 @@ static int l_ws_receive(lua_State *L)
 /* ws:settimeout(s) — later receives wait at most s seconds; nil or negative: no limit. */
 static int l_ws_settimeout(lua_State *L)
 {
-    struct hs__ws_box *b = check_ws(L);
+    struct hs__ws_box *b = hs__box_check(L, 1, HS__BOX_WS, "ws:settimeout");
     if (lua_isnoneornil(L, 2)) {
         b->timeout_ms = -1;
     } else {
