@@ -18,7 +18,7 @@
 /* The capture. User value 1: header lines ("Name: value\r\n"); user value 2: the body. It
  * stands for no C object (the box head stays unused): only its kind is checked. */
 struct err_res {
-    struct hs__box box; /* unused */
+    struct hs__box box; /* the box head, unused */
     int sent;           /* res:send was called */
     int has_type;       /* a Content-Type line is among the headers */
 };

@@ -35,11 +35,12 @@ struct lua_http {
 /* A response as Lua sees it. User value 1: the header lines set so far ("Name: value\r\n"
  * strings, in order); user value 2: the request table. */
 struct res_box {
-    HS__BOX_HEAD(struct hs_http_conn, h); /* NULL once finished or once the connection is gone */
-    int status;                           /* 200 unless res:status said otherwise */
-    int started;                          /* res:write began a streamed body */
-    int finished;                         /* a res method finished it */
-    int close;                            /* Connection: close was asked for */
+    /* The box head (core/lua_box.h): NULL once finished or once the connection is gone. */
+    HS__BOX_HEAD(struct hs_http_conn, h);
+    int status;   /* 200 unless res:status said otherwise */
+    int started;  /* res:write began a streamed body */
+    int finished; /* a res method finished it */
+    int close;    /* Connection: close was asked for */
 };
 
 static inline void unref(lua_State *L, int *ref)

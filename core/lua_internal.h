@@ -28,12 +28,11 @@ struct hs_lua {
     lua_State *L;
     struct event_base *base;
     struct hs_conns *set;
-    unsigned timers;                   /* live timers */
-    struct lua_timer *timer_list;      /* every live timer, to cancel a version's */
-    struct hs_version *running;        /* the version whose code runs now, or NULL */
-    int running_at_load;               /* it is the script's top level that runs */
-    int udp_boxes_ref;                 /* registry table: lightuserdata(hs_udp) -> box */
-    const void *box_mt[HS__BOX_KINDS]; /* each box kind's metatable, for hs__box_check */
+    unsigned timers;              /* live timers */
+    struct lua_timer *timer_list; /* every live timer, to cancel a version's */
+    struct hs_version *running;   /* the version whose code runs now, or NULL */
+    int running_at_load;          /* it is the script's top level that runs */
+    int udp_boxes_ref;            /* registry table: lightuserdata(hs_udp) -> box */
     /* Sandbox limits (hs_lua_set_limits), enforced while a call from C into Lua runs. */
     size_t mem_used;            /* bytes the allocator has handed out */
     size_t mem_limit;           /* bytes; 0: no limit */
@@ -57,16 +56,19 @@ struct hs_lua {
                                 * graceful stop waits for clients, not for kept upstreams */
     struct hs__out *pool;      /* conns kept by conn:keepalive, most recently kept first */
     unsigned npool;            /* how many */
-    struct hs__pubsub *pubsub; /* hotsock.subscribe's state (lua_pubsub.c), NULL once freed */
+    struct hs__pubsub *pubsub; /* hotsock.subscribe's state (lua_pubsub.c); lives as long as L */
+    /* Each box kind's metatable (its address), for hs__box_check (lua_box.c). */
+    const void *box_mt[HS__BOX_KINDS];
 };
 
 /* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
  * the hs_conn; the box borrows it and is told when it is gone (c = NULL). */
 struct hs__conn_box {
-    HS__BOX_HEAD(struct hs_conn, c); /* NULL once closed */
-    uint64_t id;                     /* kept for a closed box's queries */
-    struct hs_version *v;            /* the script version this connection runs */
-    int self_ref;                    /* registry reference holding the box while the conn is open */
+    /* The box head (core/lua_box.h): the connection, NULL once closed. */
+    HS__BOX_HEAD(struct hs_conn, c);
+    uint64_t id;             /* kept for a closed box's queries */
+    struct hs_version *v;    /* the script version this connection runs */
+    int self_ref;            /* registry reference holding the box while the conn is open */
     int pipe_done_ref;       /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
     int pipe_file_ref;       /* registry reference of the file being written, or LUA_NOREF */
     struct hs__task *task;   /* its handler while one waits or runs after waiting, or NULL:
@@ -87,8 +89,9 @@ struct hs__conn_box {
 /* A UDP socket as Lua sees it. C owns the hs_udp; the box borrows it and is told when it is
  * freed (hs_udp_on_free), after which send_to answers nil, "closed". */
 struct hs__udp_box {
-    HS__BOX_HEAD(struct hs_udp, u); /* NULL once freed (a reload dropped its address) */
-    char url[HS_ADDR_TEXT + 16];    /* kept for a freed box's url() and tostring */
+    /* The box head: the socket, NULL once freed (a reload dropped its address). */
+    HS__BOX_HEAD(struct hs_udp, u);
+    char url[HS_ADDR_TEXT + 16]; /* kept for a freed box's url() and tostring */
 };
 
 /* The context of the state L belongs to (any of its threads). It is kept in one place only,
@@ -180,14 +183,15 @@ enum {
 
 /* A WebSocket as Lua sees it. C owns the hs_ws; the box borrows it until on_close. */
 struct hs__ws_box {
-    HS__BOX_HEAD(struct hs_ws, ws); /* NULL once closed */
-    struct hs_lua *hl;              /* the state's context */
-    struct hs_version *v;           /* the version it runs (referenced while open) */
-    uint64_t id;                    /* the connection's id, kept for a closed box */
-    int self_ref;                   /* registry: the box, while open */
-    int handle;                     /* made with handle = fn: messages queue for ws:receive */
-    struct hs__task *reader;        /* the call waiting in ws:receive, or NULL */
-    unsigned in_head;               /* the inbox holds pairs head..tail-1 (1-based pair numbers) */
+    /* The box head: the WebSocket, NULL once closed. */
+    HS__BOX_HEAD(struct hs_ws, ws);
+    struct hs_lua *hl;       /* the state's context */
+    struct hs_version *v;    /* the version it runs (referenced while open) */
+    uint64_t id;             /* the connection's id, kept for a closed box */
+    int self_ref;            /* registry: the box, while open */
+    int handle;              /* made with handle = fn: messages queue for ws:receive */
+    struct hs__task *reader; /* the call waiting in ws:receive, or NULL */
+    unsigned in_head;        /* the inbox holds pairs head..tail-1 (1-based pair numbers) */
     unsigned in_tail;
     size_t in_bytes; /* payload bytes in the inbox */
     int in_paused;   /* reading is paused because the inbox is over its bound */

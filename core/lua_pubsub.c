@@ -333,7 +333,6 @@ static void pubsub_wake_cb(evutil_socket_t fd, short what, void *arg)
 static int l_pubsub_ctx_gc(lua_State *L)
 {
     struct hs__pubsub *ctx = lua_touserdata(L, 1);
-    ctx->hl->pubsub = NULL;
     if (ctx->ev)
         event_free(ctx->ev);
     ctx->ev = NULL;

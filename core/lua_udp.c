@@ -23,9 +23,10 @@
 
 /* An outbound datagram socket as Lua sees it. */
 struct udp_out_box {
-    HS__BOX_HEAD(struct hs_udp, u); /* owned; NULL once closed */
-    struct hs__task *recv;          /* the call waiting in sock:receive, or NULL */
-    int timeout_ms;                 /* sock:settimeout, for each later receive; -1: none */
+    /* The box head (core/lua_box.h): the socket, owned; NULL once closed. */
+    HS__BOX_HEAD(struct hs_udp, u);
+    struct hs__task *recv; /* the call waiting in sock:receive, or NULL */
+    int timeout_ms;        /* sock:settimeout, for each later receive; -1: none */
     char url[HS_ADDR_TEXT + 16];
 };
 
