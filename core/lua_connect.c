@@ -178,6 +178,18 @@ static void out_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg
     HS_UNUSED(in);
 }
 
+/* The box bound to out (if any) lets go of it: from now on it answers nil, "closed". */
+static void out_unbind(struct hs__out *out)
+{
+    struct hs__conn_box *box = out->box;
+    if (box == NULL)
+        return;
+    hs__box_invalidate(&box->box);
+    box->out = NULL;
+    box->v = NULL;
+    out->box = NULL;
+}
+
 static void out_close(struct hs_conn *c, const char *reason, void *arg)
 {
     struct hs__out *out = arg;
@@ -187,12 +199,7 @@ static void out_close(struct hs_conn *c, const char *reason, void *arg)
     if (out->box && out->box->reader)
         hs__conn_reader_closed(out->box);
     hs__conn_flush_closed(out->box);
-    if (out->box) {
-        hs__box_invalidate(&out->box->box);
-        out->box->out = NULL;
-        out->box->v = NULL;
-        out->box = NULL;
-    }
+    out_unbind(out);
     pool_unlink(out);
     hs_version_unref(out->v);
     event_free(out->ev);
@@ -261,10 +268,7 @@ static int l_conn_gc(lua_State *L)
     struct hs__out *out = box ? box->out : NULL;
     if (out == NULL)
         return 0;
-    box->out = NULL;
-    hs__box_invalidate(&box->box);
-    box->v = NULL;
-    out->box = NULL;
+    out_unbind(out);
     out->orphan = 1;
     event_active(out->ev, EV_TIMEOUT, 1);
     return 0;
@@ -666,10 +670,7 @@ static int l_conn_keepalive(lua_State *L)
     /* A plain connect to its URL must not get a TLS session back. */
     if (out->upgraded)
         return hs__lua_fail(L, HS_EUPGRADED);
-    hs__box_invalidate(&box->box);
-    box->out = NULL;
-    box->v = NULL;
-    out->box = NULL;
+    out_unbind(out);
     pool_put(out, (long long)(idle * 1000.0 + 0.5), (unsigned)size);
     lua_pushboolean(L, 1);
     return 1;
