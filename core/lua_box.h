@@ -33,7 +33,9 @@ struct hs__box {
 };
 
 /* The first member of a box struct: the head, under the typed name the kind's file uses
- * (box->c for a conn). Both name the same pointer. */
+ * (box->c for a conn). Both name the same pointer: the box functions write it as void *, the
+ * kind's code reads it typed, which a union allows (C11 6.5.2.3; object pointers share one
+ * representation on every platform hotsock builds for). */
 #define HS__BOX_HEAD(type, name)                                                                   \
     union {                                                                                        \
         struct hs__box box;                                                                        \
