@@ -82,10 +82,3 @@ void *hs__box_check(lua_State *L, int idx, enum hs__box_kind kind, const char *m
         box_type_error(L, lua_absindex(L, idx), kind, method);
     return b;
 }
-
-int hs__box_closed(lua_State *L)
-{
-    luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
-    return 2;
-}

@@ -1,10 +1,11 @@
 /* The one shape of a Lua object that stands for a C object (a "box"): a full userdata whose
  * first member is a struct hs__box holding the C object's pointer, with one metatable per kind
  * made once per state. C owns (or borrows) the object; when the object goes away C invalidates
- * the box (obj = NULL), and from then on the box's I/O methods answer nil, "closed" while its
- * queries keep answering from what the box kept. A box outliving its object is normal, never a
- * crash. Misuse (a method called on anything but its own kind) raises an error that names the
- * method and the kind expected. Used by the binding files only (core/lua_*.c). */
+ * the box (obj = NULL), and from then on the box's I/O methods answer nil, "closed"
+ * (hs__lua_fail(L, HS_ECLOSED), core/errtok.h) while its queries keep answering from what the
+ * box kept. A box outliving its object is normal, never a crash. Misuse (a method called on
+ * anything but its own kind) raises an error that names the method and the kind expected. Used by
+ * the binding files only (core/lua_*.c). */
 #ifndef HS_LUA_BOX_H
 #define HS_LUA_BOX_H
 
@@ -77,9 +78,6 @@ static inline void hs__box_invalidate(struct hs__box *b)
 {
     b->obj = NULL;
 }
-
-/* Pushes nil, "closed", the answer of an I/O method on a box whose object is gone. Returns 2. */
-int hs__box_closed(lua_State *L);
 
 /* The metatable name of kind ("hotsock.conn"). */
 const char *hs__box_name(enum hs__box_kind kind);

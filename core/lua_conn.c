@@ -45,7 +45,7 @@ static int l_conn_send(lua_State *L)
     for (int i = 2; i <= n; i++)
         luaL_checklstring(L, i, NULL);
     if (hs__box_gone(&box->box))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     struct iovec iov[16];
     int r = 0;
     for (int i = 2; i <= n && r == 0; i += 16) {
@@ -64,7 +64,7 @@ static int l_conn_close(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:close");
     if (hs__box_gone(&box->box) || hs_conn_is_closing(box->c))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     hs_conn_close(box->c, "closed");
     lua_pushboolean(L, 1);
     return 1;
@@ -74,7 +74,7 @@ static int l_conn_abort(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:abort");
     if (hs__box_gone(&box->box))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     hs_conn_abort(box->c, "aborted");
     lua_pushboolean(L, 1);
     return 1;
@@ -165,7 +165,7 @@ static int l_conn_generation(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:generation");
     if (box->v == NULL)
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     lua_pushinteger(L, hs_version_generation(box->v));
     return 1;
 }
@@ -178,7 +178,7 @@ static int l_conn_set_framing(lua_State *L)
     if (hs__lua_to_framing(L, 2, &f, &why) != 0)
         return luaL_argerror(L, 2, why);
     if (hs__box_gone(&box->box))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     hs_conn_set_framing(box->c, &f);
     lua_pushboolean(L, 1);
     return 1;
@@ -188,7 +188,7 @@ static int l_conn_framing(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:framing");
     if (hs__box_gone(&box->box))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     char buf[96];
     hs_framing_format(hs_conn_framing(box->c), buf, sizeof buf);
     lua_pushstring(L, buf);
@@ -200,7 +200,7 @@ static int pause_resume(lua_State *L, int paused)
     struct hs__conn_box *box =
         hs__box_check(L, 1, HS__BOX_CONN, paused ? "conn:pause" : "conn:resume");
     if (hs__box_gone(&box->box))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     hs_conn_pause(box->c, paused);
     lua_pushboolean(L, 1);
     return 1;
@@ -229,7 +229,7 @@ static int l_conn_pipe_frame(lua_State *L)
     lua_Integer max = luaL_optinteger(L, 4, 0);
     luaL_argcheck(L, max >= 0, 4, "max must not be negative");
     if (hs__box_gone(&box->box))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     int r = hs_conn_pipe_next(box->c, lua_isnil(L, 2) ? NULL : &sink, (uint64_t)max);
     if (r == -EINVAL)
         return luaL_error(L, "pipe_frame needs length or fixed framing and no pipe pending");
@@ -304,7 +304,7 @@ static int l_udp_send_to(lua_State *L)
     const char *peer = luaL_checklstring(L, 2, &plen);
     const char *data = luaL_checklstring(L, 3, &dlen);
     if (hs__box_gone(&box->box))
-        return hs__box_closed(L);
+        return hs__lua_fail(L, HS_ECLOSED);
     /* A unixgram client that never bound a name cannot be answered: its doing, not misuse. */
     if (plen == 4 && memcmp(peer, "unix", 4) == 0)
         return hs__lua_fail(L, HS_ENOPEER);
