@@ -618,7 +618,8 @@ describe("a full disk during an HTTP upload", function()
       c:send(big) -- the server may answer and close before it has all of it
       local all = hs.recv_all(c)
       assert.matches("^HTTP/1.1 500 ", all)
-      assert.matches("No space left on device", all)
+      -- The stable token (core/errtok.c), not strerror's words, which differ between C libraries.
+      assert.matches("\r\n\r\ndisk full\n$", all)
       c:close()
       assert.same({}, ls(disk))
       local d = srv:tcp()
