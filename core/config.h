@@ -7,7 +7,7 @@
 
 #include "core/conn.h"
 #include "core/lua_sandbox.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/shared.h"
 
 #define HS_CONFIG_MAX_SERVICES 32 /* scripts in one process */

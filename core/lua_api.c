@@ -3,7 +3,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/stats.h"
 
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* The Lua side of hotsock: one Lua state per event loop, the `hotsock` module, connection and
  * UDP socket objects, and the dispatch of connection events to handler scripts. Other core
- * files reach Lua only through this header (and reload.h), which does not include lua.h. */
+ * files reach Lua only through this header (and script.h), which does not include lua.h. */
 #ifndef HS_LUA_API_H
 #define HS_LUA_API_H
 
@@ -33,7 +33,7 @@ void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_
 /* Cancels every timer and closes the Lua state. Connections must be gone already. */
 void hs_lua_free(struct hs_lua *hl);
 
-/* The Lua state (for reload.c). */
+/* The Lua state (for script.c). */
 struct lua_State *hs_lua_state(struct hs_lua *hl);
 
 /* The handler that runs a script's callbacks for connections. Its arg is the

@@ -12,7 +12,7 @@
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
 #include "core/proxy.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/tls.h"
 
 #include <arpa/inet.h>

@@ -6,7 +6,7 @@
 #include "core/hs.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/ws.h"
 #include "core/ws_handshake.h"
 

@@ -10,7 +10,7 @@
 #include "core/lua_api.h"
 #include "core/lua_http_internal.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/stats.h"
 
 #include <errno.h>

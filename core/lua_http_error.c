@@ -8,7 +8,7 @@
 #include "core/hs.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 
 #include <string.h>
 #include <strings.h>

@@ -17,7 +17,7 @@
 #include "core/lua_internal.h"
 #include "core/pubsub.h"
 #include "core/pubsub_redis.h"
-#include "core/reload.h"
+#include "core/script.h"
 
 #include <errno.h>
 #include <stdio.h>

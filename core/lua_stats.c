@@ -3,7 +3,7 @@
 #include "core/hs.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/stats.h"
 
 static void live_one(struct hs_conn *c, void *arg)

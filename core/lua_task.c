@@ -6,7 +6,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/stats.h"
 
 #include <errno.h>

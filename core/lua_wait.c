@@ -7,7 +7,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 
 #include <errno.h>
 #include <string.h>

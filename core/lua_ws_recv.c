@@ -7,7 +7,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/stats.h"
 #include "core/ws.h"
 #include "core/ws_codec.h"

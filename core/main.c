@@ -8,7 +8,7 @@
 #include "core/lua_sandbox.h"
 #include "core/master.h"
 #include "core/pubsub.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/scaffold.h"
 #include "core/server.h"
 #include "core/shared.h"

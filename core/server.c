@@ -9,7 +9,7 @@
 #include "core/lua_sandbox.h"
 #include "core/pubsub.h"
 #include "core/pubsub_redis.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/supervisor.h"
 #include "core/udp.h"
 #include "core/upgrade.h"

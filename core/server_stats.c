@@ -3,7 +3,7 @@
 #include "core/conn.h"
 #include "core/listener.h"
 #include "core/lua_api.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/shared.h"
 #include "core/stats.h"
 #include "core/stats_text.h"

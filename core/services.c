@@ -8,7 +8,7 @@
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/lua_api.h"
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/tls.h"
 #include "core/udp.h"
 #include "core/worker_chan.h"

@@ -20,7 +20,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
-#include "core/reload.h"
+#include "core/script.h"
 
 #include <dirent.h>
 #include <errno.h>

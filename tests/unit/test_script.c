@@ -11,7 +11,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
-#include "core/reload.h"
+#include "core/script.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,8 +3,8 @@
  * is compiled, run and validated completely before it becomes current, and a failure leaves
  * the current version in place. Connections hold a reference to the version they started
  * with; a version is freed when it is no longer current and its last connection is gone. */
-#ifndef HS_RELOAD_H
-#define HS_RELOAD_H
+#ifndef HS_SCRIPT_H
+#define HS_SCRIPT_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-#include "core/reload.h"
+#include "core/script.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
