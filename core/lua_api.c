@@ -456,19 +456,7 @@ unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set)
     return w.moved + hs__lua_ws_adopt(s, set, w.to);
 }
 
-/* ---- versions: what runs, and what a retired one leaves (lua_timer.c, lua_pubsub.c) ---- */
-
-void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v)
-{
-    hs__lua_timer_version_gone(hl, v, 1);
-    hs__lua_pubsub_version_gone(hl, v, 1);
-}
-
-void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v)
-{
-    hs__lua_timer_version_gone(hl, v, 0);
-    hs__lua_pubsub_version_gone(hl, v, 0);
-}
+/* ---- the version that runs (what it makes belongs to it: core/owned.h) ---- */
 
 struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load)
 {
@@ -622,6 +610,7 @@ void hs_lua_free(struct hs_lua *hl)
     hs__lua_pool_free(hl);
     hs__lua_connect_free(hl);
     lua_close(hl->L);
+    hs_owned_list_stop(&hl->timer_list);
     free(hl);
 }
 
@@ -632,7 +621,7 @@ lua_State *hs_lua_state(struct hs_lua *hl)
 
 unsigned hs_lua_timer_count(const struct hs_lua *hl)
 {
-    return hl->timers;
+    return hl->timer_list.n;
 }
 
 size_t hs_lua_memory(const struct hs_lua *hl)

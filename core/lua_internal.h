@@ -11,6 +11,7 @@
 #include "core/conn.h"
 #include "core/framing.h"
 #include "core/lua_box.h"
+#include "core/owned.h"
 #include "core/udp.h"
 
 struct hs_script;
@@ -28,11 +29,10 @@ struct hs_lua {
     lua_State *L;
     struct event_base *base;
     struct hs_conns *set;
-    unsigned timers;              /* live timers */
-    struct lua_timer *timer_list; /* every live timer, to cancel a version's */
-    struct hs_version *running;   /* the version whose code runs now, or NULL */
-    int running_at_load;          /* it is the script's top level that runs */
-    int udp_boxes_ref;            /* registry table: lightuserdata(hs_udp) -> box */
+    struct hs_owned_list timer_list; /* every pending timer (lua_timer.c), by version */
+    struct hs_version *running;      /* the version whose code runs now, or NULL */
+    int running_at_load;             /* it is the script's top level that runs */
+    int udp_boxes_ref;               /* registry table: lightuserdata(hs_udp) -> box */
     /* Sandbox limits (hs_lua_set_limits), enforced while a call from C into Lua runs. */
     size_t mem_used;            /* bytes the allocator has handed out */
     size_t mem_limit;           /* bytes; 0: no limit */
@@ -144,9 +144,6 @@ void hs__lua_open_shared(lua_State *L);
  * the stack, and starts draining this process's pub/sub queue on the loop when it has one. */
 void hs__lua_open_pubsub(lua_State *L);
 
-/* Cancels the subscriptions made by version v (only load-time ones when load_only). */
-void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only);
-
 /* Sets hotsock.conns and hotsock.broadcast (lua_conns.c) in the table on top of the stack. */
 void hs__lua_open_conns(lua_State *L);
 
@@ -243,18 +240,11 @@ int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
  * marks the script's top level). Returns the previous one, to restore. */
 struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load);
 
-/* A version stopped being current: its load-time timers and subscriptions are cancelled. */
-void hs__lua_version_retired(struct hs_lua *hl, struct hs_version *v);
-
-/* A version is being freed: every timer and subscription it still owns is cancelled. */
-void hs__lua_version_freed(struct hs_lua *hl, struct hs_version *v);
-
 /* ---- timers (lua_timer.c) ---- */
 
-/* Cancels the pending timers owned by v (only those its top level started when load_only). */
-void hs__lua_timer_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only);
-
-/* Adds after and every to the hotsock table on top of the stack. */
+/* Adds after and every to the hotsock table on top of the stack, and starts hl->timer_list: a
+ * version's timers are cancelled when it retires (load-time ones) or is freed (all), as
+ * core/owned.h tells. */
 void hs__lua_open_timers(lua_State *L);
 
 /* Creates the timer metatable in the registry; leaves the stack as it was. */

@@ -3,8 +3,8 @@
  * messages to this worker's subscribers from its event loop.
  *
  * Subscriptions live in the Lua state: a registry table maps each channel to the array of its
- * subscription objects (in subscription order), and a C list of every live subscription lets a
- * version's subscriptions be found when it retires, as its timers are (lua_api.c). A
+ * subscription objects (in subscription order), and a list of every live subscription by
+ * version (core/owned.h) is told when a version retires or is freed, as timers are. A
  * subscription made by a script's top level belongs to that load: it receives nothing until
  * the version is published (a reload's prepare phase runs the new top level while the old one
  * still serves) and is cancelled when the version retires, so a reload swaps the old version's
@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
+#include "core/owned.h"
 #include "core/pubsub.h"
 #include "core/pubsub_redis.h"
 #include "core/script.h"
@@ -40,8 +41,7 @@ struct hs__pubsub {
     struct hs_pubsub *ps;          /* the process's region, or NULL (hotsock check, unit tests) */
     struct event *ev;              /* the wake-up eventfd on the loop, or NULL */
     int bychan_ref;                /* registry table: channel -> array of subscription userdata */
-    struct sub *all;               /* every live subscription */
-    unsigned live;                 /* how many */
+    struct hs_owned_list all;      /* every live subscription (and how many), by version */
     unsigned long long drops_seen; /* dropped count already logged */
     double drop_logged_at;         /* monotonic seconds of the last such log line */
 };
@@ -49,9 +49,7 @@ struct hs__pubsub {
 struct sub {
     HS__BOX_HEAD(struct hs__pubsub, ctx); /* NULL until live and once cancelled */
     int fn_ref;                           /* the callback while live */
-    struct hs_version *owner;             /* version whose code subscribed (not referenced) */
-    int at_load;                          /* made by the script's top level (or on_reload) */
-    struct sub *prev, *next;              /* ctx->all while live */
+    struct hs_owned own; /* in ctx->all while live: the version that subscribed, at load */
 };
 
 /* The context that drains this process's queue: one Lua state per process does (the first
@@ -75,10 +73,10 @@ static int sub_active(const struct sub *s)
 {
     if (hs__box_gone(&s->box))
         return 0;
-    if (!s->at_load || s->owner == NULL)
+    if (!s->own.at_load || s->own.owner == NULL)
         return 1;
-    struct hs_script *script = hs_version_script(s->owner);
-    return script != NULL && hs_script_current(script) == s->owner;
+    struct hs_script *script = hs_version_script(s->own.owner);
+    return script != NULL && hs_script_current(script) == s->own.owner;
 }
 
 /* Removes s from its channel's array (the userdata at idx) and releases its callback. */
@@ -118,14 +116,7 @@ static void sub_release(lua_State *L, struct sub *s, int idx)
     lua_pop(L, 3);
     luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
     s->fn_ref = LUA_NOREF;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        ctx->all = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
-    ctx->live--;
+    hs_owned_remove(&ctx->all, &s->own);
     hs__box_invalidate(&s->box);
 }
 
@@ -202,13 +193,7 @@ static int l_hotsock_subscribe(lua_State *L)
     lua_pushvalue(L, 2);
     s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     s->ctx = ctx;
-    s->owner = ctx->hl->running;
-    s->at_load = ctx->hl->running_at_load;
-    s->next = ctx->all;
-    if (ctx->all)
-        ctx->all->prev = s;
-    ctx->all = s;
-    ctx->live++;
+    hs_owned_add(&ctx->all, &s->own, ctx->hl->running, ctx->hl->running_at_load);
     if (fresh && ctx->ps)
         hs_pubsub_interest(ctx->ps, ch, chlen, +1);
     return 1;
@@ -287,7 +272,7 @@ static void dispatch(struct hs__pubsub *ctx, const struct hs_pubsub_msg *m)
         lua_pushvalue(L, subs + 2);
         /* An error is logged; the others still run. A subscriber may wait, in its own
          * coroutine, like any callback. */
-        struct hs__invoke iv = {.v = s->owner, .what = what};
+        struct hs__invoke iv = {.v = s->own.owner, .what = what};
         hs__lua_invoke(ctx->hl, &iv, 2, 0);
     }
     lua_settop(L, top);
@@ -338,20 +323,15 @@ static int l_pubsub_ctx_gc(lua_State *L)
     ctx->ev = NULL;
     if (consumer == ctx)
         consumer = NULL;
+    hs_owned_list_stop(&ctx->all);
     return 0;
 }
 
-void hs__lua_pubsub_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only)
+/* A version that owns the subscription o went (core/owned.h). */
+static void sub_version_gone(struct hs_owned *o, void *arg)
 {
-    struct hs__pubsub *ctx = hl->pubsub;
-    if (ctx == NULL)
-        return;
-    struct sub *s = ctx->all, *next;
-    for (; s; s = next) {
-        next = s->next;
-        if (s->owner == v && (s->at_load || !load_only))
-            sub_cancel(hl->L, s);
-    }
+    struct hs__pubsub *ctx = arg;
+    sub_cancel(ctx->hl->L, HS_OWNED_OBJECT(o, struct sub, own));
 }
 
 size_t hs_lua_pubsub_stats(struct hs_lua *hl, char *out, size_t n)
@@ -371,7 +351,7 @@ size_t hs_lua_pubsub_stats(struct hs_lua *hl, char *out, size_t n)
                      "pubsub subscriptions=%u published=%llu delivered=%llu dropped=%llu "
                      "queued=%llu capacity=%zu remote_sent=%llu remote_received=%llu "
                      "remote_dropped=%llu\n",
-                     ctx->live, c.published, c.delivered, c.dropped, c.queued, c.capacity, rc.sent,
+                     ctx->all.n, c.published, c.delivered, c.dropped, c.queued, c.capacity, rc.sent,
                      rc.received, rc.dropped);
     return w > 0 && (size_t)w < n ? (size_t)w : 0;
 }
@@ -395,6 +375,7 @@ void hs__lua_open_pubsub(lua_State *L)
     memset(ctx, 0, sizeof *ctx);
     ctx->hl = hl;
     ctx->ps = hs_pubsub_default();
+    hs_owned_list_start(&ctx->all, sub_version_gone, ctx);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_pubsub_ctx_gc);
     lua_setfield(L, -2, "__gc");

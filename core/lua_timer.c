@@ -1,9 +1,10 @@
 /* Lua timers: hotsock.after(s, fn) and hotsock.every(s, fn) return a timer userdata with
  * cancel(). Each pending timer keeps its userdata and callback in the registry and belongs to
- * the version whose code created it; core/lua_api.c tells this file when a version retires or
- * is freed (hs__lua_timer_version_gone), and the timers it owns are cancelled. */
+ * the version whose code created it: the state's timer list (core/owned.h) is told when a
+ * version retires or is freed, and the timers it owns are cancelled. */
 #include "core/hs.h"
 #include "core/lua_internal.h"
+#include "core/owned.h"
 
 #include <string.h>
 #include <time.h>
@@ -18,9 +19,7 @@ struct lua_timer {
     int self_ref; /* keeps the userdata alive while pending */
     int repeat;   /* every() rather than after() */
     double interval;
-    struct hs_version *owner;      /* version whose code created it (not referenced) */
-    int at_load;                   /* created by the script's top level */
-    struct lua_timer *prev, *next; /* hl->timer_list while pending */
+    struct hs_owned own; /* in hl->timer_list while pending: its version, made at load */
 };
 
 static void timer_release(lua_State *L, struct lua_timer *t)
@@ -32,24 +31,14 @@ static void timer_release(lua_State *L, struct lua_timer *t)
     luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
     t->fn_ref = t->self_ref = LUA_NOREF;
-    t->hl->timers--;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        t->hl->timer_list = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
+    hs_owned_remove(&t->hl->timer_list, &t->own);
 }
 
-void hs__lua_timer_version_gone(struct hs_lua *hl, struct hs_version *v, int load_only)
+/* A version that owns t went (core/owned.h). */
+static void timer_version_gone(struct hs_owned *o, void *arg)
 {
-    struct lua_timer *t = hl->timer_list, *next;
-    for (; t; t = next) {
-        next = t->next;
-        if (t->owner == v && (t->at_load || !load_only))
-            timer_release(hl->L, t);
-    }
+    struct hs_lua *hl = arg;
+    timer_release(hl->L, HS_OWNED_OBJECT(o, struct lua_timer, own));
 }
 
 static void timeval_from(double s, struct timeval *tv)
@@ -70,7 +59,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
     lua_pushvalue(L, -2);
-    struct hs__invoke iv = {.v = t->owner, .what = "timer"};
+    struct hs__invoke iv = {.v = t->own.owner, .what = "timer"};
     if (!t->repeat)
         timer_release(L, t);
     hs__lua_invoke(t->hl, &iv, 1, 0);
@@ -128,13 +117,7 @@ static int new_timer(lua_State *L, int repeat)
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    hl->timers++;
-    t->owner = hl->running;
-    t->at_load = hl->running_at_load;
-    t->next = hl->timer_list;
-    if (hl->timer_list)
-        hl->timer_list->prev = t;
-    hl->timer_list = t;
+    hs_owned_add(&hl->timer_list, &t->own, hl->running, hl->running_at_load);
     t->pending = t->ev;
     struct timeval tv;
     timeval_from(secs, &tv);
@@ -152,9 +135,12 @@ static int l_hotsock_every(lua_State *L)
     return new_timer(L, 1);
 }
 
-/* Adds after and every to the hotsock table on top of the stack. */
+/* Adds after and every to the hotsock table on top of the stack, and starts the state's timer
+ * list (stopped by hs_lua_free). */
 void hs__lua_open_timers(lua_State *L)
 {
+    struct hs_lua *hl = hs__lua_from_state(L);
+    hs_owned_list_start(&hl->timer_list, timer_version_gone, hl);
     static const luaL_Reg funcs[] = {
         {"after", l_hotsock_after},
         {"every", l_hotsock_every},

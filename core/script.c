@@ -1,7 +1,6 @@
 #include "core/script.h"
 #include "core/hs.h"
 #include "core/log.h"
-#include "core/lua_api.h"
 #include "core/lua_internal.h"
 #include "core/lua_sandbox.h"
 #include "core/stats.h"
@@ -56,6 +55,36 @@ struct hs_script_pending {
 };
 
 static unsigned versions_alive;
+static struct hs_version_watcher *watchers; /* told when a version goes, in order */
+
+/* Tells every watcher that v retired (freed = 0) or is being freed (freed = 1). */
+static void version_gone(struct hs_version *v, int freed)
+{
+    for (struct hs_version_watcher *w = watchers, *next; w; w = next) {
+        next = w->next;
+        w->cb(v, freed, w->arg);
+    }
+}
+
+void hs_version_watch(struct hs_version_watcher *w)
+{
+    struct hs_version_watcher **at = &watchers;
+    while (*at)
+        at = &(*at)->next;
+    w->next = NULL;
+    *at = w;
+}
+
+void hs_version_unwatch(struct hs_version_watcher *w)
+{
+    for (struct hs_version_watcher **at = &watchers; *at; at = &(*at)->next) {
+        if (*at == w) {
+            *at = w->next;
+            w->next = NULL;
+            return;
+        }
+    }
+}
 
 static const char *const known_callbacks[] = {
     "on_accept",  "on_connect", "on_message", "on_close",      "on_datagram",
@@ -471,7 +500,7 @@ static int load_protected(lua_State *L)
 static int load_version(struct hs_script *s, char **keys, char **values, size_t n_opts,
                         struct hs_script_pending *p, char *err, size_t errlen)
 {
-    lua_State *L = hs_lua_state(s->hl);
+    lua_State *L = s->hl->L;
     struct hs_version *v = calloc(1, sizeof *v);
     if (v == NULL) {
         snprintf(err, errlen, "%s: out of memory", s->path);
@@ -578,7 +607,7 @@ static int run_on_reload(struct hs_script_pending *p, char *err, size_t errlen)
     struct hs_script *s = p->s;
     if (s->current == NULL)
         return 0;
-    lua_State *L = hs_lua_state(s->hl);
+    lua_State *L = s->hl->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->current->script_ref);
     struct hs__invoke iv = {.v = p->v,
                             .name = "on_reload",
@@ -616,7 +645,7 @@ void hs_script_commit(struct hs_script_pending *p)
     p->v = NULL;
     pending_free(p);
     if (old) {
-        hs__lua_version_retired(s->hl, old);
+        version_gone(old, 0);
         hs_version_unref(old);
     }
 }
@@ -691,7 +720,7 @@ void hs_script_free(struct hs_script *s)
     if (s == NULL)
         return;
     s->current->script = NULL;
-    hs__lua_version_retired(s->hl, s->current);
+    version_gone(s->current, 0);
     hs_version_unref(s->current);
     free_options(s->opt_keys, s->opt_values, s->n_opts);
     free_strings(s->files, &s->n_files);
@@ -751,10 +780,10 @@ void hs_version_unref(struct hs_version *v)
 {
     if (v == NULL || --v->refs > 0)
         return;
-    hs__lua_version_freed(v->hl, v);
+    version_gone(v, 1);
     hs_stats_row_release(v->stats);
-    luaL_unref(hs_lua_state(v->hl), LUA_REGISTRYINDEX, v->table_ref);
-    luaL_unref(hs_lua_state(v->hl), LUA_REGISTRYINDEX, v->script_ref);
+    luaL_unref(v->hl->L, LUA_REGISTRYINDEX, v->table_ref);
+    luaL_unref(v->hl->L, LUA_REGISTRYINDEX, v->script_ref);
     versions_alive--;
     free(v);
 }

@@ -68,7 +68,8 @@ int hs_script_prepare(struct hs_script *s, const struct hs_script_option *opts, 
 const struct hs_script_decl *hs_script_pending_decl(const struct hs_script_pending *p);
 
 /* Publishes the pending version: it becomes current for new connections, and the retired
- * version's load-time timers are cancelled. Cannot fail. Frees p. */
+ * version's watchers are told (hs_version_watch: its load-time timers are cancelled). Cannot
+ * fail. Frees p. */
 void hs_script_commit(struct hs_script_pending *p);
 
 /* Drops a pending version; the current one stays. Frees p. */
@@ -131,5 +132,27 @@ struct hs_stats_row *hs_version_stats(struct hs_version *v);
 
 /* Number of versions alive (current or held by connections), across all scripts. */
 unsigned hs_version_live_count(void);
+
+/* Told when a version goes: once when it retires (it stops being current: a reload published
+ * another, or its script was freed; freed = 0) and once when it is freed (its last reference
+ * went; freed = 1). The runtime's objects a version owns (timers, subscriptions: core/owned.h)
+ * are released there, so this module never calls up into the Lua runtime. v is valid for the
+ * call; the callback must not free a script or unref a version. */
+typedef void (*hs_version_gone_cb)(struct hs_version *v, int freed, void *arg);
+
+/* A registration for hs_version_watch. The caller owns it (usually embedded in what it
+ * watches for), fills cb and arg, and keeps it in place until hs_version_unwatch. */
+struct hs_version_watcher {
+    hs_version_gone_cb cb;
+    void *arg;
+    struct hs_version_watcher *next; /* this module's link */
+};
+
+/* Adds w to those told when versions go, after those added before (they are told in that
+ * order). Cannot fail. */
+void hs_version_watch(struct hs_version_watcher *w);
+
+/* Removes w (nothing when it is not registered). */
+void hs_version_unwatch(struct hs_version_watcher *w);
 
 #endif
