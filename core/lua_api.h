@@ -33,7 +33,7 @@ void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_
 /* Cancels every timer and closes the Lua state. Connections must be gone already. */
 void hs_lua_free(struct hs_lua *hl);
 
-/* The Lua state (for script.c). */
+/* The Lua state (for the unit tests, which push and call in it directly). */
 struct lua_State *hs_lua_state(struct hs_lua *hl);
 
 /* The handler that runs a script's callbacks for connections. Its arg is the

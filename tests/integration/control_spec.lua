@@ -184,9 +184,9 @@ describe("the exit status rule", function()
   end)
 
   it("--help names every callback the core knows", function()
-    local src = hs.read_file("core/script.c")
+    local src = hs.read_file("core/script_decl.c")
     local list = src:match("known_callbacks%[%]%s*=%s*(%b{})") or src:match("\"on_accept\",.-NULL")
-    assert.is_truthy(list, "the callback list in core/script.c")
+    assert.is_truthy(list, "the callback list in core/script_decl.c")
     local help = hs.run(bin .. " --help"):gsub("%s+", " ")
     local n = 0
     for name in list:gmatch("\"(on_[%w_]+)\"") do

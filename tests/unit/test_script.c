@@ -246,6 +246,74 @@ static void test_version_outlives_script(void **state)
     assert_int_equal(hs_version_live_count(), base);
 }
 
+/* What watchers were told, in order: "N-" for retired, "N+" for freed (N: generation). */
+struct watch_log {
+    char text[128];
+};
+
+static void watch_cb(struct hs_version *v, int freed, void *arg)
+{
+    struct watch_log *w = arg;
+    size_t len = strlen(w->text);
+    snprintf(w->text + len, sizeof w->text - len, "%u%c ", hs_version_generation(v),
+             freed ? '+' : '-');
+}
+
+/* The version module tells its watchers, in the order they registered, when a version
+ * retires (a reload, the script freed) and when it is freed (its last reference). */
+static void test_watchers_told_when_versions_go(void **state)
+{
+    struct fx *fx = *state;
+    struct hs_script *s;
+    struct watch_log log = {""};
+    struct hs_version_watcher wa = {watch_cb, &log, NULL}, wb = {watch_cb, &log, NULL};
+    write_script(fx, SCRIPT("one"));
+    assert_int_equal(hs_script_load(fx->hl, fx->path, NULL, 0, &s, fx->err, sizeof fx->err), 0);
+    hs_version_watch(&wa);
+    hs_version_watch(&wb);
+    struct hs_version *held = hs_script_current(s);
+    hs_version_ref(held);
+    write_script(fx, SCRIPT("two"));
+    assert_int_equal(hs_script_reload(s, NULL, 0, fx->err, sizeof fx->err), 0);
+    assert_string_equal(log.text, "1- 1- "); /* retired, still held: not freed */
+    hs_version_unref(held);
+    assert_string_equal(log.text, "1- 1- 1+ 1+ ");
+    /* A failed reload retires nothing; the version it made (3) is freed. */
+    write_script(fx, "return 42\n");
+    assert_int_not_equal(hs_script_reload(s, NULL, 0, fx->err, sizeof fx->err), 0);
+    assert_string_equal(log.text, "1- 1- 1+ 1+ 3+ 3+ ");
+    hs_version_unwatch(&wb);
+    hs_script_free(s);
+    assert_string_equal(log.text, "1- 1- 1+ 1+ 3+ 3+ 2- 2+ ");
+    hs_version_unwatch(&wa);
+    hs_version_unwatch(&wa); /* not registered any more: nothing */
+}
+
+/* Timers a version's top level starts go when it retires; the new load's stay. */
+static void test_load_timers_follow_versions(void **state)
+{
+    struct fx *fx = *state;
+    struct hs_script *s;
+    unsigned base = hs_lua_timer_count(fx->hl);
+    write_script(fx, "local hotsock = require 'hotsock'\n"
+                     "hotsock.after(100, print)\n"
+                     "return { on_message = print }\n");
+    assert_int_equal(hs_script_load(fx->hl, fx->path, NULL, 0, &s, fx->err, sizeof fx->err), 0);
+    assert_int_equal(hs_lua_timer_count(fx->hl), base + 1);
+    write_script(fx, "local hotsock = require 'hotsock'\n"
+                     "hotsock.after(100, print)\n"
+                     "hotsock.every(100, print)\n"
+                     "return { on_message = print }\n");
+    struct hs_version *held = hs_script_current(s);
+    hs_version_ref(held); /* held or not, a retired version's load timers go */
+    assert_int_equal(hs_script_reload(s, NULL, 0, fx->err, sizeof fx->err), 0);
+    assert_int_equal(hs_lua_timer_count(fx->hl), base + 2);
+    hs_version_unref(held);
+    assert_int_equal(hs_lua_timer_count(fx->hl), base + 2);
+    hs_script_free(s);
+    assert_int_equal(hs_lua_timer_count(fx->hl), base);
+}
+
 #define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -258,6 +326,8 @@ int main(void)
         FX_TEST(test_options),
         FX_TEST(test_on_reload),
         FX_TEST(test_version_outlives_script),
+        FX_TEST(test_watchers_told_when_versions_go),
+        FX_TEST(test_load_timers_follow_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
