@@ -408,54 +408,6 @@ void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char 
     hs__lua_invoke(hl, &iv, 3, 0);
 }
 
-/* ---- adoption after a reload ---- */
-
-struct adopt_walk {
-    struct hs_script *s;
-    struct hs_version *to;
-    unsigned moved;
-};
-
-static void adopt_one(struct hs_conn *c, void *arg)
-{
-    struct adopt_walk *w = arg;
-    if (hs_conn_handler_of(c) != &hs_lua_conn_handler || hs_conn_arg(c) != w->s)
-        return;
-    struct hs__conn_box *box = hs_conn_data(c);
-    /* A handler that waits finishes on the version that started it. */
-    if (box == NULL || box->v == w->to || box->c == NULL || box->task != NULL)
-        return;
-    struct hs_lua *hl = hs_script_lua(w->s);
-    lua_State *L = hl->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-    /* The connection moves only once on_upgrade has returned: it cannot wait. */
-    struct hs__invoke iv = {
-        .v = w->to, .name = "on_upgrade", .conn = c, .flags = HS__INVOKE_NO_WAIT};
-    int r = hs__lua_invoke(hl, &iv, 1, 0);
-    if (r != 0 || box->c == NULL)
-        return; /* logged; it keeps running the version it had */
-    struct hs_version *old = box->v;
-    hs_stats_conn_move(hs_version_stats(old), hs_version_stats(w->to), hs_conn_bytes_in(c),
-                       hs_conn_bytes_out(c));
-    hs_version_ref(w->to);
-    box->v = w->to;
-    hs_version_unref(old);
-    w->moved++;
-}
-
-unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set)
-{
-    struct adopt_walk w = {s, hs_script_current(s), 0};
-    lua_State *L = hs_script_lua(s)->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(w.to));
-    int has = lua_getfield(L, -1, "on_upgrade") == LUA_TFUNCTION;
-    lua_pop(L, 2);
-    if (!has)
-        return 0;
-    hs_conns_foreach(set, adopt_one, &w);
-    return w.moved + hs__lua_ws_adopt(s, set, w.to);
-}
-
 /* ---- the version that runs (what it makes belongs to it: core/owned.h) ---- */
 
 struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load)

@@ -52,9 +52,10 @@ int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg);
 void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer, void *arg);
 
 /* After a reload of s: when its current version has on_upgrade(conn), every live stream
- * connection of s on an older version is offered to it; those whose on_upgrade returns
- * without error move to the new version (conn.ctx intact), the others stay where they were
- * (logged). Returns how many moved. */
+ * connection of s on an older version is offered to it, then every WebSocket (whose
+ * on_upgrade may return new on_message / on_close); those whose on_upgrade returns without
+ * error move to the new version (conn.ctx intact), the others stay where they were (logged).
+ * Returns how many moved (core/lua_adopt.c). */
 unsigned hs_lua_adopt(struct hs_script *s, struct hs_conns *set);
 
 /* Number of live timers (for tests and stats). */

@@ -219,10 +219,6 @@ struct hs_version *hs__lua_ws_of(struct hs_conn *c, int *self_ref);
 /* The connection of the ws box at idx, or NULL when it is closed; raises when idx is not a ws. */
 struct hs_conn *hs__lua_ws_check_conn(lua_State *L, int idx);
 
-/* After a reload of s to version `to`: offers every live WebSocket of s on an older version to
- * to's on_upgrade (lua_ws.c). Returns how many moved. */
-unsigned hs__lua_ws_adopt(struct hs_script *s, struct hs_conns *set, struct hs_version *to);
-
 /* For req:websocket (lua_http.c): when the response of the request table at idx is untouched,
  * pushes the header lines set on it (one string) and returns its exchange with *v the version
  * it runs; raises when the response was started; returns NULL (nothing pushed) when the
