@@ -3,6 +3,7 @@
 
 #include "core/control.h"
 #include "core/addr.h"
+#include "core/admin.h"
 #include "core/conn.h"
 #include "core/hs.h"
 #include "core/listener.h"
@@ -29,9 +30,11 @@
 #define CONTROL_PING_MS 2000           /* a live server answers "ping" within this */
 #define CONTROL_FIND_MAX 64            /* sockets hs_control_find looks at */
 
+#define CONTROL_MAX_CONNS 16  /* control connections open at once */
+#define CONTROL_IDLE_MS 10000 /* a silent control connection is closed after this */
+
 struct hs_control {
-    struct hs_conns *set; /* control connections, apart from served ones */
-    struct hs_listener *listener;
+    struct hs_admin *admin; /* the socket and its connections, apart from served ones */
     hs_control_cmd_cb cb;
     void *arg;
     char who[PATH_MAX]; /* what this instance serves, for "ping" */
@@ -300,6 +303,7 @@ static int control_open(struct event_base *base, const char *path, int fd, const
                         hs_control_cmd_cb cb, void *arg, struct hs_control **out)
 {
     struct hs_control *ctl = calloc(1, sizeof *ctl);
+    int adopted = fd >= 0;
     if (ctl == NULL) {
         if (fd >= 0)
             close(fd);
@@ -308,38 +312,28 @@ static int control_open(struct event_base *base, const char *path, int fd, const
     ctl->cb = cb;
     ctl->arg = arg;
     snprintf(ctl->who, sizeof ctl->who, "%s", who ? who : "");
-    struct hs_conn_limits limits;
-    hs_conn_limits_default(&limits);
-    limits.max_connections = 16;
-    limits.idle_timeout_ms = 10000;
-    ctl->set = hs_conns_new(base, &limits);
     struct hs_addr a;
     const char *why;
     char url[HS_ADDR_MAX_PATH + 8];
     snprintf(url, sizeof url, "unix:%s", path);
-    int r = ctl->set ? hs_addr_parse(url, &a, &why) : -ENOMEM;
+    int r = hs_addr_parse(url, &a, &why);
     if (r == 0) {
         struct hs_framing f;
         hs_framing_init(&f, HS_FRAMING_LINE);
         f.max = CONTROL_LINE_MAX;
-        if (fd >= 0) {
-            r = hs_listener_adopt_fd(base, ctl->set, fd, &a, "control", &f, &control_handler, ctl,
-                                     NULL, &ctl->listener);
-            fd = -1; /* the listener's now, or closed */
-            if (r == 0)
-                hs_listener_own_path(ctl->listener, 1);
-        } else {
-            r = hs_listener_new(base, ctl->set, &a, "control", &f, &control_handler, ctl, NULL,
-                                &ctl->listener);
-        }
+        r = hs_admin_new(base, &a, fd, "control", &f, CONTROL_MAX_CONNS, CONTROL_IDLE_MS,
+                         &control_handler, ctl, &ctl->admin);
+        fd = -1; /* the admin endpoint's now, or closed */
     }
     if (r != 0) {
         if (fd >= 0)
             close(fd);
-        hs_conns_free(ctl->set);
         free(ctl);
         return r;
     }
+    /* A socket taken over from the process before is ours to remove now. */
+    if (adopted)
+        hs_listener_own_path(hs_admin_listener(ctl->admin), 1);
     *out = ctl;
     return 0;
 }
@@ -376,26 +370,25 @@ int hs_control_adopt(struct event_base *base, int fd, const char *key, hs_contro
 
 int hs_control_fd(const struct hs_control *ctl)
 {
-    return hs_listener_fd(ctl->listener);
+    return hs_listener_fd(hs_admin_listener(ctl->admin));
 }
 
 void hs_control_handover(struct hs_control *ctl)
 {
-    hs_listener_stop(ctl->listener);
-    hs_listener_own_path(ctl->listener, 0);
+    hs_listener_stop(hs_admin_listener(ctl->admin));
+    hs_listener_own_path(hs_admin_listener(ctl->admin), 0);
 }
 
 unsigned hs_control_busy(const struct hs_control *ctl)
 {
-    return hs_conns_count(ctl->set);
+    return hs_admin_busy(ctl->admin);
 }
 
 void hs_control_free(struct hs_control *ctl)
 {
     if (ctl == NULL)
         return;
-    hs_listener_free(ctl->listener);
-    hs_conns_free(ctl->set);
+    hs_admin_free(ctl->admin);
     free(ctl);
 }
 

@@ -1,5 +1,6 @@
 #include "core/metrics_http.h"
 #include "core/addr.h"
+#include "core/admin.h"
 #include "core/conn.h"
 #include "core/hs.h"
 #include "core/http.h"
@@ -16,10 +17,11 @@
 #define METRICS_HEAD_MAX 8192          /* bytes of a request head */
 #define METRICS_BODY_MAX (1024 * 1024) /* bytes of one exposition */
 #define METRICS_MAX_HEADERS 32         /* field lines of a request head */
+#define METRICS_MAX_CONNS 64           /* metrics connections open at once */
+#define METRICS_IDLE_MS 10000          /* a silent metrics connection is closed after this */
 
 struct hs_metrics {
-    struct hs_conns *set; /* metrics connections, apart from served ones */
-    struct hs_listener *listener;
+    struct hs_admin *admin; /* the listener and its connections, apart from served ones */
     hs_metrics_cb cb;
     void *arg;
 };
@@ -125,36 +127,28 @@ int hs_metrics_new(struct event_base *base, const char *url, hs_metrics_cb cb, v
         return -ENOMEM;
     m->cb = cb;
     m->arg = arg;
-    struct hs_conn_limits limits;
-    hs_conn_limits_default(&limits);
-    limits.max_connections = 64;
-    limits.idle_timeout_ms = 10000;
-    m->set = hs_conns_new(base, &limits);
     struct hs_framing f;
     hs_framing_init(&f, HS_FRAMING_RAW);
-    int r = m->set ? hs_listener_new(base, m->set, &a, "metrics", &f, &metrics_handler, m, NULL,
-                                     &m->listener)
-                   : -ENOMEM;
+    int r = hs_admin_new(base, &a, -1, "metrics", &f, METRICS_MAX_CONNS, METRICS_IDLE_MS,
+                         &metrics_handler, m, &m->admin);
     if (r != 0) {
-        hs_conns_free(m->set);
         free(m);
         return r;
     }
-    hs_log(HS_LOG_INFO, "metrics %s (GET /metrics)", hs_listener_url(m->listener));
+    hs_log(HS_LOG_INFO, "metrics %s (GET /metrics)", hs_metrics_url(m));
     *out = m;
     return 0;
 }
 
 const char *hs_metrics_url(const struct hs_metrics *m)
 {
-    return hs_listener_url(m->listener);
+    return hs_listener_url(hs_admin_listener(m->admin));
 }
 
 void hs_metrics_free(struct hs_metrics *m)
 {
     if (m == NULL)
         return;
-    hs_listener_free(m->listener);
-    hs_conns_free(m->set);
+    hs_admin_free(m->admin);
     free(m);
 }
