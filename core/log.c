@@ -1,4 +1,5 @@
 #include "core/log.h"
+#include "core/clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,4 +86,14 @@ void hs__log_write(enum hs_log_level level, const char *fmt, ...)
     /* One write(2) per line so lines from several processes never interleave. */
     ssize_t w = write(STDERR_FILENO, out, o);
     (void)w;
+}
+
+int hs_log_due(double *last, double interval)
+{
+    double now = hs_clock_mono();
+    /* 0 is "none yet", not a time: CLOCK_MONOTONIC may start near 0 at boot. */
+    if (*last != 0 && now - *last < interval)
+        return 0;
+    *last = now;
+    return 1;
 }

@@ -20,6 +20,11 @@ extern enum hs_log_level hs__log_level;
 void hs__log_write(enum hs_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* For a warning that may repeat fast (messages dropped under load): whether a line may go now,
+ * at most one every interval seconds. *last holds the monotonic time (core/clock.h) of the
+ * previous line, 0 for none, and is set to now when the answer is yes (1); otherwise 0. */
+int hs_log_due(double *last, double interval);
+
 /* Sets the threshold. */
 void hs_log_set_level(enum hs_log_level level);
 

@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 
@@ -55,13 +54,6 @@ struct sub {
 /* The context that drains this process's queue: one Lua state per process does (the first
  * one made after the process claimed its queue). */
 static struct hs__pubsub *consumer;
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static struct hs__pubsub *ctx_of(lua_State *L)
 {
@@ -286,15 +278,13 @@ static void note_drops(struct hs__pubsub *ctx)
         ctx->drops_seen = 0; /* the queue was claimed afresh */
     if (c.dropped == ctx->drops_seen)
         return;
-    double now = mono();
-    if (now - ctx->drop_logged_at < PUBSUB_DROP_LOG_SECS)
+    if (!hs_log_due(&ctx->drop_logged_at, PUBSUB_DROP_LOG_SECS))
         return;
     hs_log(HS_LOG_WARN,
            "pubsub: worker %u fell behind: %llu message(s) dropped, its queue (%zu bytes) was "
            "full (%llu dropped in all)",
            hs_pubsub_self(ctx->ps), c.dropped - ctx->drops_seen, c.capacity, c.dropped);
     ctx->drops_seen = c.dropped;
-    ctx->drop_logged_at = now;
 }
 
 static void pubsub_wake_cb(evutil_socket_t fd, short what, void *arg)

@@ -1,5 +1,6 @@
 #include "core/master.h"
 #include "core/addr.h"
+#include "core/clock.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/pubsub.h"
@@ -17,7 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -56,13 +56,6 @@ struct hs_master {
     int fds[MASTER_MAX_SOCKETS];
     size_t nfds;
 };
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void worker_close_sockets(struct hs_master *m, struct worker *w)
 {
@@ -145,7 +138,7 @@ static int worker_spawn(struct hs_master *m, struct worker *w, int wait_ready)
     close(theirs);
     w->pid = pid;
     w->chan = mine;
-    w->started = mono();
+    w->started = hs_clock_mono();
     if (wait_ready && hs_worker_chan_wait_ready(w->chan, WORKER_START_TIMEOUT_MS) != 0) {
         hs_log(HS_LOG_ERROR, "worker %d (pid %ld) did not start", w->index, (long)pid);
         return -1;
@@ -213,7 +206,7 @@ static void master_chld_cb(evutil_socket_t sig, short what, void *arg)
             continue;
         }
         /* A worker that keeps dying right after start is restarted ever more slowly. */
-        double lived_ms = (mono() - w->started) * 1000;
+        double lived_ms = (hs_clock_mono() - w->started) * 1000;
         unsigned delay_ms = 0;
         if (lived_ms < WORKER_QUICK_DEATH_MS)
             w->quick_deaths++;
@@ -332,7 +325,7 @@ static int master_reload(void *arg, int *which, char *out, size_t n)
     struct hs_master *m = arg;
     char err[2048];
     int changed;
-    double t0 = mono();
+    double t0 = hs_clock_mono();
     for (size_t i = 0; i < HS_CONFIG_MAX_SERVICES; i++)
         which[i] = 1; /* every script, so that all workers run the same versions */
     if (hs_server_prepare(m->s, err, sizeof err, &changed) != 0) {
@@ -343,7 +336,7 @@ static int master_reload(void *arg, int *which, char *out, size_t n)
     if (changed) {
         hs_server_commit(m->s);
         master_replace_workers(m);
-        hs_server_report(m->s, (mono() - t0) * 1000, out, n);
+        hs_server_report(m->s, (hs_clock_mono() - t0) * 1000, out, n);
         return 0;
     }
     if (master_broadcast(m, HS_WORKER_CHAN_PREPARE, err, sizeof err) != 0) {
@@ -358,7 +351,7 @@ static int master_reload(void *arg, int *which, char *out, size_t n)
     hs_server_commit(m->s);
     if (master_broadcast(m, HS_WORKER_CHAN_COMMIT, err, sizeof err) != 0)
         hs_log(HS_LOG_ERROR, "commit: %s", err);
-    double ms = (mono() - t0) * 1000;
+    double ms = (hs_clock_mono() - t0) * 1000;
     hs_server_report(m->s, ms, out, n);
     hs_log(HS_LOG_INFO, "reloaded in %d worker(s) in %.2f ms", m->n, ms);
     return 0;

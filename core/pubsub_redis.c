@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -56,13 +55,6 @@ struct hs_pubsub_redis {
 };
 
 static struct hs_pubsub_redis *default_link;
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 int hs_pubsub_redis_parse(const char *url, struct hs_addr *a, char *prefix, size_t n,
                           const char **why)
@@ -125,15 +117,13 @@ static void note_drops(struct hs_pubsub_redis *r, unsigned long long n, const ch
 {
     r->c.dropped += n;
     r->drop_why = why;
-    double now = mono();
-    if (now - r->drop_logged_at < DROP_LOG_SECS)
+    if (!hs_log_due(&r->drop_logged_at, DROP_LOG_SECS))
         return;
     hs_log(HS_LOG_WARN,
            "pubsub: %llu message(s) not sent to Redis at %s (%s); local delivery unaffected "
            "(%llu in all)",
            r->c.dropped - r->drops_logged, r->where, r->drop_why, r->c.dropped);
     r->drops_logged = r->c.dropped;
-    r->drop_logged_at = now;
 }
 
 /* Drops the connection and arms the retry. What was written and not acknowledged is counted

@@ -1,5 +1,6 @@
 #include "core/supervisor.h"
 #include "core/addr.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/hs.h"
 #include "core/log.h"
@@ -12,7 +13,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -77,13 +77,6 @@ static int reload(struct hs_supervisor *sup, size_t only, char *out, size_t n)
     return r;
 }
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Starts the binary again with every socket; once it is ready, hands them over and drains.
  * Writes "ok upgraded: ..." or "error upgrade failed: REASON" into out. */
 static int upgrade(struct hs_supervisor *sup, char *out, size_t n)
@@ -97,14 +90,14 @@ static int upgrade(struct hs_supervisor *sup, char *out, size_t n)
     if (sup->control)
         hs_worker_chan_socket_put(map, sizeof map, &used, HS_UPGRADE_CONTROL, 0,
                                   hs_control_fd(sup->control));
-    double t0 = mono_ms();
+    double t0 = hs_clock_mono() * 1e3;
     pid_t pid;
     if (hs_upgrade_start(map, &pid, why, sizeof why) != 0) {
         hs_log(HS_LOG_ERROR, "upgrade failed, still serving: %s", why);
         snprintf(out, n, "error upgrade failed: %s\n", why);
         return -1;
     }
-    double ms = mono_ms() - t0;
+    double ms = hs_clock_mono() * 1e3 - t0;
     hs_log(HS_LOG_INFO, "upgrade: pid %ld serves (ready in %.1f ms); draining", (long)pid, ms);
     snprintf(out, n, "ok upgraded: pid %ld -> %ld (ready in %.1f ms)\n", (long)getpid(), (long)pid,
              ms);

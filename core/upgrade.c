@@ -2,6 +2,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "core/upgrade.h"
+#include "core/clock.h"
 #include "core/hs.h"
 #include "core/worker_chan.h"
 
@@ -41,20 +42,13 @@ void hs_upgrade_init(char **argv)
         binary[n] = '\0';
 }
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Reads what the new process says, up to its first newline, by the deadline. Returns 1 with
  * the line, 0 when the pipe ended first (the process is gone), -1 when time ran out. */
 static int read_report(int fd, char *line, size_t n, double deadline)
 {
     size_t got = 0;
     while (got + 1 < n) {
-        int left = (int)(deadline - mono_ms());
+        int left = (int)(deadline - hs_clock_mono() * 1e3);
         struct pollfd p = {fd, POLLIN, 0};
         if (left <= 0)
             return -1;
@@ -84,7 +78,7 @@ static int read_report(int fd, char *line, size_t n, double deadline)
 static int reap(pid_t pid, int ms, char *how, size_t n)
 {
     int status;
-    double deadline = mono_ms() + ms;
+    double deadline = hs_clock_mono() * 1e3 + ms;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
@@ -101,7 +95,7 @@ static int reap(pid_t pid, int ms, char *how, size_t n)
             snprintf(how, n, "exited");
             return 1;
         }
-        if (mono_ms() >= deadline) {
+        if (hs_clock_mono() * 1e3 >= deadline) {
             snprintf(how, n, "did not exit");
             return 0;
         }
@@ -149,7 +143,7 @@ int hs_upgrade_start(const char *map, pid_t *pid, char *msg, size_t msglen)
     }
     close(p[1]);
     char line[2048], how[96];
-    int r = read_report(p[0], line, sizeof line, mono_ms() + HS_UPGRADE_READY_MS);
+    int r = read_report(p[0], line, sizeof line, hs_clock_mono() * 1e3 + HS_UPGRADE_READY_MS);
     close(p[0]);
     if (r == 1 && strcmp(line, "ready") == 0) {
         *pid = child;

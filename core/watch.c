@@ -1,11 +1,11 @@
 #include "core/watch.h"
+#include "core/clock.h"
 #include "core/hs.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <event2/event.h>
 
@@ -34,13 +34,6 @@ struct hs_watch {
     long long *dirty_since; /* monotonic ms of their last change */
     size_t n_dirty, cap_dirty;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct file_sig sig_of(const char *path)
 {
@@ -100,7 +93,7 @@ static void watch_poll_cb(evutil_socket_t fd, short what, void *arg)
     struct hs_watch *w = arg;
     HS_UNUSED(fd);
     HS_UNUSED(what);
-    long long now = now_ms();
+    long long now = (long long)(hs_clock_mono() * 1000);
     for (size_t i = 0; i < w->n_files; i++) {
         struct file_sig s = sig_of(w->files[i].path);
         if (!sig_equal(&s, &w->files[i].sig)) {

@@ -1,4 +1,5 @@
 #include "core/worker_chan.h"
+#include "core/clock.h"
 #include "core/hs.h"
 
 #include <errno.h>
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -66,20 +66,13 @@ void hs_worker_chan_socket_put(char *map, size_t n, size_t *used, const char *ur
 
 /* ---- the master's end ---- */
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Reads one line (without its newline) from fd by the deadline. Byte by byte: nothing past
  * the line may be consumed, it belongs to the next reply. Returns 0 or -ETIMEDOUT. */
 static int read_line(int fd, char *buf, size_t n, double deadline)
 {
     size_t got = 0;
     while (got + 1 < n) {
-        int left = (int)((deadline - mono()) * 1000);
+        int left = (int)((deadline - hs_clock_mono()) * 1000);
         struct pollfd p = {fd, POLLIN, 0};
         if (left <= 0 || poll(&p, 1, left) <= 0)
             return -ETIMEDOUT;
@@ -138,14 +131,14 @@ void hs_worker_chan_export(int index, int worker_end, const char *sockets)
 int hs_worker_chan_wait_ready(int fd, int timeout_ms)
 {
     char line[64];
-    int r = read_line(fd, line, sizeof line, mono() + timeout_ms / 1000.0);
+    int r = read_line(fd, line, sizeof line, hs_clock_mono() + timeout_ms / 1000.0);
     return r == 0 && strcmp(line, "ready") == 0 ? 0 : -ETIMEDOUT;
 }
 
 int hs_worker_chan_request(int fd, enum hs_worker_chan_cmd cmd, char *out, size_t n, int timeout_ms)
 {
     char line[REPLY_LINE_MAX];
-    double deadline = mono() + timeout_ms / 1000.0;
+    double deadline = hs_clock_mono() + timeout_ms / 1000.0;
     if (n)
         out[0] = '\0';
     snprintf(line, sizeof line, "%s\n", cmd_names[cmd]);
