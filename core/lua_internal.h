@@ -1,5 +1,6 @@
-/* Shared by the Lua binding files (core/lua_*.c) only: the layout of the per-loop Lua context
- * and of the userdata boxes (core/lua_box.h). Includes lua.h. */
+/* Shared by the Lua binding files (core/lua_*.c, and script.c and script_decl.c, which load
+ * scripts) only: the layout of the per-loop Lua context and of the userdata boxes
+ * (core/lua_box.h). Includes lua.h. */
 #ifndef HS_LUA_INTERNAL_H
 #define HS_LUA_INTERNAL_H
 
