@@ -561,8 +561,9 @@ void hs_lua_free(struct hs_lua *hl)
      * temporary files. */
     hs__lua_pool_free(hl);
     hs__lua_connect_free(hl);
-    lua_close(hl->L);
+    /* From here no version's going cancels timers: closing the state collects them. */
     hs_owned_list_stop(&hl->timer_list);
+    lua_close(hl->L);
     free(hl);
 }
 

@@ -13,7 +13,8 @@
 
 struct hs_owned;
 
-/* Releases o, which must leave the list (hs_owned_remove) before it returns. */
+/* Releases o, which it normally takes out of the list (hs_owned_remove). It may remove o
+ * and no other object: the walk that calls it has already stepped past o. */
 typedef void (*hs_owned_release_cb)(struct hs_owned *o, void *arg);
 
 /* A node embedded in the owned object; its fields are this module's. */
