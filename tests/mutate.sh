@@ -21,7 +21,7 @@ mutations=(
   "sendv_cap|core/conn.c|s/if \(hs__conn_out_len\(c\) \+ total > c->set->limits.out_hard\)/if (0)/|^unit\.conn\$"
   "udp_max|core/udp.c|s/if \(len > UDP_MAX_PAYLOAD\)/if (0)/|^integration\.errpaths\$"
   "on_reload_error|core/script.c|s/^(\s+)r = run_on_reload\(p, err, errlen\);/\$1run_on_reload(p, err, errlen);/|^integration\.errpaths\$"
-  "callback_type|core/script_decl.c|s/if \(lua_gettable\(L, t\) != LUA_TFUNCTION\)/if (lua_gettable(L, t) != LUA_TFUNCTION && 0)/|^integration\.errpaths\$"
+  "callback_type|core/script_decl.c|s/if \(type != LUA_TFUNCTION\) \{/if (type != LUA_TFUNCTION && 0) {/|^integration\.errpaths\$"
   "is_closed|core/lua_conn.c|s/box->c == NULL \x7c\x7c hs_conn_is_closing\(box->c\)\)/box->c == NULL)/|^integration\.errpaths\$"
   "fsync_before_rename|core/filesink.c|s/if \(fsync\(f->fd\) != 0\)/if (0)/|^integration\.errpaths\$"
   "incr_on_string|core/shared_ops.c|s/^(\s+)r = -EINVAL;/\$1*result = 1;/|^integration\.errpaths\$"
