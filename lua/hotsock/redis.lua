@@ -13,7 +13,14 @@
 --- failure as nil, "closed" / "timeout" / ..., after which the client is closed (its stream is
 --- no longer in step). Replies: status -> string, integer -> integer, bulk -> string,
 --- array -> table, nil bulk or array -> redis.null.
+---
+--- Every command is sent in one write (its pieces uncopied when few); the argument framing of
+--- sizes already seen is cached, and each command method is made once.
 local hotsock = require "hotsock"
+
+local byte, sub, concat, unpack = string.byte, string.sub, table.concat, table.unpack
+local select, tonumber, tostring, type = select, tonumber, tostring, type
+local tointeger = math.tointeger
 
 local M = {}
 
@@ -22,36 +29,82 @@ M.null = hotsock.json.null
 
 local Redis = {}
 
-local function encode(out, cmd)
-  out[#out + 1] = "*" .. #cmd .. "\r\n"
-  for i = 1, #cmd do
-    local a = tostring(cmd[i])
-    out[#out + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+-- "*N\r\n" and "$N\r\n" for the counts and lengths met so far (up to 4096 of each): a
+-- command's framing costs no number formatting once its sizes were seen.
+local function header_cache(mark)
+  return setmetatable({}, {
+    __index = function(t, n)
+      local s = mark .. n .. "\r\n"
+      if n <= 4096 then t[n] = s end
+      return s
+    end,
+  })
+end
+local COUNT, LEN = header_cache("*"), header_cache("$")
+
+-- One argument's framing into buf after position k; returns the new end.
+local function put_arg(buf, k, a)
+  if type(a) ~= "string" then a = tostring(a) end
+  buf[k + 1], buf[k + 2], buf[k + 3] = LEN[#a], a, "\r\n"
+  return k + 3
+end
+
+-- The encoding of one command whose n arguments are the varargs, into buf after k.
+local function put_command(buf, k, n, ...)
+  buf[k + 1] = COUNT[n]
+  k = k + 1
+  for i = 1, n do k = put_arg(buf, k, (select(i, ...))) end
+  return k
+end
+
+-- The encoding of one command given as a list, into buf after k.
+local function put_list(buf, k, cmd)
+  local n = #cmd
+  buf[k + 1] = COUNT[n]
+  k = k + 1
+  for i = 1, n do k = put_arg(buf, k, cmd[i]) end
+  return k
+end
+
+-- Commands are encoded into this one table and joined before anything can wait, so the
+-- coroutines of one state may share it; send empties it (it keeps no argument alive).
+local scratch = {}
+
+-- Sends buf[1..k] in one write and empties buf: a few pieces as they are (conn:send writes
+-- up to 16 at once, uncopied), more joined first.
+local function send(conn, buf, k)
+  local ok, err
+  if k <= 16 then
+    ok, err = conn:send(unpack(buf, 1, k))
+  else
+    ok, err = conn:send(concat(buf, "", 1, k))
   end
+  for i = 1, k do buf[i] = nil end
+  return ok, err
 end
 
 -- One reply from conn: value, or false, "ERR ..." for an error reply, or nil, err.
 local function read_reply(conn)
   local line, err = conn:receive("*l")
   if not line then return nil, err end
-  local kind, rest = line:sub(1, 1), line:sub(2)
-  if kind == "+" then
-    return rest
-  elseif kind == "-" then
-    return false, rest
-  elseif kind == ":" then
-    local n = math.tointeger(tonumber(rest))
+  local kind = byte(line, 1)
+  if kind == 58 then -- ":"
+    local n = tointeger(tonumber(sub(line, 2)))
     if not n then return nil, "protocol error" end
     return n
-  elseif kind == "$" then
-    local n = math.tointeger(tonumber(rest))
+  elseif kind == 43 then -- "+"
+    return sub(line, 2)
+  elseif kind == 36 then -- "$"
+    local n = tointeger(tonumber(sub(line, 2)))
     if not n then return nil, "protocol error" end
     if n < 0 then return M.null end
     local data, derr = conn:receive(n + 2)
     if not data then return nil, derr end
-    return data:sub(1, n)
-  elseif kind == "*" then
-    local n = math.tointeger(tonumber(rest))
+    return sub(data, 1, n)
+  elseif kind == 45 then -- "-"
+    return false, sub(line, 2)
+  elseif kind == 42 then -- "*"
+    local n = tointeger(tonumber(sub(line, 2)))
     if not n then return nil, "protocol error" end
     if n < 0 then return M.null end
     local arr = {}
@@ -72,13 +125,11 @@ local function broken(self, err)
   return nil, err
 end
 
---- Sends one command (a list of arguments) and waits for its reply.
+--- Sends one command (its arguments) and waits for its reply.
 function Redis:command(...)
   local conn = self.conn
   if not conn then return nil, "closed" end
-  local out = {}
-  encode(out, { ... })
-  local ok, err = conn:send(table.concat(out))
+  local ok, err = send(conn, scratch, put_command(scratch, 0, select("#", ...), ...))
   if not ok then return broken(self, err) end
   local v, rerr = read_reply(conn)
   if v == nil then return broken(self, rerr) end
@@ -92,9 +143,9 @@ end
 function Redis:pipeline(cmds)
   local conn = self.conn
   if not conn then return nil, "closed" end
-  local out = {}
-  for _, cmd in ipairs(cmds) do encode(out, cmd) end
-  local ok, err = conn:send(table.concat(out))
+  local k = 0
+  for i = 1, #cmds do k = put_list(scratch, k, cmds[i]) end
+  local ok, err = send(conn, scratch, k)
   if not ok then return broken(self, err) end
   local results = {}
   for i = 1, #cmds do
@@ -123,26 +174,41 @@ function Redis:close()
   return conn:close()
 end
 
---- Any other method is the Redis command of that name: r:incr("k") sends INCR k. (The
---- fields conn and url are always set, false once closed, so they never reach here.)
-Redis.__index = function(_, name)
-  local m = rawget(Redis, name)
-  if m then return m end
-  local cmd = name:upper()
-  return function(self, ...) return self:command(cmd, ...) end
-end
+Redis.__index = Redis
 Redis.__close = Redis.close
+
+--- Any other method is the Redis command of that name: r:incr("k") sends INCR k. (The
+--- fields conn and url are always set, false once closed, so they never reach here.) The
+--- method of a name is made once and kept in Redis (for the first 1024 names; past that, it
+--- is made per use).
+local made = 0
+setmetatable(Redis, {
+  __index = function(_, name)
+    if type(name) ~= "string" then return nil end
+    local cmd = name:upper()
+    local function method(self, ...) return self:command(cmd, ...) end
+    if made < 1024 then
+      made = made + 1
+      rawset(Redis, name, method)
+    end
+    return method
+  end,
+})
 
 --- Connects (or takes a kept connection back) to url ("tcp://host:port" or "unix:/path").
 --- opts: timeout (seconds, for the connect and each reply; default: the connect's 10 s and
 --- none per reply).
 function M.connect(url, opts)
-  opts = opts or {}
-  local conn, err = hotsock.connect(url, { timeout = opts.timeout })
+  local timeout = opts and opts.timeout
+  local conn, err
+  if timeout then
+    conn, err = hotsock.connect(url, { timeout = timeout })
+  else
+    conn, err = hotsock.connect(url)
+  end
   if not conn then return nil, err end
-  if opts.timeout then conn:settimeout(opts.timeout) end
-  local self = setmetatable({ conn = conn, url = url }, Redis)
-  return self
+  if timeout then conn:settimeout(timeout) end
+  return setmetatable({ conn = conn, url = url }, Redis)
 end
 
 return M
