@@ -171,15 +171,47 @@ static void handle_done(struct hs__conn_box *box)
         hs_conn_close(box->c, "closed");
 }
 
+/* Text built by hand, not by snprintf: a label is made on every wait (per message on a
+ * proxy or a Redis round trip) and read only when a call fails. Each appends to buf (cap
+ * bytes, *len used), truncating, and keeps it terminated. */
+static void text_put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
+static void text_puts(char *buf, size_t cap, size_t *len, const char *s)
+{
+    text_put(buf, cap, len, s, strlen(s));
+}
+
+static void text_put_u64(char *buf, size_t cap, size_t *len, unsigned long long v)
+{
+    char d[20];
+    size_t i = sizeof d;
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    text_put(buf, cap, len, d + i, sizeof d - i);
+}
+
 /* The first run of t waited: from now on it outlives the C call that started it. */
 static void task_suspend(struct hs__task *t)
 {
     struct hs_lua *hl = t->hl;
-    if (t->conn)
-        snprintf(t->label, sizeof t->label, "%s (conn#%llu %s)", t->what,
-                 (unsigned long long)hs_conn_id(t->conn), hs_conn_peer(t->conn));
-    else
-        snprintf(t->label, sizeof t->label, "%s", t->what);
+    size_t len = 0;
+    text_puts(t->label, sizeof t->label, &len, t->what);
+    if (t->conn) {
+        /* "WHAT (conn#ID PEER)" */
+        text_puts(t->label, sizeof t->label, &len, " (conn#");
+        text_put_u64(t->label, sizeof t->label, &len, (unsigned long long)hs_conn_id(t->conn));
+        text_puts(t->label, sizeof t->label, &len, " ");
+        text_puts(t->label, sizeof t->label, &len, hs_conn_peer(t->conn));
+        text_puts(t->label, sizeof t->label, &len, ")");
+    }
     t->what = t->label; /* the caller's text may live on its stack */
     t->conn = NULL;
     hs_version_ref(t->v);
@@ -244,10 +276,15 @@ struct hs__task *hs__task_wait(lua_State *L, const char *what)
                    what);
     t->waiting = what;
     lua_Debug ar;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        snprintf(t->wait_at, sizeof t->wait_at, "%s at %s:%d", what, ar.short_src, ar.currentline);
-    else
-        snprintf(t->wait_at, sizeof t->wait_at, "%s", what);
+    size_t len = 0;
+    text_puts(t->wait_at, sizeof t->wait_at, &len, what);
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        /* "WHAT at FILE:LINE" */
+        text_puts(t->wait_at, sizeof t->wait_at, &len, " at ");
+        text_puts(t->wait_at, sizeof t->wait_at, &len, ar.short_src);
+        text_puts(t->wait_at, sizeof t->wait_at, &len, ":");
+        text_put_u64(t->wait_at, sizeof t->wait_at, &len, (unsigned long long)ar.currentline);
+    }
     return t;
 }
 
