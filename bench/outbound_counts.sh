@@ -9,7 +9,7 @@
 #   bash bench/outbound_counts.sh WORKLOAD [TOOL] [BUILD_DIR]
 #
 # WORKLOAD: counter          examples/counter.lua, pooled Redis conns (one INCR per line)
-#           counter_connect  the same with r:keepalive() replaced by r:close()
+#           counter_connect  the same with r:keepalive(...) replaced by r:close()
 #           proxy64          examples/proxy.lua in front of hs_echo_raw, 64 B ping-pong
 # TOOL:     instructions (default) | syscalls (per syscall name, then the total)
 # BUILD_DIR defaults to build-rel (RelWithDebInfo). CONNS (10), N1, N2 override; KEEP=file
@@ -94,7 +94,7 @@ counter*)
     wait_port "$rport"
     script=examples/counter.lua
     if [[ $work == counter_connect ]]; then
-        sed 's/r:keepalive()/r:close()/' examples/counter.lua >"$tmp/counter_connect.lua"
+        sed 's/r:keepalive([^)]*)/r:close()/' examples/counter.lua >"$tmp/counter_connect.lua"
         script=$tmp/counter_connect.lua
     fi
     extra=(--set "redis=tcp://127.0.0.1:$rport")

@@ -4,10 +4,13 @@
 --   redis-server --port 6379 --save '' --appendonly no &
 --   LUA_PATH='lua/?.lua;;' build/hotsock serve examples/counter.lua --workers 2
 --   printf 'INCR visits\nINCR visits\n' | nc -q1 127.0.0.1 7010        -> 1, 2
--- --set redis=tcp://HOST:PORT names another Redis.
+-- --set redis=tcp://HOST:PORT names another Redis; --set pool=N the Redis connections kept
+-- (default 128): as many as requests may be in flight at once (one per client connection),
+-- or the surplus is closed when it comes back and a later request connects anew.
 local redis = require "hotsock.redis"
 local opts = ...
 local url = (opts or {}).redis or "tcp://127.0.0.1:6379"
+local pool = math.tointeger(tonumber((opts or {}).pool)) or 128
 
 return {
   listen = "tcp://127.0.0.1:7010",
@@ -22,7 +25,7 @@ return {
       r:close()
       return conn:send("ERR ", ierr, "\n")
     end
-    r:keepalive()
+    r:keepalive(60, pool)
     conn:send(n, "\n")
   end,
 }

@@ -145,4 +145,33 @@ describe("examples/counter.lua", function()
     for n = 1, 1000 do assert.is_true(seen[n], "count " .. n .. " never answered") end
     assert.is_true(srv:stop())
   end)
+
+  -- Redis's count of the connections it accepted so far.
+  local function redis_connections()
+    local c = assert(socket.connect("127.0.0.1", tonumber(redis_url:match("%d+$"))))
+    c:settimeout(5)
+    c:send("INFO stats\r\n")
+    local len = tonumber(assert(c:receive("*l")):match("^%$(%d+)"))
+    local body = assert(c:receive(len + 2))
+    c:close()
+    return tonumber(body:match("total_connections_received:(%d+)"))
+  end
+
+  it("40 clients in step reuse their Redis connections: the pool holds them all", function()
+    -- Each round has all 40 requests in flight at once, then all 40 Redis connections back
+    -- in the pool: a pool of fewer would close the surplus and connect anew every round.
+    local srv = kit.start("examples/counter.lua", { set = { redis = redis_url },
+      prefix = LUA_PATH })
+    local clients = {}
+    for i = 1, 40 do clients[i] = srv:connect() end
+    local before = redis_connections()
+    for _ = 1, 10 do
+      for _, c in ipairs(clients) do c:send("INCR instep\n") end
+      for _, c in ipairs(clients) do assert.truthy(tonumber(c:line())) end
+    end
+    local opened = redis_connections() - before - 1 -- the first count's own
+    for _, c in ipairs(clients) do c:close() end
+    assert.is_true(srv:stop())
+    assert.is_true(opened <= 40, opened .. " Redis connections for 40 clients")
+  end)
 end)
