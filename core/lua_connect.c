@@ -491,6 +491,18 @@ static int l_hotsock_connect(lua_State *L)
     /* tls:// is tcp:// with a handshake after the connect; its listener options (cert, key)
      * mean nothing here, so it is parsed as tcp://. */
     int is_tls = strncmp(url, "tls://", 6) == 0;
+    /* A kept conn of this very URL was made by a connect that parsed it: the common case of a
+     * pooled client (a Redis call per request) takes it back before any parsing. Not for a
+     * proxied connect (never pooled for reuse) nor tls:// (kept under a longer key, below). */
+    if (!is_tls && proxy == NULL && hl->pool != NULL && ulen > 0 && tls.verify && !tls.ca &&
+        !tls.sni) {
+        struct hs__out *out = pool_take(hl, url);
+        if (out != NULL) {
+            hs_conn_set_framing(out->c, &f);
+            out_box_push(L, out, hl->running);
+            return 1;
+        }
+    }
     if (is_tls) {
         lua_pushfstring(L, "tcp://%s", url + 6);
         int bad = hs_addr_parse(lua_tostring(L, -1), &a, &why) != 0;
@@ -524,8 +536,9 @@ static int l_hotsock_connect(lua_State *L)
         url = lua_tolstring(L, -1, &ulen); /* stays on the stack until this call returns */
     }
     /* A pooled conn has spoken for some other client already: a proxied one is always new
-     * (and, pooled by conn:keepalive, is kept under a key no connect asks for). */
-    struct hs__out *out = proxy ? NULL : pool_take(hl, url);
+     * (and, pooled by conn:keepalive, is kept under a key no connect asks for). Plain URLs
+     * looked in the pool above. */
+    struct hs__out *out = proxy || !is_tls ? NULL : pool_take(hl, url);
     if (out != NULL) {
         hs_conn_set_framing(out->c, &f);
         out_box_push(L, out, hl->running);
