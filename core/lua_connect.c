@@ -39,8 +39,8 @@ struct hs__out {
     struct hs__conn_box *box;    /* the box bound now; NULL while pooled or once let go */
     struct hs_version *v;        /* the version whose code uses it (referenced) */
     struct event *ev;            /* pool expiry; made active to close a conn let go */
-    struct hs__out *prev, *next; /* hl->pool while pooled */
-    unsigned char pooled;        /* in hl->pool */
+    struct hs__out *prev, *next; /* its pool key's conns while pooled */
+    struct hs__pool_key *pk;     /* the pool key it is kept under; NULL: not pooled */
     unsigned char orphan;        /* the script let go of it: close it from the loop */
     unsigned char upgraded;      /* conn:tls_handshake made it TLS: no longer what key says */
     char key[];                  /* the URL it was connected with: the pool's key */
@@ -67,28 +67,60 @@ struct tls_wait {
 
 /* ---- the pool ---- */
 
+/* The conns kept for one URL, so that a keepalive or a connect finds its URL's conns (and
+ * their count) without looking at every kept conn: with a pool of 128 per URL, the scan of
+ * all of them on each keepalive cost more than the rest of the keepalive. Freed when its
+ * last conn leaves. */
+struct hs__pool_key {
+    struct hs__pool_key *prev, *next; /* hl->pool */
+    struct hs__out *head, *tail;      /* its kept conns, most recently kept first */
+    unsigned n;                       /* how many */
+    char key[];                       /* the URL (hs__out.key) */
+};
+
+static struct hs__pool_key *pool_key_find(struct hs_lua *hl, const char *key)
+{
+    for (struct hs__pool_key *k = hl->pool; k; k = k->next)
+        if (strcmp(k->key, key) == 0)
+            return k;
+    return NULL;
+}
+
 static void pool_unlink(struct hs__out *out)
 {
     struct hs_lua *hl = out->hl;
-    if (!out->pooled)
+    struct hs__pool_key *k = out->pk;
+    if (k == NULL)
         return;
     if (out->prev)
         out->prev->next = out->next;
     else
-        hl->pool = out->next;
+        k->head = out->next;
     if (out->next)
         out->next->prev = out->prev;
+    else
+        k->tail = out->prev;
     out->prev = out->next = NULL;
-    out->pooled = 0;
+    out->pk = NULL;
     hl->npool--;
     event_del(out->ev);
+    if (--k->n == 0) {
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            hl->pool = k->next;
+        if (k->next)
+            k->next->prev = k->prev;
+        free(k);
+    }
 }
 
 /* The most recently kept conn for key, taken out of the pool, or NULL. */
 static struct hs__out *pool_take(struct hs_lua *hl, const char *key)
 {
-    for (struct hs__out *o = hl->pool; o; o = o->next) {
-        if (strcmp(o->key, key) != 0 || hs_conn_is_closing(o->c))
+    struct hs__pool_key *k = pool_key_find(hl, key);
+    for (struct hs__out *o = k ? k->head : NULL; o; o = o->next) {
+        if (hs_conn_is_closing(o->c))
             continue;
         pool_unlink(o);
         return o;
@@ -97,32 +129,47 @@ static struct hs__out *pool_take(struct hs_lua *hl, const char *key)
 }
 
 /* Keeps out for idle_ms (0: until the peer or the core's idle timeout closes it); the oldest
- * conn of its key goes when the key already has max. */
-static void pool_put(struct hs__out *out, long long idle_ms, unsigned max)
+ * conns of its key go while the key has more than max. Returns 0, or -ENOMEM (out is then
+ * not kept). */
+static int pool_put(struct hs__out *out, long long idle_ms, unsigned max)
 {
     struct hs_lua *hl = out->hl;
-    unsigned same = 0;
-    struct hs__out *oldest = NULL;
-    for (struct hs__out *o = hl->pool; o; o = o->next)
-        if (strcmp(o->key, out->key) == 0) {
-            same++;
-            oldest = o;
-        }
-    if (same >= max && oldest) {
-        pool_unlink(oldest);
-        hs_conn_close(oldest->c, "pool full"); /* frees oldest (out_close), at once or later */
+    struct hs__pool_key *k = pool_key_find(hl, out->key);
+    if (k == NULL) {
+        size_t len = strlen(out->key);
+        k = malloc(sizeof *k + len + 1);
+        if (k == NULL)
+            return -ENOMEM;
+        memcpy(k->key, out->key, len + 1);
+        k->head = k->tail = NULL;
+        k->n = 0;
+        k->prev = NULL;
+        k->next = hl->pool;
+        if (hl->pool)
+            hl->pool->prev = k;
+        hl->pool = k;
     }
     out->prev = NULL;
-    out->next = hl->pool;
-    if (hl->pool)
-        hl->pool->prev = out;
-    hl->pool = out;
-    out->pooled = 1;
+    out->next = k->head;
+    if (k->head)
+        k->head->prev = out;
+    else
+        k->tail = out;
+    k->head = out;
+    k->n++;
+    out->pk = k;
     hl->npool++;
     if (idle_ms > 0) {
         struct timeval tv = {(time_t)(idle_ms / 1000), (suseconds_t)((idle_ms % 1000) * 1000)};
         event_add(out->ev, &tv);
     }
+    /* out is the newest and max >= 1: the tail is never out, and k outlives the loop. */
+    while (k->n > max) {
+        struct hs__out *oldest = k->tail;
+        pool_unlink(oldest);
+        hs_conn_close(oldest->c, "pool full"); /* frees oldest (out_close), at once or later */
+    }
+    return 0;
 }
 
 /* ---- the conn handler of outbound conns ---- */
@@ -134,7 +181,7 @@ static void out_ev_cb(evutil_socket_t fd, short what, void *arg)
     HS_UNUSED(what);
     if (out->orphan)
         hs_conn_close(out->c, "closed"); /* after what the script sent is flushed */
-    else if (out->pooled)
+    else if (out->pk)
         hs_conn_close(out->c, "keepalive timeout");
 }
 
@@ -163,7 +210,7 @@ static void out_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg
         hs__conn_reader_input(out->box, eof);
         return;
     }
-    if (out->pooled) {
+    if (out->pk) {
         /* A kept conn the peer closed (or that speaks out of turn) is of no more use. */
         hs_log(HS_LOG_DEBUG, "conn#%llu %s: kept-alive conn %s; dropping it",
                (unsigned long long)hs_conn_id(c), hs_conn_peer(c),
@@ -683,8 +730,9 @@ static int l_conn_keepalive(lua_State *L)
     /* A plain connect to its URL must not get a TLS session back. */
     if (out->upgraded)
         return hs__lua_fail(L, HS_EUPGRADED);
+    if (pool_put(out, (long long)(idle * 1000.0 + 0.5), (unsigned)size) != 0)
+        return hs__lua_fail(L, -ENOMEM);
     out_unbind(out);
-    pool_put(out, (long long)(idle * 1000.0 + 0.5), (unsigned)size);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -20,6 +20,7 @@ struct hs_version;
 struct lua_timer;
 struct hs__task;
 struct hs__out;
+struct hs__pool_key;
 struct evdns_base;
 struct hs_ws;
 struct hs__pubsub;
@@ -55,8 +56,8 @@ struct hs_lua {
     struct evdns_base *dns;    /* the resolver, made on first need */
     struct hs_conns *outbound; /* outbound conns: a set of their own, made on first need, so a
                                 * graceful stop waits for clients, not for kept upstreams */
-    struct hs__out *pool;      /* conns kept by conn:keepalive, most recently kept first */
-    unsigned npool;            /* how many */
+    struct hs__pool_key *pool; /* conns kept by conn:keepalive, by URL (lua_connect.c) */
+    unsigned npool;            /* how many conns */
     struct hs__pubsub *pubsub; /* hotsock.subscribe's state (lua_pubsub.c); lives as long as L */
     /* Each box kind's metatable (its address), for hs__box_check (lua_box.c). */
     const void *box_mt[HS__BOX_KINDS];

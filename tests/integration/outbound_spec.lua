@@ -211,6 +211,26 @@ describe("outbound", function()
       assert.is_true(dsrv:stop(3))
     end)
 
+  it("keepalive pools by URL: past pool_size the oldest kept conn of the URL goes", function()
+    local up1, url1 = upstream()
+    local up2, url2 = upstream()
+    local c = srv:connect()
+    c:send_line("keepmany " .. url1 .. " " .. url2)
+    local l = c:line()
+    local a1, a2, a3, b1, g1, g2, g3, g4 =
+      l:match("^(%d+),(%d+),(%d+),(%d+) (%d+),(%d+),(%d+),(%d+)$")
+    assert.truthy(a1, l)
+    -- URL2's conn is kept apart from URL1's three, which keep their two newest, newest first;
+    -- the third connect to URL1 is a new conn.
+    assert.equals(b1, g1)
+    assert.equals(a3, g2)
+    assert.equals(a2, g3)
+    assert.is_true(g4 ~= a1 and g4 ~= a2 and g4 ~= a3 and g4 ~= b1, l)
+    c:close()
+    up1:close()
+    up2:close()
+  end)
+
   it("a conn the script lets go of is closed by the collector", function()
     local up, url = upstream()
     local c = srv:connect()
