@@ -49,20 +49,21 @@ local function put_arg(buf, k, a)
   return k + 3
 end
 
--- The encoding of one command whose n arguments are the varargs, into buf after k.
-local function put_command(buf, k, n, ...)
-  buf[k + 1] = COUNT[n]
-  k = k + 1
-  for i = 1, n do k = put_arg(buf, k, (select(i, ...))) end
-  return k
-end
-
--- The encoding of one command given as a list, into buf after k.
-local function put_list(buf, k, cmd)
-  local n = #cmd
+-- The encoding of one command given as a list of n arguments, into buf after k.
+local function put_list(buf, k, cmd, n)
   buf[k + 1] = COUNT[n]
   k = k + 1
   for i = 1, n do k = put_arg(buf, k, cmd[i]) end
+  return k
+end
+
+-- The encoding of one command whose n arguments are the varargs, into buf after k: a few
+-- read in place, more (where select would copy them over and over) through a table.
+local function put_command(buf, k, n, ...)
+  if n > 8 then return put_list(buf, k, { ... }, n) end
+  buf[k + 1] = COUNT[n]
+  k = k + 1
+  for i = 1, n do k = put_arg(buf, k, (select(i, ...))) end
   return k
 end
 
@@ -144,7 +145,7 @@ function Redis:pipeline(cmds)
   local conn = self.conn
   if not conn then return nil, "closed" end
   local k = 0
-  for i = 1, #cmds do k = put_list(scratch, k, cmds[i]) end
+  for i = 1, #cmds do k = put_list(scratch, k, cmds[i], #cmds[i]) end
   local ok, err = send(conn, scratch, k)
   if not ok then return broken(self, err) end
   local results = {}
