@@ -152,14 +152,15 @@ static int recv_try(lua_State *L, struct hs_conn *c, int kind, size_t n, int eof
             f.max = lim->max_frame;
         struct hs_frame fr = {0, 0, 0};
         size_t resume = 0;
-        const char *why = hs_errtok(HS_EMALFORMED);
+        /* The token table is looked up only for a failure, not on every receive. */
+        const char *why = NULL;
         int r = hs_framing_next(&f, in, &resume, &fr, &why);
         if (r == 1) {
             take(L, in, fr.skip, (size_t)fr.len, fr.skip + (size_t)fr.len + fr.trail);
             return 1;
         }
         if (r != HS_AGAIN)
-            err = why;
+            err = why ? why : hs_errtok(HS_EMALFORMED);
         else if (eof && len > 0 && f.kind == HS_FRAMING_LINE) {
             /* An unterminated last line is still a line, as for on_message. */
             take(L, in, 0, len, len);

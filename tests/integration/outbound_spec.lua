@@ -156,6 +156,13 @@ describe("outbound", function()
       u:send(string.pack(">I2", 10) .. "abc")
       u:close()
       assert.equals("nil closed 5", c:line())
+      -- A length frame over its framing's max: the framer's token.
+      c:send_line("framed " .. url .. " hi length:u16be:max=4")
+      u = accept(up)
+      u:receive("*l")
+      u:send(string.pack(">I2", 10) .. "abcdefghij")
+      assert.truthy(c:line():match("^nil frame too large %d+$"))
+      u:close()
       -- A line over --max-line (100).
       c:send_line("get " .. url .. " hi")
       u = accept(up)
