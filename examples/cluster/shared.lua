@@ -5,12 +5,15 @@ local redis = require "hotsock.redis"
 
 local M = {}
 
--- opts: the script's --set options (redis=tcp://HOST:PORT, limit=N, window=SECONDS, name=ID).
+-- opts: the script's --set options (redis=tcp://HOST:PORT, limit=N, window=SECONDS, name=ID,
+-- pool=N: Redis connections kept per worker, default 128; keep it at least the number of
+-- requests a worker serves at once, or the surplus ones connect to Redis anew each time).
 function M.new(opts)
   opts = opts or {}
   local url = opts.redis or "tcp://127.0.0.1:6379"
   local limit = math.tointeger(tonumber(opts.limit or "")) or 100
   local window = math.tointeger(tonumber(opts.window or "")) or 1
+  local pool = math.tointeger(tonumber(opts.pool or "")) or 128
   local self = { name = opts.name or "hotsock" }
 
   -- "IP:PORT" or "[IPv6]:PORT" (conn:peer(), with ?proxy the client from the header) -> IP.
@@ -23,7 +26,7 @@ function M.new(opts)
     local r, err = redis.connect(url)
     if not r then return nil, err end
     local res, ferr = f(r)
-    if res == nil and ferr ~= nil and not ferr:match("^ERR") then r:close() else r:keepalive() end
+    if res == nil and ferr ~= nil and not ferr:match("^ERR") then r:close() else r:keepalive(60, pool) end
     return res, ferr
   end
 
