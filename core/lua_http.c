@@ -1,8 +1,8 @@
 /* The Lua face of HTTP: scripts with protocol = "http" get on_request(req, res) per request.
- * req is a table (method, target, path, query, version, headers, body, peer) with the methods
- * query_param and pipe_body; res (core/lua_http_res.c) is a userdata with status, header,
- * send, write, finish and send_file. The HTTP work itself is core/http_conn.c; static files are
- * core/http_file.c. */
+ * req is a table (method, target, path, query, version, headers, body, peer; most are filled in
+ * on first read, core/lua_http_req.c) with the methods query_param and pipe_body; res
+ * (core/lua_http_res.c) is a userdata with status, header, send, write, finish and send_file. The
+ * HTTP work itself is core/http_conn.c; static files are core/http_file.c. */
 #include "core/hs.h"
 #include "core/http_conn.h"
 #include "core/http_file.h"
@@ -20,8 +20,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-
-static const char REQ_RES_KEY = 'r'; /* address: the req table's link to its res box */
 
 /* The request is over for the script: the box no longer reaches the connection. */
 void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
@@ -123,7 +121,7 @@ static int l_req_pipe_body(lua_State *L)
     luaL_checktype(L, 3, LUA_TFUNCTION);
     lua_Integer max = luaL_optinteger(L, 4, 0);
     luaL_argcheck(L, max >= 0, 4, "max must not be negative");
-    lua_rawgetp(L, 1, &REQ_RES_KEY);
+    lua_rawgetp(L, 1, &hs__req_res_key);
     struct res_box *b = hs__box_test(L, -1, HS__BOX_RES);
     if (b == NULL)
         return luaL_argerror(L, 1, "not a request");
@@ -145,7 +143,7 @@ static int l_req_pipe_body(lua_State *L)
 
 struct hs_http_conn *hs__lua_http_exchange(lua_State *L, int idx, struct hs_version **v)
 {
-    lua_rawgetp(L, idx, &REQ_RES_KEY);
+    lua_rawgetp(L, idx, &hs__req_res_key);
     struct res_box *b = hs__box_test(L, -1, HS__BOX_RES);
     if (b == NULL)
         luaL_argerror(L, idx, "not a request");
@@ -170,7 +168,7 @@ struct hs_http_conn *hs__lua_http_exchange(lua_State *L, int idx, struct hs_vers
 
 void hs__lua_http_done(lua_State *L, int idx)
 {
-    lua_rawgetp(L, idx, &REQ_RES_KEY);
+    lua_rawgetp(L, idx, &hs__req_res_key);
     struct res_box *b = hs__box_check(L, -1, HS__BOX_RES, "req:websocket");
     b->finished = 1;
     if (!hs__box_gone(&b->box))
@@ -190,7 +188,7 @@ static void open_meta(lua_State *L)
         };
         luaL_newlib(L, methods);
         hs__lua_open_ws(L);
-        lua_setfield(L, -2, "__index");
+        hs__lua_http_req_meta(L);
     }
     lua_pop(L, 1);
 }
@@ -205,38 +203,6 @@ static int call(struct lua_http *lh, const char *name, int nargs, int nres, cons
 {
     struct hs__invoke iv = {.v = lh->v, .name = name, .what = what, .conn = c, .flags = flags};
     return hs__lua_invoke(lh->hl, &iv, nargs, nres);
-}
-
-static void set_str(lua_State *L, const char *k, const char *s, size_t n)
-{
-    lua_pushlstring(L, s, n);
-    lua_setfield(L, -2, k);
-}
-
-/* Pushes the headers table: lowercased names; repeated fields joined with ", ". */
-static void push_headers(lua_State *L, const struct hs_http_request *req)
-{
-    lua_createtable(L, 0, (int)req->num_headers);
-    for (size_t i = 0; i < req->num_headers; i++) {
-        const struct hs_http_header *f = &req->headers[i];
-        luaL_Buffer b;
-        char *p = luaL_buffinitsize(L, &b, f->name_len);
-        for (size_t j = 0; j < f->name_len; j++) {
-            char c = f->name[j];
-            p[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
-        luaL_pushresultsize(&b, f->name_len);
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) == LUA_TSTRING) {
-            lua_pushliteral(L, ", ");
-            lua_pushlstring(L, f->value, f->value_len);
-            lua_concat(L, 3);
-        } else {
-            lua_pop(L, 1);
-            lua_pushlstring(L, f->value, f->value_len);
-        }
-        lua_rawset(L, -3);
-    }
 }
 
 static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, const char *path,
@@ -257,34 +223,7 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
         lh->v = cur;
     }
 
-    lua_createtable(L, 0, 9);
-    set_str(L, "method", req->method, req->method_len);
-    set_str(L, "target", req->target, req->target_len);
-    set_str(L, "path", path, path_len);
-    set_str(L, "query", req->query, req->query_len);
-    lua_pushstring(L, req->minor_version ? "1.1" : "1.0");
-    lua_setfield(L, -2, "version");
-    lua_pushstring(L, hs_conn_peer(c));
-    lua_setfield(L, -2, "peer");
-    hs__lua_push_ip(L, hs_conn_peer(c));
-    lua_setfield(L, -2, "ip");
-    hs__push_tls_info(L, c); /* nil on plaintext: no field */
-    lua_setfield(L, -2, "tls");
-    hs__push_proxy_info(L, c); /* nil unless a PROXY listener: no field */
-    lua_setfield(L, -2, "proxy");
-    push_headers(L, req);
-    lua_setfield(L, -2, "headers");
-    luaL_setmetatable(L, HS_REQ_MT);
-
-    struct res_box *b = hs__box_new(L, HS__BOX_RES, sizeof *b, 2);
-    b->h = h;
-    b->status = 200;
-    lua_newtable(L);
-    lua_setiuservalue(L, -2, 1);
-    lua_pushvalue(L, -2);
-    lua_setiuservalue(L, -2, 2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, -3, &REQ_RES_KEY);
+    hs__lua_http_push_exchange(L, h, req, path, path_len, c);
     lh->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lh->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
@@ -312,8 +251,9 @@ static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->req_ref);
     if (body != NULL) {
         size_t n = evbuffer_get_length(body);
+        lua_pushliteral(L, "body");
         lua_pushlstring(L, n ? (const char *)evbuffer_pullup(body, (ev_ssize_t)n) : "", n);
-        lua_setfield(L, -2, "body");
+        lua_rawset(L, -3); /* raw: not through req's __newindex */
         evbuffer_drain(body, n);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->res_ref);

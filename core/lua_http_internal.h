@@ -66,6 +66,20 @@ static inline int res_gone(const struct res_box *b)
  * registry references of lh's req and res are dropped (core/lua_http.c). */
 void hs__lua_http_detach(lua_State *L, struct lua_http *lh);
 
+/* Address of the light userdata key under which a req table keeps its res box. */
+extern const char hs__req_res_key;
+
+/* Pushes a new req table for the request head req (path: its normalized path) on connection c
+ * and then its res box, linked to each other and to h; returns the box. req's strings are
+ * copied (the req reads them lazily, core/lua_http_req.c), so req may be reused at once. */
+struct res_box *hs__lua_http_push_exchange(lua_State *L, struct hs_http_conn *h,
+                                           const struct hs_http_request *req, const char *path,
+                                           size_t path_len, struct hs_conn *c);
+
+/* With the req metatable at -2 and its methods table at -1: sets __index (lazy fields, then
+ * the methods), __newindex and __pairs on the metatable and pops the methods table. */
+void hs__lua_http_req_meta(lua_State *L);
+
 /* Creates the res metatable the first time (core/lua_http_res.c); leaves the stack as it was. */
 void hs__lua_http_open_res(lua_State *L);
 

@@ -455,6 +455,15 @@ end)
 
 local fixture = [[
 local hotsock = require "hotsock"
+local kept -- a req kept from an earlier request (/keep), read by a later one (/kept)
+local function fields(req)
+  local hs = {}
+  for k, v in pairs(req.headers) do hs[#hs + 1] = k .. "=" .. v end
+  table.sort(hs)
+  return table.concat({ req.method, req.target, req.path, req.query, req.version,
+    req.peer:match("^127%.0%.0%.1:%d+$") and "peer-ok" or req.peer, req.ip,
+    table.concat(hs, ";") }, "|")
+end
 return {
   protocol = "http",
   http = { max_body = 1000 },
@@ -469,6 +478,25 @@ return {
         tostring(req:query_param("flag")), tostring(req:query_param("zz")), req.version,
         req.peer:match("^127%.0%.0%.1:%d+$") and "peer-ok" or req.peer,
         table.concat(hs, ";"), req.body }, "\n"))
+    elseif req.path == "/later" then
+      hotsock.sleep(0.01) -- the request's input is long gone when the fields are first read
+      res:send(fields(req))
+    elseif req.path == "/keep" then
+      kept = req
+      res:send("kept")
+    elseif req.path == "/kept" then
+      res:send(fields(kept))
+    elseif req.path == "/pairs" then
+      req.query = "mine" -- set before any read: the script's value wins
+      req.headers = nil
+      req.extra = 1
+      local keys = {}
+      for k, v in pairs(req) do
+        if type(k) == "string" then keys[#keys + 1] = k .. "=" .. type(v) end
+      end
+      table.sort(keys)
+      res:send(table.concat(keys, " ") .. "\n" .. req.query .. " " .. tostring(req.headers) ..
+        " " .. tostring(rawget(req, "tls")) .. " " .. tostring(req.no_such_field))
     elseif req.path == "/slow" then
       hotsock.after(0.05, function() res:send("slow") end)
     elseif req.path == "/fast" then
@@ -525,6 +553,28 @@ describe("http handler API", function()
     assert.equals(table.concat({ "POST", "/x/./%69nfo/../../info?a=1&b+c=x%20y&flag&a=2", "/info",
       "a=1&b+c=x%20y&flag&a=2", "1", "x y", "", "nil", "1.1", "peer-ok",
       "content-length=4;host=t;x-twice=one, two", "body" }, "\n"), r.body)
+  end)
+
+  it("req fields read after a wait, or from a req kept past its connection, are the request's",
+    function()
+    local want = "GET|/later?q=1|/later|q=1|1.0|peer-ok|127.0.0.1|" ..
+      "connection=keep-alive;host=t;x-a=1, 2"
+    local c = srv:tcp()
+    assert(c:send("GET /later?q=1 HTTP/1.0\r\nConnection: keep-alive\r\nHost: t\r\nX-A: 1\r\n" ..
+      "x-a: 2\r\n\r\nGET /fast HTTP/1.1\r\nHost: other\r\n\r\n"))
+    assert.equals(want, read_response(c).body)
+    assert.equals("fast", read_response(c).body)
+    c:close()
+    -- /keep's fields are first read by /kept, on another connection, after /keep's is gone.
+    assert.equals("kept", get(srv, "/keep?k=v", { ["X-Kept"] = "yes" }).body)
+    assert.equals("GET|/keep?k=v|/keep|k=v|1.1|peer-ok|127.0.0.1|host=t;x-kept=yes",
+      get(srv, "/kept").body)
+  end)
+
+  it("pairs(req) lists every field; a field set before it is read keeps the script's value",
+    function()
+    assert.equals("body=string extra=number ip=string method=string path=string peer=string query=string " ..
+      "target=string version=string\nmine nil nil nil", get(srv, "/pairs?q=1").body)
   end)
 
   it("answers pipelined requests in order even when the first is answered later", function()
