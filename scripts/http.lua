@@ -49,11 +49,14 @@ local function content_type(path)
   return t
 end
 
--- A short plain-text answer.
+-- A short plain-text answer. (200 is the default status; no table is made when there are no
+-- extra headers: /hello takes this path on every request.)
 local function text(res, status, body, headers)
-  res:status(status)
+  if status ~= 200 then res:status(status) end
   res:header("Content-Type", "text/plain; charset=utf-8")
-  for k, v in pairs(headers or {}) do res:header(k, v) end
+  if headers then
+    for k, v in pairs(headers) do res:header(k, v) end
+  end
   res:send(body)
 end
 
