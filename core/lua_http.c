@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -33,6 +34,9 @@ void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
     }
     unref(L, &lh->res_ref);
     unref(L, &lh->req_ref);
+    free(lh->lines);
+    lh->lines = NULL;
+    lh->lines_len = lh->lines_cap = 0;
 }
 
 /* A Lua error in one of this request's callbacks: 500 if nothing was answered, then close. */
@@ -153,16 +157,10 @@ struct hs_http_conn *hs__lua_http_exchange(lua_State *L, int idx, struct hs_vers
         lua_pop(L, 1);
         return NULL;
     }
-    *v = ((struct lua_http *)hs_http_conn_app(b->h))->v;
-    lua_getiuservalue(L, -1, 1);
-    lua_Integer n = luaL_len(L, -1);
-    lua_pushliteral(L, "");
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, -2, i);
-        lua_concat(L, 2);
-    }
-    lua_replace(L, -3);
-    lua_pop(L, 1);
+    struct lua_http *lh = hs_http_conn_app(b->h);
+    *v = lh->v;
+    lua_pushlstring(L, lh->lines ? lh->lines : "", lh->lines_len);
+    lua_replace(L, -2);
     return b->h;
 }
 

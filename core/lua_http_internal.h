@@ -30,10 +30,15 @@ struct lua_http {
     int done_ref;         /* registry: the pending pipe_body callback, or LUA_NOREF */
     int file_ref;         /* registry: the file being piped into (kept alive), or LUA_NOREF */
     struct hs_file_cache *files; /* the process's file cache once send_file used it */
+    /* The current response's header lines set so far by res:header ("Name: value\r\n", in
+     * order): malloc'd on the first, freed when the request is over (hs__lua_http_detach). */
+    char *lines;
+    size_t lines_len; /* bytes used */
+    size_t lines_cap; /* bytes allocated */
 };
 
-/* A response as Lua sees it. User value 1: the header lines set so far ("Name: value\r\n"
- * strings, in order); user value 2: the request table. */
+/* A response as Lua sees it. User value 1: the request table. Its header lines are kept in
+ * the connection's struct lua_http while it is current (b->h set). */
 struct res_box {
     /* The box head (core/lua_box.h): NULL once finished or once the connection is gone. */
     HS__BOX_HEAD(struct hs_http_conn, h);

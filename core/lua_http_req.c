@@ -100,7 +100,7 @@ struct res_box *hs__lua_http_push_exchange(lua_State *L, struct hs_http_conn *h,
 
     size_t size =
         COPY_AT + sizeof(struct req_copy) + 2 * req->num_headers * sizeof(struct piece) + nbytes;
-    struct res_box *b = hs__box_new(L, HS__BOX_RES, size, 2);
+    struct res_box *b = hs__box_new(L, HS__BOX_RES, size, 1);
     b->h = h;
     b->status = 200;
     struct req_copy *rq = (struct req_copy *)((char *)b + COPY_AT);
@@ -124,10 +124,8 @@ struct res_box *hs__lua_http_push_exchange(lua_State *L, struct hs_http_conn *h,
         rq->fields[2 * i] = put(bytes, &at, f->name, f->name_len);
         rq->fields[2 * i + 1] = put(bytes, &at, f->value, f->value_len);
     }
-    lua_newtable(L);
-    lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -2);
-    lua_setiuservalue(L, -2, 2);
+    lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, &hs__req_res_key);
     return b;

@@ -67,6 +67,44 @@ static const char *check_value(lua_State *L, int idx, int arg)
     return v;
 }
 
+/* Appends "name: <value at idx>\r\n" to the current response's header lines. Returns 0 or
+ * -ENOMEM. */
+static int add_line(struct lua_http *lh, const char *name, size_t nl, lua_State *L, int idx)
+{
+    size_t vl;
+    const char *v = lua_tolstring(L, idx, &vl);
+    size_t need = lh->lines_len + nl + 2 + vl + 2;
+    if (need > lh->lines_cap) {
+        size_t cap = lh->lines_cap ? lh->lines_cap : 128;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(lh->lines, cap);
+        if (p == NULL)
+            return -ENOMEM;
+        lh->lines = p;
+        lh->lines_cap = cap;
+    }
+    char *p = lh->lines + lh->lines_len;
+    memcpy(p, name, nl);
+    p += nl;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, v, vl);
+    p += vl;
+    *p++ = '\r';
+    *p++ = '\n';
+    lh->lines_len = need;
+    return 0;
+}
+
+static int push_result(lua_State *L, int r)
+{
+    if (r != 0)
+        return push_fail(L, r);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* res:header(name, value): sets name, replacing earlier values; a list gives one line per
  * element, nil removes it. Content-Length and Transfer-Encoding belong to hotsock;
  * Connection may only be "close". */
@@ -104,58 +142,37 @@ static int l_res_header(lua_State *L)
         return 1;
     }
     /* Drop the lines of this name, then append the new ones. */
-    lua_getiuservalue(L, 1, 1);
-    int t = lua_gettop(L);
-    lua_Integer n = luaL_len(L, t), keep = 0;
-    for (lua_Integer i = 1; i <= n; i++) {
-        size_t ll;
-        lua_rawgeti(L, t, i);
-        const char *line = lua_tolstring(L, -1, &ll);
-        if (ll > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0)
-            lua_pop(L, 1);
-        else
-            lua_rawseti(L, t, ++keep);
+    struct lua_http *lh = hs_http_conn_app(b->h);
+    size_t keep = 0;
+    for (size_t i = 0; i < lh->lines_len;) {
+        const char *eol = memchr(lh->lines + i, '\n', lh->lines_len - i);
+        size_t ll = (size_t)(eol - (lh->lines + i)) + 1;
+        if (!(ll > nl && lh->lines[i + nl] == ':' && strncasecmp(lh->lines + i, name, nl) == 0)) {
+            memmove(lh->lines + keep, lh->lines + i, ll);
+            keep += ll;
+        }
+        i += ll;
     }
-    for (lua_Integer i = keep + 1; i <= n; i++) {
-        lua_pushnil(L);
-        lua_rawseti(L, t, i);
-    }
+    lh->lines_len = keep;
+    int r = 0;
     if (lua_istable(L, 3)) {
         lua_Integer m = luaL_len(L, 3);
-        for (lua_Integer i = 1; i <= m; i++) {
+        for (lua_Integer i = 1; i <= m && r == 0; i++) {
             lua_geti(L, 3, i);
-            lua_pushfstring(L, "%s: %s\r\n", name, lua_tostring(L, -1));
-            lua_rawseti(L, t, ++keep);
+            r = add_line(lh, name, nl, L, -1);
             lua_pop(L, 1);
         }
     } else if (!lua_isnil(L, 3)) {
-        lua_pushfstring(L, "%s: %s\r\n", name, lua_tostring(L, 3));
-        lua_rawseti(L, t, ++keep);
+        r = add_line(lh, name, nl, L, 3);
     }
-    lua_pop(L, 1);
-    lua_pushboolean(L, 1);
-    return 1;
+    return push_result(L, r);
 }
 
-/* Pushes the header block of the box at index 1 (one string) and starts the response. */
-static int res_start(lua_State *L, struct res_box *b, int status, const char *extra, int64_t length)
+/* Starts the response with the header lines set so far (the box must not be gone). */
+static int res_start(struct res_box *b, int status, int64_t length)
 {
-    luaL_Buffer buf;
-    lua_getiuservalue(L, 1, 1);
-    luaL_buffinit(L, &buf);
-    lua_Integer n = luaL_len(L, -2);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, -2, i);
-        luaL_addvalue(&buf);
-    }
-    if (extra)
-        luaL_addstring(&buf, extra);
-    luaL_pushresult(&buf);
-    size_t len;
-    const char *hdrs = lua_tolstring(L, -1, &len);
-    int r = hs_http_conn_start(b->h, status, hdrs, len, length, b->close);
-    lua_pop(L, 2);
-    return r;
+    const struct lua_http *lh = hs_http_conn_app(b->h);
+    return hs_http_conn_start(b->h, status, lh->lines, lh->lines_len, length, b->close);
 }
 
 /* Marks the box finished and lets go of the request before finishing in C, which may close
@@ -170,14 +187,6 @@ static int res_finish(lua_State *L, struct res_box *b)
     return hs_http_conn_finish(h);
 }
 
-static int push_result(lua_State *L, int r)
-{
-    if (r != 0)
-        return push_fail(L, r);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
 /* res:send([body]) — the whole response with Content-Length; finishes it. */
 static int l_res_send(lua_State *L)
 {
@@ -189,7 +198,7 @@ static int l_res_send(lua_State *L)
         return push_fail(L, HS_ECLOSED);
     /* IMPORTANT: a write may find the connection broken and close it at once; on_close then
      * clears b->h, so it is checked after every call below. */
-    int r = res_start(L, b, b->status, NULL, (int64_t)len);
+    int r = res_start(b, b->status, (int64_t)len);
     if (r == 0 && b->h != NULL)
         r = hs_http_conn_write(b->h, body, len);
     if (r == HS_EFULL && b->h != NULL)
@@ -209,7 +218,7 @@ static int l_res_write(lua_State *L)
         return push_fail(L, HS_ECLOSED);
     int r = 0;
     if (!b->started) {
-        r = res_start(L, b, b->status, NULL, -1);
+        r = res_start(b, b->status, -1);
         b->started = r == 0;
     }
     if (r == 0)
@@ -297,7 +306,7 @@ static int l_res_send_file(lua_State *L)
 
     struct hs_http_file_cond cond;
     memset(&cond, 0, sizeof cond);
-    lua_getiuservalue(L, 1, 2);
+    lua_getiuservalue(L, 1, 1);
     lua_getfield(L, -1, "method");
     const char *m = lua_tostring(L, -1);
     int get = m && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0);
@@ -309,27 +318,10 @@ static int l_res_send_file(lua_State *L)
         req_field(L, "if-range", &cond.if_range, &cond.if_range_len);
     }
     lua_pop(L, 2);
-    /* The script's header lines, joined while Lua may still raise: from the cache lookup on,
-     * nothing below may, or the entry's reference would leak. */
-    lua_getiuservalue(L, 1, 1);
-    lua_Integer nh = luaL_len(L, -1);
-    if (nh <= 1) { /* the common case (a Content-Type): no joining */
-        lua_rawgeti(L, -1, 1);
-        if (nh == 0) {
-            lua_pop(L, 1);
-            lua_pushliteral(L, "");
-        }
-    } else {
-        luaL_Buffer lb;
-        luaL_buffinit(L, &lb);
-        for (lua_Integer i = 1; i <= nh; i++) {
-            lua_rawgeti(L, -2, i);
-            luaL_addvalue(&lb);
-        }
-        luaL_pushresult(&lb);
-    }
-    size_t ulen;
-    const char *user = lua_tolstring(L, -1, &ulen); /* kept on the stack */
+    /* The script's header lines (copied below, before anything can close the connection). */
+    const struct lua_http *lh = hs_http_conn_app(b->h);
+    const char *user = lh->lines;
+    size_t ulen = lh->lines_len;
 
     struct hs_file_entry *e;
     int r = hs_file_cache_get(fc, path, root, hs_file_cache_now(), &e);
@@ -347,7 +339,8 @@ static int l_res_send_file(lua_State *L)
         hs_file_entry_unref(e);
         return push_fail(L, -ENOMEM);
     }
-    memcpy(hdrs, user, ulen);
+    if (ulen)
+        memcpy(hdrs, user, ulen);
     memcpy(hdrs + ulen, e->headers, e->headers_len);
     size_t n = ulen + e->headers_len;
     if (status == 206)
