@@ -157,14 +157,16 @@ return {
   end,
 
   on_request = function(req, res)
+    -- The exact routes first: no pattern is matched on their way. /upload/ paths are none.
+    local method, path = req.method, req.path
+    local handler = routes[method] and routes[method][path]
+      or method == "HEAD" and routes.GET[path] -- HEAD is GET without the body
+    if handler then return handler(req, res) end
     local name = upload_name(req)
     if name then
-      if req.method ~= "PUT" then return text(res, 405, "method not allowed\n", { Allow = "PUT" }) end
+      if method ~= "PUT" then return text(res, 405, "method not allowed\n", { Allow = "PUT" }) end
       return upload(req, res, name)
     end
-    local handler = routes[req.method] and routes[req.method][req.path]
-      or req.method == "HEAD" and routes.GET[req.path] -- HEAD is GET without the body
-    if handler then return handler(req, res) end
     if allow[req.path] then
       return text(res, 405, "method not allowed\n", { Allow = allow[req.path] })
     end
