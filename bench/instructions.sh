@@ -7,7 +7,8 @@
 #
 #   bench/instructions.sh WORKLOAD [SERVER] [BUILD_DIR]
 #
-# WORKLOAD: tcp64_1 | tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 | http_hello
+# WORKLOAD: tcp64_1 | tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 | http_hello | https_hello
+#           (https_hello: GET /hello over one TLS 1.3 keep-alive connection, ECDSA P-256)
 # SERVER:   hotsock (default; sandbox limits at their defaults) | raw (bench/echo_raw.c,
 #           echo workloads) | nginx (http_hello, nginx + lua-nginx-module)
 # BUILD_DIR defaults to build-rel (RelWithDebInfo). N1/N2 override the message counts;
@@ -28,7 +29,7 @@ tcp64_50) conns=50 load=(--mode pingpong --size 64) n1=20 n2=220 ;;
 tcp64_500) conns=500 load=(--mode pingpong --size 64) n1=4 n2=24 ;;
 tcp4k_pipe) load=(--mode pipeline --size 4096 --depth 16) n1=32 n2=432 ;;
 udp64) load=(--mode pingpong --size 64 --udp-timeout 10) n1=20 n2=420 ;;
-http_hello) conns=1 n1=200 n2=2200 ;;
+http_hello | https_hello) conns=1 n1=200 n2=2200 ;;
 *)
     echo "bench/instructions.sh: unknown workload $work" >&2
     exit 2
@@ -38,11 +39,17 @@ n1=${N1:-$n1}
 n2=${N2:-$n2}
 
 # A keep-alive client sending a fixed number of GET /hello one after another on one
-# connection, reading each response whole (Content-Length) before the next.
+# connection, reading each response whole (Content-Length) before the next; over TLS when a
+# third argument (the CA file) is given.
 cat >"$tmp/http.py" <<'PY'
-import socket, sys
+import socket, ssl, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
 s = socket.create_connection(("127.0.0.1", port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+if len(sys.argv) > 3:
+    ctx = ssl.create_default_context(cafile=sys.argv[3])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    s = ctx.wrap_socket(s, server_hostname="localhost")
 req = b"GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n"
 buf = b""
 for _ in range(n):
@@ -63,6 +70,12 @@ for _ in range(n):
 s.close()
 PY
 
+if [[ $work == https_hello ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -keyout "$tmp/ec.key" -out "$tmp/ec.pem" -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost 2>/dev/null
+fi
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -77,12 +90,17 @@ run() {
         "${vg[@]}" "$B/hotsock" serve scripts/http.lua --listen "tcp://127.0.0.1:$port" \
             --workers 1 --control none --log-level warn >/dev/null 2>"$tmp/vg.log" &
         ;;
+    hotsock:https_hello)
+        "${vg[@]}" "$B/hotsock" serve scripts/http.lua \
+            --listen "tls://127.0.0.1:$port?cert=$tmp/ec.pem&key=$tmp/ec.key" \
+            --workers 1 --control none --log-level warn >/dev/null 2>"$tmp/vg.log" &
+        ;;
     hotsock:*)
         "${vg[@]}" "$B/hotsock" serve scripts/echo.lua --listen "tcp://127.0.0.1:$port" \
             --listen "udp://127.0.0.1:$port" --workers 1 --control none --log-level warn \
             --max-per-peer 0 --max-connections 12000 >/dev/null 2>"$tmp/vg.log" &
         ;;
-    raw:http_hello | nginx:tcp* | nginx:udp*)
+    raw:http* | nginx:tcp* | nginx:udp* | nginx:https*)
         echo "bench/instructions.sh: server $server does not run $work" >&2
         exit 2
         ;;
@@ -107,6 +125,8 @@ run() {
     done
     if [[ $work == http_hello ]]; then
         timeout 300 python3 "$tmp/http.py" "$port" "$n"
+    elif [[ $work == https_hello ]]; then
+        timeout 300 python3 "$tmp/http.py" "$port" "$n" "$tmp/ec.pem"
     else
         local scheme=tcp
         [[ $work == udp64 ]] && scheme=udp
