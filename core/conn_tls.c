@@ -25,6 +25,7 @@
 
 #define TLS_WRITE_CHUNK (16 * 1024) /* plaintext per SSL_write_ex: one full record */
 #define TLS_TRIM_PEAK 256           /* handshakes at once after which memory is trimmed */
+#define TLS_SHORT_READ (8 * 1024)   /* decrypted bytes below which a read found the socket dry */
 
 /* The most server handshakes in progress at once since the last trim (one loop per
  * process: no lock needed). */
@@ -270,6 +271,13 @@ ssize_t hs__conn_tls_read(struct hs_conn *c)
             break;
         }
         got += n;
+        /* With read-ahead one socket read fills OpenSSL's buffer (16 KiB and more) when the
+         * socket has that much: when it is used up and brought less than TLS_SHORT_READ, the
+         * socket had no more, and asking again would be a read(2) answering EAGAIN (one per
+         * keep-alive request). Should more have arrived meanwhile, the read event (level-
+         * triggered) fires again. */
+        if (got < TLS_SHORT_READ && !SSL_has_pending(t->ssl))
+            break;
     }
     if (got == 0)
         return tls_io_error(c, e, "read");
