@@ -145,21 +145,27 @@ return {
     srv:stop()
   end)
 
-  it("req.tls over HTTPS, ALPN http/1.1 for HTTP scripts", function()
+  it("req.tls over HTTPS, ALPN http/1.1 for HTTP scripts, also read after its connection", function()
     local path = script("reqtls", [[
+local kept
 return {
   name = "reqtls",
   protocol = "http",
   on_request = function(req, res)
-    local t = req.tls
+    if req.path == "/keep" then kept = req return res:send("kept") end
+    local t = (req.path == "/kept" and kept or req).tls -- kept: its connection is gone
     res:send(t and (t.version .. " " .. (t.sni or "-") .. " " .. (t.alpn or "-")) or "plain")
   end,
 }
 ]])
     local srv = hs.start(path, { listen = echo_url })
-    local out = run_ok(("curl -sS --cacert %s --resolve localhost:%d:127.0.0.1 https://localhost:%d/")
-      :format(cert_a, srv:port("tls"), srv:port("tls")))
-    assert.equals("TLSv1.3 localhost http/1.1", out)
+    local function get(p)
+      return run_ok(("curl -sS --cacert %s --resolve localhost:%d:127.0.0.1 https://localhost:%d%s")
+        :format(cert_a, srv:port("tls"), srv:port("tls"), p))
+    end
+    assert.equals("TLSv1.3 localhost http/1.1", get("/"))
+    assert.equals("kept", get("/keep"))
+    assert.equals("TLSv1.3 localhost http/1.1", get("/kept"))
     srv:stop()
   end)
 end)
