@@ -30,14 +30,36 @@ void hs__http_release(struct hs_http_conn *h)
     free(h);
 }
 
-static void http_arm(struct hs_http_conn *h, enum timer_kind kind, unsigned ms)
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void timer_add(struct hs_http_conn *h, unsigned ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    h->timer_due = h->timer_want;
+    event_add(h->timer, &tv);
+}
+
+/* Sets the deadline of kind (TM_NONE: none) ms from now. The timer event is moved lazily, as
+ * nginx does: a keep-alive connection would otherwise delete and re-add it twice per request.
+ * A pending event that fires no later than the new deadline, and less than
+ * TIMER_LAZY_MS before it, is left alone, and the callback re-arms it for the rest; with no
+ * deadline the event stays pending and its callback does nothing. */
+#define TIMER_LAZY_MS 1000
+static void http_arm(struct hs_http_conn *h, enum timer_kind kind, unsigned ms)
+{
     h->timer_kind = kind;
     if (kind == TM_NONE)
-        event_del(h->timer);
-    else
-        event_add(h->timer, &tv);
+        return;
+    h->timer_want = mono_ms() + ms;
+    if (h->timer_want >= h->timer_due && h->timer_want - h->timer_due < TIMER_LAZY_MS &&
+        event_pending(h->timer, EV_TIMEOUT, NULL))
+        return;
+    timer_add(h, ms);
 }
 
 static long long ms_since(struct hs_http_conn *h, const struct timeval *t)
@@ -299,8 +321,6 @@ static int http_next_request(struct hs_http_conn *h)
             hs_conn_close(h->c, "peer closed");
         return 0;
     }
-    if (h->timer_kind != TM_HEAD)
-        http_arm(h, TM_HEAD, h->set.header_timeout_ms); /* the deadline runs from the 1st byte */
     size_t max = head_max(h), n = len < max ? len : max;
     const char *buf = (const char *)evbuffer_pullup(h->in, (ev_ssize_t)n);
     struct hs_http_header hdrs[HS_HTTP_MAX_HEADERS];
@@ -312,6 +332,9 @@ static int http_next_request(struct hs_http_conn *h)
     if (r == HS_AGAIN && n >= max)
         r = HS_EPROTO, req.status = 431, req.why = "header section too large";
     if (r == HS_AGAIN) {
+        /* The deadline runs from the first byte, seen now; a head that came whole needs none. */
+        if (h->timer_kind != TM_HEAD)
+            http_arm(h, TM_HEAD, h->set.header_timeout_ms);
         h->last_len = n;
         if (h->eof) {
             hs_log(HS_LOG_INFO, "conn#%llu %s incomplete request head at end of stream",
@@ -577,8 +600,13 @@ static void http_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct hs_http_conn *h = arg;
     HS_UNUSED(fd);
     HS_UNUSED(what);
-    if (http_gone(h))
+    if (http_gone(h) || h->timer_kind == TM_NONE)
         return;
+    uint64_t now = mono_ms();
+    if (now < h->timer_want) { /* moved later since the event was added (http_arm) */
+        timer_add(h, (unsigned)(h->timer_want - now));
+        return;
+    }
     h->refs++;
     unsigned long long id = (unsigned long long)hs_conn_id(h->c);
     const char *peer = hs_conn_peer(h->c);

@@ -48,6 +48,8 @@ struct hs_http_conn {
     int draining;     /* the server is stopping: the current exchange is the last */
     size_t last_len;  /* parser resumption offset for the head being received */
     enum timer_kind timer_kind;
+    uint64_t timer_want;      /* ms, monotonic: timer_kind's deadline (TM_NONE: none) */
+    uint64_t timer_due;       /* ms, monotonic: when the pending timer event fires (<= want) */
     struct timeval body_last; /* last body progress (loop's cached clock) */
     struct timespec t_start;  /* when the current head was complete, for the log */
     unsigned linger_ticks;    /* lingering polls left */

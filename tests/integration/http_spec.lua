@@ -440,6 +440,27 @@ describe("http timeouts", function()
     c:close()
   end)
 
+  it("moves the keep-alive deadline on with each request, then closes when idle", function()
+    -- The timer event is not re-added per request (it is moved lazily): requests 0.25 s
+    -- apart for 1.6 s keep the 1 s keep-alive open, and it still ends 1 s after the last.
+    local c = srv:tcp()
+    local t0 = socket.gettime()
+    local t1
+    repeat
+      assert(c:send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"))
+      local r = assert(read_response(c))
+      assert.equals(200, r.status)
+      t1 = socket.gettime()
+      if t1 - t0 < 1.6 then socket.sleep(0.25) end
+    until t1 - t0 >= 1.6
+    local data, err = hs.recv_all(c)
+    local idle = socket.gettime() - t1
+    assert.equals("closed", err)
+    assert.equals("", data)
+    assert.is_true(idle >= 0.95 and idle < 3, "closed after " .. idle .. " s idle")
+    c:close()
+  end)
+
   it("closes an idle keep-alive connection silently", function()
     local c = srv:tcp()
     assert(c:send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"))
