@@ -7,8 +7,9 @@
 #
 #   bench/instructions.sh WORKLOAD [SERVER] [BUILD_DIR]
 #
-# WORKLOAD: tcp64_1 | tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 | http_hello | https_hello
-#           (https_hello: GET /hello over one TLS 1.3 keep-alive connection, ECDSA P-256)
+# WORKLOAD: tcp64_1 | tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 | http_hello | https_hello |
+#           http_static (https_hello: GET /hello over one TLS 1.3 keep-alive connection, ECDSA
+#           P-256; http_static: GET /index.html, 789 B from examples/www, as http_hello)
 # SERVER:   hotsock (default; sandbox limits at their defaults) | raw (bench/echo_raw.c,
 #           echo workloads) | nginx (http_hello, nginx + lua-nginx-module)
 # BUILD_DIR defaults to build-rel (RelWithDebInfo). N1/N2 override the message counts;
@@ -29,7 +30,7 @@ tcp64_50) conns=50 load=(--mode pingpong --size 64) n1=20 n2=220 ;;
 tcp64_500) conns=500 load=(--mode pingpong --size 64) n1=4 n2=24 ;;
 tcp4k_pipe) load=(--mode pipeline --size 4096 --depth 16) n1=32 n2=432 ;;
 udp64) load=(--mode pingpong --size 64 --udp-timeout 10) n1=20 n2=420 ;;
-http_hello | https_hello) conns=1 n1=200 n2=2200 ;;
+http_hello | https_hello | http_static) conns=1 n1=200 n2=2200 ;;
 *)
     echo "bench/instructions.sh: unknown workload $work" >&2
     exit 2
@@ -42,15 +43,16 @@ n2=${N2:-$n2}
 # connection, reading each response whole (Content-Length) before the next; over TLS when a
 # third argument (the CA file) is given.
 cat >"$tmp/http.py" <<'PY'
-import socket, ssl, sys
+import os, socket, ssl, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
+path = os.environ.get("HS_PATH", "/hello").encode()
 s = socket.create_connection(("127.0.0.1", port))
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 if len(sys.argv) > 3:
     ctx = ssl.create_default_context(cafile=sys.argv[3])
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     s = ctx.wrap_socket(s, server_hostname="localhost")
-req = b"GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n"
+req = b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n\r\n"
 buf = b""
 for _ in range(n):
     s.sendall(req)
@@ -86,7 +88,7 @@ run() {
     port=$(free_port)
     local vg=(valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out")
     case $server:$work in
-    hotsock:http_hello)
+    hotsock:http_hello | hotsock:http_static)
         "${vg[@]}" "$B/hotsock" serve scripts/http.lua --listen "tcp://127.0.0.1:$port" \
             --workers 1 --control none --log-level warn >/dev/null 2>"$tmp/vg.log" &
         ;;
@@ -125,6 +127,8 @@ run() {
     done
     if [[ $work == http_hello ]]; then
         timeout 300 python3 "$tmp/http.py" "$port" "$n"
+    elif [[ $work == http_static ]]; then
+        HS_PATH=/index.html timeout 300 python3 "$tmp/http.py" "$port" "$n"
     elif [[ $work == https_hello ]]; then
         timeout 300 python3 "$tmp/http.py" "$port" "$n" "$tmp/ec.pem"
     else
