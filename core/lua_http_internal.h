@@ -81,6 +81,14 @@ struct res_box *hs__lua_http_push_exchange(lua_State *L, struct hs_http_conn *h,
                                            const struct hs_http_request *req, const char *path,
                                            size_t path_len, struct hs_conn *c);
 
+/* The value of request field lname (lowercase) from the copy of the head in the res box b,
+ * while the script has neither read nor replaced req.headers (after that the table is what
+ * counts). Returns 1 with *v, *vlen pointing into the box (valid while the box lives), 0 with
+ * *v NULL when there is no such field, -1 when req.headers must be asked instead (it was read
+ * or set, or the field is repeated and its values are joined there). */
+int hs__lua_http_req_header(const struct res_box *b, const char *lname, const char **v,
+                            size_t *vlen);
+
 /* With the req metatable at -2 and its methods table at -1: sets __index (lazy fields, then
  * the methods), __newindex and __pairs on the metatable and pops the methods table. */
 void hs__lua_http_req_meta(lua_State *L);

@@ -16,6 +16,7 @@
 #include "core/lua_internal.h"
 
 #include <string.h>
+#include <strings.h>
 
 const char hs__req_res_key = 'r';
 
@@ -139,6 +140,30 @@ static struct req_copy *get_copy(lua_State *L)
     char *b = hs__box_test(L, -1, HS__BOX_RES);
     lua_pop(L, 1); /* the req table keeps the box alive */
     return b ? (struct req_copy *)(b + COPY_AT) : NULL;
+}
+
+int hs__lua_http_req_header(const struct res_box *b, const char *lname, const char **v,
+                            size_t *vlen)
+{
+    const struct req_copy *rq = (const struct req_copy *)((const char *)b + COPY_AT);
+    const char *bytes = copy_bytes(rq);
+    size_t n = strlen(lname);
+    int found = 0;
+    *v = NULL;
+    *vlen = 0;
+    if (!(rq->lazy & F_HEADERS))
+        return -1;
+    for (uint32_t i = 0; i < rq->nheaders; i++) {
+        struct piece name = rq->fields[2 * i], value = rq->fields[2 * i + 1];
+        if (name.len != n || strncasecmp(bytes + name.off, lname, n) != 0)
+            continue;
+        if (found)
+            return -1;
+        found = 1;
+        *v = bytes + value.off;
+        *vlen = value.len;
+    }
+    return found;
 }
 
 /* The F_* bit of a field name, or 0. */

@@ -249,6 +249,18 @@ static void req_field(lua_State *L, const char *name, const char **s, size_t *n)
     lua_pop(L, 1);
 }
 
+/* Fills cond from the copy of the request head in the box (hs__lua_http_req_header).
+ * Returns 1, or 0 when req.headers must be asked instead. */
+static int cond_from_copy(const struct res_box *b, struct hs_http_file_cond *cond)
+{
+    return hs__lua_http_req_header(b, "if-none-match", &cond->if_none_match,
+                                   &cond->if_none_match_len) >= 0 &&
+           hs__lua_http_req_header(b, "if-modified-since", &cond->if_modified_since,
+                                   &cond->if_modified_since_len) >= 0 &&
+           hs__lua_http_req_header(b, "range", &cond->range, &cond->range_len) >= 0 &&
+           hs__lua_http_req_header(b, "if-range", &cond->if_range, &cond->if_range_len) >= 0;
+}
+
 /* The process's file cache (core/file_cache.h), made on first use and kept in the registry
  * as a userdata whose __gc frees it when the state closes. NULL when memory ran out. */
 static const char FILE_CACHE_KEY = 'f'; /* address: the registry key */
@@ -311,13 +323,19 @@ static int l_res_send_file(lua_State *L)
     const char *m = lua_tostring(L, -1);
     int get = m && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0);
     lua_pop(L, 1);
-    if (lua_getfield(L, -1, "headers") == LUA_TTABLE && get && b->status == 200) {
-        req_field(L, "if-none-match", &cond.if_none_match, &cond.if_none_match_len);
-        req_field(L, "if-modified-since", &cond.if_modified_since, &cond.if_modified_since_len);
-        req_field(L, "range", &cond.range, &cond.range_len);
-        req_field(L, "if-range", &cond.if_range, &cond.if_range_len);
+    /* From the request's copy of its head while req.headers is untouched (no table made for
+     * it); else, or for a repeated field, from the table. */
+    if (get && b->status == 200 && !cond_from_copy(b, &cond)) {
+        memset(&cond, 0, sizeof cond);
+        if (lua_getfield(L, -1, "headers") == LUA_TTABLE) {
+            req_field(L, "if-none-match", &cond.if_none_match, &cond.if_none_match_len);
+            req_field(L, "if-modified-since", &cond.if_modified_since, &cond.if_modified_since_len);
+            req_field(L, "range", &cond.range, &cond.range_len);
+            req_field(L, "if-range", &cond.if_range, &cond.if_range_len);
+        }
+        lua_pop(L, 1);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     /* The script's header lines (copied below, before anything can close the connection). */
     const struct lua_http *lh = hs_http_conn_app(b->h);
     const char *user = lh->lines;

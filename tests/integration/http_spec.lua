@@ -476,6 +476,7 @@ end)
 
 local fixture = [[
 local hotsock = require "hotsock"
+local root = (...).root -- holds f.txt
 local kept -- a req kept from an earlier request (/keep), read by a later one (/kept)
 local function fields(req)
   local hs = {}
@@ -518,6 +519,11 @@ return {
       table.sort(keys)
       res:send(table.concat(keys, " ") .. "\n" .. req.query .. " " .. tostring(req.headers) ..
         " " .. tostring(rawget(req, "tls")) .. " " .. tostring(req.no_such_field))
+    elseif req.path == "/file" then
+      res:send_file(root .. "/f.txt")
+    elseif req.path == "/file-norange" then
+      req.headers.range = nil -- what send_file sees is the table, once the script has it
+      res:send_file(root .. "/f.txt")
     elseif req.path == "/slow" then
       hotsock.after(0.05, function() res:send("slow") end)
     elseif req.path == "/fast" then
@@ -561,7 +567,8 @@ describe("http handler API", function()
   setup(function()
     dir = tmpdir()
     write_file(dir .. "/fixture.lua", fixture)
-    srv = start({}, dir .. "/fixture.lua")
+    write_file(dir .. "/f.txt", "0123456789")
+    srv = start({ "--set", "root=" .. dir }, dir .. "/fixture.lua")
   end)
   teardown(function()
     stop(srv)
@@ -590,6 +597,23 @@ describe("http handler API", function()
     assert.equals("kept", get(srv, "/keep?k=v", { ["X-Kept"] = "yes" }).body)
     assert.equals("GET|/keep?k=v|/keep|k=v|1.1|peer-ok|127.0.0.1|host=t;x-kept=yes",
       get(srv, "/kept").body)
+  end)
+
+  it("send_file's conditional fields: from the request, or from req.headers once the script has it",
+    function()
+    local r = get(srv, "/file", { Range = "bytes=0-3" })
+    assert.equals(206, r.status)
+    assert.equals("0123", r.body)
+    r = get(srv, "/file-norange", { Range = "bytes=0-3" })
+    assert.equals(200, r.status)
+    assert.equals("0123456789", r.body)
+    -- A repeated field is the values joined, as req.headers has it: one of them matches.
+    local etag = r.headers.etag
+    r = request(srv, "GET /file HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\n" ..
+      "If-None-Match: " .. etag .. "\r\n\r\n")
+    assert.equals(304, r.status)
+    r = request(srv, "GET /file HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\n\r\n")
+    assert.equals(200, r.status)
   end)
 
   it("pairs(req) lists every field; a field set before it is read keeps the script's value",
