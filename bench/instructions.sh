@@ -14,6 +14,8 @@
 #           echo workloads) | nginx (http_hello, nginx + lua-nginx-module)
 # BUILD_DIR defaults to build-rel (RelWithDebInfo). N1/N2 override the message counts;
 # KEEP=prefix keeps the callgrind output of the N2 run (for callgrind_annotate).
+# TOOL=strace counts system calls per message instead (strace -c -f, same cancelling out),
+# with one line per call that happens at least once per 100 messages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:?usage: bench/instructions.sh WORKLOAD [SERVER] [BUILD_DIR]}
@@ -87,6 +89,7 @@ run() {
     local n=$1 port pid
     port=$(free_port)
     local vg=(valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out")
+    [[ ${TOOL:-} == strace ]] && vg=(strace -f -c -o "$tmp/st.$n")
     case $server:$work in
     hotsock:http_hello | hotsock:http_static)
         "${vg[@]}" "$B/hotsock" serve scripts/http.lua --listen "tcp://127.0.0.1:$port" \
@@ -141,8 +144,13 @@ run() {
             exit 1
         }
     fi
-    kill -TERM $pid
+    # Under strace, the server is strace's child: signal it, and strace ends with it.
+    if [[ ${TOOL:-} == strace ]]; then kill -TERM "$(pgrep -P $pid)"; else kill -TERM $pid; fi
     wait $pid || true
+    if [[ ${TOOL:-} == strace ]]; then
+        awk '$NF == "total" { print $4 }' "$tmp/st.$n"
+        return
+    fi
     if [[ -n ${KEEP:-} ]]; then cp "$tmp/cg.out" "$KEEP"; fi
     grep -o "Collected : [0-9]*" "$tmp/vg.log" | grep -o "[0-9]*$" || {
         cat "$tmp/vg.log" >&2
@@ -153,4 +161,14 @@ run() {
 a=$(KEEP= run "$n1")
 b=$(run "$n2")
 msgs=$(((n2 - n1) * conns))
+if [[ ${TOOL:-} == strace ]]; then
+    echo "$work $server syscalls/message: $(awk -v d=$((b - a)) -v m=$msgs 'BEGIN { printf "%.2f", d / m }') ($a at $n1, $b at $n2 per conn, $conns conns)"
+    # Per call: the calls column of each run.
+    awk -v m=$msgs '
+        FNR == 1 { f++ }
+        $1 ~ /^[0-9.]+$/ && $NF != "total" { c[f, $NF] = $4; names[$NF] = 1 }
+        END { for (k in names) { d = (c[2, k] - c[1, k]) / m; if (d >= 0.01) printf "  %-16s %.2f\n", k, d } }
+    ' "$tmp/st.$n1" "$tmp/st.$n2" | sort -k2 -rn
+    exit 0
+fi
 echo "$work $server instructions/message: $(((b - a) / msgs)) ($a at $n1, $b at $n2 per conn, $conns conns)"
