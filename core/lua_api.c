@@ -15,8 +15,12 @@
 #include <event2/event.h>
 #include <lualib.h>
 
-#define LUA_HOOK_COUNT 1000      /* VM instructions between two looks at the sandbox limits */
-#define LUA_HARD_MEMORY_FACTOR 2 /* the allocator refuses past this many times the limit */
+#define LUA_HOOK_COUNT 1000          /* VM instructions between two looks at the sandbox limits */
+#define LUA_HARD_MEMORY_FACTOR 2     /* the allocator refuses past this many times the limit */
+#define LUA_GC_MIN_GARBAGE (1 << 20) /* bytes a small heap may allocate between two GC cycles */
+#define LUA_GC_BAND_SHIFT 16         /* the GC pause is looked at when the heap moves 64 KiB */
+#define LUA_GC_PAUSE 200             /* Lua's own pause (%): a cycle once the heap doubled */
+#define LUA_GC_PAUSE_MAX 1000        /* the highest pause Lua can store (%) */
 
 /* Message handler: turn any error value into text and append a traceback, like lua.c. */
 static int lua_msghandler(lua_State *L)
@@ -154,9 +158,32 @@ void hs__lua_sandbox_enter(struct hs_lua *hl)
     }
 }
 
+/* A GC cycle starts once the heap has grown by the pause (200%: doubled) since the last one,
+ * and marks and sweeps everything. A script's own heap is small (tens of KiB): each 64 KiB
+ * read given to on_message as one string then costs a whole cycle, most of the CPU an echo
+ * of 4 KiB messages spends in user space. A small heap gets a larger pause instead, so that
+ * about LUA_GC_MIN_GARBAGE is allocated between cycles (memory stays within that much of what
+ * Lua's own rule gives); a heap over that keeps Lua's pause. Looked at only when the heap has
+ * moved by 64 KiB, so a call costs a shift and a compare. */
+static void lua_gc_tune(struct hs_lua *hl)
+{
+    size_t band = hl->mem_used >> LUA_GC_BAND_SHIFT;
+    if (band == hl->gc_band)
+        return;
+    hl->gc_band = band;
+    size_t used = hl->mem_used ? hl->mem_used : 1;
+    size_t pause = 100 + (size_t)LUA_GC_MIN_GARBAGE * 100 / used;
+    if (pause < LUA_GC_PAUSE)
+        pause = LUA_GC_PAUSE;
+    if (pause > LUA_GC_PAUSE_MAX)
+        pause = LUA_GC_PAUSE_MAX;
+    lua_gc(hl->L, LUA_GCSETPAUSE, (int)pause); /* no change of mode, unlike LUA_GCINC */
+}
+
 void hs__lua_sandbox_leave(struct hs_lua *hl)
 {
     if (--hl->depth == 0) {
+        lua_gc_tune(hl);
         hl->deadline_ns = 0;
         hl->idle_deadline_ns = 0;
         /* A call stopped at the ceiling leaves its garbage behind (a memory bomb's table),

@@ -44,6 +44,7 @@ struct hs_lua {
     long long deadline_ns;      /* CLOCK_MONOTONIC deadline of the running call, 0 when none */
     long long idle_deadline_ns; /* deadline of Lua run outside calls (finalizers), 0: unset */
     int depth;                  /* nested hs__lua_pcall calls on the C stack */
+    size_t gc_band;             /* mem_used >> LUA_GC_BAND_SHIFT when the GC pause was set */
     char warn[512];             /* a warning being assembled from lua_warning pieces */
     size_t warn_len;
     /* Calls into scripts (lua_task.c). */
