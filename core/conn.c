@@ -457,35 +457,38 @@ uint64_t hs_conn_bytes_out(const struct hs_conn *c)
     return c->bytes_out;
 }
 
-/* One read(2) of up to HS_READ_SIZE straight into the input buffer. evbuffer_read would cap
- * each call at 4 KiB (EVBUFFER_MAX_READ in libevent 2.1), costing one syscall and one loop
- * turn per 4 KiB. Returns what readv returned, errno set on -1. */
+/* Bytes a read asks for after a small one: the input buffer's block for it is then a 4 KiB
+ * allocation (libevent adds its chain header, about 48 bytes, and rounds up to a power of
+ * two), not the 128 KiB that HS_READ_SIZE plus the header rounds up to. */
+#define CONN_READ_SMALL (4096 - 128)
+
+/* One read(2) straight into the input buffer. evbuffer_read would cap each call at 4 KiB
+ * (EVBUFFER_MAX_READ in libevent 2.1), costing one syscall and one loop turn per 4 KiB. The
+ * block is allocated for each read and freed when its bytes are consumed, so its size follows
+ * the traffic: HS_READ_SIZE after a read that filled a small block, a few KiB after one that
+ * did not (a large allocation and its release cost more than the rest of a 64 B message's read
+ * path). Plain read, not readv: one buffer. Returns what read returned, errno set on -1. */
 static ssize_t conn_read_some(struct hs_conn *c)
 {
-    struct evbuffer_iovec v[1];
-    struct iovec iov[1];
+    struct evbuffer_iovec v;
+    size_t want = (c->flags & CONN_READ_BIG) ? HS_READ_SIZE : CONN_READ_SMALL;
     /* One extent, so a read's bytes are contiguous and framers rarely need a pullup. */
-    int nv = evbuffer_reserve_space(c->in, HS_READ_SIZE, v, 1);
-    if (nv <= 0) {
+    if (evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) < 1) {
         errno = ENOMEM;
         return -1;
     }
-    for (int i = 0; i < nv; i++) {
-        iov[i].iov_base = v[i].iov_base;
-        iov[i].iov_len = v[i].iov_len;
-    }
     ssize_t n;
     do
-        n = readv(c->fd, iov, nv);
+        n = read(c->fd, v.iov_base, v.iov_len);
     while (n < 0 && errno == EINTR);
     if (n <= 0)
         return n;
-    size_t left = (size_t)n;
-    for (int i = 0; i < nv; i++) {
-        v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
-        left -= v[i].iov_len;
-    }
-    evbuffer_commit_space(c->in, v, nv);
+    if ((size_t)n >= CONN_READ_SMALL)
+        c->flags |= CONN_READ_BIG;
+    else
+        c->flags &= ~CONN_READ_BIG;
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(c->in, &v, 1);
     return n;
 }
 

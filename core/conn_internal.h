@@ -33,6 +33,7 @@ enum {
                                   * it closes, HS_LINGER_MS pass or HS_LINGER_MAX bytes came */
     CONN_WANT_LOW = 1 << 14,     /* hs_conn_want_output_low: on_output_low is owed */
     CONN_PROXY_WAIT = 1 << 15,   /* reading the PROXY header (conn_proxy.c): it owns reads */
+    CONN_READ_BIG = 1 << 16,     /* the last read was large: the next asks for HS_READ_SIZE */
 };
 
 #define HS_LINGER_MS 2000          /* longest a lingering close waits for the peer's end */
@@ -159,8 +160,8 @@ struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
 /* Adds or removes the read event as the flags want it. */
 void hs__conn_update_reading(struct hs_conn *c);
 
-/* One read(2) of up to HS_READ_SIZE into c->in. Returns what readv returned, errno set on
- * -1. */
+/* One read(2) into c->in, of up to HS_READ_SIZE after a large read, else of a few KiB.
+ * Returns what read returned, errno set on -1. */
 ssize_t hs__conn_read_some(struct hs_conn *c);
 
 /* Frames and dispatches everything buffered (as after a read). May free c. */
