@@ -327,8 +327,10 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
     size_t done = 0;
     if (hs__conn_out_len(c) == 0 && total > 0 && n <= 64 && !c->tls) {
         ssize_t w;
+        /* write(2) for one buffer: the kernel's single-buffer path is shorter than writev's
+         * vector import. */
         do
-            w = writev(c->fd, iov, n);
+            w = n == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len) : writev(c->fd, iov, n);
         while (w < 0 && errno == EINTR);
         if (w > 0) {
             done = (size_t)w;
