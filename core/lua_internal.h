@@ -41,7 +41,7 @@ struct hs_lua {
     int mem_refused;            /* the allocator refused a block during the current call */
     int mem_over;               /* mem_used passed mem_limit during a call: the hook checks */
     unsigned time_limit_ms;     /* a call from C may run this long; 0: no limit */
-    long long deadline_ns;      /* CLOCK_MONOTONIC deadline of the running call, 0 when none */
+    long long deadline_ns;      /* monotonic (mono_ns) deadline of the running call, 0 when none */
     long long idle_deadline_ns; /* deadline of Lua run outside calls (finalizers), 0: unset */
     int depth;                  /* nested hs__lua_pcall calls on the C stack */
     size_t gc_band;             /* mem_used >> LUA_GC_BAND_SHIFT when the GC pause was set */
