@@ -459,10 +459,11 @@ uint64_t hs_conn_bytes_out(const struct hs_conn *c)
     return c->bytes_out;
 }
 
-/* Bytes a read asks for after a small one: the input buffer's block for it is then a 4 KiB
+/* Bytes a read asks for after a small one: the input buffer's block for it is then a 1 KiB
  * allocation (libevent adds its chain header, about 48 bytes, and rounds up to a power of
- * two), not the 128 KiB that HS_READ_SIZE plus the header rounds up to. */
-#define CONN_READ_SMALL (4096 - 128)
+ * two from 1 KiB), which malloc serves from its per-thread cache, not the 128 KiB that
+ * HS_READ_SIZE plus the header rounds up to. */
+#define CONN_READ_SMALL (1024 - 128)
 
 /* One read(2) straight into the input buffer. evbuffer_read would cap each call at 4 KiB
  * (EVBUFFER_MAX_READ in libevent 2.1), costing one syscall and one loop turn per 4 KiB. The
