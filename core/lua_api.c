@@ -582,6 +582,7 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
         return NULL;
     }
     hl->base = base;
+    hl->gc_band = (size_t)-1; /* the first call sets the GC pause */
     hl->set = set;
     lua_State *L = hl->L;
     /* The one place the context is stored (see hs__lua_from_state): before any thread or

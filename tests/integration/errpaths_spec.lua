@@ -26,6 +26,20 @@ describe("error paths seen from a script", function()
     u:close()
   end)
 
+  it("an on_datagram that raises is logged with its socket and its peer", function()
+    local u = srv:udp()
+    local _, from = u:getsockname()
+    assert(u:send("raise"))
+    local url = srv:url("udp"):gsub("%p", "%%%0")
+    srv:wait_log("handler error in on_datagram %(" .. url .. " from 127%.0%.0%.1:" .. from
+      .. "%): .*datagram handler raised")
+    -- The socket still answers.
+    assert(u:send("1"))
+    assert.equals("x", u:receive())
+    assert.equals("sent", u:receive())
+    u:close()
+  end)
+
   it("shared.incr on a string returns nil and an error, and leaves the string", function()
     local c = srv:connect()
     c:send_line("incr")

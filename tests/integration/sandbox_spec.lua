@@ -393,3 +393,23 @@ describe("the globals a handler sees", function()
     end
   end)
 end)
+
+describe("the garbage collector", function()
+  -- A script's heap is tens of KiB: at Lua's own pause (200%: a cycle once the heap doubled)
+  -- every 64 KiB read given to on_message cost a whole mark-and-sweep. A small heap waits for
+  -- about 1 MiB of allocation instead; a large one keeps Lua's pause, so memory stays near
+  -- what Lua's rule gives.
+  it("waits longer between cycles while the heap is small, as Lua does once it is large",
+    function()
+      local srv = kit.start("tests/fixtures/gc_pause.lua", { args = { "--sandbox", "trusted" } })
+      local c = srv:connect()
+      c:send_line("pause")
+      assert.equals("1000", c:line())
+      c:send_line("grow")
+      assert.equals("grown", c:line())
+      c:send_line("pause")
+      assert.equals("200", c:line())
+      c:close()
+      assert.is_true(srv:stop())
+    end)
+end)
