@@ -468,7 +468,7 @@ uint64_t hs_conn_bytes_out(const struct hs_conn *c)
 /* One read(2) straight into the input buffer. evbuffer_read would cap each call at 4 KiB
  * (EVBUFFER_MAX_READ in libevent 2.1), costing one syscall and one loop turn per 4 KiB. The
  * block is allocated for each read and freed when its bytes are consumed, so its size follows
- * the traffic: HS_READ_SIZE after a read that filled a small block, a few KiB after one that
+ * the traffic: HS_READ_SIZE after a read that filled a small block, under 1 KiB after one that
  * did not (a large allocation and its release cost more than the rest of a 64 B message's read
  * path). Plain read, not readv: one buffer. Returns what read returned, errno set on -1. */
 static ssize_t conn_read_some(struct hs_conn *c)

@@ -160,7 +160,7 @@ struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
 /* Adds or removes the read event as the flags want it. */
 void hs__conn_update_reading(struct hs_conn *c);
 
-/* One read(2) into c->in, of up to HS_READ_SIZE after a large read, else of a few KiB.
+/* One read(2) into c->in, of up to HS_READ_SIZE after a large read, else of under 1 KiB.
  * Returns what read returned, errno set on -1. */
 ssize_t hs__conn_read_some(struct hs_conn *c);
 
