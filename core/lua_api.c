@@ -583,6 +583,7 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
     }
     hl->base = base;
     hl->gc_band = (size_t)-1; /* the first call sets the GC pause */
+    hs__lua_callbacks_start(hl);
     hl->set = set;
     lua_State *L = hl->L;
     /* The one place the context is stored (see hs__lua_from_state): before any thread or
@@ -615,6 +616,7 @@ void hs_lua_free(struct hs_lua *hl)
     hs__lua_connect_free(hl);
     /* From here no version's going cancels timers: closing the state collects them. */
     hs_owned_list_stop(&hl->timer_list);
+    hs__lua_callbacks_stop(hl);
     lua_close(hl->L);
     free(hl);
 }

@@ -26,6 +26,14 @@ struct hs_ws;
 struct hs__pubsub;
 
 #define HS_LUA_POOL_MAX 64 /* idle coroutines kept for the next calls */
+#define HS_LUA_CB_CACHE 8  /* callbacks found by name kept as registry references */
+
+/* A callback found in a version's snapshot (which never changes) by name. */
+struct hs__cb_cached {
+    const struct hs_version *v; /* NULL: the slot is free */
+    const char *name;           /* the caller's name pointer (a literal), compared as such */
+    int ref;                    /* registry reference of the function */
+};
 
 struct hs_lua {
     lua_State *L;
@@ -53,6 +61,9 @@ struct hs_lua {
     struct hs__task *task;    /* the call running now (innermost), or NULL */
     struct hs__task *waiting; /* every suspended call (a list), so none is ever lost */
     unsigned nwaiting;        /* how many */
+    struct hs__cb_cached cb[HS_LUA_CB_CACHE]; /* hs__lua_invoke's lookups by name */
+    unsigned cb_next;                         /* the slot a miss fills next (round robin) */
+    struct hs_version_watcher cb_watch;       /* drops a freed version's callbacks */
     /* Outbound connections (lua_connect.c). */
     struct evdns_base *dns;    /* the resolver, made on first need */
     struct hs_conns *outbound; /* outbound conns: a set of their own, made on first need, so a
@@ -238,6 +249,11 @@ int hs__file_sink(lua_State *L, int idx, struct hs_conn_sink *sink);
 /* Sets the version whose code is about to run (timers it creates belong to it; at_load
  * marks the script's top level). Returns the previous one, to restore. */
 struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load);
+
+/* Starts (at hs_lua_new) and stops (at hs_lua_free) the callbacks hs__lua_invoke keeps
+ * (lua_task.c): a freed version's go with it (hs_version_watch). */
+void hs__lua_callbacks_start(struct hs_lua *hl);
+void hs__lua_callbacks_stop(struct hs_lua *hl);
 
 /* ---- timers (lua_timer.c) ---- */
 

@@ -357,6 +357,66 @@ void hs__task_resume(struct hs__task *t, int nargs)
     task_end(t, 1);
 }
 
+/* Pushes v's callback `name` onto T, or returns 0 (nothing pushed) when v has none. A
+ * version's snapshot never changes (check_table in reload.c), so a function found there is
+ * kept as a registry reference: the next call is one rawgeti on T instead of reading the
+ * snapshot by name (interning the name) and moving the function across. */
+static int push_callback(struct hs_lua *hl, const struct hs_version *v, const char *name,
+                         lua_State *T)
+{
+    for (unsigned i = 0; i < HS_LUA_CB_CACHE; i++) {
+        if (hl->cb[i].v == v && hl->cb[i].name == name) {
+            lua_rawgeti(T, LUA_REGISTRYINDEX, hl->cb[i].ref);
+            return 1;
+        }
+    }
+    lua_State *L = hl->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(v));
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    struct hs__cb_cached *slot = &hl->cb[hl->cb_next];
+    hl->cb_next = (hl->cb_next + 1) % HS_LUA_CB_CACHE;
+    if (slot->v != NULL)
+        luaL_unref(L, LUA_REGISTRYINDEX, slot->ref);
+    lua_pushvalue(L, -1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    slot->v = ref == LUA_REFNIL || ref == LUA_NOREF ? NULL : v;
+    slot->name = name;
+    slot->ref = ref;
+    lua_xmove(L, T, 1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* hs_version_watch: a freed version's callbacks go (its address may come back as another
+ * version's). A retired one keeps them: its connections still call them. */
+static void callbacks_version_gone(struct hs_version *v, int freed, void *arg)
+{
+    struct hs_lua *hl = arg;
+    if (!freed)
+        return;
+    for (unsigned i = 0; i < HS_LUA_CB_CACHE; i++) {
+        if (hl->cb[i].v == v) {
+            luaL_unref(hl->L, LUA_REGISTRYINDEX, hl->cb[i].ref);
+            hl->cb[i].v = NULL;
+        }
+    }
+}
+
+void hs__lua_callbacks_start(struct hs_lua *hl)
+{
+    hl->cb_watch.cb = callbacks_version_gone;
+    hl->cb_watch.arg = hl;
+    hs_version_watch(&hl->cb_watch);
+}
+
+void hs__lua_callbacks_stop(struct hs_lua *hl)
+{
+    hs_version_unwatch(&hl->cb_watch);
+}
+
 int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres)
 {
     lua_State *L = hl->L;
@@ -368,15 +428,10 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
     }
     /* A callback by name goes straight onto the coroutine, under the arguments that follow
      * it there: no rotation of L's stack to put it below them. */
-    if (iv->name != NULL) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, hs_version_table_ref(iv->v));
-        if (lua_getfield(L, -1, iv->name) != LUA_TFUNCTION) {
-            lua_pop(L, 2 + nargs);
-            task_give(t);
-            return 1;
-        }
-        lua_xmove(L, t->T, 1);
-        lua_pop(L, 1);
+    if (iv->name != NULL && !push_callback(hl, iv->v, iv->name, t->T)) {
+        lua_pop(L, nargs);
+        task_give(t);
+        return 1;
     }
     t->v = iv->v;
     t->what = iv->what ? iv->what : iv->name;

@@ -72,6 +72,26 @@ describe("reload", function()
     old:close(); new:close()
   end)
 
+  it("calls each version's own callbacks through more reloads than callbacks are cached", function()
+    -- Dispatch keeps callbacks it found by name; a freed version's must go with it, even
+    -- when the next version is allocated where it was.
+    local old = srv:tcp()
+    assert(old:send("a\n"))
+    assert.equals("hello a #1 gen1 total1", line(old))
+    for g = 2, 21 do
+      write(script, greeter("v" .. g))
+      local out, rc = reload(ctl)
+      assert.equals(0, rc, out)
+      local new = srv:tcp()
+      assert(new:send("b\n"))
+      assert.equals(("v%d b #1 gen%d total1"):format(g, g), line(new))
+      new:close()
+      assert(old:send("c\n"))
+      assert.equals(("hello c #%d gen1 total%d"):format(g, g), line(old))
+    end
+    old:close()
+  end)
+
   it("lets a new version adopt live connections with their state, and hand over module state", function()
     local old = srv:tcp()
     assert(old:send("a\n")); assert.equals("hello a #1 gen1 total1", line(old))
