@@ -6,6 +6,7 @@
 #include "core/hs.h"
 #include "core/log.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -29,15 +30,18 @@ int hs_conn_pipe_next(struct hs_conn *c, const struct hs_conn_sink *sink, uint64
 {
     if (c->flags & (CONN_CLOSING | CONN_CLOSED))
         return HS_ECLOSED;
-    if (c->pipe.armed || c->pipe.active)
+    if (hs__conn_pipe_armed(c) || hs__conn_pipe_active(c))
         return -EINVAL;
     if (c->framing.kind != HS_FRAMING_LENGTH && c->framing.kind != HS_FRAMING_FIXED)
         return -EINVAL;
-    memset(&c->pipe, 0, sizeof c->pipe);
-    c->pipe.armed = 1;
+    if (c->ext == NULL && (c->ext = calloc(1, sizeof *c->ext)) == NULL)
+        return -ENOMEM;
+    struct hs_conn_pipe *p = &c->ext->pipe;
+    memset(p, 0, sizeof *p);
+    p->armed = 1;
     if (sink)
-        c->pipe.sink = *sink;
-    c->pipe.max = max;
+        p->sink = *sink;
+    p->max = max;
     c->resume = 0;
     return 0;
 }
@@ -59,7 +63,9 @@ void hs_conn_pause(struct hs_conn *c, int paused)
 void hs_conn_hold(struct hs_conn *c, size_t max)
 {
     int was = c->hold != 0;
-    c->hold = max;
+    /* Bounded to 4 GiB less one: a bound that large is never reached (the read limits come
+     * first), and a 32-bit field keeps struct hs_conn in a smaller malloc block. */
+    c->hold = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
     if (c->flags & CONN_CLOSED)
         return;
     hs__conn_update_reading(c);
@@ -94,7 +100,7 @@ static void conn_protocol_error(struct hs_conn *c, const char *why)
  * frame is complete, 0 when more input is needed. */
 static int conn_pipe_feed(struct hs_conn *c)
 {
-    struct hs_conn_pipe *p = &c->pipe;
+    struct hs_conn_pipe *p = &c->ext->pipe;
     while (p->remaining > 0 && evbuffer_get_length(c->in) > 0) {
         size_t avail = evbuffer_get_contiguous_space(c->in);
         size_t n = avail < p->remaining ? avail : (size_t)p->remaining;
@@ -121,10 +127,11 @@ static int conn_pipe_feed(struct hs_conn *c)
 static void conn_pipe_start(struct hs_conn *c, const struct hs_frame *fr)
 {
     evbuffer_drain(c->in, fr->skip);
-    c->pipe.armed = 0;
-    c->pipe.active = 1;
-    c->pipe.total = fr->len;
-    c->pipe.remaining = fr->len;
+    struct hs_conn_pipe *p = &c->ext->pipe;
+    p->armed = 0;
+    p->active = 1;
+    p->total = fr->len;
+    p->remaining = fr->len;
     c->resume = 0;
 }
 
@@ -160,7 +167,7 @@ static int conn_frame_input(struct hs_conn *c)
 {
     int frames = 0;
     while (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED)) && !c->hold) {
-        if (c->pipe.active) {
+        if (hs__conn_pipe_active(c)) {
             if (!conn_pipe_feed(c))
                 break;
             frames++;
@@ -169,8 +176,9 @@ static int conn_frame_input(struct hs_conn *c)
         if (evbuffer_get_length(c->in) == 0)
             break;
         struct hs_framing f = c->framing;
-        if (c->pipe.armed && c->pipe.max)
-            f.max = c->pipe.max;
+        int armed = hs__conn_pipe_armed(c);
+        if (armed && c->ext->pipe.max)
+            f.max = c->ext->pipe.max;
         else if (f.max == 0 && f.kind == HS_FRAMING_LINE)
             f.max = c->set->limits.max_line;
         else if (f.max == 0 && f.kind == HS_FRAMING_LENGTH)
@@ -178,8 +186,8 @@ static int conn_frame_input(struct hs_conn *c)
         struct hs_frame fr = {0, 0, 0};
         const char *why = "malformed frame";
         int r = hs_framing_next(&f, c->in, &c->resume, &fr, &why);
-        if (r == 1 || (r == HS_AGAIN && c->pipe.armed && fr.skip > 0)) {
-            if (c->pipe.armed) {
+        if (r == 1 || (r == HS_AGAIN && armed && fr.skip > 0)) {
+            if (armed) {
                 conn_pipe_start(c, &fr);
                 continue;
             }
@@ -248,7 +256,7 @@ static void conn_on_eof(struct hs_conn *c)
                    (unsigned long long)c->id, c->peer, left);
         }
     }
-    if (c->pipe.active)
+    if (hs__conn_pipe_active(c))
         hs_conn_abort(c, "truncated frame");
     else
         hs_conn_close(c, "peer closed");

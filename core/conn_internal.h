@@ -52,18 +52,30 @@ struct hs_conn_pipe {
     uint8_t active;           /* a frame is streaming now */
 };
 
+/* What few connections use, out of line so an idle connection does not carry it (bench:
+ * memory per idle connection): made by the first hs_conn_pipe_next or by a PROXY listener's
+ * accept, freed with the connection. */
+struct hs_conn_ext {
+    struct hs_conn_proxy *proxy; /* PROXY listener state and header (conn_proxy.c), or NULL */
+    struct hs_conn_pipe pipe;    /* hs_conn_pipe_next's frame */
+};
+
+/* Laid out without holes: its malloc block is 320 bytes (sizeof 312 with glibc's 8-byte
+ * header), checked by a static assertion in conn.c. */
 struct hs_conn {
     struct hs_conns *set;
     uint64_t id;                 /* unique per set, from 1 */
     int fd;                      /* -1 once closed */
     unsigned flags;              /* CONN_* */
-    unsigned refs;               /* callbacks on the stack; the free waits for 0 */
+    uint16_t refs;               /* callbacks on the stack (a nesting depth); the free waits
+                                  * for 0 */
+    uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
     struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted);
                                   * here, it fills what would be padding */
-    uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
+    uint32_t hold; /* held for the handler (hs_conn_hold): read while in holds fewer bytes */
     struct hs_conn_tally *tally; /* the accepting listener's counters, or NULL */
     struct hs_conn_tls *tls;     /* TLS session (conn_tls.c), or NULL for plaintext */
-    struct hs_conn_proxy *proxy; /* PROXY listener state and header (conn_proxy.c), or NULL */
+    struct hs_conn_ext *ext;     /* rarely used state, or NULL until needed */
     struct event *rev;           /* readable */
     struct event *wev;           /* writable, added only while output is pending */
     struct event *timer;  /* the earliest stall deadline, or the close timeout while CLOSING */
@@ -71,8 +83,6 @@ struct hs_conn {
     struct evbuffer *out; /* queued, not yet written */
     struct hs_framing framing;
     size_t resume; /* framer scan state for the frame at the front of in */
-    size_t hold;   /* held for the handler (hs_conn_hold): read while in holds fewer bytes */
-    struct hs_conn_pipe pipe;
     const struct hs_conn_handler *handler;
     void *arg;                /* for handler callbacks */
     void *data;               /* the handler's own per-connection data */
@@ -126,6 +136,29 @@ static inline long long hs__conns_now(const struct hs_conns *set)
 static inline size_t hs__conn_out_len(const struct hs_conn *c)
 {
     return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+/* The pipe armed or streaming on c, or NULL when c never piped. */
+static inline struct hs_conn_pipe *hs__conn_pipe(const struct hs_conn *c)
+{
+    return c->ext ? &c->ext->pipe : NULL;
+}
+
+/* Whether a piped frame is streaming now / whether the next frame goes to a sink. */
+static inline int hs__conn_pipe_active(const struct hs_conn *c)
+{
+    return c->ext != NULL && c->ext->pipe.active;
+}
+
+static inline int hs__conn_pipe_armed(const struct hs_conn *c)
+{
+    return c->ext != NULL && c->ext->pipe.armed;
+}
+
+/* The PROXY state of c, or NULL when c was not accepted by a PROXY listener. */
+static inline struct hs_conn_proxy *hs__conn_proxy(const struct hs_conn *c)
+{
+    return c->ext ? c->ext->proxy : NULL;
 }
 
 static inline void hs__conn_touch(struct hs_conn *c)

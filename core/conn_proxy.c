@@ -49,7 +49,10 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
         return HS_ETOOBIG;
     }
     struct hs_conn_proxy *p = calloc(1, sizeof *p);
-    if (p == NULL) {
+    struct hs_conn_ext *x = calloc(1, sizeof *x);
+    if (p == NULL || x == NULL) {
+        free(p);
+        free(x);
         close(fd);
         return -ENOMEM;
     }
@@ -57,14 +60,16 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
                                         tally, CONN_NOT_OPEN | CONN_PROXY_WAIT);
     if (c == NULL) {
         free(p);
+        free(x);
         return -ENOMEM;
     }
+    x->proxy = p;
+    c->ext = x;
     p->admit = admit;
     p->admit_arg = admit_arg;
     p->tls = tls ? hs_tls_ctx_ref(tls) : NULL;
     unsigned limit = set->limits.proxy_timeout_ms;
     p->deadline = c->opened + (limit ? limit : (unsigned)HS_DEFAULT_PROXY_TIMEOUT_MS);
-    c->proxy = p;
     hs__conn_schedule(c, p->deadline);
     hs__conn_update_reading(c);
     return 0;
@@ -86,7 +91,7 @@ int hs_conn_admit_peer(struct hs_conn *c, const struct sockaddr *sa, socklen_t l
 
 const struct hs_proxy_header *hs_conn_proxy(const struct hs_conn *c)
 {
-    return c->proxy && !(c->flags & CONN_PROXY_WAIT) ? &c->proxy->h : NULL;
+    return hs__conn_proxy(c) && !(c->flags & CONN_PROXY_WAIT) ? &c->ext->proxy->h : NULL;
 }
 
 int hs_conn_proxy_build(const struct hs_conn *c, unsigned char *out, size_t cap)
@@ -111,21 +116,21 @@ void hs_conns_abort_admitting(struct hs_conns *set, void *arg)
     struct hs_conn *c = set->head, *next;
     for (; c; c = next) {
         next = c->next; /* an abort may free c */
-        if ((c->flags & CONN_PROXY_WAIT) && c->proxy->admit_arg == arg)
+        if ((c->flags & CONN_PROXY_WAIT) && c->ext->proxy->admit_arg == arg)
             hs_conn_abort(c, "shutdown");
     }
 }
 
 long long hs__conn_proxy_deadline(const struct hs_conn *c)
 {
-    return c->proxy ? c->proxy->deadline : 0;
+    return hs__conn_proxy(c) ? c->ext->proxy->deadline : 0;
 }
 
 void hs__conn_proxy_free(struct hs_conn *c)
 {
-    hs_tls_ctx_unref(c->proxy->tls);
-    free(c->proxy);
-    c->proxy = NULL;
+    hs_tls_ctx_unref(c->ext->proxy->tls);
+    free(c->ext->proxy);
+    c->ext->proxy = NULL;
 }
 
 /* The socket's peer (the balancer) as the peer text, which a PROXY connection leaves empty
@@ -162,11 +167,11 @@ void hs__conn_proxy_timeout(struct hs_conn *c)
     proxy_fail(c, "not complete in time");
 }
 
-/* The header is read (its TLVs copied into c->proxy): admit the client it names, then go on
+/* The header is read (its TLVs copied into the PROXY state): admit the client it names, then go on
  * to the TLS handshake or on_open. May free c. */
 static void proxy_admit(struct hs_conn *c)
 {
-    struct hs_conn_proxy *p = c->proxy;
+    struct hs_conn_proxy *p = c->ext->proxy;
     struct sockaddr_storage local;
     const struct sockaddr *sa = (const struct sockaddr *)&p->h.src;
     socklen_t len = p->h.src_len;
@@ -228,12 +233,12 @@ static void proxy_admit(struct hs_conn *c)
  * 0 or -ENOMEM. */
 static int proxy_keep(struct hs_conn *c, const struct hs_proxy_header *h)
 {
-    struct hs_conn_proxy *p = c->proxy;
+    struct hs_conn_proxy *p = c->ext->proxy;
     if (h->tlvs_len > 0) {
-        p = realloc(c->proxy, sizeof *p + h->tlvs_len);
+        p = realloc(c->ext->proxy, sizeof *p + h->tlvs_len);
         if (p == NULL)
             return -ENOMEM;
-        c->proxy = p;
+        c->ext->proxy = p;
     }
     p->h = *h;
     p->h.why = NULL;
@@ -333,7 +338,7 @@ static int proxy_read_peek(struct hs_conn *c)
 
 void hs__conn_proxy_read(struct hs_conn *c)
 {
-    int r = c->proxy->tls ? proxy_read_peek(c) : proxy_read_plain(c);
+    int r = c->ext->proxy->tls ? proxy_read_peek(c) : proxy_read_plain(c);
     if (r > 0) {
         hs__conn_touch(c);
         proxy_admit(c);

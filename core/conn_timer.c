@@ -35,7 +35,7 @@ void hs__conn_rx_track(struct hs_conn *c, int frames)
 {
     if (c->handler->on_data || (c->flags & (CONN_CLOSING | CONN_CLOSED)))
         return;
-    if (!c->pipe.active && evbuffer_get_length(c->in) == 0)
+    if (!hs__conn_pipe_active(c) && evbuffer_get_length(c->in) == 0)
         c->rx_since = 0;
     else if (c->rx_since == 0 || frames > 0)
         hs__conn_rx_start(c);
