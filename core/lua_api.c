@@ -285,24 +285,26 @@ void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)
             hs__lua_invoke(hl, &iv, 1, 0);
             return;
         }
-        if (box->reader == NULL && hs_conn_is_held(box->c))
+        if (hs__conn_xr(box)->reader == NULL && hs_conn_is_held(box->c))
             hs_conn_hold(box->c, 0);
         return;
     }
-    if (box->close_reason != NULL) {
+    if (hs__conn_xr(box)->close_reason != NULL) {
         /* The conn closed while its handler waited: on_close runs now, after it. */
         lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-        lua_pushstring(L, box->close_reason);
-        box->close_reason = NULL;
+        lua_pushstring(L, box->x->close_reason);
+        box->x->close_reason = NULL;
         struct hs__invoke iv = {.v = box->v, .name = "on_close", .box = box};
         if (hs__lua_invoke(hl, &iv, 2, 0) == HS_AGAIN)
             return;
     }
     if (box->self_ref == LUA_NOREF)
         return;
-    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_done_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, box->pipe_file_ref);
-    box->pipe_done_ref = box->pipe_file_ref = LUA_NOREF;
+    if (box->x) {
+        luaL_unref(L, LUA_REGISTRYINDEX, box->x->pipe_done_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, box->x->pipe_file_ref);
+        box->x->pipe_done_ref = box->x->pipe_file_ref = LUA_NOREF;
+    }
     luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
     box->self_ref = LUA_NOREF;
     struct hs_version *v = box->v;
@@ -333,9 +335,9 @@ static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, vo
 {
     struct hs__conn_box *box = hs_conn_data(c);
     lua_State *L = hs_script_lua(arg)->L;
-    int fn = box->pipe_done_ref, file = box->pipe_file_ref;
-    box->pipe_done_ref = LUA_NOREF;
-    box->pipe_file_ref = LUA_NOREF;
+    int fn = hs__conn_xr(box)->pipe_done_ref, file = hs__conn_xr(box)->pipe_file_ref;
+    if (box->x)
+        box->x->pipe_done_ref = box->x->pipe_file_ref = LUA_NOREF;
     if (fn == LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, file);
         return;
@@ -368,7 +370,7 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
     hs_stats_conn_closed(hs_version_stats(box->v), reason, hs_conn_bytes_in(c),
                          hs_conn_bytes_out(c));
     /* A waiting receive learns of it with the bytes that came. */
-    if (box->reader)
+    if (hs__conn_xr(box)->reader)
         hs__conn_reader_closed(box);
     hs__conn_flush_closed(box);
     /* From here on the box outlives the connection: every method sees c == NULL, and
@@ -384,7 +386,12 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
         /* Its handler waits (or the reader just resumed it and it waits again): on_close
          * comes after it, never beside it. A wait on something else that can be given up (an
          * upstream's reply) ends now with nil, "closed": nobody is left to answer. */
-        box->close_reason = reason;
+        struct hs__conn_ext *x = hs__conn_x(box);
+        if (x != NULL)
+            x->close_reason = reason;
+        else
+            hs_log(HS_LOG_ERROR, "conn#%llu: out of memory: on_close (%s) will not run",
+                   (unsigned long long)box->id, reason);
         hs__task_cancel(box->task);
         return;
     }

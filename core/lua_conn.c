@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int push_result(lua_State *L, int r)
@@ -22,14 +23,39 @@ static int push_result(lua_State *L, int r)
     return hs__lua_fail(L, r);
 }
 
+/* With Lua 5.4's userdata header (40 bytes) and two user values (16 each), a 48-byte box is a
+ * 120-byte block, malloc's 128-byte chunk: a field more costs every connection 16 bytes. */
+_Static_assert(sizeof(struct hs__conn_box) <= 48, "the conn box outgrew its malloc chunk");
+
+const struct hs__conn_ext hs__conn_ext_none = {.pipe_done_ref = LUA_NOREF,
+                                               .pipe_file_ref = LUA_NOREF};
+
+struct hs__conn_ext *hs__conn_x(struct hs__conn_box *box)
+{
+    if (box->x == NULL) {
+        struct hs__conn_ext *x = malloc(sizeof *x);
+        if (x == NULL)
+            return NULL;
+        *x = hs__conn_ext_none;
+        box->x = x;
+    }
+    return box->x;
+}
+
+struct hs__conn_ext *hs__conn_x_check(lua_State *L, struct hs__conn_box *box)
+{
+    struct hs__conn_ext *x = hs__conn_x(box);
+    if (x == NULL)
+        luaL_error(L, "not enough memory");
+    return x;
+}
+
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v)
 {
     struct hs__conn_box *box = hs__box_new(L, HS__BOX_CONN, sizeof *box, 2); /* ctx, closed peer */
     box->c = c;
     box->id = hs_conn_id(c);
     box->v = v;
-    box->pipe_done_ref = LUA_NOREF;
-    box->pipe_file_ref = LUA_NOREF;
     hs_version_ref(v);
     /* conn.ctx is created on first use (l_conn_index): many connections never touch it. */
     lua_pushvalue(L, -1);
@@ -230,15 +256,16 @@ static int l_conn_pipe_frame(lua_State *L)
     luaL_argcheck(L, max >= 0, 4, "max must not be negative");
     if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
+    struct hs__conn_ext *x = hs__conn_x_check(L, box);
     int r = hs_conn_pipe_next(box->c, lua_isnil(L, 2) ? NULL : &sink, (uint64_t)max);
     if (r == -EINVAL)
         return luaL_error(L, "pipe_frame needs length or fixed framing and no pipe pending");
     if (r != 0)
         return push_result(L, r);
     lua_pushvalue(L, 3);
-    box->pipe_done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    x->pipe_done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, 2);
-    box->pipe_file_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    x->pipe_file_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -232,7 +232,7 @@ static void out_unbind(struct hs__out *out)
     if (box == NULL)
         return;
     hs__box_invalidate(&box->box);
-    box->out = NULL;
+    box->x->out = NULL;
     box->v = NULL;
     out->box = NULL;
 }
@@ -243,7 +243,7 @@ static void out_close(struct hs_conn *c, const char *reason, void *arg)
     hs_log(HS_LOG_DEBUG, "conn#%llu %s (outbound) closed: %s", (unsigned long long)hs_conn_id(c),
            hs_conn_peer(c), reason);
     /* A waiting receive learns of it with the bytes that came (it may run script code). */
-    if (out->box && out->box->reader)
+    if (out->box && hs__conn_xr(out->box)->reader)
         hs__conn_reader_closed(out->box);
     hs__conn_flush_closed(out->box);
     out_unbind(out);
@@ -287,7 +287,10 @@ static struct hs__out *out_new(struct hs_lua *hl, const char *key, size_t keylen
 /* Pushes a new box bound to out, for code of version v (which out now references). */
 static void out_box_push(lua_State *L, struct hs__out *out, struct hs_version *v)
 {
-    struct hs__conn_box *box = hs__box_new(L, HS__BOX_CONN, sizeof *box, 2); /* ctx, peer */
+    /* An outbound box always uses its extension (out): it comes in the same userdata, after
+     * the box, and is not freed by __gc. */
+    struct hs__conn_box *box =
+        hs__box_new(L, HS__BOX_CONN, sizeof *box + sizeof(struct hs__conn_ext), 2); /* ctx, peer */
     if (v != out->v) {
         hs_version_ref(v);
         hs_version_unref(out->v);
@@ -297,9 +300,10 @@ static void out_box_push(lua_State *L, struct hs__out *out, struct hs_version *v
     box->id = hs_conn_id(out->c);
     box->v = v;
     box->self_ref = LUA_NOREF;
-    box->pipe_done_ref = LUA_NOREF;
-    box->pipe_file_ref = LUA_NOREF;
-    box->out = out;
+    box->x = (struct hs__conn_ext *)(box + 1);
+    box->x_inside = 1;
+    *box->x = hs__conn_ext_none;
+    box->x->out = out;
     /* The peer text for when the conn is gone: the box has no registry slot to find it by
      * at close, so it is kept from the start. */
     lua_pushstring(L, hs_conn_peer(out->c));
@@ -312,7 +316,13 @@ static void out_box_push(lua_State *L, struct hs__out *out, struct hs_version *v
 static int l_conn_gc(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_test(L, 1, HS__BOX_CONN);
-    struct hs__out *out = box ? box->out : NULL;
+    if (box == NULL || box->x == NULL)
+        return 0;
+    struct hs__out *out = box->x->out;
+    if (!box->x_inside) {
+        free(box->x); /* an accepted conn's, made on first need */
+        box->x = NULL;
+    }
     if (out == NULL)
         return 0;
     out_unbind(out);
@@ -705,10 +715,10 @@ static int outbound_at_rest(lua_State *L, struct hs__conn_box *box, const char *
 {
     if (box->c == NULL || hs_conn_is_closing(box->c))
         return hs__lua_fail(L, HS_ECLOSED);
-    *out = box->out;
+    *out = hs__conn_xr(box)->out;
     if (*out == NULL)
         return luaL_error(L, "%s", misuse);
-    if (box->reader || box->flusher)
+    if (hs__conn_xr(box)->reader || hs__conn_xr(box)->flusher)
         return hs__lua_fail(L, -EBUSY);
     if (evbuffer_get_length(hs_conn_input(box->c)) > 0)
         return hs__lua_fail(L, HS_EUNREAD);

@@ -75,30 +75,57 @@ struct hs_lua {
     const void *box_mt[HS__BOX_KINDS];
 };
 
-/* A connection as Lua sees it: a full userdata with one user value (the ctx table). C owns
- * the hs_conn; the box borrows it and is told when it is gone (c = NULL). */
+/* What few conn boxes use, out of line (box->x): made on the first conn:receive, conn:flush,
+ * conn:settimeout or conn:pipe_frame, or when the conn closes while its handler waits; an
+ * outbound box carries it inside its own userdata. Freed by the box's __gc. */
+struct hs__conn_ext {
+    struct hs__task *reader;  /* the call waiting in conn:receive on it, or NULL */
+    struct hs__task *flusher; /* the call waiting in conn:flush on it, or NULL */
+    const char *close_reason; /* the conn closed while task ran: on_close is still owed */
+    struct hs__out *out;      /* an outbound conn's state (lua_connect.c); NULL: accepted */
+    int pipe_done_ref; /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
+    int pipe_file_ref; /* registry reference of the file being written, or LUA_NOREF */
+    int timeout_ms;    /* conn:settimeout, for each later wait; <= 0: none */
+};
+
+/* A connection as Lua sees it: a full userdata with two user values (the ctx table, made on
+ * first use, and the peer text once closed). C owns the hs_conn; the box borrows it and is
+ * told when it is gone (c = NULL). Kept to 48 bytes: with Lua's userdata header and the two
+ * user values that is 120, a 128-byte malloc block (bench: memory per idle connection); the
+ * rarely used state is in struct hs__conn_ext. */
 struct hs__conn_box {
     /* The box head (core/lua_box.h): the connection, NULL once closed. */
     HS__BOX_HEAD(struct hs_conn, c);
-    uint64_t id;             /* kept for a closed box's queries */
-    struct hs_version *v;    /* the script version this connection runs */
-    int self_ref;            /* registry reference holding the box while the conn is open */
-    int pipe_done_ref;       /* registry reference of a pending pipe_frame callback, or LUA_NOREF */
-    int pipe_file_ref;       /* registry reference of the file being written, or LUA_NOREF */
-    struct hs__task *task;   /* its handler while one waits or runs after waiting, or NULL:
-                              * no other callback of the conn runs meanwhile */
-    struct hs__task *reader; /* the call waiting in conn:receive on it, or NULL */
-    struct hs__task *flusher;  /* the call waiting in conn:flush on it, or NULL */
-    const char *close_reason;  /* the conn closed while task ran: on_close is still owed */
-    int timeout_ms;            /* conn:settimeout, for each later wait; -1: none */
+    uint64_t id;               /* kept for a closed box's queries */
+    struct hs_version *v;      /* the script version this connection runs */
+    struct hs__task *task;     /* its handler while one waits or runs after waiting, or NULL:
+                                * no other callback of the conn runs meanwhile */
+    struct hs__conn_ext *x;    /* the rarely used state, or NULL (read it with hs__conn_xr) */
+    int self_ref;              /* registry reference holding the box while the conn is open */
     unsigned char has_handle;  /* the version gives handle(conn), not yet started */
     unsigned char in_frame;    /* on_message runs with its frame still in the input buffer */
     unsigned char read_anchor; /* self_ref was taken for a waiting receive (an outbound box,
                                 * which is otherwise held only by the script) */
-    struct hs__out *out;       /* an outbound conn's state (lua_connect.c); NULL: accepted */
+    unsigned char x_inside;    /* x lies in the box's own userdata (an outbound box) */
     /* The peer text is the connection's while it is open; at close it is kept as user value
      * 2 (a Lua string), so an open connection does not carry a second copy. */
 };
+
+/* What a box without its own extension reads: no waiting call, no pipe, no timeout. */
+extern const struct hs__conn_ext hs__conn_ext_none;
+
+/* The box's extension for reading (never NULL; never write through it). */
+static inline const struct hs__conn_ext *hs__conn_xr(const struct hs__conn_box *box)
+{
+    return box->x ? box->x : &hs__conn_ext_none;
+}
+
+/* The box's extension, made now if it has none (lua_conn.c). Returns NULL when out of memory
+ * (the box is unchanged). */
+struct hs__conn_ext *hs__conn_x(struct hs__conn_box *box);
+
+/* As hs__conn_x, but raises a memory error instead of returning NULL (in an l_ function). */
+struct hs__conn_ext *hs__conn_x_check(lua_State *L, struct hs__conn_box *box);
 
 /* A UDP socket as Lua sees it. C owns the hs_udp; the box borrows it and is told when it is
  * freed (hs_udp_on_free), after which send_to answers nil, "closed". */

@@ -71,11 +71,12 @@ void hs__lua_pool_free(struct hs_lua *hl)
             t->on_cancel(t, 0); /* a connect in flight, a receive on an outbound conn */
         if (t->box) {
             t->box->task = NULL;
-            t->box->close_reason = NULL;
+            if (t->box->x)
+                t->box->x->close_reason = NULL;
             hs__conn_settle(hl, t->box);
         }
         if (t->rbox)
-            t->rbox->reader = NULL;
+            t->rbox->x->reader = NULL; /* a reader made the extension */
         hs_version_unref(t->v);
         task_free(t);
     }

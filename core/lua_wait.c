@@ -202,21 +202,21 @@ static void reader_finish(struct hs__task *t, int n)
     struct hs__conn_box *box = t->rbox;
     lua_State *L = t->hl->L;
     t->rbox = NULL;
-    box->reader = NULL;
+    box->x->reader = NULL; /* a reader made the extension */
     box_pin(L, box);
     if (box->c)
         hs_conn_hold(box->c, HS_READ_SIZE);
     hs__task_resume(t, n);
     /* An outbound conn stays held: its input waits for the next receive. */
-    if (box->c && box->out == NULL && box->reader == NULL && box->task == NULL &&
-        hs_conn_is_held(box->c))
+    if (box->c && hs__conn_xr(box)->out == NULL && hs__conn_xr(box)->reader == NULL &&
+        box->task == NULL && hs_conn_is_held(box->c))
         hs_conn_hold(box->c, 0);
     lua_pop(L, 1);
 }
 
 void hs__conn_reader_input(struct hs__conn_box *box, int eof)
 {
-    struct hs__task *t = box->reader;
+    struct hs__task *t = hs__conn_xr(box)->reader;
     if (t == NULL || box->c == NULL)
         return;
     int n = recv_try(t->T, box->c, t->rkind, t->rn, eof);
@@ -226,12 +226,12 @@ void hs__conn_reader_input(struct hs__conn_box *box, int eof)
 
 void hs__conn_reader_closed(struct hs__conn_box *box)
 {
-    struct hs__task *t = box->reader;
+    struct hs__task *t = box->x->reader; /* called when there is one */
     /* A last unterminated line completes a line receive; anything else is partial. */
     int n = recv_try(t->T, box->c, t->rkind, t->rn, 1);
     lua_State *L = t->hl->L;
     t->rbox = NULL;
-    box->reader = NULL;
+    box->x->reader = NULL;
     box_pin(L, box);
     hs__task_resume(t, n);
     lua_pop(L, 1);
@@ -244,7 +244,7 @@ static int recv_cancel(struct hs__task *t, int push)
     struct hs__conn_box *box = t->rbox;
     lua_State *L = t->hl->L;
     t->rbox = NULL;
-    box->reader = NULL;
+    box->x->reader = NULL;
     if (box->c)
         hs_conn_hold(box->c, HS_READ_SIZE);
     box_pin(L, box);
@@ -293,7 +293,7 @@ static int l_conn_receive(lua_State *L)
         lua_pushliteral(L, "");
         return 3;
     }
-    if (box->reader != NULL)
+    if (hs__conn_xr(box)->reader != NULL)
         return luaL_error(L, "conn:receive: another call is already receiving on conn#%I",
                           (lua_Integer)box->id);
     /* Bytes already here complete it at once, unless the frame being handled is still at the
@@ -303,16 +303,17 @@ static int l_conn_receive(lua_State *L)
         if (r > 0)
             return r;
     }
+    struct hs__conn_ext *x = hs__conn_x_check(L, box);
     struct hs__task *t = hs__task_wait(L, "conn:receive");
-    if (box->timeout_ms > 0 && hs__task_timer(t, box->timeout_ms, recv_timeout) != 0) {
+    if (x->timeout_ms > 0 && hs__task_timer(t, x->timeout_ms, recv_timeout) != 0) {
         t->waiting = NULL;
         return luaL_error(L, "conn:receive: out of memory for a timer");
     }
     t->rbox = box;
     t->rkind = kind;
     t->rn = n;
-    box->reader = t;
-    if (box->out) {
+    x->reader = t;
+    if (x->out) {
         /* An outbound box is the script's alone: C holds it while it waits for input. */
         if (box->self_ref == LUA_NOREF) {
             lua_pushvalue(L, 1);
@@ -331,24 +332,24 @@ static int l_conn_receive(lua_State *L)
  * touched after the resume, which may let it go. */
 static void flush_finish(struct hs__conn_box *box, int n)
 {
-    struct hs__task *t = box->flusher;
-    box->flusher = NULL;
+    struct hs__task *t = box->x->flusher; /* a flusher made the extension */
+    box->x->flusher = NULL;
     hs__task_resume(t, n);
 }
 
 void hs__conn_flush_ready(struct hs__conn_box *box)
 {
-    if (box == NULL || box->flusher == NULL)
+    if (box == NULL || hs__conn_xr(box)->flusher == NULL)
         return;
-    lua_pushboolean(box->flusher->T, 1);
+    lua_pushboolean(box->x->flusher->T, 1);
     flush_finish(box, 1);
 }
 
 void hs__conn_flush_closed(struct hs__conn_box *box)
 {
-    if (box == NULL || box->flusher == NULL)
+    if (box == NULL || hs__conn_xr(box)->flusher == NULL)
         return;
-    hs__lua_fail(box->flusher->T, HS_ECLOSED);
+    hs__lua_fail(box->x->flusher->T, HS_ECLOSED);
     flush_finish(box, 2);
 }
 
@@ -367,7 +368,7 @@ static int flush_cancel(struct hs__task *t, int push)
     struct hs__conn_box *box = t->wait_data;
     if (box->c)
         hs_conn_want_output_low(box->c, 0);
-    box->flusher = NULL;
+    box->x->flusher = NULL;
     if (!push)
         return 0;
     hs__lua_fail(t->T, HS_ECLOSED);
@@ -380,7 +381,7 @@ static int flush_cancel(struct hs__task *t, int push)
 static int l_conn_flush(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:flush");
-    int ms = box->timeout_ms;
+    int ms = hs__conn_xr(box)->timeout_ms;
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
         luaL_argcheck(L, s > 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
@@ -388,9 +389,10 @@ static int l_conn_flush(lua_State *L)
     }
     if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
-    if (box->flusher != NULL)
+    if (hs__conn_xr(box)->flusher != NULL)
         return luaL_error(L, "conn:flush: another call is already flushing conn#%I",
                           (lua_Integer)box->id);
+    struct hs__conn_ext *x = hs__conn_x_check(L, box);
     int r = hs_conn_want_output_low(box->c, 1);
     if (r == 1) {
         lua_pushboolean(L, 1);
@@ -408,7 +410,7 @@ static int l_conn_flush(lua_State *L)
         return luaL_error(L, "conn:flush: out of memory for a timer");
     }
     /* The box stays alive meanwhile: it is on the waiting coroutine's stack. */
-    box->flusher = t;
+    x->flusher = t;
     t->wait_data = box;
     t->on_cancel = flush_cancel;
     return lua_yield(L, 0);
@@ -419,13 +421,15 @@ static int l_conn_flush(lua_State *L)
 static int l_conn_settimeout(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:settimeout");
-    if (lua_isnoneornil(L, 2)) {
-        box->timeout_ms = -1;
-    } else {
+    int ms = -1;
+    if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
         luaL_argcheck(L, s < HS_MAX_WAIT_S, 2, "seconds out of range");
-        box->timeout_ms = s < 0 ? -1 : (int)(seconds_ms(s) > 0 ? seconds_ms(s) : 1);
+        ms = s < 0 ? -1 : (int)(seconds_ms(s) > 0 ? seconds_ms(s) : 1);
     }
+    /* No timeout is what a box without its extension has already. */
+    if (ms > 0 || box->x != NULL)
+        hs__conn_x_check(L, box)->timeout_ms = ms;
     lua_pushboolean(L, 1);
     return 1;
 }
