@@ -42,16 +42,16 @@ static void conn_update_reading(struct hs_conn *c)
     if (c->flags & CONN_LINGERING)
         want = 1; /* dropping what the peer still sends, until it closes */
     if (want && !(c->flags & CONN_READING)) {
-        event_add(c->rev, NULL);
+        event_add(hs__conn_rev(c), NULL);
         c->flags |= CONN_READING;
         /* Input the TLS session decrypted before the pause: no readable event will come. */
         if (c->tls && hs__conn_tls_has_pending(c))
-            event_active(c->rev, EV_READ, 0);
+            event_active(hs__conn_rev(c), EV_READ, 0);
         /* The time reading was paused on our side is not the client's to make up. */
         if (c->rx_since)
             hs__conn_rx_start(c);
     } else if (!want && (c->flags & CONN_READING)) {
-        event_del(c->rev);
+        event_del(hs__conn_rev(c));
         c->flags &= ~CONN_READING;
     }
 }
@@ -126,10 +126,11 @@ void hs__conn_release(struct hs_conn *c)
 {
     if (c->refs > 0 || !(c->flags & CONN_CLOSED))
         return;
-    event_free(c->rev);
+    /* Assigned, not allocated: deleted here, freed with c. */
+    event_del(hs__conn_rev(c));
     if (c->wev)
         event_free(c->wev);
-    event_free(c->timer);
+    event_del(hs__conn_timer(c));
     evbuffer_free(c->in);
     if (c->out)
         evbuffer_free(c->out);
@@ -153,12 +154,12 @@ static int conn_linger_start(struct hs_conn *c)
     if (c->wev)
         event_del(c->wev);
     if (!(c->flags & CONN_READING)) {
-        event_add(c->rev, NULL);
+        event_add(hs__conn_rev(c), NULL);
         c->flags |= CONN_READING;
     }
     struct timeval tv;
     hs__timeval_ms(&tv, HS_LINGER_MS);
-    event_add(c->timer, &tv);
+    event_add(hs__conn_timer(c), &tv);
     c->timer_at = 0;
     return 1;
 }
@@ -209,10 +210,10 @@ static void conn_finish(struct hs_conn *c)
     if (conn_linger_start(c))
         return;
     c->flags |= CONN_CLOSED | CONN_CLOSING;
-    event_del(c->rev);
+    event_del(hs__conn_rev(c));
     if (c->wev)
         event_del(c->wev);
-    event_del(c->timer);
+    event_del(hs__conn_timer(c));
     if (c->tls)
         hs__conn_tls_close(c);
     close(c->fd);
@@ -284,7 +285,7 @@ void hs_conn_close(struct hs_conn *c, const char *reason)
     struct timeval tv;
     hs__timeval_ms(&tv, c->set->limits.close_timeout_ms ? c->set->limits.close_timeout_ms
                                                         : HS_DEFAULT_CLOSE_TIMEOUT_MS);
-    event_add(c->timer, &tv);
+    event_add(hs__conn_timer(c), &tv);
     c->timer_at = 0; /* the stall rules are over: only the close timeout is left */
     int r = c->refs == 0 ? conn_flush(c) : 0;
     if (r < 0)
@@ -520,7 +521,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         /* More may wait decrypted in the session (a read takes at most HS_READ_SIZE): come
          * back next loop turn. A pause or close in between removes this again. */
         if (c->tls && hs__conn_tls_has_pending(c))
-            event_active(c->rev, EV_READ, 0);
+            event_active(hs__conn_rev(c), EV_READ, 0);
         hs__conn_process_input(c);
         return;
     }
@@ -638,17 +639,17 @@ static int conn_create(struct hs_conns *set, int fd, const char *peer,
     return 0;
 }
 
-/* An idle connection's biggest block: a field added here costs every connection 16 bytes
- * once the struct outgrows 312 bytes (glibc's 320-byte chunk). Rarely used state goes in
- * struct hs_conn_ext instead. */
-_Static_assert(sizeof(struct hs_conn) <= 312, "struct hs_conn outgrew its malloc chunk");
+/* An idle connection's biggest block (the struct and its two events): a field added here
+ * costs every connection 16 bytes once the struct outgrows 296 bytes (with 256 bytes of
+ * events, glibc's 560-byte chunk). Rarely used state goes in struct hs_conn_ext instead. */
+_Static_assert(sizeof(struct hs_conn) <= 296, "struct hs_conn outgrew its malloc chunk");
 
 struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
                                 const struct hs_peer_key *key, const struct hs_framing *framing,
                                 const struct hs_conn_handler *handler, void *arg,
                                 struct hs_conn_tally *tally, unsigned flags)
 {
-    struct hs_conn *c = calloc(1, sizeof *c);
+    struct hs_conn *c = calloc(1, sizeof *c + 2 * set->ev_size);
     if (c == NULL || hs_peers_add(set->peers, key) != 0) {
         free(c);
         close(fd);
@@ -664,19 +665,14 @@ struct hs_conn *hs__conn_create(struct hs_conns *set, int fd, const char *peer,
     c->arg = arg;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->in = evbuffer_new();
-    c->rev = event_new(set->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-    c->timer = evtimer_new(set->base, hs__conn_timer_cb, c);
-    if (!c->in || !c->rev || !c->timer) {
+    /* event_assign fails only on bad arguments (none here); nothing is added yet. */
+    event_assign(hs__conn_rev(c), set->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    evtimer_assign(hs__conn_timer(c), set->base, hs__conn_timer_cb, c);
+    if (!c->in) {
         hs_log(HS_LOG_ERROR, "out of memory for connection from %s", peer);
         hs_peers_remove(set->peers, key);
         c->flags |= CONN_CLOSED;
         close(fd);
-        if (c->rev)
-            event_free(c->rev);
-        if (c->timer)
-            event_free(c->timer);
-        if (c->in)
-            evbuffer_free(c->in);
         free(c);
         return NULL;
     }

@@ -36,6 +36,7 @@ struct hs_conns *hs_conns_new(struct event_base *base, const struct hs_conn_limi
     set->base = base;
     set->limits = *limits;
     set->next_id = 1;
+    set->ev_size = event_get_struct_event_size();
     set->peers = hs_peers_new();
     if (set->peers == NULL) {
         free(set);

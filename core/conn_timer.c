@@ -16,7 +16,7 @@ void hs__conn_schedule(struct hs_conn *c, long long at)
     long long wait = at - hs__conns_now(c->set);
     struct timeval tv;
     hs__timeval_ms(&tv, wait > 0 ? wait : 0);
-    event_add(c->timer, &tv);
+    event_add(hs__conn_timer(c), &tv);
     c->timer_at = at;
 }
 

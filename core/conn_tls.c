@@ -136,7 +136,7 @@ static void tls_handshake_done(struct hs_conn *c)
     /* The client's first request often came with its Finished and sits decrypted-to-be in
      * the session's buffer already: no readable event would announce it. */
     if (c->flags & CONN_READING)
-        event_active(c->rev, EV_READ, 0);
+        event_active(hs__conn_rev(c), EV_READ, 0);
     if (c->flags & CONN_NOT_OPEN) {
         hs__conn_open(c); /* may free c */
         return;
