@@ -300,8 +300,8 @@ struct hs_conn_sink {
 /* Arms the connection so the payload of the next length or fixed frame goes to sink in
  * pieces as it arrives, never held whole in memory; a NULL sink discards it. max replaces
  * the framing's maximum for that frame alone (0 keeps it). on_pipe_done runs at the end.
- * Returns 0, HS_ECLOSED, or -EINVAL when the framing is not length or fixed or a pipe is
- * already armed. */
+ * Returns 0, HS_ECLOSED, -EINVAL when the framing is not length or fixed or a pipe is
+ * already armed, or -ENOMEM (the pipe's state is made on first use). */
 int hs_conn_pipe_next(struct hs_conn *c, const struct hs_conn_sink *sink, uint64_t max);
 
 /* For handlers with on_data (protocol layers that frame their own input): on != 0 says a
@@ -320,7 +320,7 @@ void hs_conn_pause(struct hs_conn *c, int paused);
  * holds fewer than max bytes (so a peer that leaves is noticed) and handed to on_input, and
  * end of stream is noted but not acted on. A later call changes max. max == 0 releases:
  * queued frames are dispatched and a noted end of stream acted on, at once when no callback
- * of c runs, else when it returns. */
+ * of c runs, else when it returns. A max over 4 GiB - 1 counts as 4 GiB - 1. */
 void hs_conn_hold(struct hs_conn *c, size_t max);
 
 /* Whether the connection is held (hs_conn_hold). */
