@@ -6,6 +6,7 @@
 #include "core/lua_sandbox.h"
 #include "core/stats.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,6 @@ struct hs_script {
 struct hs_script_pending {
     struct hs_script *s;
     struct hs_version *v;
-    struct hs_script_decl decl;
     size_t n_opts; /* options to install on commit (when has_opts) */
     char **opt_keys, **opt_values;
     int has_opts;
@@ -53,9 +53,18 @@ struct hs_script_pending {
     size_t n_files;
     char *modules[SCRIPT_MAX_FILES];
     size_t n_modules;
+    struct hs_script_decl decl; /* last: set by hs__script_check, listen only in part */
 };
 
 static unsigned versions_alive;
+
+/* *dst = *src without the unused part of the 16 KiB listen array. */
+static void decl_copy(struct hs_script_decl *dst, const struct hs_script_decl *src)
+{
+    memcpy(dst, src, offsetof(struct hs_script_decl, listen));
+    for (unsigned i = 0; i < src->n_listen; i++)
+        memcpy(dst->listen[i], src->listen[i], strlen(src->listen[i]) + 1);
+}
 static struct hs_version_watcher *watchers; /* told when a version goes, in order */
 
 /* Tells every watcher that v retired (freed = 0) or is being freed (freed = 1). */
@@ -237,7 +246,12 @@ static int load_protected(lua_State *L)
     if (lua_setupvalue(L, 1, 1) == NULL)
         lua_pop(L, 1);
     forget_modules(L, s);
-    push_loaded_names(L); /* 4 */
+    /* 4: what package.loaded holds before the chunk runs, to tell which modules it loads; only
+     * a trusted version needs it (no files table at 3), the others' require records them. */
+    if (lua_istable(L, 3))
+        lua_pushnil(L);
+    else
+        push_loaded_names(L);
     lua_pushvalue(L, 1);
     lua_createtable(L, 0, (int)j->n_opts);
     for (size_t i = 0; i < j->n_opts; i++) {
@@ -250,7 +264,8 @@ static int load_protected(lua_State *L)
     lua_pushstring(L, s->path);
     lua_setfield(L, -2, "path");
     lua_call(L, 2, 1); /* 5: what the script returned */
-    if (hs__script_check(L, s->path, &j->p->decl, j->err, j->errlen) != 0) {
+    unsigned hint = s->current ? s->decl.n_snapshot : 0;
+    if (hs__script_check(L, s->path, hint, &j->p->decl, j->err, j->errlen) != 0) {
         j->refused = 1;
         return 0;
     }
@@ -332,11 +347,13 @@ static int run_on_reload(struct hs_script_pending *p, char *err, size_t errlen);
 int hs_script_prepare(struct hs_script *s, const struct hs_script_option *opts, size_t n,
                       struct hs_script_pending **out, char *err, size_t errlen)
 {
-    struct hs_script_pending *p = calloc(1, sizeof *p);
+    /* Zeroed up to the decl: clearing its listen array would be most of the record. */
+    struct hs_script_pending *p = malloc(sizeof *p);
     if (p == NULL) {
         snprintf(err, errlen, "%s: out of memory", s->path);
         return HS_ESCRIPT;
     }
+    memset(p, 0, offsetof(struct hs_script_pending, decl.listen));
     p->s = s;
     p->files[p->n_files++] = strdup(s->path);
     if (opts) {
@@ -409,7 +426,7 @@ void hs_script_commit(struct hs_script_pending *p)
     struct hs_version *old = s->current;
     s->current = p->v;
     s->generation = p->v->generation;
-    s->decl = p->decl;
+    decl_copy(&s->decl, &p->decl);
     p->v = NULL;
     pending_free(p);
     if (old) {

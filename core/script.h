@@ -26,12 +26,15 @@ struct hs_script_option {
 
 /* What a script declares about itself, read from the table it returns. */
 struct hs_script_decl {
-    char name[64];                                      /* `name` field, or the file's base name */
-    char protocol[16];                                  /* "stream" (default) or "http" */
-    int has_framing;                                    /* `framing` field present */
-    struct hs_framing framing;                          /* its value */
-    unsigned n_listen;                                  /* `listen` entries */
-    char listen[HS_SCRIPT_MAX_LISTEN][HS_ADDR_MAX_URL]; /* their URLs, options included */
+    char name[64];             /* `name` field, or the file's base name */
+    char protocol[16];         /* "stream" (default) or "http" */
+    int has_framing;           /* `framing` field present */
+    struct hs_framing framing; /* its value */
+    unsigned n_snapshot;       /* function fields in the callback snapshot (sizes the next one's) */
+    unsigned n_listen;         /* `listen` entries */
+    /* Their URLs, options included. Last, and only the first n_listen are set: the array is
+     * 16 KiB, which a reload neither clears nor copies whole. */
+    char listen[HS_SCRIPT_MAX_LISTEN][HS_ADDR_MAX_URL];
 };
 
 /* Loads path (text only) into a fresh environment of sandbox profile `sandbox` (enum

@@ -8,6 +8,7 @@
 #include "core/lua_internal.h"
 #include "core/script_internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -103,8 +104,8 @@ static void snapshot_http(lua_State *L, int t, int snap)
 
 /* A raising __index or __len on the returned table is an error like any other: the caller
  * runs this in protected mode (core/script_internal.h). */
-int hs__script_check(lua_State *L, const char *path, struct hs_script_decl *decl, char *err,
-                     size_t errlen)
+int hs__script_check(lua_State *L, const char *path, unsigned size_hint,
+                     struct hs_script_decl *decl, char *err, size_t errlen)
 {
     int t = lua_gettop(L);
     if (!lua_istable(L, t)) {
@@ -115,8 +116,9 @@ int hs__script_check(lua_State *L, const char *path, struct hs_script_decl *decl
     /* Typos first: an on_* key we do not know. Every function field goes into the snapshot
      * (stream_body of HTTP scripts, for one); the known callbacks are then read again through
      * the metamethods, so one inherited through __index counts too. */
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, size_hint > 8 && size_hint < 4096 ? (int)size_hint + 1 : 8);
     int snap = lua_gettop(L);
+    unsigned n_snapshot = 0;
     unsigned long seen = 0;
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
@@ -130,6 +132,7 @@ int hs__script_check(lua_State *L, const char *path, struct hs_script_decl *decl
             lua_pushvalue(L, -2);
             lua_insert(L, -2);
             lua_rawset(L, snap);
+            n_snapshot++;
         } else {
             lua_pop(L, 1);
         }
@@ -174,7 +177,9 @@ int hs__script_check(lua_State *L, const char *path, struct hs_script_decl *decl
     }
     snapshot_http(L, t, snap);
 
-    memset(decl, 0, sizeof *decl);
+    /* Not the listen array (16 KiB): entries past n_listen are never read. */
+    memset(decl, 0, offsetof(struct hs_script_decl, listen));
+    decl->n_snapshot = n_snapshot;
     const char *base = strrchr(path, '/');
     snprintf(decl->name, sizeof decl->name, "%s", base ? base + 1 : path);
     char *dot = strrchr(decl->name, '.');
