@@ -684,7 +684,9 @@ int hs_lua_allow_module(struct hs_lua *hl, const char *name)
 
 void hs__sandbox_env(lua_State *L, int profile, const char *script_path)
 {
-    lua_newtable(L);
+    /* Sized for the six fields set below (each would otherwise grow it: one rehash per reload
+     * each time the size doubles). */
+    lua_createtable(L, 0, profile == HS_SANDBOX_TRUSTED ? 0 : 6);
     int env = lua_gettop(L);
     if (profile == HS_SANDBOX_TRUSTED) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY_ENV_MT[profile]);

@@ -130,12 +130,11 @@ int hs__script_check(lua_State *L, const char *path, unsigned size_hint,
         }
         if (lua_type(L, -1) == LUA_TFUNCTION) {
             lua_pushvalue(L, -2);
-            lua_insert(L, -2);
+            lua_pushvalue(L, -2);
             lua_rawset(L, snap);
             n_snapshot++;
-        } else {
-            lua_pop(L, 1);
         }
+        lua_pop(L, 1);
         const char *k = lua_tostring(L, -1);
         /* handle(conn) is the one callback without the prefix: a whole connection's code. */
         int handle = strcmp(k, "handle") == 0;
