@@ -73,7 +73,9 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         if (after > hl->mem_limit)
             hl->mem_over = 1;
     }
-    void *p = realloc(ptr, nsize);
+    /* Most blocks are new (a reload's compile asks for ~4,500): malloc itself is realloc's
+     * path for them minus a few tests. */
+    void *p = ptr ? realloc(ptr, nsize) : malloc(nsize);
     if (p != NULL)
         hl->mem_used = hl->mem_used - old + nsize;
     return p;
