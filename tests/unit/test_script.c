@@ -314,6 +314,54 @@ static void test_load_timers_follow_versions(void **state)
     assert_int_equal(hs_lua_timer_count(fx->hl), base);
 }
 
+/* A reload copies only the listen URLs a version declares (the decl's 16 KiB array is never
+ * copied whole) and sizes the callback snapshot from the running version's: a version with
+ * fewer addresses, or many more functions, must still come out exact. */
+static void test_decl_follows_reloads(void **state)
+{
+    struct fx *fx = *state;
+    struct hs_script *s;
+    char buf[64];
+    write_script(fx,
+                 "return { name = 'a', protocol = 'http', on_request = function() end,\n"
+                 "  listen = { 'tcp://127.0.0.1:1', 'tcp://127.0.0.1:2', 'tcp://[::1]:3' } }\n");
+    assert_int_equal(hs_script_load(fx->hl, fx->path, NULL, 0, &s, fx->err, sizeof fx->err), 0);
+    const struct hs_script_decl *d = hs_script_decl(s);
+    assert_int_equal(d->n_listen, 3);
+    assert_string_equal(d->listen[2], "tcp://[::1]:3");
+    assert_int_equal(d->n_snapshot, 1);
+
+    /* Fewer addresses, a shorter URL in the first slot, 40 more functions. */
+    char text[4096];
+    int used = snprintf(text, sizeof text, "local M = { listen = 'udp://127.0.0.1:9' }\n");
+    for (int i = 0; i < 40; i++)
+        used += snprintf(text + used, sizeof text - (size_t)used,
+                         "function M.f%d() return 'f%d' end\n", i, i);
+    snprintf(text + used, sizeof text - (size_t)used,
+             "M.answer = function() return M.f39() end\n"
+             "function M.on_datagram() end\nreturn M\n");
+    write_script(fx, text);
+    assert_int_equal(hs_script_reload(s, NULL, 0, fx->err, sizeof fx->err), 0);
+    d = hs_script_decl(s);
+    assert_string_equal(d->name, "h");
+    assert_string_equal(d->protocol, "stream");
+    assert_int_equal(d->has_framing, 0);
+    assert_int_equal(d->n_listen, 1);
+    assert_string_equal(d->listen[0], "udp://127.0.0.1:9");
+    assert_int_equal(d->n_snapshot, 42);
+    assert_string_equal(answer(fx, hs_script_current(s), buf, sizeof buf), "f39");
+
+    /* And back to a small one: the hint of 42 does not leak into what it declares. */
+    write_script(fx, SCRIPT("three"));
+    assert_int_equal(hs_script_reload(s, NULL, 0, fx->err, sizeof fx->err), 0);
+    d = hs_script_decl(s);
+    assert_int_equal(d->n_listen, 1);
+    assert_string_equal(d->listen[0], "tcp://127.0.0.1:0");
+    assert_int_equal(d->n_snapshot, 2);
+    assert_string_equal(answer(fx, hs_script_current(s), buf, sizeof buf), "three");
+    hs_script_free(s);
+}
+
 #define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -328,6 +376,7 @@ int main(void)
         FX_TEST(test_version_outlives_script),
         FX_TEST(test_watchers_told_when_versions_go),
         FX_TEST(test_load_timers_follow_versions),
+        FX_TEST(test_decl_follows_reloads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
