@@ -29,7 +29,10 @@ end]]):format(i)
 end
 
 write_script(0)
-os.execute(("%s serve %s --listen tcp://127.0.0.1:0 --control %s 2>%s &"):format(bin, script, ctl, log))
+-- One process, as bench/run.lua measures it (the default is a worker per core, whose ready
+-- line has no pid alone).
+os.execute(("%s serve %s --listen tcp://127.0.0.1:0 --workers 1 --control %s >/dev/null 2>%s &")
+  :format(bin, script, ctl, log))
 local port
 for _ = 1, 500 do
   local f = io.open(log)
