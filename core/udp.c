@@ -16,18 +16,36 @@
 
 #define UDP_BATCH 64          /* datagrams read per readiness event, for fairness */
 #define UDP_MAX_PAYLOAD 65507 /* largest IPv4 UDP payload */
-#define UDP_PEERS 128         /* entries of each peer cache (a power of two): 13 KiB */
+#define UDP_PEERS_MIN 16      /* entries of a peer table when the first peer comes */
+#define UDP_PEERS_MAX 1024    /* peers a socket remembers; past that it starts over */
 #define UDP_PEER_TEXT 64      /* longest cached text: any IPv4 or IPv6 peer, NUL included */
 
 /* A peer address in both forms. Formatting a source address (inet_ntop, snprintf) and parsing
  * the text back for the reply cost more than the rest of a datagram's trip through Lua, and a
- * socket mostly talks to the same few peers: each socket keeps the last ones it saw, found by
- * the binary address on receive and by the text on send. */
+ * socket mostly talks to the same peers: each socket keeps the peers it saw, found by the
+ * binary address on receive and by the text on send. */
 struct udp_peer {
     struct sockaddr_in6 ss;   /* an IPv4 or IPv6 peer (Unix peers are not cached) */
-    socklen_t sl;             /* 0: an empty entry */
+    socklen_t sl;             /* bytes of ss used */
     size_t text_len;          /* strlen(text) */
+    unsigned i;               /* its own index + 1 */
     char text[UDP_PEER_TEXT]; /* hs_addr_format of ss */
+};
+
+/* A socket's peers: entries in arrival order, in blocks of UDP_PEERS_MIN that never move (the
+ * text handed to the callback stays where it is, which is what lua_pushstring's cache of
+ * recent C strings keys on), and two open-addressed indexes into them (linear probing, at
+ * most half full, so a lookup is one or two probes). A direct-mapped cache of 128 entries
+ * made two of 50 peers collide in most runs, and each such pair formatted and parsed every
+ * datagram (the udp64 bench's counts jumped between two levels from run to run). The table
+ * grows with the peers seen, up to UDP_PEERS_MAX; a socket that hears from more starts over,
+ * which costs what no cache would. */
+struct udp_peers {
+    struct udp_peer *block[UDP_PEERS_MAX / UDP_PEERS_MIN]; /* entry i: block[i / MIN][i % MIN] */
+    uint16_t *by_addr; /* 2 * cap slots: entry index + 1, by a hash of the sockaddr; 0: empty */
+    uint16_t *by_text; /* 2 * cap slots: entry index + 1, by a hash of the text; 0: empty */
+    unsigned n, cap;   /* entries used and indexed for (a power of two, 0 before the first) */
+    unsigned last;     /* entry index + 1 of the last datagram's source (the likely reply) */
 };
 
 struct hs_udp {
@@ -43,24 +61,25 @@ struct hs_udp {
     int owns_path;          /* unixgram: we bound path and remove it at free */
     hs_udp_free_cb free_cb; /* told when u is freed (the Lua box), or NULL */
     void *free_arg;
+    int tag;                     /* hs_udp_set_tag: the binding's (the Lua box's registry ref) */
     char url[HS_ADDR_TEXT + 16]; /* bound address as a URL (outbound: the address sent to) */
     char path[HS_ADDR_MAX_PATH]; /* unixgram: the bound socket's file, or "" */
     char name[64];
     unsigned long long in, out;             /* datagrams received and sent */
     unsigned long long bytes_in, bytes_out; /* their payload bytes */
-    struct udp_peer by_addr[UDP_PEERS];     /* peers seen, by a hash of the sockaddr */
-    struct udp_peer by_text[UDP_PEERS];     /* peers seen or sent to, by a hash of the text */
+    unsigned long long peer_formats;        /* source addresses formatted (cache misses) */
+    struct udp_peers peers;                 /* the peers seen or sent to */
     char buf[HS_MAX_DATAGRAM + 1];          /* receive buffer; +1 detects truncation */
 };
 
-/* FNV-1a, folded to a cache index. */
+/* FNV-1a. */
 static unsigned peer_hash(const void *p, size_t n)
 {
     const unsigned char *b = p;
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++)
         h = (h ^ b[i]) * 16777619u;
-    return (h ^ (h >> 16)) & (UDP_PEERS - 1);
+    return h ^ (h >> 16);
 }
 
 /* The bytes of a sockaddr that name an IP peer (family, port, address); 0 for a Unix peer,
@@ -74,33 +93,134 @@ static size_t peer_key_len(const struct sockaddr_storage *ss, socklen_t sl)
     return 0;
 }
 
-static void peer_store(struct udp_peer *e, const struct sockaddr_storage *ss, socklen_t sl,
-                       const char *text, size_t text_len)
+static struct udp_peer *peer_at(struct udp_peers *p, unsigned i)
 {
-    if (sl > sizeof e->ss || text_len >= sizeof e->text)
-        return;
-    memcpy(&e->ss, ss, sl);
-    e->sl = sl;
-    memcpy(e->text, text, text_len + 1);
-    e->text_len = text_len;
+    return &p->block[i / UDP_PEERS_MIN][i % UDP_PEERS_MIN];
 }
 
-/* The text of the source address ss; from the cache when it was seen lately. */
+/* The entry whose address is ss (key bytes compared), or NULL. */
+static struct udp_peer *peers_by_addr(struct udp_peers *p, const struct sockaddr_storage *ss,
+                                      socklen_t sl, size_t key)
+{
+    if (p->cap == 0)
+        return NULL;
+    unsigned mask = 2 * p->cap - 1;
+    for (unsigned h = peer_hash(ss, key) & mask; p->by_addr[h] != 0; h = (h + 1) & mask) {
+        struct udp_peer *e = peer_at(p, p->by_addr[h] - 1u);
+        if (e->sl == sl && memcmp(&e->ss, ss, key) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* The entry whose text is text, or NULL: the last datagram's source first, without hashing. */
+static struct udp_peer *peers_by_text(struct udp_peers *p, const char *text, size_t len)
+{
+    if (p->last != 0) {
+        struct udp_peer *e = peer_at(p, p->last - 1);
+        if (e->text_len == len && memcmp(e->text, text, len) == 0)
+            return e;
+    }
+    if (p->cap == 0)
+        return NULL;
+    unsigned mask = 2 * p->cap - 1;
+    for (unsigned h = peer_hash(text, len) & mask; p->by_text[h] != 0; h = (h + 1) & mask) {
+        struct udp_peer *e = peer_at(p, p->by_text[h] - 1u);
+        if (e->text_len == len && memcmp(e->text, text, len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Puts entry i (0-based) into both indexes. */
+static void peers_index(struct udp_peers *p, unsigned i)
+{
+    struct udp_peer *e = peer_at(p, i);
+    unsigned mask = 2 * p->cap - 1;
+    unsigned h = peer_hash(&e->ss, peer_key_len((struct sockaddr_storage *)&e->ss, e->sl)) & mask;
+    while (p->by_addr[h] != 0)
+        h = (h + 1) & mask;
+    p->by_addr[h] = (uint16_t)(i + 1);
+    for (h = peer_hash(e->text, e->text_len) & mask; p->by_text[h] != 0; h = (h + 1) & mask)
+        ;
+    p->by_text[h] = (uint16_t)(i + 1);
+}
+
+/* Makes room for one more entry: grows the table, or empties it at UDP_PEERS_MAX (the blocks
+ * are kept and reused). Returns 0, or -ENOMEM (the table stays as it was; the peer is just not
+ * remembered). */
+static int peers_room(struct udp_peers *p)
+{
+    if (p->n % UDP_PEERS_MIN == 0 && p->n < UDP_PEERS_MAX &&
+        p->block[p->n / UDP_PEERS_MIN] == NULL) {
+        p->block[p->n / UDP_PEERS_MIN] = malloc(UDP_PEERS_MIN * sizeof(struct udp_peer));
+        if (p->block[p->n / UDP_PEERS_MIN] == NULL)
+            return -ENOMEM;
+    }
+    if (p->n < p->cap)
+        return 0;
+    if (p->cap == UDP_PEERS_MAX) {
+        p->n = 0;
+        p->last = 0;
+        memset(p->by_addr, 0, 4 * p->cap * sizeof *p->by_addr);
+        return 0;
+    }
+    unsigned cap = p->cap ? 2 * p->cap : UDP_PEERS_MIN;
+    uint16_t *ix = calloc(4 * cap, sizeof *ix);
+    if (ix == NULL)
+        return -ENOMEM;
+    free(p->by_addr);
+    p->by_addr = ix;
+    p->by_text = ix + 2 * cap;
+    p->cap = cap;
+    for (unsigned i = 0; i < p->n; i++)
+        peers_index(p, i);
+    return 0;
+}
+
+/* Remembers the IP peer ss as text (hs_addr_format's, len bytes), found in neither index
+ * before. Returns the entry, or NULL when it is not remembered (a text too long, no memory). */
+static struct udp_peer *peers_add(struct udp_peers *p, const struct sockaddr_storage *ss,
+                                  socklen_t sl, const char *text, size_t len)
+{
+    if (sl > sizeof(struct sockaddr_in6) || len >= UDP_PEER_TEXT || peers_room(p) != 0)
+        return NULL;
+    struct udp_peer *e = peer_at(p, p->n);
+    memcpy(&e->ss, ss, sl);
+    e->sl = sl;
+    memcpy(e->text, text, len + 1);
+    e->text_len = len;
+    e->i = ++p->n;
+    peers_index(p, p->n - 1);
+    return e;
+}
+
+static void peers_free(struct udp_peers *p)
+{
+    for (unsigned i = 0; i < UDP_PEERS_MAX / UDP_PEERS_MIN; i++)
+        free(p->block[i]);
+    free(p->by_addr);
+}
+
+/* The text of the source address ss: from the table when it was seen before (then it stays
+ * at that address until the table starts over), else formatted into buf (HS_ADDR_TEXT bytes).
+ */
 static const char *peer_text(struct hs_udp *u, const struct sockaddr_storage *ss, socklen_t sl,
                              char *buf)
 {
     size_t key = peer_key_len(ss, sl);
-    if (key == 0)
-        return hs_addr_format((const struct sockaddr *)ss, sl, buf, HS_ADDR_TEXT);
-    struct udp_peer *e = &u->by_addr[peer_hash(ss, key)];
-    if (e->sl == sl && memcmp(&e->ss, ss, key) == 0)
-        return e->text;
-    hs_addr_format((const struct sockaddr *)ss, sl, buf, HS_ADDR_TEXT);
-    size_t n = strlen(buf);
-    peer_store(e, ss, sl, buf, n);
-    /* The reply most likely goes to this peer: its text finds the address without a parse. */
-    peer_store(&u->by_text[peer_hash(buf, n)], ss, sl, buf, n);
-    return buf; /* not e->text: a text too long for the cache is not stored */
+    struct udp_peer *e = key ? peers_by_addr(&u->peers, ss, sl, key) : NULL;
+    if (e == NULL) {
+        u->peer_formats++;
+        hs_addr_format((const struct sockaddr *)ss, sl, buf, HS_ADDR_TEXT);
+        if (key == 0 || (e = peers_add(&u->peers, ss, sl, buf, strlen(buf))) == NULL) {
+            u->peers.last = 0;
+            return buf;
+        }
+    }
+    /* The reply most likely goes to this peer. */
+    u->peers.last = e->i;
+    return e->text;
 }
 
 static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -354,6 +474,7 @@ void hs_udp_free(struct hs_udp *u)
     /* The file goes with the socket, as for unix: stream listeners. */
     if (u->owns_path)
         unlink(u->path);
+    peers_free(&u->peers);
     free(u);
 }
 
@@ -364,23 +485,22 @@ int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const vo
     socklen_t sl;
     if (len > UDP_MAX_PAYLOAD)
         return HS_ETOOBIG;
-    struct udp_peer *e = NULL;
-    if (peer_len < UDP_PEER_TEXT)
-        e = &u->by_text[peer_hash(peer, peer_len)];
-    if (e && e->sl != 0 && e->text_len == peer_len && memcmp(e->text, peer, peer_len) == 0) {
+    struct udp_peer *e = peers_by_text(&u->peers, peer, peer_len);
+    if (e) {
         memcpy(&ss, &e->ss, e->sl);
         sl = e->sl;
     } else {
         if (hs_addr_parse_peer(peer, peer_len, &ss, &sl) != 0)
             return HS_EBADSPEC;
-        /* Only a peer whose text is exactly what hs_addr_format writes is cached, so an entry
-         * found by text always holds the address that text names. */
+        /* Only a peer whose text is exactly what hs_addr_format writes is remembered, so an
+         * entry found by text always holds the address that text names. */
         char text[HS_ADDR_TEXT];
         size_t key = peer_key_len(&ss, sl);
-        if (e && key != 0) {
+        if (key != 0 && peer_len < UDP_PEER_TEXT &&
+            peers_by_addr(&u->peers, &ss, sl, key) == NULL) {
             hs_addr_format((const struct sockaddr *)&ss, sl, text, sizeof text);
             if (strlen(text) == peer_len && memcmp(text, peer, peer_len) == 0)
-                peer_store(e, &ss, sl, text, peer_len);
+                peers_add(&u->peers, &ss, sl, text, peer_len);
         }
     }
     if (u->family == AF_INET6 && ss.ss_family == AF_INET) {
@@ -440,4 +560,15 @@ void hs_udp_counts(const struct hs_udp *u, struct hs_udp_counts *out)
     out->datagrams_out = u->out;
     out->bytes_in = u->bytes_in;
     out->bytes_out = u->bytes_out;
+    out->peer_formats = u->peer_formats;
+}
+
+void hs_udp_set_tag(struct hs_udp *u, int tag)
+{
+    u->tag = tag;
+}
+
+int hs_udp_tag(const struct hs_udp *u)
+{
+    return u->tag;
 }

@@ -11,7 +11,8 @@ struct event_base;
 struct hs_udp;
 
 /* Called once per received datagram. `peer` is the sender's address text ("1.2.3.4:5",
- * "[::1]:5"); data is valid only during the call. */
+ * "[::1]:5"); data is valid only during the call, peer only until the callback sends (a send
+ * to a new peer may reuse its memory). */
 typedef void (*hs_udp_datagram_cb)(struct hs_udp *u, const char *data, size_t len, const char *peer,
                                    void *arg);
 
@@ -95,7 +96,14 @@ void hs_udp_on_free(struct hs_udp *u, hs_udp_free_cb cb, void *arg);
 struct hs_udp_counts {
     unsigned long long datagrams_in, datagrams_out; /* received, sent */
     unsigned long long bytes_in, bytes_out;         /* their payload bytes */
+    unsigned long long peer_formats; /* source addresses formatted to text, not found in the
+                                      * socket's table of peers seen (one per new peer) */
 };
 void hs_udp_counts(const struct hs_udp *u, struct hs_udp_counts *out);
+
+/* An integer the owner of the callback keeps with u (the Lua binding: its box's registry
+ * reference, so that a datagram finds the box without a table lookup); 0 until set. */
+void hs_udp_set_tag(struct hs_udp *u, int tag);
+int hs_udp_tag(const struct hs_udp *u);
 
 #endif
