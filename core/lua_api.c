@@ -612,8 +612,6 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
      * otherwise run unwatched. Every LUA_HOOK_COUNT instructions it costs a test of depth. */
     lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
     luaL_openlibs(L);
-    lua_newtable(L);
-    hl->udp_boxes_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     hs__lua_open_conn(L);
     hs__lua_open_timer_meta(L);
     luaL_requiref(L, "hotsock", luaopen_hotsock, 1);

