@@ -1,3 +1,6 @@
+/* recvmmsg is Linux's: GNU. */
+#define _GNU_SOURCE
+
 #include "core/udp.h"
 #include "core/hs.h"
 #include "core/log.h"
@@ -15,6 +18,7 @@
 #include <event2/event.h>
 
 #define UDP_BATCH 64          /* datagrams read per readiness event, for fairness */
+#define UDP_MMSG 8            /* datagrams taken by one recvmmsg (each a full-size slot) */
 #define UDP_MAX_PAYLOAD 65507 /* largest IPv4 UDP payload */
 #define UDP_PEERS_MIN 16      /* entries of a peer table when the first peer comes */
 #define UDP_PEERS_MAX 1024    /* peers a socket remembers; past that it starts over */
@@ -69,7 +73,8 @@ struct hs_udp {
     unsigned long long bytes_in, bytes_out; /* their payload bytes */
     unsigned long long peer_formats;        /* source addresses formatted (cache misses) */
     struct udp_peers peers;                 /* the peers seen or sent to */
-    char buf[HS_MAX_DATAGRAM + 1];          /* receive buffer; +1 detects truncation */
+    char *more; /* a listener's slots 1 .. UDP_MMSG - 1 (slot 0 is buf), or NULL: one at a time */
+    char buf[HS_MAX_DATAGRAM + 1]; /* receive buffer; +1 detects truncation */
 };
 
 /* FNV-1a. */
@@ -223,33 +228,56 @@ static const char *peer_text(struct hs_udp *u, const struct sockaddr_storage *ss
     return e->text;
 }
 
+/* Receives up to UDP_BATCH queued datagrams, UDP_MMSG per system call, and hands each to the
+ * callback. A call that returns fewer than it asked for found the queue empty: the loop tells
+ * us when more come, so no call is spent on EAGAIN. */
 static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hs_udp *u = arg;
     HS_UNUSED(fd);
     HS_UNUSED(what);
-    for (int i = 0; i < UDP_BATCH; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        ssize_t n = recvfrom(u->fd, u->buf, sizeof u->buf, 0, (struct sockaddr *)&ss, &sl);
+    struct mmsghdr mm[UDP_MMSG];
+    struct iovec iov[UDP_MMSG];
+    struct sockaddr_storage ss[UDP_MMSG];
+    unsigned want = u->more ? UDP_MMSG : 1;
+    for (unsigned i = 0; i < want; i++) {
+        iov[i].iov_base = i == 0 ? u->buf : u->more + (i - 1) * sizeof u->buf;
+        iov[i].iov_len = sizeof u->buf;
+        memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    for (int done = 0; done < UDP_BATCH;) {
+        for (unsigned i = 0; i < want; i++) {
+            mm[i].msg_hdr.msg_name = &ss[i];
+            mm[i].msg_hdr.msg_namelen = sizeof ss[i];
+        }
+        int n = recvmmsg(u->fd, mm, want, 0, NULL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                hs_log(HS_LOG_WARN, "%s recvfrom: %s", u->url, strerror(errno));
+                hs_log(HS_LOG_WARN, "%s recvmmsg: %s", u->url, strerror(errno));
             return;
         }
-        u->in++;
-        u->bytes_in += (unsigned long long)n;
-        char buf[HS_ADDR_TEXT];
-        const char *peer = peer_text(u, &ss, sl, buf);
-        u->in_cb = 1;
-        u->cb(u, u->buf, (size_t)n, peer, u->arg);
-        u->in_cb = 0;
-        if (u->freeing) {
-            hs_udp_free(u);
-            return;
+        for (int i = 0; i < n; i++) {
+            size_t len = mm[i].msg_len;
+            u->in++;
+            u->bytes_in += len;
+            char buf[HS_ADDR_TEXT];
+            const char *peer = peer_text(u, &ss[i], mm[i].msg_hdr.msg_namelen, buf);
+            u->in_cb = 1;
+            u->cb(u, iov[i].iov_base, len, peer, u->arg);
+            u->in_cb = 0;
+            if (u->freeing) {
+                /* The datagrams taken after this one go with the socket. */
+                hs_udp_free(u);
+                return;
+            }
         }
+        if ((unsigned)n < want)
+            return;
+        done += n;
     }
 }
 
@@ -345,6 +373,10 @@ int hs_udp_adopt_fd(struct event_base *base, int fd, const char *name, hs_udp_da
         free(u);
         return -ENOMEM;
     }
+    /* Large enough for the malloc behind it to map it, so a page is memory only once a
+     * datagram reaches it (64 B datagrams touch one page a slot). Without it the socket reads
+     * one datagram a call. */
+    u->more = malloc((UDP_MMSG - 1) * sizeof u->buf);
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     getsockname(fd, (struct sockaddr *)&bound, &blen);
@@ -475,6 +507,7 @@ void hs_udp_free(struct hs_udp *u)
     if (u->owns_path)
         unlink(u->path);
     peers_free(&u->peers);
+    free(u->more);
     free(u);
 }
 
