@@ -87,6 +87,17 @@ static unsigned peer_hash(const void *p, size_t n)
     return h ^ (h >> 16);
 }
 
+/* The hash of an address's first key bytes: an IPv4 peer's 8 (family, port, address) in one
+ * multiplication, which FNV took ~100 instructions a datagram over. */
+static unsigned addr_hash(const void *ss, size_t key)
+{
+    if (key != sizeof(uint64_t))
+        return peer_hash(ss, key);
+    uint64_t k;
+    memcpy(&k, ss, sizeof k);
+    return (unsigned)((k * 0x9e3779b97f4a7c15u) >> 32);
+}
+
 /* The bytes of a sockaddr that name an IP peer (family, port, address); 0 for a Unix peer,
  * which is not cached (its text is its path, no formatting to save). */
 static size_t peer_key_len(const struct sockaddr_storage *ss, socklen_t sl)
@@ -110,7 +121,7 @@ static struct udp_peer *peers_by_addr(struct udp_peers *p, const struct sockaddr
     if (p->cap == 0)
         return NULL;
     unsigned mask = 2 * p->cap - 1;
-    for (unsigned h = peer_hash(ss, key) & mask; p->by_addr[h] != 0; h = (h + 1) & mask) {
+    for (unsigned h = addr_hash(ss, key) & mask; p->by_addr[h] != 0; h = (h + 1) & mask) {
         struct udp_peer *e = peer_at(p, p->by_addr[h] - 1u);
         if (e->sl == sl && memcmp(&e->ss, ss, key) == 0)
             return e;
@@ -142,7 +153,7 @@ static void peers_index(struct udp_peers *p, unsigned i)
 {
     struct udp_peer *e = peer_at(p, i);
     unsigned mask = 2 * p->cap - 1;
-    unsigned h = peer_hash(&e->ss, peer_key_len((struct sockaddr_storage *)&e->ss, e->sl)) & mask;
+    unsigned h = addr_hash(&e->ss, peer_key_len((struct sockaddr_storage *)&e->ss, e->sl)) & mask;
     while (p->by_addr[h] != 0)
         h = (h + 1) & mask;
     p->by_addr[h] = (uint16_t)(i + 1);
@@ -373,9 +384,9 @@ int hs_udp_adopt_fd(struct event_base *base, int fd, const char *name, hs_udp_da
         free(u);
         return -ENOMEM;
     }
-    /* Large enough for the malloc behind it to map it, so a page is memory only once a
-     * datagram reaches it (64 B datagrams touch one page a slot). Without it the socket reads
-     * one datagram a call. */
+    /* malloc usually maps a block this large, so a page becomes memory only once a datagram
+     * reaches it (64 B datagrams touch one page a slot). Without it the socket reads one
+     * datagram a call. */
     u->more = malloc((UDP_MMSG - 1) * sizeof u->buf);
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
