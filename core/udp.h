@@ -24,7 +24,8 @@ typedef void (*hs_udp_ready_cb)(struct hs_udp *u, void *arg);
 
 /* Binds a UDP socket to addr (udp://, or unixgram:/path, whose stale socket file is replaced
  * as for unix: listeners, and removed at free) and starts receiving (up to 64 datagrams per
- * wake-up).
+ * wake-up, 8 per system call; the socket keeps a receive slot of 64 KiB for each, a page of
+ * which becomes memory once a datagram reaches it, and a table of its peers, up to 1,024).
  * `name` (copied) labels log lines; arg must outlive the socket. Returns 0 and *out, or a
  * negative code (-EADDRINUSE, HS_EBADSPEC, ...). */
 int hs_udp_new(struct event_base *base, const struct hs_addr *addr, const char *name,
