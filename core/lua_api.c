@@ -460,15 +460,16 @@ void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char 
     lua_State *L = hl->L;
     struct hs_version *v = hs_script_current(s);
     hs_stats_message(hs_version_stats(v), len);
-    hs__udp_box_push(hl, u);
+    struct hs__udp_box *box = hs__udp_box_push(hl, u);
     lua_pushlstring(L, data, len);
     lua_pushstring(L, peer);
-    /* The call's name in the log, made for every datagram in case it fails: pieces copied,
-     * not snprintf, which cost more than the rest of a 64 B datagram's dispatch. */
+    /* The call's name in the log, made for every datagram in case it fails: the box's start
+     * of it ("on_datagram (URL from ") and the peer copied, not snprintf, which cost more
+     * than the rest of a 64 B datagram's dispatch. */
     char what[160];
-    size_t at = put_text(what, sizeof what, 0, "on_datagram (");
-    at = put_text(what, sizeof what, at, hs_udp_url(u));
-    at = put_text(what, sizeof what, at, " from ");
+    size_t at = box->what_len < sizeof what - 1 ? box->what_len : sizeof what - 1;
+    memcpy(what, box->what, at);
+    what[at] = '\0';
     at = put_text(what, sizeof what, at, peer);
     put_text(what, sizeof what, at, ")");
     struct hs__invoke iv = {.v = v, .name = "on_datagram", .what = what};

@@ -132,6 +132,9 @@ struct hs__udp_box {
     /* The box head: the socket, NULL once freed (a reload dropped its address). */
     HS__BOX_HEAD(struct hs_udp, u);
     char url[HS_ADDR_TEXT + 16]; /* kept for a freed box's url() and tostring */
+    /* "on_datagram (URL from ": the start of each call's name in the log, made once. */
+    char what[HS_ADDR_TEXT + 48];
+    size_t what_len; /* strlen(what) */
 };
 
 /* The context of the state L belongs to (any of its threads). It is kept in one place only,
@@ -162,9 +165,10 @@ void hs__push_proxy_info(lua_State *L, const struct hs_conn *c);
 /* Pushes a new conn box for c bound to version v. */
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v);
 
-/* Pushes the udp box of u, creating it the first time; u keeps the box's registry reference
- * (hs_udp_tag) until it is freed or the state closes. May raise (memory) the first time. */
-void hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u);
+/* Pushes the udp box of u and returns it (Lua owns it), creating it the first time; u keeps the
+ * box's registry reference (hs_udp_tag) until it is freed or the state closes. May raise
+ * (memory) the first time. */
+struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u);
 
 /* Converts the framing spec at idx (a string like "length:i32le" or a table
  * {"line", max = 100, delim = "\r\n"}) into *f. Returns 0, or HS_EBADSPEC with *why set. */

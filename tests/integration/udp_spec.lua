@@ -85,6 +85,10 @@ describe("udp", function()
     d:settimeout(kit.timeout)
     assert(d:sendto("hello", gram))
     assert.equals("echo:hello@" .. mine, d:receive())
+    -- A failing handler's log line names the call: the socket and the peer.
+    assert(d:sendto("fail", gram))
+    srv:wait_log("handler error in on_datagram %(unixgram:" .. gram:gsub("%p", "%%%0") .. " from "
+      .. mine:gsub("%p", "%%%0") .. "%)")
     d:close()
     os.remove(mine)
     -- An unbound client has no address to answer: the handler hears why.
