@@ -32,8 +32,8 @@ void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
             hs__box_invalidate(&b->box);
         lua_pop(L, 1);
     }
-    unref(L, &lh->res_ref);
-    unref(L, &lh->req_ref);
+    slot_clear(L, &lh->res_ref);
+    slot_clear(L, &lh->req_ref);
     free(lh->lines);
     lh->lines = NULL;
     lh->lines_len = lh->lines_cap = 0;
@@ -48,7 +48,7 @@ static void handler_failed(struct hs_http_conn *h, struct lua_http *lh)
     hs__lua_http_detach(lh->hl->L, lh);
     lh->req_ref = req;
     hs_http_conn_fail(h, 500, "handler error");
-    unref(lh->hl->L, &lh->req_ref);
+    slot_clear(lh->hl->L, &lh->req_ref);
 }
 
 /* ---- req ---- */
@@ -222,8 +222,16 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
     }
 
     hs__lua_http_push_exchange(L, h, req, path, path_len, c);
-    lh->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lh->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lh->req_slot == LUA_NOREF) {
+        /* The connection's two slots, taken at its first request and kept (slot_clear). */
+        lh->res_slot = luaL_ref(L, LUA_REGISTRYINDEX);
+        lh->req_slot = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_rawseti(L, LUA_REGISTRYINDEX, lh->res_slot);
+        lua_rawseti(L, LUA_REGISTRYINDEX, lh->req_slot);
+    }
+    lh->res_ref = lh->res_slot;
+    lh->req_ref = lh->req_slot;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->req_ref);
     /* Its answer is needed now, before the body is read: it cannot wait. */
@@ -292,6 +300,8 @@ static void app_close(struct hs_http_conn *h, const char *reason, void *arg)
     HS_UNUSED(h);
     HS_UNUSED(reason);
     hs__lua_http_detach(L, lh);
+    unref(L, &lh->req_slot);
+    unref(L, &lh->res_slot);
     unref(L, &lh->done_ref);
     unref(L, &lh->file_ref);
     struct hs_version *v = lh->v;
@@ -380,6 +390,7 @@ static void http_open(struct hs_conn *c, void *arg)
     lh->s = s;
     lh->v = v;
     lh->req_ref = lh->res_ref = lh->done_ref = lh->file_ref = LUA_NOREF;
+    lh->req_slot = lh->res_slot = LUA_NOREF;
     hs_version_ref(v);
     hs_stats_conn_open(hs_version_stats(v));
 }
