@@ -49,20 +49,9 @@ void *hs__box_new(lua_State *L, enum hs__box_kind kind, size_t size, int nuv)
     return b;
 }
 
-void *hs__box_test(lua_State *L, int idx, enum hs__box_kind kind)
-{
-    /* Only a full userdata: a table given a box's metatable (setmetatable({}, getmetatable(conn)))
-     * must not pass for a box. */
-    if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
-        return NULL;
-    const void *mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    return mt == hs__lua_from_state(L)->box_mt[kind] ? lua_touserdata(L, idx) : NULL;
-}
-
-/* Raises the misuse error of hs__box_check, in the words of luaL_typeerror but naming the
- * method, which a call through pcall or a local alias would otherwise show as '?'. */
-static int box_type_error(lua_State *L, int idx, enum hs__box_kind kind, const char *method)
+/* In the words of luaL_typeerror but naming the method, which a call through pcall or a local
+ * alias would otherwise show as '?'. */
+int hs__box_type_error(lua_State *L, int idx, enum hs__box_kind kind, const char *method)
 {
     const char *got;
     if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
@@ -73,12 +62,4 @@ static int box_type_error(lua_State *L, int idx, enum hs__box_kind kind, const c
         got = luaL_typename(L, idx);
     return luaL_error(L, "bad argument #%d to '%s' (%s expected, got %s)", idx, method,
                       box_names[kind], got);
-}
-
-void *hs__box_check(lua_State *L, int idx, enum hs__box_kind kind, const char *method)
-{
-    void *b = hs__box_test(L, idx, kind);
-    if (b == NULL)
-        box_type_error(L, lua_absindex(L, idx), kind, method);
-    return b;
 }

@@ -56,15 +56,12 @@ int hs__box_meta(lua_State *L, enum hs__box_kind kind, const luaL_Reg *methods,
  * Lua owns. Raises on memory exhaustion. */
 void *hs__box_new(lua_State *L, enum hs__box_kind kind, size_t size, int nuv);
 
-/* The box of kind at idx, or raises "bad argument #idx to 'METHOD' (hotsock.KIND expected, got
- * TYPE)"; method names the Lua-visible call ("conn:send"). A box whose object is gone passes:
- * the caller asks hs__box_gone. Costs a metatable comparison (no registry lookup). */
-void *hs__box_check(lua_State *L, int idx, enum hs__box_kind kind, const char *method);
+/* hs__box_check and hs__box_test (the box of a kind at a stack index) are inline functions
+ * in core/lua_internal.h: they read the state's context, which this header does not know. */
 
-/* The box of kind at idx, or NULL when the value there is anything else. Never raises. A __gc
- * uses this, not hs__box_check: a trusted script may give a table a box's metatable, and the
- * table's finalizer must do nothing rather than raise or read a box that is not there. */
-void *hs__box_test(lua_State *L, int idx, enum hs__box_kind kind);
+/* Raises the misuse error of hs__box_check: "bad argument #idx to 'METHOD' (hotsock.KIND
+ * expected, got TYPE)". Does not return. */
+int hs__box_type_error(lua_State *L, int idx, enum hs__box_kind kind, const char *method);
 
 /* Whether the box's C object is gone. */
 static inline int hs__box_gone(const struct hs__box *b)
