@@ -344,7 +344,11 @@ struct hs__task {
     int rkind;                            /* its pattern (lua_wait.c) */
     size_t rn;                            /* its byte count */
     char label[160];                      /* names the call in the log once it waited */
-    char wait_at[96]; /* "hotsock.sleep at FILE:LINE": its last wait, for the log */
+    /* Its last wait, for the log ("after waiting in hotsock.sleep at FILE:LINE"), kept as
+     * parts and made into text only when the call fails: a proxy waits twice per message. */
+    const char *wait_what;     /* the waiting call's name (static text) */
+    int wait_line;             /* the script's line there; 0: not known (then no FILE:LINE) */
+    char wait_src[LUA_IDSIZE]; /* the chunk, as lua_Debug's short_src */
     /* A wait that can be given up (a connect, a receive on an outbound conn): releases what
      * the waiting call armed and, when push != 0, pushes its results (nil, "closed") on T and
      * returns how many. Cleared on every resume. */
@@ -390,7 +394,7 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
  * waiting in `what`. Raises a clear error naming `what` where waiting is impossible: outside a
  * handler's coroutine, in a call that must answer at once (on_accept), across a C boundary, or
  * in a coroutine of the script's own. The caller then arms what resumes it and returns
- * lua_yield(L, 0). */
+ * lua_yield(L, 0). `what` is static text (the task keeps the pointer for its log line). */
 struct hs__task *hs__task_wait(lua_State *L, const char *what);
 
 /* Resumes a waiting task with the nargs values pushed on t->T, which become the results of

@@ -145,9 +145,12 @@ static int task_fail(struct hs__task *t, int st, char *out, size_t outlen)
     task_error_text(t, st, out ? out : err, out ? outlen : sizeof err);
     if (out == NULL) {
         hs_stats_handler_error(hs_version_stats(t->v));
-        if (t->label[0])
+        if (t->label[0] && t->wait_line > 0)
+            hs_log(HS_LOG_ERROR, "handler error in %s, after waiting in %s at %s:%d: %s", t->label,
+                   t->wait_what, t->wait_src, t->wait_line, err);
+        else if (t->label[0])
             hs_log(HS_LOG_ERROR, "handler error in %s, after waiting in %s: %s", t->label,
-                   t->wait_at, err);
+                   t->wait_what, err);
         else if (t->conn)
             hs_log(HS_LOG_ERROR, "handler error in %s (conn#%llu %s): %s", t->what,
                    (unsigned long long)hs_conn_id(t->conn), hs_conn_peer(t->conn), err);
@@ -172,8 +175,8 @@ static void handle_done(struct hs__conn_box *box)
         hs_conn_close(box->c, "closed");
 }
 
-/* Text built by hand, not by snprintf: a label is made on every wait (per message on a
- * proxy or a Redis round trip) and read only when a call fails. Each appends to buf (cap
+/* Text built by hand, not by snprintf: a label is made on the first wait of every call that
+ * waits, and read only when a call fails. Each appends to buf (cap
  * bytes, *len used), truncating, and keeps it terminated. */
 static void text_put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
 {
@@ -276,15 +279,14 @@ struct hs__task *hs__task_wait(lua_State *L, const char *what)
                    "table.sort) is between it and the handler",
                    what);
     t->waiting = what;
+    t->wait_what = what;
+    t->wait_line = 0;
+    /* Only the parts are kept here (a fixed-size copy, no formatting): the text is made if
+     * the call fails, which few do, while a proxy waits twice per message. */
     lua_Debug ar;
-    size_t len = 0;
-    text_puts(t->wait_at, sizeof t->wait_at, &len, what);
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
-        /* "WHAT at FILE:LINE" */
-        text_puts(t->wait_at, sizeof t->wait_at, &len, " at ");
-        text_puts(t->wait_at, sizeof t->wait_at, &len, ar.short_src);
-        text_puts(t->wait_at, sizeof t->wait_at, &len, ":");
-        text_put_u64(t->wait_at, sizeof t->wait_at, &len, (unsigned long long)ar.currentline);
+        t->wait_line = ar.currentline;
+        memcpy(t->wait_src, ar.short_src, sizeof t->wait_src);
     }
     return t;
 }
