@@ -59,11 +59,20 @@ static const char *check_value(lua_State *L, int idx, int arg)
     if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER)
         luaL_argerror(L, arg, "header value must be a string, a number, a list of them or nil");
     const char *v = lua_tolstring(L, idx, &n);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            luaL_argerror(L, arg, "header value contains a control character");
-    }
+    /* One table load a byte and no exit inside the loop: a per-byte test with a raise in it
+     * cost ~15 instructions a byte, every res:header. */
+    /* clang-format off */
+    static const unsigned char ctl[256] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, /* 0x00-0x0f: all but tab */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10-0x1f */
+        [0x7f] = 1,                                     /* DEL */
+    };
+    /* clang-format on */
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= ctl[(unsigned char)v[i]];
+    if (bad)
+        luaL_argerror(L, arg, "header value contains a control character");
     return v;
 }
 
