@@ -28,7 +28,14 @@ int hs__box_meta(lua_State *L, enum hs__box_kind kind, const luaL_Reg *methods,
     int made = luaL_newmetatable(L, box_names[kind]); /* sets __name */
     /* The metatable lives in the registry for the state's life, so its address is a stable
      * identity: hs__box_check compares with it instead of looking the name up. */
-    hs__lua_from_state(L)->box_mt[kind] = lua_topointer(L, -1);
+    struct hs_lua *hl = hs__lua_from_state(L);
+    hl->box_mt[kind] = lua_topointer(L, -1);
+    if (hl->box_mt_ref[kind] == 0) {
+        /* By number too: hs__box_new sets it with a rawgeti, not a lookup by name (~100 of
+         * the ~200 instructions luaL_setmetatable costs, per box made). */
+        lua_pushvalue(L, -1);
+        hl->box_mt_ref[kind] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     if (!made)
         return 0;
     if (methods != NULL) {
@@ -45,7 +52,8 @@ void *hs__box_new(lua_State *L, enum hs__box_kind kind, size_t size, int nuv)
 {
     void *b = lua_newuserdatauv(L, size, nuv);
     memset(b, 0, size);
-    luaL_setmetatable(L, box_names[kind]);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs__lua_from_state(L)->box_mt_ref[kind]);
+    lua_setmetatable(L, -2);
     return b;
 }
 

@@ -72,6 +72,8 @@ struct hs_lua {
     struct hs__pubsub *pubsub; /* hotsock.subscribe's state (lua_pubsub.c); lives as long as L */
     /* Each box kind's metatable (its address), for hs__box_check (lua_box.c). */
     const void *box_mt[HS__BOX_KINDS];
+    /* The same metatables as registry references (0: not made yet), for hs__box_new. */
+    int box_mt_ref[HS__BOX_KINDS];
 };
 
 /* What few conn boxes use, out of line (box->x): made on the first conn:receive, conn:flush,
