@@ -6,16 +6,22 @@
 #include "core/script.h"
 #include "core/stats.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <lualib.h>
 
-#define LUA_HOOK_COUNT 1000          /* VM instructions between two looks at the sandbox limits */
+#define LUA_HOOK_COUNT 1000          /* a script coroutine's instructions between two looks */
+#define LUA_TICK_MIN_US 1000         /* the watchdog's tick: an eighth of the time limit, */
+#define LUA_TICK_MAX_US 50000        /* within these bounds (CPU time, ITIMER_PROF) */
 #define LUA_HARD_MEMORY_FACTOR 2     /* the allocator refuses past this many times the limit */
 #define LUA_COARSE_LIMIT_MS 100      /* time limits from here on use the coarse clock */
 #define LUA_GC_MIN_GARBAGE (1 << 20) /* bytes a small heap may allocate between two GC cycles */
@@ -50,6 +56,8 @@ static long long mono_ns(const struct hs_lua *hl)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static void wd_arm(struct hs_lua *hl);
+
 /* The allocator of the state. Outside a call from C nothing is refused: C code pushing
  * arguments must never meet a Lua error there. During a call, growth past the limit is noted
  * for the hook, which raises a clean error at the script's next instructions; growth past
@@ -70,8 +78,10 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             hl->mem_refused = 1;
             return NULL;
         }
-        if (after > hl->mem_limit)
+        if (after > hl->mem_limit && !hl->mem_over) {
             hl->mem_over = 1;
+            wd_arm(hl); /* the hook collects and looks again */
+        }
     }
     /* Most blocks are new (a reload's compile asks for ~4,500): malloc itself is realloc's
      * path for them minus a few tests. */
@@ -106,7 +116,128 @@ static long long lua_deadline(struct hs_lua *hl)
     return hl->idle_deadline_ns;
 }
 
-/* The count hook: every LUA_HOOK_COUNT instructions of any thread, look at the limits. */
+static void lua_watchdog(lua_State *L, lua_Debug *ar);
+
+/* How the watchdog watches without slowing every instruction. A count hook makes Lua 5.4 run
+ * each VM instruction through luaG_traceexec (~30 instructions of ours for each of the
+ * script's, whatever the count), so the threads hotsock runs calls on, the main thread and
+ * the tasks' coroutines, carry no hook. A tick (SIGPROF every eighth of the time limit of CPU
+ * time: none while the process sleeps) looks at the running call's deadline and, once it has
+ * passed, sets the hook on those threads, as lua.c's SIGINT handler does (lua_sethook is
+ * meant to be callable from a signal handler, and the VM looks at its trap at every jump and
+ * call, so a loop is caught). The allocator sets it too when a call's memory goes over the
+ * limit. A coroutine the script makes (coroutine.create, coroutine.wrap) keeps the count
+ * hook all its life instead, as before: the tick does not know which of those runs. */
+static struct hs_lua *volatile wd_running; /* the state whose call runs now, or NULL */
+static volatile sig_atomic_t wd_started;   /* the tick runs in this process */
+static long wd_tick_us;                    /* its period */
+
+/* Sets the hook on the threads hotsock runs calls on: the next instruction there looks. */
+static void wd_arm(struct hs_lua *hl)
+{
+    lua_sethook(hl->L, lua_watchdog, LUA_MASKCOUNT, 1);
+    struct hs__task *t = hl->task;
+    if (t != NULL)
+        lua_sethook(t->T, lua_watchdog, LUA_MASKCOUNT, 1);
+}
+
+static void wd_tick(int sig)
+{
+    int saved = errno;
+    struct hs_lua *hl = wd_running;
+    HS_UNUSED(sig);
+    if (hl != NULL && hl->depth > 0 && hl->deadline_ns != 0 && mono_ns(hl) >= hl->deadline_ns)
+        wd_arm(hl);
+    errno = saved;
+}
+
+/* A forked child (a worker) has no timer: its first call starts its own. */
+static void wd_child(void)
+{
+    wd_started = 0;
+    wd_tick_us = 0;
+}
+
+/* Starts the tick in this process, or makes it faster for a shorter limit. */
+static void wd_start(const struct hs_lua *hl)
+{
+    static int atfork;
+    long us = (long)hl->time_limit_ms * 1000 / 8;
+    if (us < LUA_TICK_MIN_US)
+        us = LUA_TICK_MIN_US;
+    if (us > LUA_TICK_MAX_US)
+        us = LUA_TICK_MAX_US;
+    if (wd_started && us >= wd_tick_us)
+        return;
+    if (!atfork)
+        atfork = pthread_atfork(NULL, NULL, wd_child) == 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = wd_tick;
+    sa.sa_flags = SA_RESTART; /* the tick must not make a system call fail with EINTR */
+    sigemptyset(&sa.sa_mask);
+    struct itimerval it = {{us / 1000000, us % 1000000}, {us / 1000000, us % 1000000}};
+    if (sigaction(SIGPROF, &sa, NULL) != 0 || setitimer(ITIMER_PROF, &it, NULL) != 0) {
+        hs_log(HS_LOG_ERROR, "the Lua watchdog's timer: %s", strerror(errno));
+        return;
+    }
+    wd_tick_us = us;
+    wd_started = 1;
+}
+
+/* The hook found nothing over a limit: a thread of hotsock's goes back to running without
+ * one; a script's coroutine keeps looking every LUA_HOOK_COUNT instructions. */
+static void wd_rest(struct hs_lua *hl, lua_State *L)
+{
+    if (L == hl->L || (hl->task != NULL && L == hl->task->T))
+        lua_sethook(L, NULL, 0, 0);
+    else if (lua_gethookcount(L) != LUA_HOOK_COUNT)
+        lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+}
+
+/* coroutine.create, as lcorolib's, with the watchdog's hook on the new coroutine. */
+static int l_coroutine_create(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_sethook(co, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+    return 1;
+}
+
+/* coroutine.wrap: lcorolib's (upvalue 1), whose function keeps its coroutine as upvalue 1;
+ * the watchdog's hook goes on that coroutine. */
+static int l_coroutine_wrap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+    if (lua_getupvalue(L, -1, 1) != NULL) {
+        lua_State *co = lua_tothread(L, -1);
+        if (co != NULL)
+            lua_sethook(co, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+        lua_pop(L, 1);
+    }
+    return 1;
+}
+
+/* Puts the two above in the coroutine library, before any view of it is made. */
+static void watch_coroutines(lua_State *L)
+{
+    lua_getglobal(L, "coroutine");
+    lua_pushcfunction(L, l_coroutine_create);
+    lua_setfield(L, -2, "create");
+    lua_getfield(L, -1, "wrap");
+    lua_pushcclosure(L, l_coroutine_wrap, 1);
+    lua_setfield(L, -2, "wrap");
+    lua_pop(L, 1);
+}
+
+/* The count hook: on a thread of hotsock's when the tick or the allocator set it, on a
+ * script's coroutine every LUA_HOOK_COUNT instructions; looks at the limits. */
 static void lua_watchdog(lua_State *L, lua_Debug *ar)
 {
     struct hs_lua *hl = hs__lua_from_state(L);
@@ -121,8 +252,7 @@ static void lua_watchdog(lua_State *L, lua_Debug *ar)
     }
     long long deadline = lua_deadline(hl);
     if (deadline == 0 || mono_ns(hl) < deadline) {
-        if (lua_gethookcount(L) != LUA_HOOK_COUNT)
-            lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+        wd_rest(hl, L);
         return;
     }
     /* Past the deadline, look at every instruction: a script that catches the error with
@@ -148,6 +278,8 @@ void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_
 {
     hl->mem_limit = mem_limit;
     hl->time_limit_ms = time_limit_ms;
+    if (wd_started && time_limit_ms != 0)
+        wd_start(hl); /* a shorter limit wants a faster tick */
 }
 
 void hs__lua_sandbox_enter(struct hs_lua *hl)
@@ -155,14 +287,12 @@ void hs__lua_sandbox_enter(struct hs_lua *hl)
     /* The outermost call sets the deadline; nested ones (on_close run by conn:abort) share
      * it. */
     if (hl->depth++ == 0) {
-        /* The watchdog cannot be switched off from Lua (debug.sethook is replaced before any
-         * script runs), but should anything have replaced it on the main thread, whose hook
-         * every new coroutine copies, it is back before any script runs. */
-        if (lua_gethook(hl->L) != lua_watchdog)
-            lua_sethook(hl->L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
         hl->idle_deadline_ns = 0;
         hl->mem_refused = 0;
         hl->deadline_ns = hl->time_limit_ms ? mono_ns(hl) + hl->time_limit_ms * 1000000LL : 0;
+        if (hl->deadline_ns != 0 && !wd_started)
+            wd_start(hl);
+        wd_running = hl;
     }
 }
 
@@ -191,6 +321,7 @@ static void lua_gc_tune(struct hs_lua *hl)
 void hs__lua_sandbox_leave(struct hs_lua *hl)
 {
     if (--hl->depth == 0) {
+        wd_running = NULL;
         lua_gc_tune(hl);
         hl->deadline_ns = 0;
         hl->idle_deadline_ns = 0;
@@ -608,11 +739,10 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
     *(struct hs_lua **)lua_getextraspace(L) = hl;
     lua_atpanic(L, lua_panic);
     lua_setwarnf(L, lua_warn, hl);
-    /* The watchdog hook is set from the start, limits or not: a coroutine inherits its
-     * creator's hook only when it is created, so one made before the limits were set would
-     * otherwise run unwatched. Every LUA_HOOK_COUNT instructions it costs a test of depth. */
-    lua_sethook(L, lua_watchdog, LUA_MASKCOUNT, LUA_HOOK_COUNT);
+    /* No hook on the main thread (see wd_arm): the tick and the allocator set it when needed.
+     * coroutine.create and coroutine.wrap give each coroutine of a script its own. */
     luaL_openlibs(L);
+    watch_coroutines(L);
     hs__lua_open_conn(L);
     hs__lua_open_timer_meta(L);
     luaL_requiref(L, "hotsock", luaopen_hotsock, 1);
@@ -625,6 +755,8 @@ void hs_lua_free(struct hs_lua *hl)
 {
     if (hl == NULL)
         return;
+    if (wd_running == hl)
+        wd_running = NULL; /* the tick must not look at a freed state */
     /* Closing the state runs every __gc: timers free their events, files remove their
      * temporary files. */
     hs__lua_pool_free(hl);

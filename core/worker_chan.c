@@ -74,7 +74,13 @@ static int read_line(int fd, char *buf, size_t n, double deadline)
     while (got + 1 < n) {
         int left = (int)((deadline - hs_clock_mono()) * 1000);
         struct pollfd p = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&p, 1, left) <= 0)
+        if (left <= 0)
+            return -ETIMEDOUT;
+        /* poll is never restarted after a signal (the Lua watchdog's tick is one). */
+        int pr = poll(&p, 1, left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
             return -ETIMEDOUT;
         ssize_t r = read(fd, buf + got, 1);
         if (r < 0 && errno == EINTR)

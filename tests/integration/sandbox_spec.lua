@@ -230,6 +230,34 @@ describe("the watchdog", function()
     assert.equals("after bomb", ask(other, "after bomb"))
   end)
 
+  it("stops a loop on every kind of thread: the handler's, a script coroutine's, a spawned one",
+    function()
+      -- The handler's thread and hotsock.spawn's run without a hook until the watchdog's tick
+      -- sees the deadline pass; a coroutine of the script's own keeps the count hook.
+      for _, cmd in ipairs { "coloop", "catchloop" } do
+        local c = srv:connect()
+        c:send_line(cmd)
+        assert.is_true(c:closed(), cmd)
+        c:close()
+        assert.equals("after " .. cmd, ask(other, "after " .. cmd))
+      end
+      local c = srv:connect()
+      assert.equals("spawned", ask(c, "spawnloop"))
+      srv:wait_log("handler error in spawned function: [^\n]*time limit exceeded %(200 ms%)")
+      assert.equals("after spawnloop", ask(other, "after spawnloop"))
+      c:close()
+    end)
+
+  it("stops a loop in a forked worker (each worker starts its own tick)", function()
+    local srv2 = start { "--workers", "2" }
+    local c = srv2:connect()
+    c:send_line("loop")
+    assert.is_true(c:closed())
+    srv2:wait_log("time limit exceeded %(200 ms%)")
+    c:close()
+    assert.is_true(srv2:stop())
+  end)
+
   it("refuses a finalizer; trusted, an error in one is a logged warning", function()
     local c = srv:connect()
     assert.matches("^gcerror false .*__gc is not allowed in this sandbox", ask(c, "gcerror"))
