@@ -168,9 +168,12 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
         else
             h->close_after = 1; /* HTTP/1.0: the end of the body is the end of the connection */
     }
-    /* The head is assembled with memcpy in two small pieces around the caller's lines, not by
-     * printf: on a small static file it was a tenth of the request's instructions. */
-    char line[128], *p = put_lit(line, "HTTP/1.1 ");
+    /* The head is assembled with memcpy, not by printf (on a small static file that was a
+     * tenth of the request's instructions), and added to the output once when the caller's
+     * lines fit beside the two small pieces around them (each evbuffer_add is ~120
+     * instructions). HEAD_TAIL_MAX bounds the piece after the lines. */
+    enum { HEAD_TAIL_MAX = 96 };
+    char line[512], *p = put_lit(line, "HTTP/1.1 ");
     const char *reason = hs_http_reason(status);
     p = put_u64(p, (uint64_t)status);
     *p++ = ' ';
@@ -181,10 +184,14 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
         p = put_mem(p, hs__http_now(h), 29);
         p = put_lit(p, "\r\n");
     }
-    evbuffer_add(h->pend, line, (size_t)(p - line));
-    if (len > 0)
-        evbuffer_add(h->pend, headers, len);
-    p = line;
+    if (len > 0 && len <= sizeof line - HEAD_TAIL_MAX - (size_t)(p - line)) {
+        p = put_mem(p, headers, len);
+    } else {
+        evbuffer_add(h->pend, line, (size_t)(p - line));
+        if (len > 0)
+            evbuffer_add(h->pend, headers, len);
+        p = line;
+    }
     if (status != 204 && status != 304) {
         if (length >= 0) {
             p = put_lit(p, "Content-Length: ");

@@ -528,6 +528,13 @@ return {
       hotsock.after(0.05, function() res:send("slow") end)
     elseif req.path == "/fast" then
       res:send("fast")
+    elseif req.path:match("^/long/%d+$") then
+      -- Header lines of a given total size: the response head is one write when they fit
+      -- beside the status line (under ~400 bytes), three pieces when not.
+      local n = tonumber(req.path:match("%d+$"))
+      res:header("X-Long", ("v"):rep(n))
+      res:header("X-After", "a")
+      res:send("long")
     elseif req.path == "/stream" then
       res:header("Content-Type", "text/plain")
       res:write("one,")
@@ -640,6 +647,17 @@ describe("http handler API", function()
     assert.equals("closed", err)
     assert.matches("Connection: close\r\n\r\none,two,three$", data)
     assert.not_matches("Content%-Length", data)
+  end)
+
+  it("sends the script's header lines whole, short or long, before its own", function()
+    for _, n in ipairs { 1, 380, 420, 3000 } do
+      local r = get(srv, "/long/" .. n)
+      assert.equals(200, r.status)
+      assert.equals(("v"):rep(n), r.headers["x-long"], n)
+      assert.equals("a", r.headers["x-after"], n)
+      assert.equals("4", r.headers["content-length"], n)
+      assert.equals("long", r.body, n)
+    end
   end)
 
   it("a handler error is a logged 500 and closes only that connection", function()
