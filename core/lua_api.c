@@ -289,6 +289,9 @@ void hs__lua_sandbox_enter(struct hs_lua *hl)
     if (hl->depth++ == 0) {
         hl->idle_deadline_ns = 0;
         hl->mem_refused = 0;
+        /* A mark left by the last call (its garbage went since) must not keep this call's
+         * first growth past the limit from setting the hook (lua_alloc sets it once). */
+        hl->mem_over = 0;
         hl->deadline_ns = hl->time_limit_ms ? mono_ns(hl) + hl->time_limit_ms * 1000000LL : 0;
         if (hl->deadline_ns != 0 && !wd_started)
             wd_start(hl);
