@@ -68,11 +68,23 @@ static int l_conn_send(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:send");
     int n = lua_gettop(L);
+    struct iovec iov[16];
+    if (n <= 17) {
+        /* The usual case, one pass: every argument is checked (and read) before any byte
+         * is queued. */
+        for (int i = 2; i <= n; i++) {
+            size_t len;
+            iov[i - 2].iov_base = (void *)(uintptr_t)luaL_checklstring(L, i, &len);
+            iov[i - 2].iov_len = len;
+        }
+        if (hs__box_gone(&box->box))
+            return hs__lua_fail(L, HS_ECLOSED);
+        return push_result(L, n > 1 ? hs_conn_sendv(box->c, iov, n - 1) : 0);
+    }
     for (int i = 2; i <= n; i++)
         luaL_checklstring(L, i, NULL);
     if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
-    struct iovec iov[16];
     int r = 0;
     for (int i = 2; i <= n && r == 0; i += 16) {
         int k = 0;

@@ -302,12 +302,16 @@ static void test_misuse_raises(void **state)
     const char *r = eval(fx, "return S.conn:send({})");
     assert_non_null(strstr(r, "error: "));
     assert_non_null(strstr(r, "string expected, got table"));
+    /* A bad argument after good ones: nothing is queued (every argument is checked first). */
+    assert_non_null(strstr(eval(fx, "return S.conn:send('a', 1, {})"), "bad argument #3"));
     assert_non_null(strstr(eval(fx, "S.conn.extra = 1"), "conn fields are read-only"));
     assert_non_null(strstr(eval(fx, "return S.conn.send({}, 'x')"), "hotsock.conn expected"));
     assert_non_null(strstr(eval(fx, "return S.conn:set_framing('nonsense')"), "bad argument"));
     assert_non_null(strstr(eval(fx, "return S.conn:set_framing(42)"), "bad argument"));
     assert_eval(fx, "return S.conn:send('ok\\n'), S.conn:framing()", "true,line");
     PUMP_UNTIL(fx, 1, evbuffer_get_length(fx->got) >= 3);
+    assert_int_equal(evbuffer_get_length(fx->got), 3);
+    assert_memory_equal(evbuffer_pullup(fx->got, -1), "ok\n", 3);
 }
 
 /* close: true once, then nil, "closed" for I/O; queries keep answering after the socket is
