@@ -691,6 +691,7 @@ static int luaopen_hotsock(lua_State *L)
     hs__lua_open_http_error(L);
     hs__lua_open_wait(L);
     hs__lua_open_connect(L);
+    hs__lua_open_resolve(L);
     hs__lua_open_udp(L);
     hs__lua_open_http_client(L);
     return 1;

@@ -1,4 +1,5 @@
-/* Outbound connections from scripts: hotsock.connect, hotsock.resolve and conn:keepalive.
+/* Outbound connections from scripts: hotsock.connect, conn:keepalive and conn:tls_handshake
+ * (hotsock.resolve, which shares the resolver, is in lua_resolve.c).
  * An outbound conn is an hs_conn like an accepted one (same methods, same box), with these
  * differences: it is always held (its input waits in its buffer for conn:receive, read ahead
  * only up to a bound, which is its flow control), it runs no callbacks of the script, and its
@@ -15,7 +16,6 @@
 #include "core/script.h"
 #include "core/tls.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -26,7 +26,6 @@
 #include <event2/event.h>
 
 #define HS_CONNECT_TIMEOUT_S 10.0   /* hotsock.connect's default for resolving and connecting */
-#define HS_RESOLVE_TIMEOUT_MS 10000 /* hotsock.resolve's bound */
 #define HS_KEEPALIVE_IDLE_S 60.0    /* conn:keepalive's default idle time in the pool */
 #define HS_KEEPALIVE_POOL 30        /* conn:keepalive's default conns kept per URL */
 #define HS_KEEPALIVE_POOL_MAX 10000 /* the largest pool_size a script may ask for */
@@ -46,7 +45,7 @@ struct hs__out {
     char key[];                  /* the URL it was connected with: the pool's key */
 };
 
-/* A hotsock.connect or hotsock.resolve in flight. */
+/* A hotsock.connect in flight. */
 struct connect_wait {
     struct hs__task *t;
     struct hs_connect *cn;
@@ -634,73 +633,6 @@ static int l_hotsock_connect(lua_State *L)
     return lua_yield(L, 0);
 }
 
-/* ---- hotsock.resolve ---- */
-
-static void resolve_done(struct hs_connect *cn, int err, const struct hs_resolved *res, void *arg)
-{
-    struct connect_wait *w = arg;
-    struct hs__task *t = w->t;
-    lua_State *T = t->T;
-    int n = 1;
-    HS_UNUSED(cn);
-    if (err != 0) {
-        n = hs__lua_fail(T, err == -ETIMEDOUT ? err : HS_ENOHOST);
-    } else {
-        lua_createtable(T, res->n, 0);
-        for (int i = 0; i < res->n; i++) {
-            char text[INET6_ADDRSTRLEN];
-            const struct sockaddr *sa = (const struct sockaddr *)&res->addr[i];
-            const void *ip = sa->sa_family == AF_INET
-                                 ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
-                                 : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-            if (inet_ntop(sa->sa_family, ip, text, sizeof text) == NULL)
-                continue;
-            lua_pushstring(T, text);
-            lua_rawseti(T, -2, (lua_Integer)lua_rawlen(T, -2) + 1);
-        }
-    }
-    free(w);
-    hs__task_resume(t, n);
-}
-
-/* hotsock.resolve(name [, family]) — family "inet" (or 4), "inet6" (or 6), or any. Returns a
- * list of address texts, or nil, "no such host". */
-static int l_hotsock_resolve(lua_State *L)
-{
-    struct hs_lua *hl = hs__lua_from_state(L);
-    size_t nlen;
-    const char *name = luaL_checklstring(L, 1, &nlen);
-    luaL_argcheck(L, nlen > 0 && nlen < HS_ADDR_MAX_HOST, 1, "name length out of range");
-    int family = AF_UNSPEC;
-    if (lua_type(L, 2) == LUA_TNUMBER) {
-        lua_Integer k = luaL_checkinteger(L, 2);
-        luaL_argcheck(L, k == 4 || k == 6, 2, "family must be 4 or 6");
-        family = k == 4 ? AF_INET : AF_INET6;
-    } else if (!lua_isnoneornil(L, 2)) {
-        static const char *const fams[] = {"any", "inet", "inet6", NULL};
-        static const int codes[] = {AF_UNSPEC, AF_INET, AF_INET6};
-        family = codes[luaL_checkoption(L, 2, NULL, fams)];
-    }
-    struct hs__task *t = hs__task_wait(L, "hotsock.resolve");
-    struct connect_wait *w = malloc(sizeof *w + 1);
-    if (w == NULL) {
-        t->waiting = NULL;
-        return hs__lua_fail(L, -ENOMEM);
-    }
-    w->t = t;
-    w->tls = NULL;
-    w->key[0] = '\0';
-    if (hs_resolve_start(hl->base, &hl->dns, name, family, HS_RESOLVE_TIMEOUT_MS, resolve_done, w,
-                         &w->cn) != 0) {
-        free(w);
-        t->waiting = NULL;
-        return hs__lua_fail(L, -ENOMEM);
-    }
-    t->wait_data = w;
-    t->on_cancel = connect_cancel;
-    return lua_yield(L, 0);
-}
-
 /* ---- conn:keepalive ---- */
 
 /* conn:keepalive([idle_s [, pool_size]]) — puts an outbound conn into the pool for its URL
@@ -808,7 +740,6 @@ void hs__lua_open_connect(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"connect", l_hotsock_connect},
-        {"resolve", l_hotsock_resolve},
         {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0);

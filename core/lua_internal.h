@@ -431,11 +431,14 @@ void hs__lua_conn_methods_wait(lua_State *L);
  * (t->on_cancel) resumes at once with nil, "closed"; any other wait goes on. */
 void hs__task_cancel(struct hs__task *t);
 
-/* hotsock.connect and hotsock.resolve into the table on top (lua_connect.c); conn:keepalive
+/* hotsock.connect into the table on top (lua_connect.c); conn:keepalive
  * and the outbound side of the conn metatable (its __gc) into the methods table on top and
  * the metatable below it. */
 void hs__lua_open_connect(lua_State *L);
 void hs__lua_conn_methods_connect(lua_State *L);
+
+/* hotsock.resolve into the table on top (lua_resolve.c). */
+void hs__lua_open_resolve(lua_State *L);
 
 /* hotsock.udp into the table on top, and the metatable of its sockets (lua_udp.c). */
 void hs__lua_open_udp(lua_State *L);
