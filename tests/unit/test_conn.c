@@ -15,6 +15,7 @@
 #include "core/framing.h"
 #include "core/hs.h"
 #include "core/log.h"
+#include "tests/unit/test_clock_fds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -56,26 +57,6 @@ static long pat_mismatch(const unsigned char *p, size_t len, size_t off)
         if (p[i] != (unsigned char)((off + i) % 251))
             return (long)i;
     return -1;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
 }
 
 static void put_u32be(unsigned char *p, uint32_t v)

@@ -16,6 +16,7 @@
 #include "core/hs.h"
 #include "core/http_conn.h"
 #include "core/log.h"
+#include "tests/unit/test_clock_fds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -52,26 +53,6 @@ struct fx {
     int requests;              /* on_request calls */
     int heads;                 /* on_head calls */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 /* ---- the app: answers "path=PATH\n" for every request ---- */
 

@@ -13,6 +13,8 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
+#include "tests/unit/test_clock_fds.h"
+#include "tests/unit/lua_fixture.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,49 +25,9 @@
 
 #define MIB (1024 * 1024)
 
-struct fx {
-    struct event_base *base;
-    struct hs_conns *set;
-    struct hs_lua *hl;
-    char err[4096];
-};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int fx_setup(void **state)
-{
-    struct fx *fx = calloc(1, sizeof *fx);
-    struct hs_conn_limits limits;
-    if (fx == NULL)
-        return -1;
-    hs_conn_limits_default(&limits);
-    fx->base = event_base_new();
-    fx->set = fx->base ? hs_conns_new(fx->base, &limits) : NULL;
-    fx->hl = fx->set ? hs_lua_new(fx->base, fx->set) : NULL;
-    if (fx->hl == NULL)
-        return -1;
-    *state = fx;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *fx = *state;
-    hs_conns_free(fx->set);
-    hs_lua_free(fx->hl);
-    event_base_free(fx->base);
-    free(fx);
-    return 0;
-}
-
 /* Runs code as chunk "=probe" (so errors read "probe:LINE:"); returns hs__lua_pcall's
  * result, the message in fx->err. */
-static int run(struct fx *fx, const char *code)
+static int run(struct lua_fx *fx, const char *code)
 {
     lua_State *L = hs_lua_state(fx->hl);
     int top = lua_gettop(L);
@@ -77,7 +39,7 @@ static int run(struct fx *fx, const char *code)
     return r;
 }
 
-static void assert_err_contains(const struct fx *fx, const char *what)
+static void assert_err_contains(const struct lua_fx *fx, const char *what)
 {
     if (strstr(fx->err, what) == NULL)
         fail_msg("error \"%.300s\" lacks \"%s\"", fx->err, what);
@@ -85,7 +47,7 @@ static void assert_err_contains(const struct fx *fx, const char *what)
 
 static void test_time_limit_loop(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 0, 100);
     long long t0 = now_ms();
     assert_int_equal(run(fx, "local n = 0\nwhile true do\n  n = n + 1\nend\n"), HS_ESCRIPT);
@@ -101,7 +63,7 @@ static void test_time_limit_loop(void **state)
  * promptly: past the deadline every instruction raises again. */
 static void test_time_limit_pcall_loop(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 0, 100);
     long long t0 = now_ms();
     assert_int_equal(run(fx,
@@ -118,7 +80,7 @@ static void test_time_limit_pcall_loop(void **state)
 /* Coroutines inherit the hook, also ones created before the limit was set. */
 static void test_time_limit_coroutine(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     assert_int_equal(run(fx, "spin = coroutine.wrap(function() while true do end end)"), 0);
     hs_lua_set_limits(fx->hl, 0, 100);
     assert_int_equal(run(fx, "local co = coroutine.wrap(function()\n  while true do end\nend)\n"
@@ -133,7 +95,7 @@ static void test_time_limit_coroutine(void **state)
  * limit is) pass a 300 ms limit that their sum would break. */
 static void test_time_limit_is_per_call(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 0, 300);
     for (int i = 0; i < 5; i++) {
         long long t0 = now_ms();
@@ -146,7 +108,7 @@ static void test_time_limit_is_per_call(void **state)
 
 static void test_memory_bomb(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 32 * MIB, 0);
     assert_int_equal(run(fx, "hoard = {}\nwhile true do\n"
                              "  hoard[#hoard + 1] = ('x'):rep(1024 * 1024) .. #hoard\nend\n"),
@@ -169,7 +131,7 @@ static void test_memory_bomb(void **state)
  * tests/integration/hostile_spec.lua). */
 static void test_memory_bomb_garbage_freed(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 32 * MIB, 0);
     assert_int_equal(run(fx, "local t = {}\nwhile true do\n"
                              "  t[#t + 1] = ('x'):rep(1024 * 1024) .. #t\nend\n"),
@@ -181,7 +143,7 @@ static void test_memory_bomb_garbage_freed(void **state)
 /* One allocation far past the limit is refused at once. */
 static void test_memory_single_huge(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     /* Under the string cap (HS_LUA_MAX_STRING) but past twice the limit. */
     hs_lua_set_limits(fx->hl, 16 * MIB, 0);
     assert_int_equal(run(fx, "local s = ('x'):rep(60 * 1024 * 1024)"), HS_ESCRIPT);
@@ -196,7 +158,7 @@ static void test_memory_single_huge(void **state)
 /* Garbage is not usage: 256 MiB of short-lived strings pass a 32 MiB limit. */
 static void test_memory_garbage_ok(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 32 * MIB, 0);
     assert_int_equal(run(fx, "for i = 1, 256 do local s = ('z'):rep(1024 * 1024) .. i end"), 0);
 }
@@ -204,7 +166,7 @@ static void test_memory_garbage_ok(void **state)
 /* Without limits the state behaves as before (no hook, nothing refused). */
 static void test_no_limits(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 0, 0);
     assert_int_equal(run(fx, "local s = ('x'):rep(64 * 1024 * 1024) local n = 0 "
                              "for i = 1, 1e6 do n = n + 1 end"),
@@ -212,7 +174,7 @@ static void test_no_limits(void **state)
     assert_true(hs_lua_memory(fx->hl) > 0);
 }
 
-#define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
+#define FX_TEST(t) cmocka_unit_test_setup_teardown(t, lua_fx_setup, lua_fx_teardown)
 
 int main(void)
 {

@@ -16,43 +16,12 @@
 #include "core/lua_box.h"
 #include "core/lua_internal.h"
 #include "core/udp.h"
+#include "tests/unit/lua_fixture.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
-
-struct fx {
-    struct event_base *base;
-    struct hs_conns *set;
-    struct hs_lua *hl;
-};
-
-static int fx_setup(void **state)
-{
-    struct fx *fx = calloc(1, sizeof *fx);
-    struct hs_conn_limits limits;
-    if (fx == NULL)
-        return -1;
-    hs_conn_limits_default(&limits);
-    fx->base = event_base_new();
-    fx->set = fx->base ? hs_conns_new(fx->base, &limits) : NULL;
-    fx->hl = fx->set ? hs_lua_new(fx->base, fx->set) : NULL;
-    if (fx->hl == NULL)
-        return -1;
-    *state = fx;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *fx = *state;
-    hs_conns_free(fx->set);
-    hs_lua_free(fx->hl);
-    event_base_free(fx->base);
-    free(fx);
-    return 0;
-}
 
 /* A Lua-callable probe standing for a conn method: checks its argument 1 as a conn. */
 static int l_probe_conn_send(lua_State *L)
@@ -89,7 +58,7 @@ static void eval(lua_State *L, const char *code, char *out, size_t n)
 
 static void test_new_is_harmless_and_found_by_kind(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     int top = lua_gettop(L);
     struct hs__box *b = hs__box_new(L, HS__BOX_TIMER, 128, 0);
@@ -111,7 +80,7 @@ static void test_new_is_harmless_and_found_by_kind(void **state)
 
 static void test_check_wrong_kind_raises(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     int top = lua_gettop(L);
 
@@ -166,7 +135,7 @@ static void datagram_ignored(struct hs_udp *u, const char *data, size_t len, con
  * the box must answer nil, "closed" and still know its url. */
 static void test_invalidated_box_answers_closed(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     int top = lua_gettop(L);
     struct hs_addr a;
@@ -199,7 +168,7 @@ static void test_invalidated_box_answers_closed(void **state)
 
 static void test_context_from_every_thread(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     assert_ptr_equal(hs__lua_from_state(L), fx->hl);
     lua_State *T = lua_newthread(L);
@@ -210,7 +179,7 @@ static void test_context_from_every_thread(void **state)
     lua_pop(L, 1);
 }
 
-#define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
+#define FX_TEST(t) cmocka_unit_test_setup_teardown(t, lua_fx_setup, lua_fx_teardown)
 
 int main(void)
 {

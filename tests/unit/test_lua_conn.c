@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/script.h"
+#include "tests/unit/test_clock_fds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -82,26 +83,6 @@ struct fx {
     char path[128];
     char out[4096]; /* the last eval's results */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 static int fx_setup(void **state)
 {

@@ -13,6 +13,8 @@
 #include "core/hs.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
+#include "tests/unit/test_clock_fds.h"
+#include "tests/unit/lua_fixture.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,46 +23,6 @@
 
 #include <event2/event.h>
 #include <lualib.h>
-
-struct fx {
-    struct event_base *base;
-    struct hs_conns *set;
-    struct hs_lua *hl;
-    char err[4096];
-};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int fx_setup(void **state)
-{
-    struct fx *fx = calloc(1, sizeof *fx);
-    struct hs_conn_limits limits;
-    if (fx == NULL)
-        return -1;
-    hs_conn_limits_default(&limits);
-    fx->base = event_base_new();
-    fx->set = fx->base ? hs_conns_new(fx->base, &limits) : NULL;
-    fx->hl = fx->set ? hs_lua_new(fx->base, fx->set) : NULL;
-    if (fx->hl == NULL)
-        return -1;
-    *state = fx;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *fx = *state;
-    hs_conns_free(fx->set);
-    hs_lua_free(fx->hl);
-    event_base_free(fx->base);
-    free(fx);
-    return 0;
-}
 
 /* Every call is recorded as one line: pcall's results through tostring. gmatch is run to
  * the end (at most 50 matches). */
@@ -151,7 +113,7 @@ static char *run_driver(lua_State *L)
 
 static void test_same_as_lua(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *stock = luaL_newstate();
     luaL_openlibs(stock);
     char *want = run_driver(stock);
@@ -182,7 +144,7 @@ static void test_same_as_lua(void **state)
 }
 
 /* Runs code as chunk "=probe" through hs__lua_pcall; the message in fx->err. */
-static int run(struct fx *fx, const char *code)
+static int run(struct lua_fx *fx, const char *code)
 {
     lua_State *L = hs_lua_state(fx->hl);
     fx->err[0] = '\0';
@@ -191,7 +153,7 @@ static int run(struct fx *fx, const char *code)
     return hs__lua_pcall(L, 0, 0, fx->err, sizeof fx->err);
 }
 
-static void assert_err_contains(const struct fx *fx, const char *what)
+static void assert_err_contains(const struct lua_fx *fx, const char *what)
 {
     if (strstr(fx->err, what) == NULL)
         fail_msg("error \"%.300s\" lacks \"%s\"", fx->err, what);
@@ -201,7 +163,7 @@ static void assert_err_contains(const struct fx *fx, const char *what)
  * never fires; now each stops at the time limit with the caller's line. */
 static void test_bounded_by_time(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     static const char *const bombs[] = {
         "local s = ('a'):rep(16)\nreturn string.find(s, ('a*'):rep(16) .. 'b')",
         "local s = ('a'):rep(20)\nreturn s:match(('(a-)'):rep(10) .. 'b')",
@@ -237,7 +199,7 @@ static void test_bounded_by_time(void **state)
 /* Sizes: results past HS_LUA_MAX_STRING are refused before they are built. */
 static void test_bounded_by_size(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 0, 0);
     assert_int_equal(run(fx, "local s = ('x'):rep(100, ('y'):rep(1024 * 1024))"), HS_ESCRIPT);
     assert_err_contains(fx, "probe:1: resulting string too large (over 64 MiB)");
@@ -252,7 +214,7 @@ static void test_bounded_by_size(void **state)
     assert_err_contains(fx, "probe:2: resulting string too large (over 64 MiB)");
 }
 
-#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, lua_fx_setup, lua_fx_teardown)
 
 int main(void)
 {

@@ -12,48 +12,16 @@
 #include "core/hs.h"
 #include "core/lua_api.h"
 #include "core/lua_internal.h"
+#include "tests/unit/lua_fixture.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 
-struct fx {
-    struct event_base *base;
-    struct hs_conns *set;
-    struct hs_lua *hl;
-    char err[4096];
-};
-
-static int fx_setup(void **state)
-{
-    struct fx *fx = calloc(1, sizeof *fx);
-    struct hs_conn_limits limits;
-    if (fx == NULL)
-        return -1;
-    hs_conn_limits_default(&limits);
-    fx->base = event_base_new();
-    fx->set = fx->base ? hs_conns_new(fx->base, &limits) : NULL;
-    fx->hl = fx->set ? hs_lua_new(fx->base, fx->set) : NULL;
-    if (fx->hl == NULL)
-        return -1;
-    *state = fx;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    struct fx *fx = *state;
-    hs_conns_free(fx->set);
-    hs_lua_free(fx->hl);
-    event_base_free(fx->base);
-    free(fx);
-    return 0;
-}
-
 /* Invokes code (chunk "=probe") with one integer argument, nres results wanted; the error, if
  * any, in fx->err. */
-static int invoke(struct fx *fx, const char *code, lua_Integer arg, int nres)
+static int invoke(struct lua_fx *fx, const char *code, lua_Integer arg, int nres)
 {
     lua_State *L = hs_lua_state(fx->hl);
     fx->err[0] = '\0';
@@ -66,7 +34,7 @@ static int invoke(struct fx *fx, const char *code, lua_Integer arg, int nres)
 
 static void test_results_and_reuse(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     int top = lua_gettop(L);
     assert_int_equal(invoke(fx, "local n = ... return n * 2, 'x', 'y'", 21, 2), 0);
@@ -92,7 +60,7 @@ static void test_results_and_reuse(void **state)
 /* A C function the probe calls: it invokes a second chunk, as conn:abort runs on_close. */
 static int l_nest(lua_State *L)
 {
-    struct fx *fx = lua_touserdata(L, lua_upvalueindex(1));
+    struct lua_fx *fx = lua_touserdata(L, lua_upvalueindex(1));
     lua_State *M = hs_lua_state(fx->hl);
     const char *inner = "return coroutine.running()";
     if (luaL_loadbuffer(M, inner, strlen(inner), "=inner") != LUA_OK)
@@ -107,7 +75,7 @@ static int l_nest(lua_State *L)
 /* A call nested in another takes a second coroutine; both go back to the pool. */
 static void test_nested(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     lua_pushlightuserdata(L, fx);
     lua_pushcclosure(L, l_nest, 1);
@@ -118,7 +86,7 @@ static void test_nested(void **state)
 
 static void test_error_traceback(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     int top = lua_gettop(L);
     assert_int_equal(invoke(fx, "local function f()\n  error('boom')\nend\nf()\n", 0, 1),
@@ -138,7 +106,7 @@ static void test_error_traceback(void **state)
  * clear message, not a call left hanging. */
 static void test_raw_yield(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     assert_int_equal(invoke(fx,
                             "local x <close> = setmetatable({}, {__close = function() "
                             "_G.closed = true end}) coroutine.yield(1)",
@@ -158,7 +126,7 @@ static void test_raw_yield(void **state)
 /* The sandbox's deadline applies to each call run in a coroutine, pcall or not. */
 static void test_time_limit(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     hs_lua_set_limits(fx->hl, 0, 50);
     assert_int_equal(invoke(fx, "while true do pcall(function() while true do end end) end", 0, 0),
                      HS_ESCRIPT);
@@ -169,7 +137,7 @@ static void test_time_limit(void **state)
 /* Something that is not a function fails like any error, its arguments popped. */
 static void test_not_callable(void **state)
 {
-    struct fx *fx = *state;
+    struct lua_fx *fx = *state;
     lua_State *L = hs_lua_state(fx->hl);
     int top = lua_gettop(L);
     lua_pushnil(L);
@@ -183,12 +151,12 @@ static void test_not_callable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_results_and_reuse, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_nested, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_error_traceback, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_raw_yield, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_time_limit, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_not_callable, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_results_and_reuse, lua_fx_setup, lua_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_nested, lua_fx_setup, lua_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_error_traceback, lua_fx_setup, lua_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_raw_yield, lua_fx_setup, lua_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_time_limit, lua_fx_setup, lua_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_not_callable, lua_fx_setup, lua_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

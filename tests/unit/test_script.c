@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/lua_api.h"
 #include "core/script.h"
+#include "tests/unit/lua_fixture.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,15 +34,10 @@ struct fx {
 static int fx_setup(void **state)
 {
     struct fx *fx = calloc(1, sizeof *fx);
-    struct hs_conn_limits limits;
     if (fx == NULL)
         return -1;
-    hs_conn_limits_default(&limits);
-    fx->base = event_base_new();
-    fx->set = fx->base ? hs_conns_new(fx->base, &limits) : NULL;
-    fx->hl = fx->set ? hs_lua_new(fx->base, fx->set) : NULL;
     snprintf(fx->dir, sizeof fx->dir, "/tmp/hs-test-reload-XXXXXX");
-    if (fx->hl == NULL || mkdtemp(fx->dir) == NULL)
+    if (lua_fx_open(&fx->base, &fx->set, &fx->hl) != 0 || mkdtemp(fx->dir) == NULL)
         return -1;
     snprintf(fx->path, sizeof fx->path, "%s/h.lua", fx->dir);
     *state = fx;
@@ -52,9 +48,7 @@ static int fx_teardown(void **state)
 {
     struct fx *fx = *state;
     char cmd[128];
-    hs_conns_free(fx->set);
-    hs_lua_free(fx->hl);
-    event_base_free(fx->base);
+    lua_fx_close(fx->base, fx->set, fx->hl);
     snprintf(cmd, sizeof cmd, "rm -rf %s", fx->dir);
     if (system(cmd) != 0)
         return -1;

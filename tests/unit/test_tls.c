@@ -16,6 +16,7 @@
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/tls.h"
+#include "tests/unit/test_clock_fds.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -39,26 +40,6 @@
 
 static char dir[64];
 static char cert_a[128], key_a[128], cert_b[128], key_b[128];
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 /* A self-signed P-256 certificate for cn with subjectAltName san, written as PEM. */
 static void make_cert(const char *cn, const char *san, const char *cert_path, const char *key_path)
