@@ -440,6 +440,18 @@ void hs__lua_conn_methods_connect(lua_State *L);
 /* hotsock.resolve into the table on top (lua_resolve.c). */
 void hs__lua_open_resolve(lua_State *L);
 
+/* Pushes a finished lookup's results (at least one address) on T; returns how many values. */
+struct hs_resolved;
+typedef int (*hs__resolved_fn)(lua_State *T, const struct hs_resolved *res, int arg);
+
+/* The calling task waits while name is looked up (family AF_UNSPEC, AF_INET or AF_INET6,
+ * bounded by timeout_ms); it resumes with what done(T, res, arg) pushed, or nil, "no such
+ * host" / "timeout", or nil, "closed" when its conn goes first. what names the call in the
+ * wait's label. Raises where waiting is impossible. Returns lua_yield's result, or nil,
+ * "no memory" at once (lua_resolve.c). */
+int hs__task_resolve(lua_State *L, const char *what, const char *name, int family, int timeout_ms,
+                     hs__resolved_fn done, int arg);
+
 /* hotsock.udp into the table on top, and the metatable of its sockets (lua_udp.c). */
 void hs__lua_open_udp(lua_State *L);
 

@@ -30,13 +30,6 @@ struct udp_out_box {
     char url[HS_ADDR_TEXT + 16];
 };
 
-/* A udp:// name being looked up for hotsock.udp. */
-struct udp_resolve {
-    struct hs__task *t;
-    struct hs_connect *cn;
-    int port;
-};
-
 /* Opens the socket to `to` and pushes its box on L, or nil, err. */
 static int push_sock(lua_State *L, struct hs_lua *hl, const struct sockaddr *to, socklen_t tolen)
 {
@@ -54,33 +47,15 @@ static int push_sock(lua_State *L, struct hs_lua *hl, const struct sockaddr *to,
     return 1;
 }
 
-static void resolve_done(struct hs_connect *cn, int err, const struct hs_resolved *res, void *arg)
+/* hotsock.udp's result once its name is looked up: a socket to the first address, at port. */
+static int push_resolved(lua_State *T, const struct hs_resolved *res, int port)
 {
-    struct udp_resolve *w = arg;
-    struct hs__task *t = w->t;
-    HS_UNUSED(cn);
-    int n;
-    if (err != 0 || res->n == 0) {
-        n = hs__lua_fail(t->T, err == -ETIMEDOUT ? err : HS_ENOHOST);
-    } else {
-        struct sockaddr_storage ss = res->addr[0];
-        if (ss.ss_family == AF_INET)
-            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)w->port);
-        else
-            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)w->port);
-        n = push_sock(t->T, t->hl, (struct sockaddr *)&ss, res->len[0]);
-    }
-    free(w);
-    hs__task_resume(t, n);
-}
-
-static int resolve_cancel(struct hs__task *t, int push)
-{
-    struct udp_resolve *w = t->wait_data;
-    hs_connect_cancel(w->cn);
-    free(w);
-    t->wait_data = NULL;
-    return push ? hs__lua_fail(t->T, HS_ECLOSED) : 0;
+    struct sockaddr_storage ss = res->addr[0];
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    return push_sock(T, hs__lua_from_state(T), (struct sockaddr *)&ss, res->len[0]);
 }
 
 /* hotsock.udp(url) — udp://HOST:PORT (a name is resolved without blocking, the first address
@@ -119,23 +94,8 @@ static int l_hotsock_udp(lua_State *L)
         return push_sock(L, hl, (struct sockaddr *)&ss, sizeof *s6);
     }
     /* A name: looked up like hotsock.connect's, which waits. */
-    struct hs__task *t = hs__task_wait(L, "hotsock.udp");
-    struct udp_resolve *w = malloc(sizeof *w);
-    if (w == NULL) {
-        t->waiting = NULL;
-        return hs__lua_fail(L, -ENOMEM);
-    }
-    w->t = t;
-    w->port = a.port;
-    if (hs_resolve_start(hl->base, &hl->dns, a.host, AF_UNSPEC, HS_UDP_RESOLVE_TIMEOUT_MS,
-                         resolve_done, w, &w->cn) != 0) {
-        free(w);
-        t->waiting = NULL;
-        return hs__lua_fail(L, -ENOMEM);
-    }
-    t->wait_data = w;
-    t->on_cancel = resolve_cancel;
-    return lua_yield(L, 0);
+    return hs__task_resolve(L, "hotsock.udp", a.host, AF_UNSPEC, HS_UDP_RESOLVE_TIMEOUT_MS,
+                            push_resolved, a.port);
 }
 
 /* sock:send(data) — one datagram (at most 65,507 bytes). Returns true, or nil, err
