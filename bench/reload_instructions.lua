@@ -12,23 +12,8 @@ local bin = arg[1] or "build-rel/hotsock"
 local r1, r2 = tonumber(arg[2]) or 50, tonumber(arg[3]) or 150
 local keep = arg[4]
 
-local function write_script(script, gen)
-  local parts = { "local M = { framing = 'line' }" }
-  for i = 1, 60 do
-    parts[#parts + 1] = ([[
-function M.helper%d(s, n)
-  local out = {}
-  for k = 1, n do out[#out + 1] = s:upper() .. k end
-  return table.concat(out, ",")
-end]]):format(i)
-  end
-  parts[#parts + 1] = ("function M.on_message(c, m) c:send('v%d\\n') end"):format(gen)
-  parts[#parts + 1] = "return M"
-  local f = assert(io.open(script .. ".new", "w"))
-  f:write(table.concat(parts, "\n"))
-  f:close()
-  assert(os.rename(script .. ".new", script))
-end
+local BENCH_DIR = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local write_script = dofile(BENCH_DIR .. "/reload_script.lua")
 
 local function ask(port, gen)
   local c = assert(socket.connect("127.0.0.1", port))

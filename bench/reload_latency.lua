@@ -9,24 +9,9 @@ local rounds = tonumber(arg[2]) or 200
 local dir = io.popen("mktemp -d"):read("l")
 local script, ctl, log = dir .. "/big.lua", dir .. "/ctl.sock", dir .. "/log"
 
-local function write_script(gen)
-  local parts = { "local M = { framing = 'line' }" }
-  -- About 300 lines of ordinary code, so compiling is part of what is measured.
-  for i = 1, 60 do
-    parts[#parts + 1] = ([[
-function M.helper%d(s, n)
-  local out = {}
-  for k = 1, n do out[#out + 1] = s:upper() .. k end
-  return table.concat(out, ",")
-end]]):format(i)
-  end
-  parts[#parts + 1] = ("function M.on_message(c, m) c:send('v%d\\n') end"):format(gen)
-  parts[#parts + 1] = "return M"
-  local f = assert(io.open(script .. ".new", "w"))
-  f:write(table.concat(parts, "\n"))
-  f:close()
-  assert(os.rename(script .. ".new", script))
-end
+local BENCH_DIR = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local write_big = dofile(BENCH_DIR .. "/reload_script.lua")
+local function write_script(gen) write_big(script, gen) end
 
 write_script(0)
 -- One process, as bench/run.lua measures it (the default is a worker per core, whose ready

@@ -663,23 +663,8 @@ end
 
 -- Reload latency and throughput during reloads ------------------------------------------------
 
--- A handler of about 300 lines (as bench/reload_latency.lua), so compiling is part of what is
--- measured; its on_message answers "v<gen>".
-local function big_script(path, gen)
-  local parts = { "local M = { framing = 'line' }" }
-  for i = 1, 60 do
-    parts[#parts + 1] = ([[
-function M.helper%d(s, n)
-  local out = {}
-  for k = 1, n do out[#out + 1] = s:upper() .. k end
-  return table.concat(out, ",")
-end]]):format(i)
-  end
-  parts[#parts + 1] = ("function M.on_message(c, m) c:send('v%d\\n') end"):format(gen)
-  parts[#parts + 1] = "return M"
-  writef(path .. ".new", table.concat(parts, "\n"))
-  assert(os.rename(path .. ".new", path))
-end
+-- The handler of about 300 lines every reload measurement uses (bench/reload_script.lua).
+local big_script = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/reload_script.lua")
 
 local function ask_line(port, gen)
   local c = socket.tcp()
