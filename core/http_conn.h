@@ -150,9 +150,6 @@ struct hs_conn *hs_http_conn_upgrade(struct hs_http_conn *h, const char *headers
 /* 1 when the current request is HEAD. */
 int hs_http_conn_is_head(const struct hs_http_conn *h);
 
-/* 1 once the current response has been started (its head may still be unsent). */
-int hs_http_conn_started(const struct hs_http_conn *h);
-
 /* The standard reason phrase of status ("Not Found"), or "Unknown". */
 const char *hs_http_reason(int status);
 

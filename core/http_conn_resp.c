@@ -334,8 +334,3 @@ int hs_http_conn_is_head(const struct hs_http_conn *h)
 {
     return h->head_req;
 }
-
-int hs_http_conn_started(const struct hs_http_conn *h)
-{
-    return h->resp != RESP_NONE;
-}

@@ -163,8 +163,3 @@ void hs_peers_remove(struct hs_peers *p, const struct hs_peer_key *key)
     memset(&p->slots[hole], 0, sizeof p->slots[hole]);
     p->used--;
 }
-
-unsigned hs_peers_size(const struct hs_peers *p)
-{
-    return (unsigned)p->used;
-}

@@ -36,7 +36,4 @@ int hs_peers_add(struct hs_peers *p, const struct hs_peer_key *key);
  * not in the table is ignored. */
 void hs_peers_remove(struct hs_peers *p, const struct hs_peer_key *key);
 
-/* Distinct keys in the table (for tests). */
-unsigned hs_peers_size(const struct hs_peers *p);
-
 #endif

@@ -62,11 +62,6 @@ void hs_server_adopt(struct hs_server *s, const char *map)
     s->inherited = map;
 }
 
-struct event_base *hs_server_base(struct hs_server *s)
-{
-    return s->base;
-}
-
 void hs_server_banner(struct hs_server *s, FILE *f, const char *extra)
 {
     fprintf(f, "hotsock %s (pid %ld)%s\n", HOTSOCK_VERSION, (long)getpid(), extra ? extra : "");

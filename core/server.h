@@ -25,10 +25,6 @@ int hs_server_start(struct hs_server *s, char *err, size_t errlen);
 /* Runs until a graceful stop completes. Returns the process exit status (0). */
 int hs_server_run(struct hs_server *s);
 
-/* Reloads every script. Returns 0 when all reloaded, or -1 with err set to the first error
- * (scripts that failed keep their current version). */
-int hs_server_reload(struct hs_server *s, char *err, size_t errlen);
-
 /* ---- several processes (core/master.c) ---- */
 
 /* Phase one of a reload of every script: each new version is loaded and validated (and new
@@ -52,9 +48,6 @@ void hs_server_discard(struct hs_server *s);
  * command channel to the master (reload phases; its end means the master is gone). Call
  * before hs_server_start; hs_server_run then serves without control socket or SIGHUP. */
 void hs_server_set_worker(struct hs_server *s, int index, const char *inherited, int chan);
-
-/* The loop (for the master's and workers' own events). */
-struct event_base *hs_server_base(struct hs_server *s);
 
 /* Lists every bound socket as "URL=FD;..." into map and their descriptors into fds (at most
  * max_fds). Returns the number of sockets. */

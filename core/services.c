@@ -350,11 +350,6 @@ int hs__server_reload(struct hs_server *s, const int *which, char *out, size_t n
     return failed ? -1 : 0;
 }
 
-int hs_server_reload(struct hs_server *s, char *err, size_t errlen)
-{
-    return hs__server_reload(s, NULL, err, errlen);
-}
-
 int hs_server_prepare(struct hs_server *s, char *err, size_t errlen, int *addresses_changed)
 {
     *addresses_changed = 0;

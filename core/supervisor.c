@@ -195,11 +195,6 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     hs_supervisor_stop(arg, (int)sig);
 }
 
-int hs_supervisor_stopping(const struct hs_supervisor *sup)
-{
-    return sup->stopping;
-}
-
 static void exit_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hs_supervisor *sup = arg;

@@ -71,9 +71,6 @@ void hs_supervisor_adopt(struct hs_supervisor *sup, const char *map);
 /* Begins a stop as if sig had arrived (e.g. a worker whose master is gone). */
 void hs_supervisor_stop(struct hs_supervisor *sup, int sig);
 
-/* Whether a stop has begun. */
-int hs_supervisor_stopping(const struct hs_supervisor *sup);
-
 /* The stop is complete: the loop ends. */
 void hs_supervisor_finished(struct hs_supervisor *sup);
 

@@ -577,11 +577,6 @@ void hs_udp_own_path(struct hs_udp *u, int own)
     u->owns_path = u->path[0] != '\0' && own;
 }
 
-void hs_udp_retarget(struct hs_udp *u, void *arg)
-{
-    u->arg = arg;
-}
-
 const char *hs_udp_url(const struct hs_udp *u)
 {
     return u->url;

@@ -79,9 +79,6 @@ int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const vo
  * for a socket an upgrade handed over, clear it before handing this one over. */
 void hs_udp_own_path(struct hs_udp *u, int own);
 
-/* Replaces the handler argument (a reload). */
-void hs_udp_retarget(struct hs_udp *u, void *arg);
-
 /* The bound address as a URL ("udp://127.0.0.1:40000", "unixgram:/run/x.sock"); for an
  * outbound socket, the address it sends to. Owned by u. */
 const char *hs_udp_url(const struct hs_udp *u);
