@@ -75,6 +75,15 @@ function M.run(cmd)
 end
 
 --- A fresh temporary directory (removed by srv:stop() when the kit made it for the server).
+--- A loopback TCP port that was free a moment ago, for a server the test starts itself (Redis,
+--- HAProxy): bound to port 0, read back, closed.
+function M.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
 function M.tmpdir()
   return (M.run("mktemp -d"):gsub("%s+$", ""))
 end

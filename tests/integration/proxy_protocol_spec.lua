@@ -282,12 +282,7 @@ print(s.makefile().readline().strip())
 end)
 
 -- A free loopback port: bound by the kernel, then released for HAProxy to take.
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = hs.free_port
 
 describe("behind real HAProxy", function()
   local srv, hap, hdir

@@ -9,12 +9,7 @@ local socket = require "socket"
 
 local FIXTURE = "tests/fixtures/pubsub.lua"
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+local free_port = kit.free_port
 
 local redis_port, redis_pid, redis_dir
 

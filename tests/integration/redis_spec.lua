@@ -6,12 +6,7 @@ local socket = require "socket"
 
 local LUA_PATH = "LUA_PATH=" .. kit.shquote("lua/?.lua;;")
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+local free_port = kit.free_port
 
 local redis_pid, redis_url, redis_dir
 
