@@ -361,7 +361,7 @@ void hs__task_resume(struct hs__task *t, int nargs)
 }
 
 /* Pushes v's callback `name` onto T, or returns 0 (nothing pushed) when v has none. A
- * version's snapshot never changes (check_table in reload.c), so a function found there is
+ * version's snapshot never changes (hs__script_check, script_decl.c), so a function found there is
  * kept as a registry reference: the next call is one rawgeti on T instead of reading the
  * snapshot by name (interning the name) and moving the function across. */
 static int push_callback(struct hs_lua *hl, const struct hs_version *v, const char *name,
