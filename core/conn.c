@@ -34,8 +34,8 @@ static struct evbuffer *conn_out(struct hs_conn *c)
 
 static void conn_update_reading(struct hs_conn *c)
 {
-    int want =
-        !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_FLOW_PAUSED | CONN_USER_PAUSED | CONN_EOF));
+    int want = !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_FLOW_PAUSED | CONN_USER_PAUSED |
+                             CONN_EOF | CONN_PIPE_PAUSED));
     /* A held connection reads on only while little is queued: enough to see the peer leave. */
     if (c->hold && evbuffer_get_length(c->in) >= c->hold)
         want = 0;
@@ -100,6 +100,8 @@ static int conn_flush(struct hs_conn *c)
         c->flags |= CONN_FLOW_PAUSED;
     else if (pending <= c->set->limits.out_low)
         c->flags &= ~CONN_FLOW_PAUSED;
+    if (c->ext && c->ext->feed && pending <= c->set->limits.out_low)
+        hs__conn_pipe_drained(c); /* sources piping into c read again */
     hs__conn_tx_track(c, pending);
     conn_update_reading(c);
     return 0;
@@ -238,6 +240,8 @@ static void conn_finish(struct hs_conn *c)
     }
 
     c->refs++;
+    if (c->ext && (c->ext->tap || c->ext->feed))
+        hs__conn_pipe_closed(c);
     /* An armed pipe that never started still holds the handler's sink: release it too. */
     struct hs_conn_pipe *pipe = hs__conn_pipe(c);
     if (pipe && (pipe->active || pipe->armed) && c->handler->on_pipe_done) {

@@ -139,6 +139,10 @@ static void conn_pipe_start(struct hs_conn *c, const struct hs_frame *fr)
  * reading is not paused by the handler. */
 static void conn_process_input(struct hs_conn *c)
 {
+    if (hs__conn_tap(c)) {
+        hs__conn_pipe_input(c); /* conn:pipe: no framing, no handler */
+        return;
+    }
     c->refs++;
     if (c->hold && c->handler->on_input)
         c->handler->on_input(c, c->in, (c->flags & CONN_EOF) != 0, c->arg);
@@ -166,6 +170,10 @@ static void conn_process_input(struct hs_conn *c)
 static int conn_frame_input(struct hs_conn *c)
 {
     int frames = 0;
+    if (hs__conn_tap(c)) {
+        hs__conn_pipe_input(c); /* a hold released, an end of stream: the pipe takes it */
+        return 0;
+    }
     while (!(c->flags & (CONN_CLOSING | CONN_USER_PAUSED)) && !c->hold) {
         if (hs__conn_pipe_active(c)) {
             if (!conn_pipe_feed(c))
@@ -218,6 +226,8 @@ static int conn_frame_input(struct hs_conn *c)
 static void conn_on_eof(struct hs_conn *c)
 {
     c->flags |= CONN_EOF;
+    if (hs__conn_tap(c))
+        hs__conn_pipe_eof(c); /* the pipe ends; the script decides what follows */
     hs__conn_update_reading(c);
     if (c->hold && !c->handler->on_data) {
         /* The held handler may be reading: it learns of the end; the rest waits for the

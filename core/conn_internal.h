@@ -34,6 +34,8 @@ enum {
     CONN_WANT_LOW = 1 << 14,     /* hs_conn_want_output_low: on_output_low is owed */
     CONN_PROXY_WAIT = 1 << 15,   /* reading the PROXY header (conn_proxy.c): it owns reads */
     CONN_READ_BIG = 1 << 16,     /* the last read was large: the next asks for HS_READ_SIZE */
+    CONN_PIPE_PAUSED = 1 << 17,  /* piping (conn_pipe.c): reading stopped because the
+                                  * destination's output is over the high mark */
 };
 
 #define HS_LINGER_MS 2000          /* longest a lingering close waits for the peer's end */
@@ -41,6 +43,7 @@ enum {
 
 struct hs_conn_tls;
 struct hs_conn_proxy;
+struct hs__pipe;
 
 struct hs_conn_pipe {
     struct hs_conn_sink sink; /* where payload goes; sink.write NULL discards */
@@ -58,6 +61,8 @@ struct hs_conn_pipe {
 struct hs_conn_ext {
     struct hs_conn_proxy *proxy; /* PROXY listener state and header (conn_proxy.c), or NULL */
     struct hs_conn_pipe pipe;    /* hs_conn_pipe_next's frame */
+    struct hs__pipe *tap;        /* the byte pipe reading this conn (conn_pipe.c), or NULL */
+    struct hs__pipe *feed;       /* the byte pipes writing into it (a list), or NULL */
 };
 
 /* Laid out without holes, and followed in the same malloc block by its two events (see
@@ -172,6 +177,12 @@ static inline int hs__conn_pipe_armed(const struct hs_conn *c)
     return c->ext != NULL && c->ext->pipe.armed;
 }
 
+/* The byte pipe reading c (hs_conn_pipe_to), or NULL. */
+static inline struct hs__pipe *hs__conn_tap(const struct hs_conn *c)
+{
+    return c->ext ? c->ext->tap : NULL;
+}
+
 /* The PROXY state of c, or NULL when c was not accepted by a PROXY listener. */
 static inline struct hs_conn_proxy *hs__conn_proxy(const struct hs_conn *c)
 {
@@ -272,6 +283,22 @@ void hs__conn_proxy_timeout(struct hs_conn *c);
 
 /* Frees the PROXY state as the connection goes. */
 void hs__conn_proxy_free(struct hs_conn *c);
+
+/* ---- conn_pipe.c ---- */
+
+/* c is piped: moves its input to the pipe's destination instead of framing it. May free c. */
+void hs__conn_pipe_input(struct hs_conn *c);
+
+/* A piped c reached end of stream: moves what is left and ends the pipe (status 0). The
+ * caller holds c (refs). */
+void hs__conn_pipe_eof(struct hs_conn *c);
+
+/* Pipes write into c (c->ext->feed) and its output is at the low mark: their sources read
+ * again. Changes only flags and events (it runs inside c's flush). */
+void hs__conn_pipe_drained(struct hs_conn *c);
+
+/* c is closing (conn_finish, c held): its pipes, either way, end and are told. */
+void hs__conn_pipe_closed(struct hs_conn *c);
 
 /* ---- conn_set.c ---- */
 

@@ -438,6 +438,7 @@ void hs__lua_open_conn(lua_State *L)
     hs__box_meta(L, HS__BOX_CONN, NULL, conn_meta);
     luaL_newlib(L, conn_methods);
     hs__lua_conn_methods_wait(L);
+    hs__lua_conn_methods_pipe(L);
     hs__lua_conn_methods_connect(L);
     lua_pushcclosure(L, l_conn_index, 1); /* the methods */
     lua_setfield(L, -2, "__index");

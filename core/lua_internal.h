@@ -427,6 +427,9 @@ void hs__conn_flush_closed(struct hs__conn_box *box);
 void hs__lua_open_wait(lua_State *L);
 void hs__lua_conn_methods_wait(lua_State *L);
 
+/* Adds conn:pipe (lua_pipe.c) to the method table on top of the stack. */
+void hs__lua_conn_methods_pipe(lua_State *L);
+
 /* The handler of t's connection is gone (its client left): a wait that can be given up
  * (t->on_cancel) resumes at once with nil, "closed"; any other wait goes on. */
 void hs__task_cancel(struct hs__task *t);

@@ -2,6 +2,7 @@
  * waiting call checks its arguments, asks lua_task.c for the running task (which raises where
  * waiting is impossible), arms what will resume it (a timer, a reader on a held conn) and
  * yields; the values it is resumed with are its results. */
+#include "core/conn_pipe.h"
 #include "core/errtok.h"
 #include "core/hs.h"
 #include "core/log.h"
@@ -296,6 +297,8 @@ static int l_conn_receive(lua_State *L)
     if (hs__conn_xr(box)->reader != NULL)
         return luaL_error(L, "conn:receive: another call is already receiving on conn#%I",
                           (lua_Integer)box->id);
+    if (hs_conn_piping(box->c))
+        return luaL_error(L, "conn:receive: conn#%I is piping (conn:pipe)", (lua_Integer)box->id);
     /* Bytes already here complete it at once, unless the frame being handled is still at the
      * front of the buffer (inside on_message): then on_input looks, after the drain. */
     if (!box->in_frame) {

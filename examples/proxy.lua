@@ -1,26 +1,18 @@
--- A TCP proxy: each client gets its own upstream connection, and bytes flow both ways with
--- flow control. Each direction is a receive-driven loop that reads from one side only while
--- the other side's unsent output is at its low-water mark (256 KiB by default) or under:
--- conn:flush() waits for that. A slow reader on either end thus makes the proxy stop reading
--- from the other (whose kernel buffers then fill and slow the sender down) instead of
--- buffering without bound. Memory per connection pair: at most the mark plus one read.
+-- A TCP proxy: each client gets its own upstream connection, and bytes flow both ways through
+-- conn:pipe, which moves them in C (the input buffer's blocks go to the other side's output,
+-- written at once) with no script call per read, as HAProxy's TCP mode and nginx's stream
+-- proxy do. Flow control is the pipe's: while one side's unsent output is over the high-water
+-- mark (1 MiB by default) the pipe stops reading from the other side (whose kernel buffers then
+-- fill and slow its sender down), and reads again once that output falls to the low-water mark
+-- (256 KiB). Memory per connection pair: at most the high mark plus one read (64 KiB) each way.
+-- examples/proxy_receive.lua is the same proxy written with receive/send/flush, for a script
+-- that must look at the bytes.
 --   build/hotsock serve scripts/echo.lua --listen tcp://127.0.0.1:7000 &
 --   build/hotsock serve examples/proxy.lua --set upstream=tcp://127.0.0.1:7000
 --   echo hello | nc -q1 127.0.0.1 7011
 local hotsock = require "hotsock"
 local opts = ...
 local upstream = (opts or {}).upstream or "tcp://127.0.0.1:7000"
-
--- Copies from src to dst until src ends or fails; then closes dst after its pending output.
-local function pump(src, dst)
-  while true do
-    if not dst:flush() then return src:close() end -- dst closed: nowhere to copy to
-    local data = src:receive()
-    if not data then break end
-    if not dst:send(data) then break end
-  end
-  dst:close()
-end
 
 return {
   listen = "tcp://127.0.0.1:7011",
@@ -31,7 +23,15 @@ return {
       hotsock.log("warn", "upstream " .. upstream .. ": " .. err)
       return
     end
-    hotsock.spawn(pump, up, conn) -- upstream -> client, in a coroutine of its own
-    pump(conn, up)                -- client -> upstream, in this one
+    -- upstream -> client, in a coroutine of its own: when the upstream closes (or fails), the
+    -- client is closed after its pending output.
+    hotsock.spawn(function()
+      up:pipe(conn)
+      conn:close()
+    end)
+    -- client -> upstream, in this one: when the client closes (or leaves), so does the upstream
+    -- (after its pending output); the client conn closes as handle returns.
+    conn:pipe(up)
+    up:close()
   end,
 }

@@ -1,6 +1,9 @@
--- examples/proxy.lua in front of scripts/echo.lua: 50 clients x 1 MiB at once come back byte
--- for byte, the proxy's peak RSS stays bounded, and a client that does not read makes the proxy
--- stop reading from the upstream rather than buffer it.
+-- examples/proxy.lua (conn:pipe) and examples/proxy_receive.lua (receive/send/flush), each in
+-- front of scripts/echo.lua: 50 clients x 1 MiB at once come back byte for byte, the proxy's
+-- peak RSS stays bounded, a client that does not read makes the proxy stop reading from the
+-- upstream rather than buffer it, and an upstream that refuses, closes or resets ends the
+-- client's connection. Then conn:pipe itself: its results, its misuse errors, bytes buffered
+-- before it starts, its timeout, a client leaving while it pipes, and TLS.
 local kit = require "hotsock.testkit"
 local socket = require "socket"
 
@@ -8,12 +11,39 @@ local function status_kib(pid, field)
   return tonumber(kit.read_file("/proc/" .. pid .. "/status"):match(field .. ":%s*(%d+) kB"))
 end
 
-describe("examples/proxy.lua", function()
+-- A listening socket of the test's own, standing in for an upstream.
+local function fake_upstream()
+  local up = assert(socket.tcp())
+  assert(up:bind("127.0.0.1", 0))
+  assert(up:listen(16))
+  up:settimeout(kit.timeout)
+  local _, port = up:getsockname()
+  return up, "tcp://127.0.0.1:" .. port
+end
+
+-- Reads from s until the peer closes (or kit.timeout passes); returns what came and why it
+-- stopped ("closed", or "timeout").
+local function read_to_end(s)
+  s:settimeout(kit.timeout)
+  local got = {}
+  while true do
+    local data, err, partial = s:receive(65536)
+    if data then
+      got[#got + 1] = data
+    else
+      got[#got + 1] = partial
+      return table.concat(got), err
+    end
+  end
+end
+
+for _, example in ipairs { "examples/proxy.lua", "examples/proxy_receive.lua" } do
+describe(example, function()
   local echo, proxy
 
   setup(function()
     echo = kit.start("scripts/echo.lua")
-    proxy = kit.start("examples/proxy.lua",
+    proxy = kit.start(example,
       { set = { upstream = echo:url("tcp") } })
   end)
   teardown(function()
@@ -118,7 +148,7 @@ describe("examples/proxy.lua", function()
       assert(up:listen(4))
       up:settimeout(kit.timeout)
       local _, uport = up:getsockname()
-      local p2 = kit.start("examples/proxy.lua",
+      local p2 = kit.start(example,
         { set = { upstream = "tcp://127.0.0.1:" .. uport } })
       local before = status_kib(p2.pid, "VmRSS")
       local client = assert(socket.connect("127.0.0.1", p2:port("tcp")))
@@ -147,4 +177,86 @@ describe("examples/proxy.lua", function()
       up:close()
       assert.is_true(p2:stop())
     end)
+
+  it("an upstream that refuses: the client's connection closes", function()
+    local up, url = fake_upstream()
+    up:close() -- nothing listens there now
+    local p = kit.start(example, { set = { upstream = url } })
+    local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+    local got, err = read_to_end(c)
+    assert.equals("", got)
+    assert.equals("closed", err)
+    c:close()
+    assert.truthy(p:log_has("connection refused"))
+    assert.is_true(p:stop())
+  end)
+
+  it("an upstream that closes mid-stream: the client gets what it sent, then the close",
+    function()
+      local up, url = fake_upstream()
+      local p = kit.start(example, { set = { upstream = url } })
+      local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+      local u = assert(up:accept())
+      local part = string.rep("m", 100000)
+      assert(c:send("to-upstream"))
+      assert.equals("to-upstream", kit.recv_exact(u, 11))
+      assert(u:send(part))
+      u:close()
+      local got, err = read_to_end(c)
+      assert.equals(#part, #got)
+      assert.equals(part, got)
+      assert.equals("closed", err)
+      c:close()
+      up:close()
+      assert.is_true(p:stop())
+    end)
+
+  it("an upstream that resets: the client's connection ends", function()
+    local up, url = fake_upstream()
+    local p = kit.start(example, { set = { upstream = url } })
+    local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+    local u = assert(up:accept())
+    assert(u:send("before-reset"))
+    assert.equals("before-reset", kit.recv_exact(c, 12))
+    u:setoption("linger", { on = true, timeout = 0 })
+    u:close()
+    local got, err = read_to_end(c)
+    assert.equals("", got)
+    assert.equals("closed", err)
+    c:close()
+    up:close()
+    assert.is_true(p:stop())
+  end)
+
+  it("clients that leave while bytes flow: the proxy's fds come back to where they were",
+    function()
+      local up, url = fake_upstream()
+      local p = kit.start(example, { set = { upstream = url } })
+      local base = p:fd_count()
+      local clients, ups = {}, {}
+      for i = 1, 20 do
+        local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+        ups[i] = assert(up:accept())
+        assert(c:send("hello"))
+        assert.equals("hello", kit.recv_exact(ups[i], 5))
+        assert(ups[i]:send("world"))
+        assert.equals("world", kit.recv_exact(c, 5))
+        -- Half leave with a reset, half with a close; the upstreams keep streaming at them.
+        if i % 2 == 0 then c:setoption("linger", { on = true, timeout = 0 }) end
+        ups[i]:settimeout(0)
+        ups[i]:send(string.rep("s", 200000))
+        clients[i] = c
+      end
+      for _, c in ipairs(clients) do c:close() end
+      -- Each upstream conn is closed by the proxy in turn.
+      for _, u in ipairs(ups) do
+        local _, err = read_to_end(u)
+        assert.equals("closed", err)
+        u:close()
+      end
+      kit.wait_until(function() return p:fd_count() == base end, 10, "fds back to " .. base)
+      up:close()
+      assert.is_true(p:stop())
+    end)
 end)
+end
