@@ -260,3 +260,183 @@ describe(example, function()
     end)
 end)
 end
+
+describe("conn:pipe", function()
+  local dir = kit.tmpdir()
+  -- The first line a client sends picks what its handler does with conn:pipe; it reports the
+  -- results on the conn as a line.
+  local probe = dir .. "/probe.lua"
+  kit.write(probe, [[
+local hotsock = require "hotsock"
+local opts = ...
+local function show(...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  return table.concat(t, " ", 1, t.n) .. "\n"
+end
+return {
+  framing = "raw",
+  handle = function(conn)
+    local what = conn:receive("*l")
+    if what == "self" or what == "table" then
+      local ok, err = pcall(conn.pipe, conn, what == "self" and conn or {})
+      conn:send(show(ok, err))
+      return
+    end
+    if what == "timeout" then conn:settimeout(0.3) end
+    local up = assert(hotsock.connect(opts.upstream))
+    if what == "receive" or what == "twice" then
+      hotsock.spawn(function() conn:pipe(up) end)
+      local ok, err
+      if what == "receive" then
+        ok, err = pcall(conn.receive, conn)
+      else
+        ok, err = pcall(conn.pipe, conn, up)
+      end
+      conn:send(show(ok, err))
+      up:close()
+      return
+    end
+    if what == "reverse" then
+      conn:send(show("reverse", up:pipe(conn)))
+      return
+    end
+    conn:send(show("pipe", conn:pipe(up)))
+    up:close()
+  end,
+}
+]])
+
+  local up, url, p
+  before_each(function()
+    up, url = fake_upstream()
+    p = kit.start(probe, { set = { upstream = url } })
+  end)
+  after_each(function()
+    up:close()
+    assert.is_true(p:stop())
+  end)
+
+  local function client(first)
+    local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+    c:settimeout(kit.timeout)
+    assert(c:send(first))
+    return c
+  end
+
+  it("moves the bytes buffered before it first, then the rest; returns the count at the " ..
+    "client's end of stream", function()
+      -- One write: the bytes after the line wait in the input buffer while the handler
+      -- connects to the upstream.
+      local c = client("pipe\nalready-buffered|")
+      local u = assert(up:accept())
+      assert.equals("already-buffered|", kit.recv_exact(u, 17))
+      assert(c:send("then-more"))
+      assert.equals("then-more", kit.recv_exact(u, 9))
+      c:shutdown("send")
+      assert.equals("pipe 26", kit.recv_line(c))
+      -- dst is not closed by the pipe: the handler closed it after.
+      local rest, err = read_to_end(u)
+      assert.equals("", rest)
+      assert.equals("closed", err)
+      c:close()
+      u:close()
+    end)
+
+  -- (An upstream's end of stream alone leaves the conn writable: a half-close, not a close.)
+  it("returns nil, closed, bytes when dst fails (its peer resets)", function()
+    local c = client("pipe\n")
+    local u = assert(up:accept())
+    assert(c:send("12345"))
+    assert.equals("12345", kit.recv_exact(u, 5))
+    u:setoption("linger", { on = true, timeout = 0 })
+    u:close()
+    assert.equals("pipe nil closed 5", kit.recv_line(c))
+    c:close()
+  end)
+
+  it("returns nil, connection reset, bytes when the source is reset", function()
+    local c = client("reverse\n")
+    local u = assert(up:accept())
+    assert(u:send("abc"))
+    assert.equals("abc", kit.recv_exact(c, 3))
+    u:setoption("linger", { on = true, timeout = 0 })
+    u:close()
+    assert.equals("reverse nil connection reset 3", kit.recv_line(c))
+    c:close()
+  end)
+
+  it("returns nil, timeout, bytes when conn:settimeout passes with no byte moved", function()
+    local c = client("timeout\n")
+    local u = assert(up:accept())
+    -- Bytes keep the pipe alive past the timeout; then silence ends it.
+    for _ = 1, 4 do
+      assert(c:send("x"))
+      assert.equals("x", kit.recv_exact(u, 1))
+      socket.sleep(0.1)
+    end
+    assert.equals("pipe nil timeout 4", kit.recv_line(c))
+    c:close()
+    u:close()
+  end)
+
+  it("raises for a pipe to itself or to something that is not a conn", function()
+    local c = client("self\n")
+    assert.matches("^false .*a conn cannot pipe to itself", kit.recv_line(c))
+    c:close()
+    c = client("table\n")
+    assert.matches("^false .*hotsock.conn expected, got table", kit.recv_line(c))
+    c:close()
+  end)
+
+  it("raises for a receive on a piping conn, and for a second pipe", function()
+    local c = client("receive\n")
+    local u = assert(up:accept())
+    assert.matches("^false .*conn:receive: conn#%d+ is piping", kit.recv_line(c))
+    c:close()
+    u:close()
+    c = client("twice\n")
+    u = assert(up:accept())
+    assert.matches("^false .*conn:pipe: conn#%d+ is already piping", kit.recv_line(c))
+    c:close()
+    u:close()
+  end)
+end)
+
+describe("conn:pipe over TLS", function()
+  it("examples/proxy.lua on a tls:// listener carries 1 MiB byte-exact", function()
+    local dir = kit.tmpdir()
+    local out, rc = kit.run(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 " ..
+      "-nodes -keyout %s/k.pem -out %s/c.pem -days 2 -subj /CN=localhost " ..
+      "-addext subjectAltName=IP:127.0.0.1 2>&1"):format(dir, dir))
+    assert(rc == 0, out)
+    local echo = kit.start("scripts/echo.lua")
+    local p = kit.start("examples/proxy.lua", {
+      listen = ("tls://127.0.0.1:0?cert=%s/c.pem&key=%s/k.pem"):format(dir, dir),
+      set = { upstream = echo:url("tcp") } })
+    local py = [[
+import os, socket, ssl, sys, threading
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                    server_hostname="127.0.0.1")
+data = os.urandom(1 << 20)
+got = bytearray()
+def reader():
+    while len(got) < len(data):
+        b = s.recv(65536)
+        if not b:
+            break
+        got.extend(b)
+t = threading.Thread(target=reader)
+t.start()
+s.sendall(data)
+t.join(30)
+print("exact" if bytes(got) == data else "mismatch %d" % len(got))
+]]
+    kit.write(dir .. "/c.py", py)
+    local res = kit.run(("timeout 60 python3 %s/c.py %d %s/c.pem 2>&1"):format(dir, p:port("tls"), dir))
+    assert.equals("exact", (res:gsub("%s+$", "")))
+    assert.is_true(p:stop())
+    assert.is_true(echo:stop())
+  end)
+end)
