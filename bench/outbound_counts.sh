@@ -10,7 +10,8 @@
 #
 # WORKLOAD: counter          examples/counter.lua, pooled Redis conns (one INCR per line)
 #           counter_connect  the same with r:keepalive(...) replaced by r:close()
-#           proxy64          examples/proxy.lua in front of hs_echo_raw, 64 B ping-pong
+#           proxy64          examples/proxy.lua (conn:pipe) in front of hs_echo_raw, 64 B ping-pong
+#           proxy64_receive  the same through examples/proxy_receive.lua (receive/send/flush)
 # TOOL:     instructions (default) | syscalls (per syscall name, then the total)
 # BUILD_DIR defaults to build-rel (RelWithDebInfo). CONNS (10), N1, N2 override; KEEP=file
 # keeps the callgrind output (or the strace summary) of the N2 run.
@@ -22,7 +23,7 @@ B=${3:-build-rel}
 conns=${CONNS:-10}
 case $work in
 counter | counter_connect) n1=20 n2=220 ;;
-proxy64) n1=20 n2=420 ;;
+proxy64 | proxy64_receive) n1=20 n2=420 ;;
 *)
     echo "bench/outbound_counts.sh: unknown workload $work" >&2
     exit 2
@@ -99,12 +100,13 @@ counter*)
     fi
     extra=(--set "redis=tcp://127.0.0.1:$rport")
     ;;
-proxy64)
+proxy64 | proxy64_receive)
     uport=$(free_port)
     "$B/bench/hs_echo_raw" --listen "127.0.0.1:$uport" >"$tmp/upstream.log" 2>&1 &
     pids+=($!)
     wait_port "$uport"
     script=examples/proxy.lua
+    [[ $work == proxy64_receive ]] && script=examples/proxy_receive.lua
     extra=(--set "upstream=tcp://127.0.0.1:$uport")
     ;;
 esac
@@ -125,7 +127,7 @@ run() {
         >/dev/null 2>"$tmp/tool.log" &
     pid=$!
     wait_port "$port"
-    if [[ $work == proxy64 ]]; then
+    if [[ $work == proxy64* ]]; then
         timeout 300 "$B/bench/hs_loadgen" --target "tcp://127.0.0.1:$port" --mode pingpong \
             --size 64 --conns "$conns" --messages "$n" --warmup 0 --duration 600 --strict \
             >"$tmp/load.out"

@@ -565,6 +565,20 @@ function Conn:pipe_frame(file, done, max) end
 ---@return string? partial
 function Conn:receive(pattern) end
 
+---Moves every byte read from this conn (those already buffered first) to `dst`'s output in C,
+---with no script call per read, and waits until the pipe ends: while `dst` has more than the
+---high-water mark (1 MiB) unsent, this conn is not read, until that falls to 256 KiB. Returns
+---the bytes moved when this conn's peer closed (dst stays open: close it, or not), or nil,
+---err, bytes: `"closed"` (dst closed or failed, or this conn was closed), `"connection reset"`,
+---`"timeout"` (the `settimeout` time passed with no byte moved). While it pipes, a receive on
+---this conn raises and its on_message is not called. Raises for a dst that is not a conn or is
+---this conn, and while this conn already pipes or a receive waits on it.
+---@param dst hotsock.Conn
+---@return integer|nil bytes
+---@return string? err
+---@return integer? moved
+function Conn:pipe(dst) end
+
 ---Puts a conn from `hotsock.connect` into this state's pool for its URL, for idle_s seconds
 ---(default 60; 0: until the peer closes it), at most pool_size per URL (default 30; the oldest
 ---goes). This object then answers nil, "closed"; the next `hotsock.connect` to the same URL
