@@ -228,6 +228,35 @@ describe(example, function()
     assert.is_true(p:stop())
   end)
 
+  it("a reload leaves running pipes alone; new clients get the new version", function()
+    local p = kit.start(example, { set = { upstream = echo:url("tcp") } })
+    local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+    c:settimeout(kit.timeout)
+    assert(c:send("one"))
+    assert.equals("one", kit.recv_exact(c, 3))
+    local ok, report = p:reload()
+    assert.is_true(ok, report)
+    p:wait_log("generation 2")
+    assert(c:send("two"))
+    assert.equals("two", kit.recv_exact(c, 3))
+    local d = assert(socket.connect("127.0.0.1", p:port("tcp")))
+    d:settimeout(kit.timeout)
+    assert(d:send("three"))
+    assert.equals("three", kit.recv_exact(d, 5))
+    local gens = {}
+    for _, v in ipairs(p:stats("version")) do gens[tonumber(v.generation)] = v.open end
+    assert.are.same({ "1", "1" }, gens)
+    c:close()
+    d:close()
+    kit.wait_until(function()
+      for _, v in ipairs(p:stats("version")) do
+        if v.open ~= "0" then return false end
+      end
+      return true
+    end, 10, "both clients gone")
+    assert.is_true(p:stop())
+  end)
+
   it("clients that leave while bytes flow: the proxy's fds come back to where they were",
     function()
       local up, url = fake_upstream()
