@@ -10,7 +10,7 @@
 -- bound. Memory per connection pair: at most the mark plus one read.
 --   build/hotsock serve scripts/echo.lua --listen tcp://127.0.0.1:7000 &
 --   build/hotsock serve examples/proxy_receive.lua --set upstream=tcp://127.0.0.1:7000
---   echo hello | nc -q1 127.0.0.1 7011
+--   nc 127.0.0.1 7011          (each line typed comes back through the upstream)
 local hotsock = require "hotsock"
 local opts = ...
 local upstream = (opts or {}).upstream or "tcp://127.0.0.1:7000"
