@@ -432,6 +432,44 @@ return {
   end)
 end)
 
+describe("conn:pipe leaks nothing", function()
+  -- Each cycle leaves a waiting coroutine (the handler's pipe) and a spawned one (the
+  -- upstream's pipe) to be resumed by the close. One never resumed keeps its coroutine, boxes
+  -- and upstream: 1.5 KiB of Lua memory per cycle, measured with the close hook taken out of
+  -- conn_finish (6 MiB here). Without a leak the count saws between 0.4 and 1.7 MiB as the
+  -- collector runs.
+  it("4,000 clients that leave mid-pipe: the proxy's fds and Lua memory stay flat", function()
+    local echo = kit.start("scripts/echo.lua")
+    local p = kit.start("examples/proxy.lua", { set = { upstream = echo:url("tcp") } })
+    local port = p:port("tcp")
+    local function cycles(n)
+      for i = 1, n do
+        local c = assert(socket.connect("127.0.0.1", port))
+        c:settimeout(kit.timeout)
+        assert(c:send("ping"))
+        assert.equals("ping", kit.recv_exact(c, 4))
+        if i % 2 == 0 then c:setoption("linger", { on = true, timeout = 0 }) end
+        c:close()
+      end
+    end
+    local function lua_memory()
+      return tonumber(p:stats("process")[1].lua_memory)
+    end
+    local fds = p:fd_count()
+    cycles(500)
+    kit.wait_until(function() return p:fd_count() == fds end, 10, "fds back to " .. fds)
+    local before = lua_memory()
+    cycles(4000)
+    kit.wait_until(function() return p:fd_count() == fds end, 10, "fds back to " .. fds)
+    local after = lua_memory()
+    print(("# Lua memory after 500 and 4,500 cycles: %d and %d KiB"):format(before // 1024,
+      after // 1024))
+    assert.truthy(after - before < 3 * 1024 * 1024, "Lua memory grew by " .. (after - before))
+    assert.is_true(p:stop())
+    assert.is_true(echo:stop())
+  end)
+end)
+
 describe("conn:pipe over TLS", function()
   it("examples/proxy.lua on a tls:// listener carries 1 MiB byte-exact", function()
     local dir = kit.tmpdir()
