@@ -1,10 +1,12 @@
 /* Byte pipes between connections (conn:pipe): every byte read from a source connection is
  * appended to a destination connection's output in C, as HAProxy's TCP mode and nginx's stream
- * proxy do, so a proxy costs no script call per read. The input buffer's chains move to the
- * output buffer (evbuffer_add_buffer), and the destination's output goes out at once when the
- * socket takes it. Flow control: while the destination's unsent output is over limits.out_high
- * the source is not read (its kernel buffers fill and slow its sender), until that output falls
- * to limits.out_low; a pipe thus holds at most the high mark plus one read.
+ * proxy do, so a proxy costs no script call per read. When the destination has nothing
+ * pending, what was read goes out by one write(2) from the input block itself; otherwise (or
+ * for what the socket did not take) the input buffer's chains move to the output buffer
+ * (evbuffer_add_buffer) and are written from there: never a copy. Flow control: while the
+ * destination's unsent output is over limits.out_high the source is not read (its kernel
+ * buffers fill and slow its sender), until that output falls to limits.out_low; a pipe thus
+ * holds at most the high mark plus one read.
  *
  * Not to be confused with hs_conn_pipe_next (core/conn.h), which streams the payload of one
  * frame to a sink. */
