@@ -560,6 +560,31 @@ describe("upload of 1 GiB", function()
   end)
 end)
 
+describe("upload memory", function()
+  -- The server's digest is part of its footprint: OpenSSL's EVP interface loads the default
+  -- provider on first use, ~2 MiB of libcrypto's pages that stay resident (bench/results/
+  -- upload.md); SHA256_Update reaches the same code touching ~0.25 MiB. The first stored
+  -- file (a fresh server, 256 KiB) must grow its peak RSS by under 1 MiB all in all.
+  it("grows the peak RSS by under 1 MiB for the first stored file", function()
+    local work = mktemp_dir()
+    local up = work .. "/up"
+    local srv = start_upload(work, { "dir=" .. up })
+    finally(function()
+      srv:stop()
+      sh("rm -rf " .. q(work))
+    end)
+    local c = srv:tcp(nil, nil, 10)
+    local _, hwm0 = srv:memory()
+    local data = data_of(256 * 1024, 5)
+    send_all(c, file_cmd("first.bin", data, true))
+    assert.equals(ok_body("first.bin", data), (read_reply(c)))
+    local _, hwm = srv:memory()
+    assert.is_true(hwm - hwm0 < 1024, ("peak RSS grew by %d KiB"):format(hwm - hwm0))
+    send_all(c, frame("close"))
+    expect_clean_close(c)
+  end)
+end)
+
 describe("examples/upload_client.lua", function()
   local work, up, srv
 
