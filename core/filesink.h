@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HS_FILENAME_MAX 255 /* bytes in an uploaded file's name */
+#define HS_FILENAME_MAX 255                /* bytes in an uploaded file's name */
+#define HS_FILESINK_FLUSH_AFTER (8u << 20) /* bytes written before their write-back is started */
 
 struct hs_filesink;
 
@@ -23,8 +24,9 @@ int hs_filename_check(const char *name, size_t len, const char **why);
 int hs_filesink_open(const char *dir, const char *name, size_t name_len, struct hs_filesink **out,
                      const char **why);
 
-/* Appends len bytes. On the first failure (for example -ENOSPC) the temporary file is
- * removed at once and every later call returns the same error. */
+/* Appends len bytes; each time another HS_FILESINK_FLUSH_AFTER bytes are complete, starts
+ * their write-back to disk without waiting for it. On the first failure (for example -ENOSPC) the
+ * temporary file is removed at once and every later call returns the same error. */
 int hs_filesink_write(struct hs_filesink *f, const void *data, size_t len);
 
 /* Flushes the file to disk, renames it to its name and flushes the directory. Returns 0 and

@@ -2,6 +2,8 @@
  * (names at the end of a guard page, so reading past len faults), then open/write/commit
  * against known SHA-256 vectors, what the directory holds at each step, abort, overwrite,
  * nested directories and a full disk (a 64 KiB tmpfs, when this process may mount one). */
+/* sync_file_range and SYNC_FILE_RANGE_WRITE are Linux's: GNU. */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -23,6 +25,29 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* ---- sync_file_range is wrapped (tests/CMakeLists.txt links this test with
+ * --wrap=sync_file_range): each call the sink makes is recorded, then done. */
+
+#define SFR_MAX 16
+static struct {
+    off_t off, len;
+    unsigned flags;
+} sfr_calls[SFR_MAX];
+static int sfr_n;
+
+int __real_sync_file_range(int fd, off_t off, off_t len, unsigned flags);
+int __wrap_sync_file_range(int fd, off_t off, off_t len, unsigned flags);
+int __wrap_sync_file_range(int fd, off_t off, off_t len, unsigned flags)
+{
+    if (sfr_n < SFR_MAX) {
+        sfr_calls[sfr_n].off = off;
+        sfr_calls[sfr_n].len = len;
+        sfr_calls[sfr_n].flags = flags;
+    }
+    sfr_n++;
+    return __real_sync_file_range(fd, off, len, flags);
+}
 
 #define B(lit) (lit), sizeof(lit) - 1
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -565,6 +590,54 @@ static void test_file_too_big(void **state)
     check_failed(fx, fx->dir, f, -EFBIG);
 }
 
+/* Write-back is started for each whole HS_FILESINK_FLUSH_AFTER window as the file grows, never
+ * waited for, never for a partial window, and the file is still exact. */
+static void test_writeback_windows(void **state)
+{
+    struct fx *fx = *state;
+    const size_t w = HS_FILESINK_FLUSH_AFTER, chunk = 100000, total = 2 * w + w / 2;
+    char path[256], hex[65];
+    uint64_t bytes = 0;
+    unsigned char *data = malloc(2 * w + 1);
+    assert_non_null(data);
+    for (size_t i = 0; i < 2 * w + 1; i++)
+        data[i] = (unsigned char)(i * 7 + i / 251);
+
+    /* Chunks that straddle the window edges. */
+    sfr_n = 0;
+    struct hs_filesink *f = open_ok(fx->dir, "windows.bin");
+    for (size_t done = 0; done < total;) {
+        size_t n = total - done < chunk ? total - done : chunk;
+        assert_int_equal(hs_filesink_write(f, data + done % w, n), 0);
+        done += n;
+        assert_int_equal(sfr_n, (int)(done / w));
+    }
+    assert_int_equal(sfr_n, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(sfr_calls[i].off, (off_t)(i * w));
+        assert_int_equal(sfr_calls[i].len, (off_t)w);
+        assert_int_equal(sfr_calls[i].flags, SYNC_FILE_RANGE_WRITE);
+    }
+    assert_int_equal(hs_filesink_commit(f, &bytes, hex), 0);
+    assert_int_equal(bytes, total);
+    hs_filesink_free(f);
+    struct stat st;
+    assert_int_equal(stat(path_join(path, sizeof path, fx->dir, "windows.bin"), &st), 0);
+    assert_int_equal(st.st_size, (off_t)total);
+
+    /* One write over two windows and a byte: one call for both windows. */
+    sfr_n = 0;
+    f = open_ok(fx->dir, "one.bin");
+    assert_int_equal(hs_filesink_write(f, data, 2 * w + 1), 0);
+    assert_int_equal(sfr_n, 1);
+    assert_int_equal(sfr_calls[0].off, 0);
+    assert_int_equal(sfr_calls[0].len, (off_t)(2 * w));
+    assert_int_equal(hs_filesink_commit(f, &bytes, hex), 0);
+    assert_file(path_join(path, sizeof path, fx->dir, "one.bin"), data, 2 * w + 1);
+    hs_filesink_free(f);
+    free(data);
+}
+
 #define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -576,6 +649,7 @@ int main(void)
         FX_TEST(test_abort_and_free),      FX_TEST(test_overwrite),
         FX_TEST(test_nested_dir),          FX_TEST(test_open_refused),
         FX_TEST(test_disk_full),           FX_TEST(test_file_too_big),
+        FX_TEST(test_writeback_windows),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
