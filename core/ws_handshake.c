@@ -5,7 +5,16 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
+/* SHA-1 through OpenSSL's SHA1_Init/Update/Final, not EVP: EVP's first digest loads the default
+ * provider, ~2 MiB of libcrypto pages resident for good from a server's first handshake on
+ * (see core/filesink.c, which does the same for SHA-256). Deprecated in OpenSSL 3, not
+ * removed: the 1.1.1 API level declares it; a library without deprecated functions gets EVP. */
+#define OPENSSL_API_COMPAT 10101
+#include <openssl/opensslconf.h>
+#include <openssl/evp.h> /* EVP_EncodeBlock: base64, no provider */
+#ifndef OPENSSL_NO_DEPRECATED
+#include <openssl/sha.h>
+#endif
 
 /* The GUID every server appends to the key (RFC 6455 §1.3). */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -82,6 +91,7 @@ int hs_ws_handshake_check(const struct hs_ws_request *r, const char **why)
 int hs_ws_accept_key(const char *key, size_t key_len, char *out)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
+#ifdef OPENSSL_NO_DEPRECATED
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
@@ -89,6 +99,11 @@ int hs_ws_accept_key(const char *key, size_t key_len, char *out)
              EVP_DigestUpdate(ctx, ws_guid, sizeof ws_guid - 1) == 1 &&
              EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 20;
     EVP_MD_CTX_free(ctx);
+#else
+    SHA_CTX ctx;
+    int ok = SHA1_Init(&ctx) == 1 && SHA1_Update(&ctx, key, key_len) == 1 &&
+             SHA1_Update(&ctx, ws_guid, sizeof ws_guid - 1) == 1 && SHA1_Final(md, &ctx) == 1;
+#endif
     if (!ok)
         return -EIO;
     EVP_EncodeBlock((unsigned char *)out, md, 20); /* 28 characters and a NUL */

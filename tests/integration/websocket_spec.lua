@@ -142,6 +142,27 @@ describe("WebSocket objects", function()
   end)
 end)
 
+describe("WebSocket memory", function()
+  -- The accept key is a SHA-1: through OpenSSL's EVP interface its first use loads the
+  -- default provider, ~2 MiB of libcrypto's pages that stay resident (bench/results/
+  -- upload.md has the same for SHA-256). A fresh server's first handshake, after a plain
+  -- HTTP request has been served, must grow its peak RSS by under 1 MiB.
+  it("grows the peak RSS by under 1 MiB for the first handshake", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    local h = srv:tcp()
+    h:send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.matches("plain http\n$", hs.recv_all(h))
+    local _, hwm0 = srv:memory()
+    local c = ws.connect(srv:port(), "/ws")
+    c:send(ws.frame(1, "hi"))
+    assert.are.equal("hi", c:read().payload)
+    local _, hwm = srv:memory()
+    c:close()
+    assert.is_true(hwm - hwm0 < 1024, ("peak RSS grew by %d KiB"):format(hwm - hwm0))
+  end)
+end)
+
 describe("WebSocket bad input", function()
   local srv
   setup(function() srv = start { "--frame-timeout", "1", "--send-timeout", "1" } end)
