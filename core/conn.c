@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_read_end(struct hs_conn *c, ssize_t n);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_finish(struct hs_conn *c);
 
@@ -518,6 +519,27 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         conn_linger_read(c);
         return;
     }
+    if (c->tls == NULL && !(c->flags & CONN_READ_BIG) &&
+        hs__conn_input_direct(c, CONN_READ_SMALL)) {
+        /* The read's bytes are a whole raw frame: read onto the stack and handed over from
+         * there, without the input buffer's block being allocated, filled, pulled up and
+         * drained (about a sixth of a 64 B echo's user-space work). */
+        unsigned char buf[CONN_READ_SMALL];
+        ssize_t n;
+        do
+            n = read(c->fd, buf, sizeof buf);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            if ((size_t)n >= CONN_READ_SMALL)
+                c->flags |= CONN_READ_BIG;
+            c->bytes_in += (uint64_t)n;
+            hs__conn_touch(c);
+            hs__conn_process_raw(c, buf, (size_t)n);
+            return;
+        }
+        conn_read_end(c, n);
+        return;
+    }
     ssize_t n = c->tls ? hs__conn_tls_read(c) : conn_read_some(c);
     if (n > 0) {
         c->bytes_in += (uint64_t)n;
@@ -529,6 +551,12 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         hs__conn_process_input(c);
         return;
     }
+    conn_read_end(c, n);
+}
+
+/* A read that returned n <= 0: the end of the stream, nothing yet, or an error. */
+static void conn_read_end(struct hs_conn *c, ssize_t n)
+{
     if (n == 0) {
         c->refs++;
         hs__conn_on_eof(c);

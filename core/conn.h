@@ -28,6 +28,12 @@ struct hs_conn_handler {
      * callee copies what it needs and must not drain `in`; the connection drains the frame
      * after the call returns. */
     void (*on_frame)(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f, void *arg);
+    /* Optional. With raw framing, a small read that found the input buffer empty is one
+     * whole frame: its `len` bytes at `data` (read onto the stack, valid during the call
+     * only) are given here instead of being appended to the input buffer and passed to
+     * on_frame. The input buffer is empty during the call. Everything else (holds, pauses,
+     * closes inside the call) is as for on_frame. */
+    void (*on_raw)(struct hs_conn *c, const unsigned char *data, size_t len, void *arg);
     /* A frame armed with hs_conn_pipe_next has been written to its sink (status 0) or the
      * sink failed (status < 0, the rest of the frame was discarded to keep framing in step).
      * `bytes` is the frame's payload length. */

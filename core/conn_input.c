@@ -222,6 +222,40 @@ static int conn_frame_input(struct hs_conn *c)
     return frames;
 }
 
+int hs__conn_input_direct(const struct hs_conn *c, size_t want)
+{
+    /* Not while anything could be waiting in c->in ahead of the read's bytes, or could want
+     * them there: a hold (the handler reads c->in), a pause, a pipe, a protocol layer. */
+    return c->handler->on_raw != NULL && c->framing.kind == HS_FRAMING_RAW &&
+           (c->framing.max == 0 || c->framing.max >= want) && !c->hold &&
+           !(c->flags & (CONN_CLOSING | CONN_USER_PAUSED | CONN_EOF)) && c->ext == NULL &&
+           evbuffer_get_length(c->in) == 0;
+}
+
+void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len)
+{
+    /* conn_process_input for one frame that is not in c->in: its on_frame call, then the
+     * same steps after it (the framing loop finds c->in empty unless a hold changed that). */
+    c->refs++;
+    c->handler->on_raw(c, data, len, c->arg);
+    if (!(c->flags & CONN_CLOSED)) {
+        c->resume = 0;
+        int frames = 1;
+        if (c->hold && c->handler->on_input)
+            c->handler->on_input(c, c->in, 0, c->arg);
+        if (!(c->flags & CONN_CLOSED))
+            frames += conn_frame_input(c);
+        if (!(c->flags & CONN_CLOSED))
+            hs__conn_rx_track(c, frames);
+    }
+    c->refs--;
+    if (c->flags & CONN_CLOSED) {
+        hs__conn_release(c);
+        return;
+    }
+    hs__conn_after_output(c);
+}
+
 /* The peer shut down its side: deliver what is left, then close after the flush. */
 static void conn_on_eof(struct hs_conn *c)
 {

@@ -228,6 +228,15 @@ ssize_t hs__conn_read_some(struct hs_conn *c);
 /* Frames and dispatches everything buffered (as after a read). May free c. */
 void hs__conn_process_input(struct hs_conn *c);
 
+/* Whether the next read of `want` bytes may skip c->in (core/conn_input.c): the handler has
+ * on_raw, the framing is raw with a maximum of at least want, and nothing is buffered, held,
+ * paused, piped or closing. */
+int hs__conn_input_direct(const struct hs_conn *c, size_t want);
+
+/* The bytes of such a read (len > 0, at data, valid during the call): one frame given to
+ * on_raw, then what conn_process_input does after a frame. May free c. */
+void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len);
+
 /* The peer shut down its side (core/conn_input.c): delivers what is left, then closes after
  * the flush. The caller holds a reference (refs) and releases it after. */
 void hs__conn_on_eof(struct hs_conn *c);

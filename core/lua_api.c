@@ -448,8 +448,8 @@ void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)
     hs_version_unref(v);
 }
 
-static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f,
-                           void *arg)
+/* on_message(conn, data) for the len bytes at p. */
+static void lua_conn_message(struct hs_conn *c, const unsigned char *p, size_t len, void *arg)
 {
     struct hs__conn_box *box = hs_conn_data(c);
     struct hs_lua *hl = hs_script_lua(arg);
@@ -457,14 +457,19 @@ static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct 
     hs_stats_message(hs_version_stats(box->v), 0);
     hs_conn_count_message(c);
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-    size_t need = f->skip + (size_t)f->len;
-    const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)need);
-    lua_pushlstring(L, (const char *)p + f->skip, (size_t)f->len);
+    lua_pushlstring(L, (const char *)p, len);
     struct hs__invoke iv = {
         .v = box->v, .name = "on_message", .conn = c, .box = box, .flags = HS__INVOKE_CLOSE};
     box->in_frame = 1;
     hs__lua_invoke(hl, &iv, 2, 0);
     box->in_frame = 0;
+}
+
+static void lua_conn_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f,
+                           void *arg)
+{
+    const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)(f->skip + (size_t)f->len));
+    lua_conn_message(c, p + f->skip, (size_t)f->len, arg);
 }
 
 static void lua_conn_pipe_done(struct hs_conn *c, int status, uint64_t bytes, void *arg)
@@ -542,6 +547,7 @@ static void lua_conn_close(struct hs_conn *c, const char *reason, void *arg)
 const struct hs_conn_handler hs_lua_conn_handler = {
     .on_open = lua_conn_open,
     .on_frame = lua_conn_frame,
+    .on_raw = lua_conn_message,
     .on_pipe_done = lua_conn_pipe_done,
     .on_input = lua_conn_input,
     .on_output_low = lua_conn_output_low,

@@ -104,7 +104,8 @@ struct hs__conn_box {
     struct hs__conn_ext *x;    /* the rarely used state, or NULL (read it with hs__conn_xr) */
     int self_ref;              /* registry reference holding the box while the conn is open */
     unsigned char has_handle;  /* the version gives handle(conn), not yet started */
-    unsigned char in_frame;    /* on_message runs with its frame still in the input buffer */
+    unsigned char in_frame;    /* on_message runs: its frame may be at the front of the input
+                                * buffer (not when it came by on_raw), so receive waits */
     unsigned char read_anchor; /* self_ref was taken for a waiting receive (an outbound box,
                                 * which is otherwise held only by the script) */
     unsigned char x_inside;    /* x lies in the box's own userdata (an outbound box) */
