@@ -443,6 +443,8 @@ void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)
     }
     luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
     box->self_ref = LUA_NOREF;
+    if (hl->msg_box == box)
+        hl->msg_box = NULL; /* the script alone may hold it now: its address may be reused */
     struct hs_version *v = box->v;
     box->v = NULL;
     hs_version_unref(v);
@@ -461,7 +463,10 @@ static void lua_conn_message(struct hs_conn *c, const unsigned char *p, size_t l
     struct hs__invoke iv = {
         .v = box->v, .name = "on_message", .conn = c, .box = box, .flags = HS__INVOKE_CLOSE};
     box->in_frame = 1;
+    hl->msg_box = box;
     hs__lua_invoke(hl, &iv, 2, 0);
+    /* Not the value before: a nested call may have dropped that box's reference meanwhile. */
+    hl->msg_box = NULL;
     box->in_frame = 0;
 }
 

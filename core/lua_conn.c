@@ -66,7 +66,7 @@ struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct h
 /* conn:send(data, ...) — every argument is a string (or number), queued in order. */
 static int l_conn_send(lua_State *L)
 {
-    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:send");
+    struct hs__conn_box *box = hs__conn_box_check(L, 1, "conn:send");
     int n = lua_gettop(L);
     struct iovec iov[16];
     if (n <= 17) {

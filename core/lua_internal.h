@@ -70,6 +70,10 @@ struct hs_lua {
     struct hs__pool_key *pool; /* conns kept by conn:keepalive, by URL (lua_connect.c) */
     unsigned npool;            /* how many conns */
     struct hs__pubsub *pubsub; /* hotsock.subscribe's state (lua_pubsub.c); lives as long as L */
+    /* The conn box whose on_message runs now, or NULL: held by its registry reference for as
+     * long as it is set (lua_conn_message sets it around the call; hs__conn_settle clears it
+     * when it drops that reference), so its address names that box (hs__conn_box_check). */
+    struct hs__conn_box *msg_box;
     /* Each box kind's metatable (its address), for hs__box_check (lua_box.c). */
     const void *box_mt[HS__BOX_KINDS];
     /* The same metatables as registry references (0: not made yet), for hs__box_new. */
@@ -177,6 +181,16 @@ static inline void *hs__box_check(lua_State *L, int idx, enum hs__box_kind kind,
     if (b == NULL)
         hs__box_type_error(L, lua_absindex(L, idx), kind, method);
     return b;
+}
+
+/* hs__box_check for a conn box, first trying the conn whose on_message runs (the usual
+ * `conn:send` of a handler): one address compared instead of the metatable's. */
+static inline struct hs__conn_box *hs__conn_box_check(lua_State *L, int idx, const char *method)
+{
+    struct hs__conn_box *box = hs__lua_from_state(L)->msg_box;
+    if (box != NULL && lua_touserdata(L, idx) == box && lua_type(L, idx) == LUA_TUSERDATA)
+        return box;
+    return hs__box_check(L, idx, HS__BOX_CONN, method);
 }
 
 /* Registers the conn and udp metatables (lua_conn.c). */
