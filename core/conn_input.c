@@ -235,7 +235,8 @@ int hs__conn_input_direct(const struct hs_conn *c, size_t want)
 void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len)
 {
     /* conn_process_input for one frame that is not in c->in: its on_frame call, then the
-     * same steps after it (the framing loop finds c->in empty unless a hold changed that). */
+     * same steps after it. The framing loop runs only if something came into c->in meanwhile
+     * (it would find nothing: a read's bytes are all in this frame). */
     c->refs++;
     c->handler->on_raw(c, data, len, c->arg);
     if (!(c->flags & CONN_CLOSED)) {
@@ -243,7 +244,7 @@ void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t l
         int frames = 1;
         if (c->hold && c->handler->on_input)
             c->handler->on_input(c, c->in, 0, c->arg);
-        if (!(c->flags & CONN_CLOSED))
+        if (!(c->flags & CONN_CLOSED) && evbuffer_get_length(c->in) > 0)
             frames += conn_frame_input(c);
         if (!(c->flags & CONN_CLOSED))
             hs__conn_rx_track(c, frames);
