@@ -523,7 +523,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         hs__conn_input_direct(c, CONN_READ_SMALL)) {
         /* The read's bytes are a whole raw frame: read onto the stack and handed over from
          * there, without the input buffer's block being allocated, filled, pulled up and
-         * drained (about a sixth of a 64 B echo's user-space work). */
+         * drained (about a fifth of a 64 B echo's user-space work). */
         unsigned char buf[CONN_READ_SMALL];
         ssize_t n;
         do

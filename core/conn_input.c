@@ -225,7 +225,8 @@ static int conn_frame_input(struct hs_conn *c)
 int hs__conn_input_direct(const struct hs_conn *c, size_t want)
 {
     /* Not while anything could be waiting in c->in ahead of the read's bytes, or could want
-     * them there: a hold (the handler reads c->in), a pause, a pipe, a protocol layer. */
+     * them there: a hold (the handler reads c->in), a pause, a protocol layer, or anything in
+     * c->ext (a pipe; a PROXY listener's conns keep theirs, and take the buffered path). */
     return c->handler->on_raw != NULL && c->framing.kind == HS_FRAMING_RAW &&
            (c->framing.max == 0 || c->framing.max >= want) && !c->hold &&
            !(c->flags & (CONN_CLOSING | CONN_USER_PAUSED | CONN_EOF)) && c->ext == NULL &&
@@ -243,7 +244,7 @@ void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t l
         c->resume = 0;
         int frames = 1;
         if (c->hold && c->handler->on_input)
-            c->handler->on_input(c, c->in, 0, c->arg);
+            c->handler->on_input(c, c->in, (c->flags & CONN_EOF) != 0, c->arg);
         if (!(c->flags & CONN_CLOSED) && evbuffer_get_length(c->in) > 0)
             frames += conn_frame_input(c);
         if (!(c->flags & CONN_CLOSED))
