@@ -102,6 +102,7 @@ struct fx {
     const char *greeting; /* sent from on_open */
     int echo;             /* every frame is sent back (and not recorded) */
     size_t bye_len;       /* "quit" and "big" send this many stream bytes */
+    int raw_reads;        /* the handler has on_raw */
     int pipe_on_open;     /* on_open arms a pipe ... */
     int pipe_null;        /* ... with a NULL sink (discard) ... */
     uint64_t pipe_max;    /* ... and this max */
@@ -189,6 +190,8 @@ static void h_open(struct hs_conn *c, void *arg)
     }
 }
 
+static void h_payload(struct fx *fx, struct hs_conn *c, char *p, size_t n, char ev);
+
 static void h_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f, void *arg)
 {
     struct fx *fx = arg;
@@ -206,12 +209,36 @@ static void h_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_fram
         CB_CHECK(fx, evbuffer_copyout_from(in, &pos, p, n) == (ev_ssize_t)n);
     }
     p[n] = '\0';
+    h_payload(fx, c, p, n, 'F');
+}
+
+/* on_raw: a raw read handed over without the input buffer, which is empty meanwhile. */
+static void h_raw(struct hs_conn *c, const unsigned char *data, size_t len, void *arg)
+{
+    struct fx *fx = arg;
+    char *p = malloc(len + 1);
+
+    fx->frames_seen++;
+    CB_CHECK(fx, p != NULL);
+    if (p == NULL)
+        return;
+    CB_CHECK(fx, len > 0);
+    CB_CHECK(fx, evbuffer_get_length(hs_conn_input(c)) == 0);
+    memcpy(p, data, len);
+    p[len] = '\0';
+    h_payload(fx, c, p, len, 'R');
+}
+
+/* What both do with a frame's payload p (n bytes, malloc'd, kept or freed here); ev is the
+ * event noted: F for on_frame, R for on_raw. */
+static void h_payload(struct fx *fx, struct hs_conn *c, char *p, size_t n, char ev)
+{
     if (fx->echo) {
         CB_CHECK(fx, hs_conn_send(c, p, n) == 0);
         free(p);
         return;
     }
-    note(fx, 'F');
+    note(fx, ev);
     if (is(p, n, "quit")) {
         CB_CHECK(fx, hs_conn_send(c, pat, fx->bye_len) == 0);
         hs_conn_close(c, "closed");
@@ -275,6 +302,15 @@ static void h_close(struct hs_conn *c, const char *reason, void *arg)
 static const struct hs_conn_handler handler = {
     .on_open = h_open,
     .on_frame = h_frame,
+    .on_pipe_done = h_pipe_done,
+    .on_close = h_close,
+};
+
+/* The same with on_raw (fx->raw_reads). */
+static const struct hs_conn_handler raw_handler = {
+    .on_open = h_open,
+    .on_frame = h_frame,
+    .on_raw = h_raw,
     .on_pipe_done = h_pipe_done,
     .on_close = h_close,
 };
@@ -366,7 +402,8 @@ static int fx_connect(struct fx *fx, const char *spec)
     fx->peer_eof = 0;
     fx->peer_err = 0;
     evbuffer_drain(fx->peer_in, evbuffer_get_length(fx->peer_in));
-    return hs_conn_new(fx->set, sv[0], "peer", &f, &handler, fx, NULL);
+    return hs_conn_new(fx->set, sv[0], "peer", &f, fx->raw_reads ? &raw_handler : &handler, fx,
+                       NULL);
 }
 
 static void peer_close(struct fx *fx, int fd)
@@ -1119,6 +1156,61 @@ static void test_pause_resume(void **state)
     assert_int_equal(fx->closes, 0);
 }
 
+/* With on_raw and raw framing, a read that finds nothing buffered is handed over without the
+ * input buffer (R); what a hold kept buffered goes by on_frame (F) once released, and reads
+ * after that go by on_raw again; a pause inside on_raw stops the reads until resumed. A raw
+ * max under the read size keeps on_frame. */
+static void test_raw_reads(void **state)
+{
+    struct fx *fx = *state;
+
+    fx->raw_reads = 1;
+    assert_int_equal(fx_connect(fx, "raw"), 0);
+    struct hs_conn *c = fx->conn;
+    peer_send(fx, fx->peer, B("ab"));
+    PUMP_UNTIL(fx, fx->nframes == 1);
+    hs_conn_hold(c, 64 * KIB);
+    peer_send(fx, fx->peer, B("cd"));
+    PUMP_UNTIL(fx, hs_conn_bytes_in(c) == 4);
+    pump_n(fx, 100);
+    assert_int_equal(fx->nframes, 1);
+    hs_conn_hold(c, 0); /* delivers what queued, at once */
+    assert_int_equal(fx->nframes, 2);
+    peer_send(fx, fx->peer, B("pause"));
+    PUMP_UNTIL(fx, fx->nframes == 3);
+    peer_send(fx, fx->peer, B("gh"));
+    pump_n(fx, 100);
+    assert_int_equal(fx->nframes, 3);
+    assert_int_equal(hs_conn_bytes_in(c), 9);
+    hs_conn_pause(c, 0);
+    PUMP_UNTIL(fx, fx->nframes == 4);
+    assert_frame(fx, 0, B("ab"));
+    assert_frame(fx, 1, B("cd"));
+    assert_frame(fx, 2, B("pause"));
+    assert_frame(fx, 3, B("gh"));
+    assert_string_equal(fx->events, "ORFRR");
+    assert_int_equal(hs_conn_bytes_in(c), 11);
+
+    /* quit inside on_raw: the reply is flushed, then the conn closes. */
+    fx->bye_len = 1000;
+    fx->auto_read = 1;
+    peer_send(fx, fx->peer, B("quit"));
+    PUMP_UNTIL(fx, fx->closes == 1 && fx->peer_eof);
+    assert_string_equal(fx->reason, "closed");
+    assert_peer_got_stream(fx, 1000);
+
+    /* raw:max=4 is under the read size: on_frame, 4 bytes at a time. */
+    frames_reset(fx);
+    fx->auto_read = 0;
+    assert_int_equal(fx_connect(fx, "raw:max=4"), 0);
+    peer_send(fx, fx->peer, B("0123456789"));
+    PUMP_UNTIL(fx, fx->nframes == 3);
+    assert_frame(fx, 0, B("0123"));
+    assert_frame(fx, 1, B("4567"));
+    assert_frame(fx, 2, B("89"));
+    assert_string_equal(fx->events, "OFFF");
+}
+
 /* ---- The set */
 
 /* close_all flushes each conn before closing it; on_empty runs once the last one is gone. */
@@ -1223,6 +1315,7 @@ int main(void)
         FX_TEST(test_pipe_truncated),
         FX_TEST(test_pipe_sink_aborts),
         FX_TEST(test_pause_resume),
+        FX_TEST(test_raw_reads),
         FX_TEST(test_close_all),
         FX_TEST(test_conns_free),
     };
