@@ -383,10 +383,9 @@ local WORKLOADS = {
   { id = "tcp64_500", kind = "tcp", size = 64, title = "TCP echo 64 B ping-pong, 500 conns",
     args = "--mode pingpong --size 64 --conns 500" },
   -- Bimodal on this machine for every server, the C ceiling included (~1.3 or ~2.8 µs of CPU
-  -- per message, decided per client run): in the slow mode the server's writes keep waking
-  -- the client's idle core, and the wake-up (sock_def_readable, an IPI under the VM) is billed
-  -- to the server (bench/results/rerun-echo.md). Five rounds, so that one run in the other
-  -- mode does not decide the median.
+  -- per message, decided per client run, with the same system calls per message): the
+  -- server's kernel time per byte changes (bench/results/rerun-echo.md). Five rounds, so that
+  -- one run in the other mode does not decide the median.
   { id = "tcp4k_pipe", kind = "tcp", size = 4096, min_rounds = 5,
     title = "TCP echo 4 KiB pipelined (depth 16), 50 conns",
     args = "--mode pipeline --size 4096 --depth 16 --conns 50" },
