@@ -92,6 +92,10 @@ static int conn_flush(struct hs_conn *c)
         return n < 0 ? -errno : -EPIPE;
     }
     size_t pending = hs__conn_out_len(c);
+    if (pending == 0 && (c->flags & (CONN_WR_SHUT | CONN_WR_DONE)) == CONN_WR_SHUT) {
+        c->flags |= CONN_WR_DONE; /* hs_conn_shut_write waited for this flush */
+        hs_conn_shutdown(c);
+    }
     /* An owed on_output_low is told from the write event, never from inside a send (which runs
      * script code): keep the event armed one more turn for it. */
     int tell = (c->flags & CONN_WANT_LOW) && pending <= c->set->limits.out_low;
@@ -313,7 +317,7 @@ void hs__conn_after_output(struct hs_conn *c)
 
 int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
 {
-    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+    if (c->flags & CONN_NO_SEND)
         return HS_ECLOSED;
     if (hs__conn_out_len(c) + len > c->set->limits.out_hard)
         return HS_EFULL;
@@ -325,7 +329,7 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
 
 int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
 {
-    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+    if (c->flags & CONN_NO_SEND)
         return HS_ECLOSED;
     size_t total = 0;
     for (int i = 0; i < n; i++)
@@ -365,7 +369,7 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
 
 int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
 {
-    if (c->flags & (CONN_CLOSING | CONN_CLOSED)) {
+    if (c->flags & CONN_NO_SEND) {
         close(fd);
         return HS_ECLOSED;
     }
@@ -381,7 +385,7 @@ int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
 
 int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf)
 {
-    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+    if (c->flags & CONN_NO_SEND)
         return HS_ECLOSED;
     if (hs__conn_out_len(c) + evbuffer_get_length(buf) > c->set->limits.out_hard)
         return HS_EFULL;

@@ -246,6 +246,13 @@ int hs_conn_tls_info(const struct hs_conn *c, struct hs_conn_tls_info *out);
 /* Ends our sending side once the output is written: a TLS close_notify, then shutdown(2)
  * SHUT_WR. Reading goes on. Call it when nothing is pending (hs_conn_pending() == 0). */
 void hs_conn_shutdown(struct hs_conn *c);
+
+/* Half-close on request (conn:shutdown): from now on every send fails with HS_ECLOSED and
+ * nothing more is queued; once the output pending now is written, hs_conn_shutdown runs (a
+ * TLS close_notify, then SHUT_WR). Reading, piping from c and closing go on as before; c
+ * stays open until closed. Returns 0 (also when already shut down), or HS_ECLOSED when c is
+ * closing or closed. */
+int hs_conn_shut_write(struct hs_conn *c);
 /* Like hs_conn_new for a socket this process connected (hotsock.connect): the connection is
  * not counted against max_connections or max_per_peer and the first-byte rule does not apply
  * (the peer may well wait for us to speak); the other stall rules and limits do. It belongs to

@@ -36,7 +36,12 @@ enum {
     CONN_READ_BIG = 1 << 16,     /* the last read was large: the next asks for HS_READ_SIZE */
     CONN_PIPE_PAUSED = 1 << 17,  /* piping (conn_pipe.c): reading stopped because the
                                   * destination's output is over the high mark */
+    CONN_WR_SHUT = 1 << 18,      /* hs_conn_shut_write: no more sends; shut down once flushed */
+    CONN_WR_DONE = 1 << 19,      /* that shutdown(2) was made */
 };
+
+/* Flags under which nothing more may be queued for sending. */
+#define CONN_NO_SEND (CONN_CLOSING | CONN_CLOSED | CONN_WR_SHUT)
 
 #define HS_LINGER_MS 2000          /* longest a lingering close waits for the peer's end */
 #define HS_LINGER_MAX (256 * 1024) /* bytes a lingering close drops before giving up */

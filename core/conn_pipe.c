@@ -75,7 +75,7 @@ static void pipe_end(struct hs__pipe *p, int status)
 static void pipe_write_through(struct hs_conn *dst, struct evbuffer *in)
 {
     struct evbuffer_iovec v;
-    if ((dst->flags & (CONN_CLOSING | CONN_CLOSED | CONN_TLS_HANDSHAKE)) || dst->tls ||
+    if ((dst->flags & (CONN_NO_SEND | CONN_TLS_HANDSHAKE)) || dst->tls ||
         hs__conn_out_len(dst) > 0 || evbuffer_peek(in, -1, NULL, &v, 1) != 1)
         return;
     ssize_t w;
@@ -189,7 +189,8 @@ static void pipe_kick_cb(evutil_socket_t fd, short what, void *arg)
 
 int hs_conn_pipe_to(struct hs_conn *src, struct hs_conn *dst, hs_conn_pipe_cb cb, void *arg)
 {
-    if ((src->flags | dst->flags) & (CONN_CLOSING | CONN_CLOSED))
+    /* A src whose sending side is shut down still reads: only dst must take output. */
+    if ((src->flags & (CONN_CLOSING | CONN_CLOSED)) || (dst->flags & CONN_NO_SEND))
         return HS_ECLOSED;
     if (src == dst || hs__conn_tap(src) != NULL)
         return -EINVAL;

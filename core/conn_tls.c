@@ -396,3 +396,19 @@ void hs_conn_shutdown(struct hs_conn *c)
     }
     shutdown(c->fd, SHUT_WR);
 }
+
+int hs_conn_shut_write(struct hs_conn *c)
+{
+    if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+        return HS_ECLOSED;
+    if (c->flags & CONN_WR_SHUT)
+        return 0;
+    c->flags |= CONN_WR_SHUT;
+    /* With output pending, conn_flush shuts down once it has written the last byte (the write
+     * event is armed meanwhile, or the flush at the end of the running callback comes). */
+    if (hs__conn_out_len(c) == 0 && !(c->flags & CONN_TLS_HANDSHAKE)) {
+        c->flags |= CONN_WR_DONE;
+        hs_conn_shutdown(c);
+    }
+    return 0;
+}

@@ -108,6 +108,17 @@ static int l_conn_close(lua_State *L)
     return 1;
 }
 
+/* conn:shutdown() — half-close: the sending side ends once the pending output is written;
+ * reading goes on until the peer's end. */
+static int l_conn_shutdown(lua_State *L)
+{
+    struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:shutdown");
+    if (hs__box_gone(&box->box) || hs_conn_shut_write(box->c) != 0)
+        return hs__lua_fail(L, HS_ECLOSED);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_conn_abort(lua_State *L)
 {
     struct hs__conn_box *box = hs__box_check(L, 1, HS__BOX_CONN, "conn:abort");
@@ -296,6 +307,7 @@ static const luaL_Reg conn_methods[] = {
     {"send", l_conn_send},
     {"close", l_conn_close},
     {"abort", l_conn_abort},
+    {"shutdown", l_conn_shutdown},
     {"peer", l_conn_peer},
     {"tls", l_conn_tls},
     {"proxy", l_conn_proxy},

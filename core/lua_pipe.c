@@ -83,7 +83,8 @@ static int l_conn_pipe(lua_State *L)
     }
     int r = hs_conn_pipe_to(box->c, dbox->c, pipe_done, t);
     if (r != 0) {
-        /* Only memory can fail here: the checks above cover the rest. */
+        /* Memory, or a dst shut down by conn:shutdown ("closed"): the checks above cover
+         * the rest. */
         t->waiting = NULL;
         if (t->timer)
             event_del(t->timer);

@@ -7,6 +7,10 @@
 -- output falls to the low-water mark (256 KiB). Memory per connection pair: at most the high
 -- mark plus one read (64 KiB) each way. examples/proxy_receive.lua is the same proxy written
 -- with receive/send/flush, for a script that must look at the bytes.
+-- A half-close is passed on, as those proxies do: when one side ends its sending (a client
+-- that sends a request and then shuts down its write side, `printf ... | nc -N`), the other
+-- side is shut down after its pending output (conn:shutdown) and its answer keeps flowing back
+-- until it ends too. A reset or failure on either side closes both.
 --   build/hotsock serve scripts/echo.lua --listen tcp://127.0.0.1:7000 &
 --   build/hotsock serve examples/proxy.lua --set upstream=tcp://127.0.0.1:7000
 --   nc 127.0.0.1 7011          (each line typed comes back through the upstream)
@@ -23,15 +27,27 @@ return {
       hotsock.log("warn", "upstream " .. upstream .. ": " .. err)
       return
     end
-    -- upstream -> client, in a coroutine of its own: when the upstream closes (or fails), the
-    -- client is closed after its pending output.
+    -- client -> upstream, in a coroutine of its own: at the client's end of stream the
+    -- upstream is shut down after its pending output (it still answers); on a failure both
+    -- close.
+    local client_done = false
     hotsock.spawn(function()
-      up:pipe(conn)
-      conn:close()
+      if conn:pipe(up) then
+        up:shutdown()
+      else
+        up:close()
+        conn:close()
+      end
+      client_done = true
     end)
-    -- client -> upstream, in this one: when the client closes (or leaves), so does the upstream
-    -- (after its pending output); the client conn closes as handle returns.
-    conn:pipe(up)
+    -- upstream -> client, in this one: at the upstream's end of stream the client is shut
+    -- down likewise and may still send until it ends too (no way to wait for the other
+    -- coroutine but to poll; only a half-closed pair gets here). The client conn closes
+    -- after its pending output when handle returns.
+    if up:pipe(conn) and not client_done then
+      conn:shutdown()
+      while not client_done do hotsock.sleep(0.05) end
+    end
     up:close()
   end,
 }

@@ -7,7 +7,9 @@
 -- side's unsent output is at its low-water mark (256 KiB by default) or under: conn:flush()
 -- waits for that. A slow reader on either end thus makes the proxy stop reading from the other
 -- (whose kernel buffers then fill and slow the sender down) instead of buffering without
--- bound. Memory per connection pair: at most the mark plus one read.
+-- bound. Memory per connection pair: at most the mark plus one read. A half-close is passed
+-- on as in examples/proxy.lua: at one side's end of stream the other is shut down after its
+-- pending output (conn:shutdown) and its answer still flows back; a failure closes both.
 --   build/hotsock serve scripts/echo.lua --listen tcp://127.0.0.1:7000 &
 --   build/hotsock serve examples/proxy_receive.lua --set upstream=tcp://127.0.0.1:7000
 --   nc 127.0.0.1 7011          (each line typed comes back through the upstream)
@@ -15,14 +17,22 @@ local hotsock = require "hotsock"
 local opts = ...
 local upstream = (opts or {}).upstream or "tcp://127.0.0.1:7000"
 
--- Copies from src to dst until src ends or fails; then closes dst after its pending output.
+-- Copies from src to dst until src ends or fails. At src's end of stream (src still open)
+-- dst is shut down after its pending output; otherwise both close. Returns true at the end
+-- of stream.
 local function pump(src, dst)
-  while true do
-    if not dst:flush() then return src:close() end -- dst closed: nowhere to copy to
-    local data = src:receive()
-    if not data then break end
+  while dst:flush() do -- false: dst closed, nowhere to copy to
+    local data, _, partial = src:receive()
+    if not data then
+      if not src:is_closed() and (partial == "" or dst:send(partial)) then
+        dst:shutdown()
+        return true
+      end
+      break
+    end
     if not dst:send(data) then break end
   end
+  src:close()
   dst:close()
 end
 
@@ -35,7 +45,17 @@ return {
       hotsock.log("warn", "upstream " .. upstream .. ": " .. err)
       return
     end
-    hotsock.spawn(pump, up, conn) -- upstream -> client, in a coroutine of its own
-    pump(conn, up)                -- client -> upstream, in this one
+    local client_done = false
+    hotsock.spawn(function() -- client -> upstream, in a coroutine of its own
+      pump(conn, up)
+      client_done = true
+    end)
+    -- upstream -> client, in this one; after the upstream's end the client may still send
+    -- until it ends too (polled: there is no way to wait for the other coroutine). The
+    -- client conn closes after its pending output when handle returns.
+    if pump(up, conn) then
+      while not client_done do hotsock.sleep(0.05) end
+    end
+    up:close()
   end,
 }

@@ -228,6 +228,70 @@ describe(example, function()
     assert.is_true(p:stop())
   end)
 
+  it("a client that half-closes gets the whole answer of an upstream that answers only " ..
+    "after the client's end", function()
+      local up, url = fake_upstream()
+      local p = kit.start(example, { set = { upstream = url } })
+      local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+      local u = assert(up:accept())
+      assert(c:send("request"))
+      c:shutdown("send")
+      -- The upstream reads to the end of stream: only a passed-on half-close ends it.
+      local req, why = read_to_end(u)
+      assert.equals("request", req)
+      assert.equals("closed", why)
+      -- Then answers 1 MiB and closes, while the client reads (select: neither side blocks).
+      local reply = {}
+      for i = 1, 16384 do reply[i] = string.format("%063d\n", i) end
+      reply = table.concat(reply)
+      u:settimeout(0)
+      c:settimeout(0)
+      local sent, got, eof = 0, {}, false
+      local deadline = socket.gettime() + 30
+      while not eof do
+        assert.truthy(socket.gettime() < deadline, "timed out")
+        local r, w = socket.select({ c }, sent < #reply and { u } or {}, 1)
+        if w[1] then
+          local n, _, partial = u:send(reply, sent + 1)
+          sent = n or partial or sent
+          if sent == #reply then u:close() end
+        end
+        if r[1] then
+          local data, err, partial = c:receive(65536)
+          got[#got + 1] = data or partial
+          eof = err == "closed"
+        end
+      end
+      got = table.concat(got)
+      assert.equals(#reply, #got)
+      assert.truthy(got == reply, "the answer differs")
+      c:close()
+      up:close()
+      assert.is_true(p:stop())
+    end)
+
+  it("an upstream that half-closes: the client gets its end of stream and may still send",
+    function()
+      local up, url = fake_upstream()
+      local p = kit.start(example, { set = { upstream = url } })
+      local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
+      local u = assert(up:accept())
+      assert(u:send("greeting"))
+      u:shutdown("send")
+      local got, err = read_to_end(c)
+      assert.equals("greeting", got)
+      assert.equals("closed", err)
+      assert(c:send("late-request"))
+      c:shutdown("send")
+      got, err = read_to_end(u)
+      assert.equals("late-request", got)
+      assert.equals("closed", err)
+      u:close()
+      c:close()
+      up:close()
+      assert.is_true(p:stop())
+    end)
+
   it("a reload leaves running pipes alone; new clients get the new version", function()
     local p = kit.start(example, { set = { upstream = echo:url("tcp") } })
     local c = assert(socket.connect("127.0.0.1", p:port("tcp")))
