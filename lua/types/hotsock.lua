@@ -494,6 +494,13 @@ function Conn:close() end
 ---@return "closed"|nil err
 function Conn:abort() end
 
+---Half-close: ends the sending side once the output queued so far is written (SHUT_WR; a
+---TLS close_notify first); reading goes on until the peer's end. Later sends return
+---`nil, "closed"`; the conn stays open until closed.
+---@return true|nil ok
+---@return "closed"|nil err
+function Conn:shutdown() end
+
 ---`"127.0.0.1:50312"`, `"[::1]:50312"`, or the Unix path / `"unix"`. On a `?proxy`
 ---listener, the client the PROXY header names (the socket's peer after a LOCAL header).
 ---@return string
