@@ -1,8 +1,8 @@
 -- conn:shutdown, the half-close: on an inbound conn the client gets the bytes sent before it,
 -- then its end of stream, and may still send (the handler receives it); a send after it
 -- fails with "closed"; on an outbound conn the upstream sees the end of stream and its answer
--- is still received; on a closed conn it returns nil, "closed". (The proxies' use of it is in
--- proxy_spec.)
+-- is still received; on a closed conn it returns nil, "closed"; over TLS the client gets a
+-- close_notify after the bytes and may still send. (The proxies' use of it is in proxy_spec.)
 local kit = require "hotsock.testkit"
 local socket = require "socket"
 
@@ -91,5 +91,40 @@ return {
     c:send_line("closed")
     p:wait_log("closed: nil closed")
     c:close()
+  end)
+
+  it("over TLS: the bytes, then a close_notify; the client may still send", function()
+    local out, rc = kit.run(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 " ..
+      "-nodes -keyout %s/k.pem -out %s/c.pem -days 2 -subj /CN=localhost " ..
+      "-addext subjectAltName=IP:127.0.0.1 2>&1"):format(dir, dir))
+    assert(rc == 0, out)
+    local t = kit.start(script, {
+      listen = ("tls://127.0.0.1:0?cert=%s/c.pem&key=%s/k.pem"):format(dir, dir) })
+    kit.write(dir .. "/client.py", [[
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                    server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+s.settimeout(20)
+s.sendall(b"inbound\n")
+got = bytearray()
+while True:
+    b = s.recv(65536)  # b"" only at a close_notify (a bare FIN raises)
+    if not b:
+        break
+    got.extend(b)
+print(len(got), got == b"b" * 300000 + b"\n")
+s.sendall(b"after-the-shutdown\n")
+sys.stdout.flush()
+s.unwrap()
+]])
+    out, rc = kit.run(("timeout 60 python3 %s/client.py %d %s/c.pem 2>&1")
+      :format(dir, t:port("tls"), dir))
+    assert(rc == 0, out)
+    assert.equals("300001 True\n", out)
+    t:wait_log("shutdown: true; again: true; send after: nil closed")
+    t:wait_log("received after: after%-the%-shutdown")
+    t:wait_log("then: nil closed")
+    assert.is_true(t:stop())
   end)
 end)
