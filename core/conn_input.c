@@ -262,8 +262,14 @@ void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t l
 static void conn_on_eof(struct hs_conn *c)
 {
     c->flags |= CONN_EOF;
-    if (hs__conn_tap(c))
+    if (hs__conn_tap(c)) {
         hs__conn_pipe_eof(c); /* the pipe ends; the script decides what follows */
+        /* IMPORTANT: the script may have closed c there (a proxy closing the upstream whose
+         * end it just passed on): its handler data may be freed already. The caller, which
+         * holds c, flushes or releases it. */
+        if (c->flags & (CONN_CLOSING | CONN_CLOSED))
+            return;
+    }
     hs__conn_update_reading(c);
     if (c->hold && !c->handler->on_data) {
         /* The held handler may be reading: it learns of the end; the rest waits for the
