@@ -39,6 +39,7 @@ struct side {
     int peer;
     int frames; /* frames its handler saw */
     int closes;
+    int late_inputs; /* on_input calls after on_close (never: its data may be freed) */
     const char *reason;
 };
 
@@ -77,10 +78,21 @@ static void on_close(struct hs_conn *c, const char *reason, void *arg)
     s->c = NULL;
 }
 
+static void on_input(struct hs_conn *c, struct evbuffer *in, int eof, void *arg)
+{
+    struct side *s = arg;
+    (void)c;
+    (void)in;
+    (void)eof;
+    if (s->closes > 0)
+        s->late_inputs++;
+}
+
 static const struct hs_conn_handler handler = {
     .on_open = on_open,
     .on_frame = on_frame,
     .on_close = on_close,
+    .on_input = on_input,
 };
 
 static void on_pipe_end(struct hs_conn *src, int status, uint64_t bytes, void *arg)
@@ -90,6 +102,13 @@ static void on_pipe_end(struct hs_conn *src, int status, uint64_t bytes, void *a
     fx->ends++;
     fx->status = status;
     fx->bytes = bytes;
+}
+
+/* As a proxy does at the upstream's end of stream: closes the source (nothing pending). */
+static void on_pipe_end_close(struct hs_conn *src, int status, uint64_t bytes, void *arg)
+{
+    on_pipe_end(src, status, bytes, arg);
+    hs_conn_close(src, "closed");
 }
 
 static void open_side(struct fx *fx, struct side *s)
@@ -295,6 +314,73 @@ static void test_start_stop(void **state)
     assert_int_equal(fx->a.frames, 1);
 }
 
+/* A held source whose pipe's end closes it: its end of stream goes no further (its handler is
+ * not called after on_close, when its data may be gone). */
+static void test_close_at_pipe_end(void **state)
+{
+    struct fx *fx = *state;
+    hs_conn_hold(fx->a.c, 1024);
+    assert_int_equal(hs_conn_pipe_to(fx->a.c, fx->b.c, on_pipe_end_close, fx), 0);
+    assert_int_equal(shutdown(fx->a.peer, SHUT_WR), 0);
+    pump_until(fx, &fx->a.closes);
+    assert_int_equal(fx->ends, 1);
+    assert_int_equal(fx->status, 0);
+    assert_int_equal(fx->a.closes, 1);
+    assert_int_equal(fx->a.late_inputs, 0);
+    assert_non_null(fx->b.c);
+}
+
+/* hs_conn_shut_write: what was queued arrives, then the end of stream; sends and a pipe into
+ * the conn fail; the conn still reads (a pipe from it moves its peer's bytes). */
+static void test_shut_write(void **state)
+{
+    struct fx *fx = *state;
+    static char big[256 * KIB];
+    memset(big, 'q', sizeof big);
+    assert_int_equal(hs_conn_send(fx->a.c, big, sizeof big), 0);
+    assert_true(hs_conn_pending(fx->a.c) > 0); /* more than a socketpair takes at once */
+    assert_int_equal(hs_conn_shut_write(fx->a.c), 0);
+    assert_int_equal(hs_conn_shut_write(fx->a.c), 0);
+    assert_int_equal(hs_conn_send(fx->a.c, "x", 1), HS_ECLOSED);
+    assert_int_equal(hs_conn_pipe_to(fx->b.c, fx->a.c, on_pipe_end, fx), HS_ECLOSED);
+    assert_int_equal(hs_conn_pipe_to(fx->a.c, fx->b.c, on_pipe_end, fx), 0);
+    size_t got = 0;
+    int eof = 0;
+    char buf[16 * KIB];
+    long long end = now_ms() + PUMP_MAX_MS;
+    while (!eof && now_ms() < end) {
+        turn(fx);
+        ssize_t r = read(fx->a.peer, buf, sizeof buf);
+        if (r > 0) {
+            for (ssize_t i = 0; i < r; i++)
+                assert_int_equal(buf[i], 'q');
+            got += (size_t)r;
+        }
+        eof = r == 0;
+    }
+    assert_true(eof);
+    assert_int_equal(got, sizeof big);
+    /* a's peer still sends; the pipe moves it to b's peer. */
+    assert_int_equal(write(fx->a.peer, "later", 5), 5);
+    ssize_t r = -1;
+    end = now_ms() + PUMP_MAX_MS;
+    while (r <= 0 && now_ms() < end) {
+        turn(fx);
+        r = read(fx->b.peer, buf, sizeof buf);
+    }
+    assert_int_equal(r, 5);
+    assert_memory_equal(buf, "later", 5);
+    assert_non_null(fx->a.c);
+    hs_conn_close(fx->a.c, "closed");
+    pump_until(fx, &fx->a.closes);
+    assert_int_equal(fx->a.closes, 1);
+    /* A closing conn (output still pending: b's peer reads nothing) refuses. */
+    assert_int_equal(hs_conn_send(fx->b.c, big, sizeof big), 0);
+    hs_conn_close(fx->b.c, "closed");
+    assert_non_null(fx->b.c);
+    assert_int_equal(hs_conn_shut_write(fx->b.c), HS_ECLOSED);
+}
+
 #define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -305,6 +391,8 @@ int main(void)
         FX_TEST(test_dst_closes),
         FX_TEST(test_src_fails),
         FX_TEST(test_start_stop),
+        FX_TEST(test_close_at_pipe_end),
+        FX_TEST(test_shut_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
