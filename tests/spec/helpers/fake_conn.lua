@@ -35,7 +35,7 @@ function Conn:send(...)
       error(("bad argument #%d to 'send' (string expected, got %s)"):format(i, type(v)), 2)
     end
   end
-  if self.closed then return nil, "closed" end
+  if self.closed or self.shut then return nil, "closed" end
   for i = 1, n do self.sent[#self.sent + 1] = tostring((select(i, ...))) end
   return true
 end
@@ -54,6 +54,13 @@ end
 function Conn:abort()
   if self.closed then return nil, "closed" end
   self.closed, self.close_reason = true, "aborted"
+  return true
+end
+
+-- Half-close: later sends fail with "closed"; the conn stays open.
+function Conn:shutdown()
+  if self.closed then return nil, "closed" end
+  self.shut = true
   return true
 end
 
