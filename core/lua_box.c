@@ -15,6 +15,7 @@ static const char *const box_names[HS__BOX_KINDS] = {
     [HS__BOX_ERR_RES] = "hotsock.http.error_response",
     [HS__BOX_WS] = "hotsock.ws",
     [HS__BOX_SUB] = "hotsock.subscription",
+    [HS__BOX_TASK] = "hotsock.task",
 };
 
 const char *hs__box_name(enum hs__box_kind kind)

@@ -25,6 +25,7 @@ enum hs__box_kind {
     HS__BOX_ERR_RES, /* "hotsock.http.error_response": on_http_error's res (a capture) */
     HS__BOX_WS,      /* "hotsock.ws": a WebSocket */
     HS__BOX_SUB,     /* "hotsock.subscription": hotsock.subscribe */
+    HS__BOX_TASK,    /* "hotsock.task": hotsock.spawn (lua_join.c) */
     HS__BOX_KINDS
 };
 

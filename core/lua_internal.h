@@ -372,6 +372,8 @@ struct hs__task {
     int (*on_cancel)(struct hs__task *t, int push);
     void *wait_data;              /* what the waiting call armed, for on_cancel */
     struct hs__task *prev, *next; /* hl->waiting while it waits, or hl->idle */
+    struct hs__join *join;        /* the task box of a spawned call (lua_join.c), or NULL */
+    struct hs__task *join_next;   /* the next call waiting in task:wait on the same box */
 };
 
 #define HS__INVOKE_NO_WAIT 0x1 /* waiting is impossible here: a waiting call raises an error */
@@ -392,6 +394,7 @@ struct hs__invoke {
     unsigned flags;           /* HS__INVOKE_* */
     char *err; /* when not NULL the error text goes here (errlen bytes), not the log */
     size_t errlen;
+    struct hs__join *join; /* hotsock.spawn's task box, told of the call's end; or NULL */
 };
 
 /* The one way C calls a script: looks the callback up, sets the running version, runs it in a
@@ -436,6 +439,25 @@ void hs__conn_reader_closed(struct hs__conn_box *box);
  * (on_output_low), or the conn is closing; a waiting flush completes. */
 void hs__conn_flush_ready(struct hs__conn_box *box);
 void hs__conn_flush_closed(struct hs__conn_box *box);
+
+/* Task boxes (lua_join.c): what hotsock.spawn returns. hs__join_bind links the box j to the
+ * call t that runs the spawned function (both borrowed: each unlinks the other when it goes).
+ * hs__join_end is told, before t is torn down, that t ended with lua_resume status st (n
+ * results on t->T, or the error on top): it keeps the results (or the error message) in the
+ * box, and returns the box when calls wait on it, which the caller then passes to
+ * hs__join_wake once t is gone (the box is pinned on the main thread's stack in between, and
+ * hs__join_wake pops it); NULL when nobody waits. hs__join_drop: t is dropped without ending
+ * (the server stops); the box answers "closed" from then on. hs__lua_open_join makes the
+ * metatable. */
+struct hs__join;
+void hs__join_bind(struct hs__join *j, struct hs__task *t);
+struct hs__join *hs__join_end(struct hs__task *t, int st, int n);
+void hs__join_wake(struct hs_lua *hl, struct hs__join *j);
+void hs__join_drop(struct hs__task *t);
+void hs__lua_open_join(lua_State *L);
+/* Pushes a new task box in the running state and returns it (Lua owns it). Raises on memory
+ * exhaustion. */
+struct hs__join *hs__join_new(lua_State *L);
 
 /* Adds sleep, spawn (to the table on top) and conn:receive, conn:settimeout, conn:flush
  * (lua_wait.c). */

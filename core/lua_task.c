@@ -77,6 +77,8 @@ void hs__lua_pool_free(struct hs_lua *hl)
         }
         if (t->rbox)
             t->rbox->x->reader = NULL; /* a reader made the extension */
+        if (t->join)
+            hs__join_drop(t);
         hs_version_unref(t->v);
         task_free(t);
     }
@@ -334,6 +336,8 @@ void hs__task_resume(struct hs__task *t, int nargs)
             hs_conn_hold(box->c, HS_READ_SIZE);
         return;
     }
+    /* A spawned call keeps its results (or error) in its task box before t goes. */
+    struct hs__join *woken = t->join ? hs__join_end(t, st, n) : NULL;
     if (st != LUA_OK) {
         /* task_fail frees t: take it off the list of waiting tasks first. */
         struct hs_lua *hl = t->hl;
@@ -355,9 +359,14 @@ void hs__task_resume(struct hs__task *t, int nargs)
                 handle_done(box);
             hs__conn_settle(hl, box);
         }
+        if (woken)
+            hs__join_wake(hl, woken);
         return;
     }
+    struct hs_lua *hl = t->hl;
     task_end(t, 1);
+    if (woken)
+        hs__join_wake(hl, woken);
 }
 
 /* Pushes v's callback `name` onto T, or returns 0 (nothing pushed) when v has none. A
@@ -443,12 +452,19 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
     t->box = iv->box && iv->box->task == NULL ? iv->box : NULL;
     t->flags = iv->flags | (nres > 0 ? HS__INVOKE_NO_WAIT : 0);
     t->label[0] = '\0';
+    t->join = NULL;
+    if (iv->join)
+        hs__join_bind(iv->join, t);
     lua_xmove(L, t->T, nargs + (iv->name == NULL));
     int n = 0;
     int st = task_step(t, nargs, &n);
     if (st == LUA_YIELD && t->waiting) {
         task_suspend(t);
         return HS_AGAIN;
+    }
+    if (t->join) {
+        /* Nobody can wait on a box not yet returned: nothing to wake. */
+        hs__join_end(t, st, n);
     }
     if (st != LUA_OK) {
         int r = task_fail(t, st, iv->err, iv->errlen);

@@ -52,8 +52,9 @@ static int l_hotsock_sleep(lua_State *L)
 
 /* ---- hotsock.spawn ---- */
 
-/* hotsock.spawn(fn, ...): runs fn(...) in a coroutine of its own now; returns at fn's first
- * wait. Its errors are logged with file:line; they never reach the caller. */
+/* hotsock.spawn(fn, ...): runs fn(...) in a coroutine of its own now; returns a task (a box,
+ * lua_join.c) at fn's first wait or end. Its errors are logged with file:line; the task keeps
+ * their message for task:wait, and they never reach the caller otherwise. */
 static int l_hotsock_spawn(lua_State *L)
 {
     struct hs_lua *hl = hs__lua_from_state(L);
@@ -61,11 +62,14 @@ static int l_hotsock_spawn(lua_State *L)
     int n = lua_gettop(L);
     if (L != hl->L && !lua_checkstack(hl->L, n + LUA_MINSTACK))
         return luaL_error(L, "hotsock.spawn: too many arguments");
+    /* The box goes under the call, where it stays (the answer) when the call is moved off. */
+    struct hs__join *j = hs__join_new(L);
+    lua_insert(L, 1);
     /* The call runs from the main thread's stack, as every call into a script does. */
     lua_xmove(L, hl->L, n);
-    struct hs__invoke iv = {.v = hl->running, .what = "spawned function"};
+    struct hs__invoke iv = {.v = hl->running, .what = "spawned function", .join = j};
     hs__lua_invoke(hl, &iv, n - 1, 0);
-    lua_pushboolean(L, 1);
+    lua_settop(L, 1);
     return 1;
 }
 
@@ -456,4 +460,5 @@ void hs__lua_open_wait(lua_State *L)
         {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0);
+    hs__lua_open_join(L);
 }

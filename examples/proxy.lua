@@ -30,23 +30,21 @@ return {
     -- client -> upstream, in a coroutine of its own: at the client's end of stream the
     -- upstream is shut down after its pending output (it still answers); on a failure both
     -- close.
-    local client_done = false
-    hotsock.spawn(function()
+    local client = hotsock.spawn(function()
       if conn:pipe(up) then
         up:shutdown()
       else
         up:close()
         conn:close()
       end
-      client_done = true
     end)
     -- upstream -> client, in this one: at the upstream's end of stream the client is shut
-    -- down likewise and may still send until it ends too (no way to wait for the other
-    -- coroutine but to poll; only a half-closed pair gets here). The client conn closes
-    -- after its pending output when handle returns.
-    if up:pipe(conn) and not client_done then
+    -- down likewise and may still send until it ends too, which this coroutine waits for
+    -- (only a half-closed pair waits here). The client conn closes after its pending output
+    -- when handle returns.
+    if up:pipe(conn) and not client:done() then
       conn:shutdown()
-      while not client_done do hotsock.sleep(0.05) end
+      client:wait()
     end
     up:close()
   end,

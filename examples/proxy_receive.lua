@@ -45,16 +45,12 @@ return {
       hotsock.log("warn", "upstream " .. upstream .. ": " .. err)
       return
     end
-    local client_done = false
-    hotsock.spawn(function() -- client -> upstream, in a coroutine of its own
-      pump(conn, up)
-      client_done = true
-    end)
+    local client = hotsock.spawn(pump, conn, up) -- client -> upstream, in a coroutine of its own
     -- upstream -> client, in this one; after the upstream's end the client may still send
-    -- until it ends too (polled: there is no way to wait for the other coroutine). The
-    -- client conn closes after its pending output when handle returns.
+    -- until it ends too, which this coroutine waits for. The client conn closes after its
+    -- pending output when handle returns.
     if pump(up, conn) then
-      while not client_done do hotsock.sleep(0.05) end
+      client:wait()
     end
     up:close()
   end,
