@@ -179,11 +179,12 @@ function hotsock.broadcast(data, except) end
 ---@param seconds number
 function hotsock.sleep(seconds) end
 
----Runs `fn(...)` now in a coroutine of its own; returns at its first wait. Its errors are
----logged with file:line.
----@param fn fun(...)
+---Runs `fn(...)` now in a coroutine of its own; returns at its first wait (or its end) a
+---task, which `task:wait()` joins. Its errors are logged with file:line, and kept for
+---`task:wait`. (It returned `true` before; a task is truthy too.)
+---@param fn fun(...): ...
 ---@param ... any
----@return true
+---@return hotsock.Task
 function hotsock.spawn(fn, ...) end
 
 ---Options of `hotsock.connect`.
@@ -442,6 +443,26 @@ local Subscription = {}
 ---cancelled already.
 ---@return boolean
 function Subscription:cancel() end
+
+---A function run by `hotsock.spawn`. Its results (or error message) are kept until the task
+---is garbage-collected; a task nobody keeps costs nothing once its function has ended.
+---@class hotsock.Task
+local Task = {}
+
+---Waits until the function has ended (at once when it has): `true` and its return values;
+---`nil` and its error message when it raised (the error is logged too); `nil, "timeout"`
+---after `timeout` seconds (the function goes on; wait again later); `nil, "closed"` when it
+---was dropped without ending (the server stopping) or the waiting handler's client left. Several calls may wait on one task: all
+---resume. A waiting call: only where a handler may wait (not in `on_accept`, a script's top
+---level...), and not from the task's own function.
+---@param timeout? number seconds; 0 answers at once
+---@return true|nil ok
+---@return any ... the function's values, or the error message / `"timeout"` / `"closed"`
+function Task:wait(timeout) end
+
+---Whether the function has ended (returned, raised or was dropped). Never waits.
+---@return boolean
+function Task:done() end
 
 ---A file from `hotsock.create_file`. Garbage-collected or closed without `commit`, it leaves
 ---nothing behind.

@@ -10,7 +10,7 @@ local KIND = {
   ["hotsock.File"] = "file", ["hotsock.Conn"] = "conn", ["hotsock.UdpSocket"] = "udp",
   ["hotsock.UdpClient"] = "udp_client",
   ["hotsock.Request"] = "req", ["hotsock.WebSocket"] = "ws", ["hotsock.Response"] = "res", ["hotsock.Handler"] = "handler",
-  ["hotsock.Subscription"] = "subscription",
+  ["hotsock.Subscription"] = "subscription", ["hotsock.Task"] = "task",
   ["hotsock.json"] = "json", ["hotsock.ErrorResponse"] = "error_res",
 }
 
@@ -113,7 +113,7 @@ describe("LuaCATS definitions", function()
 
   it("cover every kind of object, with the names a handler writer reaches first", function()
     assert.are.same({ "conn", "error_res", "file", "handler", "json", "module", "req", "res",
-                      "shared", "subscription", "timer", "udp", "udp_client", "ws" }, sorted(reg))
+                      "shared", "subscription", "task", "timer", "udp", "udp_client", "ws" }, sorted(reg))
     for _, n in ipairs { "log", "after", "every", "now", "create_file", "check_filename",
                          "version", "shared", "subscribe", "publish", "worker", "workers",
                          "conns", "broadcast", "dict", "json" } do
