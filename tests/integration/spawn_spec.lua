@@ -53,6 +53,16 @@ describe("spawn: the task", function()
     assert.equals("other true v", b)
   end)
 
+  it("the waiting handler's client leaves: nil, \"closed\", and the task goes on", function()
+    local c = srv:connect()
+    c:send("leave\n")
+    assert.equals("waiting", c:line())
+    -- A reset: a plain close would be a half-close, which a handler may still answer.
+    c.sock:setoption("linger", { on = true, timeout = 0 })
+    c:close()
+    srv:wait_log("leave: nil closed false")
+  end)
+
   it("a task cannot wait for itself", function()
     assert.matches("^true false task:wait: a task cannot wait for itself$",
       ask("self"))
