@@ -11,12 +11,15 @@
  * (EVBUFFER_MAX_READ; the limit became configurable only after 2.1), which is why reads here
  * are our own.
  *
- * UDP: one socket, and per readiness up to ECHO_UDP_BATCH recvfrom/sendto pairs; a datagram
+ * UDP: one socket; per readiness up to ECHO_UDP_BATCH datagrams, taken ECHO_UDP_MMSG at a time
+ * by recvmmsg (as hotsock's UDP listeners take them) and each sent back by sendto; a datagram
  * the kernel will not take back right now is dropped, as UDP allows.
  *
  * Usage: hs_echo_raw [--listen HOST:PORT] [--udp HOST:PORT]   (at least one)
  * Prints "listening tcp://HOST:PORT" / "listening udp://HOST:PORT" on stderr with the bound
  * ports; SIGINT/SIGTERM exit 0. */
+/* recvmmsg is Linux's: GNU. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +42,7 @@
 #define ECHO_OUT_LOW (256 * 1024)   /* resume reading once output drains to this */
 #define ECHO_READ_SIZE (64 * 1024)  /* bytes asked of one read(2) / recvfrom(2) */
 #define ECHO_UDP_BATCH 64           /* datagrams handled per readiness before yielding */
+#define ECHO_UDP_MMSG 8             /* datagrams taken by one recvmmsg, as hotsock's UDP_MMSG */
 #define ECHO_BACKLOG 4096           /* listen(2) backlog; the kernel caps it at somaxconn */
 
 struct echo_conn {
@@ -198,19 +202,35 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
     fprintf(stderr, "hs_echo_raw: accept: %s\n", strerror(errno));
 }
 
+/* Receive slots for recvmmsg: as many datagrams per call as hotsock's UDP listeners take
+ * (core/udp.c UDP_MMSG), each slot a full-size datagram. */
+static unsigned char udp_slot[ECHO_UDP_MMSG][ECHO_READ_SIZE];
+
 static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     (void)arg;
-    for (int i = 0; i < ECHO_UDP_BATCH; i++) {
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof(peer);
-        ssize_t n = recvfrom(fd, rbuf, sizeof(rbuf), 0, (struct sockaddr *)&peer, &plen);
-
-        if (n < 0)
+    struct mmsghdr mm[ECHO_UDP_MMSG];
+    struct iovec iov[ECHO_UDP_MMSG];
+    struct sockaddr_storage peer[ECHO_UDP_MMSG];
+    for (int done = 0; done < ECHO_UDP_BATCH;) {
+        for (int i = 0; i < ECHO_UDP_MMSG; i++) {
+            iov[i] = (struct iovec){.iov_base = udp_slot[i], .iov_len = sizeof udp_slot[i]};
+            mm[i].msg_hdr = (struct msghdr){.msg_name = &peer[i],
+                                            .msg_namelen = sizeof peer[i],
+                                            .msg_iov = &iov[i],
+                                            .msg_iovlen = 1};
+        }
+        int n = recvmmsg(fd, mm, ECHO_UDP_MMSG, 0, NULL);
+        if (n <= 0)
             return; /* EAGAIN, or a reported ICMP error: nothing more to do now */
         /* A failed sendto (EAGAIN, ENOBUFS) is a lost datagram, which UDP permits. */
-        (void)sendto(fd, rbuf, (size_t)n, 0, (struct sockaddr *)&peer, plen);
+        for (int i = 0; i < n; i++)
+            (void)sendto(fd, udp_slot[i], mm[i].msg_len, 0, (struct sockaddr *)&peer[i],
+                         mm[i].msg_hdr.msg_namelen);
+        done += n;
+        if (n < ECHO_UDP_MMSG)
+            return; /* the queue is empty */
     }
 }
 
