@@ -29,7 +29,6 @@
 #define HS_KEEPALIVE_IDLE_S 60.0    /* conn:keepalive's default idle time in the pool */
 #define HS_KEEPALIVE_POOL 30        /* conn:keepalive's default conns kept per URL */
 #define HS_KEEPALIVE_POOL_MAX 10000 /* the largest pool_size a script may ask for */
-#define HS_MAX_WAIT_S 1e9           /* seconds a timeout may ask for */
 
 /* An outbound connection's state, owned by its hs_conn (freed when it closes). */
 struct hs__out {
@@ -621,7 +620,7 @@ static int l_hotsock_connect(lua_State *L)
     memcpy(w->key, url, ulen + 1);
     if (proxy)
         w->key[0] = '\0';
-    long long ms = (long long)(timeout * 1000.0 + 0.5);
+    long long ms = hs__seconds_ms(timeout);
     if (hs_connect_start(hl->base, &hl->dns, &a, ms > 0 ? ms : 1, connect_done, w, &w->cn) != 0) {
         hs_tls_ctx_unref(w->tls);
         free(w);
@@ -672,7 +671,7 @@ static int l_conn_keepalive(lua_State *L)
     /* A plain connect to its URL must not get a TLS session back. */
     if (out->upgraded)
         return hs__lua_fail(L, HS_EUPGRADED);
-    if (pool_put(out, (long long)(idle * 1000.0 + 0.5), (unsigned)size) != 0)
+    if (pool_put(out, hs__seconds_ms(idle), (unsigned)size) != 0)
         return hs__lua_fail(L, -ENOMEM);
     out_unbind(out);
     lua_pushboolean(L, 1);

@@ -27,6 +27,13 @@ struct hs__pubsub;
 
 #define HS_LUA_POOL_MAX 64 /* idle coroutines kept for the next calls */
 #define HS_LUA_CB_CACHE 8  /* callbacks found by name kept as registry references */
+#define HS_MAX_WAIT_S 1e9  /* seconds a sleep, a timeout or a delay may ask for */
+
+/* s seconds (under HS_MAX_WAIT_S, which the caller checked) as rounded milliseconds. */
+static inline long long hs__seconds_ms(double s)
+{
+    return (long long)(s * 1000.0 + 0.5);
+}
 
 /* A callback found in a version's snapshot (which never changes) by name. */
 struct hs__cb_cached {

@@ -11,8 +11,6 @@
 
 #include <errno.h>
 
-#define JOIN_MAX_WAIT_S 1e9 /* seconds a timeout may ask for */
-
 enum {
     JOIN_RUNNING, /* the call runs (or waits) */
     JOIN_DONE,    /* it returned or raised: res_ref holds what task:wait answers */
@@ -147,8 +145,8 @@ static int l_task_wait(lua_State *L)
     long long ms = -1;
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
-        luaL_argcheck(L, s >= 0 && s < JOIN_MAX_WAIT_S, 2, "seconds out of range");
-        ms = (long long)(s * 1000.0 + 0.5);
+        luaL_argcheck(L, s >= 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
+        ms = hs__seconds_ms(s);
     }
     if (j->state != JOIN_RUNNING)
         return join_push(L, j);

@@ -103,7 +103,7 @@ static int new_timer(lua_State *L, int repeat)
     struct hs_lua *hl = hs__lua_from_state(L);
     double secs = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "delay out of range");
+    luaL_argcheck(L, secs >= 0 && secs < HS_MAX_WAIT_S, 1, "delay out of range");
     luaL_argcheck(L, !repeat || secs > 0, 1, "interval must be positive");
     struct lua_timer *t = hs__box_new(L, HS__BOX_TIMER, sizeof *t, 0);
     t->fn_ref = t->self_ref = LUA_NOREF;

@@ -19,7 +19,6 @@
 #include <sys/un.h>
 
 #define HS_UDP_RESOLVE_TIMEOUT_MS 10000 /* a udp:// host name's lookup */
-#define HS_MAX_WAIT_S 1e9               /* seconds a timeout may ask for */
 
 /* An outbound datagram socket as Lua sees it. */
 struct udp_out_box {
@@ -172,7 +171,7 @@ static int l_udp_out_receive(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
         luaL_argcheck(L, s > 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
-        ms = (int)(s * 1000.0 + 0.5);
+        ms = (int)hs__seconds_ms(s);
         ms = ms > 0 ? ms : 1;
     }
     if (hs__box_gone(&box->box))
@@ -203,7 +202,7 @@ static int l_udp_out_settimeout(lua_State *L)
     } else {
         double s = luaL_checknumber(L, 2);
         luaL_argcheck(L, s < HS_MAX_WAIT_S, 2, "seconds out of range");
-        int ms = (int)(s * 1000.0 + 0.5);
+        int ms = (int)hs__seconds_ms(s);
         box->timeout_ms = s < 0 ? -1 : ms > 0 ? ms : 1;
     }
     lua_pushboolean(L, 1);

@@ -15,8 +15,6 @@
 
 #include <event2/buffer.h>
 
-#define HS_MAX_WAIT_S 1e9 /* seconds a sleep or a timeout may ask for */
-
 /* receive patterns */
 enum {
     RECV_FRAME, /* the next message under the conn's framing */
@@ -24,11 +22,6 @@ enum {
     RECV_LINE,  /* a line, CR LF or LF stripped */
     RECV_ALL,   /* everything until the peer closes */
 };
-
-static long long seconds_ms(double s)
-{
-    return (long long)(s * 1000.0 + 0.5);
-}
 
 /* ---- hotsock.sleep ---- */
 
@@ -43,7 +36,7 @@ static int l_hotsock_sleep(lua_State *L)
     double s = luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0 && s < HS_MAX_WAIT_S, 1, "seconds out of range");
     struct hs__task *t = hs__task_wait(L, "hotsock.sleep");
-    if (hs__task_timer(t, seconds_ms(s), sleep_done) != 0) {
+    if (hs__task_timer(t, hs__seconds_ms(s), sleep_done) != 0) {
         t->waiting = NULL;
         return luaL_error(L, "hotsock.sleep: out of memory for a timer");
     }
@@ -392,7 +385,7 @@ static int l_conn_flush(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
         luaL_argcheck(L, s > 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
-        ms = seconds_ms(s) > 0 ? (int)seconds_ms(s) : 1;
+        ms = hs__seconds_ms(s) > 0 ? (int)hs__seconds_ms(s) : 1;
     }
     if (hs__box_gone(&box->box))
         return hs__lua_fail(L, HS_ECLOSED);
@@ -432,7 +425,7 @@ static int l_conn_settimeout(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
         luaL_argcheck(L, s < HS_MAX_WAIT_S, 2, "seconds out of range");
-        ms = s < 0 ? -1 : (int)(seconds_ms(s) > 0 ? seconds_ms(s) : 1);
+        ms = s < 0 ? -1 : (int)(hs__seconds_ms(s) > 0 ? hs__seconds_ms(s) : 1);
     }
     /* No timeout is what a box without its extension has already. */
     if (ms > 0 || box->x != NULL)

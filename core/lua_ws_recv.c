@@ -15,8 +15,6 @@
 #include <errno.h>
 #include <string.h>
 
-#define HS_WS_MAX_WAIT_S 1e9 /* seconds a timeout may ask for */
-
 /* Pushes the inbox table of the box at idx (made on first use). */
 static void push_inbox(lua_State *L, int idx)
 {
@@ -204,8 +202,8 @@ static int l_ws_receive(lua_State *L)
     int ms = b->timeout_ms;
     if (!lua_isnoneornil(L, 2)) {
         double s = luaL_checknumber(L, 2);
-        luaL_argcheck(L, s >= 0 && s < HS_WS_MAX_WAIT_S, 2, "seconds out of range");
-        ms = (int)(s * 1000.0 + 0.5);
+        luaL_argcheck(L, s >= 0 && s < HS_MAX_WAIT_S, 2, "seconds out of range");
+        ms = (int)hs__seconds_ms(s);
         if (ms == 0 && s > 0)
             ms = 1;
     }
@@ -244,8 +242,8 @@ static int l_ws_settimeout(lua_State *L)
         b->timeout_ms = -1;
     } else {
         double s = luaL_checknumber(L, 2);
-        luaL_argcheck(L, s < HS_WS_MAX_WAIT_S, 2, "seconds out of range");
-        b->timeout_ms = s < 0 ? -1 : (int)(s * 1000.0 + 0.5);
+        luaL_argcheck(L, s < HS_MAX_WAIT_S, 2, "seconds out of range");
+        b->timeout_ms = s < 0 ? -1 : (int)hs__seconds_ms(s);
     }
     lua_pushboolean(L, 1);
     return 1;
