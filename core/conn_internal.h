@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include <sys/uio.h>
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 
@@ -207,6 +209,12 @@ void hs__conn_release(struct hs_conn *c);
 /* After a callback returned: finish a close that waits for nothing, or resume reading. May
  * free c. */
 void hs__conn_after_output(struct hs_conn *c);
+
+/* Writes iov (n buffers, n >= 1) straight to the socket when c has nothing pending and is
+ * plaintext: write(2) for one buffer, writev for more. Returns the bytes the kernel took; 0
+ * when it took none or c cannot be written directly now (a hard error shows again on the next
+ * read or flush). Shared by hs_conn_sendv and the byte pipes (conn_pipe.c). */
+size_t hs__conn_write_now(struct hs_conn *c, const struct iovec *iov, int n);
 
 /* A lingering close is over (the timer ran out): the socket closes now. May free c. */
 void hs__conn_linger_end(struct hs_conn *c);

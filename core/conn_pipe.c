@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -69,24 +68,19 @@ static void pipe_end(struct hs__pipe *p, int status)
 }
 
 /* The usual case of a proxied message: dst has nothing pending and is plaintext, and the
- * bytes are one block (one read): one write(2) from the block, as hs_conn_sendv does, which
+ * bytes are one block (one read): one write(2) from the block (hs__conn_write_now), which
  * costs less than moving the block and writing the output buffer with writev. Drains from in
  * what went; a failure is left for dst's next read or flush to find. */
 static void pipe_write_through(struct hs_conn *dst, struct evbuffer *in)
 {
     struct evbuffer_iovec v;
-    if ((dst->flags & (CONN_NO_SEND | CONN_TLS_HANDSHAKE)) || dst->tls ||
-        hs__conn_out_len(dst) > 0 || evbuffer_peek(in, -1, NULL, &v, 1) != 1)
+    if ((dst->flags & (CONN_NO_SEND | CONN_TLS_HANDSHAKE)) ||
+        evbuffer_peek(in, -1, NULL, &v, 1) != 1)
         return;
-    ssize_t w;
-    do
-        w = write(dst->fd, v.iov_base, v.iov_len);
-    while (w < 0 && errno == EINTR);
-    if (w <= 0)
-        return;
-    dst->bytes_out += (uint64_t)w;
-    hs__conn_touch(dst);
-    evbuffer_drain(in, (size_t)w);
+    struct iovec iov = {.iov_base = v.iov_base, .iov_len = v.iov_len};
+    size_t w = hs__conn_write_now(dst, &iov, 1);
+    if (w > 0)
+        evbuffer_drain(in, w);
 }
 
 /* Moves everything buffered in src to its pipe's dst and pauses src while dst is over the
