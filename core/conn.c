@@ -567,11 +567,7 @@ static void conn_read_end(struct hs_conn *c, ssize_t n)
     if (n == 0) {
         c->refs++;
         hs__conn_on_eof(c);
-        c->refs--;
-        if (c->flags & CONN_CLOSED)
-            hs__conn_release(c);
-        else
-            hs__conn_after_output(c);
+        hs__conn_unhold(c);
         return;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)

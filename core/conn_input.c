@@ -77,11 +77,7 @@ void hs_conn_hold(struct hs_conn *c, size_t max)
         conn_on_eof(c);
     else
         conn_frame_input(c);
-    c->refs--;
-    if (c->flags & CONN_CLOSED)
-        hs__conn_release(c);
-    else
-        hs__conn_after_output(c);
+    hs__conn_unhold(c);
 }
 
 int hs_conn_is_held(const struct hs_conn *c)
@@ -157,12 +153,7 @@ static void conn_process_input(struct hs_conn *c)
         if ((c->flags & CONN_EOF) && !c->hold && !(c->flags & (CONN_CLOSING | CONN_CLOSED)))
             conn_on_eof(c);
     }
-    c->refs--;
-    if (c->flags & CONN_CLOSED) {
-        hs__conn_release(c);
-        return;
-    }
-    hs__conn_after_output(c);
+    hs__conn_unhold(c);
 }
 
 /* The framing loop of conn_process_input. Returns how many frames completed (piped ones
@@ -250,12 +241,7 @@ void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t l
         if (!(c->flags & CONN_CLOSED))
             hs__conn_rx_track(c, frames);
     }
-    c->refs--;
-    if (c->flags & CONN_CLOSED) {
-        hs__conn_release(c);
-        return;
-    }
-    hs__conn_after_output(c);
+    hs__conn_unhold(c);
 }
 
 /* The peer shut down its side: deliver what is left, then close after the flush. */

@@ -210,6 +210,17 @@ void hs__conn_release(struct hs_conn *c);
  * free c. */
 void hs__conn_after_output(struct hs_conn *c);
 
+/* Ends a hold taken with c->refs++ around handler code: frees c if that code closed it,
+ * else finishes its close or writes what it queued (hs__conn_after_output). May free c. */
+static inline void hs__conn_unhold(struct hs_conn *c)
+{
+    c->refs--;
+    if (c->flags & CONN_CLOSED)
+        hs__conn_release(c);
+    else
+        hs__conn_after_output(c);
+}
+
 /* Writes iov (n buffers, n >= 1) straight to the socket when c has nothing pending and is
  * plaintext: write(2) for one buffer, writev for more. Returns the bytes the kernel took; 0
  * when it took none or c cannot be written directly now (a hard error shows again on the next

@@ -118,12 +118,7 @@ void hs__conn_pipe_input(struct hs_conn *src)
 {
     src->refs++;
     pipe_move(src);
-    src->refs--;
-    if (src->flags & CONN_CLOSED) {
-        hs__conn_release(src);
-        return;
-    }
-    hs__conn_after_output(src);
+    hs__conn_unhold(src);
 }
 
 void hs__conn_pipe_eof(struct hs_conn *src)
@@ -173,12 +168,7 @@ static void pipe_kick_cb(evutil_socket_t fd, short what, void *arg)
     p = hs__conn_tap(src);
     if (p && (src->flags & CONN_EOF))
         pipe_end(p, 0);
-    src->refs--;
-    if (src->flags & CONN_CLOSED) {
-        hs__conn_release(src);
-        return;
-    }
-    hs__conn_after_output(src);
+    hs__conn_unhold(src);
 }
 
 int hs_conn_pipe_to(struct hs_conn *src, struct hs_conn *dst, hs_conn_pipe_cb cb, void *arg)

@@ -144,11 +144,7 @@ static void tls_handshake_done(struct hs_conn *c)
     c->refs++;
     if (t->done)
         t->done(c, NULL, t->done_arg);
-    c->refs--;
-    if (c->flags & CONN_CLOSED)
-        hs__conn_release(c);
-    else
-        hs__conn_after_output(c); /* output queued during the handshake goes now */
+    hs__conn_unhold(c); /* output queued during the handshake goes now */
 }
 
 void hs__conn_tls_handshake(struct hs_conn *c)
