@@ -170,6 +170,18 @@ static void pump_until(struct fx *fx, const int *flag)
         turn(fx);
 }
 
+/* Pumps until fd (a peer's end) reads something; returns what read(2) last returned. */
+static ssize_t pump_read(struct fx *fx, int fd, char *buf, size_t len)
+{
+    long long end = now_ms() + PUMP_MAX_MS;
+    ssize_t r = -1;
+    while (r <= 0 && now_ms() < end) {
+        turn(fx);
+        r = read(fd, buf, len);
+    }
+    return r;
+}
+
 static unsigned char stream_byte(uint64_t off)
 {
     return (unsigned char)(off % 251);
@@ -250,13 +262,7 @@ static void test_dst_closes(void **state)
     assert_int_equal(hs_conn_pipe_to(fx->a.c, fx->b.c, on_pipe_end, fx), 0);
     assert_int_equal(write(fx->a.peer, "abc", 3), 3);
     char buf[8];
-    long long end = now_ms() + PUMP_MAX_MS;
-    ssize_t r = -1;
-    while (r <= 0 && now_ms() < end) {
-        turn(fx);
-        r = read(fx->b.peer, buf, sizeof buf);
-    }
-    assert_int_equal(r, 3);
+    assert_int_equal(pump_read(fx, fx->b.peer, buf, sizeof buf), 3);
     hs_conn_close(fx->b.c, "closed");
     assert_int_equal(fx->ends, 1);
     assert_int_equal(fx->status, HS_ECLOSED);
@@ -296,13 +302,7 @@ static void test_start_stop(void **state)
     assert_int_equal(hs_conn_pipe_to(fx->a.c, fx->b.c, on_pipe_end, fx), -EINVAL);
     assert_int_equal(evbuffer_get_length(hs_conn_input(fx->a.c)), 5);
     char buf[16];
-    ssize_t r = -1;
-    end = now_ms() + PUMP_MAX_MS;
-    while (r <= 0 && now_ms() < end) {
-        turn(fx);
-        r = read(fx->b.peer, buf, sizeof buf);
-    }
-    assert_int_equal(r, 5);
+    assert_int_equal(pump_read(fx, fx->b.peer, buf, sizeof buf), 5);
     assert_memory_equal(buf, "early", 5);
     assert_int_equal(hs_conn_pipe_stop(fx->a.c), 5);
     assert_int_equal(hs_conn_pipe_stop(fx->a.c), 0);
@@ -362,13 +362,7 @@ static void test_shut_write(void **state)
     assert_int_equal(got, sizeof big);
     /* a's peer still sends; the pipe moves it to b's peer. */
     assert_int_equal(write(fx->a.peer, "later", 5), 5);
-    ssize_t r = -1;
-    end = now_ms() + PUMP_MAX_MS;
-    while (r <= 0 && now_ms() < end) {
-        turn(fx);
-        r = read(fx->b.peer, buf, sizeof buf);
-    }
-    assert_int_equal(r, 5);
+    assert_int_equal(pump_read(fx, fx->b.peer, buf, sizeof buf), 5);
     assert_memory_equal(buf, "later", 5);
     assert_non_null(fx->a.c);
     hs_conn_close(fx->a.c, "closed");
