@@ -327,23 +327,6 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
     return 0;
 }
 
-size_t hs__conn_write_now(struct hs_conn *c, const struct iovec *iov, int n)
-{
-    if (hs__conn_out_len(c) > 0 || c->tls)
-        return 0;
-    ssize_t w;
-    /* write(2) for one buffer: the kernel's single-buffer path is shorter than writev's
-     * vector import. */
-    do
-        w = n == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len) : writev(c->fd, iov, n);
-    while (w < 0 && errno == EINTR);
-    if (w <= 0)
-        return 0; /* a hard error shows again on the next read or flush, which closes properly */
-    c->bytes_out += (uint64_t)w;
-    hs__conn_touch(c);
-    return (size_t)w;
-}
-
 int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
 {
     if (c->flags & CONN_NO_SEND)
@@ -353,7 +336,9 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
         total += iov[i].iov_len;
     if (hs__conn_out_len(c) + total > c->set->limits.out_hard)
         return HS_EFULL;
-    size_t done = total > 0 && n <= 64 ? hs__conn_write_now(c, iov, n) : 0;
+    size_t done = hs__conn_out_len(c) == 0 && total > 0 && n <= 64 && !c->tls
+                      ? hs__conn_write_now(c, iov, n)
+                      : 0;
     for (int i = 0; i < n; i++) {
         size_t len = iov[i].iov_len;
         if (done >= len) {

@@ -7,10 +7,12 @@
 #include "core/conn.h"
 #include "core/peers.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <sys/time.h>
 
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -221,11 +223,23 @@ static inline void hs__conn_unhold(struct hs_conn *c)
         hs__conn_after_output(c);
 }
 
-/* Writes iov (n buffers, n >= 1) straight to the socket when c has nothing pending and is
- * plaintext: write(2) for one buffer, writev for more. Returns the bytes the kernel took; 0
- * when it took none or c cannot be written directly now (a hard error shows again on the next
- * read or flush). Shared by hs_conn_sendv and the byte pipes (conn_pipe.c). */
-size_t hs__conn_write_now(struct hs_conn *c, const struct iovec *iov, int n);
+/* Writes iov (n buffers, n >= 1) straight to the socket; the caller checked that c has
+ * nothing pending and is plaintext. write(2) for one buffer (the kernel's single-buffer path
+ * is shorter than writev's vector import), writev for more. Returns the bytes the kernel took,
+ * 0 when it took none (a hard error shows again on the next read or flush, which closes
+ * properly). Inline: both users, hs_conn_sendv and the byte pipes, are per-message paths. */
+static inline size_t hs__conn_write_now(struct hs_conn *c, const struct iovec *iov, int n)
+{
+    ssize_t w;
+    do
+        w = n == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len) : writev(c->fd, iov, n);
+    while (w < 0 && errno == EINTR);
+    if (w <= 0)
+        return 0;
+    c->bytes_out += (uint64_t)w;
+    hs__conn_touch(c);
+    return (size_t)w;
+}
 
 /* A lingering close is over (the timer ran out): the socket closes now. May free c. */
 void hs__conn_linger_end(struct hs_conn *c);

@@ -74,8 +74,8 @@ static void pipe_end(struct hs__pipe *p, int status)
 static void pipe_write_through(struct hs_conn *dst, struct evbuffer *in)
 {
     struct evbuffer_iovec v;
-    if ((dst->flags & (CONN_NO_SEND | CONN_TLS_HANDSHAKE)) ||
-        evbuffer_peek(in, -1, NULL, &v, 1) != 1)
+    if ((dst->flags & (CONN_NO_SEND | CONN_TLS_HANDSHAKE)) || dst->tls ||
+        hs__conn_out_len(dst) > 0 || evbuffer_peek(in, -1, NULL, &v, 1) != 1)
         return;
     struct iovec iov = {.iov_base = v.iov_base, .iov_len = v.iov_len};
     size_t w = hs__conn_write_now(dst, &iov, 1);
