@@ -47,7 +47,7 @@ fi
 
 echo "bench: building hotsock and the bench tools in build-bench/ (RelWithDebInfo)" >&2
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-bench -j2 --target hotsock hs_loadgen hs_echo_raw hs_echo_bev hs_upload_raw hs_bench_signal \
+cmake --build build-bench -j2 --target hotsock hs_loadgen hs_echo_raw hs_echo_bev hs_upload_raw hs_bench_signal hs_core_distance \
     >build-bench/build.log 2>&1 || {
     tail -30 build-bench/build.log >&2
     echo "bench: build failed (full log: build-bench/build.log)" >&2
