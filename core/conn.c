@@ -532,6 +532,29 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         conn_read_end(c, n);
         return;
     }
+    if (c->tls == NULL && (c->flags & CONN_READ_BIG) && c->handler->raw_buffer != NULL &&
+        hs__conn_input_direct(c, HS_READ_SIZE)) {
+        /* A large read for on_raw goes where the handler wants it: the Lua binding reads it
+         * into the block that becomes the message string, so the bytes are copied once, by
+         * the kernel, as a C server's would be (not into c->in and then again into Lua). */
+        unsigned char *buf = c->handler->raw_buffer(c, HS_READ_SIZE, c->arg);
+        if (buf != NULL) {
+            ssize_t n;
+            do
+                n = read(c->fd, buf, HS_READ_SIZE);
+            while (n < 0 && errno == EINTR);
+            if (n > 0) {
+                if ((size_t)n < CONN_READ_SMALL)
+                    c->flags &= ~CONN_READ_BIG;
+                c->bytes_in += (uint64_t)n;
+                hs__conn_touch(c);
+                hs__conn_process_raw(c, buf, (size_t)n);
+                return;
+            }
+            conn_read_end(c, n);
+            return;
+        }
+    }
     ssize_t n = c->tls ? hs__conn_tls_read(c) : conn_read_some(c);
     if (n > 0) {
         c->bytes_in += (uint64_t)n;

@@ -34,6 +34,11 @@ struct hs_conn_handler {
      * on_frame. The input buffer is empty during the call. Everything else (holds, pauses,
      * closes inside the call) is as for on_frame. */
     void (*on_raw)(struct hs_conn *c, const unsigned char *data, size_t len, void *arg);
+    /* Optional, with on_raw. Where a large read (HS_READ_SIZE asked) that would go to on_raw
+     * is to be read: `size` writable bytes owned by the handler, or NULL for the input buffer.
+     * The read's bytes are then given to on_raw at that address, so a handler that keeps them
+     * (the Lua binding turns them into a string) can take them over without a copy. */
+    unsigned char *(*raw_buffer)(struct hs_conn *c, size_t size, void *arg);
     /* A frame armed with hs_conn_pipe_next has been written to its sink (status 0) or the
      * sink failed (status < 0, the rest of the frame was discarded to keep framing in step).
      * `bytes` is the frame's payload length. */

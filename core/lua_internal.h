@@ -81,6 +81,13 @@ struct hs_lua {
      * long as it is set (lua_conn_message sets it around the call; hs__conn_settle clears it
      * when it drops that reference), so its address names that box (hs__conn_box_check). */
     struct hs__conn_box *msg_box;
+    /* A large read handed to Lua as its string without a copy (lua_rx_block.c). */
+    void *rx_block;       /* the block reads go into (at str_head), or NULL */
+    size_t rx_size;       /* bytes it holds after str_head */
+    size_t rx_want;       /* the size lua_alloc hands rx_block over for, 0 when none */
+    size_t str_head;      /* a long string's header size as this Lua allocates it; 0: unknown */
+    int rx_probe;         /* lua_alloc records the size of the next string (calibration) */
+    size_t rx_probe_size; /* what it recorded */
     /* Each box kind's metatable (its address), for hs__box_check (lua_box.c). */
     const void *box_mt[HS__BOX_KINDS];
     /* The same metatables as registry references (0: not made yet), for hs__box_new. */
@@ -510,6 +517,31 @@ void hs__lua_connect_free(struct hs_lua *hl);
 
 /* Lets go of the pooled coroutines (before the state closes). */
 void hs__lua_pool_free(struct hs_lua *hl);
+
+/* ---- lua_limits.c: the sandbox's memory and time limits ---- */
+
+/* The state's allocator: counts its blocks against the memory limit (lua_newstate's). */
+void *hs__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* Gives coroutine.create and coroutine.wrap the watchdog's hook (once, at the start). */
+void hs__lua_watch_coroutines(lua_State *L);
+/* The watchdog's tick stops looking at hl (before it is freed). */
+void hs__lua_forget_state(struct hs_lua *hl);
+
+/* ---- lua_rx_block.c: a large read handed to Lua as its string without a copy ---- */
+
+/* Measures str_head on hl's Lua (once, at the state's creation). */
+void hs__lua_rx_calibrate(struct hs_lua *hl);
+/* Where a read of up to size bytes meant for on_message should go, or NULL (then it goes to
+ * the input buffer as before). */
+unsigned char *hs__lua_rx_buffer(struct hs_lua *hl, size_t size);
+/* Pushes the len bytes at p as a string: the block itself when p is the buffer given above
+ * and the read was large, else a copy. */
+void hs__lua_rx_push(struct hs_lua *hl, const unsigned char *p, size_t len);
+/* lua_alloc's question for a new string block of nsize bytes while rx_want or rx_probe is
+ * set: the block to use, or NULL for a fresh one. */
+void *hs__lua_rx_take(struct hs_lua *hl, size_t nsize);
+/* Frees the block (at the state's end). */
+void hs__lua_rx_free(struct hs_lua *hl);
 
 /* The sandbox around one run of script code: the outermost enter starts the time limit's
  * clock, the outermost leave stops it and collects what a call stopped at the memory ceiling
