@@ -355,6 +355,33 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
     return 0;
 }
 
+/* A head longer than this (a rare response with huge headers) takes the plain path rather
+ * than be made contiguous for one send. */
+#define CONN_MORE_MAX (16 * 1024)
+
+int hs_conn_send_before_file(struct hs_conn *c, struct evbuffer *buf)
+{
+    if (c->flags & CONN_NO_SEND)
+        return HS_ECLOSED;
+    size_t len = evbuffer_get_length(buf);
+    if (len > 0 && len <= CONN_MORE_MAX && hs__conn_out_len(c) == 0 && !c->tls) {
+        const unsigned char *p = evbuffer_pullup(buf, (ev_ssize_t)len);
+        ssize_t w = -1;
+        if (p != NULL) {
+            do
+                w = send(c->fd, p, len, MSG_MORE | MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+        }
+        if (w > 0) {
+            c->bytes_out += (uint64_t)w;
+            hs__conn_touch(c);
+            evbuffer_drain(buf, (size_t)w);
+        }
+        /* Anything not taken (a full socket, an error the next flush reports) is queued. */
+    }
+    return evbuffer_get_length(buf) > 0 ? hs_conn_send_buffer(c, buf) : 0;
+}
+
 int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
 {
     if (c->flags & CONN_NO_SEND) {

@@ -281,6 +281,13 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n);
  * can. Same results as hs_conn_send. */
 int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf);
 
+/* hs_conn_send_buffer for bytes that a file (hs_conn_send_file) follows at once, such as an
+ * HTTP response head: when nothing is pending they are written now with MSG_MORE, so the
+ * kernel holds them for the file's first bytes instead of sending them as a segment of their
+ * own (what nginx's tcp_nopush does with two setsockopt calls). The caller must send the file
+ * next. */
+int hs_conn_send_before_file(struct hs_conn *c, struct evbuffer *buf);
+
 /* Queues len bytes of the open file fd from offset for sending without copying them
  * through user space (sendfile where the kernel allows). Takes ownership of fd, which is
  * closed once sent or when the connection goes. Same results as hs_conn_send; on failure fd

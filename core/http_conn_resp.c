@@ -257,7 +257,8 @@ int hs_http_conn_write_file(struct hs_http_conn *h, int fd, uint64_t offset, uin
         return r;
     }
     h->refs++;
-    r = hs__http_send_pend(h);
+    /* The head (and anything else pending) goes out with the file's first bytes, not alone. */
+    r = evbuffer_get_length(h->pend) > 0 ? hs_conn_send_before_file(h->c, h->pend) : 0;
     if (r == 0 && !http_gone(h)) {
         h->written += len;
         r = hs_conn_send_file(h->c, fd, offset, len);
