@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -19,19 +18,6 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_read_end(struct hs_conn *c, ssize_t n);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_finish(struct hs_conn *c);
-
-/* The output buffer, created on first need; NULL when memory runs out. */
-static struct evbuffer *conn_out(struct hs_conn *c)
-{
-    if (c->out == NULL) {
-        c->out = evbuffer_new();
-        /* It drains to the socket: file segments (send_file) go out by sendfile(2) instead
-         * of mmap + write + munmap. Not under TLS, where every byte must be encrypted. */
-        if (c->out && !c->tls)
-            evbuffer_set_flags(c->out, EVBUFFER_FLAG_DRAINS_TO_FD);
-    }
-    return c->out;
-}
 
 static void conn_update_reading(struct hs_conn *c)
 {
@@ -315,101 +301,6 @@ void hs__conn_after_output(struct hs_conn *c)
         conn_finish(c);
 }
 
-int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
-{
-    if (c->flags & CONN_NO_SEND)
-        return HS_ECLOSED;
-    if (hs__conn_out_len(c) + len > c->set->limits.out_hard)
-        return HS_EFULL;
-    if (conn_out(c) == NULL || evbuffer_add(c->out, data, len) != 0)
-        return -ENOMEM;
-    hs__conn_after_output(c);
-    return 0;
-}
-
-int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
-{
-    if (c->flags & CONN_NO_SEND)
-        return HS_ECLOSED;
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += iov[i].iov_len;
-    if (hs__conn_out_len(c) + total > c->set->limits.out_hard)
-        return HS_EFULL;
-    size_t done = hs__conn_out_len(c) == 0 && total > 0 && n <= 64 && !c->tls
-                      ? hs__conn_write_now(c, iov, n)
-                      : 0;
-    for (int i = 0; i < n; i++) {
-        size_t len = iov[i].iov_len;
-        if (done >= len) {
-            done -= len;
-            continue;
-        }
-        if (conn_out(c) == NULL ||
-            evbuffer_add(c->out, (const char *)iov[i].iov_base + done, len - done) != 0)
-            return -ENOMEM;
-        done = 0;
-    }
-    if (hs__conn_out_len(c) > 0)
-        hs__conn_after_output(c);
-    return 0;
-}
-
-/* A head longer than this (a rare response with huge headers) takes the plain path rather
- * than be made contiguous for one send. */
-#define CONN_MORE_MAX (16 * 1024)
-
-int hs_conn_send_before_file(struct hs_conn *c, struct evbuffer *buf)
-{
-    if (c->flags & CONN_NO_SEND)
-        return HS_ECLOSED;
-    size_t len = evbuffer_get_length(buf);
-    if (len > 0 && len <= CONN_MORE_MAX && hs__conn_out_len(c) == 0 && !c->tls) {
-        const unsigned char *p = evbuffer_pullup(buf, (ev_ssize_t)len);
-        ssize_t w = -1;
-        if (p != NULL) {
-            do
-                w = send(c->fd, p, len, MSG_MORE | MSG_NOSIGNAL);
-            while (w < 0 && errno == EINTR);
-        }
-        if (w > 0) {
-            c->bytes_out += (uint64_t)w;
-            hs__conn_touch(c);
-            evbuffer_drain(buf, (size_t)w);
-        }
-        /* Anything not taken (a full socket, an error the next flush reports) is queued. */
-    }
-    return evbuffer_get_length(buf) > 0 ? hs_conn_send_buffer(c, buf) : 0;
-}
-
-int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
-{
-    if (c->flags & CONN_NO_SEND) {
-        close(fd);
-        return HS_ECLOSED;
-    }
-    /* File segments do not count against the hard output limit: they cost no memory. */
-    if (conn_out(c) == NULL ||
-        evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
-        close(fd);
-        return -ENOMEM;
-    }
-    hs__conn_after_output(c);
-    return 0;
-}
-
-int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf)
-{
-    if (c->flags & CONN_NO_SEND)
-        return HS_ECLOSED;
-    if (hs__conn_out_len(c) + evbuffer_get_length(buf) > c->set->limits.out_hard)
-        return HS_EFULL;
-    if (conn_out(c) == NULL || evbuffer_add_buffer(c->out, buf) != 0)
-        return -ENOMEM;
-    hs__conn_after_output(c);
-    return 0;
-}
-
 int hs_conn_eof(const struct hs_conn *c)
 {
     return (c->flags & (CONN_EOF | CONN_CLOSING | CONN_CLOSED)) != 0;
@@ -492,6 +383,21 @@ uint64_t hs_conn_bytes_out(const struct hs_conn *c)
  * HS_READ_SIZE plus the header rounds up to. */
 #define CONN_READ_SMALL (1024 - 128)
 
+/* One read(2) of up to size bytes into buf. A read that filled at least a small block makes
+ * the next one ask for HS_READ_SIZE; a smaller one, for a small block again. */
+static inline ssize_t conn_read_into(struct hs_conn *c, void *buf, size_t size)
+{
+    ssize_t n;
+    do
+        n = read(c->fd, buf, size);
+    while (n < 0 && errno == EINTR);
+    if (n >= (ssize_t)CONN_READ_SMALL)
+        c->flags |= CONN_READ_BIG;
+    else if (n > 0)
+        c->flags &= ~CONN_READ_BIG;
+    return n;
+}
+
 /* One read(2) straight into the input buffer. evbuffer_read would cap each call at 4 KiB
  * (EVBUFFER_MAX_READ in libevent 2.1), costing one syscall and one loop turn per 4 KiB. The
  * block is allocated for each read and freed when its bytes are consumed, so its size follows
@@ -507,16 +413,9 @@ static ssize_t conn_read_some(struct hs_conn *c)
         errno = ENOMEM;
         return -1;
     }
-    ssize_t n;
-    do
-        n = read(c->fd, v.iov_base, v.iov_len);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = conn_read_into(c, v.iov_base, v.iov_len);
     if (n <= 0)
         return n;
-    if ((size_t)n >= CONN_READ_SMALL)
-        c->flags |= CONN_READ_BIG;
-    else
-        c->flags &= ~CONN_READ_BIG;
     v.iov_len = (size_t)n;
     evbuffer_commit_space(c->in, &v, 1);
     return n;
@@ -538,41 +437,20 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         conn_linger_read(c);
         return;
     }
-    if (c->tls == NULL && !(c->flags & CONN_READ_BIG) &&
-        hs__conn_input_direct(c, CONN_READ_SMALL)) {
-        /* The read's bytes are a whole raw frame: read onto the stack and handed over from
-         * there, without the input buffer's block being allocated, filled, pulled up and
-         * drained (about a fifth of a 64 B echo's user-space work). */
-        unsigned char buf[CONN_READ_SMALL];
-        ssize_t n;
-        do
-            n = read(c->fd, buf, sizeof buf);
-        while (n < 0 && errno == EINTR);
-        if (n > 0) {
-            if ((size_t)n >= CONN_READ_SMALL)
-                c->flags |= CONN_READ_BIG;
-            c->bytes_in += (uint64_t)n;
-            hs__conn_touch(c);
-            hs__conn_process_raw(c, buf, (size_t)n);
-            return;
-        }
-        conn_read_end(c, n);
-        return;
-    }
-    if (c->tls == NULL && (c->flags & CONN_READ_BIG) && c->handler->raw_buffer != NULL &&
-        hs__conn_input_direct(c, HS_READ_SIZE)) {
-        /* A large read for on_raw goes where the handler wants it: the Lua binding reads it
-         * into the block that becomes the message string, so the bytes are copied once, by
-         * the kernel, as a C server's would be (not into c->in and then again into Lua). */
-        unsigned char *buf = c->handler->raw_buffer(c, HS_READ_SIZE, c->arg);
+    int big = (c->flags & CONN_READ_BIG) != 0;
+    if (c->tls == NULL && hs__conn_input_direct(c, big ? HS_READ_SIZE : CONN_READ_SMALL)) {
+        /* The read's bytes are a whole raw frame, handed to on_raw from where they were read,
+         * without the input buffer's block being allocated, filled, pulled up and drained. A
+         * small read goes onto the stack (about a fifth of a 64 B echo's user-space work); a
+         * large one where the handler wants it: the Lua binding reads it into the block that
+         * becomes the message string, so the bytes are copied once, by the kernel. */
+        unsigned char stack[CONN_READ_SMALL];
+        unsigned char *buf = stack;
+        if (big)
+            buf = c->handler->raw_buffer ? c->handler->raw_buffer(c, HS_READ_SIZE, c->arg) : NULL;
         if (buf != NULL) {
-            ssize_t n;
-            do
-                n = read(c->fd, buf, HS_READ_SIZE);
-            while (n < 0 && errno == EINTR);
+            ssize_t n = conn_read_into(c, buf, big ? HS_READ_SIZE : sizeof stack);
             if (n > 0) {
-                if ((size_t)n < CONN_READ_SMALL)
-                    c->flags &= ~CONN_READ_BIG;
                 c->bytes_in += (uint64_t)n;
                 hs__conn_touch(c);
                 hs__conn_process_raw(c, buf, (size_t)n);
