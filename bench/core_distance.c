@@ -102,19 +102,16 @@ static double measure(int core_a)
 int main(int argc, char **argv)
 {
     int core_a = 0, count = 1, every_ms = 1000;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--cores") == 0 && sscanf(argv[i + 1], "%d,%d", &core_a, &core_b) == 2)
-            continue;
-        if (strcmp(argv[i], "--count") == 0 && (count = atoi(argv[i + 1])) > 0)
-            continue;
-        if (strcmp(argv[i], "--every") == 0 && (every_ms = atoi(argv[i + 1])) > 0)
-            continue;
-        fprintf(stderr, "usage: hs_core_distance [--cores A,B] [--count N] [--every MS]\n");
-        return 2;
-    }
-    if (argc % 2 == 0) {
-        fprintf(stderr, "usage: hs_core_distance [--cores A,B] [--count N] [--every MS]\n");
-        return 2;
+    for (int i = 1; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = v != NULL &&
+                 ((strcmp(argv[i], "--cores") == 0 && sscanf(v, "%d,%d", &core_a, &core_b) == 2) ||
+                  (strcmp(argv[i], "--count") == 0 && (count = atoi(v)) > 0) ||
+                  (strcmp(argv[i], "--every") == 0 && (every_ms = atoi(v)) > 0));
+        if (!ok) {
+            fprintf(stderr, "usage: hs_core_distance [--cores A,B] [--count N] [--every MS]\n");
+            return 2;
+        }
     }
     for (int n = 0; n < count; n++) {
         if (n > 0) {

@@ -74,10 +74,8 @@ void hs__lua_rx_push(struct hs_lua *hl, const unsigned char *p, size_t len)
     }
     hl->rx_want = want;
     lua_pushlstring(hl->L, (const char *)p, len);
-    if (hl->rx_want != 0) {
-        /* Not taken (the Lua asked otherwise): the push copied; the block serves again. */
-        hl->rx_want = 0;
-    }
+    /* Taken, or not (the Lua asked otherwise: the push copied, and the block serves again). */
+    hl->rx_want = 0;
 }
 
 void *hs__lua_rx_take(struct hs_lua *hl, size_t nsize)
