@@ -50,7 +50,8 @@ M.shquote = shquote
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return "" end
-  local s = f:read("a")
+  -- nil when the read fails after the open: a /proc file of a process that went in between.
+  local s = f:read("a") or ""
   f:close()
   return s
 end
