@@ -30,6 +30,8 @@ void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
         struct res_box *b = lua_touserdata(L, -1);
         if (b)
             hs__box_invalidate(&b->box);
+        if (b == lh->hl->res_hot)
+            lh->hl->res_hot = NULL; /* the slot lets go of it: its address may be reused */
         lua_pop(L, 1);
     }
     slot_clear(L, &lh->res_ref);
@@ -221,7 +223,7 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
         lh->v = cur;
     }
 
-    hs__lua_http_push_exchange(L, h, req, path, path_len, c);
+    struct res_box *b = hs__lua_http_push_exchange(L, h, req, path, path_len, c);
     if (lh->req_slot == LUA_NOREF) {
         /* The connection's two slots, taken at its first request and kept (slot_clear). */
         lh->res_slot = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -232,6 +234,7 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
     }
     lh->res_ref = lh->res_slot;
     lh->req_ref = lh->req_slot;
+    lh->hl->res_hot = b;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, lh->req_ref);
     /* Its answer is needed now, before the body is read: it cannot wait. */

@@ -20,7 +20,9 @@
 /* The res at index 1 (misuse raises, naming method); a finished one raises too. */
 static struct res_box *check_res(lua_State *L, const char *method)
 {
-    struct res_box *b = hs__box_check(L, 1, HS__BOX_RES, method);
+    struct res_box *b = hs__lua_from_state(L)->res_hot;
+    if (b == NULL || lua_touserdata(L, 1) != b || lua_type(L, 1) != LUA_TUSERDATA)
+        b = hs__box_check(L, 1, HS__BOX_RES, method);
     if (b->finished)
         luaL_error(L, "response already finished");
     return b;
@@ -125,7 +127,10 @@ static int l_res_header(lua_State *L)
     luaL_argcheck(L, nl > 0 && nl < 256, 2, "bad header name");
     for (size_t i = 0; i < nl; i++)
         luaL_argcheck(L, is_tchar((unsigned char)name[i]), 2, "bad header name");
-    if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0)
+    /* The names with rules of their own, told apart by length first: most names are neither. */
+    int is_connection = nl == 10 && strcasecmp(name, "connection") == 0;
+    if ((nl == 14 && strcasecmp(name, "content-length") == 0) ||
+        (nl == 17 && strcasecmp(name, "transfer-encoding") == 0))
         luaL_argerror(L, 2, "set by hotsock from res:send, res:write or res:send_file");
     if (lua_istable(L, 3)) {
         lua_Integer n = luaL_len(L, 3);
@@ -137,7 +142,7 @@ static int l_res_header(lua_State *L)
     } else if (!lua_isnil(L, 3)) {
         check_value(L, 3, 3);
     }
-    if (strcasecmp(name, "connection") == 0) {
+    if (is_connection) {
         luaL_argcheck(L,
                       lua_type(L, 3) == LUA_TSTRING && strcasecmp(lua_tostring(L, 3), "close") == 0,
                       3, "Connection may only be set to \"close\"");
@@ -145,7 +150,7 @@ static int l_res_header(lua_State *L)
     check_unstarted(L, b);
     if (res_gone(b))
         return push_fail(L, HS_ECLOSED);
-    if (strcasecmp(name, "connection") == 0) {
+    if (is_connection) {
         b->close = 1;
         lua_pushboolean(L, 1);
         return 1;

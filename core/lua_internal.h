@@ -81,6 +81,10 @@ struct hs_lua {
      * long as it is set (lua_conn_message sets it around the call; hs__conn_settle clears it
      * when it drops that reference), so its address names that box (hs__conn_box_check). */
     struct hs__conn_box *msg_box;
+    /* The res box of the latest HTTP exchange, for as long as its connection's registry slot
+     * holds it (app_head sets it, hs__lua_http_detach clears it before letting go): res:header
+     * and res:send compare one address instead of the metatable (check_res). */
+    void *res_hot;
     /* A large read handed to Lua as its string without a copy (lua_rx_block.c). */
     void *rx_block;       /* the block reads go into (at str_head), or NULL */
     size_t rx_size;       /* bytes it holds after str_head */

@@ -102,3 +102,46 @@ return {
     os.execute("rm -rf " .. kit.shquote(dir))
   end)
 end)
+
+-- res:header and res:send know the latest response by its address (check_res): a response
+-- of an earlier request, and a value that is no response, must still be told apart.
+describe("res methods on a kept-alive connection", function()
+  it("refuse an earlier request's response and a value that is no response", function()
+    local dir = kit.tmpdir()
+    local script = dir .. "/prev.lua"
+    kit.write(script, [[
+local prev
+return {
+  protocol = "http",
+  on_request = function(req, res)
+    local a = { pcall(res.header, req, "X-A", "1") }
+    local b = prev and { pcall(prev.header, prev, "X-B", "1") } or { "none" }
+    local c = prev and { pcall(prev.send, prev, "again") } or { "none" }
+    prev = res
+    res:send(("%s %s | %s %s | %s %s\n"):format(tostring(a[1]), tostring(a[2]),
+      tostring(b[1]), tostring(b[2]), tostring(c[1]), tostring(c[2])))
+  end,
+}
+]])
+    local srv = kit.start(script)
+    local c = srv:tcp()
+    local function ask()
+      assert(c:send("GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+      local head = assert(c:receive("*l"))
+      assert.equals("HTTP/1.1 200 OK\r", head .. "\r")
+      local len
+      repeat
+        local l = assert(c:receive("*l"))
+        len = len or tonumber(l:match("^Content%-Length: (%d+)"))
+      until l == "" or l == "\r"
+      return assert(c:receive(len))
+    end
+    local bad = "false [^|]*bad argument #1 to 'res:header' %(hotsock.http.response expected, got hotsock.http.request%)"
+    assert.matches("^" .. bad .. " | none nil | none nil\n$", ask())
+    assert.matches("^" .. bad .. " | false [^|]*response already finished | "
+      .. "false [^|]*response already finished\n$", ask())
+    c:close()
+    assert.is_true(srv:stop())
+    os.execute("rm -rf " .. kit.shquote(dir))
+  end)
+end)
