@@ -256,23 +256,35 @@ end
 -- 50-110 ns here) every echo server, the C ceiling included, runs about twice as fast as with
 -- them apart (330-410 ns), for as long as the host leaves them so (bench/results/placement.md).
 -- hs_core_distance measures it once a second through each measured run (a few milliseconds of
--- both cores each time); a run that was not "near" throughout is made again, as a noisy one
--- is, after waiting (bounded) for the cores to come close, so that the cells of a row compare
--- runs made in the same placement.
-local FAR_NS, placement_budget, placement_waited = 200, 300, 0
+-- both cores each time). The cells of a row must compare runs made in the same placement, so
+-- each row has a target: "near" while the wait budget lasts, and once it is spent (the host
+-- can keep the cores apart for many minutes) whichever placement the row's first whole run
+-- had, near or far. A run not in its row's placement throughout is made again, as a noisy one
+-- is, after waiting (bounded) for the cores to be placed so.
+local FAR_NS, placement_budget, placement_waited = 200, 600, 0
+local row_target -- "near", "far", or nil: the row's next run that stays put decides
 local DISTANCE = B .. "/bench/hs_core_distance"
 local function core_distance()
   if not TWO_CORES then return nil end
   return tonumber((capture(q(DISTANCE)) or ""):match("%d+"))
 end
-local function wait_near()
+local function placed_wrong(d)
+  if d == nil or row_target == nil then return false end
+  return (row_target == "near") == (d >= FAR_NS)
+end
+-- Waits (at most 30 s at a time, and placement_budget in all) for the row's placement.
+local function wait_placed()
   local t0, d = now(), core_distance()
-  while d and d >= FAR_NS and placement_budget > 0 and now() - t0 < 30 do
+  while placed_wrong(d) and placement_budget > 0 and now() - t0 < 30 do
     sleep(1)
     placement_budget = placement_budget - 1
     d = core_distance()
   end
   placement_waited = placement_waited + (now() - t0)
+end
+-- A new row: near while the budget lasts, else its first run that stays put decides.
+local function row_start()
+  row_target = placement_budget > 0 and "near" or nil
 end
 -- Starts measuring the distance once a second for up to secs; placement_end stops it and
 -- returns "near" (every measurement near), "far" (every one apart) or "moved", and the range
@@ -558,7 +570,7 @@ local function measure_once(w, inst)
     if bad then return { err = bad } end
   end
   wait_quiet()
-  wait_near()
+  wait_placed()
   if opt.warmup > 0 then run_client(client_cmd(w, inst, opt.warmup), opt.warmup + 20) end
   local pids = tree(inst.pid)
   local watch = placement_start(opt.duration)
@@ -600,12 +612,17 @@ end
 -- twice, and the quietest attempt is kept. The table reports each cell's median noise. Repeats
 -- are bounded too (RETRY_BUDGET in all), so a machine that stays busy cannot stretch the run
 -- past its time bound.
--- A run made with the cores apart, or while the host moved them, is repeated the same way (and
--- from the same budget); of the attempts, a near one is kept before a quiet one.
+-- A run made out of its row's placement (row_target), or while the host moved the cores, is
+-- repeated the same way (and from the same budget); of the attempts, a well-placed one is kept
+-- before a quiet one.
 local NOISY, retries, RETRY_BUDGET = 0.25, 0, 60
-local function is_near(r) return r.placement == nil or r.placement == "near" end
+local function is_placed(r)
+  if r.placement == nil then return true end
+  if row_target == nil and r.placement ~= "moved" then row_target = r.placement end
+  return r.placement == row_target
+end
 local function better(a, b)
-  if is_near(a) ~= is_near(b) then return is_near(a) end
+  if is_placed(a) ~= is_placed(b) then return is_placed(a) end
   return a.noise < b.noise
 end
 -- Makes a measured run with one(), up to three times, and returns the best attempt.
@@ -615,13 +632,14 @@ local function attempts(name, one)
     local r = one()
     if r.err then return r end
     if not best or better(r, best) then best = r end
-    if (r.noise <= NOISY and is_near(r)) or retries >= RETRY_BUDGET then break end
+    if (r.noise <= NOISY and is_placed(r)) or retries >= RETRY_BUDGET then break end
     if attempt < 3 then
       retries = retries + 1
       if r.noise > NOISY then
         log("  %s noisy run (%.0f%% of a core taken by others), again", name, r.noise * 100)
       else
-        log("  %s cores %s (%s ns), again", name, r.placement, r.cores_ns)
+        log("  %s cores %s (%s ns), the row runs %s: again", name, r.placement, r.cores_ns,
+          row_target or "where it first stays")
       end
     end
   end
@@ -664,7 +682,7 @@ local function run_upload(w, list)
       else
         os.execute("sync")
         wait_quiet()
-        wait_near()
+        wait_placed()
         local pids = tree(inst.pid)
         local c0, watch = cpu_ticks(pids), placement_start(300)
         local code, text = run_client(("%s --target tcp://127.0.0.1:%d --mode upload --bytes %d "
@@ -862,7 +880,7 @@ local function run_reload_tp(w)
   end
   local function one(variant)
     wait_quiet()
-    wait_near()
+    wait_placed()
     if opt.warmup > 0 then run_client(client_cmd(lw, inst, opt.warmup), opt.warmup + 20) end
     local pids = tree(inst.pid)
     local watch = placement_start(opt.duration)
@@ -943,6 +961,7 @@ local ok, err = pcall(function()
           end
         end
       end
+      row_start()
       if w.kind == "upload" then run_upload(w, list)
       elseif w.kind == "idle" then run_idle(w, list)
       elseif w.kind == "reload" then
@@ -1010,8 +1029,11 @@ add("CPU/op is the server's user + system CPU time (all its processes, from /pro
   .. ("Cores near: of a cell's runs, how many had the server's and the client's cores close "
   .. "together throughout (a cache line there and back under %d ns, by `hs_core_distance` once a "
   .. "second through the run; the host of this virtual machine moves them, and every server runs about twice "
-  .. "as fast near as apart, see bench/results/placement.md). A run not near throughout was "
-  .. "repeated the same way, after waiting for the cores to come close (%.0f s waited in this run).")
+  .. "as fast near as apart, see bench/results/placement.md). The cells of a row compare runs "
+  .. "made in one placement: near while a wait budget of 10 minutes lasts, and after that the "
+  .. "placement of the row's first run, near or far (a row of 0/N ran with the cores apart "
+  .. "throughout). A run out of its row's placement was repeated the same way, after waiting "
+  .. "for the cores to be placed so (%.0f s waited in this run).")
   :format(FAR_NS, placement_waited))
 add("")
 
