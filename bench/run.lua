@@ -616,8 +616,8 @@ end
 -- are bounded too (RETRY_BUDGET in all), so a machine that stays busy cannot stretch the run
 -- past its time bound.
 -- A run made out of its row's placement (row_target), or while the host moved the cores, is
--- repeated the same way (and from the same budget); of the attempts, a well-placed one is kept
--- before a quiet one.
+-- repeated too, from a budget of its own; of the attempts, a well-placed one is kept before a
+-- quiet one. is_placed fixes an undecided row's placement from the first run that stays put.
 local NOISY, retries, RETRY_BUDGET = 0.25, 0, 60
 -- Placement repeats have a budget of their own: the host can move the cores every few seconds
 -- for many minutes, and a shared budget spent on that left the later rows unrepeated.
@@ -991,9 +991,8 @@ local elapsed = now() - started
 
 -- Report ----------------------------------------------------------------------------------------
 
--- Median of field over the successful runs of a slot.
--- A cell's median is over its runs in its row's placement; over all of them when none was
--- (the retries ran out while the host kept the cores elsewhere).
+-- Median of field over the successful runs of a slot in its row's placement; over all of them
+-- when none was (the repeats ran out while the host kept the cores elsewhere).
 local function med(sl, field)
   if not sl then return nil end
   local want = row_placement[sl.wid]

@@ -20,9 +20,8 @@
 /* The res at index 1 (misuse raises, naming method); a finished one raises too. */
 static struct res_box *check_res(lua_State *L, const char *method)
 {
-    struct res_box *b = hs__lua_from_state(L)->res_hot;
-    if (b == NULL || lua_touserdata(L, 1) != b || lua_type(L, 1) != LUA_TUSERDATA)
-        b = hs__box_check(L, 1, HS__BOX_RES, method);
+    struct res_box *b =
+        hs__box_check_hot(L, 1, hs__lua_from_state(L)->res_hot, HS__BOX_RES, method);
     if (b->finished)
         luaL_error(L, "response already finished");
     return b;

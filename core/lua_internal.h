@@ -201,14 +201,22 @@ static inline void *hs__box_check(lua_State *L, int idx, enum hs__box_kind kind,
     return b;
 }
 
+/* hs__box_check that first compares the value at idx with hot, a box of kind known to be
+ * alive (anchored in the registry) while it is set: one address compared instead of the
+ * metatable's. NULL hot: the full check. */
+static inline void *hs__box_check_hot(lua_State *L, int idx, void *hot, enum hs__box_kind kind,
+                                      const char *method)
+{
+    if (hot != NULL && lua_touserdata(L, idx) == hot && lua_type(L, idx) == LUA_TUSERDATA)
+        return hot;
+    return hs__box_check(L, idx, kind, method);
+}
+
 /* hs__box_check for a conn box, first trying the conn whose on_message runs (the usual
- * `conn:send` of a handler): one address compared instead of the metatable's. */
+ * `conn:send` of a handler). */
 static inline struct hs__conn_box *hs__conn_box_check(lua_State *L, int idx, const char *method)
 {
-    struct hs__conn_box *box = hs__lua_from_state(L)->msg_box;
-    if (box != NULL && lua_touserdata(L, idx) == box && lua_type(L, idx) == LUA_TUSERDATA)
-        return box;
-    return hs__box_check(L, idx, HS__BOX_CONN, method);
+    return hs__box_check_hot(L, idx, hs__lua_from_state(L)->msg_box, HS__BOX_CONN, method);
 }
 
 /* Registers the conn and udp metatables (lua_conn.c). */
