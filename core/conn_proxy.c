@@ -27,15 +27,19 @@
 #define PROXY_HEADER_MAX (HS_PROXY_V2_MIN + HS_PROXY_V2_MAX_LEN) /* the longest header */
 
 struct hs_conn_proxy {
-    hs_conn_admit_cb admit;   /* asked once the header is read, or NULL */
-    void *admit_arg;          /* identifies the listener (hs_conns_abort_admitting) */
-    struct hs_tls_ctx *tls;   /* referenced until the handshake after the header starts */
-    long long deadline;       /* ms of hs__conns_now; 0 once the header is read */
+    hs_conn_admit_cb admit; /* asked once the header is read, or NULL */
+    void *admit_arg;        /* identifies the listener (hs_conns_abort_admitting) */
+    struct hs_tls_ctx *tls; /* referenced until the handshake after the header starts */
+    long long deadline;     /* ms of hs__conns_now; 0 once the header is read */
+    /* The socket's peer (the balancer) as accept gave it: a balancer's health check may reset
+     * the connection right after its LOCAL header, and getpeername fails on a reset socket. */
+    struct sockaddr_storage balancer;
+    socklen_t balancer_len;   /* 0: not given; getpeername is asked instead */
     struct hs_proxy_header h; /* once read: h.tlvs points into tlvs[] below */
     unsigned char tlvs[];     /* the header's TLVs, h.tlvs_len bytes */
 };
 
-int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
+int hs_conn_new_proxy(struct hs_conns *set, int fd, const struct sockaddr *sa, socklen_t salen,
                       const struct hs_framing *framing, const struct hs_conn_handler *handler,
                       void *arg, struct hs_conn_tally *tally, struct hs_tls_ctx *tls,
                       hs_conn_admit_cb admit, void *admit_arg)
@@ -44,7 +48,7 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
      * the per-address limit waits for the client's address (hs_conn_admit_peer). */
     struct hs_peer_key none;
     memset(&none, 0, sizeof none);
-    if (hs__conns_refuse(set, &none, peer ? peer : "a PROXY client")) {
+    if (hs__conns_refuse(set, &none, "a PROXY client")) {
         close(fd);
         return HS_ETOOBIG;
     }
@@ -56,8 +60,8 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
         close(fd);
         return -ENOMEM;
     }
-    struct hs_conn *c = hs__conn_create(set, fd, peer ? peer : "", &none, framing, handler, arg,
-                                        tally, CONN_NOT_OPEN | CONN_PROXY_WAIT);
+    struct hs_conn *c = hs__conn_create(set, fd, "", &none, framing, handler, arg, tally,
+                                        CONN_NOT_OPEN | CONN_PROXY_WAIT);
     if (c == NULL) {
         free(p);
         free(x);
@@ -67,6 +71,10 @@ int hs_conn_new_proxy(struct hs_conns *set, int fd, const char *peer,
     c->ext = x;
     p->admit = admit;
     p->admit_arg = admit_arg;
+    if (sa && salen > 0 && (size_t)salen <= sizeof p->balancer) {
+        memcpy(&p->balancer, sa, salen);
+        p->balancer_len = salen;
+    }
     p->tls = tls ? hs_tls_ctx_ref(tls) : NULL;
     unsigned limit = set->limits.proxy_timeout_ms;
     p->deadline = c->opened + (limit ? limit : (unsigned)HS_DEFAULT_PROXY_TIMEOUT_MS);
@@ -133,16 +141,29 @@ void hs__conn_proxy_free(struct hs_conn *c)
     c->ext->proxy = NULL;
 }
 
-/* The socket's peer (the balancer) as the peer text, which a PROXY connection leaves empty
- * until its header names the client: formatting an address costs as much as reading the
- * header, so it is done only when a log line or a LOCAL header needs it. */
+/* The socket's peer (the balancer): as accept gave it, else from getpeername; len is 0 when
+ * neither is known. */
+static socklen_t proxy_balancer(struct hs_conn *c, struct sockaddr_storage *ss)
+{
+    const struct hs_conn_proxy *p = c->ext->proxy;
+    socklen_t len = sizeof *ss;
+    if (p->balancer_len > 0) {
+        memcpy(ss, &p->balancer, p->balancer_len);
+        return p->balancer_len;
+    }
+    return getpeername(c->fd, (struct sockaddr *)ss, &len) == 0 ? len : 0;
+}
+
+/* The balancer as the peer text, which a PROXY connection leaves empty until its header names
+ * the client: formatting an address costs as much as reading the header, so it is done only
+ * when a log line or a LOCAL header needs it. */
 static void proxy_socket_peer(struct hs_conn *c)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
     if (c->peer[0] != '\0')
         return;
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+    socklen_t len = proxy_balancer(c, &ss);
+    if (len > 0)
         hs_addr_format((struct sockaddr *)&ss, len, c->peer, sizeof c->peer);
     else
         snprintf(c->peer, sizeof c->peer, "?");
@@ -179,9 +200,7 @@ static void proxy_admit(struct hs_conn *c)
     p->deadline = 0;
     if (p->h.local) {
         /* A health check of the balancer's own: the socket's address is the truth. */
-        len = sizeof local;
-        if (getpeername(c->fd, (struct sockaddr *)&local, &len) != 0)
-            len = 0;
+        len = proxy_balancer(c, &local);
         sa = (const struct sockaddr *)&local;
         proxy_socket_peer(c);
     } else {

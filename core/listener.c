@@ -78,8 +78,8 @@ static void listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, s
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        if (hs_conn_new_proxy(l->set, fd, NULL, &l->framing, l->handler, l->arg, l->tally, l->tls,
-                              listener_admit_cb, l) == HS_ETOOBIG)
+        if (hs_conn_new_proxy(l->set, fd, sa, (socklen_t)salen, &l->framing, l->handler, l->arg,
+                              l->tally, l->tls, listener_admit_cb, l) == HS_ETOOBIG)
             l->limited++;
         return;
     }

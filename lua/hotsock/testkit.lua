@@ -90,12 +90,15 @@ function M.tmpdir()
 end
 
 --- Polls f() until it returns a truthy value (returned) or timeout seconds pass (an error).
+--- what names the condition in the error; a function is called then for a text that can say
+--- what the state was at the timeout.
 function M.wait_until(f, timeout, what)
   local deadline = socket.gettime() + (timeout or M.timeout * 2)
   while true do
     local v = f()
     if v then return v end
     if socket.gettime() > deadline then
+      if type(what) == "function" then what = what() end
       error("timed out waiting for " .. (what or "condition"), 2)
     end
     socket.sleep(0.005)

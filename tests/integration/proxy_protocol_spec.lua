@@ -112,6 +112,23 @@ describe("?proxy listeners (raw clients)", function()
     c:close()
   end)
 
+  it("a LOCAL header whose balancer resets at once still names the balancer", function()
+    -- HAProxy's health check writes its LOCAL header and resets the connection. The server
+    -- is stopped so that the reset is in before it reads the header: the address must come
+    -- from accept, since getpeername fails on a reset socket (it logged "?").
+    srv:signal("STOP")
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert(c:connect("127.0.0.1", srv:port("tcp")))
+    local _, cport = c:getsockname()
+    c:send(v2(nil, nil, nil, nil, nil, 0x20))
+    c:setoption("linger", { on = true, timeout = 0 })
+    c:close()
+    srv:signal("CONT")
+    srv:wait_log("local header from 127%.0%.0%.1:" .. cport .. "\n")
+    assert.falsy(srv:log_has("local header from ?"))
+  end)
+
   it("takes a header sent one byte at a time, and data in the header's segment", function()
     local c = raw(srv)
     local hdr = "PROXY TCP4 10.1.2.3 10.0.0.1 7 8\r\n"
@@ -364,11 +381,18 @@ backend v2
   end)
 
   it("health checks get through (v1 with HAProxy's own addresses, v2 as LOCAL)", function()
-    srv:wait_log("local header from 127%.0%.0%.1:%d+")
+    -- On a timeout, say whether HAProxy is still there and what it logged.
+    local function waiting_for(what)
+      return function() return what .. ("\n--- haproxy (pid %d, %s):\n%s\n--- hotsock:\n%s"):format(hap,
+        os.execute("kill -0 " .. hap .. " 2>/dev/null") and "running" or "gone",
+        hs.read_file(hdir .. "/haproxy.log"), srv:log()) end
+    end
+    hs.wait_until(function() return srv:log():match("local header from 127%.0%.0%.1:%d+") end,
+      10, waiting_for("a LOCAL health check"))
     -- Several rounds of both checks and no header failure among them.
     hs.wait_until(function()
       return #srv:log_lines("on_accept 127%.0%.0%.1:") >= 6
-    end, 10, "health checks")
+    end, 10, waiting_for("health checks"))
     assert.are.equal("0", stats_listener(srv).proxy_failures)
     local h = hs.read_file(hdir .. "/haproxy.log")
     assert.falsy(h:find("is DOWN", 1, true), h)
