@@ -243,6 +243,10 @@ local live, made = {}, {}
 M._sentinel = setmetatable({}, { __gc = function()
   for srv in pairs(live) do
     if srv.pid and srv:alive() then srv:kill() end
+    -- After `hotsock upgrade` the process serving is not the kit's child: a spec that failed
+    -- before stopping it would leave it (and its workers) running.
+    local pid = srv:serving_pid()
+    if pid and pid ~= srv.pid then os.execute("kill -TERM " .. pid .. " 2>/dev/null") end
   end
   for _, path in ipairs(made) do os.remove(path) end
 end })
@@ -506,14 +510,40 @@ function Server:fd_count()
   return tonumber(out)
 end
 
+--- The pid that answers "ping" on the server's control socket (after `hotsock upgrade`, the
+--- new process's), or nil when there is no control socket or nothing answers.
+function Server:serving_pid()
+  if not (self.control and unix_ok) then return nil end
+  local c = unix.stream()
+  c:settimeout(2)
+  local line
+  if c:connect(self.control) and c:send("ping\n") then line = c:receive("*l") end
+  c:close()
+  return line and tonumber(line:match("^ok pong (%d+)"))
+end
+
+local function pid_alive(pid)
+  local state = read_file("/proc/" .. pid .. "/stat"):match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z"
+end
+
 --- SIGTERM and wait for the process to go; returns true when it went in time (else it is
---- killed and the result is false). srv:log() stays readable.
+--- killed and the result is false). After `hotsock upgrade`, the process serving the control
+--- socket now is stopped the same way. srv:log() stays readable.
 function Server:stop(timeout)
   if self:alive() then
     self:signal("TERM")
     local ok = pcall(M.wait_until, function() return not self:alive() end, timeout or 15)
     if not ok then
       self:kill()
+      return false
+    end
+  end
+  local pid = self:serving_pid()
+  if pid and pid ~= self.pid then
+    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+    if not pcall(M.wait_until, function() return not pid_alive(pid) end, timeout or 15) then
+      os.execute("kill -KILL " .. pid .. " 2>/dev/null")
       return false
     end
   end
