@@ -116,7 +116,7 @@ local function stat_fields(pid)
   local rest = s:match("%) (.*)$")
   local t = {}
   for w in rest:gmatch("%S+") do t[#t + 1] = w end
-  return t -- t[1] state, t[2] ppid, t[12] utime, t[13] stime
+  return t -- t[1] state, t[2] ppid, t[8] minflt, t[12] utime, t[13] stime
 end
 
 local function alive(pid)
@@ -141,13 +141,17 @@ local function tree(root)
   return out
 end
 
+-- CPU ticks (utime + stime) and minor page faults of pids, summed.
 local function cpu_ticks(pids)
-  local sum = 0
+  local sum, faults = 0, 0
   for _, pid in ipairs(pids) do
     local t = stat_fields(pid)
-    if t then sum = sum + tonumber(t[12]) + tonumber(t[13]) end
+    if t then
+      sum = sum + tonumber(t[12]) + tonumber(t[13])
+      faults = faults + tonumber(t[8])
+    end
   end
-  return sum
+  return sum, faults
 end
 
 -- Sum over pids of a /proc/PID/status field in KiB (VmRSS, VmHWM).
@@ -577,9 +581,11 @@ local function measure_once(w, inst)
   if opt.warmup > 0 then run_client(client_cmd(w, inst, opt.warmup), opt.warmup + 20) end
   local pids = tree(inst.pid)
   local watch = placement_start(opt.duration)
-  local c0, t0, k0, l0 = cpu_ticks(pids), now(), cpu_busy(true), client_ticks()
+  local c0, f0 = cpu_ticks(pids)
+  local t0, k0, l0 = now(), cpu_busy(true), client_ticks()
   local code, text = run_client(client_cmd(w, inst, opt.duration), opt.duration + 30)
-  local c1, t1, k1, l1 = cpu_ticks(pids), now(), cpu_busy(true), client_ticks()
+  local c1, f1 = cpu_ticks(pids)
+  local t1, k1, l1 = now(), cpu_busy(true), client_ticks()
   local where, range = placement_end(watch)
   local r = parse_result(text)
   if not r then return { err = "no result (exit " .. tostring(code) .. "): " .. text:sub(-200) } end
@@ -592,6 +598,9 @@ local function measure_once(w, inst)
     placement = where, cores_ns = range,
   }
   res.cpu_us = msgs > 0 and res.cpu_s * 1e6 / msgs or nil
+  -- Minor page faults per 1,000 operations: a server that gives memory back to the kernel and
+  -- takes it again (an allocator cache, a malloc trim) shows here before it shows in time.
+  res.faults_kop = msgs > 0 and (f1 - f0) * 1000 / msgs or nil
   res.cpu_util = res.cpu_s / (t1 - t0)
   -- Busy time on the server's core that was not the server's, and on the client's core that
   -- was not the client's (or this driver's): other tenants of this shared machine. The larger
@@ -604,8 +613,8 @@ local function measure_once(w, inst)
     res.err = ("exit %s, %d errors: %s"):format(tostring(code), errs,
       (text:match("hs_loadgen: [^\n]*") or text:sub(-200)))
   end
-  res.summary = ("%.0f/s p99 %s us, %.2f us CPU each, CPU %.0f%%, noise %.0f%%, cores %s (%s ns)"):format(
-    res.rate or 0, tostring(res.p99), res.cpu_us or 0, res.cpu_util * 100, res.noise * 100,
+  res.summary = ("%.0f/s p99 %s us, %.2f us CPU each, %.2f faults/kop, CPU %.0f%%, noise %.0f%%, cores %s (%s ns)"):format(
+    res.rate or 0, tostring(res.p99), res.cpu_us or 0, res.faults_kop or 0, res.cpu_util * 100, res.noise * 100,
     res.placement or "?", res.cores_ns or "?")
   return res
 end
@@ -1033,7 +1042,9 @@ add(("Measured %s on %d cores (%s), %d GiB, Linux %s, commit %s%s; %d round(s) p
 add("")
 add("CPU/op is the server's user + system CPU time (all its processes, from /proc/PID/stat) "
   .. "over the measured run, divided by the operations done; CPU% is that time over the run's "
-  .. "wall time (100% = one core). Ratios compare with the C baseline in the same group. "
+  .. "wall time (100% = one core). faults/kop is the server's minor page faults (minflt of "
+  .. "/proc/PID/stat) per 1,000 operations: memory given back to the kernel and taken again "
+  .. "shows there. Ratios compare with the C baseline in the same group. "
   .. ("Noise is the share of a core (the server's or the client's, whichever is larger) that "
   .. "other processes on this shared machine took during the run (their user + system time; "
   .. "softirq time, where the kernel moves loopback traffic outside any process, is counted "
@@ -1061,9 +1072,9 @@ local function throughput_table(title, ids, base, unit)
   if not any then return end
   add("### " .. title)
   add("")
-  add(("| workload | server | %s | MB/s | p50 µs | p99 µs | p99.9 µs | CPU/op µs | CPU%% | vs %s "
-    .. "| noise %% | cores near |"):format(unit, base))
-  add("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+  add(("| workload | server | %s | MB/s | p50 µs | p99 µs | p99.9 µs | CPU/op µs | faults/kop "
+    .. "| CPU%% | vs %s | noise %% | cores near |"):format(unit, base))
+  add("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
   for _, id in ipairs(ids) do
     local w
     for _, x in ipairs(WORKLOADS) do if x.id == id then w = x end end
@@ -1083,10 +1094,10 @@ local function throughput_table(title, ids, base, unit)
             if r.placement == "near" then near = near + 1 end
           end
         end
-        add(("| %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"):format(w.title, s.label,
+        add(("| %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"):format(w.title, s.label,
           fmt_rate(rate), f > 0 and (" (%d of %d runs failed)"):format(f, n + f) or "",
           fmt(med(sl, "mbps"), "%.1f"), fmt(med(sl, "p50")), fmt(med(sl, "p99")),
-          fmt(med(sl, "p999")), fmt(med(sl, "cpu_us"), "%.2f"),
+          fmt(med(sl, "p999")), fmt(med(sl, "cpu_us"), "%.2f"), fmt(med(sl, "faults_kop"), "%.2f"),
           fmt(median(cpu) and median(cpu) * 100, "%.0f"), ratio,
           fmt(med(sl, "noise") and med(sl, "noise") * 100, "%.0f"),
           placed > 0 and ("%d/%d"):format(near, placed) or "–"))
