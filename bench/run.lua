@@ -613,9 +613,9 @@ local function measure_once(w, inst)
     res.err = ("exit %s, %d errors: %s"):format(tostring(code), errs,
       (text:match("hs_loadgen: [^\n]*") or text:sub(-200)))
   end
-  res.summary = ("%.0f/s p99 %s us, %.2f us CPU each, %.2f faults/kop, CPU %.0f%%, noise %.0f%%, cores %s (%s ns)"):format(
-    res.rate or 0, tostring(res.p99), res.cpu_us or 0, res.faults_kop or 0, res.cpu_util * 100, res.noise * 100,
-    res.placement or "?", res.cores_ns or "?")
+  res.summary = ("%.0f/s p99 %s us, %.2f us CPU each, %.2f faults/kop, CPU %.0f%%, noise %.0f%%, "
+    .. "cores %s (%s ns)"):format(res.rate or 0, tostring(res.p99), res.cpu_us or 0, res.faults_kop or 0,
+    res.cpu_util * 100, res.noise * 100, res.placement or "?", res.cores_ns or "?")
   return res
 end
 
