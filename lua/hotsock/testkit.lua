@@ -388,9 +388,10 @@ function Server:log_lines(pattern)
 end
 
 --- Waits until a log line matches pattern (a Lua pattern); returns the capture or match.
+--- On a timeout the error shows the log as it is then, not as it was when the wait began.
 function Server:wait_log(pattern, timeout)
   return M.wait_until(function() return self:log():match(pattern) end, timeout or 10,
-    "log line matching " .. pattern .. "\n--- log:\n" .. self:log())
+    function() return "log line matching " .. pattern .. "\n--- log:\n" .. self:log() end)
 end
 
 --- The n-th listener URL of a scheme ("tcp", "udp", "unix"), optionally of a script name.

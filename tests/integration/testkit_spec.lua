@@ -40,3 +40,22 @@ describe("srv:stop()", function()
     end
   end)
 end)
+
+describe("srv:wait_log()", function()
+  -- proxy_protocol_spec's HAProxy test once failed showing a log that ended before the wait
+  -- began: the message was built then, and hid the lines that explained the failure.
+  it("shows the log as it is at the timeout", function()
+    local dir = kit.tmpdir()
+    kit.write(dir .. "/late.lua", [[
+local hotsock = require "hotsock"
+hotsock.after(0.2, function() hotsock.log("info", "written during the wait") end)
+return { on_message = function(conn, m) conn:send(m) end }
+]])
+    local srv = kit.start(dir .. "/late.lua")
+    assert.falsy(srv:log_has("written during the wait"))
+    local ok, err = pcall(srv.wait_log, srv, "never logged", 1)
+    assert.is_false(ok)
+    assert.matches("written during the wait", err)
+    srv:stop()
+  end)
+end)
