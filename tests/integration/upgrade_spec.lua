@@ -19,23 +19,6 @@ local function upgrade(ctl)
   return hs.run(("%s upgrade --control %s 2>&1"):format(hs.shquote(hs.bin), hs.shquote(ctl)))
 end
 
--- The pid answering "ping" on the control socket (a master's, with workers).
-local function serving_pid(ctl)
-  local c = unix.stream()
-  c:settimeout(5)
-  assert(c:connect(ctl))
-  c:send("ping\n")
-  local line = c:receive("*l")
-  c:close()
-  return tonumber(line:match("^ok pong (%d+)"))
-end
-
--- Stops the process the last upgrade started (the kit knows only the first).
-local function stop_pid(pid)
-  os.execute(("kill -TERM %d 2>/dev/null"):format(pid))
-  hs.wait_until(function() return not alive(pid) end, 15, "pid " .. pid .. " to exit")
-end
-
 for _, workers in ipairs { 1, 2 } do
   describe(("upgrade with %d process(es) serving"):format(workers), function()
     it("20 upgrades in a row under 50 churning clients: nothing refused, reset or lost", function()
@@ -68,7 +51,7 @@ for _, workers in ipairs { 1, 2 } do
         hs.wait_until(function() return not alive(pid) end, 15, "the old process to exit")
         drain[#drain + 1] = (socket.gettime() - t0) * 1000
         pid = tonumber(new)
-        assert.equals(pid, serving_pid(ctl))
+        assert.equals(pid, srv:serving_pid())
         hs.wait_until(function() return echoed() > before + 50 end, 30,
           "round " .. i .. ": clients served by the new process")
       end
@@ -83,7 +66,7 @@ for _, workers in ipairs { 1, 2 } do
       print(("\nupgrade, %d process(es): ready in %.1f ms median (max %.1f); "
         .. "old process gone %.0f ms median (max %.0f) after; %s"):format(workers,
         ready[10], ready[20], drain[10], drain[20], result))
-      stop_pid(pid)
+      assert.is_true(srv:stop()) -- the process the last upgrade started
       os.execute("rm -rf " .. hs.shquote(dir))
     end)
   end)
@@ -121,9 +104,9 @@ describe("upgrade", function()
     t:send("via tcp\n")
     assert.equals("via tcp\n", t:receive(8))
     t:close()
-    assert.equals(new, serving_pid(ctl))
+    assert.equals(new, srv:serving_pid())
     -- The new process owns the socket file now: its stop removes it.
-    stop_pid(new)
+    assert.is_true(srv:stop())
     assert.is_nil(io.open(path))
     assert.is_nil(io.open(gram))
     os.execute("rm -rf " .. hs.shquote(dir))
@@ -135,13 +118,13 @@ describe("upgrade", function()
     local srv = hs.start({ "scripts/echo.lua", "--listen", "tcp://127.0.0.1:0", "--control", ctl })
     srv:signal("USR2")
     assert.equals(0, srv:wait_exit(15))
-    local new = serving_pid(ctl)
+    local new = srv:serving_pid()
     assert.is_not.equals(srv.pid, new)
     local t = srv:connect()
     t:send("after USR2\n")
     assert.equals("after USR2\n", t:receive(11))
     t:close()
-    stop_pid(new)
+    assert.is_true(srv:stop())
     os.execute("rm -rf " .. hs.shquote(dir))
   end)
 
@@ -160,7 +143,7 @@ describe("upgrade", function()
         assert.equals(1, rc)
         assert.matches("^hotsock upgrade: error upgrade failed: .*echo%.lua:%d+:", text)
         assert.is_true(srv:alive())
-        assert.equals(srv.pid, serving_pid(ctl))
+        assert.equals(srv.pid, srv:serving_pid())
         local t = srv:connect()
         t:send("still here\n")
         assert.equals("still here\n", t:receive(11))
@@ -170,7 +153,7 @@ describe("upgrade", function()
         text, rc = upgrade(ctl)
         assert.equals(0, rc, text)
         assert.equals(0, srv:wait_exit(15))
-        stop_pid(tonumber(text:match("%-> (%d+)")))
+        assert.is_true(srv:stop())
         os.execute("rm -rf " .. hs.shquote(dir))
       end)
   end
