@@ -193,9 +193,9 @@ typedef int (*hs_conn_admit_cb)(struct hs_conn *c, const struct sockaddr *sa, so
  * at debug. Once the header is read, the peer text becomes the client's, `admit` runs (with
  * admit_arg), and then the TLS handshake (tls non-NULL; its bytes follow the header) or
  * on_open. The per-address limit is not applied at accept (the socket's peer is the
- * balancer): admit applies it to the client. sa, salen: the balancer's address from accept
- * (NULL, 0 if unknown: getpeername is asked), formatted only if a log line or a LOCAL header
- * needs it. Returns as hs_conn_new_tls
+ * balancer): admit applies it to the client. sa, salen: the balancer's address as accept
+ * gave it (kept: getpeername fails once a health check has reset the connection), formatted
+ * only if a log line or a LOCAL header needs it. Returns as hs_conn_new_tls
  * (HS_ETOOBIG only for max_connections here). */
 int hs_conn_new_proxy(struct hs_conns *set, int fd, const struct sockaddr *sa, socklen_t salen,
                       const struct hs_framing *framing, const struct hs_conn_handler *handler,

@@ -34,7 +34,7 @@ struct hs_conn_proxy {
     /* The socket's peer (the balancer) as accept gave it: a balancer's health check may reset
      * the connection right after its LOCAL header, and getpeername fails on a reset socket. */
     struct sockaddr_storage balancer;
-    socklen_t balancer_len;   /* 0: not given; getpeername is asked instead */
+    socklen_t balancer_len;   /* 0 when accept gave none */
     struct hs_proxy_header h; /* once read: h.tlvs points into tlvs[] below */
     unsigned char tlvs[];     /* the header's TLVs, h.tlvs_len bytes */
 };
@@ -141,30 +141,17 @@ void hs__conn_proxy_free(struct hs_conn *c)
     c->ext->proxy = NULL;
 }
 
-/* The socket's peer (the balancer): as accept gave it, else from getpeername; len is 0 when
- * neither is known. */
-static socklen_t proxy_balancer(struct hs_conn *c, struct sockaddr_storage *ss)
-{
-    const struct hs_conn_proxy *p = c->ext->proxy;
-    socklen_t len = sizeof *ss;
-    if (p->balancer_len > 0) {
-        memcpy(ss, &p->balancer, p->balancer_len);
-        return p->balancer_len;
-    }
-    return getpeername(c->fd, (struct sockaddr *)ss, &len) == 0 ? len : 0;
-}
-
 /* The balancer as the peer text, which a PROXY connection leaves empty until its header names
  * the client: formatting an address costs as much as reading the header, so it is done only
  * when a log line or a LOCAL header needs it. */
 static void proxy_socket_peer(struct hs_conn *c)
 {
-    struct sockaddr_storage ss;
+    const struct hs_conn_proxy *p = c->ext->proxy;
     if (c->peer[0] != '\0')
         return;
-    socklen_t len = proxy_balancer(c, &ss);
-    if (len > 0)
-        hs_addr_format((struct sockaddr *)&ss, len, c->peer, sizeof c->peer);
+    if (p->balancer_len > 0)
+        hs_addr_format((const struct sockaddr *)&p->balancer, p->balancer_len, c->peer,
+                       sizeof c->peer);
     else
         snprintf(c->peer, sizeof c->peer, "?");
 }
@@ -193,15 +180,14 @@ void hs__conn_proxy_timeout(struct hs_conn *c)
 static void proxy_admit(struct hs_conn *c)
 {
     struct hs_conn_proxy *p = c->ext->proxy;
-    struct sockaddr_storage local;
     const struct sockaddr *sa = (const struct sockaddr *)&p->h.src;
     socklen_t len = p->h.src_len;
     c->flags &= ~CONN_PROXY_WAIT;
     p->deadline = 0;
     if (p->h.local) {
         /* A health check of the balancer's own: the socket's address is the truth. */
-        len = proxy_balancer(c, &local);
-        sa = (const struct sockaddr *)&local;
+        sa = (const struct sockaddr *)&p->balancer;
+        len = p->balancer_len;
         proxy_socket_peer(c);
     } else {
         hs_addr_format(sa, len, c->peer, sizeof c->peer);
