@@ -523,10 +523,12 @@ function Server:serving_pid()
   return line and tonumber(line:match("^ok pong (%d+)"))
 end
 
+--- Whether pid still runs (a zombie nobody has reaped yet has exited).
 local function pid_alive(pid)
   local state = read_file("/proc/" .. pid .. "/stat"):match("^%d+ %b() (%a)")
   return state ~= nil and state ~= "Z"
 end
+M.pid_alive = pid_alive
 
 --- SIGTERM and wait for the process to go; returns true when it went in time (else it is
 --- killed and the result is false). After `hotsock upgrade`, the process serving the control

@@ -8,12 +8,7 @@ local unix = require "socket.unix"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 
--- Whether pid still runs (a zombie that init has not reaped yet has exited).
-local function alive(pid)
-  local stat = hs.read_file("/proc/" .. pid .. "/stat")
-  local state = stat:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z"
-end
+local alive = hs.pid_alive
 
 local function upgrade(ctl)
   return hs.run(("%s upgrade --control %s 2>&1"):format(hs.shquote(hs.bin), hs.shquote(ctl)))
