@@ -2,6 +2,7 @@
 #include "core/addr.h"
 #include "core/config.h"
 #include "core/control.h"
+#include "core/heap.h"
 #include "core/hs.h"
 #include "core/log.h"
 #include "core/lua_api.h"
@@ -372,6 +373,8 @@ int main(int argc, char **argv)
         hs_config_free(&cfg);
         return st;
     }
+    /* Every serving process, master and workers (core/heap.c says why). */
+    hs_heap_tune();
     /* The process an upgrade started: the old one's sockets instead of binding. */
     hs_upgrade_init(argv);
     static char adopted[HS_WORKER_CHAN_SOCKETS_MAX];
