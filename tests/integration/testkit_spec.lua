@@ -27,8 +27,12 @@ describe("srv:stop()", function()
       kit.shquote(srv.control)))
     local new = tonumber(text:match("ok upgraded: pid %d+ %-> (%d+)"))
     assert.is_not_nil(new, text)
-    local workers = kit.run("pgrep -P " .. new)
-    assert.truthy(workers:match("%d+"), "the new master's workers")
+    -- Its workers may still be starting when the upgrade answers.
+    local workers
+    kit.wait_until(function()
+      workers = kit.run("pgrep -P " .. new)
+      return workers:match("%d+")
+    end, 10, "the new master's workers")
     assert.is_true(srv:stop())
     assert.is_true(gone(new), "the new master")
     for pid in workers:gmatch("%d+") do
@@ -42,16 +46,24 @@ describe("srv:wait_log()", function()
   -- began: the message was built then, and hid the lines that explained the failure.
   it("shows the log as it is at the timeout", function()
     local dir = kit.tmpdir()
+    -- The line is written 0.3 s after a message, not after the script's load: a start slowed
+    -- by a loaded machine once took longer than that, and the line was there before the wait.
     kit.write(dir .. "/late.lua", [[
 local hotsock = require "hotsock"
-hotsock.after(0.2, function() hotsock.log("info", "written during the wait") end)
-return { on_message = function(conn, m) conn:send(m) end }
+return { on_message = function(conn, m)
+  hotsock.after(0.3, function() hotsock.log("info", "written during the wait") end)
+  conn:send(m)
+end }
 ]])
     local srv = kit.start(dir .. "/late.lua")
+    local c = srv:connect()
+    c:send("go")
+    assert.equals("go", c:receive(2))
     assert.falsy(srv:log_has("written during the wait"))
-    local ok, err = pcall(srv.wait_log, srv, "never logged", 1)
+    local ok, err = pcall(srv.wait_log, srv, "never logged", 2)
     assert.is_false(ok)
     assert.matches("written during the wait", err)
+    c:close()
     srv:stop()
   end)
 end)
