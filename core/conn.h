@@ -12,6 +12,7 @@
 #include "core/framing.h"
 
 struct event_base;
+struct evbuffer_file_segment;
 struct evbuffer;
 struct hs_conn;
 struct hs_conns;
@@ -289,11 +290,12 @@ int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf);
  * next. */
 int hs_conn_send_before_file(struct hs_conn *c, struct evbuffer *buf);
 
-/* Queues len bytes of the open file fd from offset for sending without copying them
- * through user space (sendfile where the kernel allows). Takes ownership of fd, which is
- * closed once sent or when the connection goes. Same results as hs_conn_send; on failure fd
- * is closed too. */
-int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len);
+/* Queues len bytes of the file segment seg from offset (within the segment) for sending
+ * without copying them through user space (sendfile where the kernel allows; mapped under
+ * TLS). The output holds its own reference to seg until they are sent or the connection goes;
+ * the caller keeps its own. Same results as hs_conn_send. */
+int hs_conn_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, uint64_t offset,
+                      uint64_t len);
 
 /* Requests a close: reading stops, queued output is flushed (bounded by the close
  * timeout), then the socket closes and on_close runs with `reason` (a static string).

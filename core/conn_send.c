@@ -92,18 +92,15 @@ int hs_conn_send_before_file(struct hs_conn *c, struct evbuffer *buf)
     return evbuffer_get_length(buf) > 0 ? hs_conn_send_buffer(c, buf) : 0;
 }
 
-int hs_conn_send_file(struct hs_conn *c, int fd, uint64_t offset, uint64_t len)
+int hs_conn_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, uint64_t offset,
+                      uint64_t len)
 {
-    if (c->flags & CONN_NO_SEND) {
-        close(fd);
+    if (c->flags & CONN_NO_SEND)
         return HS_ECLOSED;
-    }
     /* File segments do not count against the hard output limit: they cost no memory. */
     if (conn_out(c) == NULL ||
-        evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
-        close(fd);
+        evbuffer_add_file_segment(c->out, seg, (ev_off_t)offset, (ev_off_t)len) != 0)
         return -ENOMEM;
-    }
     hs__conn_after_output(c);
     return 0;
 }

@@ -1,4 +1,4 @@
-/* F_DUPFD_CLOEXEC is POSIX 2008 but CLOCK_MONOTONIC_COARSE is Linux: GNU. */
+/* CLOCK_MONOTONIC_COARSE is Linux: GNU. */
 #define _GNU_SOURCE
 
 #include "core/file_cache.h"
@@ -14,14 +14,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 /* An entry: the public view first, then the cache's bookkeeping, then (one allocation) the
  * key and, for a file kept in memory, its contents. */
 struct entry {
     struct hs_file_entry pub;
-    struct hs_file_cache *fc;  /* NULL once dropped from the cache */
-    unsigned refs;             /* the cache's own (while in it) plus each user's */
+    struct hs_file_cache *fc; /* NULL once dropped from the cache */
+    unsigned refs;            /* the cache's own (while in it), each user's, and its segment's */
+    /* The open file as a libevent file segment, made on first use and shared by every output
+     * that sends from it (hs_file_entry_segment). This is the entry's own reference to it,
+     * held while the entry can still hand it out; the segment holds one of the entry's. */
+    struct evbuffer_file_segment *seg;
     uint32_t hash;             /* of the key */
     struct entry *hnext;       /* hash chain */
     struct entry *prev, *next; /* use order: head most recent */
@@ -71,6 +76,31 @@ static void entry_free(struct entry *e)
     free(e);
 }
 
+/* Gives back one reference of e. When all that is left is its segment's hold and nothing can
+ * hand the segment out again (e is out of the cache and no user holds it), the entry lets go
+ * of the segment too: the segment is freed, and e with it, when the last output that still
+ * sends from it is done (segment_gone). */
+static void entry_release(struct entry *e)
+{
+    if (--e->refs == 0) {
+        entry_free(e);
+        return;
+    }
+    if (e->refs == 1 && e->fc == NULL && e->seg != NULL) {
+        struct evbuffer_file_segment *seg = e->seg;
+        e->seg = NULL;
+        evbuffer_file_segment_free(seg);
+    }
+}
+
+/* libevent freed the segment (no output and no entry holds it): its hold on the entry goes. */
+static void segment_gone(struct evbuffer_file_segment const *seg, int flags, void *arg)
+{
+    (void)seg;
+    (void)flags;
+    entry_release(arg);
+}
+
 static void lru_unlink(struct hs_file_cache *fc, struct entry *e)
 {
     if (e->prev)
@@ -109,8 +139,7 @@ static void drop(struct hs_file_cache *fc, struct entry *e)
     if (e->pub.data)
         fc->bytes -= (size_t)e->pub.f.size;
     e->fc = NULL;
-    if (--e->refs == 0)
-        entry_free(e);
+    entry_release(e);
 }
 
 static struct entry *find(struct hs_file_cache *fc, uint32_t hash, const char *path, size_t pn,
@@ -340,17 +369,25 @@ int hs_file_cache_get(struct hs_file_cache *fc, const char *path, const char *ro
 
 void hs_file_entry_unref(struct hs_file_entry *pub)
 {
-    struct entry *e = (struct entry *)pub;
-    if (--e->refs == 0)
-        entry_free(e);
+    entry_release((struct entry *)pub);
 }
 
-int hs_file_entry_fd(const struct hs_file_entry *e)
+struct evbuffer_file_segment *hs_file_entry_segment(struct hs_file_entry *pub)
 {
-    if (e->f.fd < 0)
-        return -EBADF;
-    int fd = fcntl(e->f.fd, F_DUPFD_CLOEXEC, 0);
-    return fd < 0 ? -errno : fd;
+    struct entry *e = (struct entry *)pub;
+    if (e->pub.f.fd < 0)
+        return NULL;
+    if (e->seg == NULL) {
+        /* Not closed on free: the descriptor is the entry's, closed with it. No lock: one
+         * thread. Sendfile where the output drains to a socket, else mapped (TLS). */
+        e->seg = evbuffer_file_segment_new(e->pub.f.fd, 0, (ev_off_t)e->pub.f.size,
+                                           EVBUF_FS_DISABLE_LOCKING);
+        if (e->seg == NULL)
+            return NULL;
+        e->refs++;
+        evbuffer_file_segment_add_cleanup_cb(e->seg, segment_gone, e);
+    }
+    return e->seg;
 }
 
 unsigned hs_file_cache_sweep(struct hs_file_cache *fc, long long now_ms)

@@ -16,6 +16,7 @@
 #include "core/http_file.h"
 
 struct event_base;
+struct evbuffer_file_segment;
 struct hs_file_cache;
 
 /* Defaults of struct hs_file_cache_limits. */
@@ -66,10 +67,14 @@ int hs_file_cache_get(struct hs_file_cache *fc, const char *path, const char *ro
  * its descriptor closed) with its last reference. */
 void hs_file_entry_unref(struct hs_file_entry *e);
 
-/* A new close-on-exec descriptor of the entry's open file (the caller owns it; it shares the
- * file offset, so read it with pread or sendfile at an offset), or a negated errno; -EBADF when
- * the entry is in memory. */
-int hs_file_entry_fd(const struct hs_file_entry *e);
+/* The entry's open file, whole, as a libevent file segment for evbuffer_add_file_segment: made on
+ * first use and shared by every response that sends it, so that no descriptor is duplicated
+ * and closed per response (nginx's open_file_cache shares its descriptors the same way). Every
+ * output it is added to holds it, and it holds the entry: the descriptor stays open until the
+ * last byte sent from it is out, even after the entry leaves the cache. Valid while the
+ * caller holds the entry; the caller does not free it. NULL when the entry is in memory or
+ * memory runs out. */
+struct evbuffer_file_segment *hs_file_entry_segment(struct hs_file_entry *e);
 
 /* Drops the entries unused since now_ms - idle_ms. Returns the count of entries left. */
 unsigned hs_file_cache_sweep(struct hs_file_cache *fc, long long now_ms);

@@ -245,13 +245,13 @@ int hs_http_conn_write(struct hs_http_conn *h, const void *data, size_t len)
     return r;
 }
 
-int hs_http_conn_write_file(struct hs_http_conn *h, int fd, uint64_t offset, uint64_t len)
+int hs_http_conn_write_file(struct hs_http_conn *h, struct evbuffer_file_segment *seg,
+                            uint64_t offset, uint64_t len)
 {
     int r = check_write(h, len);
     if (r == 0 && h->length < 0)
         r = -EINVAL;
     if (r != 0 || h->no_body || len == 0) {
-        close(fd);
         if (r == 0)
             h->written += len;
         return r;
@@ -261,9 +261,8 @@ int hs_http_conn_write_file(struct hs_http_conn *h, int fd, uint64_t offset, uin
     r = evbuffer_get_length(h->pend) > 0 ? hs_conn_send_before_file(h->c, h->pend) : 0;
     if (r == 0 && !http_gone(h)) {
         h->written += len;
-        r = hs_conn_send_file(h->c, fd, offset, len);
+        r = hs_conn_send_file(h->c, seg, offset, len);
     } else {
-        close(fd);
         r = r ? r : HS_ECLOSED;
     }
     hs__http_release(h);

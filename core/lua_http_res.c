@@ -391,8 +391,8 @@ static int l_res_send_file(lua_State *L)
             /* HEAD: counted as sent, never read. */
             r = hs_http_conn_write(b->h, e->data ? e->data + first : NULL, (size_t)len);
         } else {
-            int fd = hs_file_entry_fd(e);
-            r = fd < 0 ? fd : hs_http_conn_write_file(b->h, fd, first, len);
+            struct evbuffer_file_segment *seg = hs_file_entry_segment(e);
+            r = seg == NULL ? -ENOMEM : hs_http_conn_write_file(b->h, seg, first, len);
         }
         if (r == HS_EFULL && b->h != NULL)
             hs_http_conn_fail(b->h, 500, "output buffer full");

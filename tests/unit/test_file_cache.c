@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 struct fx {
     char dir[64];
     char path[128];
@@ -77,17 +79,20 @@ static int open_fds(void)
 }
 
 /* The body an entry gives: its memory, or pread of its descriptor. */
-static size_t body(const struct hs_file_entry *e, char *buf, size_t cap)
+static size_t body(struct hs_file_entry *e, char *buf, size_t cap)
 {
     if (e->data) {
         assert_true(e->f.size <= cap);
         memcpy(buf, e->data, (size_t)e->f.size);
         return (size_t)e->f.size;
     }
-    int fd = hs_file_entry_fd(e);
-    assert_true(fd >= 0);
-    ssize_t n = pread(fd, buf, cap, 0);
-    close(fd);
+    /* An evbuffer that does not drain to a descriptor maps the segment: its bytes readable. */
+    struct evbuffer *out = evbuffer_new();
+    struct evbuffer_file_segment *seg = hs_file_entry_segment((struct hs_file_entry *)e);
+    assert_non_null(seg);
+    assert_int_equal(evbuffer_add_file_segment(out, seg, 0, (ev_off_t)e->f.size), 0);
+    int n = evbuffer_remove(out, buf, cap);
+    evbuffer_free(out);
     assert_true(n >= 0);
     return (size_t)n;
 }
@@ -303,6 +308,73 @@ static void test_root_rules(void **state)
     hs_file_cache_free(fc);
 }
 
+/* One segment per entry, shared by every output that sends the file: no descriptor is made
+ * per response. */
+static void test_segment_shared_without_new_descriptors(void **state)
+{
+    struct fx *fx = *state;
+    struct hs_file_cache *fc = hs_file_cache_new(NULL, NULL);
+    const char *p = put(fx, "big.bin", 'b', 100 * 1024, 0);
+    struct hs_file_entry *e;
+    assert_int_equal(hs_file_cache_get(fc, p, fx->dir, 1000, &e), 0);
+    assert_null(e->data);
+    struct evbuffer_file_segment *seg = hs_file_entry_segment(e);
+    assert_non_null(seg);
+    int fds = open_fds();
+    struct evbuffer *outs[8];
+    for (int i = 0; i < 8; i++) {
+        outs[i] = evbuffer_new();
+        assert_ptr_equal(hs_file_entry_segment(e), seg);
+        assert_int_equal(evbuffer_add_file_segment(outs[i], seg, 1000 * i, 10), 0);
+    }
+    assert_int_equal(open_fds(), fds);
+    char got[10];
+    assert_int_equal(evbuffer_remove(outs[7], got, sizeof got), 10);
+    assert_memory_equal(got, "bbbbbbbbbb", 10);
+    for (int i = 0; i < 8; i++)
+        evbuffer_free(outs[i]);
+    hs_file_entry_unref(e);
+    hs_file_cache_free(fc);
+}
+
+/* An output still sending from a file keeps its descriptor open after the entry has left the
+ * cache (and the cache is gone); the last output to finish closes it. */
+static void test_segment_outlives_the_cache(void **state)
+{
+    struct fx *fx = *state;
+    int before = open_fds();
+    struct hs_file_cache *fc = hs_file_cache_new(NULL, NULL);
+    const char *p = put(fx, "big.bin", 'c', 100 * 1024, 0);
+    struct hs_file_entry *e;
+    assert_int_equal(hs_file_cache_get(fc, p, fx->dir, 1000, &e), 0);
+    struct evbuffer *out = evbuffer_new();
+    assert_int_equal(evbuffer_add_file_segment(out, hs_file_entry_segment(e), 0, 100 * 1024), 0);
+    hs_file_entry_unref(e);
+    hs_file_cache_free(fc);
+    assert_int_equal(open_fds(), before + 1); /* the file, held by the output */
+    char got[4];
+    assert_int_equal(evbuffer_remove(out, got, sizeof got), 4);
+    assert_memory_equal(got, "cccc", 4);
+    evbuffer_free(out);
+    assert_int_equal(open_fds(), before);
+}
+
+/* A segment asked for and never used goes with its entry. */
+static void test_segment_unused_goes_with_the_entry(void **state)
+{
+    struct fx *fx = *state;
+    int before = open_fds();
+    struct hs_file_cache *fc = hs_file_cache_new(NULL, NULL);
+    const char *p = put(fx, "big.bin", 'd', 100 * 1024, 0);
+    struct hs_file_entry *e;
+    assert_int_equal(hs_file_cache_get(fc, p, fx->dir, 1000, &e), 0);
+    assert_non_null(hs_file_entry_segment(e));
+    hs_file_cache_free(fc);
+    assert_int_equal(open_fds(), before + 1); /* the user's reference holds the entry */
+    hs_file_entry_unref(e);
+    assert_int_equal(open_fds(), before);
+}
+
 #define FX_TEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -315,6 +387,9 @@ int main(void)
         FX_TEST(test_sweep_drops_idle),
         FX_TEST(test_reference_outlives_eviction),
         FX_TEST(test_root_rules),
+        FX_TEST(test_segment_shared_without_new_descriptors),
+        FX_TEST(test_segment_outlives_the_cache),
+        FX_TEST(test_segment_unused_goes_with_the_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
