@@ -185,6 +185,20 @@ describe("https: scripts/http.lua over TLS", function()
       :format(cert_r, srv:port("tls"), args))
   end
 
+  -- A file over the in-memory size goes out from the file cache's shared segment, which
+  -- under TLS is mapped once and read by every response (core/file_cache.c).
+  it("a large file comes whole twice on one connection, and a range of it", function()
+    local root = hs.tmpdir()
+    run_ok("head -c 204800 /dev/urandom > " .. root .. "/big.bin")
+    srv:stop() -- this one serves examples/www; after_each stops the one made here
+    srv = hs.start("scripts/http.lua", { listen = tls_url { { cert_r, key_r } },
+      set = { root = root } })
+    local url = ("https://localhost:%d/big.bin"):format(srv:port("tls"))
+    local want = hs.read_file(root .. "/big.bin")
+    assert.equals(want .. want, curl(url .. " " .. url))
+    assert.equals(want:sub(1001, 2000), curl("-r 1000-1999 " .. url))
+  end)
+
   it("curl --cacert fetches / and /test.jpg byte for byte, and uploads", function()
     assert.equals(hs.read_file("examples/www/index.html"), curl(base .. "/"))
     local jpg = dir .. "/got.jpg"
