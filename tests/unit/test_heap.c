@@ -81,17 +81,29 @@ static long faults_after_batch_free(int tune)
     return faults;
 }
 
+/* Whether glibc's defaults are seen here giving a freed batch back: the page faults of the
+ * blocks after it. Not with transparent huge pages backing the heap (a fault per 2 MiB), nor
+ * under the sanitizers or valgrind; the tests below have nothing to show there. */
+static int trim_visible(void)
+{
+    if (!glibc_heap())
+        return 0;
+    long untuned = faults_after_batch_free(0);
+    if (untuned < 128) {
+        print_message("glibc's trim does not show in page faults here (%ld for 1 MiB)\n", untuned);
+        return 0;
+    }
+    return 1;
+}
+
 static void test_freed_batch_is_reused_without_faults(void **state)
 {
     (void)state;
-    if (!glibc_heap())
+    if (!trim_visible())
         skip();
-    /* glibc's defaults give the freed 2 MiB back: the behaviour the thresholds change. */
-    long untuned = faults_after_batch_free(0);
-    assert_true(untuned >= 128);
     long tuned = faults_after_batch_free(1);
     if (tuned >= 32)
-        fail_msg("%ld page faults for 1 MiB after 2 MiB was freed (untuned: %ld)", tuned, untuned);
+        fail_msg("%ld page faults for 1 MiB after 2 MiB was freed", tuned);
 }
 
 /* The environment's choice wins: with both thresholds named there, nothing is set, and the
@@ -99,7 +111,7 @@ static void test_freed_batch_is_reused_without_faults(void **state)
 static void test_environment_wins(void **state)
 {
     (void)state;
-    if (!glibc_heap())
+    if (!trim_visible())
         skip();
     setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072", 1);
     setenv("MALLOC_TRIM_THRESHOLD_", "131072", 1);
