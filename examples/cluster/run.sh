@@ -65,15 +65,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-# Free loopback ports: bound by the kernel all at once (so they differ), then released.
+# Free loopback ports, taken at random below the kernel's ephemeral range and checked by
+# binding them (all held until all are found, so they differ), then released. Not ports the
+# kernel hands out for port 0: another program binding port 0 meanwhile (a parallel test suite)
+# could be given the same one between this check and the servers' start.
 read -r TCP_PORT HTTP_PORT REDIS_PORT I1_TCP I1_HTTP I2_TCP I2_HTTP I3_TCP I3_HTTP < <(lua5.4 -e '
   local socket = require "socket"
+  local f = io.open("/proc/sys/net/ipv4/ip_local_port_range")
+  local low = f and tonumber(f:read("l"):match("^%s*(%d+)")) or 32768
+  if f then f:close() end
   local s, ports = {}, {}
-  for i = 1, 9 do
-    s[i] = assert(socket.bind("127.0.0.1", 0))
-    ports[i] = select(2, s[i]:getsockname())
+  for _ = 1, 1000 do
+    if #ports == 9 then break end
+    local port = math.random(math.max(1024, low - 10000), low - 1)
+    local b = socket.bind("127.0.0.1", port)
+    if b then s[#s + 1], ports[#ports + 1] = b, port end
   end
-  for i = 1, 9 do s[i]:close() end
+  assert(#ports == 9, "no 9 free ports below " .. low)
+  for _, b in ipairs(s) do b:close() end
   print(table.concat(ports, " "))')
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \

@@ -76,13 +76,29 @@ function M.run(cmd)
 end
 
 --- A fresh temporary directory (removed by srv:stop() when the kit made it for the server).
+--- The lowest port of the kernel's ephemeral range (what a bind to port 0 or a connect gets).
+local function ephemeral_low()
+  local range = read_file("/proc/sys/net/ipv4/ip_local_port_range")
+  return tonumber(range:match("^%s*(%d+)")) or 32768
+end
+
 --- A loopback TCP port that was free a moment ago, for a server the test starts itself (Redis,
---- HAProxy): bound to port 0, read back, closed.
+--- HAProxy): taken at random below the kernel's ephemeral range and checked by binding it.
+--- Not a port the kernel hands out (bound to port 0, read back, closed): every server the kit
+--- starts binds port 0, as do clients' connects, so under a parallel ctest the kernel could
+--- give that port to another test between this check and its use, or right after it is freed.
 function M.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
+  local low = ephemeral_low()
+  local from = math.max(1024, low - 10000)
+  for _ = 1, 100 do
+    local port = math.random(from, low - 1)
+    local s = socket.bind("127.0.0.1", port)
+    if s then
+      s:close()
+      return port
+    end
+  end
+  error(("no free port in %d-%d"):format(from, low - 1))
 end
 
 function M.tmpdir()
