@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 

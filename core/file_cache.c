@@ -5,7 +5,6 @@
 #include "core/hs.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,8 +95,8 @@ static void entry_release(struct entry *e)
 /* libevent freed the segment (no output and no entry holds it): its hold on the entry goes. */
 static void segment_gone(struct evbuffer_file_segment const *seg, int flags, void *arg)
 {
-    (void)seg;
-    (void)flags;
+    HS_UNUSED(seg);
+    HS_UNUSED(flags);
     entry_release(arg);
 }
 

@@ -75,7 +75,6 @@ function M.run(cmd)
   return (out:gsub("__rc=%d+%s*$", "")), rc
 end
 
---- A fresh temporary directory (removed by srv:stop() when the kit made it for the server).
 --- The lowest port of the kernel's ephemeral range (what a bind to port 0 or a connect gets).
 local function ephemeral_low()
   local range = read_file("/proc/sys/net/ipv4/ip_local_port_range")
@@ -101,6 +100,7 @@ function M.free_port()
   error(("no free port in %d-%d"):format(from, low - 1))
 end
 
+--- A fresh temporary directory (removed by srv:stop() when the kit made it for the server).
 function M.tmpdir()
   return (M.run("mktemp -d"):gsub("%s+$", ""))
 end

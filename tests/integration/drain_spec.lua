@@ -8,7 +8,6 @@ local hs = require "hsserver"
 local socket = require "socket"
 local ws = require "wsclient"
 
--- Reads one HTTP response (head and a Content-Length body) from c; returns head, body.
 -- The pids with a listening TCP socket on port (ss -ltnp).
 local function listening_pids(port)
   local pids = {}
@@ -18,6 +17,7 @@ local function listening_pids(port)
   return pids
 end
 
+-- Reads one HTTP response (head and a Content-Length body) from c; returns head, body.
 local function response(c)
   local lines = {}
   while true do
@@ -58,7 +58,7 @@ for _, workers in ipairs { 1, 2 } do
       -- freed port can be taken at once by another test's process (examples/cluster/run.sh
       -- reserves ports and releases them for its servers): then none of ours may hold it.
       local ours = { [srv.pid] = true }
-      for pid in hs.run("pgrep -P " .. srv.pid):gmatch("%d+") do ours[tonumber(pid)] = true end
+      for _, pid in pairs(srv:workers()) do ours[pid] = true end
       local others = listening_pids(port)
       if next(others) == nil then
         local c = socket.tcp()
