@@ -47,6 +47,8 @@ static void conn_update_reading(struct hs_conn *c)
  * or another failure. */
 static const char *write_failure(int r)
 {
+    if (r == -ENODATA)
+        return "file shrank"; /* logged where it was found */
     return r == -EPIPE || r == -ECONNRESET ? "reset" : "write failed";
 }
 
@@ -71,8 +73,14 @@ static int conn_flush(struct hs_conn *c)
             continue;
         /* libevent's sendfile path reports a full socket as 0 bytes written, not EAGAIN (a
          * write(2) to a socket never returns 0 for a non-empty buffer, so 0 means the same). */
-        if (n == 0 && ++c->zero_writes > 4)
-            return -EIO; /* writable, yet nothing goes: a file being sent has shrunk */
+        if (n == 0 && ++c->zero_writes > 4) {
+            /* Writable, yet nothing goes: a file being sent has shrunk. */
+            hs_log(HS_LOG_WARN,
+                   "conn#%llu %s: a file being sent ended early (truncated in place? replace "
+                   "served files by rename)",
+                   (unsigned long long)c->id, c->peer);
+            return -ENODATA;
+        }
         if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
             break;
         return n < 0 ? -errno : -EPIPE;
@@ -114,6 +122,13 @@ int hs__conn_want_write(struct hs_conn *c, int on)
     return 0;
 }
 
+struct hs_conn_ext *hs__conn_ext(struct hs_conn *c)
+{
+    if (c->ext == NULL)
+        c->ext = calloc(1, sizeof *c->ext);
+    return c->ext;
+}
+
 /* Frees the connection's memory once nothing on the stack refers to it. */
 void hs__conn_release(struct hs_conn *c)
 {
@@ -130,6 +145,7 @@ void hs__conn_release(struct hs_conn *c)
     hs_conn_tally_unref(c->tally);
     if (hs__conn_proxy(c))
         hs__conn_proxy_free(c);
+    hs__conn_tls_files_free(c);
     free(c->ext);
     free(c);
 }
@@ -259,7 +275,8 @@ void hs_conn_abort(struct hs_conn *c, const char *reason)
     struct linger lg = {1, 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     if (c->out)
-        evbuffer_drain(c->out, hs__conn_out_len(c));
+        evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    hs__conn_tls_files_free(c);
     conn_finish(c);
 }
 

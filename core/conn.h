@@ -290,11 +290,14 @@ int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf);
  * next. */
 int hs_conn_send_before_file(struct hs_conn *c, struct evbuffer *buf);
 
-/* Queues len bytes of the file segment seg from offset (within the segment) for sending
- * without copying them through user space (sendfile where the kernel allows; mapped under
- * TLS). The output holds its own reference to seg until they are sent or the connection goes;
- * the caller keeps its own. Same results as hs_conn_send. */
-int hs_conn_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, uint64_t offset,
+/* Queues len bytes of the file segment seg from offset for sending: by sendfile, without
+ * copying them through user space; under TLS read with pread from fd, seg's descriptor (seg
+ * must cover it from file offset 0), a few records ahead of the socket, never mapped (a file
+ * truncated under a mapping would kill the process). A file that turns out shorter than
+ * queued ends the connection ("file shrank"), logged. The output holds its own reference to
+ * seg, which keeps fd open, until the bytes are sent or the connection goes; the caller keeps
+ * its own. Same results as hs_conn_send. */
+int hs_conn_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, int fd, uint64_t offset,
                       uint64_t len);
 
 /* Requests a close: reading stops, queued output is flushed (bounded by the close

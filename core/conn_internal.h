@@ -68,10 +68,20 @@ struct hs_conn_pipe {
  * memory per idle connection): made by the first hs_conn_pipe_next or by a PROXY listener's
  * accept, freed with the connection. */
 struct hs_conn_ext {
-    struct hs_conn_proxy *proxy; /* PROXY listener state and header (conn_proxy.c), or NULL */
-    struct hs_conn_pipe pipe;    /* hs_conn_pipe_next's frame */
-    struct hs__pipe *tap;        /* the byte pipe reading this conn (conn_pipe.c), or NULL */
-    struct hs__pipe *feed;       /* the byte pipes writing into it (a list), or NULL */
+    struct hs_conn_proxy *proxy;     /* PROXY listener state and header (conn_proxy.c), or NULL */
+    struct hs_conn_pipe pipe;        /* hs_conn_pipe_next's frame */
+    struct hs__pipe *tap;            /* the byte pipe reading this conn (conn_pipe.c), or NULL */
+    struct hs__pipe *feed;           /* the byte pipes writing into it (a list), or NULL */
+    struct hs__tls_files *tls_files; /* files queued on a TLS connection, or NULL */
+};
+
+/* A TLS connection's files being sent and the output queued behind them (conn_tls_file.c),
+ * made by its first hs_conn_send_file. */
+struct hs__tls_files {
+    struct evbuffer *later;           /* bytes sent after the first file still queued */
+    struct hs__tls_file *head, *tail; /* the files queued, each placed in later's stream */
+    uint64_t taken;                   /* bytes taken off later's front so far */
+    uint64_t file_bytes;              /* bytes of the queued files not yet read */
 };
 
 /* Laid out without holes, and followed in the same malloc block by its two events (see
@@ -151,7 +161,10 @@ static inline long long hs__conns_now(const struct hs_conns *set)
  * little memory (bench: memory per idle connection). */
 static inline size_t hs__conn_out_len(const struct hs_conn *c)
 {
-    return c->out ? evbuffer_get_length(c->out) : 0;
+    size_t n = c->out ? evbuffer_get_length(c->out) : 0;
+    if (c->ext && c->ext->tls_files)
+        n += evbuffer_get_length(c->ext->tls_files->later) + c->ext->tls_files->file_bytes;
+    return n;
 }
 
 /* c's read event (readable) and its timer (the earliest stall deadline, or the close timeout
@@ -299,7 +312,9 @@ void hs__conn_tls_handshake(struct hs_conn *c);
 ssize_t hs__conn_tls_read(struct hs_conn *c);
 
 /* Like evbuffer_write for an encrypted connection: encrypts and writes from the front of
- * c->out, draining what went. Returns plaintext bytes (> 0) or -1 with errno. */
+ * c->out, draining what went, after topping c->out up from queued files and what follows
+ * them (hs__conn_tls_feed). Returns plaintext bytes (> 0) or -1 with errno (ENODATA: a file
+ * ended early). */
 int hs__conn_tls_write(struct hs_conn *c);
 
 /* Whether decrypted input (or an error still to report) waits inside the session, which
@@ -315,6 +330,33 @@ void hs__conn_tls_timeout(struct hs_conn *c);
 /* Ends the session as the socket closes: a close_notify unless the connection is being
  * aborted or the session failed; frees it. */
 void hs__conn_tls_close(struct hs_conn *c);
+
+/* ---- conn_tls_file.c ---- */
+
+/* hs_conn_send_file on a TLS connection: queues len bytes of seg (over fd from its offset 0)
+ * from offset, to be read with pread as the output drains. c->out exists. Returns 0 or
+ * -ENOMEM. */
+int hs__conn_tls_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, int fd,
+                           uint64_t offset, uint64_t len);
+
+/* Where output sent now must go: behind a file still queued, or NULL for c->out. */
+static inline struct evbuffer *hs__conn_tls_later(const struct hs_conn *c)
+{
+    struct hs__tls_files *f = c->ext ? c->ext->tls_files : NULL;
+    return f && (f->head || evbuffer_get_length(f->later) > 0) ? f->later : NULL;
+}
+
+/* Moves queued output into c->out, reading files as it goes, until c->out holds a few
+ * records' worth or nothing is queued. Returns 0, or -ENODATA when a file ended before the
+ * bytes queued from it (truncated under the response: logged) or another negated errno of
+ * pread. */
+int hs__conn_tls_feed(struct hs_conn *c);
+
+/* Drops what is queued (an abort) and frees it all (the connection's release). */
+void hs__conn_tls_files_free(struct hs_conn *c);
+
+/* Made on first need: the state few connections use. NULL when memory runs out. */
+struct hs_conn_ext *hs__conn_ext(struct hs_conn *c);
 
 /* ---- conn_proxy.c ---- */
 

@@ -26,13 +26,6 @@ struct hs__pipe {
     struct event *kick; /* moves what src had buffered at the start, next loop turn */
 };
 
-static struct hs_conn_ext *conn_ext(struct hs_conn *c)
-{
-    if (c->ext == NULL)
-        c->ext = calloc(1, sizeof *c->ext);
-    return c->ext;
-}
-
 /* Takes p off both connections and frees it; src reads as its flags say again. */
 static void pipe_unlink(struct hs__pipe *p)
 {
@@ -179,7 +172,7 @@ int hs_conn_pipe_to(struct hs_conn *src, struct hs_conn *dst, hs_conn_pipe_cb cb
     if (src == dst || hs__conn_tap(src) != NULL)
         return -EINVAL;
     struct hs__pipe *p = calloc(1, sizeof *p);
-    if (p == NULL || conn_ext(src) == NULL || conn_ext(dst) == NULL) {
+    if (p == NULL || hs__conn_ext(src) == NULL || hs__conn_ext(dst) == NULL) {
         free(p);
         return -ENOMEM;
     }

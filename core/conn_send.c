@@ -11,17 +11,21 @@
 
 #include <event2/buffer.h>
 
-/* The output buffer, created on first need; NULL when memory runs out. */
+/* Where output goes now: the output buffer, created on first need, or on a TLS connection
+ * sending a file the queue behind that file (conn_tls_file.c). NULL when memory runs out. */
 static struct evbuffer *conn_out(struct hs_conn *c)
 {
     if (c->out == NULL) {
         c->out = evbuffer_new();
         /* It drains to the socket: file segments (send_file) go out by sendfile(2) instead
          * of mmap + write + munmap. Not under TLS, where every byte must be encrypted. */
-        if (c->out && !c->tls)
+        if (c->out == NULL)
+            return NULL;
+        if (!c->tls)
             evbuffer_set_flags(c->out, EVBUFFER_FLAG_DRAINS_TO_FD);
     }
-    return c->out;
+    struct evbuffer *later = c->tls ? hs__conn_tls_later(c) : NULL;
+    return later ? later : c->out;
 }
 
 int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
@@ -30,7 +34,8 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
         return HS_ECLOSED;
     if (hs__conn_out_len(c) + len > c->set->limits.out_hard)
         return HS_EFULL;
-    if (conn_out(c) == NULL || evbuffer_add(c->out, data, len) != 0)
+    struct evbuffer *out = conn_out(c);
+    if (out == NULL || evbuffer_add(out, data, len) != 0)
         return -ENOMEM;
     hs__conn_after_output(c);
     return 0;
@@ -54,8 +59,8 @@ int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
             done -= len;
             continue;
         }
-        if (conn_out(c) == NULL ||
-            evbuffer_add(c->out, (const char *)iov[i].iov_base + done, len - done) != 0)
+        struct evbuffer *out = conn_out(c);
+        if (out == NULL || evbuffer_add(out, (const char *)iov[i].iov_base + done, len - done) != 0)
             return -ENOMEM;
         done = 0;
     }
@@ -91,15 +96,22 @@ int hs_conn_send_before_file(struct hs_conn *c, struct evbuffer *buf)
     return evbuffer_get_length(buf) > 0 ? hs_conn_send_buffer(c, buf) : 0;
 }
 
-int hs_conn_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, uint64_t offset,
+int hs_conn_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, int fd, uint64_t offset,
                       uint64_t len)
 {
     if (c->flags & CONN_NO_SEND)
         return HS_ECLOSED;
-    /* File segments do not count against the hard output limit: they cost no memory. */
-    if (conn_out(c) == NULL ||
-        evbuffer_add_file_segment(c->out, seg, (ev_off_t)offset, (ev_off_t)len) != 0)
+    /* Files do not count against the hard output limit: they cost no memory (under TLS, a
+     * few records' worth while they are read). */
+    struct evbuffer *out = conn_out(c);
+    if (out == NULL)
         return -ENOMEM;
+    if (c->tls) {
+        if (hs__conn_tls_send_file(c, seg, fd, offset, len) != 0)
+            return -ENOMEM;
+    } else if (evbuffer_add_file_segment(out, seg, (ev_off_t)offset, (ev_off_t)len) != 0) {
+        return -ENOMEM;
+    }
     hs__conn_after_output(c);
     return 0;
 }
@@ -110,7 +122,8 @@ int hs_conn_send_buffer(struct hs_conn *c, struct evbuffer *buf)
         return HS_ECLOSED;
     if (hs__conn_out_len(c) + evbuffer_get_length(buf) > c->set->limits.out_hard)
         return HS_EFULL;
-    if (conn_out(c) == NULL || evbuffer_add_buffer(c->out, buf) != 0)
+    struct evbuffer *out = conn_out(c);
+    if (out == NULL || evbuffer_add_buffer(out, buf) != 0)
         return -ENOMEM;
     hs__conn_after_output(c);
     return 0;

@@ -294,10 +294,18 @@ ssize_t hs__conn_tls_read(struct hs_conn *c)
 int hs__conn_tls_write(struct hs_conn *c)
 {
     struct hs_conn_tls *t = c->tls;
+    /* Files and what follows them come into c->out as it empties (conn_tls_file.c). */
+    if (c->ext && c->ext->tls_files && evbuffer_get_length(c->out) < TLS_WRITE_CHUNK) {
+        int r = hs__conn_tls_feed(c);
+        if (r != 0) {
+            errno = -r;
+            return -1;
+        }
+    }
     size_t len = evbuffer_get_length(c->out);
     size_t want = len < TLS_WRITE_CHUNK ? len : TLS_WRITE_CHUNK;
     /* Whole records even when the output is many small pieces; a no-op when the first piece
-     * is large enough already (and for file segments, which are mapped into memory). */
+     * is large enough already. */
     const unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)want);
     if (p == NULL) {
         errno = ENOMEM;

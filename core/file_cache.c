@@ -378,7 +378,8 @@ struct evbuffer_file_segment *hs_file_entry_segment(struct hs_file_entry *pub)
         return NULL;
     if (e->seg == NULL) {
         /* Not closed on free: the descriptor is the entry's, closed with it. No lock: one
-         * thread. Sendfile where the output drains to a socket, else mapped (TLS). */
+         * thread. Never mapped: sent by sendfile, or under TLS read with pread from the
+         * descriptor (hs_conn_send_file), so a file truncated in place cannot raise SIGBUS. */
         e->seg = evbuffer_file_segment_new(e->pub.f.fd, 0, (ev_off_t)e->pub.f.size,
                                            EVBUF_FS_DISABLE_LOCKING);
         if (e->seg == NULL)

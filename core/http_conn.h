@@ -121,9 +121,9 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
  * the output is over its hard limit; -EINVAL when not started or over the announced length. */
 int hs_http_conn_write(struct hs_http_conn *h, const void *data, size_t len);
 
-/* Queues len bytes of the file segment seg from offset as body (sendfile; hs_conn_send_file).
+/* Queues len bytes of the file segment seg over fd from offset as body (hs_conn_send_file).
  * The response must have a known length. Same results as hs_http_conn_write. */
-int hs_http_conn_write_file(struct hs_http_conn *h, struct evbuffer_file_segment *seg,
+int hs_http_conn_write_file(struct hs_http_conn *h, struct evbuffer_file_segment *seg, int fd,
                             uint64_t offset, uint64_t len);
 
 /* Ends the response (starting it as an empty one if needed), logs it, then either waits for

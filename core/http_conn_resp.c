@@ -244,7 +244,7 @@ int hs_http_conn_write(struct hs_http_conn *h, const void *data, size_t len)
     return r;
 }
 
-int hs_http_conn_write_file(struct hs_http_conn *h, struct evbuffer_file_segment *seg,
+int hs_http_conn_write_file(struct hs_http_conn *h, struct evbuffer_file_segment *seg, int fd,
                             uint64_t offset, uint64_t len)
 {
     int r = check_write(h, len);
@@ -260,7 +260,7 @@ int hs_http_conn_write_file(struct hs_http_conn *h, struct evbuffer_file_segment
     r = evbuffer_get_length(h->pend) > 0 ? hs_conn_send_before_file(h->c, h->pend) : 0;
     if (r == 0 && !http_gone(h)) {
         h->written += len;
-        r = hs_conn_send_file(h->c, seg, offset, len);
+        r = hs_conn_send_file(h->c, seg, fd, offset, len);
     } else {
         r = r ? r : HS_ECLOSED;
     }

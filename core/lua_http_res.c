@@ -392,7 +392,7 @@ static int l_res_send_file(lua_State *L)
             r = hs_http_conn_write(b->h, e->data ? e->data + first : NULL, (size_t)len);
         } else {
             struct evbuffer_file_segment *seg = hs_file_entry_segment(e);
-            r = seg == NULL ? -ENOMEM : hs_http_conn_write_file(b->h, seg, first, len);
+            r = seg == NULL ? -ENOMEM : hs_http_conn_write_file(b->h, seg, e->f.fd, first, len);
         }
         if (r == HS_EFULL && b->h != NULL)
             hs_http_conn_fail(b->h, 500, "output buffer full");

@@ -199,6 +199,23 @@ describe("https: scripts/http.lua over TLS", function()
     assert.equals(want:sub(1001, 2000), curl("-r 1000-1999 " .. url))
   end)
 
+  -- Under TLS a file is read with pread as the connection drains, never mapped: a mapping
+  -- would raise SIGBUS once truncation took its pages, and kill every connection with it.
+  it("a large file truncated in place under a response ends only that response", function()
+    local root = hs.tmpdir()
+    run_ok("truncate -s 64M " .. root .. "/big.bin")
+    srv:stop() -- this one serves examples/www; after_each stops the one made here
+    srv = hs.start("scripts/http.lua", { listen = tls_url { { cert_r, key_r } },
+      set = { root = root } })
+    local out = run_ok(("%s shrink %d %s /big.bin %s"):format(PEER, srv:port("tls"), cert_r,
+      sh(root .. "/big.bin")))
+    assert.equals("ok status HTTP/1.1 200 OK, body part of 67108864\n", out)
+    srv:wait_log("a file being sent ended at byte %d+, %d+ bytes short %(truncated in place%?", 10)
+    assert.truthy(srv:alive())
+    hs.write(root .. "/small.txt", "still here\n")
+    assert.equals("still here\n", curl(("https://localhost:%d/small.txt"):format(srv:port("tls"))))
+  end)
+
   it("curl --cacert fetches / and /test.jpg byte for byte, and uploads", function()
     assert.equals(hs.read_file("examples/www/index.html"), curl(base .. "/"))
     local jpg = dir .. "/got.jpg"

@@ -117,7 +117,11 @@ struct fx {
     char tls_err[512];
     char echoed[256];
     char server_version[32], server_sni[64];
+    char server_reason[64];
     struct hs_conn *client;
+    /* Set by a test: what the server sends for a line instead of echoing it. */
+    void (*reply)(struct hs_conn *c);
+    struct evbuffer *got; /* what a raw client received */
 };
 
 static struct fx *F;
@@ -136,6 +140,10 @@ static void srv_open(struct hs_conn *c, void *arg)
 static void srv_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f, void *arg)
 {
     (void)arg;
+    if (F->reply) {
+        F->reply(c);
+        return;
+    }
     char buf[256];
     size_t n = f->len < sizeof buf - 1 ? (size_t)f->len : sizeof buf - 1;
     struct evbuffer_ptr pos;
@@ -148,9 +156,9 @@ static void srv_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_fr
 static void srv_close(struct hs_conn *c, const char *reason, void *arg)
 {
     (void)c;
-    (void)reason;
     (void)arg;
     F->server_closed++;
+    snprintf(F->server_reason, sizeof F->server_reason, "%s", reason ? reason : "");
 }
 
 static const struct hs_conn_handler srv_handler = {
@@ -185,6 +193,28 @@ static void cli_close(struct hs_conn *c, const char *reason, void *arg)
 
 static const struct hs_conn_handler cli_handler = {
     .on_open = cli_open, .on_frame = cli_frame, .on_close = cli_close};
+
+/* A raw client keeps all it receives in F->got. */
+static void cli_raw_frame(struct hs_conn *c, struct evbuffer *in, const struct hs_frame *f,
+                          void *arg)
+{
+    (void)c;
+    (void)arg;
+    struct evbuffer_ptr pos;
+    evbuffer_ptr_set(in, &pos, f->skip, EVBUFFER_PTR_SET);
+    char buf[16384];
+    size_t left = (size_t)f->len;
+    while (left > 0) {
+        size_t n = left < sizeof buf ? left : sizeof buf;
+        assert_int_equal(evbuffer_copyout_from(in, &pos, buf, n), (ev_ssize_t)n);
+        evbuffer_ptr_set(in, &pos, n, EVBUFFER_PTR_ADD);
+        evbuffer_add(F->got, buf, n);
+        left -= n;
+    }
+}
+
+static const struct hs_conn_handler cli_raw_handler = {
+    .on_open = cli_open, .on_frame = cli_raw_frame, .on_close = cli_close};
 
 static void cli_tls_done(struct hs_conn *c, const char *err, void *arg)
 {
@@ -232,6 +262,8 @@ static int teardown(void **state)
     hs_conns_free(fx->set);
     hs_tls_ctx_unref(fx->server);
     event_base_free(fx->base);
+    if (fx->got)
+        evbuffer_free(fx->got);
     assert_int_equal(fx->server_opened, fx->server_closed);
     assert_int_equal(fx->client_opened, fx->client_closed);
     assert_int_equal(count_fds(), fx->fds_before);
@@ -414,6 +446,126 @@ static void test_swap_context(void **state)
     assert_string_equal(fx->tls_err, "certificate verify failed: self-signed certificate");
 }
 
+/* ---- files over TLS (hs_conn_send_file): read in pieces, never mapped ---- */
+
+#define FILE_SIZE (1024 * 1024)
+
+static int file_fd = -1;
+static struct evbuffer_file_segment *file_seg;
+
+static unsigned char pattern_byte(size_t i)
+{
+    return (unsigned char)(i * 7 + i / 251);
+}
+
+/* A file in dir: size bytes of pattern_byte, or (sparse) zeros; open for reading, with a
+ * segment over all of it that closes the descriptor when freed. */
+static void file_open(const char *name, size_t size, int sparse)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    if (sparse) {
+        assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    } else {
+        unsigned char *b = malloc(size);
+        for (size_t i = 0; i < size; i++)
+            b[i] = pattern_byte(i);
+        assert_int_equal(write(fd, b, size), (ssize_t)size);
+        free(b);
+    }
+    unlink(path);
+    file_fd = fd;
+    file_seg = evbuffer_file_segment_new(fd, 0, (ev_off_t)size, EVBUF_FS_CLOSE_ON_FREE);
+    assert_non_null(file_seg);
+}
+
+/* The server's answer to a line: a head, the whole file, bytes between, a range of the file
+ * again, a tail. What follows a file must come after it. */
+static void reply_file_twice(struct hs_conn *c)
+{
+    assert_int_equal(hs_conn_send(c, "head\n", 5), 0);
+    assert_int_equal(hs_conn_send_file(c, file_seg, file_fd, 0, FILE_SIZE), 0);
+    assert_int_equal(hs_conn_send(c, "mid\n", 4), 0);
+    assert_int_equal(hs_conn_send_file(c, file_seg, file_fd, 1000, 5000), 0);
+    assert_int_equal(hs_conn_send(c, "tail\n", 5), 0);
+}
+
+static void reply_file(struct hs_conn *c)
+{
+    assert_int_equal(hs_conn_send_file(c, file_seg, file_fd, 0, 64 * FILE_SIZE), 0);
+}
+
+/* Opens a raw client and starts TLS on it; the server's reply comes to F->got. */
+static void raw_client_start(struct fx *fx)
+{
+    struct hs_tls_ctx *cli;
+    char err[512];
+    assert_int_equal(hs_tls_client_new(0, NULL, &cli, err, sizeof err), 0);
+    struct hs_framing fr;
+    hs_framing_init(&fr, HS_FRAMING_RAW);
+    fx->got = evbuffer_new();
+    assert_int_equal(
+        hs_conn_new(fx->set, tcp_connect(fx->port), "server", &fr, &cli_raw_handler, NULL, NULL),
+        0);
+    assert_int_equal(hs_conn_tls_start(fx->client, cli, "localhost", cli_tls_done, NULL), 0);
+    hs_tls_ctx_unref(cli);
+}
+
+/* Pumps the loop until the raw client holds at least n bytes. */
+static void pump_got(struct fx *fx, size_t n)
+{
+    long long end = now_ms() + PUMP_MAX_MS;
+    while (evbuffer_get_length(fx->got) < n && now_ms() < end)
+        event_base_loop(fx->base, EVLOOP_ONCE);
+    assert_true(evbuffer_get_length(fx->got) >= n);
+}
+
+static void test_files_in_order(void **state)
+{
+    struct fx *fx = *state;
+    file_open("pattern.bin", FILE_SIZE, 0);
+    fx->reply = reply_file_twice;
+    raw_client_start(fx);
+    size_t want = 5 + FILE_SIZE + 4 + 5000 + 5;
+    pump_got(fx, want);
+    assert_int_equal(evbuffer_get_length(fx->got), want);
+    const unsigned char *p = evbuffer_pullup(fx->got, -1);
+    assert_memory_equal(p, "head\n", 5);
+    for (size_t i = 0; i < FILE_SIZE; i++)
+        if (p[5 + i] != pattern_byte(i))
+            fail_msg("file byte %zu", i);
+    p += 5 + FILE_SIZE;
+    assert_memory_equal(p, "mid\n", 4);
+    for (size_t i = 0; i < 5000; i++)
+        if (p[4 + i] != pattern_byte(1000 + i))
+            fail_msg("range byte %zu", i);
+    assert_memory_equal(p + 4 + 5000, "tail\n", 5);
+    evbuffer_file_segment_free(file_seg); /* the output let go of it: this closes the file */
+    assert_int_equal(fcntl(file_fd, F_GETFD), -1);
+    hs_conn_close(fx->client, "done");
+    pump_until(fx, &fx->server_closed);
+    pump_until(fx, &fx->client_closed);
+}
+
+/* Truncated in place while it is being sent: that connection ends, the process lives (a
+ * mapped file would raise SIGBUS here and kill the test). */
+static void test_file_truncated_under_response(void **state)
+{
+    struct fx *fx = *state;
+    file_open("sparse.bin", 64 * FILE_SIZE, 1);
+    fx->reply = reply_file;
+    raw_client_start(fx);
+    pump_got(fx, FILE_SIZE);
+    assert_int_equal(ftruncate(file_fd, 0), 0);
+    evbuffer_file_segment_free(file_seg);
+    pump_until(fx, &fx->server_closed);
+    assert_string_equal(fx->server_reason, "file shrank");
+    pump_until(fx, &fx->client_closed);
+    assert_true(evbuffer_get_length(fx->got) < 64 * FILE_SIZE);
+}
+
 static void test_bad_pairs(void **state)
 {
     (void)state;
@@ -451,6 +603,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plaintext_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_swap_context, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_files_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_truncated_under_response, setup, teardown),
         cmocka_unit_test(test_bad_pairs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

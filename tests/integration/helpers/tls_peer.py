@@ -8,6 +8,9 @@ Each command prints "ok ..." lines and exits 0, or prints what went wrong and ex
                                        can force) answered as "LEN:PAYLOAD\\n" each
   line PORT CA NAME                    the first line the server sends
   http PORT CA NAME PATH               GET PATH, prints the status line and the body
+  shrink PORT CA PATH FILE             GET PATH (FILE, at least 4 MiB), truncates FILE in place
+                                       after the first MiB of body, reads to the end; prints
+                                       "ok status STATUS, body B of LENGTH"
   timeout PORT                         half a ClientHello, then waits for the server to close
   garbage PORT CA                      a finished handshake, then bytes that are no TLS record
   truncate PORT CA                     a finished handshake, data, then a FIN without
@@ -142,6 +145,34 @@ def cmd_http(port, ca, name, path):
     head, _, body = data.partition(b"\r\n\r\n")
     print(head.split(b"\r\n")[0].decode())
     print(body.decode(errors="replace"))
+    return 0
+
+
+def cmd_shrink(port, ca, path, file):
+    s = connect(int(port), ca)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = s.recv(65536)
+        if not b:
+            raise RuntimeError("closed before the head: %r" % data)
+        data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n")[0].decode()
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    got, cut = len(body), False
+    while True:
+        if not cut and got >= 1 << 20:
+            os.truncate(file, 0)
+            cut = True
+        try:
+            b = s.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            break
+        if not b:
+            break
+        got += len(b)
+    print("ok status %s, body %s of %d" % (status, "all" if got == length else "part", length))
     return 0
 
 
