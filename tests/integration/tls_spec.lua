@@ -197,6 +197,12 @@ describe("https: scripts/http.lua over TLS", function()
     local want = hs.read_file(root .. "/big.bin")
     assert.equals(want .. want, curl(url .. " " .. url))
     assert.equals(want:sub(1001, 2000), curl("-r 1000-1999 " .. url))
+    -- Pipelined: the responses after the file wait behind it, in order.
+    local sha = run_ok("sha256sum " .. root .. "/big.bin"):match("^(%x+)")
+    local not_found = run_ok("printf 'not found\\n' | sha256sum"):match("^(%x+)")
+    assert.equals(("HTTP/1.1 200 OK 204800 %s\nHTTP/1.1 404 Not Found 10 %s\n" ..
+      "HTTP/1.1 200 OK 204800 %s\n"):format(sha, not_found, sha),
+      run_ok(("%s pipelined %d %s /big.bin /none /big.bin"):format(PEER, srv:port("tls"), cert_r)))
   end)
 
   -- Under TLS a file is read with pread as the connection drains, never mapped: a mapping

@@ -8,6 +8,9 @@ Each command prints "ok ..." lines and exits 0, or prints what went wrong and ex
                                        can force) answered as "LEN:PAYLOAD\\n" each
   line PORT CA NAME                    the first line the server sends
   http PORT CA NAME PATH               GET PATH, prints the status line and the body
+  pipelined PORT CA PATH...            GETs of every PATH in one write on one connection (the
+                                       last with Connection: close); prints per response
+                                       "STATUS LENGTH SHA256" in the order they came
   shrink PORT CA PATH FILE             GET PATH (FILE, at least 4 MiB), truncates FILE in place
                                        after the first MiB of body, reads to the end; prints
                                        "ok status STATUS, body B of LENGTH"
@@ -145,6 +148,30 @@ def cmd_http(port, ca, name, path):
     head, _, body = data.partition(b"\r\n\r\n")
     print(head.split(b"\r\n")[0].decode())
     print(body.decode(errors="replace"))
+    return 0
+
+
+def cmd_pipelined(port, ca, *paths):
+    import hashlib
+    s = connect(int(port), ca)
+    reqs = ["GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n"
+            % (p, "Connection: close\r\n" if i == len(paths) - 1 else "")
+            for i, p in enumerate(paths)]
+    s.sendall("".join(reqs).encode())
+    data = b""
+    while True:
+        b = s.recv(1 << 16)
+        if not b:
+            break
+        data += b
+    for _ in paths:
+        head, _, data = data.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n")[0].decode()
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        body, data = data[:length], data[length:]
+        print(status, len(body), hashlib.sha256(body).hexdigest())
+    if data:
+        raise RuntimeError("%d bytes after the last response" % len(data))
     return 0
 
 
