@@ -185,14 +185,21 @@ describe("https: scripts/http.lua over TLS", function()
       :format(cert_r, srv:port("tls"), args))
   end
 
-  -- A file over the in-memory size goes out from the file cache's shared segment, which
-  -- under TLS is mapped once and read by every response (core/file_cache.c).
-  it("a large file comes whole twice on one connection, and a range of it", function()
+  -- Restarts srv on a root of its own holding big.bin, made by the shell command make (given
+  -- the file's path); returns the root.
+  local function serve_big(make)
     local root = hs.tmpdir()
-    run_ok("head -c 204800 /dev/urandom > " .. root .. "/big.bin")
+    run_ok(make:format(sh(root .. "/big.bin")))
     srv:stop() -- this one serves examples/www; after_each stops the one made here
     srv = hs.start("scripts/http.lua", { listen = tls_url { { cert_r, key_r } },
       set = { root = root } })
+    return root
+  end
+
+  -- A file over the in-memory size goes out from the file cache's shared descriptor, read
+  -- with pread by every response over TLS (core/conn_tls_file.c).
+  it("a large file comes whole twice on one connection, and a range of it", function()
+    local root = serve_big("head -c 204800 /dev/urandom > %s")
     local url = ("https://localhost:%d/big.bin"):format(srv:port("tls"))
     local want = hs.read_file(root .. "/big.bin")
     assert.equals(want .. want, curl(url .. " " .. url))
@@ -208,11 +215,7 @@ describe("https: scripts/http.lua over TLS", function()
   -- Under TLS a file is read with pread as the connection drains, never mapped: a mapping
   -- would raise SIGBUS once truncation took its pages, and kill every connection with it.
   it("a large file truncated in place under a response ends only that response", function()
-    local root = hs.tmpdir()
-    run_ok("truncate -s 64M " .. root .. "/big.bin")
-    srv:stop() -- this one serves examples/www; after_each stops the one made here
-    srv = hs.start("scripts/http.lua", { listen = tls_url { { cert_r, key_r } },
-      set = { root = root } })
+    local root = serve_big("truncate -s 64M %s")
     local out = run_ok(("%s shrink %d %s /big.bin %s"):format(PEER, srv:port("tls"), cert_r,
       sh(root .. "/big.bin")))
     assert.equals("ok status HTTP/1.1 200 OK, body part of 67108864\n", out)
