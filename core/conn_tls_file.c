@@ -24,8 +24,9 @@
 
 #include <event2/buffer.h>
 
-/* The feed tops c->out up to this much plaintext (two 16 KiB records): one pread serves
- * two SSL_write calls, and a connection sending a file holds at most this in memory. */
+/* The feed tops c->out up to this much plaintext (two 16 KiB records), starting when less
+ * than one record is left (hs__conn_tls_write): one pread serves one or two SSL_write calls,
+ * and a connection sending a file holds at most this in memory. */
 #define TLS_FILE_AHEAD (32 * 1024)
 
 /* A file queued: it goes out once later's stream reaches `at`. */
@@ -89,7 +90,9 @@ int hs__conn_tls_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg,
  * (-ENODATA: the file ended early). */
 static int feed_file(struct hs_conn *c, struct hs__tls_files *f, struct hs__tls_file *t)
 {
-    size_t want = t->left < TLS_FILE_AHEAD ? (size_t)t->left : TLS_FILE_AHEAD;
+    /* c->out never holds more than TLS_FILE_AHEAD: the bound on a download's memory. */
+    size_t room = TLS_FILE_AHEAD - evbuffer_get_length(c->out);
+    size_t want = t->left < room ? (size_t)t->left : room;
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(c->out, (ev_ssize_t)want, &v, 1) < 1)
         return -ENOMEM;
