@@ -310,13 +310,20 @@ static void test_root_rules(void **state)
 
 /* One segment per entry, shared by every output that sends the file: no descriptor is made
  * per response. */
+/* The entry of big.bin, 100 KiB of ch (sent from its descriptor), fetched from fc at 1 s. */
+static struct hs_file_entry *big_entry(struct fx *fx, struct hs_file_cache *fc, char ch)
+{
+    const char *p = put(fx, "big.bin", ch, 100 * 1024, 0);
+    struct hs_file_entry *e;
+    assert_int_equal(hs_file_cache_get(fc, p, fx->dir, 1000, &e), 0);
+    return e;
+}
+
 static void test_segment_shared_without_new_descriptors(void **state)
 {
     struct fx *fx = *state;
     struct hs_file_cache *fc = hs_file_cache_new(NULL, NULL);
-    const char *p = put(fx, "big.bin", 'b', 100 * 1024, 0);
-    struct hs_file_entry *e;
-    assert_int_equal(hs_file_cache_get(fc, p, fx->dir, 1000, &e), 0);
+    struct hs_file_entry *e = big_entry(fx, fc, 'b');
     assert_null(e->data);
     struct evbuffer_file_segment *seg = hs_file_entry_segment(e);
     assert_non_null(seg);
@@ -344,9 +351,7 @@ static void test_segment_outlives_the_cache(void **state)
     struct fx *fx = *state;
     int before = open_fds();
     struct hs_file_cache *fc = hs_file_cache_new(NULL, NULL);
-    const char *p = put(fx, "big.bin", 'c', 100 * 1024, 0);
-    struct hs_file_entry *e;
-    assert_int_equal(hs_file_cache_get(fc, p, fx->dir, 1000, &e), 0);
+    struct hs_file_entry *e = big_entry(fx, fc, 'c');
     struct evbuffer *out = evbuffer_new();
     assert_int_equal(evbuffer_add_file_segment(out, hs_file_entry_segment(e), 0, 100 * 1024), 0);
     hs_file_entry_unref(e);
@@ -365,9 +370,7 @@ static void test_segment_unused_goes_with_the_entry(void **state)
     struct fx *fx = *state;
     int before = open_fds();
     struct hs_file_cache *fc = hs_file_cache_new(NULL, NULL);
-    const char *p = put(fx, "big.bin", 'd', 100 * 1024, 0);
-    struct hs_file_entry *e;
-    assert_int_equal(hs_file_cache_get(fc, p, fx->dir, 1000, &e), 0);
+    struct hs_file_entry *e = big_entry(fx, fc, 'd');
     assert_non_null(hs_file_entry_segment(e));
     hs_file_cache_free(fc);
     assert_int_equal(open_fds(), before + 1); /* the user's reference holds the entry */

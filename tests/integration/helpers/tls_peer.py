@@ -151,6 +151,12 @@ def cmd_http(port, ca, name, path):
     return 0
 
 
+def status_and_length(head):
+    """The status line and the Content-Length of a response head (bytes)."""
+    status = head.split(b"\r\n")[0].decode()
+    return status, int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+
+
 def cmd_pipelined(port, ca, *paths):
     import hashlib
     s = connect(int(port), ca)
@@ -166,8 +172,7 @@ def cmd_pipelined(port, ca, *paths):
         data += b
     for _ in paths:
         head, _, data = data.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n")[0].decode()
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        status, length = status_and_length(head)
         body, data = data[:length], data[length:]
         print(status, len(body), hashlib.sha256(body).hexdigest())
     if data:
@@ -185,8 +190,7 @@ def cmd_shrink(port, ca, path, file):
             raise RuntimeError("closed before the head: %r" % data)
         data += b
     head, _, body = data.partition(b"\r\n\r\n")
-    status = head.split(b"\r\n")[0].decode()
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    status, length = status_and_length(head)
     got, cut = len(body), False
     while True:
         if not cut and got >= 1 << 20:
