@@ -346,8 +346,9 @@ static inline struct evbuffer *hs__conn_tls_later(const struct hs_conn *c)
     return f && (f->head || evbuffer_get_length(f->later) > 0) ? f->later : NULL;
 }
 
-/* Moves queued output into c->out, reading files as it goes, until c->out holds a few
- * records' worth or nothing is queued. Returns 0, or -ENODATA when a file ended before the
+/* For a connection that has queued files (c->ext->tls_files): moves queued output into
+ * c->out, reading files as it goes, until c->out holds a few records' worth or nothing is
+ * queued. Returns 0, or -ENODATA when a file ended before the
  * bytes queued from it (truncated under the response: logged) or another negated errno of
  * pread. */
 int hs__conn_tls_feed(struct hs_conn *c);

@@ -103,7 +103,7 @@ int hs_conn_send_file(struct hs_conn *c, struct evbuffer_file_segment *seg, int 
         return HS_ECLOSED;
     /* Files do not count against the hard output limit: they cost no memory (under TLS, a
      * few records' worth while they are read). */
-    struct evbuffer *out = conn_out(c);
+    struct evbuffer *out = conn_out(c); /* under TLS: makes c->out, which the feed fills */
     if (out == NULL)
         return -ENOMEM;
     if (c->tls) {

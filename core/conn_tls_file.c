@@ -126,9 +126,7 @@ static int feed_file(struct hs_conn *c, struct hs__tls_files *f, struct hs__tls_
 
 int hs__conn_tls_feed(struct hs_conn *c)
 {
-    struct hs__tls_files *f = c->ext ? c->ext->tls_files : NULL;
-    if (f == NULL)
-        return 0;
+    struct hs__tls_files *f = c->ext->tls_files;
     while (evbuffer_get_length(c->out) < TLS_FILE_AHEAD) {
         struct hs__tls_file *t = f->head;
         if (t && t->at == f->taken) {
