@@ -190,7 +190,11 @@ static void open_meta(lua_State *L)
         hs__lua_open_ws(L);
         hs__lua_http_req_meta(L);
     }
-    lua_pop(L, 1);
+    struct hs_lua *hl = hs__lua_from_state(L);
+    if (hl->req_mt_ref == 0)
+        hl->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
 }
 
 /* ---- the app: hs_http_conn callbacks ---- */

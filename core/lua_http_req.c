@@ -97,7 +97,8 @@ struct res_box *hs__lua_http_push_exchange(lua_State *L, struct hs_http_conn *h,
         lua_pop(L, 1);
     else
         lua_setfield(L, -2, "proxy");
-    luaL_setmetatable(L, HS_REQ_MT);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hs__lua_from_state(L)->req_mt_ref);
+    lua_setmetatable(L, -2);
 
     size_t size =
         COPY_AT + sizeof(struct req_copy) + 2 * req->num_headers * sizeof(struct piece) + nbytes;

@@ -96,6 +96,9 @@ struct hs_lua {
     const void *box_mt[HS__BOX_KINDS];
     /* The same metatables as registry references (0: not made yet), for hs__box_new. */
     int box_mt_ref[HS__BOX_KINDS];
+    /* HTTP req tables' metatable as a registry reference (0: not made yet): set on every
+     * request, where luaL_setmetatable would look it up by name. */
+    int req_mt_ref;
 };
 
 /* What few conn boxes use, out of line (box->x): made on the first conn:receive, conn:flush,
