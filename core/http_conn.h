@@ -116,6 +116,12 @@ int hs_http_conn_pipe_body(struct hs_http_conn *h, const struct hs_conn_sink *si
 int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
                        int64_t length, int close);
 
+/* The whole response at once: hs_http_conn_start with length blen, then hs_http_conn_write
+ * of body, in one send (written through when nothing is queued and no pipelined request waits
+ * behind this one). Returns as those two do. */
+int hs_http_conn_send(struct hs_http_conn *h, int status, const char *headers, size_t len,
+                      const void *body, size_t blen, int close);
+
 /* Queues body bytes (copied) of the started response, chunk-framed when chunked. Dropped
  * for HEAD requests and bodiless statuses (204, 304). Returns 0; HS_ECLOSED; HS_EFULL when
  * the output is over its hard limit; -EINVAL when not started or over the announced length. */

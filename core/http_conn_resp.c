@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <sys/uio.h>
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 
@@ -144,8 +146,8 @@ static char *put_u64(char *p, uint64_t v)
     return p;
 }
 
-int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
-                       int64_t length, int close)
+/* Checks a response may start and records how it is framed; 0, HS_ECLOSED or -EINVAL. */
+static int resp_begin(struct hs_http_conn *h, int status, int64_t length, int close)
 {
     if (http_dead(h))
         return HS_ECLOSED;
@@ -167,12 +169,19 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
         else
             h->close_after = 1; /* HTTP/1.0: the end of the body is the end of the connection */
     }
-    /* The head is assembled with memcpy, not by printf (on a small static file that was a
-     * tenth of the request's instructions), and added to the output once when the caller's
-     * lines fit beside the two small pieces around them (each evbuffer_add is ~120
-     * instructions). HEAD_TAIL_MAX bounds the piece after the lines. */
-    enum { HEAD_TAIL_MAX = 96 };
-    char line[512], *p = put_lit(line, "HTTP/1.1 ");
+    return 0;
+}
+
+/* The head is assembled with memcpy, not by printf (on a small static file that was a tenth
+ * of the request's instructions), in one stack buffer when the caller's lines fit beside the
+ * two small pieces around them. HEAD_TAIL_MAX bounds the piece after the lines. */
+enum { HEAD_MAX = 512, HEAD_TAIL_MAX = 96 };
+
+/* The status line and Date, at line (HEAD_MAX bytes); returns the end. */
+static char *head_first(struct hs_http_conn *h, int status, const char *headers, size_t len,
+                        char *line)
+{
+    char *p = put_lit(line, "HTTP/1.1 ");
     const char *reason = hs_http_reason(status);
     p = put_u64(p, (uint64_t)status);
     *p++ = ' ';
@@ -183,18 +192,22 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
         p = put_mem(p, hs__http_now(h), 29);
         p = put_lit(p, "\r\n");
     }
-    if (len > 0 && len <= sizeof line - HEAD_TAIL_MAX - (size_t)(p - line)) {
-        p = put_mem(p, headers, len);
-    } else {
-        evbuffer_add(h->pend, line, (size_t)(p - line));
-        if (len > 0)
-            evbuffer_add(h->pend, headers, len);
-        p = line;
-    }
-    if (status != 204 && status != 304) {
-        if (length >= 0) {
+    return p;
+}
+
+/* Whether len bytes of the caller's lines fit after the first piece, which ends at p. */
+static int head_fits(const char *line, const char *p, size_t len)
+{
+    return len <= HEAD_MAX - HEAD_TAIL_MAX - (size_t)(p - line);
+}
+
+/* The framing fields and the blank line, at p; returns the end. */
+static char *head_last(const struct hs_http_conn *h, char *p)
+{
+    if (h->status != 204 && h->status != 304) {
+        if (h->length >= 0) {
             p = put_lit(p, "Content-Length: ");
-            p = put_u64(p, (uint64_t)length);
+            p = put_u64(p, (uint64_t)h->length);
             p = put_lit(p, "\r\n");
         } else if (h->chunked_out) {
             p = put_lit(p, "Transfer-Encoding: chunked\r\n");
@@ -204,10 +217,59 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
         p = put_lit(p, "Connection: close\r\n");
     else if (h->minor == 0)
         p = put_lit(p, "Connection: keep-alive\r\n");
-    p = put_lit(p, "\r\n");
+    return put_lit(p, "\r\n");
+}
+
+int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
+                       int64_t length, int close)
+{
+    int r = resp_begin(h, status, length, close);
+    if (r != 0)
+        return r;
+    char line[HEAD_MAX], *p = head_first(h, status, headers, len, line);
+    if (len > 0 && head_fits(line, p, len)) {
+        p = put_mem(p, headers, len);
+    } else {
+        /* Each evbuffer_add is ~120 instructions: pieces only for a head this large. */
+        evbuffer_add(h->pend, line, (size_t)(p - line));
+        if (len > 0)
+            evbuffer_add(h->pend, headers, len);
+        p = line;
+    }
+    p = head_last(h, p);
     evbuffer_add(h->pend, line, (size_t)(p - line));
     h->resp = RESP_STARTED;
     return 0;
+}
+
+int hs_http_conn_send(struct hs_http_conn *h, int status, const char *headers, size_t len,
+                      const void *body, size_t blen, int close)
+{
+    /* The head and the body go to the connection as one send of two pieces, which writes
+     * them through at once when nothing is queued (no copy into an output buffer, no flush
+     * later), unless a pipelined request waits behind this one: then the responses of the
+     * batch are queued and go out together at its end, as start + write queue them. */
+    if (http_dead(h) || evbuffer_get_length(h->pend) > 0 || evbuffer_get_length(h->in) > 0 ||
+        len > HEAD_MAX - HEAD_TAIL_MAX - 128) {
+        int r = hs_http_conn_start(h, status, headers, len, (int64_t)blen, close);
+        return r == 0 ? hs_http_conn_write(h, body, blen) : r;
+    }
+    int r = resp_begin(h, status, (int64_t)blen, close);
+    if (r != 0)
+        return r;
+    char line[HEAD_MAX], *p = head_first(h, status, headers, len, line);
+    if (len > 0)
+        p = put_mem(p, headers, len); /* fits: the first piece is under 128 bytes */
+    p = head_last(h, p);
+    h->resp = RESP_STARTED;
+    h->written = blen;
+    struct iovec iov[2] = {{line, (size_t)(p - line)}, {(void *)(uintptr_t)body, blen}};
+    h->refs++;
+    r = hs_conn_sendv(h->c, iov, h->no_body || blen == 0 ? 1 : 2);
+    if (r == HS_EFULL)
+        h->written = 0; /* nothing of it was queued */
+    hs__http_release(h);
+    return r;
 }
 
 static int check_write(struct hs_http_conn *h, uint64_t len)

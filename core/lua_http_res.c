@@ -211,9 +211,8 @@ static int l_res_send(lua_State *L)
         return push_fail(L, HS_ECLOSED);
     /* IMPORTANT: a write may find the connection broken and close it at once; on_close then
      * clears b->h, so it is checked after every call below. */
-    int r = res_start(b, b->status, (int64_t)len);
-    if (r == 0 && b->h != NULL)
-        r = hs_http_conn_write(b->h, body, len);
+    const struct lua_http *lh = hs_http_conn_app(b->h);
+    int r = hs_http_conn_send(b->h, b->status, lh->lines, lh->lines_len, body, len, b->close);
     if (r == HS_EFULL && b->h != NULL)
         hs_http_conn_fail(b->h, 500, "output buffer full");
     if (r != 0)

@@ -47,6 +47,10 @@ struct fx {
     int hold;    /* on_request does not answer: the test does, later */
     int chunked; /* answer with an unknown length */
     int held;    /* a request waits for its answer */
+    int whole;   /* answer with hs_http_conn_send (head and body in one call) */
+    /* Bytes the client could read right after each whole answer was sent, before the loop
+     * turn that handed over the request ended. */
+    ssize_t readable[MAX_PATHS];
     int opens, closes;
     char reason[64];           /* of the app's on_close */
     char paths[MAX_PATHS][64]; /* of each on_head, in order */
@@ -81,6 +85,12 @@ static void answer(struct fx *fx, struct hs_http_conn *h)
         assert_int_equal(hs_http_conn_start(h, 200, NULL, 0, -1, 0), 0);
         assert_int_equal(hs_http_conn_write(h, "path=", 5), 0);
         assert_int_equal(hs_http_conn_write(h, body + 5, (size_t)n - 5), 0);
+    } else if (fx->whole) {
+        static const char hdrs[] = "Content-Type: text/plain\r\n";
+        assert_int_equal(hs_http_conn_send(h, 200, hdrs, sizeof hdrs - 1, body, (size_t)n, 0), 0);
+        char peek[4096];
+        ssize_t got = recv(fx->peer, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
+        fx->readable[(fx->requests - 1) % MAX_PATHS] = got < 0 ? 0 : got;
     } else {
         static const char hdrs[] = "Content-Type: text/plain\r\n";
         assert_int_equal(hs_http_conn_start(h, 200, hdrs, sizeof hdrs - 1, n, 0), 0);
@@ -393,6 +403,42 @@ static void test_chunked_and_head(void **state)
     assert_string_equal(take(fx), head);
 }
 
+/* A whole response in one call (res:send's path): with nothing queued and no request behind
+ * it, head and body are on the socket before the call returns, byte for byte what start +
+ * write give; HEAD gets the head alone. Pipelined requests are answered in order, and their
+ * responses wait to go out together when the batch ends (none is readable at its send). */
+static void test_whole_response(void **state)
+{
+    struct fx *fx = *state;
+    fx->whole = 1;
+    connect_client(fx);
+    static const char one[] = OK_RESPONSE("8\r\n\r\npath=/w\n");
+    client_send(fx, "GET /w HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_bytes(fx, sizeof one - 1);
+    assert_string_equal(take(fx), one);
+    /* Readable then: the same bytes with the real Date value, 28 longer than the "X". */
+    assert_int_equal(fx->readable[0], (ssize_t)sizeof one - 1 + 28);
+
+    client_send(fx, "HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
+    static const char head[] = OK_RESPONSE("8\r\n\r\n");
+    wait_bytes(fx, sizeof head - 1);
+    for (int i = 0; i < 20; i++) /* nothing more may come: no body for HEAD */
+        pump_once(fx);
+    assert_string_equal(take(fx), head);
+    assert_int_equal(fx->readable[1], (ssize_t)sizeof head - 1 + 28);
+
+    static const char all[] = OK_RESPONSE("8\r\n\r\npath=/3\n") OK_RESPONSE("8\r\n\r\npath=/4\n")
+        OK_RESPONSE("8\r\n\r\npath=/5\n");
+    client_send(fx, "GET /3 HTTP/1.1\r\nHost: t\r\n\r\n"
+                    "GET /4 HTTP/1.1\r\nHost: t\r\n\r\n"
+                    "GET /5 HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_bytes(fx, sizeof all - 1);
+    assert_string_equal(take(fx), all);
+    assert_int_equal(fx->requests, 5);
+    for (int i = 2; i < 5; i++)
+        assert_int_equal(fx->readable[i], 0);
+}
+
 /* A header section over max_header_bytes: the layer answers 431 itself, the app never sees
  * the request, and the connection closes (once the client stops sending). */
 static void test_oversize_header(void **state)
@@ -451,6 +497,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipelining_waits_for_the_answer, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_chunked_and_head, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_whole_response, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_oversize_header, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_request_after_a_good_one, fx_setup, fx_teardown),
     };
