@@ -33,7 +33,8 @@ struct lua_http {
     int file_ref;         /* registry: the file being piped into (kept alive), or LUA_NOREF */
     struct hs_file_cache *files; /* the process's file cache once send_file used it */
     /* The current response's header lines set so far by res:header ("Name: value\r\n", in
-     * order): malloc'd on the first, freed when the request is over (hs__lua_http_detach). */
+     * order): malloc'd on the first, emptied when the request is over (hs__lua_http_detach,
+     * which frees it only when large) and freed with the connection. */
     char *lines;
     size_t lines_len; /* bytes used */
     size_t lines_cap; /* bytes allocated */
