@@ -95,7 +95,12 @@ const char *hs_http_reason(int status)
     return "Unknown";
 }
 
-/* The Date field value, formatted once per second. One loop per process, so a static cache. */
+/* The Date field value, formatted once per second, and with it the start of a 200 response
+ * up to the end of its Date line (most responses begin so: one copy instead of the status
+ * line and the field put together piece by piece). One loop per process: a static cache. */
+#define OK_START "HTTP/1.1 200 OK\r\nDate: "
+static char ok_head[sizeof OK_START - 1 + 29 + 2];
+
 const char *hs__http_now(struct hs_http_conn *h)
 {
     static char buf[30];
@@ -105,6 +110,9 @@ const char *hs__http_now(struct hs_http_conn *h)
     if (tv.tv_sec != at) {
         at = tv.tv_sec;
         hs_http_date_format(at, buf);
+        memcpy(ok_head, OK_START, sizeof OK_START - 1);
+        memcpy(ok_head + sizeof OK_START - 1, buf, 29);
+        memcpy(ok_head + sizeof OK_START - 1 + 29, "\r\n", 2);
     }
     return buf;
 }
@@ -181,13 +189,18 @@ enum { HEAD_MAX = 512, HEAD_TAIL_MAX = 96 };
 static char *head_first(struct hs_http_conn *h, int status, const char *headers, size_t len,
                         char *line)
 {
+    int date = headers == NULL || !has_field(headers, len, "date:");
+    if (status == 200 && date) {
+        hs__http_now(h); /* brings ok_head up to this second */
+        return put_mem(line, ok_head, sizeof ok_head);
+    }
     char *p = put_lit(line, "HTTP/1.1 ");
     const char *reason = hs_http_reason(status);
     p = put_u64(p, (uint64_t)status);
     *p++ = ' ';
     p = put_mem(p, reason, strlen(reason));
     p = put_lit(p, "\r\n");
-    if (headers == NULL || !has_field(headers, len, "date:")) {
+    if (date) {
         p = put_lit(p, "Date: ");
         p = put_mem(p, hs__http_now(h), 29);
         p = put_lit(p, "\r\n");

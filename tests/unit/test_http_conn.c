@@ -5,6 +5,8 @@
  * finishes later, a chunked response, HEAD, and the layer's own 400 and 431 answers. The loop
  * is pumped one non-blocking turn at a time until a condition holds, bounded in time (no
  * sleeps); teardown checks every conn was closed once and no descriptor leaked. */
+/* strptime and timegm (the Date check) are GNU/BSD. */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -439,6 +441,50 @@ static void test_whole_response(void **state)
         assert_int_equal(fx->readable[i], 0);
 }
 
+/* The status line and Date of a 200 come from a copy made once a second: the Date value is
+ * an IMF-fixdate of the current second, and a response that brings its own Date gets no
+ * second one (nor does a 404, which is put together piece by piece). */
+static void test_date_line(void **state)
+{
+    struct fx *fx = *state;
+    fx->hold = 1;
+    connect_client(fx);
+    client_send(fx, "GET /d HTTP/1.1\r\nHost: t\r\n\r\n");
+    PUMP_UNTIL(fx, fx->held);
+    time_t before = time(NULL);
+    assert_int_equal(hs_http_conn_send(fx->h, 200, NULL, 0, "ok", 2, 0), 0);
+    assert_int_equal(hs_http_conn_finish(fx->h), 0);
+    static const char ok[] = "HTTP/1.1 200 OK\r\nDate: X\r\nContent-Length: 2\r\n\r\nok";
+    wait_bytes(fx, sizeof ok - 1 + 28);
+    char raw[128] = "";
+    size_t n = evbuffer_copyout(fx->got, raw, sizeof raw - 1);
+    assert_true(n > 17 + 6 + 29);
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(raw + 17 + 6, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    assert_non_null(end);
+    assert_memory_equal(end, "\r\nContent-Length", 16);
+    time_t t = timegm(&tm);
+    assert_true(t >= before - 1 && t <= time(NULL) + 1);
+    assert_string_equal(take(fx), ok);
+
+    static const char own[] = "Date: Tue, 01 Jan 2030 00:00:00 GMT\r\n";
+    client_send(fx, "GET /e HTTP/1.1\r\nHost: t\r\n\r\n");
+    PUMP_UNTIL(fx, fx->requests == 2);
+    assert_int_equal(hs_http_conn_send(fx->h, 200, own, sizeof own - 1, "ok", 2, 0), 0);
+    assert_int_equal(hs_http_conn_finish(fx->h), 0);
+    wait_bytes(fx, sizeof ok - 1 + 28);
+    assert_string_equal(take(fx), ok); /* one Date line: the script's */
+
+    client_send(fx, "GET /f HTTP/1.1\r\nHost: t\r\n\r\n");
+    PUMP_UNTIL(fx, fx->requests == 3);
+    assert_int_equal(hs_http_conn_send(fx->h, 404, NULL, 0, "no", 2, 0), 0);
+    assert_int_equal(hs_http_conn_finish(fx->h), 0);
+    static const char nf[] = "HTTP/1.1 404 Not Found\r\nDate: X\r\nContent-Length: 2\r\n\r\nno";
+    wait_bytes(fx, sizeof nf - 1 + 28);
+    assert_string_equal(take(fx), nf);
+}
+
 /* A header section over max_header_bytes: the layer answers 431 itself, the app never sees
  * the request, and the connection closes (once the client stops sending). */
 static void test_oversize_header(void **state)
@@ -498,6 +544,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_chunked_and_head, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_whole_response, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_date_line, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_oversize_header, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_request_after_a_good_one, fx_setup, fx_teardown),
     };
