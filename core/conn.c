@@ -438,6 +438,28 @@ static ssize_t conn_read_some(struct hs_conn *c)
     return n;
 }
 
+/* A small read onto the stack, offered to on_bytes; what it does not take goes into c->in
+ * and through on_data as any read's bytes do. */
+static void conn_read_offer(struct hs_conn *c)
+{
+    unsigned char stack[CONN_READ_SMALL];
+    ssize_t n = conn_read_into(c, stack, sizeof stack);
+    if (n <= 0) {
+        conn_read_end(c, n);
+        return;
+    }
+    c->bytes_in += (uint64_t)n;
+    hs__conn_touch(c);
+    c->refs++;
+    if (!c->handler->on_bytes(c, stack, (size_t)n, c->arg) && !(c->flags & CONN_CLOSED)) {
+        if (evbuffer_add(c->in, stack, (size_t)n) == 0)
+            hs__conn_process_input(c);
+        else
+            hs_conn_abort(c, "out of memory");
+    }
+    hs__conn_unhold(c);
+}
+
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hs_conn *c = arg;
@@ -476,6 +498,10 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
             conn_read_end(c, n);
             return;
         }
+    }
+    if (!big && c->tls == NULL && c->handler->on_bytes && hs__conn_input_offer(c)) {
+        conn_read_offer(c);
+        return;
     }
     ssize_t n = c->tls ? hs__conn_tls_read(c) : conn_read_some(c);
     if (n > 0) {

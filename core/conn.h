@@ -50,6 +50,12 @@ struct hs_conn_handler {
      * it must close the connection (at once, or after answering). Protocol layers (HTTP) use
      * this. */
     void (*on_data)(struct hs_conn *c, struct evbuffer *in, int eof, void *arg);
+    /* Optional, with on_data. A small read that found the input buffer empty is offered here
+     * first: its `len` bytes at `data` (on the stack, valid during the call only). The callee
+     * takes all of them (returns 1: they never enter the input buffer) or none (returns 0:
+     * they are appended to the input buffer and on_data runs as usual). HTTP takes a read
+     * that is exactly one request without a body, which spares the buffer's block. */
+    int (*on_bytes)(struct hs_conn *c, const unsigned char *data, size_t len, void *arg);
     /* Optional. While the connection is held (hs_conn_hold): called after input arrived, at
      * end of stream (eof = 1), and right after the frame whose handler took the hold was
      * drained. The callee may drain what it consumed and may release the hold. */

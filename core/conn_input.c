@@ -224,6 +224,14 @@ int hs__conn_input_direct(const struct hs_conn *c, size_t want)
            evbuffer_get_length(c->in) == 0;
 }
 
+int hs__conn_input_offer(const struct hs_conn *c)
+{
+    /* As for on_raw: nothing may be waiting in c->in ahead of the read's bytes, or want them
+     * there (a hold, a pause, a closing conn, a pipe or PROXY state in c->ext). */
+    return !c->hold && !(c->flags & (CONN_CLOSING | CONN_USER_PAUSED | CONN_EOF)) &&
+           c->ext == NULL && evbuffer_get_length(c->in) == 0;
+}
+
 void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len)
 {
     /* conn_process_input for one frame that is not in c->in: its on_frame call, then the

@@ -284,6 +284,10 @@ void hs__conn_process_input(struct hs_conn *c);
  * paused, piped or closing. */
 int hs__conn_input_direct(const struct hs_conn *c, size_t want);
 
+/* Whether a small read may be offered to on_bytes (the caller checked the handler has it
+ * and c is plaintext): nothing is or could be waiting in c->in ahead of it. */
+int hs__conn_input_offer(const struct hs_conn *c);
+
 /* The bytes of such a read (len > 0, at data, valid during the call): one frame given to
  * on_raw, then what conn_process_input does after a frame. May free c. */
 void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len);

@@ -246,7 +246,8 @@ static void body_timer_start(struct hs_http_conn *h)
 }
 
 /* Records the exchange from a parsed head and hands it to the app. Returns 1 to go on. */
-static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req, size_t head_len)
+static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req, size_t head_len,
+                      int direct)
 {
     char small[1024], *path = small;
     int plen;
@@ -284,7 +285,8 @@ static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req,
         free(path);
     if (http_gone(h))
         return 0;
-    evbuffer_drain(h->in, head_len);
+    if (!direct) /* a direct head was never in the input buffer */
+        evbuffer_drain(h->in, head_len);
     if (plen < 0) {
         http_error(h, 400, "bad path");
         return 0;
@@ -349,7 +351,7 @@ static int http_next_request(struct hs_http_conn *h)
         http_error(h, req.status ? req.status : 400, req.why ? req.why : "bad request");
         return 0;
     }
-    return http_begin(h, &req, (size_t)r);
+    return http_begin(h, &req, (size_t)r, 0);
 }
 
 /* ---- bodies ---- */
@@ -575,6 +577,32 @@ void hs_http_conn_drain(struct hs_http_conn *h)
     hs__http_release(h);
 }
 
+int hs_http_conn_input_direct(struct hs_http_conn *h, const char *data, size_t len)
+{
+    /* Only between exchanges with nothing buffered, where these bytes start the next request;
+     * and only a read that is exactly one whole head without a body, so no byte of it has to
+     * be kept after the call and no later request's response is written ahead of a batch. */
+    if (h->active || h->lingering || h->eof || http_gone(h) || evbuffer_get_length(h->in) > 0)
+        return 0;
+    struct hs_http_header hdrs[HS_HTTP_MAX_HEADERS];
+    struct hs_http_request req;
+    memset(&req, 0, sizeof req);
+    req.headers = hdrs;
+    req.headers_cap = HS_HTTP_MAX_HEADERS;
+    int r = hs_http_parse_request(data, len, 0, &h->set.head, &req);
+    if (r <= 0 || (size_t)r != len || req.chunked || req.content_length > 0)
+        return 0; /* the input buffer's path parses it again, and answers any error there */
+    h->refs++;
+    h->running++; /* as inside http_run: the finish does not kick */
+    h->last_len = 0;
+    int go = http_begin(h, &req, (size_t)r, 1);
+    h->running--;
+    if (go)
+        http_run(h, 0); /* the exchange's end (and what a waiting handler's answer needs) */
+    hs__http_release(h);
+    return 1;
+}
+
 void hs_http_conn_input(struct hs_http_conn *h, struct evbuffer *in, int eof)
 {
     h->refs++;
@@ -700,6 +728,7 @@ struct hs_http_conn *hs_http_conn_new(struct hs_conn *c, struct event_base *base
         return NULL;
     }
     hs_conn_set_data(c, h);
+    h->in = hs_conn_input(c); /* known before the first on_data: hs_http_conn_input_direct */
     /* The first request's head is due within the header timeout from accept. */
     http_arm(h, TM_HEAD, h->set.header_timeout_ms);
     return h;

@@ -91,6 +91,12 @@ struct hs_conn *hs_http_conn_conn(const struct hs_http_conn *h);
 /* Forwarders for the hs_conn_handler of an HTTP listener: input arrived (on_data), and the
  * connection closed (on_close; runs the app's on_close, frees h when nothing holds it). */
 void hs_http_conn_input(struct hs_http_conn *h, struct evbuffer *in, int eof);
+
+/* A read's bytes (len at data, valid during the call only) found the input buffer empty:
+ * returns 1 when they were one whole request head without a body, taken and handled here
+ * without passing through the input buffer; 0 (nothing done) for anything else, which the
+ * caller appends to the input buffer for hs_http_conn_input. */
+int hs_http_conn_input_direct(struct hs_http_conn *h, const char *data, size_t len);
 void hs_http_conn_closed(struct hs_http_conn *h, const char *reason);
 
 /* The server is stopping (the handler's on_drain): an idle connection (between requests, or

@@ -422,6 +422,13 @@ static void http_data(struct hs_conn *c, struct evbuffer *in, int eof, void *arg
     hs_http_conn_input(hs_conn_data(c), in, eof);
 }
 
+static int http_bytes(struct hs_conn *c, const unsigned char *data, size_t len, void *arg)
+{
+    HS_UNUSED(arg);
+    struct hs_http_conn *h = hs_conn_data(c);
+    return h != NULL && hs_http_conn_input_direct(h, (const char *)data, len);
+}
+
 static void http_close(struct hs_conn *c, const char *reason, void *arg)
 {
     struct hs_http_conn *h = hs_conn_data(c);
@@ -451,6 +458,7 @@ static void http_drain(struct hs_conn *c, void *arg)
 const struct hs_conn_handler hs_lua_http_handler = {
     .on_open = http_open,
     .on_data = http_data,
+    .on_bytes = http_bytes,
     .on_drain = http_drain,
     .on_close = http_close,
 };
