@@ -397,28 +397,50 @@ static int parse_head(const char *buf, size_t skip, size_t rl_end, size_t hdr_st
 /* Checks buf[from, end) byte by byte: controls other than HTAB/CR/LF, DEL, CR not followed by
  * LF and LF not preceded by CR are refused. Stops at the first CRLFCRLF and stores the head
  * length. Returns 1 (head complete), 0 (not yet) or HS_EPROTO. */
+/* The first index from i on (at most end, and within 8 bytes of a byte that is not plain)
+ * where 8 bytes at a time stop being all plain: each >= 0x20 and not DEL, the bytes scan's
+ * loop passes over. Word-at-a-time tests for a byte under 0x20 and for a byte equal to 0x7f,
+ * exact for presence (Mycroft's zero-byte test): about a sixth of the loop's cost. */
+static size_t skip_plain(const char *buf, size_t i, size_t end)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (end - i >= 8) {
+        uint64_t x, del;
+        memcpy(&x, buf + i, 8);
+        del = x ^ (0x7f * ones);
+        if ((((x - 0x20 * ones) & ~x) | ((del - ones) & ~del)) & high)
+            break;
+        i += 8;
+    }
+    return i;
+}
+
 static int scan(const char *buf, size_t from, size_t end, struct hs_http_request *req,
                 size_t *head_len)
 {
-    size_t i;
+    size_t i = from;
 
-    for (i = from; i < end; i++) {
-        unsigned char c = (unsigned char)buf[i];
+    while (i < end) {
+        i = skip_plain(buf, i, end);
+        size_t stop = end - i > 8 ? i + 8 : end;
+        for (; i < stop; i++) {
+            unsigned char c = (unsigned char)buf[i];
 
-        if (c >= 0x20 && c != 0x7f)
-            continue;
-        if (c == '\r') {
-            if (i + 1 < end && buf[i + 1] != '\n')
-                return fail(req, 400, "CR not followed by LF");
-        } else if (c == '\n') {
-            if (i == 0 || buf[i - 1] != '\r')
-                return fail(req, 400, "bare LF");
-            if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
-                *head_len = i + 1;
-                return 1;
+            if (c >= 0x20 && c != 0x7f)
+                continue;
+            if (c == '\r') {
+                if (i + 1 < end && buf[i + 1] != '\n')
+                    return fail(req, 400, "CR not followed by LF");
+            } else if (c == '\n') {
+                if (i == 0 || buf[i - 1] != '\r')
+                    return fail(req, 400, "bare LF");
+                if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
+                    *head_len = i + 1;
+                    return 1;
+                }
+            } else if (c != '\t') {
+                return fail(req, 400, c == 0 ? "NUL byte" : "control character");
             }
-        } else if (c != '\t') {
-            return fail(req, 400, c == 0 ? "NUL byte" : "control character");
         }
     }
     return 0;
