@@ -22,7 +22,7 @@ loadgen=$(cd "$build" && pwd)/bench/hs_loadgen
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }

@@ -158,7 +158,7 @@ run() {
     }
 }
 
-a=$(KEEP= run "$n1")
+a=$(KEEP='' run "$n1")
 b=$(run "$n2")
 msgs=$(((n2 - n1) * conns))
 if [[ ${TOOL:-} == strace ]]; then

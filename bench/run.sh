@@ -37,7 +37,7 @@ if [[ " ${missing[*]} " == *" lua-cjson "* ]] && command -v lua5.4 >/dev/null &&
     lua5.4 -e 'require "cjson"' 2>/dev/null; then
     missing=("${missing[@]/lua-cjson/}")
 fi
-missing=($(printf '%s\n' "${missing[@]}" | sort -u | grep -v '^$' || true))
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | grep -v '^$' || true)
 if ((${#missing[@]})); then
     echo "bench: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
