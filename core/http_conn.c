@@ -595,10 +595,11 @@ int hs_http_conn_input_direct(struct hs_http_conn *h, const char *data, size_t l
     h->refs++;
     h->running++; /* as inside http_run: the finish does not kick */
     h->last_len = 0;
-    int go = http_begin(h, &req, (size_t)r, 1);
+    http_begin(h, &req, (size_t)r, 1);
     h->running--;
-    if (go)
-        http_run(h, 0); /* the exchange's end (and what a waiting handler's answer needs) */
+    /* What the input loop does after an exchange began there: its end when it is answered, a
+     * linger or close after an error, and the read interest either way. */
+    http_run(h, 0);
     hs__http_release(h);
     return 1;
 }

@@ -537,6 +537,19 @@ static void test_direct_input(void **state)
     assert_int_equal(fx->offered, 4);
     assert_int_equal(fx->taken, 1);
     assert_int_equal(fx->requests, 5);
+
+    /* A head that parses but whose path climbs above the root: taken, answered 400 by the
+     * layer, and the connection lingers until the client is done, then closes. */
+    client_send(fx, "GET /a/../../x HTTP/1.1\r\nHost: t\r\n\r\n");
+    static const char bad[] = "HTTP/1.1 400 Bad Request\r\nDate: X\r\nContent-Type: text/plain; "
+                              "charset=utf-8\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
+                              "Bad Request\n";
+    wait_bytes(fx, sizeof bad - 1);
+    assert_string_equal(take(fx), bad);
+    assert_int_equal(fx->taken, 2);
+    assert_int_equal(fx->requests, 5);
+    shutdown(fx->peer, SHUT_WR);
+    PUMP_UNTIL(fx, fx->closes == 1);
 }
 
 /* A header section over max_header_bytes: the layer answers 431 itself, the app never sees
