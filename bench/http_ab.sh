@@ -14,18 +14,14 @@
 # per request. Run it alone. Loopback only; every step is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 secs=${1:-3}
 rounds=${2:-5}
-shift 2 || true
+if [ $# -ge 2 ]; then shift 2; else set --; fi
 [ $# -gt 0 ] || set -- build-bench/hotsock
-tmp=$(mktemp -d /tmp/hshttpab.XXXXXX)
-pid=
-cleanup() {
-    [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-hz=$(getconf CLK_TCK)
+bench_bounded $((rounds * $# * (secs + 15) + 60))s "$0" "$secs" "$rounds" "$@"
+TMP=$(mktemp -d /tmp/hshttpab.XXXXXX)
 
 # utime and stime (ticks) of a pid; steal ticks of cpu0.
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
@@ -33,36 +29,31 @@ steal0() { awk '$1 == "cpu0" {print $9}' /proc/stat; }
 
 for round in $(seq "$rounds"); do
     for bin in "$@"; do
-        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        port=$(free_port)
         url="http://127.0.0.1:$port/hello"
-        taskset -c 0 "$bin" serve scripts/http.lua --listen "tcp://127.0.0.1:$port" \
-            --workers 1 --control none --log-level warn >"$tmp/server.log" 2>&1 &
-        pid=$!
-        for _ in $(seq 50); do
-            curl -s -o /dev/null --max-time 2 "$url" && break
-            sleep 0.1
-        done
+        start_bg "$TMP/server.log" taskset -c 0 "$bin" serve scripts/http.lua \
+            --listen "tcp://127.0.0.1:$port" --workers 1 --control none --log-level warn
+        pid=$BG_PID
+        wait_port "$port" "$pid"
         timeout 10 taskset -c 1 wrk -t1 -c50 -d1s "$url" >/dev/null
         read -r u0 s0 < <(ticks "$pid")
         t0=$(steal0)
         out=$(timeout $((secs + 10)) taskset -c 1 wrk -t1 -c50 -d"${secs}s" "$url")
         read -r u1 s1 < <(ticks "$pid")
         t1=$(steal0)
-        kill "$pid"
-        wait "$pid" 2>/dev/null || true
-        pid=
+        stop_bg "$pid"
         reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-        awk -v b="$bin" -v n="$round" -v r="$reqs" -v t="$secs" -v hz="$hz" -v u="$((u1 - u0))" \
+        awk -v b="$bin" -v n="$round" -v r="$reqs" -v t="$secs" -v hz="$HZ" -v u="$((u1 - u0))" \
             -v y="$((s1 - s0))" -v st="$((t1 - t0))" 'BEGIN {
             printf "round %d %s: %.0f req/s, user %.2f + sys %.2f us/req, steal %.0f%%\n",
                 n, b, r / t, u * 1e6 / hz / r, y * 1e6 / hz / r, st * 100 / hz / t }' |
-            tee -a "$tmp/runs"
+            tee -a "$TMP/runs"
     done
 done
 # Per build: the median of its runs' req/s and CPU µs per request; and against the first
 # build, the median of the per-round ratios (each round's runs were made a few seconds apart).
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
-col() { awk -v b="$1" -v f="$2" '$3 == b":" { print (f == "rate" ? $4 : $7 + $10) }' "$tmp/runs"; }
+col() { awk -v b="$1" -v f="$2" '$3 == b":" { print (f == "rate" ? $4 : $7 + $10) }' "$TMP/runs"; }
 for bin in "$@"; do
     printf '%s: median %s req/s, %s us CPU/req' "$bin" "$(col "$bin" rate | median)" \
         "$(col "$bin" cpu | median)"

@@ -304,6 +304,18 @@ static void wait_bytes(struct fx *fx, size_t len)
 
 /* ---- tests ---- */
 
+#define HEAD_RESPONSE OK_RESPONSE("8\r\n\r\n")
+
+/* HEAD /h: the head a GET would get (the app answers with an 8-byte body) and nothing more. */
+static void ask_head(struct fx *fx)
+{
+    client_send(fx, "HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_bytes(fx, sizeof HEAD_RESPONSE - 1);
+    for (int i = 0; i < 20; i++) /* nothing more may come: no body for HEAD */
+        pump_once(fx);
+    assert_string_equal(take(fx), HEAD_RESPONSE);
+}
+
 /* One request, the exact response, and the connection stays for the next (keep-alive). */
 static void test_keep_alive(void **state)
 {
@@ -409,12 +421,7 @@ static void test_chunked_and_head(void **state)
     wait_bytes(fx, sizeof chunked - 1);
     assert_string_equal(take(fx), chunked);
     fx->chunked = 0;
-    client_send(fx, "HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
-    static const char head[] = OK_RESPONSE("8\r\n\r\n");
-    wait_bytes(fx, sizeof head - 1);
-    for (int i = 0; i < 20; i++) /* nothing more may come: no body for HEAD */
-        pump_once(fx);
-    assert_string_equal(take(fx), head);
+    ask_head(fx);
 }
 
 /* A whole response in one call (res:send's path): with nothing queued and no request behind
@@ -433,13 +440,8 @@ static void test_whole_response(void **state)
     /* Readable then: the same bytes with the real Date value, 28 longer than the "X". */
     assert_int_equal(fx->readable[0], (ssize_t)sizeof one - 1 + 28);
 
-    client_send(fx, "HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
-    static const char head[] = OK_RESPONSE("8\r\n\r\n");
-    wait_bytes(fx, sizeof head - 1);
-    for (int i = 0; i < 20; i++) /* nothing more may come: no body for HEAD */
-        pump_once(fx);
-    assert_string_equal(take(fx), head);
-    assert_int_equal(fx->readable[1], (ssize_t)sizeof head - 1 + 28);
+    ask_head(fx);
+    assert_int_equal(fx->readable[1], (ssize_t)sizeof HEAD_RESPONSE - 1 + 28);
 
     static const char all[] = OK_RESPONSE("8\r\n\r\npath=/3\n") OK_RESPONSE("8\r\n\r\npath=/4\n")
         OK_RESPONSE("8\r\n\r\npath=/5\n");
@@ -453,6 +455,22 @@ static void test_whole_response(void **state)
         assert_int_equal(fx->readable[i], 0);
 }
 
+/* Sends `target` as request number `nth` of a held connection and answers it whole with
+ * status, the header lines hdrs (may be NULL) and body; pumps until the client has the
+ * response (its Date value counted at 29 bytes). */
+static void ask_and_answer(struct fx *fx, const char *target, int nth, int status, const char *hdrs,
+                           const char *body, size_t response_len)
+{
+    char req[128];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", target);
+    client_send(fx, req);
+    PUMP_UNTIL(fx, fx->requests == nth);
+    assert_int_equal(
+        hs_http_conn_send(fx->h, status, hdrs, hdrs ? strlen(hdrs) : 0, body, strlen(body), 0), 0);
+    assert_int_equal(hs_http_conn_finish(fx->h), 0);
+    wait_bytes(fx, response_len + 28);
+}
+
 /* The status line and Date of a 200 come from a copy made once a second: the Date value is
  * an IMF-fixdate of the current second, and a response that brings its own Date gets no
  * second one (nor does a 404, which is put together piece by piece). */
@@ -461,13 +479,9 @@ static void test_date_line(void **state)
     struct fx *fx = *state;
     fx->hold = 1;
     connect_client(fx);
-    client_send(fx, "GET /d HTTP/1.1\r\nHost: t\r\n\r\n");
-    PUMP_UNTIL(fx, fx->held);
-    time_t before = time(NULL);
-    assert_int_equal(hs_http_conn_send(fx->h, 200, NULL, 0, "ok", 2, 0), 0);
-    assert_int_equal(hs_http_conn_finish(fx->h), 0);
     static const char ok[] = "HTTP/1.1 200 OK\r\nDate: X\r\nContent-Length: 2\r\n\r\nok";
-    wait_bytes(fx, sizeof ok - 1 + 28);
+    time_t before = time(NULL);
+    ask_and_answer(fx, "/d", 1, 200, NULL, "ok", sizeof ok - 1);
     char raw[128] = "";
     size_t n = evbuffer_copyout(fx->got, raw, sizeof raw - 1);
     assert_true(n > 17 + 6 + 29);
@@ -480,20 +494,12 @@ static void test_date_line(void **state)
     assert_true(t >= before - 1 && t <= time(NULL) + 1);
     assert_string_equal(take(fx), ok);
 
-    static const char own[] = "Date: Tue, 01 Jan 2030 00:00:00 GMT\r\n";
-    client_send(fx, "GET /e HTTP/1.1\r\nHost: t\r\n\r\n");
-    PUMP_UNTIL(fx, fx->requests == 2);
-    assert_int_equal(hs_http_conn_send(fx->h, 200, own, sizeof own - 1, "ok", 2, 0), 0);
-    assert_int_equal(hs_http_conn_finish(fx->h), 0);
-    wait_bytes(fx, sizeof ok - 1 + 28);
+    ask_and_answer(fx, "/e", 2, 200, "Date: Tue, 01 Jan 2030 00:00:00 GMT\r\n", "ok",
+                   sizeof ok - 1);
     assert_string_equal(take(fx), ok); /* one Date line: the script's */
 
-    client_send(fx, "GET /f HTTP/1.1\r\nHost: t\r\n\r\n");
-    PUMP_UNTIL(fx, fx->requests == 3);
-    assert_int_equal(hs_http_conn_send(fx->h, 404, NULL, 0, "no", 2, 0), 0);
-    assert_int_equal(hs_http_conn_finish(fx->h), 0);
     static const char nf[] = "HTTP/1.1 404 Not Found\r\nDate: X\r\nContent-Length: 2\r\n\r\nno";
-    wait_bytes(fx, sizeof nf - 1 + 28);
+    ask_and_answer(fx, "/f", 3, 404, NULL, "no", sizeof nf - 1);
     assert_string_equal(take(fx), nf);
 }
 
