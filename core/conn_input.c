@@ -213,23 +213,21 @@ static int conn_frame_input(struct hs_conn *c)
     return frames;
 }
 
-int hs__conn_input_direct(const struct hs_conn *c, size_t want)
-{
-    /* Not while anything could be waiting in c->in ahead of the read's bytes, or could want
-     * them there: a hold (the handler reads c->in), a pause, a protocol layer, or anything in
-     * c->ext (a pipe; a PROXY listener's conns keep theirs, and take the buffered path). */
-    return c->handler->on_raw != NULL && c->framing.kind == HS_FRAMING_RAW &&
-           (c->framing.max == 0 || c->framing.max >= want) && !c->hold &&
-           !(c->flags & (CONN_CLOSING | CONN_USER_PAUSED | CONN_EOF)) && c->ext == NULL &&
-           evbuffer_get_length(c->in) == 0;
-}
-
 int hs__conn_input_offer(const struct hs_conn *c)
 {
-    /* As for on_raw: nothing may be waiting in c->in ahead of the read's bytes, or want them
-     * there (a hold, a pause, a closing conn, a pipe or PROXY state in c->ext). */
+    /* Not while anything could be waiting in c->in ahead of the read's bytes, or could want
+     * them there: a hold (the handler reads c->in), a pause, a closing conn, or anything in
+     * c->ext (a pipe; a PROXY listener's conns keep theirs, and take the buffered path). */
     return !c->hold && !(c->flags & (CONN_CLOSING | CONN_USER_PAUSED | CONN_EOF)) &&
            c->ext == NULL && evbuffer_get_length(c->in) == 0;
+}
+
+int hs__conn_input_direct(const struct hs_conn *c, size_t want)
+{
+    /* A raw frame of the handler's own (a protocol layer frames its input otherwise), and
+     * none that a read of `want` bytes could pass: then the read is one frame. */
+    return c->handler->on_raw != NULL && c->framing.kind == HS_FRAMING_RAW &&
+           (c->framing.max == 0 || c->framing.max >= want) && hs__conn_input_offer(c);
 }
 
 void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len)

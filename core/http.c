@@ -394,9 +394,6 @@ static int parse_head(const char *buf, size_t skip, size_t rl_end, size_t hdr_st
     return (int)head_len;
 }
 
-/* Checks buf[from, end) byte by byte: controls other than HTAB/CR/LF, DEL, CR not followed by
- * LF and LF not preceded by CR are refused. Stops at the first CRLFCRLF and stores the head
- * length. Returns 1 (head complete), 0 (not yet) or HS_EPROTO. */
 /* The first index from i on (at most end, and within 8 bytes of a byte that is not plain)
  * where 8 bytes at a time stop being all plain: each >= 0x20 and not DEL, the bytes scan's
  * loop passes over. Word-at-a-time tests for a byte under 0x20 and for a byte equal to 0x7f,
@@ -415,6 +412,10 @@ static size_t skip_plain(const char *buf, size_t i, size_t end)
     return i;
 }
 
+/* Checks buf[from, end) byte by byte (plain runs a word at a time): controls other than
+ * HTAB/CR/LF, DEL, CR not followed by LF and LF not preceded by CR are refused. Stops at the
+ * first CRLFCRLF and stores the head length. Returns 1 (head complete), 0 (not yet) or
+ * HS_EPROTO. */
 static int scan(const char *buf, size_t from, size_t end, struct hs_http_request *req,
                 size_t *head_len)
 {

@@ -314,6 +314,14 @@ static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req,
     return !http_gone(h);
 }
 
+/* An empty request whose fields go to hdrs (HS_HTTP_MAX_HEADERS of them), for the parser. */
+static void req_init(struct hs_http_request *req, struct hs_http_header *hdrs)
+{
+    memset(req, 0, sizeof *req);
+    req->headers = hdrs;
+    req->headers_cap = HS_HTTP_MAX_HEADERS;
+}
+
 /* Parses the next request head from the input. Returns 1 when an exchange began. */
 static int http_next_request(struct hs_http_conn *h)
 {
@@ -327,9 +335,7 @@ static int http_next_request(struct hs_http_conn *h)
     const char *buf = (const char *)evbuffer_pullup(h->in, (ev_ssize_t)n);
     struct hs_http_header hdrs[HS_HTTP_MAX_HEADERS];
     struct hs_http_request req;
-    memset(&req, 0, sizeof req);
-    req.headers = hdrs;
-    req.headers_cap = HS_HTTP_MAX_HEADERS;
+    req_init(&req, hdrs);
     int r = buf ? hs_http_parse_request(buf, n, h->last_len, &h->set.head, &req) : HS_EPROTO;
     if (r == HS_AGAIN && n >= max)
         r = HS_EPROTO, req.status = 431, req.why = "header section too large";
@@ -586,9 +592,7 @@ int hs_http_conn_input_direct(struct hs_http_conn *h, const char *data, size_t l
         return 0;
     struct hs_http_header hdrs[HS_HTTP_MAX_HEADERS];
     struct hs_http_request req;
-    memset(&req, 0, sizeof req);
-    req.headers = hdrs;
-    req.headers_cap = HS_HTTP_MAX_HEADERS;
+    req_init(&req, hdrs);
     int r = hs_http_parse_request(data, len, 0, &h->set.head, &req);
     if (r <= 0 || (size_t)r != len || req.chunked || req.content_length > 0)
         return 0; /* the input buffer's path parses it again, and answers any error there */

@@ -233,13 +233,10 @@ static char *head_last(const struct hs_http_conn *h, char *p)
     return put_lit(p, "\r\n");
 }
 
-int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
-                       int64_t length, int close)
+/* Queues the head begun at line (its first piece ends at p), the caller's lines and the
+ * framing fields into h->pend, and marks the response started. */
+static void head_queue(struct hs_http_conn *h, char *line, char *p, const char *headers, size_t len)
 {
-    int r = resp_begin(h, status, length, close);
-    if (r != 0)
-        return r;
-    char line[HEAD_MAX], *p = head_first(h, status, headers, len, line);
     if (len > 0 && head_fits(line, p, len)) {
         p = put_mem(p, headers, len);
     } else {
@@ -252,27 +249,38 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
     p = head_last(h, p);
     evbuffer_add(h->pend, line, (size_t)(p - line));
     h->resp = RESP_STARTED;
+}
+
+int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
+                       int64_t length, int close)
+{
+    int r = resp_begin(h, status, length, close);
+    if (r != 0)
+        return r;
+    char line[HEAD_MAX];
+    head_queue(h, line, head_first(h, status, headers, len, line), headers, len);
     return 0;
 }
 
 int hs_http_conn_send(struct hs_http_conn *h, int status, const char *headers, size_t len,
                       const void *body, size_t blen, int close)
 {
-    /* The head and the body go to the connection as one send of two pieces, which writes
-     * them through at once when nothing is queued (no copy into an output buffer, no flush
-     * later), unless a pipelined request waits behind this one: then the responses of the
-     * batch are queued and go out together at its end, as start + write queue them. */
-    if (http_dead(h) || evbuffer_get_length(h->pend) > 0 || evbuffer_get_length(h->in) > 0 ||
-        len > HEAD_MAX - HEAD_TAIL_MAX - 128) {
-        int r = hs_http_conn_start(h, status, headers, len, (int64_t)blen, close);
-        return r == 0 ? hs_http_conn_write(h, body, blen) : r;
-    }
     int r = resp_begin(h, status, (int64_t)blen, close);
     if (r != 0)
         return r;
     char line[HEAD_MAX], *p = head_first(h, status, headers, len, line);
+    /* The head and the body go to the connection as one send of two pieces, which writes
+     * them through at once when nothing is queued (no copy into an output buffer, no flush
+     * later), unless output is pending here or a pipelined request waits behind this one:
+     * then the response is queued as start + write queue it, and a batch goes out together
+     * at its end. A head too large for the stack buffer is queued in pieces the same way. */
+    if (evbuffer_get_length(h->pend) > 0 || evbuffer_get_length(h->in) > 0 ||
+        (len > 0 && !head_fits(line, p, len))) {
+        head_queue(h, line, p, headers, len);
+        return hs_http_conn_write(h, body, blen);
+    }
     if (len > 0)
-        p = put_mem(p, headers, len); /* fits: the first piece is under 128 bytes */
+        p = put_mem(p, headers, len);
     p = head_last(h, p);
     h->resp = RESP_STARTED;
     h->written = blen;

@@ -22,7 +22,6 @@
 
 #include <event2/buffer.h>
 
-/* The request is over for the script: the box no longer reaches the connection. */
 /* The largest header-lines buffer a connection keeps between its responses. */
 #define LINES_KEEP 256
 
@@ -33,6 +32,7 @@ static void lines_free(struct lua_http *lh)
     lh->lines_len = lh->lines_cap = 0;
 }
 
+/* The request is over for the script: the box no longer reaches the connection. */
 void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
 {
     if (lh->res_ref != LUA_NOREF) {
@@ -189,9 +189,13 @@ void hs__lua_http_done(lua_State *L, int idx)
     lua_pop(L, 1);
 }
 
-/* Creates the metatables the first time (they live in the registry from then on). */
+/* Creates the metatables the first time (they live in the registry from then on); each
+ * accepted HTTP connection asks, and after the first only the reference is looked at. */
 static void open_meta(lua_State *L)
 {
+    struct hs_lua *hl = hs__lua_from_state(L);
+    if (hl->req_mt_ref != 0)
+        return;
     hs__lua_http_open_res(L);
     if (luaL_newmetatable(L, HS_REQ_MT)) {
         static const luaL_Reg methods[] = {
@@ -203,11 +207,7 @@ static void open_meta(lua_State *L)
         hs__lua_open_ws(L);
         hs__lua_http_req_meta(L);
     }
-    struct hs_lua *hl = hs__lua_from_state(L);
-    if (hl->req_mt_ref == 0)
-        hl->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-        lua_pop(L, 1);
+    hl->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* ---- the app: hs_http_conn callbacks ---- */
