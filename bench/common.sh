@@ -92,6 +92,10 @@ tree_pids() {
   for c in $(pgrep -P "$1" || true); do tree_pids "$c"; done
 }
 
+# Ticks the hypervisor stole from core 0 so far (steal in /proc/stat): time no process in
+# the guest is charged for, which a run on that core loses all the same.
+steal0() { awk '$1 == "cpu0" { print $9 }' /proc/stat; }
+
 # per_op TICKS OPS: µs of CPU per operation.
 per_op() {
   awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }'

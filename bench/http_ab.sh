@@ -23,9 +23,8 @@ if [ $# -ge 2 ]; then shift 2; else set --; fi
 bench_bounded $((rounds * $# * (secs + 15) + 60))s "$0" "$secs" "$rounds" "$@"
 TMP=$(mktemp -d /tmp/hshttpab.XXXXXX)
 
-# utime and stime (ticks) of a pid; steal ticks of cpu0.
+# utime and stime (ticks) of a pid.
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-steal0() { awk '$1 == "cpu0" {print $9}' /proc/stat; }
 
 for round in $(seq "$rounds"); do
     for bin in "$@"; do

@@ -55,8 +55,6 @@ rpid=$BG_PID
 wait_port "$hp" "$hpid"
 wait_port "$rp" "$rpid"
 
-steal0() { awk '$1 == "cpu0" { print $9 }' /proc/stat; }
-
 # One slice against port $2 served by pid $3: "msg/s cpu_us steal%".
 slice() {
     local name=$1 port=$2 pid=$3 c0 c1 s0 s1 out
