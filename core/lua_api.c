@@ -441,6 +441,7 @@ void hs_lua_free(struct hs_lua *hl)
     hs_owned_list_stop(&hl->timer_list);
     hs__lua_callbacks_stop(hl);
     lua_close(hl->L);
+    hs__blocks_free(&hl->blocks);
     hs__lua_rx_free(hl);
     free(hl);
 }

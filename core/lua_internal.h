@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "core/lua_blocks.h"
 #include "core/conn.h"
 #include "core/framing.h"
 #include "core/lua_box.h"
@@ -59,6 +60,7 @@ struct hs_lua {
     long long idle_deadline_ns; /* deadline of Lua run outside calls (finalizers), 0: unset */
     int depth;                  /* nested hs__lua_pcall calls on the C stack */
     size_t gc_band;             /* mem_used >> LUA_GC_BAND_SHIFT when the GC pause was set */
+    struct hs__blocks blocks;   /* small blocks freed, for the next allocations (lua_blocks.h) */
     char warn[512];             /* a warning being assembled from lua_warning pieces */
     size_t warn_len;
     /* Calls into scripts (lua_task.c). */

@@ -63,8 +63,11 @@ void *hs__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     struct hs_lua *hl = ud;
     size_t old = ptr ? osize : 0; /* for a new block osize is a type tag, not a size */
     if (nsize == 0) {
-        free(ptr);
         hl->mem_used -= old;
+        if (old > 0 && old <= HS_LUA_BLOCK_SMALL &&
+            hs__blocks_keep(&hl->blocks, ptr, hs__block_class(old)))
+            return NULL;
+        free(ptr);
         return NULL;
     }
     if (nsize > old && hl->mem_limit && hl->depth > 0) {
@@ -86,11 +89,31 @@ void *hs__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             return b;
         }
     }
+    /* A small block comes from the kept ones, or is made at its class's size (lua_blocks.h). */
+    size_t ask = nsize;
+    if (nsize <= HS_LUA_BLOCK_SMALL) {
+        unsigned k = hs__block_class(nsize);
+        if (ptr == NULL) {
+            void *b = hs__blocks_take(&hl->blocks, k, nsize);
+            if (b != NULL) {
+                hl->mem_used += nsize;
+                return b;
+            }
+        }
+        ask = hs__block_size(k);
+    }
     /* Most blocks are new (a reload's compile asks for ~4,500): malloc itself is realloc's
      * path for them minus a few tests. */
-    void *p = ptr ? realloc(ptr, nsize) : malloc(nsize);
-    if (p != NULL)
+    void *p = ptr ? realloc(ptr, ask) : malloc(ask);
+    if (p != NULL) {
         hl->mem_used = hl->mem_used - old + nsize;
+        /* A checker's realloc to the same size keeps the block and its no-access tail: open
+         * what Lua grew into, and close the class's rounding, not Lua's to use. */
+        if (nsize > old)
+            HS_BLOCK_UNDEFINED((char *)p + old, nsize - old);
+        if (ask > nsize)
+            HS_BLOCK_NOACCESS((char *)p + nsize, ask - nsize);
+    }
     return p;
 }
 
@@ -369,4 +392,17 @@ int hs__lua_pcall(lua_State *L, int nargs, int nres, char *err, size_t errlen)
     }
     lua_pop(L, 1);
     return HS_ESCRIPT;
+}
+
+void hs__blocks_free(struct hs__blocks *bl)
+{
+    for (unsigned k = 0; k < HS_LUA_BLOCK_CLASSES; k++) {
+        while (bl->free[k] != NULL) {
+            struct hs__block *b = bl->free[k];
+            HS_BLOCK_DEFINED(b, sizeof *b);
+            bl->free[k] = b->next;
+            free(b);
+        }
+    }
+    bl->bytes = 0;
 }
