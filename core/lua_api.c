@@ -103,21 +103,24 @@ void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)
     hs_version_unref(v);
 }
 
-/* on_message(conn, data) for the len bytes at p. */
+/* on_message(conn, data) for the len bytes at p: the arguments go straight onto the call's
+ * coroutine. */
 static void lua_conn_message(struct hs_conn *c, const unsigned char *p, size_t len, void *arg)
 {
     struct hs__conn_box *box = hs_conn_data(c);
     struct hs_lua *hl = hs_script_lua(arg);
-    lua_State *L = hl->L;
     hs_stats_message(hs_version_stats(box->v), 0);
     hs_conn_count_message(c);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, box->self_ref);
-    hs__lua_rx_push(hl, p, len);
     struct hs__invoke iv = {
         .v = box->v, .name = "on_message", .conn = c, .box = box, .flags = HS__INVOKE_CLOSE};
+    struct hs__task *t = hs__lua_call_begin(hl, &iv);
+    if (t == NULL)
+        return;
+    lua_rawgeti(t->T, LUA_REGISTRYINDEX, box->self_ref);
+    hs__lua_rx_push(hl, t->T, p, len);
     box->in_frame = 1;
     hl->msg_box = box;
-    hs__lua_invoke(hl, &iv, 2, 0);
+    hs__lua_call_run(t, &iv, 2, 0);
     /* Not the value before: a nested call may have dropped that box's reference meanwhile. */
     hl->msg_box = NULL;
     box->in_frame = 0;
@@ -247,39 +250,25 @@ int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg)
     return refuse;
 }
 
-/* Appends s to the text of `at` bytes in buf (cap bytes, cap > 0), cutting it to fit and
- * keeping buf terminated. Returns the new length. */
-static size_t put_text(char *buf, size_t cap, size_t at, const char *s)
-{
-    size_t n = strlen(s);
-    if (n > cap - 1 - at)
-        n = cap - 1 - at;
-    memcpy(buf + at, s, n);
-    buf[at + n] = '\0';
-    return at + n;
-}
-
 void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer, void *arg)
 {
     struct hs_script *s = arg;
     struct hs_lua *hl = hs_script_lua(s);
-    lua_State *L = hl->L;
     struct hs_version *v = hs_script_current(s);
     hs_stats_message(hs_version_stats(v), len);
-    struct hs__udp_box *box = hs__udp_box_push(hl, u);
-    lua_pushlstring(L, data, len);
-    lua_pushstring(L, peer);
-    /* The call's name in the log, made for every datagram in case it fails: the box's start
-     * of it ("on_datagram (URL from ") and the peer copied, not snprintf, which cost more
-     * than the rest of a 64 B datagram's dispatch. */
-    char what[160];
-    size_t at = box->what_len < sizeof what - 1 ? box->what_len : sizeof what - 1;
-    memcpy(what, box->what, at);
-    what[at] = '\0';
-    at = put_text(what, sizeof what, at, peer);
-    put_text(what, sizeof what, at, ")");
-    struct hs__invoke iv = {.v = v, .name = "on_datagram", .what = what};
-    hs__lua_invoke(hl, &iv, 3, 0);
+    struct hs__invoke iv = {.v = v, .name = "on_datagram", .what_peer = peer};
+    struct hs__task *t = hs__lua_call_begin(hl, &iv);
+    if (t == NULL)
+        return;
+    /* The call's name in the log is the box's text, "on_datagram (URL from ", the peer and
+     * ")": made only if the log needs it, not for every datagram. The box outlives the call:
+     * the socket is not freed inside its callback (hs_udp_free waits), and a call that waits
+     * copies the text first (task_suspend). */
+    struct hs__udp_box *box = hs__udp_box_push(hl, t->T, u);
+    iv.what = box->what;
+    lua_pushlstring(t->T, data, len);
+    lua_pushstring(t->T, peer);
+    hs__lua_call_run(t, &iv, 3, 0);
 }
 
 /* ---- the version that runs (what it makes belongs to it: core/owned.h) ---- */

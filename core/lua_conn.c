@@ -417,9 +417,8 @@ static int l_udp_gc(lua_State *L)
     return 0;
 }
 
-struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
+struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, lua_State *L, struct hs_udp *u)
 {
-    lua_State *L = hl->L;
     /* The socket keeps its box's registry reference: one array read per datagram, where a
      * table keyed by the socket's address cost two lookups (~275 instructions). */
     int ref = hs_udp_tag(u);
@@ -429,8 +428,7 @@ struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u)
     }
     struct hs__udp_box *box = hs__box_new(L, HS__BOX_UDP, sizeof *box, 0);
     snprintf(box->url, sizeof box->url, "%s", hs_udp_url(u));
-    int n = snprintf(box->what, sizeof box->what, "on_datagram (%s from ", box->url);
-    box->what_len = n < 0 ? 0 : (size_t)n < sizeof box->what ? (size_t)n : sizeof box->what - 1;
+    snprintf(box->what, sizeof box->what, "on_datagram (%s from ", box->url);
     lua_pushvalue(L, -1);
     hs_udp_set_tag(u, luaL_ref(L, LUA_REGISTRYINDEX));
     /* Only now, with the box referenced, may the socket tell it of its end. */

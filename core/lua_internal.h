@@ -164,7 +164,6 @@ struct hs__udp_box {
     char url[HS_ADDR_TEXT + 16]; /* kept for a freed box's url() and tostring */
     /* "on_datagram (URL from ": the start of each call's name in the log, made once. */
     char what[HS_ADDR_TEXT + 48];
-    size_t what_len; /* strlen(what) */
 };
 
 /* The context of the state L belongs to (any of its threads). It is kept in one place only,
@@ -240,10 +239,10 @@ void hs__push_proxy_info(lua_State *L, const struct hs_conn *c);
 /* Pushes a new conn box for c bound to version v. */
 struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct hs_version *v);
 
-/* Pushes the udp box of u and returns it (Lua owns it), creating it the first time; u keeps the
- * box's registry reference (hs_udp_tag) until it is freed or the state closes. May raise
- * (memory) the first time. */
-struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, struct hs_udp *u);
+/* Pushes the udp box of u onto L (a thread of hl's state) and returns it (Lua owns it), creating it
+ * the first time; u keeps the box's registry reference (hs_udp_tag) until it is freed or the state
+ * closes. May raise (memory) the first time. */
+struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, lua_State *L, struct hs_udp *u);
 
 /* Converts the framing spec at idx (a string like "length:i32le" or a table
  * {"line", max = 100, delim = "\r\n"}) into *f. Returns 0, or HS_EBADSPEC with *why set. */
@@ -381,6 +380,7 @@ struct hs__task {
     int ref;                  /* registry reference anchoring T (a running thread is held) */
     struct hs_version *v;     /* the version whose code it runs; referenced while it waits */
     const char *what;         /* names the call in the log */
+    const char *what_peer;    /* and, until it first waits, the datagram's source after it */
     struct hs_conn *conn;     /* the connection it is for, or NULL; valid for the first run */
     struct hs__conn_box *box; /* the stream connection whose handler it is, or NULL */
     unsigned flags;           /* HS__INVOKE_* */
@@ -419,6 +419,8 @@ struct hs__invoke {
     const char *name;         /* the callback looked up in v's table; NULL: the function is on the
                                * stack below the arguments */
     const char *what;         /* names the call in the log (NULL: name) */
+    const char *what_peer;    /* or NULL: a datagram's source; the log names the call as what, it
+                               * and ")" (text made only when needed, not per datagram) */
     struct hs_conn *conn;     /* the connection the call is for (log, HS__INVOKE_CLOSE), or NULL */
     struct hs__conn_box *box; /* the stream connection whose handler it is, or NULL: while the
                                * call waits the conn is held (hs_conn_hold) */
@@ -440,6 +442,15 @@ struct hs__invoke {
  *   core resumes it later (hs__task_resume) and its end is reported to its box
  *   (hs__conn_settle) or to the log. */
 int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres);
+
+/* hs__lua_invoke in two steps, for the per-message calls: the arguments are pushed straight
+ * onto the call's coroutine (t->T), not onto hl->L and moved across. hs__lua_call_begin takes a
+ * task and pushes v's callback iv->name (not NULL) onto t->T, or returns NULL when v has none
+ * (or out of memory: logged); nothing ran. The caller then pushes the nargs arguments onto t->T
+ * (nothing in between may call into Lua but what a push itself sets off: a collection's
+ * finalizers) and runs it with hs__lua_call_run, which returns as hs__lua_invoke does. */
+struct hs__task *hs__lua_call_begin(struct hs_lua *hl, const struct hs__invoke *iv);
+int hs__lua_call_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres);
 
 /* For a waiting call (an l_ function about to yield): the task running on L, marked as
  * waiting in `what`. Raises a clear error naming `what` where waiting is impossible: outside a
@@ -551,9 +562,9 @@ void hs__lua_rx_calibrate(struct hs_lua *hl);
 /* Where a read of up to size bytes meant for on_message should go, or NULL (then it goes to
  * the input buffer as before). */
 unsigned char *hs__lua_rx_buffer(struct hs_lua *hl, size_t size);
-/* Pushes the len bytes at p as a string: the block itself when p is the buffer given above
- * and the read was large, else a copy. */
-void hs__lua_rx_push(struct hs_lua *hl, const unsigned char *p, size_t len);
+/* Pushes the len bytes at p as a string onto L (a thread of hl's state): the block itself when
+ * p is the buffer given above and the read was large, else a copy. */
+void hs__lua_rx_push(struct hs_lua *hl, lua_State *L, const unsigned char *p, size_t len);
 /* lua_alloc's question for a new string block of nsize bytes while rx_want or rx_probe is
  * set: the block to use, or NULL for a fresh one. */
 void *hs__lua_rx_take(struct hs_lua *hl, size_t nsize);

@@ -57,10 +57,10 @@ unsigned char *hs__lua_rx_buffer(struct hs_lua *hl, size_t size)
     return (unsigned char *)hl->rx_block + hl->str_head;
 }
 
-void hs__lua_rx_push(struct hs_lua *hl, const unsigned char *p, size_t len)
+void hs__lua_rx_push(struct hs_lua *hl, lua_State *L, const unsigned char *p, size_t len)
 {
     if (hl->rx_block == NULL || p != (unsigned char *)hl->rx_block + hl->str_head || len < RX_MIN) {
-        lua_pushlstring(hl->L, (const char *)p, len);
+        lua_pushlstring(L, (const char *)p, len);
         return;
     }
     size_t want = hl->str_head + len + 1;
@@ -73,7 +73,7 @@ void hs__lua_rx_push(struct hs_lua *hl, const unsigned char *p, size_t len)
         p = (unsigned char *)hl->rx_block + hl->str_head;
     }
     hl->rx_want = want;
-    lua_pushlstring(hl->L, (const char *)p, len);
+    lua_pushlstring(L, (const char *)p, len);
     /* Taken, or not (the Lua asked otherwise: the push copied, and the block serves again). */
     hl->rx_want = 0;
 }

@@ -139,13 +139,16 @@ static void task_error_text(struct hs__task *t, int st, char *err, size_t errlen
     lua_pop(hl->L, 1);
 }
 
+static const char *task_what(const struct hs__task *t, char *buf, size_t cap);
+
 /* A task failed (or yielded outside our waits): report it and drop its coroutine, whose stack
  * is not reusable. Returns HS_ESCRIPT. */
 static int task_fail(struct hs__task *t, int st, char *out, size_t outlen)
 {
-    char err[2048];
+    char err[2048], whatbuf[sizeof t->label];
     task_error_text(t, st, out ? out : err, out ? outlen : sizeof err);
     if (out == NULL) {
+        const char *what = task_what(t, whatbuf, sizeof whatbuf);
         hs_stats_handler_error(hs_version_stats(t->v));
         if (t->label[0] && t->wait_line > 0)
             hs_log(HS_LOG_ERROR, "handler error in %s, after waiting in %s at %s:%d: %s", t->label,
@@ -154,10 +157,10 @@ static int task_fail(struct hs__task *t, int st, char *out, size_t outlen)
             hs_log(HS_LOG_ERROR, "handler error in %s, after waiting in %s: %s", t->label,
                    t->wait_what, err);
         else if (t->conn)
-            hs_log(HS_LOG_ERROR, "handler error in %s (conn#%llu %s): %s", t->what,
+            hs_log(HS_LOG_ERROR, "handler error in %s (conn#%llu %s): %s", what,
                    (unsigned long long)hs_conn_id(t->conn), hs_conn_peer(t->conn), err);
         else
-            hs_log(HS_LOG_ERROR, "handler error in %s: %s", t->what, err);
+            hs_log(HS_LOG_ERROR, "handler error in %s: %s", what, err);
     }
     struct hs_conn *c = t->box ? t->box->c : t->conn;
     /* t->label is set once the call has waited: its caller can no longer handle the error. */
@@ -210,6 +213,10 @@ static void task_suspend(struct hs__task *t)
     struct hs_lua *hl = t->hl;
     size_t len = 0;
     text_puts(t->label, sizeof t->label, &len, t->what);
+    if (t->what_peer) {
+        text_puts(t->label, sizeof t->label, &len, t->what_peer);
+        text_puts(t->label, sizeof t->label, &len, ")");
+    }
     if (t->conn) {
         /* "WHAT (conn#ID PEER)" */
         text_puts(t->label, sizeof t->label, &len, " (conn#");
@@ -219,6 +226,7 @@ static void task_suspend(struct hs__task *t)
         text_puts(t->label, sizeof t->label, &len, ")");
     }
     t->what = t->label; /* the caller's text may live on its stack */
+    t->what_peer = NULL;
     t->conn = NULL;
     hs_version_ref(t->v);
     t->prev = NULL;
@@ -270,8 +278,11 @@ struct hs__task *hs__task_wait(lua_State *L, const char *what)
     struct hs__task *t = hl->task;
     if (t == NULL)
         luaL_error(L, "%s cannot wait here: not in a handler's coroutine", what);
-    if (t->flags & HS__INVOKE_NO_WAIT)
-        luaL_error(L, "%s cannot wait inside %s (it must answer at once)", what, t->what);
+    if (t->flags & HS__INVOKE_NO_WAIT) {
+        char whatbuf[sizeof t->label];
+        luaL_error(L, "%s cannot wait inside %s (it must answer at once)", what,
+                   task_what(t, whatbuf, sizeof whatbuf));
+    }
     if (L != t->T)
         luaL_error(L, "%s cannot wait inside a coroutine of the script's own (use hotsock.spawn)",
                    what);
@@ -429,24 +440,27 @@ void hs__lua_callbacks_stop(struct hs_lua *hl)
     hs_version_unwatch(&hl->cb_watch);
 }
 
-int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres)
+/* The call's name for the log: iv->what (or name), and the datagram's source and ")" after
+ * it when the caller gave one (made here, when needed, not for every datagram). */
+static const char *task_what(const struct hs__task *t, char *buf, size_t cap)
 {
-    lua_State *L = hl->L;
-    struct hs__task *t = task_take(hl);
-    if (t == NULL) {
-        lua_pop(L, nargs + (iv->name == NULL));
-        hs_log(HS_LOG_ERROR, "out of memory for a call to %s", iv->what ? iv->what : iv->name);
-        return HS_ESCRIPT;
-    }
-    /* A callback by name goes straight onto the coroutine, under the arguments that follow
-     * it there: no rotation of L's stack to put it below them. */
-    if (iv->name != NULL && !push_callback(hl, iv->v, iv->name, t->T)) {
-        lua_pop(L, nargs);
-        task_give(t);
-        return 1;
-    }
+    if (t->what_peer == NULL)
+        return t->what;
+    size_t len = 0;
+    buf[0] = '\0';
+    text_puts(buf, cap, &len, t->what);
+    text_puts(buf, cap, &len, t->what_peer);
+    text_puts(buf, cap, &len, ")");
+    return buf;
+}
+
+/* Runs the call set up on t (the callback and its nargs arguments on t->T). */
+static int task_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres)
+{
+    struct hs_lua *hl = t->hl;
     t->v = iv->v;
     t->what = iv->what ? iv->what : iv->name;
+    t->what_peer = iv->what_peer;
     t->conn = iv->conn;
     /* A second call for a conn whose handler waits (a pipe callback) does not hold it. */
     t->box = iv->box && iv->box->task == NULL ? iv->box : NULL;
@@ -455,7 +469,6 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
     t->join = NULL;
     if (iv->join)
         hs__join_bind(iv->join, t);
-    lua_xmove(L, t->T, nargs + (iv->name == NULL));
     int n = 0;
     int st = task_step(t, nargs, &n);
     if (st == LUA_YIELD && t->waiting) {
@@ -475,12 +488,55 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
     if (nres > 0) {
         if (n > nres)
             lua_pop(t->T, n - nres);
-        lua_xmove(t->T, L, n < nres ? n : nres);
+        lua_xmove(t->T, hl->L, n < nres ? n : nres);
         for (; n < nres; n++)
-            lua_pushnil(L);
+            lua_pushnil(hl->L);
     }
     task_give(t);
     if (iv->flags & HS__INVOKE_HANDLE)
         handle_done(iv->box);
     return 0;
+}
+
+/* A task for iv, or NULL (out of memory: logged). */
+static struct hs__task *task_for(struct hs_lua *hl, const struct hs__invoke *iv)
+{
+    struct hs__task *t = task_take(hl);
+    if (t == NULL)
+        hs_log(HS_LOG_ERROR, "out of memory for a call to %s", iv->what ? iv->what : iv->name);
+    return t;
+}
+
+int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres)
+{
+    lua_State *L = hl->L;
+    struct hs__task *t = task_for(hl, iv);
+    if (t == NULL) {
+        lua_pop(L, nargs + (iv->name == NULL));
+        return HS_ESCRIPT;
+    }
+    /* A callback by name goes straight onto the coroutine, under the arguments that follow
+     * it there: no rotation of L's stack to put it below them. */
+    if (iv->name != NULL && !push_callback(hl, iv->v, iv->name, t->T)) {
+        lua_pop(L, nargs);
+        task_give(t);
+        return 1;
+    }
+    lua_xmove(L, t->T, nargs + (iv->name == NULL));
+    return task_run(t, iv, nargs, nres);
+}
+
+struct hs__task *hs__lua_call_begin(struct hs_lua *hl, const struct hs__invoke *iv)
+{
+    struct hs__task *t = task_for(hl, iv);
+    if (t != NULL && !push_callback(hl, iv->v, iv->name, t->T)) {
+        task_give(t);
+        return NULL;
+    }
+    return t;
+}
+
+int hs__lua_call_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres)
+{
+    return task_run(t, iv, nargs, nres);
 }

@@ -33,6 +33,11 @@ describe("error paths seen from a script", function()
     local url = srv:url("udp"):gsub("%p", "%%%0")
     srv:wait_log("handler error in on_datagram %(" .. url .. " from 127%.0%.0%.1:" .. from
       .. "%): .*datagram handler raised")
+    -- After a wait too: the name is kept while the call waits.
+    assert(u:send("wait, raise"))
+    srv:wait_log("handler error in on_datagram %(" .. url .. " from 127%.0%.0%.1:" .. from
+      .. "%), after waiting in hotsock.sleep at tests/fixtures/errpaths.lua:%d+: "
+      .. ".*datagram handler raised after a wait")
     -- The socket still answers.
     assert(u:send("1"))
     assert.equals("x", u:receive())

@@ -142,7 +142,7 @@ static void test_invalidated_box_answers_closed(void **state)
     struct hs_udp *u;
     assert_int_equal(hs_addr_parse("udp://127.0.0.1:0", &a, NULL), 0);
     assert_int_equal(hs_udp_new(fx->base, &a, "test", datagram_ignored, NULL, &u), 0);
-    hs__udp_box_push(fx->hl, u);
+    hs__udp_box_push(fx->hl, L, u);
     lua_setglobal(L, "sock");
     char out[256], url[128];
     eval(L, "return sock:url()", url, sizeof url);
