@@ -268,7 +268,10 @@ void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char 
     iv.what = box->what;
     lua_pushlstring(t->T, data, len);
     lua_pushstring(t->T, peer);
+    struct hs__udp_box *was = hl->udp_hot;
+    hl->udp_hot = box;
     hs__lua_call_run(t, &iv, 3, 0);
+    hl->udp_hot = was;
 }
 
 /* ---- the version that runs (what it makes belongs to it: core/owned.h) ---- */

@@ -351,7 +351,8 @@ static int l_conn_newindex(lua_State *L)
 
 static int l_udp_send_to(lua_State *L)
 {
-    struct hs__udp_box *box = hs__box_check(L, 1, HS__BOX_UDP, "sock:send_to");
+    struct hs__udp_box *box =
+        hs__box_check_hot(L, 1, hs__lua_from_state(L)->udp_hot, HS__BOX_UDP, "sock:send_to");
     size_t plen, dlen;
     const char *peer = luaL_checklstring(L, 2, &plen);
     const char *data = luaL_checklstring(L, 3, &dlen);

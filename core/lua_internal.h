@@ -83,6 +83,10 @@ struct hs_lua {
      * long as it is set (lua_conn_message sets it around the call; hs__conn_settle clears it
      * when it drops that reference), so its address names that box (hs__conn_box_check). */
     struct hs__conn_box *msg_box;
+    /* The udp box whose on_datagram runs now (until the call returns or first waits), or NULL:
+     * anchored by its socket's registry reference, which the socket cannot drop inside its
+     * own callback (hs_udp_free waits), so sock:send_to compares its address first. */
+    struct hs__udp_box *udp_hot;
     /* The res box of the latest HTTP exchange, for as long as its connection's registry slot
      * holds it (app_head sets it, hs__lua_http_detach clears it before letting go): res:header
      * and res:send compare one address instead of the metatable (check_res). */

@@ -23,6 +23,9 @@ describe("error paths seen from a script", function()
     assert(u:send("65508"))
     local reply = u:receive()
     assert.matches("^raised: .*datagram over 65507 bytes", reply)
+    assert(u:send("not a socket"))
+    assert.equals("false bad argument #1 to 'sock:send_to' (hotsock.udp expected, got table)",
+      u:receive())
     u:close()
   end)
 
