@@ -4,7 +4,7 @@
 #
 #   bash bench/profile.sh WORKLOAD [SERVER]
 #
-# WORKLOAD: tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 | http_hello | http_1k | http_100k
+# WORKLOAD: tcp64_1 | tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 | http_hello | http_1k | http_100k
 # SERVER:   hotsock (default) | raw (hs_echo_raw; echo workloads only) | nginx (HTTP only)
 #
 # Uses the binaries of build-bench/ (run bench/run.sh once first). The server runs on core 0
@@ -37,6 +37,7 @@ head -c 1024 /dev/urandom >"$tmp/www/1k.bin"
 head -c 102400 /dev/urandom >"$tmp/www/100k.bin"
 
 case $work in
+tcp64_1) load=(hs_loadgen --mode pingpong --size 64 --conns 1) ;;
 tcp64_50) load=(hs_loadgen --mode pingpong --size 64 --conns 50) ;;
 tcp64_500) load=(hs_loadgen --mode pingpong --size 64 --conns 500) ;;
 tcp4k_pipe) load=(hs_loadgen --mode pipeline --size 4096 --depth 16 --conns 50) ;;
