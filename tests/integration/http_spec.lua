@@ -489,7 +489,11 @@ end
 return {
   protocol = "http",
   http = { max_body = 1000 },
-  stream_body = function(req) return req.path == "/stream-in" end,
+  stream_body = function(req)
+    if req.path == "/stream-raise" then error("boom in stream_body") end
+    if req.path == "/stream-wait" then hotsock.sleep(0.01) end
+    return req.path == "/stream-in"
+  end,
   on_request = function(req, res)
     if req.path == "/info" then
       local hs = {}
@@ -669,6 +673,21 @@ describe("http handler API", function()
     assert(other:send("GET /fast HTTP/1.1\r\nHost: t\r\n\r\n"))
     assert.equals("fast", read_response(other).body)
     other:close()
+  end)
+
+  it("stream_body that raises or tries to wait: a logged 500 for that connection", function()
+    local data, err = exchange_until_close(srv, "GET /stream-raise HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert.equals("closed", err)
+    assert.matches(error_pattern(500, "Internal Server Error"), data)
+    srv:wait_log("handler error in stream_body %(conn#%d+ 127%.0%.0%.1:%d+%): [^|]*fixture%.lua:%d+: "
+      .. "boom in stream_body | stack traceback:[^\n]*| +%[C%]: in function 'error'"
+      .. " | +[^|]*fixture%.lua:%d+: in function <[^>]*fixture%.lua:%d+>\n")
+    data, err = exchange_until_close(srv, "GET /stream-wait HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert.equals("closed", err)
+    assert.matches(error_pattern(500, "Internal Server Error"), data)
+    srv:wait_log("handler error in stream_body %(conn#%d+ 127%.0%.0%.1:%d+%): [^|]*fixture%.lua:%d+: "
+      .. "hotsock%.sleep cannot wait inside stream_body %(it must answer at once%)")
+    assert.equals("fast", get(srv, "/fast").body)
   end)
 
   it("raises on misuse: bad status, bad or reserved headers, a second send", function()
