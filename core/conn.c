@@ -438,6 +438,13 @@ static ssize_t conn_read_some(struct hs_conn *c)
     return n;
 }
 
+/* n > 0 bytes arrived: counted, and the idle clock restarts. */
+static inline void conn_got(struct hs_conn *c, ssize_t n)
+{
+    c->bytes_in += (uint64_t)n;
+    hs__conn_touch(c);
+}
+
 /* A small read onto the stack, offered to on_bytes; what it does not take goes into c->in
  * and through on_data as any read's bytes do. */
 static void conn_read_offer(struct hs_conn *c)
@@ -448,8 +455,7 @@ static void conn_read_offer(struct hs_conn *c)
         conn_read_end(c, n);
         return;
     }
-    c->bytes_in += (uint64_t)n;
-    hs__conn_touch(c);
+    conn_got(c, n);
     c->refs++;
     if (!c->handler->on_bytes(c, stack, (size_t)n, c->arg) && !(c->flags & CONN_CLOSED)) {
         if (evbuffer_add(c->in, stack, (size_t)n) == 0)
@@ -490,8 +496,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         if (buf != NULL) {
             ssize_t n = conn_read_into(c, buf, big ? HS_READ_SIZE : sizeof stack);
             if (n > 0) {
-                c->bytes_in += (uint64_t)n;
-                hs__conn_touch(c);
+                conn_got(c, n);
                 hs__conn_process_raw(c, buf, (size_t)n);
                 return;
             }
@@ -505,8 +510,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     }
     ssize_t n = c->tls ? hs__conn_tls_read(c) : conn_read_some(c);
     if (n > 0) {
-        c->bytes_in += (uint64_t)n;
-        hs__conn_touch(c);
+        conn_got(c, n);
         /* More may wait decrypted in the session (a read takes at most HS_READ_SIZE): come
          * back next loop turn. A pause or close in between removes this again. */
         if (c->tls && hs__conn_tls_has_pending(c))

@@ -233,22 +233,30 @@ static char *head_last(const struct hs_http_conn *h, char *p)
     return put_lit(p, "\r\n");
 }
 
+/* The rest of a head that fits the stack buffer: the caller's lines at p (they fit:
+ * head_fits), the framing fields and the blank line. Marks the response started; returns the
+ * end. */
+static char *head_rest(struct hs_http_conn *h, char *p, const char *headers, size_t len)
+{
+    if (len > 0)
+        p = put_mem(p, headers, len);
+    h->resp = RESP_STARTED;
+    return head_last(h, p);
+}
+
 /* Queues the head begun at line (its first piece ends at p), the caller's lines and the
  * framing fields into h->pend, and marks the response started. */
 static void head_queue(struct hs_http_conn *h, char *line, char *p, const char *headers, size_t len)
 {
-    if (len > 0 && head_fits(line, p, len)) {
-        p = put_mem(p, headers, len);
-    } else {
+    if (!head_fits(line, p, len)) {
         /* Each evbuffer_add is ~120 instructions: pieces only for a head this large. */
         evbuffer_add(h->pend, line, (size_t)(p - line));
-        if (len > 0)
-            evbuffer_add(h->pend, headers, len);
+        evbuffer_add(h->pend, headers, len);
         p = line;
+        len = 0;
     }
-    p = head_last(h, p);
+    p = head_rest(h, p, headers, len);
     evbuffer_add(h->pend, line, (size_t)(p - line));
-    h->resp = RESP_STARTED;
 }
 
 int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, size_t len,
@@ -275,14 +283,11 @@ int hs_http_conn_send(struct hs_http_conn *h, int status, const char *headers, s
      * then the response is queued as start + write queue it, and a batch goes out together
      * at its end. A head too large for the stack buffer is queued in pieces the same way. */
     if (evbuffer_get_length(h->pend) > 0 || evbuffer_get_length(h->in) > 0 ||
-        (len > 0 && !head_fits(line, p, len))) {
+        !head_fits(line, p, len)) {
         head_queue(h, line, p, headers, len);
         return hs_http_conn_write(h, body, blen);
     }
-    if (len > 0)
-        p = put_mem(p, headers, len);
-    p = head_last(h, p);
-    h->resp = RESP_STARTED;
+    p = head_rest(h, p, headers, len);
     h->written = blen;
     struct iovec iov[2] = {{line, (size_t)(p - line)}, {(void *)(uintptr_t)body, blen}};
     h->refs++;

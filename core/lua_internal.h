@@ -9,9 +9,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "core/lua_blocks.h"
 #include "core/conn.h"
 #include "core/framing.h"
+#include "core/lua_blocks.h"
 #include "core/lua_box.h"
 #include "core/owned.h"
 #include "core/udp.h"

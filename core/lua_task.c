@@ -454,8 +454,9 @@ static const char *task_what(const struct hs__task *t, char *buf, size_t cap)
     return buf;
 }
 
-/* Runs the call set up on t (the callback and its nargs arguments on t->T). */
-static int task_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres)
+/* Runs the call set up on t (the callback and its nargs arguments on t->T): hs__lua_invoke's
+ * second half, and hs__lua_call_begin's. */
+int hs__lua_call_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres)
 {
     struct hs_lua *hl = t->hl;
     t->v = iv->v;
@@ -523,7 +524,7 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
         return 1;
     }
     lua_xmove(L, t->T, nargs + (iv->name == NULL));
-    return task_run(t, iv, nargs, nres);
+    return hs__lua_call_run(t, iv, nargs, nres);
 }
 
 struct hs__task *hs__lua_call_begin(struct hs_lua *hl, const struct hs__invoke *iv)
@@ -534,9 +535,4 @@ struct hs__task *hs__lua_call_begin(struct hs_lua *hl, const struct hs__invoke *
         return NULL;
     }
     return t;
-}
-
-int hs__lua_call_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres)
-{
-    return task_run(t, iv, nargs, nres);
 }
