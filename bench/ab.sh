@@ -28,18 +28,10 @@ rounds=${2:-5}
 if [ $# -ge 2 ]; then shift 2; else set --; fi
 [ $# -gt 0 ] || set -- build-bench/hotsock
 LOADGEN=${LOADGEN:-build-bench/bench/hs_loadgen}
-case $work in
-http_hello) ;;
-tcp64_1) load=(--mode pingpong --size 64 --conns 1) ;;
-tcp64_50) load=(--mode pingpong --size 64 --conns 50) ;;
-tcp64_500) load=(--mode pingpong --size 64 --conns 500) ;;
-tcp4k_pipe) load=(--mode pipeline --size 4096 --depth 16 --conns 50) ;;
-udp64) load=(--size 64 --conns 50) ;;
-*)
+if [ "$work" != http_hello ] && ! echo_load "$work"; then
     echo "bench/ab.sh: unknown workload $work" >&2
     exit 2
-    ;;
-esac
+fi
 bench_bounded $((rounds * $# * (secs + 15) + 60))s "$0" "$work" "$secs" "$rounds" "$@"
 TMP=$(mktemp -d /tmp/hsab.XXXXXX)
 
@@ -54,8 +46,6 @@ load() {
         out=$(timeout $(($1 + 10)) taskset -c 1 wrk -t1 -c50 -d"$1s" "http://127.0.0.1:$2/hello")
         awk '/requests in/ {print $1}' <<<"$out"
     else
-        local scheme=tcp
-        [ "$work" = udp64 ] && scheme=udp
         out=$(timeout $(($1 + 20)) taskset -c 1 "$LOADGEN" --target "$scheme://127.0.0.1:$2" \
             "${load[@]}" --duration "$1")
         tr ' ' '\n' <<<"$out" | awk -F= '$1 == "messages" {print $2}' | tail -1

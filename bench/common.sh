@@ -92,6 +92,20 @@ tree_pids() {
   for c in $(pgrep -P "$1" || true); do tree_pids "$c"; done
 }
 
+# echo_load WORKLOAD: sets load (hs_loadgen's arguments) and scheme (tcp or udp) for one of
+# the echo rows, as bench/run.lua's WORKLOADS run them; returns 1 for any other workload.
+echo_load() {
+  scheme=tcp
+  case $1 in
+  tcp64_1) load=(--mode pingpong --size 64 --conns 1) ;;
+  tcp64_50) load=(--mode pingpong --size 64 --conns 50) ;;
+  tcp64_500) load=(--mode pingpong --size 64 --conns 500) ;;
+  tcp4k_pipe) load=(--mode pipeline --size 4096 --depth 16 --conns 50) ;;
+  udp64) load=(--size 64 --conns 50) scheme=udp ;;
+  *) return 1 ;;
+  esac
+}
+
 # Ticks the hypervisor stole from core 0 so far (steal in /proc/stat): time no process in
 # the guest is charged for, which a run on that core loses all the same.
 steal0() { awk '$1 == "cpu0" { print $9 }' /proc/stat; }

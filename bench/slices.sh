@@ -26,18 +26,10 @@ build=${4:-build-bench}
 bench_bounded $((slices * 2 * (${secs%.*} + 4) + 120))s "$0" "$work" "$slices" "$secs" "$build"
 TMP=$(mktemp -d /tmp/hsslices.XXXXXX)
 
-scheme=tcp
-case $work in
-tcp64_1) load=(--mode pingpong --size 64 --conns 1) ;;
-tcp64_50) load=(--mode pingpong --size 64 --conns 50) ;;
-tcp64_500) load=(--mode pingpong --size 64 --conns 500) ;;
-tcp4k_pipe) load=(--mode pipeline --size 4096 --depth 16 --conns 50) ;;
-udp64) load=(--size 64 --conns 50) scheme=udp ;;
-*)
+if ! echo_load "$work"; then
     echo "bench/slices.sh: unknown workload $work" >&2
     exit 2
-    ;;
-esac
+fi
 if ! [ -x "$build/hotsock" ] || ! [ -x "$build/bench/hs_loadgen" ] || ! [ -x "$build/bench/hs_echo_raw" ]; then
     echo "bench/slices.sh: build $build first (bash bench/run.sh does)" >&2
     exit 1
