@@ -10,9 +10,12 @@ function, (inclusive Ir in BIG - inclusive Ir in SMALL) / OPS, largest first, RO
 (default 80): the inclusive cost of one operation, where KEEP's single output would mix in
 the start-up. Example, per /hello request:
 
-    N2=400 KEEP=/tmp/a bash bench/instructions.sh http_hello hotsock build-bench
-    N2=2400 KEEP=/tmp/b bash bench/instructions.sh http_hello hotsock build-bench
-    python3 bench/callgrind_diff.py /tmp/a /tmp/b 2000
+    N1=200 N2=3000 KEEP=/tmp/a bash bench/instructions.sh http_hello hotsock build-bench
+    N1=200 N2=9000 KEEP=/tmp/b bash bench/instructions.sh http_hello hotsock build-bench
+    python3 bench/callgrind_diff.py /tmp/a /tmp/b 6000
+
+Both runs past the first few thousand operations: before that hotsock's allocator is still
+filling its kept blocks (instructions.sh says why).
 """
 import re
 import subprocess

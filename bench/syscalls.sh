@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# System calls per operation of servers under one of the suite's loads at full speed: each
+# call counted by the kernel's syscall tracepoints (perf stat), not by strace, which stops the
+# server at every call, halves its rate and so changes how many events one wake-up serves
+# (how many messages an epoll_wait returns, a recvmmsg takes). Issue 19: where a server's
+# system time goes when the calls of hotsock and its ceiling look alike.
+#
+#   bash bench/syscalls.sh WORKLOAD [SECONDS] SERVER...
+#
+# WORKLOAD: http_hello (GET /hello, wrk, 1 thread, 50 keep-alive connections) | tcp64_1 |
+#           tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 (hs_loadgen with the suite's arguments)
+# SECONDS: the counted run (default 3), after 1 s of warm-up on a fresh server.
+# SERVER: hotsock (build-bench/hotsock), raw (build-bench/bench/hs_echo_raw, echo rows),
+#         nginx (nginx + Lua, http_hello) or the path of a hotsock binary.
+# Prints, per server, the operations and the rate, then one line per system call made at
+# least once per 100 operations: calls per operation. Tracepoints cost the server a little
+# at every call (its rate here is below bench/run.sh's); the counts are what to read.
+# Server on core 0, load on core 1; loopback only; bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
+work=${1:?usage: bench/syscalls.sh WORKLOAD [SECONDS] SERVER...}
+shift
+secs=${1:-3}
+[ $# -gt 0 ] && shift
+[ $# -gt 0 ] || set -- hotsock
+if [ "$work" != http_hello ] && ! echo_load "$work"; then
+    echo "bench/syscalls.sh: unknown workload $work" >&2
+    exit 2
+fi
+bench_bounded $(($# * (secs + 30) + 60))s "$0" "$work" "$secs" "$@"
+bench_need perf linux-perf
+if [ "$work" = http_hello ]; then bench_need wrk wrk; fi
+bench_build build-bench hotsock hs_loadgen hs_echo_raw
+TMP=$(mktemp -d /tmp/hssys.XXXXXX)
+chmod 755 "$TMP"
+LOADGEN="build-bench/bench/hs_loadgen"
+
+# load SECONDS PORT: the workload's client against PORT on core 1; prints the operations done.
+load() {
+    local out
+    if [ "$work" = http_hello ]; then
+        out=$(timeout $(($1 + 10)) "${PIN_C[@]}" wrk -t1 -c50 -d"$1s" "http://127.0.0.1:$2/hello")
+        awk '/requests in/ {print $1}' <<<"$out"
+    else
+        out=$(timeout $(($1 + 20)) "${PIN_C[@]}" "$LOADGEN" --target "$scheme://127.0.0.1:$2" \
+            "${load[@]}" --duration "$1" --warmup 0)
+        tr ' ' '\n' <<<"$out" | awk -F= '$1 == "messages" {print $2}' | tail -1
+    fi
+}
+
+# start SERVER PORT: the server in the background on core 0, its pid in BG_PID.
+start() {
+    local bin=$1
+    case $1 in
+    raw)
+        start_bg "$TMP/server.log" "${PIN_S[@]}" build-bench/bench/hs_echo_raw \
+            --listen "127.0.0.1:$2" --udp "127.0.0.1:$2"
+        return
+        ;;
+    nginx)
+        mkdir -p "$TMP/www"
+        sed -e "s|@DIR@|$TMP|g; s|@ROOT@|$TMP/www|g; s|@LISTEN@|127.0.0.1:$2|g" \
+            -e "s|@BODY@|hello from nginx|g" -e "s|^worker_processes 1;|master_process off;|" \
+            bench/peers/nginx.conf.in >"$TMP/nginx.conf"
+        start_bg "$TMP/server.log" "${PIN_S[@]}" nginx -c "$TMP/nginx.conf" -p "$TMP" \
+            -e "$TMP/error.log"
+        return
+        ;;
+    hotsock) bin="build-bench/hotsock" ;;
+    esac
+    if [ "$work" = http_hello ]; then
+        start_bg "$TMP/server.log" "${PIN_S[@]}" "$bin" serve scripts/http.lua \
+            --listen "tcp://127.0.0.1:$2" --workers 1 --control none --log-level warn
+    else
+        start_bg "$TMP/server.log" "${PIN_S[@]}" "$bin" serve scripts/echo.lua \
+            --listen "tcp://127.0.0.1:$2" --listen "udp://127.0.0.1:$2" --workers 1 \
+            --control none --log-level warn --max-connections 12000 --max-per-peer 0
+    fi
+}
+
+for server in "$@"; do
+    port=$(free_port)
+    start "$server" "$port"
+    pid=$BG_PID
+    wait_port "$port" "$pid"
+    load 1 "$port" >/dev/null
+    # Every syscall's entry tracepoint, on the server's threads only (it runs one process).
+    perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$TMP/perf.csv" &
+    perf_pid=$!
+    sleep 0.2 # perf attaches to the 300-odd tracepoints before the load starts
+    ops=$(load "$secs" "$port")
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    stop_bg "$pid"
+    echo "$server $work: ${ops:-0} operations in ${secs} s ($((${ops:-0} / secs))/s)"
+    awk -F, -v n="${ops:-0}" '
+        n > 0 && $1 ~ /^[0-9]+$/ && $3 ~ /sys_enter_/ {
+            name = $3; sub(/.*sys_enter_/, "", name)
+            if ($1 / n >= 0.01) printf "  %-16s %.3f\n", name, $1 / n
+        }' "$TMP/perf.csv" | sort -k2 -rn
+done
