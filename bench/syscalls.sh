@@ -7,8 +7,9 @@
 #
 #   bash bench/syscalls.sh WORKLOAD [SECONDS] SERVER...
 #
-# WORKLOAD: http_hello (GET /hello, wrk, 1 thread, 50 keep-alive connections) | tcp64_1 |
-#           tcp64_50 | tcp64_500 | tcp4k_pipe | udp64 (hs_loadgen with the suite's arguments)
+# WORKLOAD: http_hello (GET /hello), http_1k, http_100k (static files of random bytes, as
+#           bench/run.sh's: wrk, 1 thread, 50 keep-alive connections) | tcp64_1 | tcp64_50 |
+#           tcp64_500 | tcp4k_pipe | udp64 (hs_loadgen with the suite's arguments)
 # SECONDS: the counted run (default 3), after 1 s of warm-up on a fresh server.
 # SERVER: hotsock (build-bench/hotsock), raw (build-bench/bench/hs_echo_raw, echo rows),
 #         nginx (nginx + Lua, http_hello) or the path of a hotsock binary.
@@ -25,23 +26,32 @@ shift
 secs=${1:-3}
 [ $# -gt 0 ] && shift
 [ $# -gt 0 ] || set -- hotsock
-if [ "$work" != http_hello ] && ! echo_load "$work"; then
+case $work in
+http_hello) path=/hello ;;
+http_1k) path=/1k.bin ;;
+http_100k) path=/100k.bin ;;
+*) path= ;;
+esac
+if [ -z "$path" ] && ! echo_load "$work"; then
     echo "bench/syscalls.sh: unknown workload $work" >&2
     exit 2
 fi
 bench_bounded $(($# * (secs + 30) + 60))s "$0" "$work" "$secs" "$@"
 bench_need perf linux-perf
-if [ "$work" = http_hello ]; then bench_need wrk wrk; fi
+if [ -n "$path" ]; then bench_need wrk wrk; fi
 bench_build build-bench hotsock hs_loadgen hs_echo_raw
 TMP=$(mktemp -d /tmp/hssys.XXXXXX)
 chmod 755 "$TMP"
 LOADGEN="build-bench/bench/hs_loadgen"
+mkdir -p "$TMP/www"
+head -c 1024 /dev/urandom >"$TMP/www/1k.bin"
+head -c 102400 /dev/urandom >"$TMP/www/100k.bin"
 
 # load SECONDS PORT: the workload's client against PORT on core 1; prints the operations done.
 load() {
     local out
-    if [ "$work" = http_hello ]; then
-        out=$(timeout $(($1 + 10)) "${PIN_C[@]}" wrk -t1 -c50 -d"$1s" "http://127.0.0.1:$2/hello")
+    if [ -n "$path" ]; then
+        out=$(timeout $(($1 + 10)) "${PIN_C[@]}" wrk -t1 -c50 -d"$1s" "http://127.0.0.1:$2$path")
         awk '/requests in/ {print $1}' <<<"$out"
     else
         out=$(timeout $(($1 + 20)) "${PIN_C[@]}" "$LOADGEN" --target "$scheme://127.0.0.1:$2" \
@@ -60,7 +70,6 @@ start() {
         return
         ;;
     nginx)
-        mkdir -p "$TMP/www"
         sed -e "s|@DIR@|$TMP|g; s|@ROOT@|$TMP/www|g; s|@LISTEN@|127.0.0.1:$2|g" \
             -e "s|@BODY@|hello from nginx|g" -e "s|^worker_processes 1;|master_process off;|" \
             bench/peers/nginx.conf.in >"$TMP/nginx.conf"
@@ -70,9 +79,10 @@ start() {
         ;;
     hotsock) bin="build-bench/hotsock" ;;
     esac
-    if [ "$work" = http_hello ]; then
+    if [ -n "$path" ]; then
         start_bg "$TMP/server.log" "${PIN_S[@]}" "$bin" serve scripts/http.lua \
-            --listen "tcp://127.0.0.1:$2" --workers 1 --control none --log-level warn
+            --listen "tcp://127.0.0.1:$2" --workers 1 --control none --log-level warn \
+            --set "root=$TMP/www"
     else
         start_bg "$TMP/server.log" "${PIN_S[@]}" "$bin" serve scripts/echo.lua \
             --listen "tcp://127.0.0.1:$2" --listen "udp://127.0.0.1:$2" --workers 1 \
