@@ -27,8 +27,10 @@ secs=${1:-3}
 rounds=${2:-5}
 if [ $# -ge 2 ]; then shift 2; else set --; fi
 [ $# -gt 0 ] || set -- build-bench/hotsock
-LOADGEN=${LOADGEN:-build-bench/bench/hs_loadgen}
-if [ "$work" != http_hello ] && ! echo_load "$work"; then
+kind=echo path=()
+if [ "$work" = http_hello ]; then
+    kind=http path=(/hello)
+elif ! echo_load "$work"; then
     echo "bench/ab.sh: unknown workload $work" >&2
     exit 2
 fi
@@ -38,37 +40,16 @@ TMP=$(mktemp -d /tmp/hsab.XXXXXX)
 # utime and stime (ticks) of a pid.
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
-# load SECONDS PORT: runs the workload's client against PORT for SECONDS on core 1; prints
-# the operations it completed.
-load() {
-    local out
-    if [ "$work" = http_hello ]; then
-        out=$(timeout $(($1 + 10)) taskset -c 1 wrk -t1 -c50 -d"$1s" "http://127.0.0.1:$2/hello")
-        awk '/requests in/ {print $1}' <<<"$out"
-    else
-        out=$(timeout $(($1 + 20)) taskset -c 1 "$LOADGEN" --target "$scheme://127.0.0.1:$2" \
-            "${load[@]}" --duration "$1")
-        tr ' ' '\n' <<<"$out" | awk -F= '$1 == "messages" {print $2}' | tail -1
-    fi
-}
-
 for round in $(seq "$rounds"); do
     for bin in "$@"; do
         port=$(free_port)
-        if [ "$work" = http_hello ]; then
-            start_bg "$TMP/server.log" taskset -c 0 "$bin" serve scripts/http.lua \
-                --listen "tcp://127.0.0.1:$port" --workers 1 --control none --log-level warn
-        else
-            start_bg "$TMP/server.log" taskset -c 0 "$bin" serve scripts/echo.lua \
-                --listen "tcp://127.0.0.1:$port" --listen "udp://127.0.0.1:$port" --workers 1 \
-                --control none --log-level warn --max-connections 12000 --max-per-peer 0
-        fi
+        start_hotsock "$TMP/server.log" "$bin" "$kind" "$port"
         pid=$BG_PID
         wait_port "$port" "$pid"
-        load 1 "$port" >/dev/null
+        run_load 1 "$port" "${path[@]}" >/dev/null
         read -r u0 s0 < <(ticks "$pid")
         t0=$(steal0)
-        ops=$(load "$secs" "$port")
+        ops=$(run_load "$secs" "$port" "${path[@]}")
         read -r u1 s1 < <(ticks "$pid")
         t1=$(steal0)
         stop_bg "$pid"

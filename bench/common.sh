@@ -106,6 +106,37 @@ echo_load() {
   esac
 }
 
+# run_load SECONDS PORT [PATH]: on core 1, the echo row's client set by echo_load (hs_loadgen,
+# LOADGEN or build-bench's) or, given PATH, wrk on that HTTP path (1 thread, 50 keep-alive
+# connections, as bench/run.lua); prints the operations it completed.
+run_load() {
+  local out
+  if [ $# -ge 3 ]; then
+    out=$(timeout $(($1 + 10)) "${PIN_C[@]}" wrk -t1 -c50 -d"$1s" "http://127.0.0.1:$2$3")
+    awk '/requests in/ {print $1}' <<<"$out"
+  else
+    out=$(timeout $(($1 + 20)) "${PIN_C[@]}" "${LOADGEN:-build-bench/bench/hs_loadgen}" \
+      --target "$scheme://127.0.0.1:$2" "${load[@]}" --duration "$1" --warmup 0)
+    tr ' ' '\n' <<<"$out" | awk -F= '$1 == "messages" {print $2}' | tail -1
+  fi
+}
+
+# start_hotsock LOG BIN echo|http PORT [OPTION...]: hotsock BIN on core 0 as bench/run.lua runs
+# it, one worker: scripts/echo.lua on PORT's TCP and UDP, or scripts/http.lua on its TCP; the
+# options after PORT are added. Its pid in BG_PID.
+start_hotsock() {
+  local log=$1 bin=$2 kind=$3 port=$4
+  shift 4
+  if [ "$kind" = http ]; then
+    start_bg "$log" "${PIN_S[@]}" "$bin" serve scripts/http.lua --listen "tcp://127.0.0.1:$port" \
+      --workers 1 --control none --log-level warn "$@"
+  else
+    start_bg "$log" "${PIN_S[@]}" "$bin" serve scripts/echo.lua --listen "tcp://127.0.0.1:$port" \
+      --listen "udp://127.0.0.1:$port" --workers 1 --control none --log-level warn \
+      --max-connections 12000 --max-per-peer 0 "$@"
+  fi
+}
+
 # Ticks the hypervisor stole from core 0 so far (steal in /proc/stat): time no process in
 # the guest is charged for, which a run on that core loses all the same.
 steal0() { awk '$1 == "cpu0" { print $9 }' /proc/stat; }

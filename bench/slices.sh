@@ -37,9 +37,7 @@ fi
 
 hp=$(free_port)
 rp=$(free_port)
-start_bg "$TMP/hotsock.log" taskset -c 0 "$build/hotsock" serve scripts/echo.lua \
-    --listen "tcp://127.0.0.1:$hp" --listen "udp://127.0.0.1:$hp" --workers 1 --control none \
-    --log-level warn --max-connections 12000 --max-per-peer 0
+start_hotsock "$TMP/hotsock.log" "$build/hotsock" echo "$hp"
 hpid=$BG_PID
 start_bg "$TMP/raw.log" taskset -c 0 "$build/bench/hs_echo_raw" --listen "127.0.0.1:$rp" \
     --udp "127.0.0.1:$rp"

@@ -26,39 +26,26 @@ shift
 secs=${1:-3}
 [ $# -gt 0 ] && shift
 [ $# -gt 0 ] || set -- hotsock
+kind=http path=()
 case $work in
-http_hello) path=/hello ;;
-http_1k) path=/1k.bin ;;
-http_100k) path=/100k.bin ;;
-*) path= ;;
+http_hello) path=(/hello) ;;
+http_1k) path=(/1k.bin) ;;
+http_100k) path=(/100k.bin) ;;
+*) kind="echo" ;;
 esac
-if [ -z "$path" ] && ! echo_load "$work"; then
+if [ "$kind" = echo ] && ! echo_load "$work"; then
     echo "bench/syscalls.sh: unknown workload $work" >&2
     exit 2
 fi
 bench_bounded $(($# * (secs + 30) + 60))s "$0" "$work" "$secs" "$@"
 bench_need perf linux-perf
-if [ -n "$path" ]; then bench_need wrk wrk; fi
+if [ "$kind" = http ]; then bench_need wrk wrk; fi
 bench_build build-bench hotsock hs_loadgen hs_echo_raw
 TMP=$(mktemp -d /tmp/hssys.XXXXXX)
 chmod 755 "$TMP"
-LOADGEN="build-bench/bench/hs_loadgen"
 mkdir -p "$TMP/www"
 head -c 1024 /dev/urandom >"$TMP/www/1k.bin"
 head -c 102400 /dev/urandom >"$TMP/www/100k.bin"
-
-# load SECONDS PORT: the workload's client against PORT on core 1; prints the operations done.
-load() {
-    local out
-    if [ -n "$path" ]; then
-        out=$(timeout $(($1 + 10)) "${PIN_C[@]}" wrk -t1 -c50 -d"$1s" "http://127.0.0.1:$2$path")
-        awk '/requests in/ {print $1}' <<<"$out"
-    else
-        out=$(timeout $(($1 + 20)) "${PIN_C[@]}" "$LOADGEN" --target "$scheme://127.0.0.1:$2" \
-            "${load[@]}" --duration "$1" --warmup 0)
-        tr ' ' '\n' <<<"$out" | awk -F= '$1 == "messages" {print $2}' | tail -1
-    fi
-}
 
 # start SERVER PORT: the server in the background on core 0, its pid in BG_PID.
 start() {
@@ -79,15 +66,9 @@ start() {
         ;;
     hotsock) bin="build-bench/hotsock" ;;
     esac
-    if [ -n "$path" ]; then
-        start_bg "$TMP/server.log" "${PIN_S[@]}" "$bin" serve scripts/http.lua \
-            --listen "tcp://127.0.0.1:$2" --workers 1 --control none --log-level warn \
-            --set "root=$TMP/www"
-    else
-        start_bg "$TMP/server.log" "${PIN_S[@]}" "$bin" serve scripts/echo.lua \
-            --listen "tcp://127.0.0.1:$2" --listen "udp://127.0.0.1:$2" --workers 1 \
-            --control none --log-level warn --max-connections 12000 --max-per-peer 0
-    fi
+    local root=()
+    [ "$kind" = http ] && root=(--set "root=$TMP/www")
+    start_hotsock "$TMP/server.log" "$bin" "$kind" "$2" "${root[@]}"
 }
 
 for server in "$@"; do
@@ -95,12 +76,12 @@ for server in "$@"; do
     start "$server" "$port"
     pid=$BG_PID
     wait_port "$port" "$pid"
-    load 1 "$port" >/dev/null
+    run_load 1 "$port" "${path[@]}" >/dev/null
     # Every syscall's entry tracepoint, on the server's threads only (it runs one process).
     perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$TMP/perf.csv" &
     perf_pid=$!
     sleep 0.2 # perf attaches to the 300-odd tracepoints before the load starts
-    ops=$(load "$secs" "$port")
+    ops=$(run_load "$secs" "$port" "${path[@]}")
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
     stop_bg "$pid"
