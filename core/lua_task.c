@@ -109,6 +109,54 @@ static int task_step(struct hs__task *t, int nargs, int *nres)
     return st;
 }
 
+/* Text built by hand, not by snprintf: a label is made on the first wait of every call that
+ * waits, and read only when a call fails. Each appends to buf (cap bytes, *len used),
+ * truncating, and keeps it terminated. */
+static void text_put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
+static void text_puts(char *buf, size_t cap, size_t *len, const char *s)
+{
+    text_put(buf, cap, len, s, strlen(s));
+}
+
+static void text_put_u64(char *buf, size_t cap, size_t *len, unsigned long long v)
+{
+    char d[20];
+    size_t i = sizeof d;
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    text_put(buf, cap, len, d + i, sizeof d - i);
+}
+
+/* Appends the call's name to buf: t->what, and the datagram's source and ")" after it when
+ * the caller gave one (joined here, when the log or a wait needs it, not for every datagram). */
+static void what_put(const struct hs__task *t, char *buf, size_t cap, size_t *len)
+{
+    text_puts(buf, cap, len, t->what);
+    if (t->what_peer) {
+        text_puts(buf, cap, len, t->what_peer);
+        text_puts(buf, cap, len, ")");
+    }
+}
+
+/* The call's name for the log (what_put), in buf when it has to be joined. */
+static const char *task_what(const struct hs__task *t, char *buf, size_t cap)
+{
+    if (t->what_peer == NULL)
+        return t->what;
+    size_t len = 0;
+    what_put(t, buf, cap, &len);
+    return buf;
+}
+
 /* The error of a failed task as text with a traceback of its coroutine (which an error leaves
  * as it was, the wait included), into err. */
 static void task_error_text(struct hs__task *t, int st, char *err, size_t errlen)
@@ -138,8 +186,6 @@ static void task_error_text(struct hs__task *t, int st, char *err, size_t errlen
     snprintf(err, errlen, "%s", lua_tostring(hl->L, -1));
     lua_pop(hl->L, 1);
 }
-
-static const char *task_what(const struct hs__task *t, char *buf, size_t cap);
 
 /* A task failed (or yielded outside our waits): report it and drop its coroutine, whose stack
  * is not reusable. Returns HS_ESCRIPT. */
@@ -180,43 +226,12 @@ static void handle_done(struct hs__conn_box *box)
         hs_conn_close(box->c, "closed");
 }
 
-/* Text built by hand, not by snprintf: a label is made on the first wait of every call that
- * waits, and read only when a call fails. Each appends to buf (cap
- * bytes, *len used), truncating, and keeps it terminated. */
-static void text_put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
-{
-    if (n > cap - 1 - *len)
-        n = cap - 1 - *len;
-    memcpy(buf + *len, s, n);
-    *len += n;
-    buf[*len] = '\0';
-}
-
-static void text_puts(char *buf, size_t cap, size_t *len, const char *s)
-{
-    text_put(buf, cap, len, s, strlen(s));
-}
-
-static void text_put_u64(char *buf, size_t cap, size_t *len, unsigned long long v)
-{
-    char d[20];
-    size_t i = sizeof d;
-    do
-        d[--i] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    text_put(buf, cap, len, d + i, sizeof d - i);
-}
-
 /* The first run of t waited: from now on it outlives the C call that started it. */
 static void task_suspend(struct hs__task *t)
 {
     struct hs_lua *hl = t->hl;
     size_t len = 0;
-    text_puts(t->label, sizeof t->label, &len, t->what);
-    if (t->what_peer) {
-        text_puts(t->label, sizeof t->label, &len, t->what_peer);
-        text_puts(t->label, sizeof t->label, &len, ")");
-    }
+    what_put(t, t->label, sizeof t->label, &len);
     if (t->conn) {
         /* "WHAT (conn#ID PEER)" */
         text_puts(t->label, sizeof t->label, &len, " (conn#");
@@ -438,20 +453,6 @@ void hs__lua_callbacks_start(struct hs_lua *hl)
 void hs__lua_callbacks_stop(struct hs_lua *hl)
 {
     hs_version_unwatch(&hl->cb_watch);
-}
-
-/* The call's name for the log: iv->what (or name), and the datagram's source and ")" after
- * it when the caller gave one (made here, when needed, not for every datagram). */
-static const char *task_what(const struct hs__task *t, char *buf, size_t cap)
-{
-    if (t->what_peer == NULL)
-        return t->what;
-    size_t len = 0;
-    buf[0] = '\0';
-    text_puts(buf, cap, &len, t->what);
-    text_puts(buf, cap, &len, t->what_peer);
-    text_puts(buf, cap, &len, ")");
-    return buf;
 }
 
 /* Runs the call set up on t (the callback and its nargs arguments on t->T): hs__lua_invoke's
