@@ -77,13 +77,21 @@ for server in "$@"; do
     pid=$BG_PID
     wait_port "$port" "$pid"
     run_load 1 "$port" "${path[@]}" >/dev/null
-    # Every syscall's entry tracepoint, on the server's threads only (it runs one process).
-    perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$TMP/perf.csv" &
+    # Every syscall's entry tracepoint, on the server's threads only (it runs one process),
+    # started disabled and enabled through perf's control fifo: its "ack" says the 300-odd
+    # tracepoints are attached and counting before the load starts.
+    rm -f "$TMP/ctl" "$TMP/ack"
+    mkfifo "$TMP/ctl" "$TMP/ack"
+    perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$TMP/perf.csv" -D -1 \
+        --control "fifo:$TMP/ctl,$TMP/ack" 2>"$TMP/perf.err" &
     perf_pid=$!
-    sleep 0.2 # perf attaches to the 300-odd tracepoints before the load starts
+    exec 7>"$TMP/ctl" 8<"$TMP/ack"
+    echo enable >&7
+    read -r -t 30 _ <&8
     ops=$(run_load "$secs" "$port" "${path[@]}")
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
+    exec 7>&- 8<&-
     stop_bg "$pid"
     echo "$server $work: ${ops:-0} operations in ${secs} s ($((${ops:-0} / secs))/s)"
     awk -F, -v n="${ops:-0}" '
