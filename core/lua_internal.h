@@ -26,9 +26,10 @@ struct evdns_base;
 struct hs_ws;
 struct hs__pubsub;
 
-#define HS_LUA_POOL_MAX 64 /* idle coroutines kept for the next calls */
-#define HS_LUA_CB_CACHE 8  /* callbacks found by name kept as registry references */
-#define HS_MAX_WAIT_S 1e9  /* seconds a sleep, a timeout or a delay may ask for */
+#define HS_LUA_POOL_MAX 64   /* idle coroutines kept for the next calls */
+#define HS_LUA_CB_CACHE 8    /* callbacks found by name kept as registry references */
+#define HS_LUA_REFS_KEPT 256 /* registry references kept in its array part (lua_api.c) */
+#define HS_MAX_WAIT_S 1e9    /* seconds a sleep, a timeout or a delay may ask for */
 
 /* s seconds (under HS_MAX_WAIT_S, which the caller checked) as rounded milliseconds. */
 static inline long long hs__seconds_ms(double s)
