@@ -114,6 +114,18 @@ static struct udp_peer *peer_at(struct udp_peers *p, unsigned i)
     return &p->block[i / UDP_PEERS_MIN][i % UDP_PEERS_MIN];
 }
 
+/* Do a's and b's first key bytes match? An IPv4 peer's 8 in one compare: a call of memcmp per
+ * probe cost more than the rest of the lookup (~35 instructions of ~70 a datagram, udp64). */
+static int addr_equal(const void *a, const void *b, size_t key)
+{
+    if (key != sizeof(uint64_t))
+        return memcmp(a, b, key) == 0;
+    uint64_t x, y;
+    memcpy(&x, a, sizeof x);
+    memcpy(&y, b, sizeof y);
+    return x == y;
+}
+
 /* The entry whose address is ss (key bytes compared), or NULL. */
 static struct udp_peer *peers_by_addr(struct udp_peers *p, const struct sockaddr_storage *ss,
                                       socklen_t sl, size_t key)
@@ -123,7 +135,7 @@ static struct udp_peer *peers_by_addr(struct udp_peers *p, const struct sockaddr
     unsigned mask = 2 * p->cap - 1;
     for (unsigned h = addr_hash(ss, key) & mask; p->by_addr[h] != 0; h = (h + 1) & mask) {
         struct udp_peer *e = peer_at(p, p->by_addr[h] - 1u);
-        if (e->sl == sl && memcmp(&e->ss, ss, key) == 0)
+        if (e->sl == sl && addr_equal(&e->ss, ss, key))
             return e;
     }
     return NULL;
