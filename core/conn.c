@@ -443,6 +443,7 @@ static inline void conn_got(struct hs_conn *c, ssize_t n)
 {
     c->bytes_in += (uint64_t)n;
     hs__conn_touch(c);
+    c->set->stamped = c;
 }
 
 /* A small read onto the stack, offered to on_bytes; what it does not take goes into c->in
@@ -466,11 +467,8 @@ static void conn_read_offer(struct hs_conn *c)
     hs__conn_unhold(c);
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_read(struct hs_conn *c)
 {
-    struct hs_conn *c = arg;
-    HS_UNUSED(what);
-    HS_UNUSED(fd);
     if (c->flags & (CONN_TLS_HANDSHAKE | CONN_PROXY_WAIT)) {
         if (c->flags & CONN_PROXY_WAIT)
             hs__conn_proxy_read(c);
@@ -519,6 +517,18 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     conn_read_end(c, n);
+}
+
+/* c is readable. The memo of a stamp (set->stamped, made by conn_got) lasts this callback,
+ * whose clock is the loop's one time: the set outlives c, which the read may free. */
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs_conn *c = arg;
+    struct hs_conns *set = c->set;
+    HS_UNUSED(what);
+    HS_UNUSED(fd);
+    conn_read(c);
+    set->stamped = NULL;
 }
 
 /* A read that returned n <= 0: the end of the stream, nothing yet, or an error. */

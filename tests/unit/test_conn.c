@@ -918,6 +918,41 @@ static void test_idle_timeout(void **state)
     PUMP_UNTIL(fx, fx->peer_eof);
 }
 
+/* Output keeps a conn open too (no bytes either way for the timeout closes it). After one line
+ * is read, whose callback stamps the conn and remembers that it did (conn_got), only the server
+ * writes, every 10 ms, from outside any callback of the conn: each write must restart the idle
+ * clock. A memo of the read's stamp left behind after its callback would skip those stamps
+ * and close the conn 100 ms after the line. */
+static void test_idle_timeout_writes(void **state)
+{
+    struct fx *fx = *state;
+    long long max_gap = 0;
+
+    fx->limits.idle_timeout_ms = 100;
+    fx->auto_read = 1;
+    assert_int_equal(fx_connect(fx, "line"), 0);
+    struct hs_conn *c = fx->conn;
+    peer_send(fx, fx->peer, B("x\n"));
+    PUMP_UNTIL(fx, fx->nframes == 1);
+    long long t0 = now_ms(), last = t0;
+    while (now_ms() - t0 < 300 && fx->closes == 0) {
+        struct iovec iov = {(void *)(uintptr_t) "y\n", 2};
+        assert_int_equal(hs_conn_sendv(c, &iov, 1), 0); /* the write-through path */
+        long long t = now_ms();
+        max_gap = t - last > max_gap ? t - last : max_gap;
+        last = t;
+        while (now_ms() - last < 10)
+            pump_once(fx);
+    }
+    if (max_gap < 45)
+        assert_int_equal(fx->closes, 0);
+    else
+        print_message("idle test: a %lld ms stall; keep-alive part not judged\n", max_gap);
+    PUMP_UNTIL(fx, fx->closes == 1);
+    assert_true(now_ms() - last >= 90);
+    assert_string_equal(fx->reason, "idle timeout");
+}
+
 /* At max_connections a new conn is refused: its fd is closed (the peer reads EOF) and no
  * callback runs. A slot freed is usable again. */
 static void test_max_connections(void **state)
@@ -1307,6 +1342,7 @@ int main(void)
         FX_TEST(test_send_full_then_closed),
         FX_TEST(test_sendv_full),
         FX_TEST(test_idle_timeout),
+        FX_TEST(test_idle_timeout_writes),
         FX_TEST(test_max_connections),
         FX_TEST(test_pipe_streams),
         FX_TEST(test_pipe_discard),
