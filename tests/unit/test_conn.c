@@ -884,21 +884,28 @@ static void test_sendv_full(void **state)
     assert_peer_got_stream(fx, accepted);
 }
 
-/* Traffic keeps a conn open; idle_timeout_ms of silence closes it. A line goes every 10 ms
- * for three timeouts' worth: the conn must survive that unless this process was descheduled
- * long enough to make a real silence (then only the second half is judged). The close always
- * comes at least a timeout after the last line. */
-static void test_idle_timeout(void **state)
+/* One step of traffic of the idle tests: a line from the peer, or one written by the server
+ * (hs_conn_sendv's write-through path) from outside any callback of the conn. */
+static void idle_peer_line(struct fx *fx)
 {
-    struct fx *fx = *state;
-    long long max_gap = 0;
+    peer_send(fx, fx->peer, B("x\n"));
+}
 
-    fx->limits.idle_timeout_ms = 100;
-    fx->auto_read = 1;
-    assert_int_equal(fx_connect(fx, "line"), 0);
+static void idle_server_line(struct fx *fx)
+{
+    struct iovec iov = {(void *)(uintptr_t) "y\n", 2};
+    assert_int_equal(hs_conn_sendv(fx->conn, &iov, 1), 0);
+}
+
+/* A step every 10 ms for three timeouts' worth (idle_timeout_ms = 100): the conn must survive
+ * that unless this process was descheduled long enough to make a real silence (then only the
+ * second half is judged). The close always comes at least a timeout after the last step. */
+static void idle_judge(struct fx *fx, void (*step)(struct fx *fx))
+{
+    long long max_gap = 0;
     long long t0 = now_ms(), last = t0;
     while (now_ms() - t0 < 300 && fx->closes == 0) {
-        peer_send(fx, fx->peer, B("x\n"));
+        step(fx);
         long long t = now_ms();
         max_gap = t - last > max_gap ? t - last : max_gap;
         last = t;
@@ -911,46 +918,36 @@ static void test_idle_timeout(void **state)
     else
         print_message("idle test: a %lld ms stall; keep-alive part not judged\n", max_gap);
 
-    /* Silence from the last line on: about 100 ms (the loop's clock is cached, ms rounded). */
+    /* Silence from the last step on: about 100 ms (the loop's clock is cached, ms rounded). */
     PUMP_UNTIL(fx, fx->closes == 1);
     assert_true(now_ms() - last >= 90);
     assert_string_equal(fx->reason, "idle timeout");
+}
+
+/* Traffic keeps a conn open; idle_timeout_ms of silence closes it. */
+static void test_idle_timeout(void **state)
+{
+    struct fx *fx = *state;
+    fx->limits.idle_timeout_ms = 100;
+    fx->auto_read = 1;
+    assert_int_equal(fx_connect(fx, "line"), 0);
+    idle_judge(fx, idle_peer_line);
     PUMP_UNTIL(fx, fx->peer_eof);
 }
 
 /* Output keeps a conn open too (no bytes either way for the timeout closes it). After one line
  * is read, whose callback stamps the conn and remembers that it did (conn_got), only the server
- * writes, every 10 ms, from outside any callback of the conn: each write must restart the idle
- * clock. A memo of the read's stamp left behind after its callback would skip those stamps
- * and close the conn 100 ms after the line. */
+ * writes: each write must restart the idle clock. A memo of the read's stamp left behind after
+ * its callback would skip those stamps and close the conn 100 ms after the line. */
 static void test_idle_timeout_writes(void **state)
 {
     struct fx *fx = *state;
-    long long max_gap = 0;
-
     fx->limits.idle_timeout_ms = 100;
     fx->auto_read = 1;
     assert_int_equal(fx_connect(fx, "line"), 0);
-    struct hs_conn *c = fx->conn;
     peer_send(fx, fx->peer, B("x\n"));
     PUMP_UNTIL(fx, fx->nframes == 1);
-    long long t0 = now_ms(), last = t0;
-    while (now_ms() - t0 < 300 && fx->closes == 0) {
-        struct iovec iov = {(void *)(uintptr_t) "y\n", 2};
-        assert_int_equal(hs_conn_sendv(c, &iov, 1), 0); /* the write-through path */
-        long long t = now_ms();
-        max_gap = t - last > max_gap ? t - last : max_gap;
-        last = t;
-        while (now_ms() - last < 10)
-            pump_once(fx);
-    }
-    if (max_gap < 45)
-        assert_int_equal(fx->closes, 0);
-    else
-        print_message("idle test: a %lld ms stall; keep-alive part not judged\n", max_gap);
-    PUMP_UNTIL(fx, fx->closes == 1);
-    assert_true(now_ms() - last >= 90);
-    assert_string_equal(fx->reason, "idle timeout");
+    idle_judge(fx, idle_server_line);
 }
 
 /* At max_connections a new conn is refused: its fd is closed (the peer reads EOF) and no
