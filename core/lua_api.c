@@ -388,7 +388,7 @@ static void lua_warn(void *ud, const char *msg, int tocont)
 }
 
 /* hotsock reads registry references on every call (the cached callback, a UDP socket's box, a
- * connection's box, a task's thread) with lua_rawgeti. One past the registry's array part lives
+ * connection's box) with lua_rawgeti. One past the registry's array part lives
  * in its hash part, behind the string and pointer keys there: a lookup walked a chain of ~60
  * instructions where the array costs ~8 (callgrind, udp64: 126 of ~1,950 a datagram, and as
  * much again or nothing from one run to the next, with where the references fell). The first
