@@ -136,6 +136,10 @@ run() {
         ;;
     esac
     pid=$!
+    # run's caller is a command substitution, a subshell: if the load fails (set -e), this
+    # stops the server (and strace's child) with it instead of leaving it running.
+    # shellcheck disable=SC2064 # pid is meant to be expanded now
+    trap "pkill -TERM -P $pid 2>/dev/null; kill -TERM $pid 2>/dev/null" EXIT
     for _ in $(seq 300); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1',$port)).close()" \
             2>/dev/null && break
@@ -160,6 +164,7 @@ run() {
     # Under strace, the server is strace's child: signal it, and strace ends with it.
     if [[ ${TOOL:-} == strace ]]; then kill -TERM "$(pgrep -P $pid)"; else kill -TERM $pid; fi
     wait $pid || true
+    trap - EXIT
     if [[ ${TOOL:-} == strace ]]; then
         awk '$NF == "total" { print $4 }' "$tmp/st.$n"
         return
