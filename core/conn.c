@@ -147,6 +147,8 @@ void hs__conn_release(struct hs_conn *c)
         hs__conn_proxy_free(c);
     hs__conn_tls_files_free(c);
     free(c->ext);
+    if (c->set->stamped == c)
+        c->set->stamped = NULL;
     free(c);
 }
 
