@@ -19,7 +19,7 @@ static void conn_read_end(struct hs_conn *c, ssize_t n);
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_finish(struct hs_conn *c);
 
-static void conn_update_reading(struct hs_conn *c)
+HS_HOT static void conn_update_reading(struct hs_conn *c)
 {
     int want = !(c->flags & (CONN_CLOSING | CONN_CLOSED | CONN_FLOW_PAUSED | CONN_USER_PAUSED |
                              CONN_EOF | CONN_PIPE_PAUSED));
@@ -55,7 +55,7 @@ static const char *write_failure(int r)
 /* Writes as much pending output as the socket takes. Returns 0, or a negated errno when the
  * connection broke (the caller aborts it). Keeps the write event armed exactly while output is
  * pending, and applies the flow-control marks. */
-static int conn_flush(struct hs_conn *c)
+HS_HOT static int conn_flush(struct hs_conn *c)
 {
     /* Output waits for the handshake, which drives the events meanwhile. */
     if (c->flags & CONN_TLS_HANDSHAKE)
@@ -106,7 +106,7 @@ static int conn_flush(struct hs_conn *c)
     return 0;
 }
 
-int hs__conn_want_write(struct hs_conn *c, int on)
+HS_HOT int hs__conn_want_write(struct hs_conn *c, int on)
 {
     if (on && !(c->flags & CONN_WRITING)) {
         if (c->wev == NULL)
@@ -308,7 +308,7 @@ void hs_conn_close(struct hs_conn *c, const char *reason)
         conn_finish(c);
 }
 
-void hs__conn_after_output(struct hs_conn *c)
+HS_HOT void hs__conn_after_output(struct hs_conn *c)
 {
     /* Inside a callback the flush happens once, when dispatch ends. */
     if (c->refs > 0)
@@ -469,7 +469,7 @@ static void conn_read_offer(struct hs_conn *c)
     hs__conn_unhold(c);
 }
 
-static void conn_read(struct hs_conn *c)
+HS_HOT static void conn_read(struct hs_conn *c)
 {
     if (c->flags & (CONN_TLS_HANDSHAKE | CONN_PROXY_WAIT)) {
         if (c->flags & CONN_PROXY_WAIT)
@@ -523,7 +523,7 @@ static void conn_read(struct hs_conn *c)
 
 /* c is readable. The memo of a stamp (set->stamped, made by conn_got) lasts this callback,
  * whose clock is the loop's one time: the set outlives c, which the read may free. */
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+HS_HOT static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hs_conn *c = arg;
     struct hs_conns *set = c->set;

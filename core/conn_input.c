@@ -213,7 +213,7 @@ static int conn_frame_input(struct hs_conn *c)
     return frames;
 }
 
-int hs__conn_input_offer(const struct hs_conn *c)
+HS_HOT int hs__conn_input_offer(const struct hs_conn *c)
 {
     /* Not while anything could be waiting in c->in ahead of the read's bytes, or could want
      * them there: a hold (the handler reads c->in), a pause, a closing conn, or anything in
@@ -222,7 +222,7 @@ int hs__conn_input_offer(const struct hs_conn *c)
            c->ext == NULL && evbuffer_get_length(c->in) == 0;
 }
 
-int hs__conn_input_direct(const struct hs_conn *c, size_t want)
+HS_HOT int hs__conn_input_direct(const struct hs_conn *c, size_t want)
 {
     /* A raw frame of the handler's own (a protocol layer frames its input otherwise), and
      * none that a read of `want` bytes could pass: then the read is one frame. */
@@ -230,7 +230,7 @@ int hs__conn_input_direct(const struct hs_conn *c, size_t want)
            (c->framing.max == 0 || c->framing.max >= want) && hs__conn_input_offer(c);
 }
 
-void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len)
+HS_HOT void hs__conn_process_raw(struct hs_conn *c, const unsigned char *data, size_t len)
 {
     /* conn_process_input for one frame that is not in c->in: its on_frame call, then the
      * same steps after it. The framing loop runs only if something came into c->in meanwhile

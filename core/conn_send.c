@@ -41,7 +41,7 @@ int hs_conn_send(struct hs_conn *c, const void *data, size_t len)
     return 0;
 }
 
-int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
+HS_HOT int hs_conn_sendv(struct hs_conn *c, const struct iovec *iov, int n)
 {
     if (c->flags & CONN_NO_SEND)
         return HS_ECLOSED;

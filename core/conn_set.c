@@ -178,7 +178,7 @@ void hs_conn_tally_unref(struct hs_conn_tally *t)
         free(t);
 }
 
-void hs_conn_count_message(struct hs_conn *c)
+HS_HOT void hs_conn_count_message(struct hs_conn *c)
 {
     if (c->tally)
         c->tally->messages++;

@@ -31,7 +31,7 @@ void hs__conn_rx_start(struct hs_conn *c)
 
 /* After input was framed: is a frame in progress? frames > 0 means some completed, which is
  * progress whatever their size. Protocol layers (on_data) report this themselves. */
-void hs__conn_rx_track(struct hs_conn *c, int frames)
+HS_HOT void hs__conn_rx_track(struct hs_conn *c, int frames)
 {
     if (c->handler->on_data || (c->flags & (CONN_CLOSING | CONN_CLOSED)))
         return;
@@ -42,7 +42,7 @@ void hs__conn_rx_track(struct hs_conn *c, int frames)
 }
 
 /* After a flush: output waiting starts a send window; none waiting ends it. */
-void hs__conn_tx_track(struct hs_conn *c, size_t pending)
+HS_HOT void hs__conn_tx_track(struct hs_conn *c, size_t pending)
 {
     if (pending == 0) {
         c->tx_since = 0;

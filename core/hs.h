@@ -73,6 +73,12 @@
 
 #define HS_UNUSED(x) ((void)(x))
 
+/* A function every message or request runs through. GCC places such functions together
+ * (.text.hot), so the per-message code is a few KiB in a row instead of lines scattered
+ * over the binary, several of which can fall on one set of the 8-way instruction cache and
+ * evict each other at every message (bench/results/instructions.md, "fifth part"). */
+#define HS_HOT __attribute__((hot))
+
 /* Returns a static description of any code above or of a negated errno ("unknown error" for
  * a code in neither space), for logs and the command line. Never NULL. Scripts never see it:
  * they get the fixed tokens of core/errtok.h. */

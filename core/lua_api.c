@@ -105,7 +105,8 @@ void hs__conn_settle(struct hs_lua *hl, struct hs__conn_box *box)
 
 /* on_message(conn, data) for the len bytes at p: the arguments go straight onto the call's
  * coroutine. */
-static void lua_conn_message(struct hs_conn *c, const unsigned char *p, size_t len, void *arg)
+HS_HOT static void lua_conn_message(struct hs_conn *c, const unsigned char *p, size_t len,
+                                    void *arg)
 {
     struct hs__conn_box *box = hs_conn_data(c);
     struct hs_lua *hl = hs_script_lua(arg);
@@ -250,7 +251,8 @@ int hs_lua_accept(struct hs_listener *l, const char *peer, void *arg)
     return refuse;
 }
 
-void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer, void *arg)
+HS_HOT void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char *peer,
+                            void *arg)
 {
     struct hs_script *s = arg;
     struct hs_lua *hl = hs_script_lua(s);
@@ -276,7 +278,7 @@ void hs_lua_datagram(struct hs_udp *u, const char *data, size_t len, const char 
 
 /* ---- the version that runs (what it makes belongs to it: core/owned.h) ---- */
 
-struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load)
+HS_HOT struct hs_version *hs__lua_set_running(struct hs_lua *hl, struct hs_version *v, int at_load)
 {
     struct hs_version *was = hl->running;
     hl->running = v;

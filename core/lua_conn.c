@@ -64,7 +64,7 @@ struct hs__conn_box *hs__conn_box_push(lua_State *L, struct hs_conn *c, struct h
 }
 
 /* conn:send(data, ...) — every argument is a string (or number), queued in order. */
-static int l_conn_send(lua_State *L)
+HS_HOT static int l_conn_send(lua_State *L)
 {
     struct hs__conn_box *box = hs__conn_box_check(L, 1, "conn:send");
     int n = lua_gettop(L);
@@ -326,7 +326,7 @@ static const luaL_Reg conn_methods[] = {
 /* conn.ctx is the per-connection table; anything else is a method. Methods are looked up
  * first: conn:send runs per message, ctx far less often. A method lookup reads nothing of the
  * box (each method checks its own), so only the ctx path pays for the check. */
-static int l_conn_index(lua_State *L)
+HS_HOT static int l_conn_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
@@ -349,7 +349,7 @@ static int l_conn_newindex(lua_State *L)
 
 /* ---- UDP sockets ---- */
 
-static int l_udp_send_to(lua_State *L)
+HS_HOT static int l_udp_send_to(lua_State *L)
 {
     struct hs__udp_box *box =
         hs__box_check_hot(L, 1, hs__lua_from_state(L)->udp_hot, HS__BOX_UDP, "sock:send_to");
@@ -418,7 +418,7 @@ static int l_udp_gc(lua_State *L)
     return 0;
 }
 
-struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, lua_State *L, struct hs_udp *u)
+HS_HOT struct hs__udp_box *hs__udp_box_push(struct hs_lua *hl, lua_State *L, struct hs_udp *u)
 {
     /* The socket keeps its box's registry reference: one array read per datagram, where a
      * table keyed by the socket's address cost two lookups (~275 instructions). */

@@ -111,7 +111,7 @@ __attribute__((noinline)) static void *lua_alloc_slow(struct hs_lua *hl, void *p
  * for the hook, which raises a clean error at the script's next instructions; growth past
  * LUA_HARD_MEMORY_FACTOR times the limit (one huge string.rep) is refused at once, which Lua
  * turns into "not enough memory" after an emergency collection. */
-void *hs__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+HS_HOT void *hs__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct hs_lua *hl = ud;
     /* Nearly every call of a message's or a request's is one of two: a small block freed into
@@ -336,7 +336,7 @@ void hs_lua_set_limits(struct hs_lua *hl, size_t mem_limit, unsigned time_limit_
         wd_start(hl); /* a shorter limit wants a faster tick */
 }
 
-void hs__lua_sandbox_enter(struct hs_lua *hl)
+HS_HOT void hs__lua_sandbox_enter(struct hs_lua *hl)
 {
     /* The outermost call sets the deadline; nested ones (on_close run by conn:abort) share
      * it. */
@@ -375,7 +375,7 @@ static void lua_gc_tune(struct hs_lua *hl)
     lua_gc(hl->L, LUA_GCSETPAUSE, (int)pause); /* no change of mode, unlike LUA_GCINC */
 }
 
-void hs__lua_sandbox_leave(struct hs_lua *hl)
+HS_HOT void hs__lua_sandbox_leave(struct hs_lua *hl)
 {
     if (--hl->depth == 0) {
         wd_running = NULL;

@@ -15,6 +15,7 @@
  * returns from at once. str_head is measured on the running Lua, not assumed: if a Lua did not
  * ask for that size, or asked for anything else first, the block is not taken and the push
  * copies as before; nothing depends on the hand-over happening. */
+#include "core/hs.h"
 #include "core/lua_internal.h"
 
 #include <stdlib.h>
@@ -57,7 +58,7 @@ unsigned char *hs__lua_rx_buffer(struct hs_lua *hl, size_t size)
     return (unsigned char *)hl->rx_block + hl->str_head;
 }
 
-void hs__lua_rx_push(struct hs_lua *hl, lua_State *L, const unsigned char *p, size_t len)
+HS_HOT void hs__lua_rx_push(struct hs_lua *hl, lua_State *L, const unsigned char *p, size_t len)
 {
     if (hl->rx_block == NULL || p != (unsigned char *)hl->rx_block + hl->str_head || len < RX_MIN) {
         lua_pushlstring(L, (const char *)p, len);

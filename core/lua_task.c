@@ -18,7 +18,7 @@
 
 /* A task with a fresh or reused coroutine. Outside a call nothing is refused by the
  * allocator, so lua_newthread fails only when the process is out of memory (a panic). */
-static struct hs__task *task_take(struct hs_lua *hl)
+HS_HOT static struct hs__task *task_take(struct hs_lua *hl)
 {
     struct hs__task *t = hl->idle;
     if (t != NULL) {
@@ -45,7 +45,7 @@ static void task_free(struct hs__task *t)
 }
 
 /* A task whose coroutine returned goes back to the pool, its stack emptied. */
-static void task_give(struct hs__task *t)
+HS_HOT static void task_give(struct hs__task *t)
 {
     struct hs_lua *hl = t->hl;
     lua_settop(t->T, 0);
@@ -93,7 +93,7 @@ void hs__lua_pool_free(struct hs_lua *hl)
 
 /* Runs t's coroutine with nargs values on its stack until it returns, fails or yields.
  * Returns lua_resume's status; *nres results are on t->T. */
-static int task_step(struct hs__task *t, int nargs, int *nres)
+HS_HOT static int task_step(struct hs__task *t, int nargs, int *nres)
 {
     struct hs_lua *hl = t->hl;
     struct hs__task *outer = hl->task;
@@ -399,8 +399,8 @@ void hs__task_resume(struct hs__task *t, int nargs)
  * version's snapshot never changes (hs__script_check, script_decl.c), so a function found there is
  * kept as a registry reference: the next call is one rawgeti on T instead of reading the
  * snapshot by name (interning the name) and moving the function across. */
-static int push_callback(struct hs_lua *hl, const struct hs_version *v, const char *name,
-                         lua_State *T)
+HS_HOT static int push_callback(struct hs_lua *hl, const struct hs_version *v, const char *name,
+                                lua_State *T)
 {
     for (unsigned i = 0; i < HS_LUA_CB_CACHE; i++) {
         if (hl->cb[i].v == v && hl->cb[i].name == name) {
@@ -457,7 +457,7 @@ void hs__lua_callbacks_stop(struct hs_lua *hl)
 
 /* Runs the call set up on t (the callback and its nargs arguments on t->T): hs__lua_invoke's
  * second half, and hs__lua_call_begin's. */
-int hs__lua_call_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres)
+HS_HOT int hs__lua_call_run(struct hs__task *t, const struct hs__invoke *iv, int nargs, int nres)
 {
     struct hs_lua *hl = t->hl;
     t->v = iv->v;
@@ -528,7 +528,7 @@ int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, in
     return hs__lua_call_run(t, iv, nargs, nres);
 }
 
-struct hs__task *hs__lua_call_begin(struct hs_lua *hl, const struct hs__invoke *iv)
+HS_HOT struct hs__task *hs__lua_call_begin(struct hs_lua *hl, const struct hs__invoke *iv)
 {
     struct hs__task *t = task_for(hl, iv);
     if (t != NULL && !push_callback(hl, iv->v, iv->name, t->T)) {

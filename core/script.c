@@ -588,7 +588,7 @@ struct hs_script *hs_version_script(const struct hs_version *v)
     return v->script;
 }
 
-struct hs_stats_row *hs_version_stats(struct hs_version *v)
+HS_HOT struct hs_stats_row *hs_version_stats(struct hs_version *v)
 {
     if (v == NULL)
         return NULL;

@@ -89,7 +89,7 @@ static unsigned peer_hash(const void *p, size_t n)
 
 /* The hash of an address's first key bytes: an IPv4 peer's 8 (family, port, address) in one
  * multiplication, which FNV took ~100 instructions a datagram over. */
-static unsigned addr_hash(const void *ss, size_t key)
+HS_HOT static unsigned addr_hash(const void *ss, size_t key)
 {
     if (key != sizeof(uint64_t))
         return peer_hash(ss, key);
@@ -116,7 +116,7 @@ static struct udp_peer *peer_at(struct udp_peers *p, unsigned i)
 
 /* Do a's and b's first key bytes match? An IPv4 peer's 8 in one compare: a call of memcmp per
  * probe cost more than the rest of the lookup (~35 instructions of ~70 a datagram, udp64). */
-static int addr_equal(const void *a, const void *b, size_t key)
+HS_HOT static int addr_equal(const void *a, const void *b, size_t key)
 {
     if (key != sizeof(uint64_t))
         return memcmp(a, b, key) == 0;
@@ -127,8 +127,8 @@ static int addr_equal(const void *a, const void *b, size_t key)
 }
 
 /* The entry whose address is ss (key bytes compared), or NULL. */
-static struct udp_peer *peers_by_addr(struct udp_peers *p, const struct sockaddr_storage *ss,
-                                      socklen_t sl, size_t key)
+HS_HOT static struct udp_peer *peers_by_addr(struct udp_peers *p, const struct sockaddr_storage *ss,
+                                             socklen_t sl, size_t key)
 {
     if (p->cap == 0)
         return NULL;
@@ -254,7 +254,7 @@ static const char *peer_text(struct hs_udp *u, const struct sockaddr_storage *ss
 /* Receives up to UDP_BATCH queued datagrams, UDP_MMSG per system call, and hands each to the
  * callback. A call that returns fewer than it asked for found the queue empty: the loop tells
  * us when more come, so no call is spent on EAGAIN. */
-static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
+HS_HOT static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hs_udp *u = arg;
     HS_UNUSED(fd);
@@ -534,8 +534,8 @@ void hs_udp_free(struct hs_udp *u)
     free(u);
 }
 
-int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const void *data,
-                   size_t len)
+HS_HOT int hs_udp_send_to(struct hs_udp *u, const char *peer, size_t peer_len, const void *data,
+                          size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
