@@ -88,37 +88,41 @@ struct hs__tls_files {
  * hs__conn_rev); the static assertion in conn.c keeps it at 296 bytes, which with two
  * 128-byte events of libevent 2.1 fill a 560-byte chunk. */
 struct hs_conn {
+    /* Read or written for every message (the read callback, a raw frame, a reply written
+     * through), first: they fill the struct's first three cache lines, where spread out they
+     * took four of its five (bench/results/instructions.md, "fifth part"). peer_key, cold,
+     * fills what would be padding. */
     struct hs_conns *set;
-    uint64_t id;                 /* unique per set, from 1 */
-    int fd;                      /* -1 once closed */
     unsigned flags;              /* CONN_* */
+    int fd;                      /* -1 once closed */
     uint16_t refs;               /* callbacks on the stack (a nesting depth); the free waits
                                   * for 0 */
     uint8_t zero_writes;         /* flushes in a row that wrote nothing (see conn_flush) */
-    struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted);
-                                  * here, it fills what would be padding */
+    struct hs_peer_key peer_key; /* counted in the set's peer table (family 0: not counted) */
     uint32_t hold; /* held for the handler (hs_conn_hold): read while in holds fewer bytes */
-    struct hs_conn_tally *tally; /* the accepting listener's counters, or NULL */
-    struct hs_conn_tls *tls;     /* TLS session (conn_tls.c), or NULL for plaintext */
-    struct hs_conn_ext *ext;     /* rarely used state, or NULL until needed */
-    /* The read event and the timer are not pointed to: they live right after the struct, in
-     * its own malloc block (hs__conn_rev, hs__conn_timer). */
-    struct event *wev;    /* writable, added only while output is pending */
-    struct evbuffer *in;  /* received, not yet framed */
-    struct evbuffer *out; /* queued, not yet written */
-    struct hs_framing framing;
-    size_t resume; /* framer scan state for the frame at the front of in */
+    struct hs_conn_tls *tls; /* TLS session (conn_tls.c), or NULL for plaintext */
+    struct hs_conn_ext *ext; /* rarely used state, or NULL until needed */
+    struct evbuffer *in;     /* received, not yet framed */
+    struct evbuffer *out;    /* queued, not yet written */
     const struct hs_conn_handler *handler;
-    void *arg;                /* for handler callbacks */
-    void *data;               /* the handler's own per-connection data */
-    const char *close_reason; /* static text given to on_close */
+    void *arg;                   /* for handler callbacks */
+    void *data;                  /* the handler's own per-connection data */
+    struct hs_conn_tally *tally; /* the accepting listener's counters, or NULL */
     uint64_t bytes_in, bytes_out;
     /* Stall rules (struct hs_conn_limits); times are ms of the loop's cached clock. */
+    long long active;   /* last read or write */
+    long long rx_since; /* receive window start while a frame is in progress, or 0 */
+    long long tx_since; /* send window start while output waits, or 0 */
+    size_t resume;      /* framer scan state for the frame at the front of in */
+    struct hs_framing framing;
+    /* The rest. */
+    uint64_t id; /* unique per set, from 1 */
+    /* The read event and the timer are not pointed to: they live right after the struct, in
+     * its own malloc block (hs__conn_rev, hs__conn_timer). */
+    struct event *wev;           /* writable, added only while output is pending */
+    const char *close_reason;    /* static text given to on_close */
     long long opened;            /* accepted at */
-    long long active;            /* last read or write */
-    long long rx_since;          /* receive window start while a frame is in progress, or 0 */
     uint64_t rx_mark;            /* bytes_in at rx_since */
-    long long tx_since;          /* send window start while output waits, or 0 */
     uint64_t tx_mark;            /* bytes_out at tx_since */
     long long timer_at;          /* when the timer fires, or 0 when it is not armed */
     struct hs_conn *prev, *next; /* the set's list */
