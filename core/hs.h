@@ -73,12 +73,11 @@
 
 #define HS_UNUSED(x) ((void)(x))
 
-/* A function every TCP message or UDP datagram runs through. GCC places such functions
- * together (.text.hot), so the per-message code is ~11 KiB in a row instead of lines scattered
- * over the binary, several of which can fall on one set of the 8-way instruction cache and
- * evict each other at every message (bench/results/instructions.md, "fifth part"). The HTTP
- * path is not marked: a request runs through more code than that cache holds, and grouping
- * its functions changed nothing there. */
+/* A function every TCP message, UDP datagram or HTTP request runs through. GCC places such
+ * functions together (.text.hot), so the per-message code is a few KiB in a row instead of
+ * lines scattered over the binary, several of which can fall on one set of the 8-way
+ * instruction cache and evict each other at every message (bench/results/instructions.md,
+ * "fifth part"). */
 #define HS_HOT __attribute__((hot))
 
 /* Returns a static description of any code above or of a negated errno ("unknown error" for

@@ -416,8 +416,8 @@ static size_t skip_plain(const char *buf, size_t i, size_t end)
  * HTAB/CR/LF, DEL, CR not followed by LF and LF not preceded by CR are refused. Stops at the
  * first CRLFCRLF and stores the head length. Returns 1 (head complete), 0 (not yet) or
  * HS_EPROTO. */
-static int scan(const char *buf, size_t from, size_t end, struct hs_http_request *req,
-                size_t *head_len)
+HS_HOT static int scan(const char *buf, size_t from, size_t end, struct hs_http_request *req,
+                       size_t *head_len)
 {
     size_t i = from;
 
@@ -447,8 +447,8 @@ static int scan(const char *buf, size_t from, size_t end, struct hs_http_request
     return 0;
 }
 
-int hs_http_parse_request(const char *buf, size_t len, size_t last_len,
-                          const struct hs_http_limits *limits, struct hs_http_request *req)
+HS_HOT int hs_http_parse_request(const char *buf, size_t len, size_t last_len,
+                                 const struct hs_http_limits *limits, struct hs_http_request *req)
 {
     struct hs_http_limits lim = {HS_HTTP_MAX_REQUEST_LINE, HS_HTTP_MAX_HEADER_BYTES,
                                  HS_HTTP_MAX_HEADERS, 0};

@@ -50,7 +50,7 @@ static void timer_add(struct hs_http_conn *h, unsigned ms)
  * TIMER_LAZY_MS before it, is left alone, and the callback re-arms it for the rest; with no
  * deadline the event stays pending and its callback does nothing. */
 #define TIMER_LAZY_MS 1000
-static void http_arm(struct hs_http_conn *h, enum timer_kind kind, unsigned ms)
+HS_HOT static void http_arm(struct hs_http_conn *h, enum timer_kind kind, unsigned ms)
 {
     h->timer_kind = kind;
     if (kind == TM_NONE)
@@ -71,7 +71,7 @@ static long long ms_since(struct hs_http_conn *h, const struct timeval *t)
 }
 
 /* Copies s[0..n) for the log, at most cap - 1 bytes, anything unprintable as '?'. */
-static void log_copy(char *dst, size_t cap, const char *s, size_t n)
+HS_HOT static void log_copy(char *dst, size_t cap, const char *s, size_t n)
 {
     size_t i, m = n < cap - 1 ? n : cap - 1;
     for (i = 0; i < m; i++)
@@ -246,8 +246,8 @@ static void body_timer_start(struct hs_http_conn *h)
 }
 
 /* Records the exchange from a parsed head and hands it to the app. Returns 1 to go on. */
-static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req, size_t head_len,
-                      int direct)
+HS_HOT static int http_begin(struct hs_http_conn *h, const struct hs_http_request *req,
+                             size_t head_len, int direct)
 {
     char small[1024], *path = small;
     int plen;
@@ -509,7 +509,7 @@ static void http_next_exchange(struct hs_http_conn *h)
 }
 
 /* The input loop: parses heads, moves bodies, delivers requests, one exchange at a time. */
-static void http_run(struct hs_http_conn *h, int from_kick)
+HS_HOT static void http_run(struct hs_http_conn *h, int from_kick)
 {
     unsigned batch = 0;
     h->running++;
@@ -583,7 +583,7 @@ void hs_http_conn_drain(struct hs_http_conn *h)
     hs__http_release(h);
 }
 
-int hs_http_conn_input_direct(struct hs_http_conn *h, const char *data, size_t len)
+HS_HOT int hs_http_conn_input_direct(struct hs_http_conn *h, const char *data, size_t len)
 {
     /* Only between exchanges with nothing buffered, where these bytes start the next request;
      * and only a read that is exactly one whole head without a body, so no byte of it has to

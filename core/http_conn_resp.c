@@ -155,7 +155,7 @@ static char *put_u64(char *p, uint64_t v)
 }
 
 /* Checks a response may start and records how it is framed; 0, HS_ECLOSED or -EINVAL. */
-static int resp_begin(struct hs_http_conn *h, int status, int64_t length, int close)
+HS_HOT static int resp_begin(struct hs_http_conn *h, int status, int64_t length, int close)
 {
     if (http_dead(h))
         return HS_ECLOSED;
@@ -186,8 +186,8 @@ static int resp_begin(struct hs_http_conn *h, int status, int64_t length, int cl
 enum { HEAD_MAX = 512, HEAD_TAIL_MAX = 96 };
 
 /* The status line and Date, at line (HEAD_MAX bytes); returns the end. */
-static char *head_first(struct hs_http_conn *h, int status, const char *headers, size_t len,
-                        char *line)
+HS_HOT static char *head_first(struct hs_http_conn *h, int status, const char *headers, size_t len,
+                               char *line)
 {
     int date = headers == NULL || !has_field(headers, len, "date:");
     if (status == 200 && date) {
@@ -215,7 +215,7 @@ static int head_fits(const char *line, const char *p, size_t len)
 }
 
 /* The framing fields and the blank line, at p; returns the end. */
-static char *head_last(const struct hs_http_conn *h, char *p)
+HS_HOT static char *head_last(const struct hs_http_conn *h, char *p)
 {
     if (h->status != 204 && h->status != 304) {
         if (h->length >= 0) {
@@ -270,8 +270,8 @@ int hs_http_conn_start(struct hs_http_conn *h, int status, const char *headers, 
     return 0;
 }
 
-int hs_http_conn_send(struct hs_http_conn *h, int status, const char *headers, size_t len,
-                      const void *body, size_t blen, int close)
+HS_HOT int hs_http_conn_send(struct hs_http_conn *h, int status, const char *headers, size_t len,
+                             const void *body, size_t blen, int close)
 {
     int r = resp_begin(h, status, (int64_t)blen, close);
     if (r != 0)
@@ -356,7 +356,7 @@ int hs_http_conn_write_file(struct hs_http_conn *h, struct evbuffer_file_segment
     return r;
 }
 
-int hs_http_conn_finish(struct hs_http_conn *h)
+HS_HOT int hs_http_conn_finish(struct hs_http_conn *h)
 {
     if (http_dead(h))
         return HS_ECLOSED;

@@ -8,7 +8,7 @@
 #include <limits.h>
 #include <string.h>
 
-int hs_http_path_normalize(const char *in, size_t in_len, char *out, size_t out_size)
+HS_HOT int hs_http_path_normalize(const char *in, size_t in_len, char *out, size_t out_size)
 {
     size_t i = 1, o = 1, seg = 1; /* seg: where the current segment starts in out */
 

@@ -1,4 +1,5 @@
 /* Boxes: the one way a Lua object stands for a C object (see core/lua_box.h). */
+#include "core/hs.h"
 #include "core/lua_box.h"
 #include "core/lua_internal.h"
 
@@ -49,7 +50,7 @@ int hs__box_meta(lua_State *L, enum hs__box_kind kind, const luaL_Reg *methods,
     return 1;
 }
 
-void *hs__box_new(lua_State *L, enum hs__box_kind kind, size_t size, int nuv)
+HS_HOT void *hs__box_new(lua_State *L, enum hs__box_kind kind, size_t size, int nuv)
 {
     void *b = lua_newuserdatauv(L, size, nuv);
     memset(b, 0, size);

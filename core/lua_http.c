@@ -33,7 +33,7 @@ static void lines_free(struct lua_http *lh)
 }
 
 /* The request is over for the script: the box no longer reaches the connection. */
-void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
+HS_HOT void hs__lua_http_detach(lua_State *L, struct lua_http *lh)
 {
     if (lh->res_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, lh->res_ref);
@@ -222,8 +222,8 @@ static int call(struct lua_http *lh, const char *name, int nargs, int nres, cons
     return hs__lua_invoke(lh->hl, &iv, nargs, nres);
 }
 
-static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, const char *path,
-                    size_t path_len, void *arg)
+HS_HOT static int app_head(struct hs_http_conn *h, const struct hs_http_request *req,
+                           const char *path, size_t path_len, void *arg)
 {
     struct lua_http *lh = arg;
     lua_State *L = lh->hl->L;
@@ -267,7 +267,7 @@ static int app_head(struct hs_http_conn *h, const struct hs_http_request *req, c
     return stream ? HS_HTTP_BODY_STREAM : HS_HTTP_BODY_BUFFER;
 }
 
-static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg)
+HS_HOT static void app_request(struct hs_http_conn *h, struct evbuffer *body, void *arg)
 {
     struct lua_http *lh = arg;
     lua_State *L = lh->hl->L;
@@ -422,7 +422,7 @@ static void http_data(struct hs_conn *c, struct evbuffer *in, int eof, void *arg
     hs_http_conn_input(hs_conn_data(c), in, eof);
 }
 
-static int http_bytes(struct hs_conn *c, const unsigned char *data, size_t len, void *arg)
+HS_HOT static int http_bytes(struct hs_conn *c, const unsigned char *data, size_t len, void *arg)
 {
     HS_UNUSED(arg);
     struct hs_http_conn *h = hs_conn_data(c);

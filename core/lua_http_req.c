@@ -12,6 +12,7 @@
  * is the script's (__newindex forgets the lazy one). rawget and next see only the fields read
  * so far. */
 #include "core/conn.h"
+#include "core/hs.h"
 #include "core/lua_http_internal.h"
 #include "core/lua_internal.h"
 
@@ -71,9 +72,10 @@ static struct piece put(char *bytes, size_t *at, const char *s, size_t n)
     return p;
 }
 
-struct res_box *hs__lua_http_push_exchange(lua_State *L, struct hs_http_conn *h,
-                                           const struct hs_http_request *req, const char *path,
-                                           size_t path_len, struct hs_conn *c)
+HS_HOT struct res_box *hs__lua_http_push_exchange(lua_State *L, struct hs_http_conn *h,
+                                                  const struct hs_http_request *req,
+                                                  const char *path, size_t path_len,
+                                                  struct hs_conn *c)
 {
     const char *peer = hs_conn_peer(c);
     size_t peer_len = strlen(peer);

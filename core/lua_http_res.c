@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 /* The res at index 1 (misuse raises, naming method); a finished one raises too. */
-static struct res_box *check_res(lua_State *L, const char *method)
+HS_HOT static struct res_box *check_res(lua_State *L, const char *method)
 {
     struct res_box *b =
         hs__box_check_hot(L, 1, hs__lua_from_state(L)->res_hot, HS__BOX_RES, method);
@@ -54,7 +54,7 @@ static int is_tchar(unsigned char c)
 }
 
 /* Checks one header value at idx (string or number); raises on CR, LF, NUL or controls. */
-static const char *check_value(lua_State *L, int idx, int arg)
+HS_HOT static const char *check_value(lua_State *L, int idx, int arg)
 {
     size_t n;
     if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER)
@@ -79,7 +79,7 @@ static const char *check_value(lua_State *L, int idx, int arg)
 
 /* Appends "name: <value at idx>\r\n" to the current response's header lines. Returns 0 or
  * -ENOMEM. */
-static int add_line(struct lua_http *lh, const char *name, size_t nl, lua_State *L, int idx)
+HS_HOT static int add_line(struct lua_http *lh, const char *name, size_t nl, lua_State *L, int idx)
 {
     size_t vl;
     const char *v = lua_tolstring(L, idx, &vl);
@@ -118,7 +118,7 @@ static int push_result(lua_State *L, int r)
 /* res:header(name, value): sets name, replacing earlier values; a list gives one line per
  * element, nil removes it. Content-Length and Transfer-Encoding belong to hotsock;
  * Connection may only be "close". */
-static int l_res_header(lua_State *L)
+HS_HOT static int l_res_header(lua_State *L)
 {
     struct res_box *b = check_res(L, "res:header");
     size_t nl;
@@ -201,7 +201,7 @@ static int res_finish(lua_State *L, struct res_box *b)
 }
 
 /* res:send([body]) — the whole response with Content-Length; finishes it. */
-static int l_res_send(lua_State *L)
+HS_HOT static int l_res_send(lua_State *L)
 {
     struct res_box *b = check_res(L, "res:send");
     size_t len = 0;

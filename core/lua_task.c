@@ -509,7 +509,7 @@ static struct hs__task *task_for(struct hs_lua *hl, const struct hs__invoke *iv)
     return t;
 }
 
-int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres)
+HS_HOT int hs__lua_invoke(struct hs_lua *hl, const struct hs__invoke *iv, int nargs, int nres)
 {
     lua_State *L = hl->L;
     struct hs__task *t = task_for(hl, iv);
