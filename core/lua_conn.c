@@ -328,6 +328,13 @@ static const luaL_Reg conn_methods[] = {
  * box (each method checks its own), so only the ctx path pays for the check. */
 HS_HOT static int l_conn_index(lua_State *L)
 {
+    /* conn:send, every message: a short string is interned, so while the methods table holds
+     * "send" any key with that text is that very string, and one comparison of addresses
+     * stands for the lookup. (A number key is turned into text here, as below.) */
+    if (lua_tostring(L, 2) == hs__lua_from_state(L)->key_send) {
+        lua_pushcfunction(L, l_conn_send);
+        return 1;
+    }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
         return 1;
@@ -451,6 +458,9 @@ void hs__lua_open_conn(lua_State *L)
     hs__lua_conn_methods_wait(L);
     hs__lua_conn_methods_pipe(L);
     hs__lua_conn_methods_connect(L);
+    lua_pushstring(L, "send"); /* the methods table's own key: the same interned string */
+    hs__lua_from_state(L)->key_send = lua_tostring(L, -1);
+    lua_pop(L, 1);
     lua_pushcclosure(L, l_conn_index, 1); /* the methods */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
