@@ -13,7 +13,8 @@
 # SERVER:   hotsock (default; sandbox limits at their defaults) | raw (bench/echo_raw.c,
 #           echo workloads) | nginx (http_hello, nginx + lua-nginx-module)
 # BUILD_DIR defaults to build-rel (RelWithDebInfo). N1/N2 override the message counts;
-# KEEP=prefix keeps the callgrind output of the N2 run (for callgrind_annotate).
+# KEEP=prefix keeps the callgrind output of the N2 run (for callgrind_annotate). SCRIPT=FILE
+# serves the echo and UDP rows with another handler than scripts/echo.lua (it must echo).
 # TOOL=strace counts system calls per message instead (strace -c -f, same cancelling out),
 # with one line per call that happens at least once per 100 messages.
 # TOOL=cachegrind simulates the caches and branch predictor too (valgrind --tool=cachegrind
@@ -114,7 +115,7 @@ run() {
             --workers 1 --control none --log-level warn >/dev/null 2>"$tmp/vg.log" &
         ;;
     hotsock:*)
-        "${vg[@]}" "$B/hotsock" serve scripts/echo.lua --listen "tcp://127.0.0.1:$port" \
+        "${vg[@]}" "$B/hotsock" serve "${SCRIPT:-scripts/echo.lua}" --listen "tcp://127.0.0.1:$port" \
             --listen "udp://127.0.0.1:$port" --workers 1 --control none --log-level warn \
             --max-per-peer 0 --max-connections 12000 >/dev/null 2>"$tmp/vg.log" &
         ;;

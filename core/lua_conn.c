@@ -323,24 +323,27 @@ static const luaL_Reg conn_methods[] = {
     {NULL, NULL},
 };
 
-/* conn.ctx is the per-connection table; anything else is a method. Methods are looked up
- * first: conn:send runs per message, ctx far less often. A method lookup reads nothing of the
- * box (each method checks its own), so only the ctx path pays for the check. */
+/* conn.ctx is the per-connection table; anything else is a method. The two keys scripts use
+ * per message are told apart by address: a short string is interned, so while something holds
+ * "send" and "ctx" (the methods table, and this closure's second upvalue) any key with that
+ * text is that very string, and one comparison stands for a table lookup. A method lookup
+ * reads nothing of the box (each method checks its own). lua_tostring turns a number key into
+ * text in this call's copy of it: no method has such a name, so it finds nothing either way. */
 HS_HOT static int l_conn_index(lua_State *L)
 {
-    /* conn:send, every message: a short string is interned, so while the methods table holds
-     * "send" any key with that text is that very string, and one comparison of addresses
-     * stands for the lookup. (A number key is turned into text here, as below.) */
-    if (lua_tostring(L, 2) == hs__lua_from_state(L)->key_send) {
+    const struct hs_lua *hl = hs__lua_from_state(L);
+    const char *key = lua_tostring(L, 2);
+    if (key == hl->key_send) {
         lua_pushcfunction(L, l_conn_send);
         return 1;
     }
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+    if (key != hl->key_ctx) {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, lua_upvalueindex(1));
         return 1;
+    }
     hs__box_check(L, 1, HS__BOX_CONN, "conn:__index");
-    const char *key = lua_tostring(L, 2);
-    if (key && strcmp(key, "ctx") == 0 && lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
+    if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
@@ -458,10 +461,12 @@ void hs__lua_open_conn(lua_State *L)
     hs__lua_conn_methods_wait(L);
     hs__lua_conn_methods_pipe(L);
     hs__lua_conn_methods_connect(L);
+    struct hs_lua *hl = hs__lua_from_state(L);
     lua_pushstring(L, "send"); /* the methods table's own key: the same interned string */
-    hs__lua_from_state(L)->key_send = lua_tostring(L, -1);
+    hl->key_send = lua_tostring(L, -1);
     lua_pop(L, 1);
-    lua_pushcclosure(L, l_conn_index, 1); /* the methods */
+    hl->key_ctx = lua_pushstring(L, "ctx"); /* held by the closure */
+    lua_pushcclosure(L, l_conn_index, 2);   /* the methods, "ctx" */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 

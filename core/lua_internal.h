@@ -88,9 +88,10 @@ struct hs_lua {
      * anchored by its socket's registry reference, which the socket cannot drop inside its
      * own callback (hs_udp_free waits), so sock:send_to compares its address first. */
     struct hs__udp_box *udp_hot;
-    /* The text of the interned key "send", held by the conn methods table: conn.send is
-     * found by comparing the key's address with it, before any table lookup (l_conn_index). */
-    const char *key_send;
+    /* The text of the interned keys "send" and "ctx", held by the conn's __index closure:
+     * conn.send and conn.ctx are found by comparing the key's address with these, without a
+     * table lookup (l_conn_index). */
+    const char *key_send, *key_ctx;
     /* The res box of the latest HTTP exchange, for as long as its connection's registry slot
      * holds it (app_head sets it, hs__lua_http_detach clears it before letting go): res:header
      * and res:send compare one address instead of the metatable (check_res). */

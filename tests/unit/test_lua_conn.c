@@ -271,12 +271,17 @@ static void test_open_conn(void **state)
     assert_eval(fx, "return S.conn:framing(), S.conn:set_framing('fixed:4'), S.conn:framing()",
                 "line,true,fixed:4");
     assert_eval(fx, "return S.conn:pause(), S.conn:resume()", "true,true");
-    /* conn.send is found by its key's address (l_conn_index): a key built at run time is the
-     * same interned string, and every other key still goes through the methods table. */
+    /* conn.send and conn.ctx are found by their keys' addresses (l_conn_index): a key built
+     * at run time is the same interned string, and every other key still goes through the
+     * methods table. */
     assert_eval(fx,
                 "local k = ('se'):rep(1) .. 'nd' return S.conn[k] == S.conn.send, "
                 "type(S.conn.send), S.conn[1], S.conn.sendx, S.conn.close ~= S.conn.send",
                 "true,function,nil,nil,true");
+    assert_eval(fx,
+                "local k = ('c'):rep(1) .. 'tx' return S.conn[k] == S.conn.ctx, "
+                "type(S.conn.ctx), S.conn.ctxx, S.conn.ct",
+                "true,table,nil,nil");
     /* The same box every time: fields set on ctx stay. */
     assert_eval(fx, "S.conn.ctx.mark = 'kept' return S.conn.ctx.mark", "kept");
 }
