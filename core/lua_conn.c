@@ -324,11 +324,11 @@ static const luaL_Reg conn_methods[] = {
 };
 
 /* conn.ctx is the per-connection table; anything else is a method. The two keys scripts use
- * per message are told apart by address: a short string is interned, so while something holds
- * "send" and "ctx" (the methods table, and this closure's second upvalue) any key with that
- * text is that very string, and one comparison stands for a table lookup. A method lookup
- * reads nothing of the box (each method checks its own). lua_tostring turns a number key into
- * text in this call's copy of it: no method has such a name, so it finds nothing either way. */
+ * per message are told apart by address: a short string is interned, so while this closure
+ * holds "send" and "ctx" (its second and third upvalues) any key with that text is that very
+ * string, and one comparison stands for a table lookup. A method lookup reads nothing of the
+ * box (each method checks its own). lua_tostring turns a number key into text in this call's
+ * copy of it: no method has such a name, so it finds nothing either way. */
 HS_HOT static int l_conn_index(lua_State *L)
 {
     const struct hs_lua *hl = hs__lua_from_state(L);
@@ -461,12 +461,12 @@ void hs__lua_open_conn(lua_State *L)
     hs__lua_conn_methods_wait(L);
     hs__lua_conn_methods_pipe(L);
     hs__lua_conn_methods_connect(L);
+    /* The two strings are the closure's upvalues too, so nothing a script does to the methods
+     * table can let them go (and another string take their address). */
     struct hs_lua *hl = hs__lua_from_state(L);
-    lua_pushstring(L, "send"); /* the methods table's own key: the same interned string */
-    hl->key_send = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    hl->key_ctx = lua_pushstring(L, "ctx"); /* held by the closure */
-    lua_pushcclosure(L, l_conn_index, 2);   /* the methods, "ctx" */
+    hl->key_send = lua_pushstring(L, "send");
+    hl->key_ctx = lua_pushstring(L, "ctx");
+    lua_pushcclosure(L, l_conn_index, 3); /* the methods, "send", "ctx" */
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 
