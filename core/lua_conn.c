@@ -343,12 +343,7 @@ HS_HOT static int l_conn_index(lua_State *L)
         return 1;
     }
     hs__box_check(L, 1, HS__BOX_CONN, "conn:__index");
-    if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, 1, 1);
-    }
+    hs__box_push_ctx(L, 1, 1);
     return 1;
 }
 

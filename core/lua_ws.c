@@ -170,11 +170,9 @@ static int l_ws_index(lua_State *L)
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
         return 1;
     const char *key = lua_tostring(L, 2);
-    if (key && strcmp(key, "ctx") == 0 && lua_getiuservalue(L, 1, UV_CTX) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, 1, UV_CTX);
+    if (key && strcmp(key, "ctx") == 0) {
+        lua_pop(L, 1); /* the nil the methods gave */
+        hs__box_push_ctx(L, 1, UV_CTX);
     }
     return 1;
 }
