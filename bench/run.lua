@@ -1025,27 +1025,31 @@ local elapsed = now() - started
 
 -- Report ----------------------------------------------------------------------------------------
 
--- Median of field over the successful runs of a slot in its row's placement; over all of them
--- when none was (the repeats ran out while the host kept the cores elsewhere).
--- A run still over NOISY after its repeats (attempts kept the quietest of three) is left out
--- of its cell's median and of the per-round ratios when the cell has quieter runs in the same
--- placement: one run that lost half a core to others moved a three-round median by 20%
--- (the reload-throughput row, 2026-12-07 11:46). It stays in the raw runs and the log.
-local function quiet(r) return (r.noise or 0) <= NOISY end
-local function med(sl, field)
-  if not sl then return nil end
+-- The runs of a slot a figure is made from: its successful runs with field, in its row's
+-- placement; of those, the quiet ones when there are any; all of them when none was in the
+-- placement (the repeats ran out while the host kept the cores elsewhere). A run still over
+-- NOISY after its repeats (attempts kept the quietest of three) is left out when the cell has
+-- quieter runs: one run that lost half a core to others moved a three-round median by 20% (the
+-- reload-throughput row, 2026-12-07 11:46). It stays in the raw runs and the log.
+local function kept_runs(sl, field)
   local want = row_placement[sl.wid]
-  local v, calm, all = {}, {}, {}
+  local placed, calm, all = {}, {}, {}
   for _, r in ipairs(sl.runs) do
     if not r.err and r[field] then
-      all[#all + 1] = r[field]
+      all[#all + 1] = r
       if want == nil or r.placement == nil or r.placement == want then
-        v[#v + 1] = r[field]
-        if quiet(r) then calm[#calm + 1] = r[field] end
+        placed[#placed + 1] = r
+        if (r.noise or 0) <= NOISY then calm[#calm + 1] = r end
       end
     end
   end
-  return median(#calm > 0 and calm or #v > 0 and v or all)
+  return #calm > 0 and calm or #placed > 0 and placed or all
+end
+local function med(sl, field)
+  if not sl then return nil end
+  local v = {}
+  for _, r in ipairs(kept_runs(sl, field)) do v[#v + 1] = r[field] end
+  return median(v)
 end
 local function nok(sl)
   local n, f = 0, 0
@@ -1220,21 +1224,13 @@ local function goal(name, value, pass, detail)
     value == nil and "not measured" or (pass and "met" or "**missed**"))
 end
 local function r_of(id, s, f) return results[id] and med(results[id][s], f) end
--- A server's field by round, from its quiet runs in the row's placement (from all of them when
--- none was, as med does).
+-- A server's field by round, from the runs med uses.
 local function by_round(sl, field)
-  local want = row_placement[sl.wid]
-  local placed, calm, all = {}, {}, {}
-  for _, r in ipairs(sl.runs) do
-    if not r.err and r[field] and r.round then
-      all[r.round] = r[field]
-      if want == nil or r.placement == nil or r.placement == want then
-        placed[r.round] = r[field]
-        if quiet(r) then calm[r.round] = r[field] end
-      end
-    end
+  local t = {}
+  for _, r in ipairs(kept_runs(sl, field)) do
+    if r.round then t[r.round] = r[field] end
   end
-  return next(calm) and calm or next(placed) and placed or all
+  return t
 end
 -- The ratios of a's field to b's in the rounds where both ran, sorted; nil when none did.
 local function round_ratios(id, a, b, field)
