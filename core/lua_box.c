@@ -59,17 +59,6 @@ HS_HOT void *hs__box_new(lua_State *L, enum hs__box_kind kind, size_t size, int 
     return b;
 }
 
-void hs__box_push_ctx(lua_State *L, int idx, int uv)
-{
-    idx = lua_absindex(L, idx);
-    if (lua_getiuservalue(L, idx, uv) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, idx, uv);
-    }
-}
-
 /* In the words of luaL_typeerror but naming the method, which a call through pcall or a local
  * alias would otherwise show as '?'. */
 int hs__box_type_error(lua_State *L, int idx, enum hs__box_kind kind, const char *method)

@@ -57,9 +57,18 @@ int hs__box_meta(lua_State *L, enum hs__box_kind kind, const luaL_Reg *methods,
  * Lua owns. Raises on memory exhaustion. */
 void *hs__box_new(lua_State *L, enum hs__box_kind kind, size_t size, int nuv);
 
-/* Pushes the ctx table of the box at idx (a script's per-object state, conn.ctx and ws.ctx),
- * kept in its user value uv and made on first use: most boxes never touch it. */
-void hs__box_push_ctx(lua_State *L, int idx, int uv);
+/* Pushes the ctx table of the box at idx, a positive index (a script's per-object state,
+ * conn.ctx and ws.ctx), kept in its user value uv and made on first use: most boxes never
+ * touch it. Inline: a handler may read its ctx for every message. */
+static inline void hs__box_push_ctx(lua_State *L, int idx, int uv)
+{
+    if (lua_getiuservalue(L, idx, uv) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, idx, uv);
+    }
+}
 
 /* hs__box_check and hs__box_test (the box of a kind at a stack index) are inline functions
  * in core/lua_internal.h: they read the state's context, which this header does not know. */
