@@ -432,6 +432,7 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
     /* No hook on the main thread (see wd_arm): the tick and the allocator set it when needed.
      * coroutine.create and coroutine.wrap give each coroutine of a script its own. */
     luaL_openlibs(L);
+    hs__lua_gc_start(hl);
     hs__lua_watch_coroutines(L);
     hs__lua_open_conn(L);
     hs__lua_open_timer_meta(L);
@@ -454,6 +455,7 @@ void hs_lua_free(struct hs_lua *hl)
     /* From here no version's going cancels timers: closing the state collects them. */
     hs_owned_list_stop(&hl->timer_list);
     hs__lua_callbacks_stop(hl);
+    hs__lua_gc_stop(hl);
     lua_close(hl->L);
     hs__blocks_free(&hl->blocks);
     hs__lua_rx_free(hl);
@@ -472,5 +474,7 @@ unsigned hs_lua_timer_count(const struct hs_lua *hl)
 
 size_t hs_lua_memory(const struct hs_lua *hl)
 {
-    return (size_t)lua_gc(hl->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(hl->L, LUA_GCCOUNTB, 0);
+    size_t counted =
+        (size_t)lua_gc(hl->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(hl->L, LUA_GCCOUNTB, 0);
+    return counted - hl->gc_ballast; /* lua_limits.c: not memory in use */
 }

@@ -61,6 +61,7 @@ struct hs_lua {
     long long idle_deadline_ns; /* deadline of Lua run outside calls (finalizers), 0: unset */
     int depth;                  /* nested hs__lua_pcall calls on the C stack */
     size_t gc_band;             /* mem_used >> LUA_GC_BAND_SHIFT when the GC pause was set */
+    size_t gc_ballast;          /* the collector's ballast (lua_limits.c), not in mem_used */
     struct hs__blocks blocks;   /* small blocks freed, for the next allocations (lua_blocks.h) */
     char warn[512];             /* a warning being assembled from lua_warning pieces */
     size_t warn_len;
@@ -585,6 +586,12 @@ void hs__lua_rx_free(struct hs_lua *hl);
  * left behind. */
 void hs__lua_sandbox_enter(struct hs_lua *hl);
 void hs__lua_sandbox_leave(struct hs_lua *hl);
+
+/* The collector's ballast (lua_gc_tune, lua_limits.c) and the global collectgarbage that
+ * leaves it out of "count": made once the standard libraries are open, before the sandbox
+ * saves the real functions. hs__lua_gc_stop comes before lua_close. */
+void hs__lua_gc_start(struct hs_lua *hl);
+void hs__lua_gc_stop(struct hs_lua *hl);
 
 /* pcall with traceback; on error copies the message (with traceback) into err and pops it.
  * Returns 0 or HS_ESCRIPT. */

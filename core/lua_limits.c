@@ -23,8 +23,7 @@
 #define LUA_COARSE_LIMIT_MS 100      /* time limits from here on use the coarse clock */
 #define LUA_GC_MIN_GARBAGE (1 << 20) /* bytes a small heap may allocate between two GC cycles */
 #define LUA_GC_BAND_SHIFT 16         /* the GC pause is looked at when the heap moves 64 KiB */
-#define LUA_GC_PAUSE 200             /* Lua's own pause (%): a cycle once the heap doubled */
-#define LUA_GC_PAUSE_MAX 1000        /* the highest pause Lua can store (%) */
+#define LUA_GC_BALLAST LUA_GC_MIN_GARBAGE /* bytes of the collector's ballast (lua_gc_tune) */
 
 /* Message handler: turn any error value into text and append a traceback, like lua.c. */
 static int lua_msghandler(lua_State *L)
@@ -356,23 +355,70 @@ HS_HOT void hs__lua_sandbox_enter(struct hs_lua *hl)
 /* A GC cycle starts once the heap has grown by the pause (200%: doubled) since the last one,
  * and marks and sweeps everything. A script's own heap is small (tens of KiB): each 64 KiB
  * read given to on_message as one string then costs a whole cycle, most of the CPU an echo
- * of 4 KiB messages spends in user space. A small heap gets a larger pause instead, so that
- * about LUA_GC_MIN_GARBAGE is allocated between cycles (memory stays within that much of what
- * Lua's own rule gives); a heap over that keeps Lua's pause. Looked at only when the heap has
- * moved by 64 KiB, so a call costs a shift and a compare. */
+ * of 4 KiB messages spends in user space. A small heap waits for about LUA_GC_MIN_GARBAGE of
+ * allocation between two cycles instead; a heap over that keeps Lua's own rule (a cycle once
+ * the heap doubled), so memory stays within that much of what Lua's rule gives.
+ *
+ * The pause alone cannot say so: Lua stores it in a byte (at most 1023%), so a 50 KiB heap
+ * waited for ~450 KiB, not 1 MiB, and a 4 KiB echo spent ~600 of its ~760 instructions a
+ * message in the collector. Hence the ballast: one userdata of LUA_GC_BALLAST bytes that Lua
+ * counts as live but that costs nothing to mark (no fields) nor to keep (a block that large
+ * is mmapped by malloc and never written past its header, so it is not resident). Lua's
+ * cycle then waits for pause% of (heap + ballast), and the pause below makes that about
+ * max(heap, LUA_GC_MIN_GARBAGE) bytes; it is never over 200%. The ballast is left out of
+ * every figure hotsock shows (mem_used, the memory limit, collectgarbage("count"),
+ * hs_lua_memory). Looked at only when the heap has moved by 64 KiB, so a call costs a shift
+ * and a compare. */
 static void lua_gc_tune(struct hs_lua *hl)
 {
     size_t band = hl->mem_used >> LUA_GC_BAND_SHIFT;
     if (band == hl->gc_band)
         return;
     hl->gc_band = band;
-    size_t used = hl->mem_used ? hl->mem_used : 1;
-    size_t pause = 100 + (size_t)LUA_GC_MIN_GARBAGE * 100 / used;
-    if (pause < LUA_GC_PAUSE)
-        pause = LUA_GC_PAUSE;
-    if (pause > LUA_GC_PAUSE_MAX)
-        pause = LUA_GC_PAUSE_MAX;
-    lua_gc(hl->L, LUA_GCSETPAUSE, (int)pause); /* no change of mode, unlike LUA_GCINC */
+    size_t used = hl->mem_used;
+    size_t garbage = used > LUA_GC_MIN_GARBAGE ? used : LUA_GC_MIN_GARBAGE;
+    size_t counted = used + hl->gc_ballast ? used + hl->gc_ballast : 1;
+    size_t pause = 100 + garbage * 100 / counted;
+    lua_gc(hl->L, LUA_GCSETPAUSE, (int)(pause < 1000 ? pause : 1000)); /* not LUA_GCINC: mode */
+}
+
+static const char KEY_BALLAST = 0; /* registry key of the ballast */
+
+/* The global collectgarbage, whose "count" leaves the ballast out; any other option is the
+ * real function's (upvalue 1). */
+static int l_collectgarbage(lua_State *L)
+{
+    const char *opt = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    if (opt != NULL && strcmp(opt, "count") == 0) {
+        lua_pushnumber(L, (lua_Number)hs_lua_memory(hs__lua_from_state(L)) / 1024);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+void hs__lua_gc_start(struct hs_lua *hl)
+{
+    lua_State *L = hl->L;
+    /* Stopped, so that no step runs inside and mem_used moves by the ballast's block only. */
+    lua_gc(L, LUA_GCSTOP);
+    size_t before = hl->mem_used;
+    lua_newuserdatauv(L, LUA_GC_BALLAST, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_BALLAST);
+    hl->gc_ballast = hl->mem_used - before;
+    hl->mem_used = before;
+    lua_gc(L, LUA_GCRESTART);
+    lua_getglobal(L, "collectgarbage");
+    lua_pushcclosure(L, l_collectgarbage, 1);
+    lua_setglobal(L, "collectgarbage");
+}
+
+void hs__lua_gc_stop(struct hs_lua *hl)
+{
+    hl->mem_used += hl->gc_ballast; /* lua_close frees it, and takes it off */
+    hl->gc_ballast = 0;
 }
 
 HS_HOT void hs__lua_sandbox_leave(struct hs_lua *hl)
