@@ -406,9 +406,9 @@ void hs__lua_gc_start(struct hs_lua *hl)
     lua_gc(L, LUA_GCSTOP);
     size_t before = hl->mem_used;
     lua_newuserdatauv(L, LUA_GC_BALLAST, 0);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_BALLAST);
-    hl->gc_ballast = hl->mem_used - before;
+    hl->gc_ballast = hl->mem_used - before; /* the block, header included */
     hl->mem_used = before;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_BALLAST); /* what the registry grows by counts */
     lua_gc(L, LUA_GCRESTART);
     lua_getglobal(L, "collectgarbage");
     lua_pushcclosure(L, l_collectgarbage, 1);
