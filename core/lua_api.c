@@ -419,7 +419,6 @@ struct hs_lua *hs_lua_new(struct event_base *base, struct hs_conns *set)
         return NULL;
     }
     hl->base = base;
-    hl->gc_band = (size_t)-1; /* the first call sets the GC pause */
     hs__lua_callbacks_start(hl);
     hl->set = set;
     lua_State *L = hl->L;

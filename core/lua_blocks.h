@@ -10,9 +10,11 @@
  * so a class holds blocks of one malloc chunk size and costs no memory there. Every small
  * block is requested from malloc (or realloc) at its class's largest size, so that any block
  * of a class fits any request of it whatever the malloc. At most HS_LUA_BLOCKS_MAX bytes are
- * kept per state, beyond that blocks go back to free(): 1 MiB, what a small heap allocates
- * between two collections (LUA_GC_MIN_GARBAGE, lua_limits.c), so that one cycle's garbage
- * serves the next one's allocations (a cap of 256 KiB caught a third of the 64 B echo's).
+ * kept per state, beyond that blocks go back to free(): 1.5 MiB, what a small heap allocates
+ * between two collections (LUA_GC_MIN_GARBAGE, lua_limits.c, 1 MiB as Lua counts it) at the
+ * classes' sizes (a 64 B message's string is 89 bytes, a block of 112), so that one cycle's
+ * garbage serves the next one's allocations (a cap of 256 KiB caught a third of the 64 B
+ * echo's; one of 1 MiB sent a quarter of them to malloc and free, ~50 instructions a message).
  * The blocks stay malloc's own, so realloc and free take them as they are. */
 #ifndef HS_LUA_BLOCKS_H
 #define HS_LUA_BLOCKS_H
@@ -51,7 +53,7 @@
 
 #define HS_LUA_BLOCK_CLASSES 33             /* classes 1..32: requests up to 504 bytes */
 #define HS_LUA_BLOCK_SMALL (16 * 32 - 8)    /* the largest request kept */
-#define HS_LUA_BLOCKS_MAX ((size_t)1 << 20) /* bytes kept per state */
+#define HS_LUA_BLOCKS_MAX ((size_t)3 << 19) /* bytes kept per state */
 
 struct hs__block {
     struct hs__block *next;

@@ -60,7 +60,7 @@ struct hs_lua {
     long long deadline_ns;      /* monotonic (mono_ns) deadline of the running call, 0 when none */
     long long idle_deadline_ns; /* deadline of Lua run outside calls (finalizers), 0: unset */
     int depth;                  /* nested hs__lua_pcall calls on the C stack */
-    size_t gc_band;             /* mem_used >> LUA_GC_BAND_SHIFT when the GC pause was set */
+    size_t gc_live;             /* mem_used when a GC cycle last ended, until the pause is set */
     size_t gc_ballast;          /* the collector's ballast (lua_limits.c), not in mem_used */
     struct hs__blocks blocks;   /* small blocks freed, for the next allocations (lua_blocks.h) */
     char warn[512];             /* a warning being assembled from lua_warning pieces */

@@ -22,7 +22,6 @@
 #define LUA_HARD_MEMORY_FACTOR 2     /* the allocator refuses past this many times the limit */
 #define LUA_COARSE_LIMIT_MS 100      /* time limits from here on use the coarse clock */
 #define LUA_GC_MIN_GARBAGE (1 << 20) /* bytes a small heap may allocate between two GC cycles */
-#define LUA_GC_BAND_SHIFT 16         /* the GC pause is looked at when the heap moves 64 KiB */
 #define LUA_GC_BALLAST LUA_GC_MIN_GARBAGE /* bytes of the collector's ballast (lua_gc_tune) */
 
 /* Message handler: turn any error value into text and append a traceback, like lua.c. */
@@ -364,22 +363,47 @@ HS_HOT void hs__lua_sandbox_enter(struct hs_lua *hl)
  * message in the collector. Hence the ballast: one userdata of LUA_GC_BALLAST bytes that Lua
  * counts as live but that costs nothing to mark (no fields) nor to keep (a block that large
  * is mmapped by malloc and never written past its header, so it is not resident). Lua's
- * cycle then waits for pause% of (heap + ballast), and the pause below makes that about
- * max(heap, LUA_GC_MIN_GARBAGE) bytes; it is never over 200%. The ballast is left out of
+ * cycle then waits for pause% of (live heap + ballast), and the pause below makes that about
+ * max(live heap, LUA_GC_MIN_GARBAGE) bytes; it is never over 200%. The ballast is left out of
  * every figure hotsock shows (mem_used, the memory limit, collectgarbage("count"),
- * hs_lua_memory). Looked at only when the heap has moved by 64 KiB, so a call costs a shift
- * and a compare. */
+ * hs_lua_memory).
+ *
+ * The live heap is what is left when a cycle ends, which a sentinel tells: an object with a
+ * finalizer, unreachable, so that each cycle finalizes it and its finalizer notes mem_used
+ * (the heap just swept) and leaves the next sentinel. The heap's size at any other moment
+ * holds up to a cycle's garbage too, which made the pause too low by up to half (~650 KiB
+ * between cycles instead of 1 MiB). Lua refuses lua_gc inside a finalizer, so the pause is set
+ * at the next call's end: a call costs a compare. */
 static void lua_gc_tune(struct hs_lua *hl)
 {
-    size_t band = hl->mem_used >> LUA_GC_BAND_SHIFT;
-    if (band == hl->gc_band)
+    if (hl->gc_live == 0)
         return;
-    hl->gc_band = band;
-    size_t used = hl->mem_used;
-    size_t garbage = used > LUA_GC_MIN_GARBAGE ? used : LUA_GC_MIN_GARBAGE;
-    size_t counted = used + hl->gc_ballast ? used + hl->gc_ballast : 1;
-    size_t pause = 100 + garbage * 100 / counted;
+    size_t live = hl->gc_live;
+    hl->gc_live = 0;
+    size_t garbage = live > LUA_GC_MIN_GARBAGE ? live : LUA_GC_MIN_GARBAGE;
+    size_t pause = 100 + garbage * 100 / (live + hl->gc_ballast);
     lua_gc(hl->L, LUA_GCSETPAUSE, (int)(pause < 1000 ? pause : 1000)); /* not LUA_GCINC: mode */
+}
+
+static const char KEY_SENTINEL_MT = 0; /* registry key of the sentinels' metatable */
+
+static void gc_sentinel_new(lua_State *L)
+{
+    lua_newuserdatauv(L, 0, 0);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &KEY_SENTINEL_MT);
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+}
+
+/* A sentinel's __gc: a cycle has just swept. */
+static int l_gc_sentinel(lua_State *L)
+{
+    struct hs_lua *hl = hs__lua_from_state(L);
+    if (hl->gc_ballast == 0)
+        return 0; /* the state is closing (hs__lua_gc_stop): no next one */
+    hl->gc_live = hl->mem_used ? hl->mem_used : 1;
+    gc_sentinel_new(L);
+    return 0;
 }
 
 static const char KEY_BALLAST = 0; /* registry key of the ballast */
@@ -413,6 +437,12 @@ void hs__lua_gc_start(struct hs_lua *hl)
     lua_getglobal(L, "collectgarbage");
     lua_pushcclosure(L, l_collectgarbage, 1);
     lua_setglobal(L, "collectgarbage");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_gc_sentinel);
+    lua_setfield(L, -2, "__gc");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &KEY_SENTINEL_MT);
+    gc_sentinel_new(L);
+    hl->gc_live = hl->mem_used; /* the libraries: the first call's end sets the pause */
 }
 
 void hs__lua_gc_stop(struct hs_lua *hl)
