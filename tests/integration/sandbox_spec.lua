@@ -433,7 +433,9 @@ describe("the garbage collector", function()
     function()
       local srv = kit.start("tests/fixtures/gc_period.lua", { args = { "--sandbox", "trusted" } })
       local c = srv:connect()
-      local function periods(allocs)
+      -- Makes garbage over `allocs` calls, then checks the strings made between the ends of
+      -- each of the last `last` cycles.
+      local function expect_periods(allocs, last, lo, hi, what)
         for _ = 1, allocs do
           c:send_line("alloc")
           assert.equals("ok", c:line())
@@ -441,22 +443,16 @@ describe("the garbage collector", function()
         c:send_line("periods")
         local list = {}
         for n in c:line():gmatch("%d+") do list[#list + 1] = tonumber(n) end
-        return list
+        assert.is_true(#list >= 8, "cycles: " .. #list)
+        for i = #list - last + 1, #list do
+          local n = list[i]
+          assert.is_true(n >= lo and n <= hi, "strings between two cycles, " .. what .. ": " .. n)
+        end
       end
-      local small = periods(300) -- 1,200 strings, 18 MiB
-      assert.is_true(#small >= 8, "cycles: " .. #small)
-      for i = #small - 4, #small do
-        local n = small[i]
-        assert.is_true(n >= 56 and n <= 72, "strings between two cycles, small heap: " .. n)
-      end
+      expect_periods(300, 5, 56, 72, "small heap") -- 1,200 strings, 18 MiB
       c:send_line("grow")
       assert.equals("grown", c:line())
-      local large = periods(800) -- 3,200 strings, 50 MiB
-      assert.is_true(#large >= 8, "cycles: " .. #large)
-      for i = #large - 2, #large do
-        local n = large[i]
-        assert.is_true(n >= 230 and n <= 300, "strings between two cycles, 4 MiB kept: " .. n)
-      end
+      expect_periods(800, 3, 230, 300, "4 MiB kept") -- 3,200 strings, 50 MiB
       c:close()
       assert.is_true(srv:stop())
     end)
