@@ -473,7 +473,7 @@ unsigned hs_lua_timer_count(const struct hs_lua *hl)
 
 size_t hs_lua_memory(const struct hs_lua *hl)
 {
-    size_t counted =
-        (size_t)lua_gc(hl->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(hl->L, LUA_GCCOUNTB, 0);
-    return counted - hl->gc_ballast; /* lua_limits.c: not memory in use */
+    /* The allocator's count is Lua's own (lua_gc's LUA_GCCOUNT) less the collector's ballast,
+     * which it leaves out (lua_limits.c). */
+    return hl->mem_used;
 }

@@ -381,8 +381,9 @@ static void lua_gc_tune(struct hs_lua *hl)
     size_t live = hl->gc_live;
     hl->gc_live = 0;
     size_t garbage = live > LUA_GC_MIN_GARBAGE ? live : LUA_GC_MIN_GARBAGE;
+    /* garbage <= live + ballast: at most 200%, which Lua can store */
     size_t pause = 100 + garbage * 100 / (live + hl->gc_ballast);
-    lua_gc(hl->L, LUA_GCSETPAUSE, (int)(pause < 1000 ? pause : 1000)); /* not LUA_GCINC: mode */
+    lua_gc(hl->L, LUA_GCSETPAUSE, (int)pause); /* not LUA_GCINC, which sets the mode too */
 }
 
 static const char KEY_SENTINEL_MT = 0; /* registry key of the sentinels' metatable */
